@@ -1,0 +1,41 @@
+"""Every size limit of Bxthre3, each a number with a unit, in one place.
+
+The wire spec (docs/protocol.md) quotes these; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+MiB = 1024 * 1024
+
+MAX_FRAME_BYTES = 64 * MiB
+"""Largest ZeroMQ frame any socket accepts (ZMQ_MAXMSGSIZE); larger frames are dropped."""
+
+MAX_MODULE_BYTES = 16 * MiB
+"""Largest WebAssembly module accepted in a DAG."""
+
+MAX_TASKS_PER_DAG = 100_000
+"""Most tasks one DAG may hold."""
+
+MAX_DAG_BYTES = 48 * MiB
+"""Largest total of a submission: modules plus file inputs plus literal inputs."""
+
+MAX_YAML_BYTES = 8 * MiB
+"""Largest DAG YAML file read from disk."""
+
+MAX_ID_LENGTH = 128
+"""Longest task id or DAG name."""
+
+MAX_INPUTS_PER_TASK = 10_000
+"""Most inputs (literal, upstream or file) one task may list."""
+
+MAX_OUTPUT_BYTES = 16 * MiB
+"""Largest stdout a task may produce; more ends the task with reason `output_limit`."""
+
+MAX_STDERR_BYTES = 64 * 1024
+"""Largest stderr kept per task (the tail is kept; the rest is discarded)."""
+
+DEFAULT_TASK_TIMEOUT_S = 300.0
+"""Wall-clock limit of one task attempt unless the DAG says otherwise."""
+
+DEFAULT_TASK_RETRIES = 3
+"""Extra attempts after a task's own failure unless the DAG says otherwise."""
