@@ -1,0 +1,33 @@
+"""The closed set of reasons a task attempt can fail, shown by `status` and `results`."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class FailureReason(str, Enum):
+    """Why an attempt ended without a result. Values are stable: they go on the wire."""
+
+    EXIT_CODE = "exit_code"
+    """The module ran to the end and exited non-zero."""
+    TRAP = "trap"
+    """The module trapped: unreachable, out-of-bounds access, stack overflow, div by zero."""
+    TIMEOUT = "timeout"
+    """The attempt ran past its wall-clock `timeout`; the executor was killed."""
+    MEMORY_LIMIT = "memory_limit"
+    """The module needed more linear memory than the host allows."""
+    OUTPUT_LIMIT = "output_limit"
+    """The module wrote more stdout than the limit allows."""
+    INVALID_MODULE = "invalid_module"
+    """The module could not be loaded or linked (not wasm, unsupported import, no `_start`)."""
+    EXECUTOR_CRASHED = "executor_crashed"
+    """The executor process died while running the attempt (signal, OS kill)."""
+    HOST_LOST = "host_lost"
+    """The host running the attempt went away; the task is requeued."""
+    INTERNAL = "internal"
+    """A bug in Bxthre3 itself; the message says what."""
+
+    @property
+    def retryable(self) -> bool:
+        """Deterministic rejections are not retried: running them again gives the same."""
+        return self not in (FailureReason.INVALID_MODULE, FailureReason.OUTPUT_LIMIT)
