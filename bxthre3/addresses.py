@@ -1,0 +1,63 @@
+"""Controller addresses as users type them: `IP`, `IP:PORT`, `[v6]:PORT`, `tcp://HOST:PORT`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import Bxthre3Error
+
+DEFAULT_PORT = 5000
+"""The controller's ZeroMQ port unless told otherwise (the original Bxthre3's)."""
+
+CONTROLLER_ENV = "BXTHRE3_CONTROLLER"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> Address:
+    """Accept the forms people type; reject the rest with a message showing a good one."""
+    raw = text.strip()
+    if raw.startswith("tcp://"):
+        raw = raw[len("tcp://") :]
+    if not raw:
+        raise Bxthre3Error("empty controller address (expected IP or IP:PORT, e.g. 192.168.1.10:5000)")
+    host, port_text = raw, ""
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise Bxthre3Error(f"bad controller address {text!r}: unclosed '['")
+        host, rest = raw[1:end], raw[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise Bxthre3Error(f"bad controller address {text!r}")
+            port_text = rest[1:]
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise Bxthre3Error(f"bad controller address {text!r}: port must be 1-65535")
+        port = int(port_text)
+    if not host:
+        raise Bxthre3Error(f"bad controller address {text!r}: no host")
+    return Address(host, port)
+
+
+def controller_from_env_or(value: str | None) -> Address | None:
+    """The explicit value if given, else BXTHRE3_CONTROLLER, else None (discovery's job)."""
+    text = value or os.environ.get(CONTROLLER_ENV)
+    return parse_address(text) if text else None

@@ -1,0 +1,314 @@
+"""The `bxthre3` command line. ``main(argv) -> int`` so tests call it directly.
+
+Imports are lazy per subcommand: `bxthre3 host` must not pull in Textual or rich, and
+`bxthre3 validate` must not start ZeroMQ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
+from .errors import Bxthre3Error, ClusterError
+
+EXIT_OK = 0
+EXIT_DAG_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return int(args.handler(args))
+    except Bxthre3Error as exc:
+        print(f"bxthre3: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bxthre3: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bxthre3",
+        description="Pool spare devices into one cluster that runs DAGs of WebAssembly tasks.",
+        epilog=f"Environment: {CONTROLLER_ENV} sets the controller address (IP or IP:PORT).",
+    )
+    parser.add_argument("--version", action="version", version=f"bxthre3 {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_controller(sub)
+    _add_host(sub)
+    _add_run(sub)
+    _add_submit(sub)
+    _add_status(sub)
+    _add_results(sub)
+    _add_validate(sub)
+    return parser
+
+
+def _add_log_options(p: argparse.ArgumentParser, default_level: str) -> None:
+    p.add_argument("--log-level", default=default_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-file", type=Path, help="also write the log to this file")
+
+
+def _add_controller_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--controller",
+        metavar="ADDR",
+        help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV}, else 127.0.0.1:{DEFAULT_PORT})",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply (default 10)")
+
+
+def _controller_address(args: argparse.Namespace) -> Address:
+    return controller_from_env_or(args.controller) or Address("127.0.0.1", DEFAULT_PORT)
+
+
+# ---------------------------------------------------------------------- controller
+
+
+def _add_controller(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("controller", help="run the controller (schedules DAGs over hosts)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT}; 0 = any)")
+    p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
+    p.add_argument("--liveness", type=int, default=3, help="missed heartbeats before a host is dead (default 3)")
+    _add_log_options(p, "INFO")
+    p.set_defaults(handler=_run_controller)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _run_controller(args: argparse.Namespace) -> int:
+    from .controller import Controller
+    from .logs import setup_logging
+    from .scheduler import SchedulerConfig
+
+    setup_logging(args.log_level, args.log_file)
+    if not 0 <= args.port < 65536:
+        raise Bxthre3Error(f"--port must be 0-65535, not {args.port}")
+    config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
+    controller = Controller(host=args.host, port=args.port, config=config)
+    stop = _stop_on_signals()
+    try:
+        port = controller.bind()
+        print(f"bxthre3 controller listening on {args.host}:{port}", file=sys.stderr, flush=True)
+        controller.serve(stop)
+    finally:
+        controller.close()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- host
+
+
+def _add_host(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("host", help="run a host (executes tasks' WebAssembly modules)")
+    p.add_argument("--controller", metavar="ADDR", help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV})")
+    p.add_argument("--ram-limit", type=int, default=128, help="MB of RAM this host offers (default 128)")
+    p.add_argument("--node-id", help="name of this host (default: <hostname>-<pid>)")
+    p.add_argument("--slots", type=int, default=1, help="tasks run at once, one executor process each (default 1)")
+    p.add_argument("--cache-dir", type=Path, help="module cache (default ~/.cache/bxthre3/modules)")
+    p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
+    p.add_argument("--liveness", type=int, default=3, help="missed heartbeats before reconnecting (default 3)")
+    _add_log_options(p, "INFO")
+    p.set_defaults(handler=_run_host)
+
+
+def _run_host(args: argparse.Namespace) -> int:
+    import socket
+
+    from .host import Host, HostConfig
+    from .logs import setup_logging
+    from .module_cache import ModuleCache, default_cache_dir
+
+    setup_logging(args.log_level, args.log_file)
+    address = controller_from_env_or(args.controller)
+    if address is None:
+        raise Bxthre3Error(
+            f"no controller given: pass --controller IP[:PORT] or set {CONTROLLER_ENV} "
+            "(discovery on the LAN comes in a later release)"
+        )
+    if args.slots < 1 or args.ram_limit < 1:
+        raise Bxthre3Error("--slots and --ram-limit must be at least 1")
+    node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
+    config = HostConfig(
+        node_id=node_id,
+        ram_mb=args.ram_limit,
+        slots=args.slots,
+        heartbeat_interval=args.heartbeat,
+        liveness=args.liveness,
+    )
+    cache = ModuleCache(args.cache_dir or default_cache_dir())
+    host = Host(address, config, cache=cache)
+    stop = _stop_on_signals()
+    print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
+    host.run(stop)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- validate
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a DAG file without running it")
+    p.add_argument("dag", type=Path, help="DAG YAML file")
+    p.set_defaults(handler=_run_validate)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from .dag_loader import load_dag
+
+    spec = load_dag(args.dag)
+    size = sum(len(m) for m in spec.modules.values())
+    print(f"{args.dag}: OK — DAG '{spec.name}', {len(spec.tasks)} tasks, {len(spec.modules)} modules ({size:,} bytes)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a DAG on an embedded local cluster and print its results")
+    p.add_argument("dag", type=Path, help="DAG YAML file")
+    p.add_argument("--hosts", type=int, default=2, help="local host processes (default 2)")
+    p.add_argument("--slots", type=int, default=1, help="slots per host (default 1)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--log-dir", type=Path, help="write controller and host logs here")
+    p.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from .dag_loader import load_dag
+    from .local_cluster import LocalCluster
+    from .logs import setup_logging
+    from .progress import DagProgress, stage_printer
+
+    if args.hosts < 1 or args.slots < 1:
+        raise Bxthre3Error("--hosts and --slots must be at least 1")
+    spec = load_dag(args.dag)
+    setup_logging("WARNING", args.log_dir / "controller.log" if args.log_dir else None)
+    with LocalCluster(hosts=args.hosts, slots=args.slots, log_dir=args.log_dir, on_stage=stage_printer()) as cluster:
+        assert cluster.client is not None
+        dag_id = cluster.client.submit(spec)
+        with DagProgress(spec.name, len(spec.tasks)) as progress:
+            cluster.client.wait(dag_id, progress.update)
+        results = cluster.client.results(dag_id)
+    return _print_results(results, as_json=args.json)
+
+
+# ---------------------------------------------------------------------- submit / status / results
+
+
+def _add_submit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="submit a DAG to a running controller; prints its id")
+    p.add_argument("dag", type=Path, help="DAG YAML file")
+    p.add_argument("--wait", action="store_true", help="wait for the DAG to end and print each task's output")
+    p.add_argument("--json", action="store_true", help="with --wait: print the results as JSON")
+    _add_controller_option(p)
+    p.set_defaults(handler=_run_submit)
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    from .client import ControllerClient
+    from .dag_loader import load_dag
+
+    spec = load_dag(args.dag)
+    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+        dag_id = client.submit(spec)
+        print(dag_id, flush=True)
+        if not args.wait:
+            return EXIT_OK
+        from .progress import DagProgress
+
+        with DagProgress(spec.name, len(spec.tasks)) as progress:
+            client.wait(dag_id, progress.update)
+        return _print_results(client.results(dag_id), as_json=args.json)
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show hosts, DAGs and totals of a running controller")
+    p.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
+    _add_controller_option(p)
+    p.set_defaults(handler=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from .client import ControllerClient
+
+    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+        status = client.status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=_json_default))
+    else:
+        from .render import print_status
+
+        print_status(status)
+    return EXIT_OK
+
+
+def _add_results(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("results", help="show a DAG's tasks and their outputs")
+    p.add_argument("dag_id", help="the id `submit` printed")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    _add_controller_option(p)
+    p.set_defaults(handler=_run_results)
+
+
+def _run_results(args: argparse.Namespace) -> int:
+    from .client import ControllerClient
+
+    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+        results = client.results(args.dag_id)
+    return _print_results(results, as_json=args.json)
+
+
+def _print_results(results: dict[str, Any], *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(results, indent=2, default=_json_default))
+    else:
+        from .render import print_results
+
+        print_results(results)
+    state = results.get("state")
+    if state == "succeeded":
+        return EXIT_OK
+    if state in ("running",):
+        return EXIT_OK
+    return EXIT_DAG_FAILED
+
+
+def _json_default(value: object) -> object:
+    """Outputs are bytes: text when they decode as UTF-8, else base64 with a marker."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            return {"base64": base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+__all__ = ["main", "ClusterError"]

@@ -1,0 +1,109 @@
+"""A request/reply client of the controller, for the CLI (and later the UI).
+
+One DEALER; each request carries a ``req_id`` so a late reply to an earlier request that
+timed out is recognised and skipped instead of being taken for the current answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from . import protocol
+from .addresses import Address
+from .dag_model import DagSpec
+from .errors import ClusterError, ProtocolError
+from .zmq_util import configure
+
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+"""How long a CLI request waits for the controller before saying it is unreachable."""
+
+TERMINAL_DAG_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ControllerClient:
+    def __init__(
+        self,
+        address: Address,
+        *,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.sock = configure(self.context.socket(zmq.DEALER))
+        if ":" in address.host:
+            self.sock.setsockopt(zmq.IPV6, 1)
+        self.sock.connect(address.endpoint)
+        self._ids = itertools.count(1)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        if self._own_context:
+            self.context.term()
+
+    def __enter__(self) -> ControllerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, make: Callable[[int], protocol.Message]) -> dict[str, Any]:
+        """Send one request, wait for its reply; ClusterError on timeout or refusal."""
+        req_id = next(self._ids)
+        self.sock.send(protocol.encode(make(req_id)))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sock.poll(left * 1000, zmq.POLLIN):
+                raise ClusterError(
+                    f"no answer from the controller at {self.address} within {self.timeout:g}s "
+                    "(is `bxthre3 controller` running there?)"
+                )
+            try:
+                reply = protocol.decode(self.sock.recv())
+            except ProtocolError:
+                continue
+            if isinstance(reply, protocol.Reply) and reply.req_id == req_id:
+                if not reply.ok:
+                    raise ClusterError(reply.error)
+                return reply.data
+
+    def submit(self, spec: DagSpec) -> str:
+        data = self.request(lambda r: protocol.Submit(r, spec.to_wire()))
+        return str(data["dag_id"])
+
+    def status(self) -> dict[str, Any]:
+        return self.request(lambda r: protocol.StatusRequest(r))
+
+    def progress(self, dag_id: str) -> dict[str, Any]:
+        return self.request(lambda r: protocol.ProgressRequest(r, dag_id))
+
+    def results(self, dag_id: str) -> dict[str, Any]:
+        return self.request(lambda r: protocol.ResultsRequest(r, dag_id))
+
+    def wait(
+        self,
+        dag_id: str,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        interval: float = 0.1,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll progress until the DAG ends; returns the last progress snapshot."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            snapshot = self.progress(dag_id)
+            if on_progress is not None:
+                on_progress(snapshot)
+            if snapshot.get("state") in TERMINAL_DAG_STATES:
+                return snapshot
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClusterError(f"DAG {dag_id} still {snapshot.get('state')} after {timeout:g}s")
+            time.sleep(interval)

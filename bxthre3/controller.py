@@ -1,0 +1,305 @@
+"""The controller's I/O loop: a ZeroMQ ROUTER turning frames into scheduler events.
+
+Everything here is translation and bookkeeping of connections; policy lives in
+:mod:`bxthre3.scheduler`. No frame, however hostile, raises out of :meth:`Controller.serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from . import __version__, protocol, views
+from .dag_model import DagSpec
+from .errors import Bxthre3Error, ProtocolError
+from .failures import FailureReason
+from .scheduler import (
+    Assign,
+    DagFinished,
+    DagSubmitted,
+    ForgetHost,
+    HostJoined,
+    HostLeft,
+    HostSeen,
+    Instruction,
+    Scheduler,
+    SchedulerConfig,
+    TaskFinished,
+    Tick,
+)
+from .zmq_util import configure
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 0.1
+"""How often liveness is checked and idle hosts are sent heartbeats at most."""
+
+MAX_BATCH = 2000
+"""Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
+
+
+class Controller:
+    """Serve one ROUTER socket until told to stop."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 5000,
+        config: SchedulerConfig | None = None,
+        context: zmq.Context | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bind_host = host
+        self.port = port
+        self.config = config or SchedulerConfig()
+        self.scheduler = Scheduler(self.config)
+        self.clock = clock
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.sock: zmq.Socket | None = None
+        self.modules: dict[str, bytes] = {}
+        self.identities: dict[str, bytes] = {}
+        self.dropped_frames = 0
+        self._drop_log_at = 0.0
+        self._last_heartbeat = 0.0
+        self.ready = threading.Event()
+        """Set once the socket is bound; ``port`` then holds the real port."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def bind(self) -> int:
+        sock = configure(self.context.socket(zmq.ROUTER))
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
+        if ":" in self.bind_host:
+            sock.setsockopt(zmq.IPV6, 1)
+        try:
+            if self.port == 0:
+                self.port = sock.bind_to_random_port(f"tcp://{host}", min_port=20000, max_port=60000)
+            else:
+                sock.bind(f"tcp://{host}:{self.port}")
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise Bxthre3Error(f"cannot listen on {host}:{self.port}: {exc}") from exc
+        self.sock = sock
+        self.ready.set()
+        log.info("controller listening on %s:%d", host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(linger=0)
+            self.sock = None
+        if self._own_context:
+            self.context.term()
+
+    def serve(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; checks it at least every TICK_INTERVAL_S."""
+        if self.sock is None:
+            self.bind()
+        assert self.sock is not None
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        next_tick = self.clock()
+        while not stop.is_set():
+            timeout_ms = max(0.0, (next_tick - self.clock()) * 1000)
+            if poller.poll(timeout_ms):
+                self._drain()
+            now = self.clock()
+            if now >= next_tick:
+                self._apply(self.scheduler.handle(Tick(now)))
+                self._heartbeat_hosts(now)
+                next_tick = now + TICK_INTERVAL_S
+
+    # ------------------------------------------------------------------ inbound
+
+    def _drain(self) -> None:
+        assert self.sock is not None
+        for _ in range(MAX_BATCH):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._drop(f"{len(frames)} frames instead of 2")
+                continue
+            identity, payload = frames
+            try:
+                message = protocol.decode(payload)
+            except ProtocolError as exc:
+                self._refuse(identity, payload, str(exc))
+                continue
+            try:
+                self._handle(identity, message)
+            except Exception:  # a bug must not take the controller down; it is logged loudly
+                log.exception("internal error handling %s", type(message).__name__)
+                self.dropped_frames += 1
+
+    def _refuse(self, identity: bytes, payload: bytes, why: str) -> None:
+        version, kind = protocol.peek_kind(payload)
+        if kind == protocol.Register.KIND and version != protocol.PROTOCOL_VERSION:
+            reason = f"controller speaks protocol {protocol.PROTOCOL_VERSION}, host sent {version!r}; upgrade"
+            self._send(identity, protocol.Reject(reason))
+        self._drop(why)
+
+    def _drop(self, why: str) -> None:
+        self.dropped_frames += 1
+        now = self.clock()
+        if now - self._drop_log_at >= 1.0:
+            self._drop_log_at = now
+            log.warning("dropped a bad frame (%s); %d dropped so far", why, self.dropped_frames)
+
+    def _handle(self, identity: bytes, msg: protocol.Message) -> None:
+        now = self.clock()
+        host_id = identity.hex()
+        kind = type(msg)
+        if kind is protocol.Result:
+            assert isinstance(msg, protocol.Result)
+            reason = _parse_reason(msg.reason)
+            self._apply(
+                self.scheduler.handle(
+                    TaskFinished(
+                        host_id=host_id,
+                        dag_id=msg.dag_id,
+                        task_id=msg.task_id,
+                        attempt=msg.attempt,
+                        now=now,
+                        output=msg.output,
+                        stderr=msg.stderr,
+                        exit_code=msg.exit_code,
+                        reason=reason,
+                        error=msg.error,
+                        duration=msg.duration,
+                    )
+                )
+            )
+        elif kind is protocol.Heartbeat:
+            if host_id in self.scheduler.hosts:
+                self.scheduler.handle(HostSeen(host_id, now))
+        elif kind is protocol.Register:
+            assert isinstance(msg, protocol.Register)
+            self._register(identity, host_id, msg, now)
+        elif kind is protocol.Bye:
+            self._apply(self.scheduler.handle(HostLeft(host_id, now, "said goodbye")))
+        elif kind is protocol.Submit:
+            assert isinstance(msg, protocol.Submit)
+            self._submit(identity, msg, now)
+        elif kind is protocol.StatusRequest:
+            extra = {"controller": {"dropped_frames": self.dropped_frames, "version": __version__}}
+            self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
+        elif kind is protocol.ProgressRequest or kind is protocol.ResultsRequest:
+            dag = self.scheduler.dags.get(msg.dag_id)  # type: ignore[attr-defined]
+            if dag is None:
+                self._send(identity, protocol.Reply(msg.req_id, False, {}, f"no DAG with id {msg.dag_id!r}"))  # type: ignore[attr-defined]
+            elif kind is protocol.ProgressRequest:
+                self._reply(identity, msg.req_id, views.dag_summary(dag, now))  # type: ignore[attr-defined]
+            else:
+                self._reply(identity, msg.req_id, views.results_view(dag, self.scheduler, now))  # type: ignore[attr-defined]
+        else:
+            self._drop(f"unexpected {kind.__name__} from a peer")
+
+    def _register(self, identity: bytes, host_id: str, msg: protocol.Register, now: float) -> None:
+        if msg.slots < 1 or msg.slots > 1024 or msg.ram_mb < 0 or not msg.node_id or len(msg.node_id) > 128:
+            self._send(identity, protocol.Reject("register: slots must be 1-1024, ram_mb >= 0, node_id 1-128 chars"))
+            return
+        self.identities[host_id] = identity
+        event = HostJoined(
+            host_id=host_id,
+            node_id=msg.node_id,
+            slots=msg.slots,
+            ram_mb=msg.ram_mb,
+            now=now,
+            platform=msg.platform[:64],
+            engine=msg.engine[:64],
+            modules=frozenset(m for m in msg.modules if m in self.modules),
+        )
+        log.info("host %s joined: %d slot(s), %d MB, %s", msg.node_id, msg.slots, msg.ram_mb, msg.platform)
+        self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
+        self._apply(self.scheduler.handle(event))
+
+    def _submit(self, identity: bytes, msg: protocol.Submit, now: float) -> None:
+        try:
+            spec = DagSpec.from_wire(msg.dag, source="submission")
+        except Bxthre3Error as exc:
+            log.warning("rejected a DAG submission: %s", exc)
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, str(exc)))
+            return
+        dag_id = self._new_dag_id()
+        self.modules.update(spec.modules)
+        log.info("accepted DAG %s (%s, %d tasks)", dag_id, spec.name, len(spec.tasks))
+        self._reply(identity, msg.req_id, {"dag_id": dag_id})
+        self._apply(self.scheduler.handle(DagSubmitted(dag_id, spec, now)))
+
+    def _new_dag_id(self) -> str:
+        while True:
+            dag_id = f"dag-{secrets.token_hex(4)}"
+            if dag_id not in self.scheduler.dags:
+                return dag_id
+
+    # ------------------------------------------------------------------ outbound
+
+    def _apply(self, instructions: list[Instruction]) -> None:
+        for ins in instructions:
+            if isinstance(ins, Assign):
+                identity = self.identities.get(ins.host_id)
+                module = self.modules[ins.module_sha] if ins.ship_module else b""
+                frame = protocol.Assign(
+                    ins.dag_id,
+                    ins.task_id,
+                    ins.attempt,
+                    ins.module_sha,
+                    module,
+                    list(ins.args),
+                    ins.stdin,
+                    list(ins.input_sizes),
+                    ins.timeout,
+                )
+                if identity is None or not self._send(identity, frame):
+                    now = self.clock()
+                    self._apply(self.scheduler.handle(HostLeft(ins.host_id, now, "unreachable")))
+            elif isinstance(ins, ForgetHost):
+                self.identities.pop(ins.host_id, None)
+                log.warning("host %s removed: %s", ins.host_id[:8], ins.reason)
+            elif isinstance(ins, DagFinished):
+                log.info("DAG %s %s", ins.dag_id, ins.state.value)
+
+    def _heartbeat_hosts(self, now: float) -> None:
+        if now - self._last_heartbeat < self.config.heartbeat_interval:
+            return
+        self._last_heartbeat = now
+        frame = protocol.encode(protocol.Heartbeat())
+        for host_id in list(self.scheduler.hosts):
+            identity = self.identities.get(host_id)
+            if identity is not None:
+                self._send_raw(identity, frame)
+
+    def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:
+        self._send(identity, protocol.Reply(req_id, True, data, ""))
+
+    def _send(self, identity: bytes, message: protocol.Message) -> bool:
+        return self._send_raw(identity, protocol.encode(message))
+
+    def _send_raw(self, identity: bytes, frame: bytes) -> bool:
+        assert self.sock is not None
+        try:
+            self.sock.send_multipart([identity, frame], zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (peer gone) or EAGAIN (peer not reading)
+            log.debug("send to %s failed: %s", identity.hex()[:8], exc)
+            return False
+
+
+def _parse_reason(value: str | None) -> FailureReason | None:
+    if value is None:
+        return None
+    try:
+        return FailureReason(value)
+    except ValueError:
+        return FailureReason.INTERNAL

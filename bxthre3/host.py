@@ -1,0 +1,335 @@
+"""The host's I/O loop: a DEALER to the controller, executor children doing the work.
+
+The loop itself never runs WebAssembly: pywasm3 holds the GIL and cannot be interrupted,
+so each slot owns an executor child that the loop can SIGKILL at a task's deadline while
+it keeps heartbeating. This module must not import Textual or wasm3 (a phone starts a
+host in well under a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from . import __version__, protocol
+from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
+from .addresses import Address
+from .errors import ClusterError, ProtocolError
+from .executor import ExecJob, Executor, ExecutorDied, ExecResult
+from .failures import FailureReason
+from .module_cache import ModuleCache
+from .zmq_util import configure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What a slot is running, so its result (or its death) can be reported."""
+
+    assign: protocol.Assign
+    job_id: int
+    started: float
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Slot:
+    executor: Executor
+    attempt: _Attempt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    node_id: str
+    ram_mb: int = 128
+    slots: int = 1
+    heartbeat_interval: float = 1.0
+    liveness: int = 3
+    max_backoff: float = 30.0
+    """Upper bound of the reconnect backoff (1 s doubling up to this)."""
+
+
+def platform_name() -> str:
+    if sys.platform == "android" or "ANDROID_ROOT" in os.environ:
+        return f"android-{platform.machine()}"
+    return f"{sys.platform}-{platform.machine()}"
+
+
+class Host:
+    """Register with a controller, run what it assigns, report results, stay alive."""
+
+    def __init__(
+        self,
+        address: Address,
+        config: HostConfig,
+        *,
+        cache: ModuleCache,
+        context: zmq.Context | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        executor_log: Path | None = None,
+    ) -> None:
+        self.address = address
+        self.config = config
+        self.cache = cache
+        self.clock = clock
+        self._own_context = context is None
+        self.context = context or zmq.Context()
+        self.sock: zmq.Socket | None = None
+        self.slots = [_Slot(Executor(log_path=executor_log)) for _ in range(max(1, config.slots))]
+        self.backlog: deque[protocol.Assign] = deque()
+        self.outbox: list[protocol.Result] = []
+        self.welcomed = False
+        self.last_heard = 0.0
+        self.last_sent = 0.0
+        self.backoff = 1.0
+        self.next_job_id = 1
+        self.completed = 0
+        self.failed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set. Raises ClusterError if the controller rejects us."""
+        try:
+            for slot in self.slots:
+                slot.executor.start()
+            self._connect()
+            while not stop.is_set():
+                self._step()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.sock is not None:
+            if self.welcomed:
+                try:
+                    self.sock.send(protocol.encode(protocol.Bye("host stopping")), zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+            self.sock.close(linger=0)
+            self.sock = None
+        for slot in self.slots:
+            slot.executor.kill()
+        if self._own_context:
+            self.context.term()
+
+    def _connect(self) -> None:
+        """A fresh socket each time: a DEALER's queued frames belong to the old session."""
+        if self.sock is not None:
+            self.sock.close(linger=0)
+        self.sock = configure(self.context.socket(zmq.DEALER))
+        if ":" in self.address.host:
+            self.sock.setsockopt(zmq.IPV6, 1)
+        self.sock.connect(self.address.endpoint)
+        self.welcomed = False
+        now = self.clock()
+        self.last_heard = now
+        self._send(
+            protocol.Register(
+                node_id=self.config.node_id,
+                slots=len(self.slots),
+                ram_mb=self.config.ram_mb,
+                platform=platform_name(),
+                engine="wasm3",
+                modules=self.cache.known(),
+                pid=os.getpid(),
+                software=__version__,
+            )
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    def _step(self) -> None:
+        assert self.sock is not None
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        by_fd: dict[int, _Slot] = {}
+        for slot in self.slots:
+            if slot.attempt is not None:
+                fd = slot.executor.fileno()
+                by_fd[fd] = slot
+                poller.register(fd, zmq.POLLIN)
+        now = self.clock()
+        wake = self.last_sent + self.config.heartbeat_interval
+        for slot in self.slots:
+            if slot.attempt is not None:
+                wake = min(wake, slot.attempt.deadline)
+        timeout_ms = min(100.0, max(0.0, (wake - now) * 1000))
+        for item, _ in poller.poll(timeout_ms):
+            if item is self.sock:
+                self._drain()
+            elif isinstance(item, int) and item in by_fd:
+                self._collect(by_fd[item])
+        self._timers()
+
+    def _drain(self) -> None:
+        assert self.sock is not None
+        for _ in range(1000):
+            try:
+                frame = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = protocol.decode(frame)
+            except ProtocolError as exc:
+                log.warning("dropped a bad frame from the controller: %s", exc)
+                continue
+            self.last_heard = self.clock()
+            if isinstance(msg, protocol.Assign):
+                self.backlog.append(msg)
+                self._start_work()
+            elif isinstance(msg, protocol.Welcome):
+                self._on_welcome(msg)
+            elif isinstance(msg, protocol.Reject):
+                raise ClusterError(f"controller {self.address} refused this host: {msg.reason}")
+            elif not isinstance(msg, protocol.Heartbeat):
+                log.warning("unexpected %s from the controller", type(msg).__name__)
+
+    def _on_welcome(self, msg: protocol.Welcome) -> None:
+        log.info("registered with %s as %s", self.address, msg.node_id)
+        self.welcomed = True
+        self.backoff = 1.0
+        pending, self.outbox = self.outbox, []
+        for result in pending:
+            self._send(result)
+
+    def _timers(self) -> None:
+        now = self.clock()
+        for slot in self.slots:
+            attempt = slot.attempt
+            if attempt is not None and now >= attempt.deadline:
+                slot.executor.kill()
+                slot.executor.start()
+                slot.attempt = None
+                self._report(
+                    attempt,
+                    None,
+                    FailureReason.TIMEOUT,
+                    f"killed after the {attempt.assign.timeout:g}s timeout",
+                    now,
+                )
+        if now - self.last_sent >= self.config.heartbeat_interval:
+            self._send(protocol.Heartbeat())
+        silent = now - self.last_heard
+        limit = self.config.heartbeat_interval * self.config.liveness
+        if silent > max(limit, self.backoff if not self.welcomed else 0.0):
+            log.warning("no word from controller %s for %.1fs; reconnecting", self.address, silent)
+            if not self.welcomed:
+                self.backoff = min(self.config.max_backoff, self.backoff * 2) * random.uniform(0.9, 1.1)
+            self._connect()
+
+    # ------------------------------------------------------------------ work
+
+    def _start_work(self) -> None:
+        for slot in self.slots:
+            if not self.backlog:
+                return
+            if slot.attempt is None:
+                self._launch(slot, self.backlog.popleft())
+
+    def _launch(self, slot: _Slot, assign: protocol.Assign) -> None:
+        now = self.clock()
+        attempt = _Attempt(assign, self.next_job_id, now, now + max(0.001, assign.timeout))
+        self.next_job_id += 1
+        try:
+            if assign.module:
+                path = self.cache.put(assign.module_sha, assign.module)
+            elif self.cache.has(assign.module_sha):
+                path = self.cache.path(assign.module_sha)
+            else:
+                self._report(attempt, None, FailureReason.INVALID_MODULE, "module not cached on this host", now)
+                return
+        except (OSError, ValueError) as exc:
+            self._report(attempt, None, FailureReason.INVALID_MODULE, f"cannot store module: {exc}", now)
+            return
+        env = {
+            INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes),
+            TASK_ID_ENV: assign.task_id,
+        }
+        job = ExecJob(
+            job_id=attempt.job_id,
+            module_sha=assign.module_sha,
+            module_path=str(path),
+            args=(assign.task_id, *assign.args),
+            stdin=assign.stdin,
+            env=env,
+        )
+        try:
+            slot.executor.submit(job)
+        except ExecutorDied as exc:
+            slot.executor.kill()
+            slot.executor.start()
+            self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), now)
+            return
+        slot.attempt = attempt
+
+    def _collect(self, slot: _Slot) -> None:
+        attempt = slot.attempt
+        if attempt is None:
+            return
+        now = self.clock()
+        try:
+            result = slot.executor.read_result()
+        except ExecutorDied as exc:
+            slot.attempt = None
+            slot.executor.kill()
+            slot.executor.start()
+            self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), now)
+            self._start_work()
+            return
+        if result.job_id != attempt.job_id:
+            log.warning("executor answered job %d while %d was running", result.job_id, attempt.job_id)
+            return
+        slot.attempt = None
+        self._report(attempt, result, result.reason, result.error, now)
+        self._start_work()
+
+    def _report(
+        self,
+        attempt: _Attempt,
+        result: ExecResult | None,
+        reason: FailureReason | None,
+        error: str,
+        now: float,
+    ) -> None:
+        a = attempt.assign
+        if reason is None:
+            self.completed += 1
+        else:
+            self.failed += 1
+            log.info("task %s/%s attempt %d failed: %s %s", a.dag_id, a.task_id, a.attempt, reason.value, error)
+        message = protocol.Result(
+            dag_id=a.dag_id,
+            task_id=a.task_id,
+            attempt=a.attempt,
+            exit_code=result.exit_code if result else None,
+            output=result.stdout if result and reason is None else b"",
+            stderr=result.stderr if result else b"",
+            reason=reason.value if reason else None,
+            error=error,
+            duration=result.duration if result else now - attempt.started,
+        )
+        if self.welcomed:
+            self._send(message)
+        else:
+            self.outbox.append(message)
+
+    def _send(self, message: protocol.Message) -> None:
+        assert self.sock is not None
+        try:
+            self.sock.send(protocol.encode(message), zmq.NOBLOCK)
+            self.last_sent = self.clock()
+        except zmq.ZMQError as exc:
+            log.debug("send failed: %s", exc)

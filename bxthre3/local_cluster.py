@@ -1,0 +1,163 @@
+"""An embedded cluster on loopback: a controller thread and N host processes.
+
+`bxthre3 run` and the integration tests use it. Hosts are real subprocesses (the same
+`bxthre3 host` a user starts by hand), so this path exercises the real thing. Every
+process started here is killed by PID on exit, on Ctrl-C, and if this process dies
+(PR_SET_PDEATHSIG on Linux).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import zmq
+
+from .addresses import Address
+from .client import ControllerClient
+from .controller import Controller
+from .errors import ClusterError
+from .scheduler import SchedulerConfig
+
+log = logging.getLogger(__name__)
+
+HOST_START_TIMEOUT_S = 30.0
+"""How long to wait for the hosts to register before giving up."""
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it when the parent goes away."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux, or no prctl: the host's own liveness check ends it
+        pass
+
+
+class LocalCluster:
+    """Context manager: ``with LocalCluster(hosts=2) as cluster: cluster.client.submit(...)``."""
+
+    def __init__(
+        self,
+        *,
+        hosts: int = 2,
+        slots: int = 1,
+        ram_mb: int = 128,
+        log_dir: Path | None = None,
+        cache_dir: Path | None = None,
+        config: SchedulerConfig | None = None,
+        on_stage: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.n_hosts = hosts
+        self.slots = slots
+        self.ram_mb = ram_mb
+        self.log_dir = log_dir
+        self.cache_dir = cache_dir
+        self.on_stage = on_stage or (lambda stage, done, total: None)
+        self.context = zmq.Context()
+        self.controller = Controller(host="127.0.0.1", port=0, config=config, context=self.context)
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.client: ControllerClient | None = None
+        self.address: Address | None = None
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        port = self.controller.bind()
+        self.address = Address("127.0.0.1", port)
+        self.thread = threading.Thread(
+            target=self.controller.serve, args=(self.stop,), name="bxthre3-controller", daemon=True
+        )
+        self.thread.start()
+        for i in range(self.n_hosts):
+            self.procs.append(self._spawn_host(f"local-{i + 1}"))
+        self.client = ControllerClient(self.address, context=self.context)
+        self._wait_for_hosts()
+
+    def _spawn_host(self, node_id: str) -> subprocess.Popen[bytes]:
+        assert self.address is not None
+        cmd = [
+            sys.executable, "-m", "bxthre3", "host",
+            "--controller", str(self.address),
+            "--node-id", node_id,
+            "--ram-limit", str(self.ram_mb),
+            "--slots", str(self.slots),
+        ]  # fmt: skip
+        if self.cache_dir is not None:
+            cmd += ["--cache-dir", str(self.cache_dir)]
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            cmd += ["--log-file", str(self.log_dir / f"host_{node_id}.log")]
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+
+    def _wait_for_hosts(self) -> None:
+        assert self.client is not None
+        deadline = time.monotonic() + HOST_START_TIMEOUT_S
+        while True:
+            joined = int(self.client.status()["totals"]["hosts"])
+            self.on_stage("hosts", joined, self.n_hosts)
+            if joined >= self.n_hosts:
+                return
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead:
+                raise ClusterError(
+                    f"a local host exited with code {dead[0].returncode} before registering "
+                    f"(run `bxthre3 host` by hand to see why)"
+                )
+            if time.monotonic() > deadline:
+                raise ClusterError(f"only {joined} of {self.n_hosts} local hosts registered in time")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 3.0
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(5.0)
+            self.thread = None
+        self.controller.close()
+        self.context.term()

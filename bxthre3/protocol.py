@@ -1,0 +1,241 @@
+"""Every message kind of the wire protocol, one frozen dataclass each (spec: docs/protocol.md).
+
+Decoding is the trust boundary: frames come from anyone who can reach the port, so
+:func:`decode` checks the version, the kind and the type of every field, and turns any
+problem into :class:`~bxthre3.errors.ProtocolError`. Loops catch that one error, count
+the frame as dropped and carry on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+from .errors import ProtocolError
+from .limits import MAX_FRAME_BYTES
+
+PROTOCOL_VERSION = 1
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _list_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: v is None or check(v)
+
+
+_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": _is_int,
+    "float": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": lambda v: isinstance(v, bool),
+    "bytes": lambda v: isinstance(v, bytes),
+    "list[str]": _list_of(lambda v: isinstance(v, str)),
+    "list[int]": _list_of(_is_int),
+    "dict[str, Any]": lambda v: isinstance(v, dict),
+    "int | None": _optional(_is_int),
+    "str | None": _optional(lambda v: isinstance(v, str)),
+}
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base of all kinds. Subclasses set ``KIND`` and list their fields in wire order."""
+
+    KIND: ClassVar[str] = ""
+
+    def to_wire(self) -> list[Any]:
+        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        return [PROTOCOL_VERSION, self.KIND, *values]
+
+
+def _field_specs(cls: type[Message]) -> list[tuple[str, Callable[[object], bool], bool, Any]]:
+    """(name, type check, required, default) per field, computed once per kind."""
+    specs = []
+    for f in dataclasses.fields(cls):
+        check = _TYPE_CHECKS[str(f.type)]
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory
+        specs.append((f.name, check, not has_default, default))
+    return specs
+
+
+# ---------------------------------------------------------------- host -> controller
+
+
+@dataclass(frozen=True, slots=True)
+class Register(Message):
+    KIND: ClassVar[str] = "register"
+    node_id: str
+    slots: int
+    ram_mb: int
+    platform: str
+    engine: str
+    modules: list[str] = field(default_factory=list)
+    pid: int = 0
+    software: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    KIND: ClassVar[str] = "heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Message):
+    KIND: ClassVar[str] = "result"
+    dag_id: str
+    task_id: str
+    attempt: int
+    exit_code: int | None
+    output: bytes
+    stderr: bytes
+    reason: str | None
+    error: str
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bye(Message):
+    KIND: ClassVar[str] = "bye"
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- controller -> host
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Message):
+    KIND: ClassVar[str] = "welcome"
+    node_id: str
+    heartbeat_interval: float
+    liveness: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject(Message):
+    KIND: ClassVar[str] = "reject"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assign(Message):
+    KIND: ClassVar[str] = "assign"
+    dag_id: str
+    task_id: str
+    attempt: int
+    module_sha: str
+    module: bytes
+    args: list[str]
+    stdin: bytes
+    input_sizes: list[int]
+    timeout: float
+
+
+# ---------------------------------------------------------------- client <-> controller
+
+
+@dataclass(frozen=True, slots=True)
+class Submit(Message):
+    KIND: ClassVar[str] = "submit"
+    req_id: int
+    dag: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest(Message):
+    KIND: ClassVar[str] = "status"
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressRequest(Message):
+    KIND: ClassVar[str] = "progress"
+    req_id: int
+    dag_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsRequest(Message):
+    KIND: ClassVar[str] = "results"
+    req_id: int
+    dag_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Message):
+    KIND: ClassVar[str] = "reply"
+    req_id: int
+    ok: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+_KINDS: dict[str, type[Message]] = {
+    cls.KIND: cls
+    for cls in (
+        Register, Heartbeat, Result, Bye, Welcome, Reject, Assign,
+        Submit, StatusRequest, ProgressRequest, ResultsRequest, Reply,
+    )
+}
+_SPECS = {kind: _field_specs(cls) for kind, cls in _KINDS.items()}
+
+
+# ---------------------------------------------------------------- codec
+
+
+def encode(message: Message) -> bytes:
+    return msgpack.packb(message.to_wire(), use_bin_type=True)
+
+
+def decode(frame: bytes) -> Message:
+    """Bytes off the wire to a message; every problem is a ProtocolError saying which."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    try:
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"not msgpack: {type(exc).__name__}") from exc
+    if not isinstance(obj, list) or len(obj) < 2:
+        raise ProtocolError("not a [version, kind, ...] array")
+    version, kind = obj[0], obj[1]
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version!r} (this side speaks {PROTOCOL_VERSION})",
+        )
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    values = obj[2:]
+    kwargs: dict[str, Any] = {}
+    for i, (name, check, required, default) in enumerate(_SPECS[kind]):
+        if i < len(values):
+            value = values[i]
+            if not check(value):
+                raise ProtocolError(f"{kind}: field '{name}' has the wrong type ({type(value).__name__})")
+            kwargs[name] = value
+        elif required:
+            raise ProtocolError(f"{kind}: missing field '{name}'")
+        elif callable(default):
+            kwargs[name] = default()
+        else:
+            kwargs[name] = default
+    return _KINDS[kind](**kwargs)
+
+
+def peek_kind(frame: bytes) -> tuple[object, object]:
+    """(version, kind) of a frame decode() refused, to answer an old peer's register politely."""
+    try:
+        obj = msgpack.unpackb(frame, raw=False)
+    except Exception:
+        return None, None
+    if isinstance(obj, list) and len(obj) >= 2:
+        return obj[0], obj[1]
+    return None, None

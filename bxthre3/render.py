@@ -1,0 +1,106 @@
+"""Human-readable rendering of status and results snapshots (rich tables on stdout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+_STATE_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "running": "yellow",
+    "ready": "cyan",
+    "pending": "dim",
+}
+
+
+def describe_output(data: bytes | str | None, limit: int = 4096) -> str:
+    """Text as text; binary as its size and a hex head, so a terminal never gets garbage."""
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(data):,} bytes of binary: {data[:32].hex(' ')}{' …' if len(data) > 32 else ''}>"
+    if len(text) > limit:
+        return text[:limit] + f"\n… ({len(data):,} bytes in all; use --json for everything)"
+    return text
+
+
+def print_results(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    state = results.get("state", "?")
+    style = _STATE_STYLE.get(state, "")
+    console.print(
+        f"[bold]{escape(results.get('name', ''))}[/] ({results.get('dag_id')}): [{style}]{state}[/] — "
+        f"{results.get('done')}/{results.get('total')} tasks in {results.get('elapsed_s', 0):.2f}s"
+    )
+    for task in results.get("tasks", []):
+        tstate = task["state"]
+        where = f" on {task['node_id']}" if task.get("node_id") else ""
+        took = f", {task['duration_s'] * 1000:.1f} ms" if task.get("duration_s") else ""
+        tries = f", {task['attempts']} attempts" if task.get("attempts", 0) > 1 else ""
+        console.rule(
+            f"[bold]{escape(task['task_id'])}[/] [{_STATE_STYLE.get(tstate, '')}]{tstate}[/]{where}{took}{tries}",
+            align="left",
+        )
+        if tstate == "succeeded":
+            text = describe_output(task.get("output")).rstrip("\n")
+            if text:
+                console.out(text, highlight=False)
+        else:
+            reason = task.get("reason") or ""
+            error = task.get("error") or ""
+            if reason or error:
+                console.print(f"[red]{escape(reason)}[/] {escape(error)}")
+            stderr = describe_output(task.get("stderr")).rstrip("\n")
+            if stderr:
+                tail = "\n".join(stderr.splitlines()[-10:])
+                console.print(f"[dim]stderr (tail):[/]\n{escape(tail)}")
+
+
+def print_status(status: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    t = status.get("totals", {})
+    console.print(
+        f"[bold]cluster[/]: {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, {t.get('ram_mb', 0)} MB RAM, "
+        f"{t.get('running', 0)} running, {t.get('ready', 0)} queued, "
+        f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
+    )
+    hosts = Table(title="hosts", title_justify="left")
+    for col in ("node", "platform", "RAM MB", "slots", "running", "done", "failed", "seen s ago"):
+        hosts.add_column(col)
+    for h in status.get("hosts", []):
+        hosts.add_row(
+            escape(h["node_id"]),
+            escape(h.get("platform", "")),
+            str(h.get("ram_mb")),
+            str(h.get("slots")),
+            escape(", ".join(h.get("running", []))) or "-",
+            str(h.get("succeeded")),
+            str(h.get("failed")),
+            f"{h.get('last_seen_s', 0):.1f}",
+        )
+    console.print(hosts)
+    dags = Table(title="DAGs", title_justify="left")
+    for col in ("id", "name", "state", "done", "running", "failed", "elapsed s"):
+        dags.add_column(col)
+    for d in status.get("dags", []):
+        counts = d.get("counts", {})
+        style = _STATE_STYLE.get(d["state"], "")
+        dags.add_row(
+            d["dag_id"],
+            escape(d["name"]),
+            f"[{style}]{d['state']}[/]",
+            f"{d['done']}/{d['total']}",
+            str(counts.get("running", 0)),
+            str(counts.get("failed", 0) + counts.get("upstream_failed", 0)),
+            f"{d.get('elapsed_s', 0):.2f}",
+        )
+    console.print(dags)

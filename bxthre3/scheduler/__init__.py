@@ -1,0 +1,31 @@
+"""The scheduler: a pure state machine. Events in, instructions out; no sockets, no clocks.
+
+The controller's I/O loop turns frames and timers into events (each carrying ``now``) and
+carries out the instructions that come back. Keeping policy here makes it testable as
+"these events give exactly these instructions".
+"""
+
+from .core import Scheduler, SchedulerConfig
+from .events import DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .instructions import Assign, DagFinished, ForgetHost, Instruction
+from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
+
+__all__ = [
+    "Assign",
+    "DagFinished",
+    "DagRecord",
+    "DagState",
+    "DagSubmitted",
+    "ForgetHost",
+    "HostJoined",
+    "HostLeft",
+    "HostRecord",
+    "HostSeen",
+    "Instruction",
+    "Scheduler",
+    "SchedulerConfig",
+    "TaskFinished",
+    "TaskRecord",
+    "TaskState",
+    "Tick",
+]

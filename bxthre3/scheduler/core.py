@@ -1,0 +1,305 @@
+"""The scheduling policy: transitions of tasks, DAGs and hosts, and placement.
+
+Pull with credit: a host offers ``slots``; each result it reports frees one. Ready tasks
+go out in FIFO order to the host with free capacity that already holds the module (so
+bytes are shipped once), else to the host with the most free slots.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..dag_model import InputKind
+from ..failures import FailureReason
+from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S
+from .events import DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .instructions import Assign, DagFinished, ForgetHost, Instruction
+from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    heartbeat_interval: float = 1.0
+    """Seconds between heartbeats (both ways)."""
+    liveness: int = 3
+    """Missed intervals after which a silent host is declared dead."""
+    default_timeout: float = DEFAULT_TASK_TIMEOUT_S
+    default_retries: int = DEFAULT_TASK_RETRIES
+    max_host_losses: int = 5
+    """Attempts a task may lose with dying hosts before it fails with `host_lost`."""
+    throughput_window: float = 10.0
+    """Seconds over which `tasks_per_s` is averaged."""
+
+
+class Scheduler:
+    """All cluster state the controller holds in memory, and every decision about it."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self.dags: dict[str, DagRecord] = {}
+        self.hosts: dict[str, HostRecord] = {}
+        self.ready: deque[tuple[str, str]] = deque()
+        self.finished_times: deque[float] = deque()
+        self.total_succeeded = 0
+        self.total_failed = 0
+        self._handlers = {
+            DagSubmitted: self._on_dag_submitted,
+            HostJoined: self._on_host_joined,
+            HostSeen: self._on_host_seen,
+            HostLeft: self._on_host_left,
+            TaskFinished: self._on_task_finished,
+            Tick: self._on_tick,
+        }
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, event: Event) -> list[Instruction]:
+        """Apply one event; return what the shell must do, assignments last."""
+        out: list[Instruction] = []
+        self._handlers[type(event)](event, out)  # type: ignore[operator]
+        if not isinstance(event, HostSeen):
+            self._dispatch(event.now, out)
+        return out
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_dag_submitted(self, ev: DagSubmitted, out: list[Instruction]) -> None:
+        spec = ev.spec
+        tasks: dict[str, TaskRecord] = {}
+        dependents: dict[str, list[str]] = {t.id: [] for t in spec.tasks}
+        for t in spec.tasks:
+            tasks[t.id] = TaskRecord(spec=t, waiting_on=len(set(t.depends_on)))
+            for dep in set(t.depends_on):
+                dependents[dep].append(t.id)
+        dag = DagRecord(id=ev.dag_id, spec=spec, tasks=tasks, dependents=dependents, submitted_at=ev.now)
+        dag.counts[TaskState.PENDING] = len(tasks)
+        self.dags[ev.dag_id] = dag
+        for t in spec.tasks:
+            if tasks[t.id].waiting_on == 0:
+                self._make_ready(dag, tasks[t.id])
+
+    def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
+        # A node re-registering under a new connection replaces its old self.
+        for old in [h for h in self.hosts.values() if h.node_id == ev.node_id and h.id != ev.host_id]:
+            self._lose_host(old, ev.now, "replaced by a new registration", out)
+        existing = self.hosts.get(ev.host_id)
+        if existing is not None:
+            # Same connection registering again (it restarted its executors): what it ran is lost.
+            self._lose_host(existing, ev.now, "re-registered", out, forget=False)
+        self.hosts[ev.host_id] = HostRecord(
+            id=ev.host_id,
+            node_id=ev.node_id,
+            slots=max(1, ev.slots),
+            ram_mb=ev.ram_mb,
+            joined_at=ev.now,
+            last_seen=ev.now,
+            platform=ev.platform,
+            engine=ev.engine,
+            modules=set(ev.modules),
+        )
+
+    def _on_host_seen(self, ev: HostSeen, out: list[Instruction]) -> None:
+        host = self.hosts.get(ev.host_id)
+        if host is not None:
+            host.last_seen = ev.now
+
+    def _on_host_left(self, ev: HostLeft, out: list[Instruction]) -> None:
+        host = self.hosts.get(ev.host_id)
+        if host is not None:
+            self._lose_host(host, ev.now, ev.reason, out)
+
+    def _on_task_finished(self, ev: TaskFinished, out: list[Instruction]) -> None:
+        host = self.hosts.get(ev.host_id)
+        key = (ev.dag_id, ev.task_id)
+        if host is not None:
+            host.last_seen = ev.now
+            if host.running.get(key) == ev.attempt:
+                del host.running[key]
+        dag = self.dags.get(ev.dag_id)
+        task = dag.tasks.get(ev.task_id) if dag else None
+        if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != ev.attempt:
+            return  # stale or duplicate: the attempt was reassigned or already recorded
+        if task.host_id != ev.host_id:
+            return  # only the host that holds the attempt may end it
+        record = task.attempts[-1]
+        record.ended_at = ev.now
+        record.reason = ev.reason
+        record.error = ev.error
+        task.stderr = ev.stderr
+        task.exit_code = ev.exit_code
+        task.duration = ev.duration
+        if ev.reason is None:
+            task.output = ev.output
+            task.reason = None
+            task.error = ""
+            task.finished_at = ev.now
+            dag.set_state(task, TaskState.SUCCEEDED)
+            self._count_finished(ev.now, ok=True, host=host, key=key)
+            for child_id in dag.dependents[task.spec.id]:
+                child = dag.tasks[child_id]
+                child.waiting_on -= 1
+                if child.waiting_on == 0 and child.state is TaskState.PENDING:
+                    self._make_ready(dag, child)
+        else:
+            task.reason = ev.reason
+            task.error = ev.error
+            retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
+            if ev.reason.retryable and task.failures < retries:
+                task.failures += 1
+                task.host_id = None
+                self._make_ready(dag, task)
+                if host is not None:
+                    host.failed += 1
+            else:
+                self._fail_task(dag, task, ev.now, out)
+                self._count_finished(ev.now, ok=False, host=host, key=key)
+        self._check_dag_done(dag, ev.now, out)
+
+    def _on_tick(self, ev: Tick, out: list[Instruction]) -> None:
+        deadline = ev.now - self.config.heartbeat_interval * self.config.liveness
+        for host in [h for h in self.hosts.values() if h.last_seen < deadline]:
+            self._lose_host(host, ev.now, f"silent for {ev.now - host.last_seen:.1f}s", out)
+        horizon = ev.now - self.config.throughput_window
+        while self.finished_times and self.finished_times[0] < horizon:
+            self.finished_times.popleft()
+
+    # ------------------------------------------------------------------ transitions
+
+    def _make_ready(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
+        dag.set_state(task, TaskState.READY)
+        if front:
+            self.ready.appendleft((dag.id, task.spec.id))
+        else:
+            self.ready.append((dag.id, task.spec.id))
+
+    def _fail_task(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
+        task.finished_at = now
+        dag.set_state(task, TaskState.FAILED)
+        # Everything downstream can never run; iterative walk (chains can be 100,000 long).
+        stack = list(dag.dependents[task.spec.id])
+        while stack:
+            child = dag.tasks[stack.pop()]
+            if child.state is TaskState.PENDING:
+                dag.set_state(child, TaskState.UPSTREAM_FAILED)
+                child.reason = None
+                child.error = f"upstream task '{task.spec.id}' failed"
+                child.finished_at = now
+                stack.extend(dag.dependents[child.spec.id])
+
+    def _check_dag_done(self, dag: DagRecord, now: float, out: list[Instruction]) -> None:
+        if dag.state is not DagState.RUNNING or dag.done < len(dag.tasks):
+            return
+        ok = dag.counts[TaskState.SUCCEEDED] == len(dag.tasks)
+        dag.state = DagState.SUCCEEDED if ok else DagState.FAILED
+        dag.finished_at = now
+        out.append(DagFinished(dag.id, dag.state))
+
+    def _lose_host(
+        self, host: HostRecord, now: float, why: str, out: list[Instruction], forget: bool = True
+    ) -> None:
+        """Requeue what the host was running, at the front: those tasks have waited longest."""
+        for (dag_id, task_id), attempt in list(host.running.items()):
+            dag = self.dags.get(dag_id)
+            task = dag.tasks.get(task_id) if dag else None
+            if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != attempt:
+                continue
+            record = task.attempts[-1]
+            record.ended_at = now
+            record.reason = FailureReason.HOST_LOST
+            record.error = f"host {host.node_id} lost: {why}"
+            task.host_losses += 1
+            task.host_id = None
+            if task.host_losses > self.config.max_host_losses:
+                task.reason = FailureReason.HOST_LOST
+                task.error = f"lost {task.host_losses} hosts while running; last: {record.error}"
+                self._fail_task(dag, task, now, out)
+                self._count_finished(now, ok=False, host=None, key=None)
+                self._check_dag_done(dag, now, out)
+            else:
+                self._make_ready(dag, task, front=True)
+        host.running.clear()
+        if forget:
+            del self.hosts[host.id]
+            out.append(ForgetHost(host.id, why))
+
+    def _count_finished(
+        self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None
+    ) -> None:
+        self.finished_times.append(now)
+        if ok:
+            self.total_succeeded += 1
+        else:
+            self.total_failed += 1
+        if host is not None:
+            if ok:
+                host.succeeded += 1
+            else:
+                host.failed += 1
+            if key is not None:
+                host.recent.append(f"{key[0]}/{key[1]}")
+
+    # ------------------------------------------------------------------ placement
+
+    def _dispatch(self, now: float, out: list[Instruction]) -> None:
+        free = [h for h in self.hosts.values() if h.free_slots > 0]
+        while self.ready and free:
+            dag_id, task_id = self.ready.popleft()
+            dag = self.dags.get(dag_id)
+            task = dag.tasks.get(task_id) if dag else None
+            if dag is None or task is None or task.state is not TaskState.READY:
+                continue
+            host = self._place(task, free)
+            out.append(self._assign(dag, task, host, now))
+            if host.free_slots == 0:
+                free.remove(host)
+
+    @staticmethod
+    def _place(task: TaskRecord, free: list[HostRecord]) -> HostRecord:
+        sha = task.spec.module
+        best = free[0]
+        best_key = (sha in best.modules, best.free_slots)
+        for h in free[1:]:
+            key = (sha in h.modules, h.free_slots)
+            if key > best_key:
+                best, best_key = h, key
+        return best
+
+    def _assign(self, dag: DagRecord, task: TaskRecord, host: HostRecord, now: float) -> Assign:
+        spec = task.spec
+        parts: list[bytes] = []
+        for item in spec.stdin_inputs:
+            if item.kind is InputKind.OUTPUT:
+                parts.append(dag.tasks[item.value].output or b"")
+            else:
+                parts.append(item.data)
+        task.attempt += 1
+        task.host_id = host.id
+        task.started_at = now
+        dag.set_state(task, TaskState.RUNNING)
+        task.attempts.append(AttemptRecord(task.attempt, host.id, host.node_id, now))
+        host.running[(dag.id, spec.id)] = task.attempt
+        ship = spec.module not in host.modules
+        host.modules.add(spec.module)
+        return Assign(
+            host_id=host.id,
+            dag_id=dag.id,
+            task_id=spec.id,
+            attempt=task.attempt,
+            module_sha=spec.module,
+            ship_module=ship,
+            args=spec.args,
+            stdin=b"".join(parts),
+            input_sizes=tuple(len(p) for p in parts),
+            timeout=spec.timeout if spec.timeout is not None else self.config.default_timeout,
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    def tasks_per_second(self) -> float:
+        window = self.config.throughput_window
+        return len(self.finished_times) / window if window > 0 else 0.0
+
+    def hosts_of_node(self, node_id: str) -> Iterable[HostRecord]:
+        return (h for h in self.hosts.values() if h.node_id == node_id)

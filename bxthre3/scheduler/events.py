@@ -1,0 +1,75 @@
+"""Events: past-tense facts the I/O shell observed, each stamped with the time it saw them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..dag_model import DagSpec
+from ..failures import FailureReason
+
+
+@dataclass(frozen=True, slots=True)
+class DagSubmitted:
+    """A validated DAG was accepted under ``dag_id`` (ids are minted by the shell)."""
+
+    dag_id: str
+    spec: DagSpec
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class HostJoined:
+    """A host registered (or re-registered). ``host_id`` is its connection identity."""
+
+    host_id: str
+    node_id: str
+    slots: int
+    ram_mb: int
+    now: float
+    platform: str = ""
+    engine: str = ""
+    modules: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class HostSeen:
+    """Any frame arrived from the host: it is alive."""
+
+    host_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class HostLeft:
+    """The host said goodbye, or was replaced by a newer registration of the same node."""
+
+    host_id: str
+    now: float
+    reason: str = "left"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished:
+    """A host reported the end of an attempt; ``reason`` None means success."""
+
+    host_id: str
+    dag_id: str
+    task_id: str
+    attempt: int
+    now: float
+    output: bytes = b""
+    stderr: bytes = b""
+    exit_code: int | None = 0
+    reason: FailureReason | None = None
+    error: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed; the scheduler checks host liveness."""
+
+    now: float
+
+
+Event = DagSubmitted | HostJoined | HostSeen | HostLeft | TaskFinished | Tick

@@ -1,0 +1,42 @@
+"""Instructions: imperatives for the I/O shell to carry out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import DagState
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Send one attempt of a task to a host. ``ship_module``: the host lacks the module bytes."""
+
+    host_id: str
+    dag_id: str
+    task_id: str
+    attempt: int
+    module_sha: str
+    ship_module: bool
+    args: tuple[str, ...]
+    stdin: bytes
+    input_sizes: tuple[int, ...]
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class DagFinished:
+    """A DAG reached an end state; waiters can be told."""
+
+    dag_id: str
+    state: DagState
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetHost:
+    """The host is gone (dead or left); the shell drops its connection bookkeeping."""
+
+    host_id: str
+    reason: str
+
+
+Instruction = Assign | DagFinished | ForgetHost

@@ -1,0 +1,117 @@
+"""States and the records the scheduler keeps per DAG, task and host."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..dag_model import DagSpec, TaskSpec
+from ..failures import FailureReason
+
+
+class TaskState(str, Enum):
+    PENDING = "pending"
+    """Waiting for upstream tasks."""
+    READY = "ready"
+    """Inputs exist; queued for a host."""
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """Failed for good: retries exhausted or a deterministic failure."""
+    UPSTREAM_FAILED = "upstream_failed"
+    """Will never run: a task it depends on failed."""
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_TASK_STATES
+
+
+_TERMINAL_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED})
+
+
+class DagState(str, Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One try of a task on one host: the story `results` tells when a task was retried."""
+
+    attempt: int
+    host_id: str
+    node_id: str
+    started_at: float
+    ended_at: float | None = None
+    reason: FailureReason | None = None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    spec: TaskSpec
+    waiting_on: int
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    """Number of the latest attempt issued; results for older attempts are stale."""
+    failures: int = 0
+    """The task's own failures, counted against its retries."""
+    host_losses: int = 0
+    """Attempts lost with their host; counted separately so a flaky device does not use up retries."""
+    host_id: str | None = None
+    output: bytes | None = None
+    stderr: bytes = b""
+    exit_code: int | None = None
+    reason: FailureReason | None = None
+    error: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float = 0.0
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DagRecord:
+    id: str
+    spec: DagSpec
+    tasks: dict[str, TaskRecord]
+    dependents: dict[str, list[str]]
+    submitted_at: float
+    state: DagState = DagState.RUNNING
+    finished_at: float | None = None
+    counts: Counter[TaskState] = field(default_factory=Counter)
+
+    def set_state(self, task: TaskRecord, state: TaskState) -> None:
+        """Every task state change goes through here so the per-state counts stay exact."""
+        self.counts[task.state] -= 1
+        self.counts[state] += 1
+        task.state = state
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[s] for s in _TERMINAL_TASK_STATES)
+
+
+@dataclass(slots=True)
+class HostRecord:
+    id: str
+    node_id: str
+    slots: int
+    ram_mb: int
+    joined_at: float
+    last_seen: float
+    platform: str = ""
+    engine: str = ""
+    modules: set[str] = field(default_factory=set)
+    running: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(dag id, task id) -> attempt, for every attempt assigned to this host and not yet reported."""
+    succeeded: int = 0
+    failed: int = 0
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    """The last tasks this host finished, as "dag/task", for `status`."""
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - len(self.running)

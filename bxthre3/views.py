@@ -1,0 +1,100 @@
+"""Read-only snapshots of scheduler state, as msgpack/JSON-friendly dicts.
+
+The same shapes serve `bxthre3 status --json`, `results --json` and (later) the TUI, so
+they live in one pure module and are documented by the tests that check them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
+
+
+def host_view(host: HostRecord, now: float) -> dict[str, Any]:
+    return {
+        "node_id": host.node_id,
+        "platform": host.platform,
+        "engine": host.engine,
+        "ram_mb": host.ram_mb,
+        "slots": host.slots,
+        "running": [f"{d}/{t}" for d, t in host.running],
+        "succeeded": host.succeeded,
+        "failed": host.failed,
+        "recent": list(host.recent),
+        "modules": len(host.modules),
+        "last_seen_s": round(max(0.0, now - host.last_seen), 3),
+        "uptime_s": round(max(0.0, now - host.joined_at), 3),
+    }
+
+
+def counts_view(dag: DagRecord) -> dict[str, int]:
+    return {state.value: dag.counts[state] for state in TaskState}
+
+
+def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
+    end = dag.finished_at if dag.finished_at is not None else now
+    return {
+        "dag_id": dag.id,
+        "name": dag.spec.name,
+        "state": dag.state.value,
+        "total": len(dag.tasks),
+        "done": dag.done,
+        "counts": counts_view(dag),
+        "elapsed_s": round(end - dag.submitted_at, 3),
+    }
+
+
+def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    hosts = [host_view(h, now) for h in scheduler.hosts.values()]
+    return {
+        "totals": {
+            "hosts": len(hosts),
+            "slots": sum(h.slots for h in scheduler.hosts.values()),
+            "ram_mb": sum(h.ram_mb for h in scheduler.hosts.values()),
+            "running": sum(len(h.running) for h in scheduler.hosts.values()),
+            "ready": len(scheduler.ready),
+            "dags": len(scheduler.dags),
+            "succeeded": scheduler.total_succeeded,
+            "failed": scheduler.total_failed,
+            "tasks_per_s": round(scheduler.tasks_per_second(), 2),
+        },
+        "hosts": hosts,
+        "dags": [dag_summary(d, now) for d in scheduler.dags.values()],
+        **(extra or {}),
+    }
+
+
+def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict[str, Any]:
+    last = task.attempts[-1] if task.attempts else None
+    view: dict[str, Any] = {
+        "task_id": task.spec.id,
+        "state": task.state.value,
+        "module": task.spec.module_name,
+        "node_id": last.node_id if last else None,
+        "attempts": task.attempt,
+        "duration_s": round(task.duration, 6),
+        "exit_code": task.exit_code,
+        "reason": task.reason.value if task.reason else None,
+        "error": task.error,
+        "history": [
+            {
+                "attempt": a.attempt,
+                "node_id": a.node_id,
+                "reason": a.reason.value if a.reason else None,
+                "error": a.error,
+            }
+            for a in task.attempts
+        ],
+    }
+    if with_output:
+        view["output"] = task.output
+        view["stderr"] = task.stderr
+    return view
+
+
+def results_view(dag: DagRecord, scheduler: Scheduler, now: float) -> dict[str, Any]:
+    return {
+        **dag_summary(dag, now),
+        "tasks": [task_view(t, scheduler, with_output=True) for t in dag.tasks.values()],
+    }

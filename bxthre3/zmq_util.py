@@ -1,0 +1,16 @@
+"""Socket set-up shared by every role, so limits are applied in exactly one place."""
+
+from __future__ import annotations
+
+import zmq
+
+from .limits import MAX_FRAME_BYTES
+
+
+def configure(sock: zmq.Socket) -> zmq.Socket:
+    """LINGER 0 (closing never blocks on a dead peer), a frame cap, generous queues."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    return sock
