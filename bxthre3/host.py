@@ -262,7 +262,8 @@ class Host:
             job_id=attempt.job_id,
             module_sha=assign.module_sha,
             module_path=str(path),
-            args=(assign.task_id, *assign.args),
+            args=tuple(assign.args),
+            program_name=assign.task_id,
             stdin=assign.stdin,
             env=env,
         )

@@ -1,0 +1,542 @@
+"""The executor: a long-lived child process that runs modules, and its parent-side handle.
+
+pywasm3 holds the GIL and cannot be interrupted, so a host that ran modules in its own
+process could neither heartbeat nor enforce a timeout while a task computes. The host
+therefore runs them in this child, which it can SIGKILL at any moment. The child is
+reused across tasks because spawning a Python process per task is too slow, and it
+caches module bytes by content hash.
+
+Parent and child talk over two dedicated pipes (never the child's fd 1 or 2, which
+wasm3 scribbles on): frames of a 4-byte big-endian length followed by msgpack. One job
+is in flight at a time. The parent side imports only the standard library and msgpack,
+so the host never loads wasm3 itself; run the child with `python -m bxthre3.executor`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import signal
+import struct
+import subprocess
+import sys
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from bxthre3 import limits
+from bxthre3.errors import Bxthre3Error
+from bxthre3.failures import FailureReason
+
+_HEADER = struct.Struct(">I")
+
+MAX_PIPE_FRAME_BYTES = 2 * limits.MAX_FRAME_BYTES
+"""Largest frame either side accepts on the pipes, in bytes.
+
+A job carries at most one wire frame's worth of stdin; a result at most
+MAX_OUTPUT_BYTES of stdout. A larger length prefix means the stream is corrupt.
+"""
+
+MODULE_CACHE_ENTRIES = 64
+"""Most distinct modules the child keeps in memory."""
+
+MODULE_CACHE_BYTES = 256 * limits.MiB
+"""Most module bytes the child keeps in memory."""
+
+RETIRE_RSS_BYTES = 512 * limits.MiB
+"""Resident size past which the child retires after its current job, in bytes.
+
+pywasm3 leaks a little per run (and much more if its private layout ever changes and
+the engine cannot free runtimes); a fresh child costs one process start. The child
+reads an override from the environment variable BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES.
+"""
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long `close` waits for the child to exit on its own before killing it."""
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+"""The directory holding the `bxthre3` package: the child's cwd and first import path."""
+
+
+class ExecutorDied(Bxthre3Error):
+    """The executor child is gone (killed, crashed) or sent something unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecJob:
+    """One module run to perform. `env` is exactly the module's environment."""
+
+    job_id: int
+    module_sha: str
+    """Hex sha256 of the module; the child verifies the file against it."""
+    module_path: str
+    """Where the child reads the module on a cache miss (made absolute on submit)."""
+    args: tuple[str, ...]
+    stdin: bytes
+    env: dict[str, str]
+    max_stdout: int = limits.MAX_OUTPUT_BYTES
+    program_name: str = "task"
+    """argv[0] as the module sees it; hosts pass the task id."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "program_name": self.program_name,
+            "job_id": self.job_id,
+            "module_sha": self.module_sha,
+            "module_path": os.path.abspath(self.module_path),
+            "args": list(self.args),
+            "stdin": self.stdin,
+            "env": self.env,
+            "max_stdout": self.max_stdout,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ExecJob:
+        try:
+            job = cls(
+                job_id=data["job_id"],
+                module_sha=data["module_sha"],
+                module_path=data["module_path"],
+                args=tuple(data["args"]),
+                stdin=data["stdin"],
+                env=dict(data["env"]),
+                max_stdout=data["max_stdout"],
+                program_name=data.get("program_name", "task"),
+            )
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"malformed job: {exc!r}") from exc
+        _check_types(
+            (job.job_id, int),
+            (job.module_sha, str),
+            (job.module_path, str),
+            (job.stdin, bytes),
+            (job.max_stdout, int),
+            (job.program_name, str),
+        )
+        if not all(isinstance(a, str) for a in job.args) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in job.env.items()
+        ):
+            raise ValueError("malformed job: args and env must be strings")
+        return job
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """How one job ended; mirrors :class:`bxthre3.engine.RunResult` plus the job id."""
+
+    job_id: int
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    reason: FailureReason | None
+    error: str
+    duration: float
+    retired: bool = field(default=False, compare=False)
+    """The child exited after this job (it had grown too large); already restarted."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "reason": None if self.reason is None else self.reason.value,
+            "error": self.error,
+            "duration": self.duration,
+            "retired": self.retired,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ExecResult:
+        try:
+            reason = None if data["reason"] is None else FailureReason(data["reason"])
+            result = cls(
+                job_id=data["job_id"],
+                exit_code=data["exit_code"],
+                stdout=data["stdout"],
+                stderr=data["stderr"],
+                reason=reason,
+                error=data["error"],
+                duration=float(data["duration"]),
+                retired=bool(data["retired"]),
+            )
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"malformed result: {exc!r}") from exc
+        _check_types(
+            (result.job_id, int),
+            (result.stdout, bytes),
+            (result.stderr, bytes),
+            (result.error, str),
+        )
+        if result.exit_code is not None and not isinstance(result.exit_code, int):
+            raise ValueError("malformed result: exit_code")
+        return result
+
+
+def _check_types(*pairs: tuple[object, type]) -> None:
+    for value, expected in pairs:
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"malformed frame: expected {expected.__name__}, got {value!r:.40}")
+
+
+# -- framing (both sides) --------------------------------------------------------
+
+
+def _write_frame(fd: int, payload: Any) -> None:
+    body = msgpack.packb(payload, use_bin_type=True)
+    data = memoryview(_HEADER.pack(len(body)) + body)
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    """Read exactly `size` bytes; None on EOF before the first byte."""
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = os.read(fd, min(size - len(chunks), 1 << 20))
+        if not chunk:
+            if chunks:
+                raise EOFError(f"stream ended inside a frame ({len(chunks)}/{size} bytes)")
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _read_frame(fd: int) -> Any:
+    """Read one frame; None on a clean EOF. Raises ValueError/EOFError on garbage."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_PIPE_FRAME_BYTES:
+        raise ValueError(f"frame of {size} bytes exceeds {MAX_PIPE_FRAME_BYTES}")
+    body = _read_exact(fd, size) if size else b""
+    if body is None:
+        raise EOFError("stream ended after a frame header")
+    try:
+        return msgpack.unpackb(body, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ValueError(f"undecodable frame: {exc}") from exc
+
+
+# -- parent side -----------------------------------------------------------------
+
+
+class Executor:
+    """Parent-side handle of one executor child.
+
+    Typical use in a host loop: `start()`, register `fileno()` in a poller, `submit()` a
+    job, and call `read_result()` when the fd is readable. On a timeout, `kill()` then
+    `start()`. `fileno()` keeps the same number across restarts (the pipe behind it is
+    swapped with dup2), so a poll()-based poller such as zmq.Poller can register it once;
+    an epoll-based selector must re-register it after `start()`.
+    """
+
+    def __init__(self, *, log_path: str | os.PathLike[str] | None = None) -> None:
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._jobs_fd: int | None = None
+        self._results_fd: int | None = None
+        """Stable fd number handed out by fileno(); open from the first start to close."""
+        self._parked_write_fd: int | None = None
+        """Write end of the idle pipe behind `_results_fd` while no child runs."""
+        self._in_flight: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, or None when no child is running."""
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        """Spawn the child unless one is already running; cheap to call after `kill`.
+
+        The child asks the kernel to SIGKILL it when the thread that spawned it exits
+        (PR_SET_PDEATHSIG), so a host killed with -9 leaves no module spinning: call
+        `start` from a long-lived thread.
+        """
+        if self._process is not None and self._process.poll() is None:
+            return
+        self._reap()
+        jobs_read, jobs_write = os.pipe()
+        results_read, results_write = os.pipe()
+        log = open(self._log_path, "ab") if self._log_path is not None else subprocess.DEVNULL
+        try:
+            env = dict(os.environ)
+            path = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bxthre3.executor",
+                    str(jobs_read),
+                    str(results_write),
+                    str(os.getpid()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(jobs_read, results_write),
+                cwd=_PACKAGE_ROOT,
+                env=env,
+            )
+        except BaseException:
+            for fd in (jobs_read, jobs_write, results_read, results_write):
+                os.close(fd)
+            raise
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        os.close(jobs_read)
+        os.close(results_write)
+        self._jobs_fd = jobs_write
+        self._install_results_fd(results_read)
+
+    def fileno(self) -> int:
+        """The fd that becomes readable when a result (or the child's death) is ready."""
+        if self._results_fd is None:
+            raise ExecutorDied("executor not started")
+        return self._results_fd
+
+    def submit(self, job: ExecJob) -> None:
+        """Send a job to the child. One job at a time: read its result first."""
+        if self._process is None or self._jobs_fd is None:
+            raise ExecutorDied("executor not running")
+        if self._in_flight is not None:
+            raise RuntimeError(f"job {self._in_flight} is still running in this executor")
+        try:
+            _write_frame(self._jobs_fd, job.to_wire())
+        except OSError as exc:  # EPIPE: the child is gone
+            raise ExecutorDied(f"executor {self.pid} is gone: {exc}") from exc
+        self._in_flight = job.job_id
+
+    def read_result(self) -> ExecResult:
+        """Read the result of the job in flight; call when `fileno()` is readable.
+
+        Raises ExecutorDied when the child died (its pipe reached EOF) or sent garbage;
+        then `kill()` (or just `start()`) before the next job.
+        """
+        if self._process is None or self._results_fd is None:
+            raise ExecutorDied("executor not running")
+        try:
+            frame = _read_frame(self._results_fd)
+            if frame is None:
+                raise EOFError("no result")
+            result = ExecResult.from_wire(frame)
+            if result.job_id != self._in_flight:
+                raise ValueError(f"result for job {result.job_id}, expected {self._in_flight}")
+        except (EOFError, ValueError, OSError) as exc:
+            raise ExecutorDied(self._bury(exc)) from exc
+        self._in_flight = None
+        if result.retired:
+            self._process.wait()
+            self.start()
+        return result
+
+    def kill(self) -> None:
+        """SIGKILL the child and reap it. Safe to call twice, and when already dead."""
+        if self._process is not None:
+            try:
+                self._process.kill()
+            except ProcessLookupError:
+                pass
+        self._reap()
+
+    def close(self) -> None:
+        """Ask the child to exit (EOF on its job pipe), kill it if it lingers, free fds."""
+        if self._process is not None and self._jobs_fd is not None:
+            os.close(self._jobs_fd)
+            self._jobs_fd = None
+            try:
+                self._process.wait(timeout=CLOSE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        for fd in (self._results_fd, self._parked_write_fd):
+            if fd is not None:
+                os.close(fd)
+        self._results_fd = self._parked_write_fd = None
+
+    def __enter__(self) -> Executor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _bury(self, exc: BaseException) -> str:
+        """Kill and reap a child that died or garbled its pipe; say what happened."""
+        process = self._process
+        pid = self.pid
+        if process is not None and isinstance(exc, EOFError):
+            try:  # EOF comes a moment before the exit status: let it arrive
+                process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        code = None if process is None else process.returncode
+        if code is None:
+            status = ""
+        elif code < 0:
+            status = f" (killed by signal {-code})"
+        else:
+            status = f" (exit code {code})"
+        return f"executor {pid} died{status}: {exc}"
+
+    def _reap(self) -> None:
+        """Forget the child (already dead or killed) and park the results fd."""
+        if self._process is not None:
+            self._process.wait()
+            self._process = None
+        if self._jobs_fd is not None:
+            os.close(self._jobs_fd)
+            self._jobs_fd = None
+        self._in_flight = None
+        if self._results_fd is not None and self._parked_write_fd is None:
+            # Swap in an empty pipe whose write end we hold: never readable, so a
+            # poller that still watches fileno() does not spin on the dead child's EOF.
+            idle_read, self._parked_write_fd = os.pipe()
+            self._install_results_fd(idle_read)
+
+    def _install_results_fd(self, new_fd: int) -> None:
+        """Put `new_fd` behind the stable results fd number (or make it that number)."""
+        if self._results_fd is None:
+            self._results_fd = new_fd
+        else:
+            os.dup2(new_fd, self._results_fd, inheritable=False)
+            os.close(new_fd)
+        if self._process is not None and self._parked_write_fd is not None:
+            os.close(self._parked_write_fd)
+            self._parked_write_fd = None
+
+
+# -- child side ------------------------------------------------------------------
+
+
+class _ModuleUnavailable(Exception):
+    """The module file is missing, unreadable, too big or not what its sha says."""
+
+
+class _ModuleCache:
+    """Module bytes by sha256, least recently used evicted first.
+
+    Returning the same bytes object for every run of a module also matters to the
+    engine: pywasm3 keeps a reference to the bytes it parses.
+    """
+
+    def __init__(self, max_entries: int = MODULE_CACHE_ENTRIES, max_bytes: int = MODULE_CACHE_BYTES) -> None:
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+
+    def get(self, sha: str, path: str) -> bytes:
+        data = self._entries.get(sha)
+        if data is not None:
+            self._entries.move_to_end(sha)
+            return data
+        try:
+            with open(path, "rb") as file:
+                data = file.read(limits.MAX_MODULE_BYTES + 1)
+        except OSError as exc:
+            raise _ModuleUnavailable(f"cannot read module {path}: {exc.strerror}") from exc
+        if len(data) > limits.MAX_MODULE_BYTES:
+            raise _ModuleUnavailable(f"module {path} exceeds {limits.MAX_MODULE_BYTES} bytes")
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha.lower():
+            raise _ModuleUnavailable(f"module {path} has sha256 {actual}, expected {sha}")
+        self._entries[sha] = data
+        self._bytes += len(data)
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+        return data
+
+
+def _resident_bytes() -> int:
+    """This process's resident set size; 0 when it cannot be read (then never retire)."""
+    try:
+        with open("/proc/self/statm", "rb") as file:
+            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL us when the parent goes (Linux and Android only)."""
+    if sys.platform.startswith("linux") or sys.platform == "android":
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
+    from bxthre3 import engine
+
+    def failed(reason: FailureReason, error: str) -> ExecResult:
+        return ExecResult(job.job_id, None, b"", b"", reason, error, 0.0)
+
+    try:
+        wasm = cache.get(job.module_sha, job.module_path)
+    except _ModuleUnavailable as exc:
+        # Host-side trouble (a bad cache file), not the module's fault: retryable.
+        return failed(FailureReason.INTERNAL, str(exc))
+    try:
+        run = engine.run_module(wasm, args=job.args, stdin=job.stdin, env=job.env, max_stdout=job.max_stdout)
+    except Exception as exc:  # run_module must not raise; if it does, that is our bug
+        return failed(FailureReason.INTERNAL, f"engine error: {exc!r}")
+    return ExecResult(job.job_id, run.exit_code, run.stdout, run.stderr, run.reason, run.error, run.duration)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Child entry point: `python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID`."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 3:
+        print("usage: python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID", file=sys.stderr)
+        return 2
+    jobs_fd, results_fd, parent_pid = (int(a) for a in args)
+    # The parent owns our lifetime: Ctrl-C in its terminal must not kill a job midway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    from bxthre3 import engine  # noqa: F401  (import wasm3 now, not during the first job)
+
+    cache = _ModuleCache()
+    retire_rss = int(os.environ.get("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES") or RETIRE_RSS_BYTES)
+    while True:
+        try:
+            frame = _read_frame(jobs_fd)
+        except (EOFError, ValueError) as exc:
+            print(f"executor: bad job frame: {exc}", file=sys.stderr)
+            return 3
+        if frame is None:  # the parent closed the pipe: a polite shutdown
+            return 0
+        try:
+            job = ExecJob.from_wire(frame)
+        except ValueError as exc:
+            print(f"executor: {exc}", file=sys.stderr)
+            return 3
+        result = _run_job(job, cache)
+        retire = _resident_bytes() > retire_rss
+        if retire:
+            result = dataclasses.replace(result, retired=True)
+        try:
+            _write_frame(results_fd, result.to_wire())
+        except BrokenPipeError:
+            return 0
+        if retire:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The executor child process and its parent-side handle, with real processes and Wasm3."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bxthre3.executor import ExecJob, ExecResult, Executor, ExecutorDied
+from bxthre3.failures import FailureReason
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ROOT / "wasm_modules"
+TEST_MODULES = ROOT / "tests" / "data" / "modules"
+RESULT_TIMEOUT_S = 10.0
+
+_job_ids = itertools.count(1)
+
+
+def module_path(name: str) -> Path:
+    for directory in (MODULES, TEST_MODULES):
+        path = directory / f"{name}.wasm"
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{name}.wasm not built: run wasm_modules/build.sh")
+
+
+def make_job(name: str | Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> ExecJob:
+    path = name if isinstance(name, Path) else module_path(name)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return ExecJob(next(_job_ids), sha, str(path), tuple(args), stdin, env or {})
+
+
+def readable(executor: Executor, timeout: float) -> bool:
+    ready, _, _ = select.select([executor.fileno()], [], [], timeout)
+    return bool(ready)
+
+
+def wait_result(executor: Executor, timeout: float = RESULT_TIMEOUT_S) -> ExecResult:
+    """A lost result fails the test instead of hanging it."""
+    assert readable(executor, timeout), f"no result within {timeout} s"
+    return executor.read_result()
+
+
+def run(executor: Executor, job: ExecJob) -> ExecResult:
+    executor.submit(job)
+    result = wait_result(executor)
+    assert result.job_id == job.job_id
+    return result
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> Iterator[Executor]:
+    executor = Executor(log_path=tmp_path / "executor.log")
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.kill()
+        executor.close()
+
+
+def test_jobs_run_and_results_come_back(executor: Executor) -> None:
+    init = run(executor, make_job("init", "Bxthre3"))
+    assert (init.reason, init.exit_code, init.stdout) == (None, 0, b"Bxthre3\n")
+    hello = run(executor, make_job("greet_1", stdin=init.stdout))
+    assert hello.stdout == b"Hello, Bxthre3!\n"
+    assert hello.duration > 0
+    failed = run(executor, make_job("exit3"))
+    assert (failed.reason, failed.exit_code) == (FailureReason.EXIT_CODE, 3)
+    assert failed.stderr == b"something went wrong\n"
+
+
+def test_a_trap_does_not_disturb_the_child(executor: Executor) -> None:
+    pid = executor.pid
+    assert run(executor, make_job("recurse")).reason is FailureReason.TRAP
+    assert run(executor, make_job("trap")).error == "trap: unreachable executed"
+    assert run(executor, make_job("init", "still")).stdout == b"still\n"
+    assert executor.pid == pid
+
+
+def test_binary_stdin_and_env_cross_the_pipes_intact(executor: Executor) -> None:
+    data = bytes(range(256)) * 4 + os.urandom(300_000)
+    assert run(executor, make_job("echo_stdin", stdin=data)).stdout == data
+    out = run(executor, make_job("env_dump", "a", env={"BXTHRE3_TASK_ID": "t9"})).stdout
+    assert b"argv[1]=a\n" in out and b"BXTHRE3_TASK_ID=t9\n" in out and b"environ=1\n" in out
+
+
+def test_runaway_job_is_killed_at_its_deadline_and_the_executor_restarts(
+    executor: Executor,
+) -> None:
+    fd = executor.fileno()
+    old_pid = executor.pid
+    executor.submit(make_job("spin"))
+    assert not readable(executor, 0.3)  # still spinning at the deadline
+    executor.kill()
+    assert executor.pid is None
+    assert not readable(executor, 0.0)  # a killed executor's fd is quiet, not at EOF
+    executor.start()
+    assert executor.pid not in (None, old_pid)
+    assert executor.fileno() == fd  # registered once, valid across restarts
+    assert run(executor, make_job("init", "next")).stdout == b"next\n"
+
+
+def test_child_killed_from_outside_is_executor_died(executor: Executor) -> None:
+    executor.submit(make_job("spin"))
+    os.kill(executor.pid, signal.SIGKILL)
+    assert readable(executor, RESULT_TIMEOUT_S)
+    with pytest.raises(ExecutorDied, match="signal 9"):
+        executor.read_result()
+    executor.start()
+    assert run(executor, make_job("noop")).reason is None
+
+
+def test_submit_to_a_dead_child_is_executor_died(executor: Executor) -> None:
+    pid = executor.pid
+    os.kill(pid, signal.SIGKILL)
+    assert executor._process is not None
+    executor._process.wait(timeout=5)
+    with pytest.raises(ExecutorDied):
+        executor.submit(make_job("noop"))
+        wait_result(executor)
+
+
+def test_module_is_served_from_cache_once_read(executor: Executor, tmp_path: Path) -> None:
+    copy = tmp_path / "init.wasm"
+    shutil.copy(module_path("init"), copy)
+    job = make_job(copy, "first")
+    assert run(executor, job).stdout == b"first\n"
+    copy.unlink()
+    again = ExecJob(next(_job_ids), job.module_sha, str(copy), ("cached",), b"", {})
+    assert run(executor, again).stdout == b"cached\n"
+
+
+def test_module_whose_bytes_do_not_match_its_sha_is_refused(executor: Executor, tmp_path: Path) -> None:
+    job = make_job("noop")
+    wrong = ExecJob(job.job_id, "0" * 64, job.module_path, (), b"", {})
+    result = run(executor, wrong)
+    assert result.reason is FailureReason.INTERNAL
+    assert "sha256" in result.error
+    missing = ExecJob(next(_job_ids), "1" * 64, str(tmp_path / "gone.wasm"), (), b"", {})
+    assert run(executor, missing).reason is FailureReason.INTERNAL
+
+
+def test_relative_module_path_works_from_any_cwd(executor: Executor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    job = make_job("init", "rel")
+    relative = ExecJob(job.job_id, job.module_sha, "wasm_modules/init.wasm", job.args, b"", {})
+    assert run(executor, relative).stdout == b"rel\n"
+
+
+def test_a_retiring_child_is_replaced_transparently(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES", "1")  # retire after every job
+    executor = Executor()
+    try:
+        executor.start()
+        fd = executor.fileno()
+        pids = set()
+        for word in ("a", "b", "c"):
+            pids.add(executor.pid)
+            result = run(executor, make_job("init", word))
+            assert result.retired and result.stdout == f"{word}\n".encode()
+            assert executor.fileno() == fd
+        assert len(pids) == 3
+    finally:
+        executor.kill()
+        executor.close()
+
+
+def test_one_job_at_a_time(executor: Executor) -> None:
+    executor.submit(make_job("noop"))
+    with pytest.raises(RuntimeError):
+        executor.submit(make_job("noop"))
+    assert wait_result(executor).reason is None
+
+
+def test_close_shuts_the_child_down_politely(tmp_path: Path) -> None:
+    executor = Executor()
+    executor.start()
+    process = executor._process
+    assert process is not None
+    try:
+        started = time.perf_counter()
+        executor.close()
+        assert time.perf_counter() - started < 2.0
+        assert process.returncode == 0
+        executor.close()  # twice is fine
+        executor.kill()
+    finally:
+        executor.kill()
+
+
+def test_parent_side_does_not_import_wasm3_or_zmq() -> None:
+    code = (
+        "import sys, bxthre3.executor;"
+        "bad = {'wasm3', 'zmq', 'bxthre3.engine'} & set(sys.modules);"
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)
+
+
+def test_startup_time_and_noop_throughput(capsys: pytest.CaptureFixture[str]) -> None:
+    executor = Executor()
+    try:
+        started = time.perf_counter()
+        executor.start()
+        first = run(executor, make_job("noop"))
+        startup = time.perf_counter() - started - first.duration
+        job = make_job("noop")
+        count = 500
+        started = time.perf_counter()
+        for job_id in range(count):
+            executor.submit(ExecJob(job_id, job.module_sha, job.module_path, (), b"", {}))
+            assert wait_result(executor).reason is None
+        rate = count / (time.perf_counter() - started)
+        hello = make_job("greet_1", "x")
+        hello_runs = [run(executor, hello).duration for _ in range(50)]
+    finally:
+        executor.kill()
+        executor.close()
+    with capsys.disabled():
+        print(
+            f"\nexecutor: startup to first result {startup * 1000:.0f} ms, "
+            f"{rate:.0f} noop jobs/s, greet_1 engine time "
+            f"{sorted(hello_runs)[len(hello_runs) // 2] * 1000:.2f} ms (median)"
+        )
+    assert startup < 5.0
+    assert rate > 100
