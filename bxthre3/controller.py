@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 0.1
 """How often liveness is checked and idle hosts are sent heartbeats at most."""
 
+HOST_SAID_GOODBYE = "said goodbye"
+
 MAX_BATCH = 2000
 """Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
 
@@ -187,7 +189,7 @@ class Controller:
             assert isinstance(msg, protocol.Register)
             self._register(identity, host_id, msg, now)
         elif kind is protocol.Bye:
-            self._apply(self.scheduler.handle(HostLeft(host_id, now, "said goodbye")))
+            self._apply(self.scheduler.handle(HostLeft(host_id, now, HOST_SAID_GOODBYE)))
         elif kind is protocol.Submit:
             assert isinstance(msg, protocol.Submit)
             self._submit(identity, msg, now)
@@ -266,7 +268,8 @@ class Controller:
                     self._apply(self.scheduler.handle(HostLeft(ins.host_id, now, "unreachable")))
             elif isinstance(ins, ForgetHost):
                 self.identities.pop(ins.host_id, None)
-                log.warning("host %s removed: %s", ins.host_id[:8], ins.reason)
+                level = logging.INFO if ins.reason == HOST_SAID_GOODBYE else logging.WARNING
+                log.log(level, "host %s removed: %s", ins.node_id or ins.host_id, ins.reason)
             elif isinstance(ins, DagFinished):
                 log.info("DAG %s %s", ins.dag_id, ins.state.value)
 

@@ -26,7 +26,7 @@ from . import __version__, protocol
 from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
 from .addresses import Address
 from .errors import ClusterError, ProtocolError
-from .executor import ExecJob, Executor, ExecutorDied, ExecResult
+from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .module_cache import ModuleCache
 from .zmq_util import configure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -73,9 +74,9 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
         f"{t.get('running', 0)} running, {t.get('ready', 0)} queued, "
         f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
     )
-    hosts = Table(title="hosts", title_justify="left")
-    for col in ("node", "platform", "RAM MB", "slots", "running", "done", "failed", "seen s ago"):
-        hosts.add_column(col)
+    hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("node", "platform", "RAM MB", "slots", "running", "done", "failed", "seen"):
+        hosts.add_column(col, overflow="fold")
     for h in status.get("hosts", []):
         hosts.add_row(
             escape(h["node_id"]),
@@ -85,12 +86,12 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
             escape(", ".join(h.get("running", []))) or "-",
             str(h.get("succeeded")),
             str(h.get("failed")),
-            f"{h.get('last_seen_s', 0):.1f}",
+            f"{h.get('last_seen_s', 0):.1f}s ago",
         )
     console.print(hosts)
-    dags = Table(title="DAGs", title_justify="left")
-    for col in ("id", "name", "state", "done", "running", "failed", "elapsed s"):
-        dags.add_column(col)
+    dags = Table(title="DAGs", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("id", "name", "state", "done", "running", "failed", "elapsed"):
+        dags.add_column(col, overflow="fold")
     for d in status.get("dags", []):
         counts = d.get("counts", {})
         style = _STATE_STYLE.get(d["state"], "")
@@ -101,6 +102,6 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
             f"{d['done']}/{d['total']}",
             str(counts.get("running", 0)),
             str(counts.get("failed", 0) + counts.get("upstream_failed", 0)),
-            f"{d.get('elapsed_s', 0):.2f}",
+            f"{d.get('elapsed_s', 0):.2f}s",
         )
     console.print(dags)

@@ -222,7 +222,7 @@ class Scheduler:
         host.running.clear()
         if forget:
             del self.hosts[host.id]
-            out.append(ForgetHost(host.id, why))
+            out.append(ForgetHost(host.id, why, host.node_id))
 
     def _count_finished(
         self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None

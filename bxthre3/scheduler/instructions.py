@@ -37,6 +37,7 @@ class ForgetHost:
 
     host_id: str
     reason: str
+    node_id: str = ""
 
 
 Instruction = Assign | DagFinished | ForgetHost

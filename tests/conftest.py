@@ -1,0 +1,126 @@
+"""Shared fixtures: a real controller on loopback, real host subprocesses, a real client.
+
+Everything started here is stopped in teardown, hosts by PID. Sockets bind only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from bxthre3.addresses import Address
+from bxthre3.client import ControllerClient
+from bxthre3.controller import Controller
+from bxthre3.scheduler import SchedulerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_MODULES = REPO / "tests" / "data" / "modules"
+WASM_MODULES = REPO / "wasm_modules"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll until true; a bounded wait that fails the test instead of hanging it."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("BXTHRE3_CONTROLLER", None)
+    return env
+
+
+class RunningController:
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.context = zmq.Context()
+        self.controller = Controller(host="127.0.0.1", port=0, config=config, context=self.context)
+        self.port = self.controller.bind()
+        self.address = Address("127.0.0.1", self.port)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.controller.serve, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def client(self, timeout: float = 10.0) -> ControllerClient:
+        return ControllerClient(self.address, timeout=timeout, context=self.context)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive(), "controller loop did not stop"
+        self.controller.close()
+        self.context.term()
+
+
+@pytest.fixture
+def controller() -> Iterator[RunningController]:
+    running = RunningController(SchedulerConfig(heartbeat_interval=0.25, liveness=4))
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def client(controller: RunningController) -> Iterator[ControllerClient]:
+    c = controller.client()
+    yield c
+    c.close()
+
+
+class HostProcesses:
+    """Starts `python -m bxthre3 host` subprocesses and kills every one of them at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, address: Address, node_id: str, *, slots: int = 1, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        log = self.tmp_path / f"host_{node_id}.log"
+        cmd = [
+            sys.executable, "-m", "bxthre3", "host",
+            "--controller", str(address), "--node-id", node_id, "--slots", str(slots),
+            "--cache-dir", str(self.tmp_path / f"cache-{node_id}"),
+            "--heartbeat", "0.25", "--log-file", str(log), *extra,
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env()
+        )
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[HostProcesses]:
+    h = HostProcesses(tmp_path)
+    yield h
+    h.close()
+
+
+def wait_for_hosts(client: ControllerClient, n: int, timeout: float = 20.0) -> None:
+    wait_for(lambda: client.status()["totals"]["hosts"] >= n, timeout, f"{n} hosts to register")

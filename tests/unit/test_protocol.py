@@ -1,0 +1,99 @@
+"""Protocol round-trips and rejections: every kind survives the wire; garbage never passes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from bxthre3 import limits, protocol
+from bxthre3.errors import ProtocolError
+
+SAMPLES: list[protocol.Message] = [
+    protocol.Register("host-001", 2, 128, "linux-x86_64", "wasm3", ["ab" * 32], 4242, "0.1.0"),
+    protocol.Heartbeat(),
+    protocol.Result("dag-1", "t", 2, 0, b"\x00out\xff", b"err", None, "", 0.25),
+    protocol.Result("dag-1", "t", 3, None, b"", b"", "timeout", "killed", 30.0),
+    protocol.Bye("stopping"),
+    protocol.Welcome("host-001", 1.0, 3),
+    protocol.Reject("go away"),
+    protocol.Assign("dag-1", "t", 1, "ab" * 32, b"\x00asm", ["x", "y"], b"in", [2], 30.0),
+    protocol.Submit(7, {"name": "x", "tasks": []}),
+    protocol.StatusRequest(1),
+    protocol.ProgressRequest(2, "dag-1"),
+    protocol.ResultsRequest(3, "dag-1"),
+    protocol.Reply(4, True, {"dag_id": "dag-1"}, ""),
+    protocol.Reply(5, False, {}, "bad"),
+]
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip(message: protocol.Message) -> None:
+    assert protocol.decode(protocol.encode(message)) == message
+
+
+def test_every_kind_has_a_sample() -> None:
+    assert {type(m).KIND for m in SAMPLES} == set(protocol._KINDS)
+
+
+def _frame(*items: object) -> bytes:
+    return msgpack.packb(list(items), use_bin_type=True)
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        (b"", "not msgpack"),
+        (b"\xc1garbage", "not msgpack"),
+        (msgpack.packb({"v": 1}), "array"),
+        (_frame(1), "array"),
+        (_frame(2, "heartbeat"), "version"),
+        (_frame("1", "heartbeat"), "version"),
+        (_frame(1, "launch_missiles"), "unknown message kind"),
+        (_frame(1, 42), "unknown message kind"),
+        (_frame(1, "bye", 17), "wrong type"),
+        (_frame(1, "register", "n", "2", 128, "p", "e"), "'slots' has the wrong type"),
+        (_frame(1, "register", "n", True, 128, "p", "e"), "'slots' has the wrong type"),
+        (_frame(1, "register", "n"), "missing field 'slots'"),
+        (_frame(1, "assign", "d", "t", 1, "s", "not-bytes", [], b"", [], 1.0), "'module' has the wrong type"),
+        (_frame(1, "assign", "d", "t", 1, "s", b"", [1, 2], b"", [], 1.0), "'args' has the wrong type"),
+        (_frame(1, "submit", 1, ["not", "a", "map"]), "'dag' has the wrong type"),
+        (b"\xdd\xff\xff\xff\xff", "not msgpack"),  # array header claiming 4 billion items
+    ],
+)
+def test_rejections(frame: bytes, why: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(why) if "'" in why else why):
+        protocol.decode(frame)
+
+
+def test_oversized_frame_is_rejected_before_parsing() -> None:
+    frame = b"\x90" + b"\x00" * limits.MAX_FRAME_BYTES
+    with pytest.raises(ProtocolError, match="exceeds"):
+        protocol.decode(frame)
+
+
+def test_extra_trailing_fields_are_ignored_for_forward_compatibility() -> None:
+    assert protocol.decode(_frame(1, "bye", "why", "a field from the future")) == protocol.Bye("why")
+
+
+def test_missing_optional_field_takes_default() -> None:
+    msg = protocol.decode(_frame(1, "register", "n", 1, 64, "p", "e"))
+    assert isinstance(msg, protocol.Register)
+    assert msg.modules == [] and msg.pid == 0
+
+
+def test_peek_kind_reads_version_of_foreign_frames() -> None:
+    assert protocol.peek_kind(_frame(9, "register")) == (9, "register")
+    assert protocol.peek_kind(b"\xc1") == (None, None)
+
+
+def test_spec_documents_every_kind_and_limit() -> None:
+    spec = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    for kind in protocol._KINDS:
+        assert f"`{kind}`" in spec, f"docs/protocol.md does not document kind {kind!r}"
+    assert f"version {protocol.PROTOCOL_VERSION}" in spec
+    assert f"{limits.MAX_FRAME_BYTES // limits.MiB} MiB" in spec
+    assert f"{limits.MAX_MODULE_BYTES // limits.MiB} MiB" in spec
+    assert f"{limits.MAX_TASKS_PER_DAG:,}" in spec

@@ -1,0 +1,245 @@
+"""Scheduler transitions: these events give exactly these instructions. No sockets, no clocks."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
+from bxthre3.failures import FailureReason
+from bxthre3.scheduler import (
+    Assign,
+    DagFinished,
+    DagState,
+    DagSubmitted,
+    ForgetHost,
+    HostJoined,
+    HostLeft,
+    HostSeen,
+    Scheduler,
+    SchedulerConfig,
+    TaskFinished,
+    TaskState,
+    Tick,
+)
+
+MODULE = b"\x00asm\x01\x00\x00\x00"
+SHA = hashlib.sha256(MODULE).hexdigest()
+
+
+def task(tid: str, *deps: str, inputs: tuple[TaskInput, ...] = (), retries: int | None = None) -> TaskSpec:
+    return TaskSpec(
+        id=tid, module=SHA, module_name="m.wasm", inputs=inputs, depends_on=deps, retries=retries
+    )
+
+
+def out(tid: str) -> TaskInput:
+    return TaskInput(InputKind.OUTPUT, tid)
+
+
+def dag(*tasks: TaskSpec) -> DagSpec:
+    return DagSpec(name="test", tasks=tuple(tasks), modules={SHA: MODULE})
+
+
+def fanout() -> DagSpec:
+    return dag(
+        task("init", inputs=(TaskInput(InputKind.LITERAL, "Bxthre3"),)),
+        task("a", "init", inputs=(out("init"),)),
+        task("b", "init", inputs=(TaskInput(InputKind.LITERAL, "x"), out("init"))),
+        task("agg", "a", "b", inputs=(out("a"), TaskInput(InputKind.FILE, "f.txt", b"FILE"), out("b"))),
+    )
+
+
+def assigns(instructions: list) -> list[Assign]:
+    return [i for i in instructions if isinstance(i, Assign)]
+
+
+def join(s: Scheduler, host: str, slots: int = 1, now: float = 0.0, modules: frozenset[str] = frozenset()):
+    return s.handle(HostJoined(host, f"node-{host}", slots, 128, now, modules=modules))
+
+
+def ok(s: Scheduler, a: Assign, output: bytes, now: float = 1.0):
+    return s.handle(TaskFinished(a.host_id, a.dag_id, a.task_id, a.attempt, now, output=output))
+
+
+def fail(s: Scheduler, a: Assign, reason: FailureReason = FailureReason.EXIT_CODE, now: float = 1.0):
+    return s.handle(
+        TaskFinished(a.host_id, a.dag_id, a.task_id, a.attempt, now, exit_code=3, reason=reason, error="boom")
+    )
+
+
+def test_tasks_wait_for_a_host_then_run_in_dependency_order() -> None:
+    s = Scheduler()
+    assert s.handle(DagSubmitted("d1", fanout(), 0.0)) == []
+    assert s.dags["d1"].tasks["init"].state is TaskState.READY
+    assert s.dags["d1"].tasks["a"].state is TaskState.PENDING
+    [a1] = assigns(join(s, "h1"))
+    assert (a1.task_id, a1.attempt, a1.args, a1.stdin, a1.ship_module) == ("init", 1, ("Bxthre3",), b"", True)
+    [a2] = assigns(ok(s, a1, b"Bxthre3\n"))
+    assert a2.task_id == "a" and a2.stdin == b"Bxthre3\n" and a2.input_sizes == (8,)
+    assert a2.ship_module is False, "the host already holds the module"
+    [a3] = assigns(ok(s, a2, b"A"))
+    assert a3.task_id == "b" and a3.args == ("x",)
+    instructions = ok(s, a3, b"BB")
+    [a4] = assigns(instructions)
+    assert a4.task_id == "agg"
+    assert a4.stdin == b"AFILEBB" and a4.input_sizes == (1, 4, 2)
+    assert ok(s, a4, b"done") == [DagFinished("d1", DagState.SUCCEEDED)]
+    d = s.dags["d1"]
+    assert d.done == 4 and d.counts[TaskState.SUCCEEDED] == 4
+    assert d.tasks["agg"].output == b"done"
+
+
+def test_credit_limits_assignments_to_free_slots_and_prefers_module_holders() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(5))), 0.0))
+    first = assigns(join(s, "cold", slots=2))
+    assert [a.host_id for a in first] == ["cold", "cold"]
+    warm = assigns(join(s, "warm", slots=1, modules=frozenset({SHA})))
+    assert [(a.host_id, a.ship_module) for a in warm] == [("warm", False)]
+    assert s.hosts["cold"].free_slots == 0 and s.hosts["warm"].free_slots == 0
+    assert len(s.ready) == 2
+    nxt = assigns(ok(s, first[0], b""))
+    assert [a.host_id for a in nxt] == ["cold"]
+
+
+def test_failure_is_retried_then_fails_dag_and_marks_dependents_upstream_failed() -> None:
+    s = Scheduler(SchedulerConfig(default_retries=1))
+    spec = dag(task("root"), task("bad", "root"), task("child", "bad"), task("grandchild", "child"), task("side"))
+    s.handle(DagSubmitted("d1", spec, 0.0))
+    root, side = assigns(join(s, "h1", slots=2))
+    [bad] = assigns(ok(s, root, b""))
+    [bad2] = assigns(fail(s, bad))
+    assert bad2.task_id == "bad" and bad2.attempt == 2
+    assert fail(s, bad2) == []
+    d = s.dags["d1"]
+    assert d.tasks["bad"].state is TaskState.FAILED
+    assert d.tasks["bad"].reason is FailureReason.EXIT_CODE
+    assert d.tasks["child"].state is TaskState.UPSTREAM_FAILED
+    assert d.tasks["grandchild"].state is TaskState.UPSTREAM_FAILED
+    assert "bad" in d.tasks["grandchild"].error
+    assert d.state is DagState.RUNNING, "the independent branch is still running"
+    assert ok(s, side, b"") == [DagFinished("d1", DagState.FAILED)]
+    assert d.counts[TaskState.SUCCEEDED] == 2
+
+
+def test_deterministic_failures_are_not_retried() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    assert fail(s, a, FailureReason.INVALID_MODULE) == [DagFinished("d1", DagState.FAILED)]
+
+
+def test_per_task_retries_override_the_default() -> None:
+    s = Scheduler(SchedulerConfig(default_retries=5))
+    s.handle(DagSubmitted("d1", dag(task("t", retries=0)), 0.0))
+    [a] = assigns(join(s, "h1"))
+    assert fail(s, a) == [DagFinished("d1", DagState.FAILED)]
+
+
+def test_stale_duplicate_and_foreign_results_are_ignored() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t"), task("u", "t")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    assert assigns(join(s, "h2")) == []
+    other = "h2"
+    # a result from a host that does not hold the attempt
+    assert s.handle(TaskFinished(other, "d1", "t", 1, 1.0, output=b"forged")) == []
+    # a result for an attempt that was never issued
+    assert s.handle(TaskFinished(a.host_id, "d1", "t", 7, 1.0, output=b"stale")) == []
+    # unknown DAG and task
+    assert s.handle(TaskFinished(a.host_id, "nope", "t", 1, 1.0)) == []
+    assert s.handle(TaskFinished(a.host_id, "d1", "nope", 1, 1.0)) == []
+    assert s.dags["d1"].tasks["t"].state is TaskState.RUNNING
+    [u] = assigns(ok(s, a, b"real"))
+    assert ok(s, a, b"duplicate") == []
+    assert s.dags["d1"].tasks["t"].output == b"real"
+    assert u.stdin == b""  # u lists no inputs
+
+
+def test_silent_host_is_declared_dead_and_its_tasks_requeued_first() -> None:
+    s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3))
+    s.handle(DagSubmitted("d1", dag(task("t1"), task("t2")), 0.0))
+    [a] = assigns(join(s, "h1", now=0.0))
+    s.handle(HostSeen("h1", 2.0))
+    assert s.handle(Tick(4.9)) == []
+    join(s, "h2", now=4.9)  # takes t2
+    s.handle(HostSeen("h2", 5.5))
+    instructions = s.handle(Tick(5.5))
+    assert ForgetHost("h1", "silent for 3.5s", "node-h1") in instructions
+    t1 = s.dags["d1"].tasks["t1"]
+    assert t1.state is TaskState.READY and t1.host_losses == 1 and t1.failures == 0
+    assert t1.attempts[-1].reason is FailureReason.HOST_LOST
+    assert s.ready[0] == ("d1", "t1")
+    assert "h1" not in s.hosts
+    # the dead host's late result is stale
+    assert ok(s, a, b"late") == []
+
+
+def test_host_left_requeues_and_a_new_host_gets_the_task() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    instructions = s.handle(HostLeft("h1", 1.0, "bye"))
+    assert instructions == [ForgetHost("h1", "bye", "node-h1")]
+    [b] = assigns(join(s, "h2", now=2.0))
+    assert (b.task_id, b.attempt) == ("t", 2)
+
+
+def test_reregistering_node_replaces_its_old_connection() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    join(s, "old")
+    out_ = s.handle(HostJoined("new", "node-old", 1, 128, 1.0))
+    assert ForgetHost("old", "replaced by a new registration", "node-old") in out_
+    [b] = assigns(out_)
+    assert b.host_id == "new" and b.attempt == 2
+
+
+def test_too_many_host_losses_fail_the_task() -> None:
+    s = Scheduler(SchedulerConfig(max_host_losses=1))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    join(s, "h1")
+    s.handle(HostLeft("h1", 1.0))
+    join(s, "h2")
+    out_ = s.handle(HostLeft("h2", 2.0))
+    assert DagFinished("d1", DagState.FAILED) in out_
+    assert s.dags["d1"].tasks["t"].reason is FailureReason.HOST_LOST
+
+
+def test_counts_stay_consistent_over_a_long_chain() -> None:
+    n = 2000
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t0"), *(task(f"t{i}", f"t{i - 1}") for i in range(1, n))), 0.0))
+    [a] = assigns(join(s, "h1"))
+    for i in range(n - 1):
+        [a] = assigns(ok(s, a, str(i).encode()))
+    assert ok(s, a, b"end") == [DagFinished("d1", DagState.SUCCEEDED)]
+    d = s.dags["d1"]
+    assert sum(d.counts.values()) == n and d.counts[TaskState.SUCCEEDED] == n
+
+
+def test_failure_at_the_head_of_a_long_chain_does_not_recurse() -> None:
+    n = 50_000
+    s = Scheduler(SchedulerConfig(default_retries=0))
+    s.handle(DagSubmitted("d1", dag(task("t0"), *(task(f"t{i}", f"t{i - 1}") for i in range(1, n))), 0.0))
+    [a] = assigns(join(s, "h1"))
+    assert fail(s, a) == [DagFinished("d1", DagState.FAILED)]
+    assert s.dags["d1"].counts[TaskState.UPSTREAM_FAILED] == n - 1
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_throughput_counter(slots: int) -> None:
+    s = Scheduler(SchedulerConfig(throughput_window=10.0))
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(10))), 0.0))
+    pending = assigns(join(s, "h1", slots=slots))
+    done = 0
+    while pending:
+        a = pending.pop(0)
+        pending += assigns(ok(s, a, b"", now=1.0))
+        done += 1
+    assert done == 10
+    assert s.tasks_per_second() == pytest.approx(1.0)
+    s.handle(Tick(20.0))
+    assert s.tasks_per_second() == 0.0
