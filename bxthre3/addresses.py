@@ -47,6 +47,8 @@ def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> Address:
             port_text = rest[1:]
     elif raw.count(":") == 1:
         host, port_text = raw.split(":")
+        if not port_text:
+            raise Bxthre3Error(f"bad controller address {text!r}: nothing after ':' (e.g. {host}:{default_port})")
     port = default_port
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:

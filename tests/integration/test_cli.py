@@ -152,3 +152,37 @@ def test_controller_hosts_submit_wait_status_by_hand(tmp_path: Path) -> None:
                 p.kill()
                 p.wait()
     assert all(p.returncode == 0 for p in started), [p.returncode for p in started]
+
+
+def test_ctrl_c_stops_run_and_every_process_it_started(tmp_path: Path) -> None:
+    import psutil
+
+    dag = tmp_path / "spin.yaml"
+    module = REPO / "tests" / "data" / "modules" / "spin.wasm"
+    dag.write_text(f"name: spin\ntasks:\n  - id: forever\n    module: {module}\n    timeout: 120\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bxthre3", "run", str(dag)],
+        env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        me = psutil.Process(proc.pid)
+
+        def executors_busy() -> bool:
+            # the run process, its 2 hosts and their executor children
+            return len(me.children(recursive=True)) >= 4 and any(
+                c.cpu_percent(0.05) > 20 for c in me.children(recursive=True)
+            )
+
+        wait_for(executors_busy, 30, "the task to spin in an executor")
+        family = me.children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    gone, alive = psutil.wait_procs(family, timeout=5)
+    assert not alive, f"left running: {[p.pid for p in alive]}"
