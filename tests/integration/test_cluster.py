@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 import zmq
 
-from bxthre3 import protocol
+from bxthre3 import limits, protocol
 from bxthre3.client import ControllerClient
 from bxthre3.dag_loader import load_dag
 from tests.conftest import REPO, TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, wait_for, wait_for_hosts
@@ -155,8 +155,14 @@ def test_garbage_frames_are_dropped_and_the_controller_keeps_serving(
     assert evil.poll(5000), "expected a reject for the old-version register"
     reply = protocol.decode(evil.recv())
     assert isinstance(reply, protocol.Reject) and "protocol 1" in reply.reason
+    # a frame over the limit: ZeroMQ itself refuses it (MAXMSGSIZE) and drops that connection
+    big = ctx.socket(zmq.DEALER)
+    big.setsockopt(zmq.LINGER, 0)
+    big.connect(controller.address.endpoint)
+    big.send(b"\x00" * (limits.MAX_FRAME_BYTES + 1024))
     evil.close()
     wait_for(lambda: client.status()["controller"]["dropped_frames"] >= len(junk), 5, "drops to be counted")
+    big.close()
     hosts.start(controller.address, "h1")
     wait_for_hosts(client, 1)
     dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
