@@ -45,6 +45,7 @@ from bxthre3.limits import (
     MAX_ID_LENGTH,
     MAX_INPUTS_PER_TASK,
     MAX_MODULE_BYTES,
+    MAX_TASK_MEMORY_MB,
     MAX_TASKS_PER_DAG,
     MAX_YAML_BYTES,
 )
@@ -75,7 +76,7 @@ _TYPE_WORDS = {
 }
 
 _TOP_KEYS = ("name", "description", "tasks")
-_TASK_KEYS = ("id", "module", "inputs", "depends_on", "timeout", "retries")
+_TASK_KEYS = ("id", "module", "inputs", "depends_on", "timeout", "retries", "memory")
 
 
 def load_dag(path: str | os.PathLike[str]) -> DagSpec:
@@ -376,7 +377,8 @@ class _DagBuilder:
                 depends_on.append(dep)
         timeout = self.timeout(fields["timeout"][1], task_id) if "timeout" in fields else None
         retries = self.retries(fields["retries"][1], task_id) if "retries" in fields else None
-        return TaskSpec(task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries)
+        memory = self.memory(fields["memory"][1], task_id) if "memory" in fields else None
+        return TaskSpec(task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory)
 
     def task_input(self, node: Node, number: int, task_id: str) -> TaskInput:
         if not (isinstance(node, ScalarNode) and node.tag == _STR):
@@ -447,6 +449,22 @@ class _DagBuilder:
         value = self.scalar_value(node, task_id, "retries")
         if not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
             raise self.fail(f"must be between 0 and {MAX_RETRIES}, not {node.value}", node, task_id, "retries")
+        return value
+
+    def memory(self, node: Node, task_id: str) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
+            return None
+        if not (isinstance(node, ScalarNode) and node.tag == _INT):
+            shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
+            raise self.fail(f"must be a whole number of MB, not {_kind(node)}{shown}", node, task_id, "memory")
+        value = self.scalar_value(node, task_id, "memory")
+        if not isinstance(value, int) or not 1 <= value <= MAX_TASK_MEMORY_MB:
+            raise self.fail(
+                f"must be between 1 and {MAX_TASK_MEMORY_MB} MB (wasm32 addresses at most 4 GiB), not {node.value}",
+                node,
+                task_id,
+                "memory",
+            )
         return value
 
     # -- modules

@@ -26,6 +26,7 @@ from bxthre3.limits import (
     MAX_ID_LENGTH,
     MAX_INPUTS_PER_TASK,
     MAX_MODULE_BYTES,
+    MAX_TASK_MEMORY_MB,
     MAX_TASKS_PER_DAG,
 )
 from bxthre3.wasm_inspect import check_wasi_command
@@ -88,6 +89,8 @@ class TaskSpec:
     """Seconds per attempt; None means the cluster default."""
     retries: int | None = None
     """Extra attempts after a failure; None means the cluster default."""
+    memory: int | None = None
+    """MB of RAM the task needs; it runs only on a host whose --ram-limit is at least this."""
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -162,6 +165,8 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
         wire["timeout"] = task.timeout
     if task.retries is not None:
         wire["retries"] = task.retries
+    if task.memory is not None:
+        wire["memory"] = task.memory
     return wire
 
 
@@ -456,7 +461,7 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
 # --------------------------------------------------------------------------- wire
 
 _TOP_KEYS = frozenset({"name", "tasks", "modules", "description"})
-_TASK_KEYS = frozenset({"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries"})
+_TASK_KEYS = frozenset({"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory"})
 _INPUT_KEYS = frozenset({"kind", "value", "data"})
 _KINDS = {k.value: k for k in InputKind}
 
@@ -547,7 +552,13 @@ class _WireReader:
                 raise self.fail(f"must be an integer, not {type(retries).__name__}", task_id, "retries")
             if not 0 <= retries <= MAX_RETRIES:
                 raise self.fail(f"must be between 0 and {MAX_RETRIES}, not {retries}", task_id, "retries")
-        return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries)
+        memory = raw.get("memory")
+        if memory is not None:
+            if isinstance(memory, bool) or not isinstance(memory, int):
+                raise self.fail(f"must be an integer (MB), not {type(memory).__name__}", task_id, "memory")
+            if not 1 <= memory <= MAX_TASK_MEMORY_MB:
+                raise self.fail(f"must be between 1 and {MAX_TASK_MEMORY_MB} MB, not {memory}", task_id, "memory")
+        return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory)
 
     def inputs(self, raw: object, task_id: str) -> tuple[TaskInput, ...]:
         if not isinstance(raw, (list, tuple)):

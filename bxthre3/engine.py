@@ -23,6 +23,7 @@ import wasm3
 from bxthre3 import abi, limits
 from bxthre3.failures import FailureReason
 from bxthre3.wasi import OutputLimitExceeded, ProcExit, WasiShim
+from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,14 @@ def run_module(
     max_stdout: int = limits.MAX_OUTPUT_BYTES,
     max_stderr: int = limits.MAX_STDERR_BYTES,
     stack_bytes: int = DEFAULT_STACK_BYTES,
+    memory_limit_bytes: int | None = None,
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
     The module sees `program_name` as argv[0], `args` as argv[1..] and exactly `env` as
     its environment: the caller adds BXTHRE3_INPUT_SIZES and BXTHRE3_TASK_ID.
+    `memory_limit_bytes` says the module was rewritten by `wasm_sandbox.cap_memory`
+    with that limit, so a trap raised by its growth check is reported as memory_limit.
     """
     started = time.perf_counter()
     shim = WasiShim(
@@ -115,7 +119,12 @@ def run_module(
         except OutputLimitExceeded:
             return finish(None, FailureReason.OUTPUT_LIMIT, f"stdout exceeded {max_stdout} bytes")
         except RuntimeError as exc:
+            if memory_limit_bytes is not None and _memory_flag_set(module):
+                mib = memory_limit_bytes // limits.MiB
+                return finish(None, FailureReason.MEMORY_LIMIT, f"needed more than this host's {mib} MiB memory limit")
             return finish(None, *_classify_runtime_error(str(exc)))
+        except MemoryError:
+            return finish(None, FailureReason.MEMORY_LIMIT, "the executor ran out of address space")
         except Exception as exc:  # a bug in the shim, not the module's doing
             return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
         return finish(0, None, "")
@@ -123,6 +132,13 @@ def run_module(
         shim.unbind()
         if runtime is not None:
             _reclaimer.free(runtime, loaded=loaded)
+
+
+def _memory_flag_set(module: wasm3.Module) -> bool:
+    try:
+        return bool(module.get_global(MEMORY_FLAG_EXPORT))
+    except RuntimeError:
+        return False
 
 
 def _classify_runtime_error(message: str) -> tuple[FailureReason, str]:

@@ -29,8 +29,9 @@ from typing import Any
 import msgpack
 
 from bxthre3 import limits
-from bxthre3.errors import Bxthre3Error
+from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
+from bxthre3.wasm_sandbox import MemoryLimitError, cap_memory
 
 _HEADER = struct.Struct(">I")
 
@@ -81,10 +82,13 @@ class ExecJob:
     max_stdout: int = limits.MAX_OUTPUT_BYTES
     program_name: str = "task"
     """argv[0] as the module sees it; hosts pass the task id."""
+    memory_limit_bytes: int = 0
+    """Cap on the module's linear memory (0: none); outgrowing it fails with memory_limit."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "program_name": self.program_name,
+            "memory_limit_bytes": self.memory_limit_bytes,
             "job_id": self.job_id,
             "module_sha": self.module_sha,
             "module_path": os.path.abspath(self.module_path),
@@ -106,6 +110,7 @@ class ExecJob:
                 env=dict(data["env"]),
                 max_stdout=data["max_stdout"],
                 program_name=data.get("program_name", "task"),
+                memory_limit_bytes=data.get("memory_limit_bytes", 0),
             )
         except (TypeError, KeyError) as exc:
             raise ValueError(f"malformed job: {exc!r}") from exc
@@ -116,6 +121,7 @@ class ExecJob:
             (job.stdin, bytes),
             (job.max_stdout, int),
             (job.program_name, str),
+            (job.memory_limit_bytes, int),
         )
         if not all(isinstance(a, str) for a in job.args) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in job.env.items()
@@ -237,8 +243,10 @@ class Executor:
     an epoll-based selector must re-register it after `start()`.
     """
 
-    def __init__(self, *, log_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, *, log_path: str | os.PathLike[str] | None = None, address_space_mb: int = 0) -> None:
         self._log_path = log_path
+        self._address_space_mb = address_space_mb
+        """Extra virtual memory the child may map beyond its start-up size (0: unlimited)."""
         self._process: subprocess.Popen[bytes] | None = None
         self._jobs_fd: int | None = None
         self._results_fd: int | None = None
@@ -277,6 +285,7 @@ class Executor:
                     str(jobs_read),
                     str(results_write),
                     str(os.getpid()),
+                    str(self._address_space_mb),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -435,10 +444,16 @@ class _ModuleCache:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
 
-    def get(self, sha: str, path: str) -> bytes:
-        data = self._entries.get(sha)
+    def get(self, sha: str, path: str, memory_limit_bytes: int = 0) -> bytes:
+        """The module's bytes, rewritten to cap its memory when a limit is given.
+
+        Raises MemoryLimitError when its initial memory is already over the limit and
+        ModuleError when it cannot be rewritten.
+        """
+        key = f"{sha}/{memory_limit_bytes}"
+        data = self._entries.get(key)
         if data is not None:
-            self._entries.move_to_end(sha)
+            self._entries.move_to_end(key)
             return data
         try:
             with open(path, "rb") as file:
@@ -450,12 +465,33 @@ class _ModuleCache:
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha.lower():
             raise _ModuleUnavailable(f"module {path} has sha256 {actual}, expected {sha}")
-        self._entries[sha] = data
+        if memory_limit_bytes:
+            data = cap_memory(data, limit_bytes=memory_limit_bytes, name=os.path.basename(path))
+        self._entries[key] = data
         self._bytes += len(data)
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted)
         return data
+
+
+def _limit_address_space(extra_mb: int) -> None:
+    """Cap this process's virtual size at what it maps now plus ``extra_mb``.
+
+    RLIMIT_AS counts all of the process's mappings (the Python runtime alone maps far
+    more than it has resident), so the cap is measured from the current size rather
+    than set absolutely. Beyond it, mmap/malloc fail: Wasm3 cannot grow memory and
+    Python raises MemoryError, both reported as memory_limit. Nothing escapes the cap.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/statm", "rb") as file:
+            virtual = int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        cap = virtual + extra_mb * limits.MiB
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    except (OSError, ValueError, IndexError, ImportError) as exc:
+        print(f"executor: cannot limit address space: {exc}", file=sys.stderr)
 
 
 def _resident_bytes() -> int:
@@ -488,12 +524,24 @@ def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
         return ExecResult(job.job_id, None, b"", b"", reason, error, 0.0)
 
     try:
-        wasm = cache.get(job.module_sha, job.module_path)
+        wasm = cache.get(job.module_sha, job.module_path, job.memory_limit_bytes)
     except _ModuleUnavailable as exc:
         # Host-side trouble (a bad cache file), not the module's fault: retryable.
         return failed(FailureReason.INTERNAL, str(exc))
+    except MemoryLimitError as exc:
+        return failed(FailureReason.MEMORY_LIMIT, exc.message)
+    except ModuleError as exc:
+        return failed(FailureReason.INVALID_MODULE, f"invalid module: {exc.message}")
     try:
-        run = engine.run_module(wasm, args=job.args, stdin=job.stdin, env=job.env, max_stdout=job.max_stdout)
+        run = engine.run_module(
+            wasm,
+            args=job.args,
+            stdin=job.stdin,
+            env=job.env,
+            max_stdout=job.max_stdout,
+            program_name=job.program_name,
+            memory_limit_bytes=job.memory_limit_bytes or None,
+        )
     except Exception as exc:  # run_module must not raise; if it does, that is our bug
         return failed(FailureReason.INTERNAL, f"engine error: {exc!r}")
     return ExecResult(job.job_id, run.exit_code, run.stdout, run.stderr, run.reason, run.error, run.duration)
@@ -502,15 +550,19 @@ def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
 def main(argv: Sequence[str] | None = None) -> int:
     """Child entry point: `python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID`."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 3:
-        print("usage: python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID", file=sys.stderr)
+    if len(args) == 3:
+        args.append("0")
+    if len(args) != 4:
+        print("usage: python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID [ADDRESS_SPACE_MB]", file=sys.stderr)
         return 2
-    jobs_fd, results_fd, parent_pid = (int(a) for a in args)
+    jobs_fd, results_fd, parent_pid, address_space_mb = (int(a) for a in args)
     # The parent owns our lifetime: Ctrl-C in its terminal must not kill a job midway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     from bxthre3 import engine  # noqa: F401  (import wasm3 now, not during the first job)
 
+    if address_space_mb > 0:
+        _limit_address_space(address_space_mb)
     cache = _ModuleCache()
     retire_rss = int(os.environ.get("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES") or RETIRE_RSS_BYTES)
     while True:

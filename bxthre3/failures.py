@@ -18,6 +18,8 @@ class FailureReason(str, Enum):
     """The module needed more linear memory than the host allows."""
     OUTPUT_LIMIT = "output_limit"
     """The module wrote more stdout than the limit allows."""
+    INPUT_LIMIT = "input_limit"
+    """The task's inputs add up to more than one task may receive."""
     INVALID_MODULE = "invalid_module"
     """The module could not be loaded or linked (not wasm, unsupported import, no `_start`)."""
     EXECUTOR_CRASHED = "executor_crashed"
@@ -30,4 +32,9 @@ class FailureReason(str, Enum):
     @property
     def retryable(self) -> bool:
         """Deterministic rejections are not retried: running them again gives the same."""
-        return self not in (FailureReason.INVALID_MODULE, FailureReason.OUTPUT_LIMIT)
+        return self not in _DETERMINISTIC
+
+
+_DETERMINISTIC = frozenset(
+    {FailureReason.INVALID_MODULE, FailureReason.OUTPUT_LIMIT, FailureReason.INPUT_LIMIT, FailureReason.MEMORY_LIMIT}
+)

@@ -28,10 +28,19 @@ from .addresses import Address
 from .errors import ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
+from .limits import MiB
 from .module_cache import ModuleCache
 from .zmq_util import configure
 
 log = logging.getLogger(__name__)
+
+EXECUTOR_OVERHEAD_MB = 512
+"""Address space an executor may map beyond its start-up size and the module's memory cap.
+
+It covers Wasm3's stack and compiled code and the copies of a task's stdin and stdout
+(up to the frame and output limits) that pass through Python. RLIMIT_AS is the backstop;
+the precise cap is the module's own linear memory limit (--ram-limit).
+"""
 
 
 @dataclass(slots=True)
@@ -87,7 +96,10 @@ class Host:
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.sock: zmq.Socket | None = None
-        self.slots = [_Slot(Executor(log_path=executor_log)) for _ in range(max(1, config.slots))]
+        address_space = config.ram_mb + EXECUTOR_OVERHEAD_MB
+        self.slots = [
+            _Slot(Executor(log_path=executor_log, address_space_mb=address_space)) for _ in range(max(1, config.slots))
+        ]
         self.backlog: deque[protocol.Assign] = deque()
         self.outbox: list[protocol.Result] = []
         self.welcomed = False
@@ -264,6 +276,7 @@ class Host:
             module_path=str(path),
             args=tuple(assign.args),
             program_name=assign.task_id,
+            memory_limit_bytes=self.config.ram_mb * MiB,
             stdin=assign.stdin,
             env=env,
         )

@@ -31,8 +31,18 @@ MAX_INPUTS_PER_TASK = 10_000
 MAX_OUTPUT_BYTES = 16 * MiB
 """Largest stdout a task may produce; more ends the task with reason `output_limit`."""
 
+MAX_TASK_INPUT_BYTES = 32 * MiB
+"""Largest stdin one task may receive (its upstream outputs plus file inputs, concatenated).
+
+It keeps an assignment (stdin + module) inside one frame; a task whose inputs add up to
+more fails with reason `input_limit` before it is sent anywhere.
+"""
+
 MAX_STDERR_BYTES = 64 * 1024
 """Largest stderr kept per task (the tail is kept; the rest is discarded)."""
+
+MAX_TASK_MEMORY_MB = 4096
+"""Largest `memory` a task may declare: wasm32 linear memory cannot address more than 4 GiB."""
 
 DEFAULT_TASK_TIMEOUT_S = 300.0
 """Wall-clock limit of one task attempt unless the DAG says otherwise."""

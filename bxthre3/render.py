@@ -88,6 +88,8 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
             str(h.get("failed")),
             f"{h.get('last_seen_s', 0):.1f}s ago",
         )
+    for reason in status.get("waiting", []):
+        console.print(f"[yellow]waiting:[/] {escape(reason)}")
     console.print(hosts)
     dags = Table(title="DAGs", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("id", "name", "state", "done", "running", "failed", "elapsed"):

@@ -59,10 +59,21 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
             "failed": scheduler.total_failed,
             "tasks_per_s": round(scheduler.tasks_per_second(), 2),
         },
+        "waiting": scheduler.waiting_reasons(),
         "hosts": hosts,
         "dags": [dag_summary(d, now) for d in scheduler.dags.values()],
         **(extra or {}),
     }
+
+
+def _waiting_for(task: TaskRecord, scheduler: Scheduler) -> str:
+    need = task.spec.memory
+    if task.state is not TaskState.READY or not need:
+        return ""
+    largest = max((h.ram_mb for h in scheduler.hosts.values()), default=0)
+    if need <= largest:
+        return ""
+    return f"waiting: needs {need} MB; the largest host offers {largest} MB"
 
 
 def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict[str, Any]:
@@ -76,7 +87,8 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
         "duration_s": round(task.duration, 6),
         "exit_code": task.exit_code,
         "reason": task.reason.value if task.reason else None,
-        "error": task.error,
+        "error": task.error or _waiting_for(task, scheduler),
+        "memory_mb": task.spec.memory,
         "history": [
             {
                 "attempt": a.attempt,

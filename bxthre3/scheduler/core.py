@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from ..dag_model import InputKind
 from ..failures import FailureReason
-from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S
+from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from .events import DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
 from .instructions import Assign, DagFinished, ForgetHost, Instruction
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
+from .ready_queue import ReadyQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.dags: dict[str, DagRecord] = {}
         self.hosts: dict[str, HostRecord] = {}
-        self.ready: deque[tuple[str, str]] = deque()
+        self.ready = ReadyQueue()
         self.finished_times: deque[float] = deque()
         self.total_succeeded = 0
         self.total_failed = 0
@@ -169,10 +170,7 @@ class Scheduler:
 
     def _make_ready(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
         dag.set_state(task, TaskState.READY)
-        if front:
-            self.ready.appendleft((dag.id, task.spec.id))
-        else:
-            self.ready.append((dag.id, task.spec.id))
+        self.ready.push(dag.id, task.spec.id, task.spec.memory or 0, front=front)
 
     def _fail_task(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
         task.finished_at = now
@@ -245,35 +243,52 @@ class Scheduler:
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
         free = [h for h in self.hosts.values() if h.free_slots > 0]
         while self.ready and free:
-            dag_id, task_id = self.ready.popleft()
+            entry = self.ready.pop_for(max(h.ram_mb for h in free))
+            if entry is None:
+                return  # every queued task needs more memory than any free host offers
+            dag_id, task_id, memory = entry
             dag = self.dags.get(dag_id)
             task = dag.tasks.get(task_id) if dag else None
             if dag is None or task is None or task.state is not TaskState.READY:
                 continue
-            host = self._place(task, free)
-            out.append(self._assign(dag, task, host, now))
+            parts = self._stdin_parts(dag, task)
+            size = sum(len(p) for p in parts)
+            if size > MAX_TASK_INPUT_BYTES:
+                task.reason = FailureReason.INPUT_LIMIT
+                task.error = f"inputs add up to {size:,} bytes, over the {MAX_TASK_INPUT_BYTES:,}-byte limit"
+                self._fail_task(dag, task, now, out)
+                self._count_finished(now, ok=False, host=None, key=None)
+                self._check_dag_done(dag, now, out)
+                continue
+            host = self._place(task, [h for h in free if h.ram_mb >= memory])
+            out.append(self._assign(dag, task, host, parts, now))
             if host.free_slots == 0:
                 free.remove(host)
 
     @staticmethod
-    def _place(task: TaskRecord, free: list[HostRecord]) -> HostRecord:
+    def _place(task: TaskRecord, candidates: list[HostRecord]) -> HostRecord:
+        """The free host that already holds the module, else the one with most free slots."""
         sha = task.spec.module
-        best = free[0]
+        best = candidates[0]
         best_key = (sha in best.modules, best.free_slots)
-        for h in free[1:]:
+        for h in candidates[1:]:
             key = (sha in h.modules, h.free_slots)
             if key > best_key:
                 best, best_key = h, key
         return best
 
-    def _assign(self, dag: DagRecord, task: TaskRecord, host: HostRecord, now: float) -> Assign:
-        spec = task.spec
+    @staticmethod
+    def _stdin_parts(dag: DagRecord, task: TaskRecord) -> list[bytes]:
         parts: list[bytes] = []
-        for item in spec.stdin_inputs:
+        for item in task.spec.stdin_inputs:
             if item.kind is InputKind.OUTPUT:
                 parts.append(dag.tasks[item.value].output or b"")
             else:
                 parts.append(item.data)
+        return parts
+
+    def _assign(self, dag: DagRecord, task: TaskRecord, host: HostRecord, parts: list[bytes], now: float) -> Assign:
+        spec = task.spec
         task.attempt += 1
         task.host_id = host.id
         task.started_at = now
@@ -300,6 +315,18 @@ class Scheduler:
     def tasks_per_second(self) -> float:
         window = self.config.throughput_window
         return len(self.finished_times) / window if window > 0 else 0.0
+
+    def waiting_reasons(self) -> list[str]:
+        """Why queued tasks cannot start, in words for `status` (empty when none are stuck)."""
+        if not self.ready:
+            return []
+        if not self.hosts:
+            return [f"{len(self.ready)} ready task(s) wait for a host to register"]
+        largest = max(h.ram_mb for h in self.hosts.values())
+        return [
+            f"{count} ready task(s) need {memory} MB; the largest host offers {largest} MB"
+            for memory, count in self.ready.waiting_above(largest).items()
+        ]
 
     def hosts_of_node(self, node_id: str) -> Iterable[HostRecord]:
         return (h for h in self.hosts.values() if h.node_id == node_id)

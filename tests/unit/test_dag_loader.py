@@ -93,6 +93,7 @@ CASES = [
     ("file_input_missing.yaml", 5, "a", "inputs", "input file 'inputs/absent.txt' not found"),
     ("bad_timeout.yaml", 5, "a", "timeout", "must be seconds > 0"),
     ("bad_retries.yaml", 5, "a", "retries", "must be a whole number, not a number (1.5)"),
+    ("bad_memory.yaml", 5, "a", "memory", "must be between 1 and 4096 MB (wasm32 addresses at most 4 GiB), not 8192"),
     ("duplicate_key.yaml", 6, None, None, "duplicate key 'inputs' (first on line 5)"),
     ("alias_bomb.yaml", 3, None, None, "YAML aliases (*a) are not supported"),
     ("deep_nesting.yaml", 5, None, None, "nested deeper than"),

@@ -171,7 +171,7 @@ def test_silent_host_is_declared_dead_and_its_tasks_requeued_first() -> None:
     t1 = s.dags["d1"].tasks["t1"]
     assert t1.state is TaskState.READY and t1.host_losses == 1 and t1.failures == 0
     assert t1.attempts[-1].reason is FailureReason.HOST_LOST
-    assert s.ready[0] == ("d1", "t1")
+    assert next(iter(s.ready)) == ("d1", "t1")
     assert "h1" not in s.hosts
     # the dead host's late result is stale
     assert ok(s, a, b"late") == []
@@ -243,3 +243,61 @@ def test_throughput_counter(slots: int) -> None:
     assert s.tasks_per_second() == pytest.approx(1.0)
     s.handle(Tick(20.0))
     assert s.tasks_per_second() == 0.0
+
+
+def big(tid: str, memory: int, *deps: str) -> TaskSpec:
+    return TaskSpec(id=tid, module=SHA, module_name="m.wasm", depends_on=deps, memory=memory)
+
+
+def test_memory_aware_placement_skips_hosts_too_small_and_does_not_block_others() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(big("huge", 512), task("small1"), task("small2")), 0.0))
+    # the small tasks go out although the 512 MB task is older
+    [a1] = assigns(s.handle(HostJoined("tiny", "node-tiny", 1, 128, 0.0)))
+    [a2] = assigns(s.handle(HostJoined("tiny2", "node-tiny2", 1, 128, 0.0)))
+    assert (a1.task_id, a2.task_id) == ("small1", "small2")
+    assert s.dags["d1"].tasks["huge"].state is TaskState.READY
+    assert s.waiting_reasons() == ["1 ready task(s) need 512 MB; the largest host offers 128 MB"]
+    [a] = assigns(s.handle(HostJoined("roomy", "node-roomy", 1, 1024, 1.0)))
+    assert (a.task_id, a.host_id) == ("huge", "roomy")
+    assert s.waiting_reasons() == []
+
+
+def test_fifo_order_holds_among_tasks_a_host_can_run() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), big("b", 64), task("c"), big("d", 64)), 0.0))
+    order = []
+    pending = assigns(join(s, "h1"))  # 128 MB host fits all
+    while pending:
+        a = pending.pop(0)
+        order.append(a.task_id)
+        pending += assigns(ok(s, a, b""))
+    assert order == ["a", "b", "c", "d"]
+
+
+def test_waiting_reason_without_hosts() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a")), 0.0))
+    assert s.waiting_reasons() == ["1 ready task(s) wait for a host to register"]
+
+
+def test_inputs_over_the_limit_fail_the_task_before_it_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bxthre3.scheduler import core
+
+    monkeypatch.setattr(core, "MAX_TASK_INPUT_BYTES", 10)
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("src"), task("sink", "src", inputs=(out("src"),))), 0.0))
+    [a] = assigns(join(s, "h1"))
+    instructions = ok(s, a, b"x" * 11)
+    assert assigns(instructions) == []
+    assert DagFinished("d1", DagState.FAILED) in instructions
+    sink = s.dags["d1"].tasks["sink"]
+    assert sink.reason is FailureReason.INPUT_LIMIT and "11 bytes" in sink.error
+    assert s.hosts["h1"].free_slots == 1
+
+
+def test_memory_limit_is_not_retried() -> None:
+    s = Scheduler(SchedulerConfig(default_retries=3))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    assert fail(s, a, FailureReason.MEMORY_LIMIT) == [DagFinished("d1", DagState.FAILED)]

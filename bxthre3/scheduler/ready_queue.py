@@ -1,0 +1,58 @@
+"""The queue of ready tasks, bucketed by the memory each needs.
+
+One FIFO would let a task that no free host can fit block every task behind it; one
+bucket per distinct memory need (there are few) keeps global FIFO order among the tasks
+a given host *can* run, at the cost of comparing a handful of bucket heads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+
+class ReadyQueue:
+    def __init__(self) -> None:
+        self._buckets: dict[int, deque[tuple[int, str, str]]] = {}
+        self._next = 0
+        self._front = 0
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def push(self, dag_id: str, task_id: str, memory: int = 0, *, front: bool = False) -> None:
+        """Queue a task; ``front`` puts it ahead of everything (requeued after a lost host)."""
+        bucket = self._buckets.setdefault(memory, deque())
+        if front:
+            self._front -= 1
+            bucket.appendleft((self._front, dag_id, task_id))
+        else:
+            self._next += 1
+            bucket.append((self._next, dag_id, task_id))
+        self._len += 1
+
+    def pop_for(self, ram_mb: int) -> tuple[str, str, int] | None:
+        """The oldest task needing at most ``ram_mb``: (dag id, task id, memory)."""
+        best: deque[tuple[int, str, str]] | None = None
+        best_memory = 0
+        for memory, bucket in self._buckets.items():
+            if bucket and memory <= ram_mb and (best is None or bucket[0][0] < best[0][0]):
+                best, best_memory = bucket, memory
+        if best is None:
+            return None
+        _, dag_id, task_id = best.popleft()
+        self._len -= 1
+        return dag_id, task_id, best_memory
+
+    def waiting_above(self, ram_mb: int) -> dict[int, int]:
+        """Memory need -> number of queued tasks that need more than ``ram_mb``."""
+        return {m: len(b) for m, b in sorted(self._buckets.items()) if b and m > ram_mb}
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """All queued (dag id, task id) in FIFO order (for tests and views; O(n log n))."""
+        entries = sorted(e for b in self._buckets.values() for e in b)
+        return ((dag_id, task_id) for _, dag_id, task_id in entries)
