@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(sub)
     _add_results(sub)
     _add_validate(sub)
+    from .workloads import register_cli
+
+    register_cli(sub)
     return parser
 
 
@@ -196,6 +199,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slots", type=int, default=1, help="slots per host (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--log-dir", type=Path, help="write controller and host logs here")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write each final task's output to DIR/<task id><ext> (.pgm, .png, .txt or .bin by content)",
+    )
     p.set_defaults(handler=_run_run)
 
 
@@ -215,7 +224,13 @@ def _run_run(args: argparse.Namespace) -> int:
         with DagProgress(spec.name, len(spec.tasks)) as progress:
             cluster.client.wait(dag_id, progress.update)
         results = cluster.client.results(dag_id)
-    return _print_results(results, as_json=args.json)
+    code = _print_results(results, as_json=args.json)
+    if args.out is not None:
+        from .outputs import write_final_outputs
+
+        for path in write_final_outputs(spec, results, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return code
 
 
 # ---------------------------------------------------------------------- submit / status / results
