@@ -260,3 +260,20 @@ def test_matmul_check_rejects_missing_and_foreign_tiles() -> None:
     env = {"BXTHRE3_INPUT_SIZES": str(len(full))}
     result = run_module(module("matmul_check.wasm"), args=["4", "2", "1"], stdin=full, env=env)
     assert result.exit_code == 1 and "recomputed" in result.stderr.decode()
+
+
+def test_bxthre3_run_out_writes_the_verified_image(tmp_path: Path) -> None:
+    """The user-facing path: `bxthre3 run dags/mandelbrot.yaml --out DIR` writes DIR/image.pgm."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bxthre3", "run", str(DAGS / "mandelbrot.yaml"), "--out", str(tmp_path)],
+        capture_output=True, timeout=120, env=subprocess_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert f"wrote {tmp_path / 'image.pgm'}" in proc.stderr.decode()
+    assert (tmp_path / "image.pgm").read_bytes() == pgm(512, 512, mandel_pixels(512, 512, 256))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.pgm"]
