@@ -66,6 +66,17 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
                 console.print(f"[dim]stderr (tail):[/]\n{escape(tail)}")
 
 
+def _failed_cell(counts: dict[str, int], failures: dict[str, int]) -> str:
+    """'3 (timeout 2, trap 1) +5 upstream': failures by reason, then what they took down."""
+    failed = counts.get("failed", 0)
+    text = str(failed)
+    if failures:
+        text += " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(failures.items())) + ")"
+    if counts.get("upstream_failed"):
+        text += f" +{counts['upstream_failed']} upstream"
+    return text
+
+
 def print_status(status: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     t = status.get("totals", {})
@@ -103,7 +114,7 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
             f"[{style}]{d['state']}[/]",
             f"{d['done']}/{d['total']}",
             str(counts.get("running", 0)),
-            str(counts.get("failed", 0) + counts.get("upstream_failed", 0)),
+            _failed_cell(counts, d.get("failures", {})),
             f"{d.get('elapsed_s', 0):.2f}s",
         )
     console.print(dags)

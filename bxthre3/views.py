@@ -41,6 +41,7 @@ def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
         "total": len(dag.tasks),
         "done": dag.done,
         "counts": counts_view(dag),
+        "failures": dict(dag.failures),
         "elapsed_s": round(end - dag.submitted_at, 3),
     }
 

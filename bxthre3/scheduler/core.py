@@ -174,6 +174,7 @@ class Scheduler:
 
     def _fail_task(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
         task.finished_at = now
+        dag.failures[task.reason.value if task.reason else FailureReason.INTERNAL.value] += 1
         dag.set_state(task, TaskState.FAILED)
         # Everything downstream can never run; iterative walk (chains can be 100,000 long).
         stack = list(dag.dependents[task.spec.id])

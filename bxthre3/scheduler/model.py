@@ -82,6 +82,8 @@ class DagRecord:
     state: DagState = DagState.RUNNING
     finished_at: float | None = None
     counts: Counter[TaskState] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    """Tasks failed for good, by failure reason (kept as they happen: status must stay cheap)."""
 
     def set_state(self, task: TaskRecord, state: TaskState) -> None:
         """Every task state change goes through here so the per-state counts stay exact."""

@@ -301,3 +301,16 @@ def test_memory_limit_is_not_retried() -> None:
     s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
     [a] = assigns(join(s, "h1"))
     assert fail(s, a, FailureReason.MEMORY_LIMIT) == [DagFinished("d1", DagState.FAILED)]
+
+
+def test_failures_are_counted_by_reason_for_status() -> None:
+    from bxthre3.views import dag_summary
+
+    s = Scheduler(SchedulerConfig(default_retries=0))
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b"), task("c", "a")), 0.0))
+    a, b = assigns(join(s, "h1", slots=2))
+    fail(s, a, FailureReason.TIMEOUT)
+    fail(s, b, FailureReason.TRAP)
+    summary = dag_summary(s.dags["d1"], 2.0)
+    assert summary["failures"] == {"timeout": 1, "trap": 1}
+    assert summary["counts"]["upstream_failed"] == 1 and summary["state"] == "failed"
