@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -45,6 +46,13 @@ def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> Address:
             if not rest.startswith(":"):
                 raise Bxthre3Error(f"bad controller address {text!r}")
             port_text = rest[1:]
+    elif raw.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(raw)
+        except ValueError:
+            raise Bxthre3Error(
+                f"bad controller address {text!r}: put an IPv6 address in brackets to add a port, e.g. [::1]:5000"
+            ) from None
     elif raw.count(":") == 1:
         host, port_text = raw.split(":")
         if not port_text:

@@ -19,6 +19,9 @@ from . import __version__
 from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
 from .errors import Bxthre3Error, ClusterError
 
+MAX_SLOTS = 64
+"""Most executor processes one host may run: each is a process and a share of memory."""
+
 EXIT_OK = 0
 EXIT_DAG_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -38,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bxthre3: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`bxthre3 ... | head`): nothing left to say to anyone.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except OSError as exc:
+        name = f" {exc.filename}" if exc.filename else ""
+        print(f"bxthre3: error:{name} {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _number(kind: type, low: float, high: float, what: str) -> Any:
+    """An argparse type accepting ``kind`` values in [low, high] (no nan, no inf)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if not low <= value <= high:  # also false for nan
+            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, not {text}")
+        return value
+
+    return parse
+
+
+SECONDS = _number(float, 0.001, 86_400, "seconds")
+HEARTBEAT = _number(float, 0.05, 3600, "heartbeat interval")
+LIVENESS = _number(int, 1, 100, "liveness")
+
+
 def _add_log_options(p: argparse.ArgumentParser, default_level: str) -> None:
     p.add_argument("--log-level", default=default_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", type=Path, help="also write the log to this file")
@@ -72,7 +103,7 @@ def _add_controller_option(p: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV}, else 127.0.0.1:{DEFAULT_PORT})",
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply (default 10)")
+    p.add_argument("--timeout", type=SECONDS, default=10.0, help="seconds to wait for each reply (default 10)")
 
 
 def _controller_address(args: argparse.Namespace) -> Address:
@@ -85,9 +116,12 @@ def _controller_address(args: argparse.Namespace) -> Address:
 def _add_controller(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("controller", help="run the controller (schedules DAGs over hosts)")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT}; 0 = any)")
-    p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
-    p.add_argument("--liveness", type=int, default=3, help="missed heartbeats before a host is dead (default 3)")
+    p.add_argument(
+        "--port", type=_number(int, 0, 65535, "port"), default=DEFAULT_PORT,
+        help=f"port to bind (default {DEFAULT_PORT}; 0 = any)",
+    )  # fmt: skip
+    p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
+    p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before a host is dead (default 3)")
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_controller)
 
@@ -96,6 +130,7 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
+        stop.signal = signum  # type: ignore[attr-defined]
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -109,8 +144,6 @@ def _run_controller(args: argparse.Namespace) -> int:
     from .scheduler import SchedulerConfig
 
     setup_logging(args.log_level, args.log_file)
-    if not 0 <= args.port < 65536:
-        raise Bxthre3Error(f"--port must be 0-65535, not {args.port}")
     config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
     controller = Controller(host=args.host, port=args.port, config=config)
     stop = _stop_on_signals()
@@ -129,12 +162,18 @@ def _run_controller(args: argparse.Namespace) -> int:
 def _add_host(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("host", help="run a host (executes tasks' WebAssembly modules)")
     p.add_argument("--controller", metavar="ADDR", help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV})")
-    p.add_argument("--ram-limit", type=int, default=128, help="MB of RAM this host offers (default 128)")
+    p.add_argument(
+        "--ram-limit", type=_number(int, 1, 1_048_576, "--ram-limit"), default=128,
+        help="MB of memory each task on this host may use (default 128)",
+    )  # fmt: skip
     p.add_argument("--node-id", help="name of this host (default: <hostname>-<pid>)")
-    p.add_argument("--slots", type=int, default=1, help="tasks run at once, one executor process each (default 1)")
+    p.add_argument(
+        "--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1,
+        help=f"tasks run at once, one executor process each (default 1, at most {MAX_SLOTS})",
+    )  # fmt: skip
     p.add_argument("--cache-dir", type=Path, help="module cache (default ~/.cache/bxthre3/modules)")
-    p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
-    p.add_argument("--liveness", type=int, default=3, help="missed heartbeats before reconnecting (default 3)")
+    p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
+    p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_host)
 
@@ -153,8 +192,6 @@ def _run_host(args: argparse.Namespace) -> int:
             f"no controller given: pass --controller IP[:PORT] or set {CONTROLLER_ENV} "
             "(discovery on the LAN comes in a later release)"
         )
-    if args.slots < 1 or args.ram_limit < 1:
-        raise Bxthre3Error("--slots and --ram-limit must be at least 1")
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
     config = HostConfig(
         node_id=node_id,
@@ -168,7 +205,7 @@ def _run_host(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
     host.run(stop)
-    return EXIT_OK
+    return EXIT_INTERRUPTED if getattr(stop, "signal", None) == signal.SIGINT else EXIT_OK
 
 
 # ---------------------------------------------------------------------- validate
@@ -195,8 +232,8 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a DAG on an embedded local cluster and print its results")
     p.add_argument("dag", type=Path, help="DAG YAML file")
-    p.add_argument("--hosts", type=int, default=2, help="local host processes (default 2)")
-    p.add_argument("--slots", type=int, default=1, help="slots per host (default 1)")
+    p.add_argument("--hosts", type=_number(int, 1, 64, "--hosts"), default=2, help="local host processes (default 2)")
+    p.add_argument("--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1, help="slots per host (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--log-dir", type=Path, help="write controller and host logs here")
     p.add_argument(
@@ -214,8 +251,6 @@ def _run_run(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .progress import DagProgress, stage_printer
 
-    if args.hosts < 1 or args.slots < 1:
-        raise Bxthre3Error("--hosts and --slots must be at least 1")
     spec = load_dag(args.dag)
     setup_logging("WARNING", args.log_dir / "controller.log" if args.log_dir else None)
     with LocalCluster(hosts=args.hosts, slots=args.slots, log_dir=args.log_dir, on_stage=stage_printer()) as cluster:

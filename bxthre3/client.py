@@ -7,6 +7,7 @@ timed out is recognised and skipped instead of being taken for the current answe
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,18 @@ from .zmq_util import configure
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 """How long a CLI request waits for the controller before saying it is unreachable."""
 
+MAX_REPLY_BYTES = 2 * 1024 * 1024 * 1024 - 1
+"""Largest reply a client accepts (a `results` of many big outputs)."""
+
 TERMINAL_DAG_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _check_resolvable(address: Address) -> None:
+    """Fail now with the real cause; ZeroMQ would retry an unknown name silently forever."""
+    try:
+        socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ClusterError(f"cannot resolve controller host {address.host!r}: {exc}") from exc
 
 
 class ControllerClient:
@@ -35,9 +47,13 @@ class ControllerClient:
     ) -> None:
         self.address = address
         self.timeout = timeout
+        _check_resolvable(address)
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.sock = configure(self.context.socket(zmq.DEALER))
+        # Replies come from the controller we chose to trust; results of a big DAG may
+        # exceed the frame limit that protects the controller from strangers.
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         if ":" in address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
         self.sock.connect(address.endpoint)

@@ -17,7 +17,7 @@ import zmq
 
 from . import __version__, protocol, views
 from .dag_model import DagSpec
-from .errors import Bxthre3Error, ProtocolError
+from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
 from .scheduler import (
     Assign,
@@ -33,6 +33,7 @@ from .scheduler import (
     TaskFinished,
     Tick,
 )
+from .scheduler.core import REPLACED
 from .zmq_util import configure
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Controller:
                 sock.bind(f"tcp://{host}:{self.port}")
         except zmq.ZMQError as exc:
             sock.close()
-            raise Bxthre3Error(f"cannot listen on {host}:{self.port}: {exc}") from exc
+            raise ClusterError(f"cannot listen on {host}:{self.port}: {exc}") from exc
         self.sock = sock
         self.ready.set()
         log.info("controller listening on %s:%d", host, self.port)
@@ -222,7 +223,7 @@ class Controller:
             engine=msg.engine[:64],
             modules=frozenset(m for m in msg.modules if m in self.modules),
         )
-        log.info("host %s joined: %d slot(s), %d MB, %s", msg.node_id, msg.slots, msg.ram_mb, msg.platform)
+        log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
         self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
         self._apply(self.scheduler.handle(event))
 
@@ -267,7 +268,11 @@ class Controller:
                     now = self.clock()
                     self._apply(self.scheduler.handle(HostLeft(ins.host_id, now, "unreachable")))
             elif isinstance(ins, ForgetHost):
-                self.identities.pop(ins.host_id, None)
+                identity = self.identities.pop(ins.host_id, None)
+                if identity is not None and ins.reason == REPLACED:
+                    # Tell the older one, or two hosts sharing a node id would evict each other forever.
+                    reason = f"another host registered with node id {ins.node_id!r}; give each host a unique --node-id"
+                    self._send(identity, protocol.Reject(reason))
                 level = logging.INFO if ins.reason == HOST_SAID_GOODBYE else logging.WARNING
                 log.log(level, "host %s removed: %s", ins.node_id or ins.host_id, ins.reason)
             elif isinstance(ins, DagFinished):

@@ -366,12 +366,21 @@ def _kahn(spec: DagSpec, index: dict[str, int]) -> list[int]:
     if len(order) < n:
         cycle = _find_cycle(spec, index, waiting)
         raise DagError(
-            "dependency cycle: " + " -> ".join(spec.tasks[i].id for i in cycle) + " (each task depends on the next)",
+            "dependency cycle: " + _cycle_text([spec.tasks[i].id for i in cycle]) + " (each task depends on the next)",
             file=spec.source,
             task=spec.tasks[cycle[0]].id,
             field="depends_on",
         )
     return order
+
+
+def _cycle_text(ids: list[str], keep: int = 8) -> str:
+    """'a -> b -> a' (``ids`` ends where it starts), shortened in the middle when long."""
+    ring = ids
+    if len(ring) <= 2 * keep + 1:
+        return " -> ".join(ring)
+    hidden = len(ring) - 2 * keep
+    return " -> ".join(ring[:keep]) + f" -> ... {hidden} more ... -> " + " -> ".join(ring[-keep:])
 
 
 def _find_cycle(spec: DagSpec, index: dict[str, int], waiting: list[int]) -> list[int]:

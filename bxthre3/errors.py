@@ -7,11 +7,26 @@ on stderr and maps it to an exit code. Anything else is a bug and is not swallow
 
 from __future__ import annotations
 
+import unicodedata
+
+
+def printable(text: str) -> str:
+    """Escape control and format characters (newlines, ESC, right-to-left overrides, ...).
+
+    Error messages echo what the user (or a hostile peer) wrote; escaping keeps them one
+    line and stops them from rewriting the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if unicodedata.category(ch)[0] != "C" else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
 
 class Bxthre3Error(Exception):
-    """Root of every error the user can cause or fix."""
+    """Root of every error the user can cause or fix (exit code 2: bad input or usage)."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class DagError(Bxthre3Error):
@@ -48,7 +63,7 @@ class DagError(Bxthre3Error):
         if self.field is not None:
             where.append(f"field '{self.field}'")
         prefix = ": ".join(where)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        return printable(f"{prefix}: {self.message}" if prefix else self.message)
 
 
 class ModuleError(Bxthre3Error):

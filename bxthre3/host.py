@@ -106,6 +106,10 @@ class Host:
         self.last_heard = 0.0
         self.last_sent = 0.0
         self.backoff = 1.0
+        self.heartbeat_interval = config.heartbeat_interval
+        self.liveness = config.liveness
+        """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
+        self.connected_once = False
         self.next_job_id = 1
         self.completed = 0
         self.failed = 0
@@ -138,9 +142,16 @@ class Host:
             self.context.term()
 
     def _connect(self) -> None:
-        """A fresh socket each time: a DEALER's queued frames belong to the old session."""
+        """A fresh socket each time: a DEALER's queued frames belong to the old session.
+
+        Work from the old session is abandoned: the controller requeued it when it
+        replaced or dropped our old registration, and it counts our slots as free.
+        """
         if self.sock is not None:
             self.sock.close(linger=0)
+        if self.connected_once:
+            self._abandon_work()
+        self.connected_once = True
         self.sock = configure(self.context.socket(zmq.DEALER))
         if ":" in self.address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
@@ -174,7 +185,7 @@ class Host:
                 by_fd[fd] = slot
                 poller.register(fd, zmq.POLLIN)
         now = self.clock()
-        wake = self.last_sent + self.config.heartbeat_interval
+        wake = self.last_sent + self.heartbeat_interval
         for slot in self.slots:
             if slot.attempt is not None:
                 wake = min(wake, slot.attempt.deadline)
@@ -209,8 +220,23 @@ class Host:
             elif not isinstance(msg, protocol.Heartbeat):
                 log.warning("unexpected %s from the controller", type(msg).__name__)
 
+    def _abandon_work(self) -> None:
+        dropped = len(self.backlog)
+        self.backlog.clear()
+        for slot in self.slots:
+            if slot.attempt is not None:
+                dropped += 1
+                slot.attempt = None
+                slot.executor.kill()
+                slot.executor.start()
+        if dropped:
+            log.warning("abandoned %d task(s) of the previous session; the controller requeued them", dropped)
+
     def _on_welcome(self, msg: protocol.Welcome) -> None:
         log.info("registered with %s as %s", self.address, msg.node_id)
+        if msg.heartbeat_interval > 0 and msg.liveness >= 1:
+            self.heartbeat_interval = msg.heartbeat_interval
+            self.liveness = msg.liveness
         self.welcomed = True
         self.backoff = 1.0
         pending, self.outbox = self.outbox, []
@@ -232,10 +258,11 @@ class Host:
                     f"killed after the {attempt.assign.timeout:g}s timeout",
                     now,
                 )
-        if now - self.last_sent >= self.config.heartbeat_interval:
+                self._start_work()
+        if now - self.last_sent >= self.heartbeat_interval:
             self._send(protocol.Heartbeat())
         silent = now - self.last_heard
-        limit = self.config.heartbeat_interval * self.config.liveness
+        limit = self.heartbeat_interval * self.liveness
         if silent > max(limit, self.backoff if not self.welcomed else 0.0):
             log.warning("no word from controller %s for %.1fs; reconnecting", self.address, silent)
             if not self.welcomed:
@@ -245,10 +272,9 @@ class Host:
     # ------------------------------------------------------------------ work
 
     def _start_work(self) -> None:
+        """Give queued assignments to idle slots; a launch that fails frees its slot again."""
         for slot in self.slots:
-            if not self.backlog:
-                return
-            if slot.attempt is None:
+            while self.backlog and slot.attempt is None:
                 self._launch(slot, self.backlog.popleft())
 
     def _launch(self, slot: _Slot, assign: protocol.Assign) -> None:
@@ -261,7 +287,8 @@ class Host:
             elif self.cache.has(assign.module_sha):
                 path = self.cache.path(assign.module_sha)
             else:
-                self._report(attempt, None, FailureReason.INVALID_MODULE, "module not cached on this host", now)
+                # Retryable: the controller then ships the module with the next attempt.
+                self._report(attempt, None, FailureReason.INTERNAL, "module missing from this host's cache", now)
                 return
         except (OSError, ValueError) as exc:
             self._report(attempt, None, FailureReason.INVALID_MODULE, f"cannot store module: {exc}", now)

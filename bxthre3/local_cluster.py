@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class LocalCluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.client: ControllerClient | None = None
         self.address: Address | None = None
+        self._stderr_dir = tempfile.TemporaryDirectory(prefix="bxthre3-hosts-")
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -113,14 +115,15 @@ class LocalCluster:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+        with open(Path(self._stderr_dir.name) / f"{node_id}.stderr", "wb") as stderr:
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
 
     def _wait_for_hosts(self) -> None:
         assert self.client is not None
@@ -130,15 +133,27 @@ class LocalCluster:
             self.on_stage("hosts", joined, self.n_hosts)
             if joined >= self.n_hosts:
                 return
-            dead = [p for p in self.procs if p.poll() is not None]
+            dead = [i for i, p in enumerate(self.procs) if p.poll() is not None]
             if dead:
+                i = dead[0]
                 raise ClusterError(
-                    f"a local host exited with code {dead[0].returncode} before registering "
-                    f"(run `bxthre3 host` by hand to see why)"
+                    f"local host local-{i + 1} exited with code {self.procs[i].returncode} before registering: "
+                    + self._last_words(f"local-{i + 1}")
                 )
             if time.monotonic() > deadline:
                 raise ClusterError(f"only {joined} of {self.n_hosts} local hosts registered in time")
             time.sleep(0.05)
+
+    def _last_words(self, node_id: str) -> str:
+        """The host's last stderr line (its one-line error), or a hint when it said nothing."""
+        try:
+            text = (Path(self._stderr_dir.name) / f"{node_id}.stderr").read_text(errors="replace")
+        except OSError:
+            text = ""
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            return "it printed nothing (run `bxthre3 host` by hand to see why)"
+        return lines[-1].strip().removeprefix("bxthre3: error: ")
 
     def close(self) -> None:
         if self.client is not None:
@@ -161,3 +176,4 @@ class LocalCluster:
             self.thread = None
         self.controller.close()
         self.context.term()
+        self._stderr_dir.cleanup()

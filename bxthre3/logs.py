@@ -7,6 +7,8 @@ import logging.config
 from pathlib import Path
 from typing import Any
 
+from .errors import Bxthre3Error
+
 
 def logging_config(level: str = "INFO", log_file: Path | None = None, console: bool = True) -> dict[str, Any]:
     handlers: dict[str, Any] = {}
@@ -38,4 +40,7 @@ def logging_config(level: str = "INFO", log_file: Path | None = None, console: b
 
 
 def setup_logging(level: str = "INFO", log_file: Path | None = None, console: bool = True) -> None:
-    logging.config.dictConfig(logging_config(level, log_file, console))
+    try:
+        logging.config.dictConfig(logging_config(level, log_file, console))
+    except (ValueError, OSError) as exc:
+        raise Bxthre3Error(f"cannot write the log file {log_file}: {exc.__cause__ or exc}") from exc

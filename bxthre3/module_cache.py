@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from .errors import Bxthre3Error
+
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -20,23 +22,38 @@ def default_cache_dir() -> Path:
 
 
 class ModuleCache:
+    """Files are trusted only after this process has hashed them once (a disk can corrupt,
+    another process can write garbage); a file that fails the check is deleted."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._known: set[str] = {
-            p.stem for p in self.directory.glob("*.wasm") if _SHA_RE.match(p.stem)
-        }
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            names = [p.stem for p in self.directory.glob("*.wasm")]
+        except OSError as exc:
+            raise Bxthre3Error(f"cannot use module cache {directory}: {exc.strerror or exc}") from exc
+        self._verified: set[str] = {sha for sha in names if _SHA_RE.match(sha) and self._intact(sha)}
 
     def known(self) -> list[str]:
-        return sorted(self._known)
+        return sorted(self._verified)
 
     def path(self, sha: str) -> Path:
         return self.directory / f"{sha}.wasm"
 
+    def _intact(self, sha: str) -> bool:
+        path = self.path(sha)
+        try:
+            if hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+                return True
+            path.unlink()
+        except OSError:
+            pass
+        return False
+
     def has(self, sha: str) -> bool:
-        if sha in self._known and self.path(sha).exists():
+        if sha in self._verified and self.path(sha).exists():
             return True
-        self._known.discard(sha)
+        self._verified.discard(sha)
         return False
 
     def put(self, sha: str, data: bytes) -> Path:
@@ -44,9 +61,9 @@ class ModuleCache:
         if not _SHA_RE.match(sha) or hashlib.sha256(data).hexdigest() != sha:
             raise ValueError(f"module bytes do not match sha256 {sha[:16]}")
         final = self.path(sha)
-        if not final.exists():
+        if not (final.exists() and self._intact(sha)):
             tmp = final.with_name(f".{sha}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, final)
-        self._known.add(sha)
+        self._verified.add(sha)
         return final

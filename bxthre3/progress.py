@@ -49,7 +49,7 @@ class DagProgress:
         bits = [f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in ("running", "failed") if counts.get(k)]
         state = snapshot.get("state", "")
         if state != "running":
-            bits.insert(0, state)
+            bits.insert(0, f"DAG {state}")
         self.progress.update(
             self.task,
             completed=snapshot.get("done", 0),

@@ -34,8 +34,14 @@ def describe_output(data: bytes | str | None, limit: int = 4096) -> str:
     return text
 
 
+def _safe(text: str) -> str:
+    """Task output shown on a terminal: keep newlines and tabs, escape other control bytes
+    (a module must not be able to move the cursor, clear the screen or retitle the window)."""
+    return "".join(ch if ch in "\n\t" or ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def print_results(results: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     state = results.get("state", "?")
     style = _STATE_STYLE.get(state, "")
     console.print(
@@ -54,7 +60,7 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
         if tstate == "succeeded":
             text = describe_output(task.get("output")).rstrip("\n")
             if text:
-                console.out(text, highlight=False)
+                console.out(_safe(text) if console.is_terminal else text, highlight=False)
         else:
             reason = task.get("reason") or ""
             error = task.get("error") or ""
@@ -63,7 +69,7 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
             stderr = describe_output(task.get("stderr")).rstrip("\n")
             if stderr:
                 tail = "\n".join(stderr.splitlines()[-10:])
-                console.print(f"[dim]stderr (tail):[/]\n{escape(tail)}")
+                console.print(f"[dim]stderr (tail):[/]\n{escape(_safe(tail))}")
 
 
 def _failed_cell(counts: dict[str, int], failures: dict[str, int]) -> str:
@@ -78,7 +84,7 @@ def _failed_cell(counts: dict[str, int], failures: dict[str, int]) -> str:
 
 
 def print_status(status: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     t = status.get("totals", {})
     console.print(
         f"[bold]cluster[/]: {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, {t.get('ram_mb', 0)} MB RAM, "

@@ -19,6 +19,9 @@ from .instructions import Assign, DagFinished, ForgetHost, Instruction
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
+REPLACED = "replaced by a new registration"
+"""Why a host was forgotten when its node id registered again from another connection."""
+
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
@@ -30,6 +33,8 @@ class SchedulerConfig:
     default_retries: int = DEFAULT_TASK_RETRIES
     max_host_losses: int = 5
     """Attempts a task may lose with dying hosts before it fails with `host_lost`."""
+    assignment_grace: float = 30.0
+    """Seconds past a task's timeout after which an unanswered attempt is taken back."""
     throughput_window: float = 10.0
     """Seconds over which `tasks_per_s` is averaged."""
 
@@ -84,7 +89,7 @@ class Scheduler:
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
         # A node re-registering under a new connection replaces its old self.
         for old in [h for h in self.hosts.values() if h.node_id == ev.node_id and h.id != ev.host_id]:
-            self._lose_host(old, ev.now, "replaced by a new registration", out)
+            self._lose_host(old, ev.now, REPLACED, out)
         existing = self.hosts.get(ev.host_id)
         if existing is not None:
             # Same connection registering again (it restarted its executors): what it ran is lost.
@@ -147,6 +152,8 @@ class Scheduler:
             task.reason = ev.reason
             task.error = ev.error
             retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
+            if ev.reason is FailureReason.INTERNAL and host is not None:
+                host.modules.discard(task.spec.module)  # e.g. a corrupt cache file: ship it again
             if ev.reason.retryable and task.failures < retries:
                 task.failures += 1
                 task.host_id = None
@@ -162,6 +169,7 @@ class Scheduler:
         deadline = ev.now - self.config.heartbeat_interval * self.config.liveness
         for host in [h for h in self.hosts.values() if h.last_seen < deadline]:
             self._lose_host(host, ev.now, f"silent for {ev.now - host.last_seen:.1f}s", out)
+        self._expire_overdue(ev.now, out)
         horizon = ev.now - self.config.throughput_window
         while self.finished_times and self.finished_times[0] < horizon:
             self.finished_times.popleft()
@@ -200,28 +208,49 @@ class Scheduler:
     ) -> None:
         """Requeue what the host was running, at the front: those tasks have waited longest."""
         for (dag_id, task_id), attempt in list(host.running.items()):
-            dag = self.dags.get(dag_id)
-            task = dag.tasks.get(task_id) if dag else None
-            if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != attempt:
-                continue
-            record = task.attempts[-1]
-            record.ended_at = now
-            record.reason = FailureReason.HOST_LOST
-            record.error = f"host {host.node_id} lost: {why}"
-            task.host_losses += 1
-            task.host_id = None
-            if task.host_losses > self.config.max_host_losses:
-                task.reason = FailureReason.HOST_LOST
-                task.error = f"lost {task.host_losses} hosts while running; last: {record.error}"
-                self._fail_task(dag, task, now, out)
-                self._count_finished(now, ok=False, host=None, key=None)
-                self._check_dag_done(dag, now, out)
-            else:
-                self._make_ready(dag, task, front=True)
+            self._requeue_lost(dag_id, task_id, attempt, now, f"host {host.node_id} lost: {why}", out)
         host.running.clear()
         if forget:
             del self.hosts[host.id]
             out.append(ForgetHost(host.id, why, host.node_id))
+
+    def _requeue_lost(
+        self, dag_id: str, task_id: str, attempt: int, now: float, error: str, out: list[Instruction]
+    ) -> None:
+        """End an attempt that will never report, without using up the task's retries."""
+        dag = self.dags.get(dag_id)
+        task = dag.tasks.get(task_id) if dag else None
+        if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != attempt:
+            return
+        record = task.attempts[-1]
+        record.ended_at = now
+        record.reason = FailureReason.HOST_LOST
+        record.error = error
+        task.host_losses += 1
+        task.host_id = None
+        if task.host_losses > self.config.max_host_losses:
+            task.reason = FailureReason.HOST_LOST
+            task.error = f"lost {task.host_losses} attempts with their hosts; last: {error}"
+            self._fail_task(dag, task, now, out)
+            self._count_finished(now, ok=False, host=None, key=None)
+            self._check_dag_done(dag, now, out)
+        else:
+            self._make_ready(dag, task, front=True)
+
+    def _expire_overdue(self, now: float, out: list[Instruction]) -> None:
+        """Backstop for hosts that stay alive but never answer an attempt (a wedged executor)."""
+        grace = self.config.assignment_grace
+        for host in self.hosts.values():
+            for key, attempt in list(host.running.items()):
+                dag = self.dags.get(key[0])
+                task = dag.tasks.get(key[1]) if dag else None
+                if task is None or task.started_at is None:
+                    continue
+                timeout = task.spec.timeout if task.spec.timeout is not None else self.config.default_timeout
+                if now > task.started_at + timeout + grace and task.attempt == attempt:
+                    # The slot stays taken until the host answers: it is evidently busy.
+                    error = f"host {host.node_id} sent no result within timeout + {grace:g}s"
+                    self._requeue_lost(key[0], key[1], attempt, now, error, out)
 
     def _count_finished(
         self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None

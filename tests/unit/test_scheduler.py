@@ -314,3 +314,30 @@ def test_failures_are_counted_by_reason_for_status() -> None:
     summary = dag_summary(s.dags["d1"], 2.0)
     assert summary["failures"] == {"timeout": 1, "trap": 1}
     assert summary["counts"]["upstream_failed"] == 1 and summary["state"] == "failed"
+
+
+def test_an_attempt_never_answered_is_taken_back_after_timeout_plus_grace() -> None:
+    s = Scheduler(SchedulerConfig(assignment_grace=5.0, heartbeat_interval=1.0, liveness=3))
+    s.handle(DagSubmitted("d1", dag(TaskSpec(id="t", module=SHA, module_name="m", timeout=10.0)), 0.0))
+    [a] = assigns(join(s, "wedged"))
+    join(s, "healthy", now=1.0)
+    for now in range(1, 16):  # both hosts keep heartbeating
+        s.handle(HostSeen("wedged", float(now)))
+        s.handle(HostSeen("healthy", float(now)))
+        assert assigns(s.handle(Tick(float(now)))) == []
+    s.handle(HostSeen("wedged", 15.5))
+    s.handle(HostSeen("healthy", 15.5))
+    [b] = assigns(s.handle(Tick(15.5)))
+    assert (b.host_id, b.attempt) == ("healthy", 2)
+    t = s.dags["d1"].tasks["t"]
+    assert t.host_losses == 1 and "no result within timeout + 5s" in t.attempts[0].error
+    assert ok(s, a, b"late") == []  # the wedged host's late answer is stale
+
+
+def test_internal_failure_makes_the_next_attempt_ship_the_module() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(join(s, "h1", modules=frozenset({SHA})))
+    assert a.ship_module is False
+    [b] = assigns(fail(s, a, FailureReason.INTERNAL))
+    assert b.ship_module is True

@@ -1,0 +1,160 @@
+"""A real host process against a scripted controller socket, and review regressions."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from bxthre3 import protocol
+from bxthre3.client import ControllerClient
+from bxthre3.dag_loader import load_dag
+from tests.conftest import (
+    REPO,
+    TEST_MODULES,
+    WASM_MODULES,
+    HostProcesses,
+    RunningController,
+    subprocess_env,
+    wait_for,
+    wait_for_hosts,
+)
+
+
+def recv(sock: zmq.Socket, timeout: float = 10.0) -> tuple[bytes, protocol.Message]:
+    assert sock.poll(timeout * 1000), "no frame from the host in time"
+    identity, frame = sock.recv_multipart()
+    return identity, protocol.decode(frame)
+
+
+def recv_kind(sock: zmq.Socket, kind: type, timeout: float = 10.0) -> tuple[bytes, protocol.Message]:
+    deadline = time.monotonic() + timeout
+    while True:
+        identity, msg = recv(sock, max(0.1, deadline - time.monotonic()))
+        if isinstance(msg, kind):
+            return identity, msg
+
+
+def assign(task_id: str, module: Path, args: list[str], timeout: float) -> protocol.Assign:
+    data = module.read_bytes()
+    return protocol.Assign("d", task_id, 1, hashlib.sha256(data).hexdigest(), data, args, b"", [], timeout)
+
+
+def test_queued_work_starts_after_a_timeout_kill(tmp_path: Path, hosts: HostProcesses) -> None:
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        from bxthre3.addresses import Address
+
+        hosts.start(Address("127.0.0.1", port), "scripted", slots=1)
+        identity, reg = recv_kind(router, protocol.Register)
+        assert isinstance(reg, protocol.Register) and reg.node_id == "scripted" and reg.slots == 1
+        router.send_multipart([identity, protocol.encode(protocol.Welcome("scripted", 0.25, 40))])
+        # two assignments for one slot: the second waits in the host's backlog
+        router.send_multipart([identity, protocol.encode(assign("spin", TEST_MODULES / "spin.wasm", [], 0.5))])
+        router.send_multipart([identity, protocol.encode(assign("next", WASM_MODULES / "greet_1.wasm", ["q"], 10))])
+        _, first = recv_kind(router, protocol.Result)
+        _, second = recv_kind(router, protocol.Result)
+        assert isinstance(first, protocol.Result) and isinstance(second, protocol.Result)
+        assert (first.task_id, first.reason) == ("spin", "timeout")
+        assert (second.task_id, second.reason, second.output) == ("next", None, b"Hello, q!\n")
+    finally:
+        router.close()
+        ctx.term()
+
+
+def test_two_hosts_with_one_node_id_end_with_a_clear_error(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    first = hosts.start(controller.address, "twin")
+    wait_for_hosts(client, 1)
+    hosts.start(controller.address, "twin")
+    first.wait(15)
+    assert first.returncode != 0
+    assert first.stderr is not None
+    assert b"give each host a unique --node-id" in first.stderr.read()
+    time.sleep(1.5)  # the survivor stays registered: no eviction ping-pong
+    assert [h["node_id"] for h in client.status()["hosts"]] == ["twin"]
+
+
+def test_host_adopts_the_controllers_heartbeat(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    # the fixture's controller expects a heartbeat every 0.25 s (dead after 1 s of silence)
+    hosts.start(controller.address, "slowbeat", extra=("--heartbeat", "5"))
+    wait_for_hosts(client, 1)
+    joined = client.status()["hosts"][0]["uptime_s"]
+    time.sleep(2.5)
+    status = client.status()
+    assert len(status["hosts"]) == 1 and status["hosts"][0]["uptime_s"] > joined + 2
+
+
+def test_a_corrupt_module_in_the_cache_is_replaced(
+    tmp_path: Path, controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    cache = tmp_path / "cache-mended"
+    cache.mkdir()
+    for name in ("init", "greet_1", "greet_2", "aggregate"):
+        sha = hashlib.sha256((WASM_MODULES / f"{name}.wasm").read_bytes()).hexdigest()
+        (cache / f"{sha}.wasm").write_bytes(b"\x00asm garbage")
+    hosts.start(controller.address, "mended")
+    wait_for_hosts(client, 1)
+    dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
+    assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
+    assert not any(b"garbage" in p.read_bytes() for p in cache.glob("*.wasm"))
+
+
+def bx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bxthre3", *args], capture_output=True, text=True, timeout=60,
+        env=env or subprocess_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["controller", "--heartbeat", "0"], "heartbeat interval must be between"),
+        (["controller", "--port", "99999"], "port must be between"),
+        (["host", "--controller", "127.0.0.1", "--slots", "5000"], "--slots must be between"),
+        (["host", "--controller", "127.0.0.1", "--liveness", "0"], "liveness must be between"),
+        (["status", "--timeout", "nan"], "seconds must be between"),
+        (["status", "--controller", "1.2.3.4:5:6"], "put an IPv6 address in brackets"),
+        (["status", "--controller", "nosuchhost.invalid"], "cannot resolve controller host"),
+        (["host"], "no controller given"),
+        (["host", "--controller", "127.0.0.1", "--cache-dir", "/proc/nope"], "cannot use module cache /proc/nope"),
+        (["controller", "--host", "127.0.0.1", "--port", "0", "--log-file", "/proc/x/y.log"], "cannot write the log"),
+    ],
+)
+def test_bad_flags_get_one_line_and_exit_2_or_3(args: list[str], message: str) -> None:
+    proc = bx(*args)
+    assert proc.returncode in (2, 3), proc
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_run_says_why_a_local_host_died() -> None:
+    env = {**subprocess_env(), "XDG_CACHE_HOME": "/proc/nope"}
+    proc = bx("run", str(REPO / "dags" / "hello_fanout.yaml"), env=env)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("bxthre3: error: local host local-") and proc.stderr.count("error:") == 1
+    assert "before registering: cannot use module cache /proc/nope" in proc.stderr
+
+
+def test_broken_pipe_is_quiet() -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m bxthre3 dag mandelbrot --tiles 16x16 | head -c 10 >/dev/null",
+        shell=True, capture_output=True, text=True, timeout=60, env=subprocess_env(),
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_wait_for_helper_is_bounded() -> None:
+    with pytest.raises(AssertionError, match="timed out"):
+        wait_for(lambda: False, 0.05, "nothing")
