@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(sub)
     _add_status(sub)
     _add_results(sub)
+    _add_cancel(sub)
     _add_validate(sub)
     from .workloads import register_cli
 
@@ -122,6 +123,19 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before a host is dead (default 3)")
+    p.add_argument(
+        "--state-dir",
+        help="where the journal (SQLite) and large outputs live (default ~/.local/share/bxthre3/controller; "
+        "':memory:' keeps nothing)",
+    )
+    p.add_argument(
+        "--keep-dags", type=_number(int, 0, 1_000_000, "--keep-dags"), default=100,
+        help="finished DAGs kept before the oldest are pruned (default 100)",
+    )  # fmt: skip
+    p.add_argument(
+        "--keep-days", type=_number(float, 0, 36_500, "--keep-days"), default=7.0,
+        help="finished DAGs older than this are pruned (default 7)",
+    )  # fmt: skip
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_controller)
 
@@ -144,12 +158,16 @@ def _run_controller(args: argparse.Namespace) -> int:
     from .scheduler import SchedulerConfig
 
     setup_logging(args.log_level, args.log_file)
+    from .store import PrunePolicy, default_state_dir
+
     config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
-    controller = Controller(host=args.host, port=args.port, config=config)
+    state_dir = args.state_dir or default_state_dir()
+    prune = PrunePolicy(keep=args.keep_dags, max_age_s=args.keep_days * 86_400)
+    controller = Controller(host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune)
     stop = _stop_on_signals()
     try:
         port = controller.bind()
-        print(f"bxthre3 controller listening on {args.host}:{port}", file=sys.stderr, flush=True)
+        print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
         controller.serve(stop)
     finally:
         controller.close()
@@ -332,6 +350,26 @@ def _run_results(args: argparse.Namespace) -> int:
     with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
         results = client.results(args.dag_id)
     return _print_results(results, as_json=args.json)
+
+
+def _add_cancel(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cancel", help="cancel a DAG: queued tasks stop, running ones are killed on their hosts")
+    p.add_argument("dag_id", help="the id `submit` printed")
+    _add_controller_option(p)
+    p.set_defaults(handler=_run_cancel)
+
+
+def _run_cancel(args: argparse.Namespace) -> int:
+    from .client import ControllerClient
+
+    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+        summary = client.cancel(args.dag_id)
+    counts = summary.get("counts", {})
+    print(
+        f"{args.dag_id}: {summary.get('state')} ({counts.get('cancelled', 0)} cancelled, "
+        f"{counts.get('succeeded', 0)} had succeeded)"
+    )
+    return EXIT_OK
 
 
 def _print_results(results: dict[str, Any], *, as_json: bool) -> int:

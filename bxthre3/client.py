@@ -104,6 +104,9 @@ class ControllerClient:
     def results(self, dag_id: str) -> dict[str, Any]:
         return self.request(lambda r: protocol.ResultsRequest(r, dag_id))
 
+    def cancel(self, dag_id: str) -> dict[str, Any]:
+        return self.request(lambda r: protocol.CancelRequest(r, dag_id))
+
     def wait(
         self,
         dag_id: str,

@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -20,7 +21,10 @@ from .dag_model import DagSpec
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
 from .scheduler import (
+    AbortAttempt,
+    AckResult,
     Assign,
+    DagCancelled,
     DagFinished,
     DagSubmitted,
     ForgetHost,
@@ -34,6 +38,7 @@ from .scheduler import (
     Tick,
 )
 from .scheduler.core import REPLACED
+from .store import MEMORY, PrunePolicy, Store
 from .zmq_util import configure
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,9 @@ TICK_INTERVAL_S = 0.1
 """How often liveness is checked and idle hosts are sent heartbeats at most."""
 
 HOST_SAID_GOODBYE = "said goodbye"
+
+PRUNE_INTERVAL_S = 60.0
+"""How often finished DAGs are checked against the prune policy."""
 
 MAX_BATCH = 2000
 """Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
@@ -57,13 +65,22 @@ class Controller:
         port: int = 5000,
         config: SchedulerConfig | None = None,
         context: zmq.Context | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        state_dir: Path | str = MEMORY,
+        prune: PrunePolicy | None = None,
     ) -> None:
         self.bind_host = host
         self.port = port
         self.config = config or SchedulerConfig()
         self.scheduler = Scheduler(self.config)
         self.clock = clock
+        """Wall-clock seconds: times are journalled and must mean something after a restart."""
+        self.state_dir = state_dir
+        self.prune_policy = prune or PrunePolicy()
+        self.store: Store | None = None
+        self.outbox: list[tuple[bytes, bytes]] = []
+        """Frames of this batch, sent only after the journal commit that makes them true."""
+        self._next_prune = 0.0
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.sock: zmq.Socket | None = None
@@ -77,7 +94,21 @@ class Controller:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def open_state(self) -> int:
+        """Open the journal and restore what it holds; returns the number of DAGs restored."""
+        if self.store is not None:
+            return 0
+        self.store = Store(self.state_dir)
+        now = self.clock()
+        restored = self.store.load(self.scheduler, now)
+        self.modules.update(self.store.modules())
+        if restored:
+            running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
+            log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
+        return restored
+
     def bind(self) -> int:
+        self.open_state()
         sock = configure(self.context.socket(zmq.ROUTER))
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
@@ -100,6 +131,9 @@ class Controller:
         if self.sock is not None:
             self.sock.close(linger=0)
             self.sock = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
         if self._own_context:
             self.context.term()
 
@@ -119,7 +153,10 @@ class Controller:
             if now >= next_tick:
                 self._apply(self.scheduler.handle(Tick(now)))
                 self._heartbeat_hosts(now)
+                if now >= self._next_prune:
+                    self._prune(now)
                 next_tick = now + TICK_INTERVAL_S
+            self._commit_and_send()
 
     # ------------------------------------------------------------------ inbound
 
@@ -197,6 +234,15 @@ class Controller:
         elif kind is protocol.StatusRequest:
             extra = {"controller": {"dropped_frames": self.dropped_frames, "version": __version__}}
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
+        elif kind is protocol.CancelRequest:
+            assert isinstance(msg, protocol.CancelRequest)
+            dag = self.scheduler.dags.get(msg.dag_id)
+            if dag is None:
+                self._send(identity, protocol.Reply(msg.req_id, False, {}, f"no DAG with id {msg.dag_id!r}"))
+                return
+            self._apply(self.scheduler.handle(DagCancelled(msg.dag_id, now)))
+            log.info("DAG %s cancelled on request", msg.dag_id)
+            self._reply(identity, msg.req_id, views.dag_summary(dag, now))
         elif kind is protocol.ProgressRequest or kind is protocol.ResultsRequest:
             dag = self.scheduler.dags.get(msg.dag_id)  # type: ignore[attr-defined]
             if dag is None:
@@ -222,6 +268,7 @@ class Controller:
             platform=msg.platform[:64],
             engine=msg.engine[:64],
             modules=frozenset(m for m in msg.modules if m in self.modules),
+            holding=tuple((d, t, a) for d, t, a in msg.holding[:4096]),
         )
         log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
         self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
@@ -236,7 +283,9 @@ class Controller:
             return
         dag_id = self._new_dag_id()
         self.modules.update(spec.modules)
-        log.info("accepted DAG %s (%s, %d tasks)", dag_id, spec.name, len(spec.tasks))
+        assert self.store is not None
+        self.store.add_dag(dag_id, spec, now)
+        log.info("accepted DAG %s (%r, %d tasks)", dag_id, spec.name, len(spec.tasks))
         self._reply(identity, msg.req_id, {"dag_id": dag_id})
         self._apply(self.scheduler.handle(DagSubmitted(dag_id, spec, now)))
 
@@ -264,9 +313,15 @@ class Controller:
                     list(ins.input_sizes),
                     ins.timeout,
                 )
-                if identity is None or not self._send(identity, frame):
-                    now = self.clock()
-                    self._apply(self.scheduler.handle(HostLeft(ins.host_id, now, "unreachable")))
+                if identity is None:
+                    self._apply(self.scheduler.handle(HostLeft(ins.host_id, self.clock(), "unreachable")))
+                else:
+                    self._send(identity, frame)
+            elif isinstance(ins, (AckResult, AbortAttempt)):
+                identity = self.identities.get(ins.host_id)
+                if identity is not None:
+                    kind = protocol.Ack if isinstance(ins, AckResult) else protocol.Abort
+                    self._send(identity, kind(ins.dag_id, ins.task_id, ins.attempt))
             elif isinstance(ins, ForgetHost):
                 identity = self.identities.pop(ins.host_id, None)
                 if identity is not None and ins.reason == REPLACED:
@@ -291,8 +346,38 @@ class Controller:
     def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:
         self._send(identity, protocol.Reply(req_id, True, data, ""))
 
-    def _send(self, identity: bytes, message: protocol.Message) -> bool:
-        return self._send_raw(identity, protocol.encode(message))
+    def _send(self, identity: bytes, message: protocol.Message) -> None:
+        """Queue a frame for after the batch's commit (see ``_commit_and_send``)."""
+        self.outbox.append((identity, protocol.encode(message)))
+
+    def _commit_and_send(self) -> None:
+        """Make the batch durable, then say so: replies, acks and assignments go out only now.
+
+        A host found unreachable while sending loses its assignments, which changes state
+        again, hence the (bounded) loop.
+        """
+        assert self.store is not None
+        for _ in range(10):
+            self.store.flush(self.scheduler)
+            if not self.outbox:
+                return
+            frames, self.outbox = self.outbox, []
+            unreachable = {identity for identity, frame in frames if not self._send_raw(identity, frame)}
+            for identity in unreachable:
+                host_id = identity.hex()
+                if host_id in self.scheduler.hosts:
+                    self._apply(self.scheduler.handle(HostLeft(host_id, self.clock(), "unreachable")))
+
+    def _prune(self, now: float) -> None:
+        assert self.store is not None
+        self._next_prune = now + PRUNE_INTERVAL_S
+        self.store.flush(self.scheduler)
+        pruned = self.store.prune(self.scheduler, now, self.prune_policy)
+        if pruned:
+            in_use = {t.module for d in self.scheduler.dags.values() for t in d.spec.tasks}
+            for sha in [m for m in self.modules if m not in in_use]:
+                del self.modules[sha]
+            log.info("pruned %d finished DAG(s) by policy", len(pruned))
 
     def _send_raw(self, identity: bytes, frame: bytes) -> bool:
         assert self.sock is not None

@@ -101,7 +101,12 @@ class Host:
             _Slot(Executor(log_path=executor_log, address_space_mb=address_space)) for _ in range(max(1, config.slots))
         ]
         self.backlog: deque[protocol.Assign] = deque()
-        self.outbox: list[protocol.Result] = []
+        self.unacked: dict[tuple[str, str, int], protocol.Result] = {}
+        """Results sent (or waiting to be) that the controller has not confirmed committing.
+
+        They are resent after every (re)registration until acked, so a result finished while
+        the controller was down, or lost with its connection, still arrives: at least once
+        here, exactly once in the journal (the controller ignores duplicates)."""
         self.welcomed = False
         self.last_heard = 0.0
         self.last_sent = 0.0
@@ -109,7 +114,6 @@ class Host:
         self.heartbeat_interval = config.heartbeat_interval
         self.liveness = config.liveness
         """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
-        self.connected_once = False
         self.next_job_id = 1
         self.completed = 0
         self.failed = 0
@@ -144,14 +148,11 @@ class Host:
     def _connect(self) -> None:
         """A fresh socket each time: a DEALER's queued frames belong to the old session.
 
-        Work from the old session is abandoned: the controller requeued it when it
-        replaced or dropped our old registration, and it counts our slots as free.
+        Work from the old session is declared in `holding`: the controller adopts what it
+        still wants and answers `abort` for the rest.
         """
         if self.sock is not None:
             self.sock.close(linger=0)
-        if self.connected_once:
-            self._abandon_work()
-        self.connected_once = True
         self.sock = configure(self.context.socket(zmq.DEALER))
         if ":" in self.address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
@@ -169,6 +170,7 @@ class Host:
                 modules=self.cache.known(),
                 pid=os.getpid(),
                 software=__version__,
+                holding=[list(key) for key in self._holding()],
             )
         )
 
@@ -213,6 +215,10 @@ class Host:
             if isinstance(msg, protocol.Assign):
                 self.backlog.append(msg)
                 self._start_work()
+            elif isinstance(msg, protocol.Ack):
+                self.unacked.pop((msg.dag_id, msg.task_id, msg.attempt), None)
+            elif isinstance(msg, protocol.Abort):
+                self._abort(msg)
             elif isinstance(msg, protocol.Welcome):
                 self._on_welcome(msg)
             elif isinstance(msg, protocol.Reject):
@@ -220,17 +226,24 @@ class Host:
             elif not isinstance(msg, protocol.Heartbeat):
                 log.warning("unexpected %s from the controller", type(msg).__name__)
 
-    def _abandon_work(self) -> None:
-        dropped = len(self.backlog)
-        self.backlog.clear()
+    def _holding(self) -> list[tuple[str, str, int]]:
+        running = [s.attempt.assign for s in self.slots if s.attempt is not None] + list(self.backlog)
+        return [(a.dag_id, a.task_id, a.attempt) for a in running] + list(self.unacked)
+
+    def _abort(self, msg: protocol.Abort) -> None:
+        """Stop an attempt the controller no longer wants (cancelled or reassigned)."""
+        key = (msg.dag_id, msg.task_id, msg.attempt)
+        self.unacked.pop(key, None)
+        kept = deque(a for a in self.backlog if (a.dag_id, a.task_id, a.attempt) != key)
+        self.backlog = kept
         for slot in self.slots:
-            if slot.attempt is not None:
-                dropped += 1
+            a = slot.attempt
+            if a is not None and (a.assign.dag_id, a.assign.task_id, a.assign.attempt) == key:
+                log.info("aborting %s/%s attempt %d", msg.dag_id, msg.task_id, msg.attempt)
                 slot.attempt = None
                 slot.executor.kill()
                 slot.executor.start()
-        if dropped:
-            log.warning("abandoned %d task(s) of the previous session; the controller requeued them", dropped)
+        self._start_work()
 
     def _on_welcome(self, msg: protocol.Welcome) -> None:
         log.info("registered with %s as %s", self.address, msg.node_id)
@@ -239,8 +252,7 @@ class Host:
             self.liveness = msg.liveness
         self.welcomed = True
         self.backoff = 1.0
-        pending, self.outbox = self.outbox, []
-        for result in pending:
+        for result in list(self.unacked.values()):
             self._send(result)
 
     def _timers(self) -> None:
@@ -362,10 +374,9 @@ class Host:
             error=error,
             duration=result.duration if result else now - attempt.started,
         )
+        self.unacked[(a.dag_id, a.task_id, a.attempt)] = message
         if self.welcomed:
             self._send(message)
-        else:
-            self.outbox.append(message)
 
     def _send(self, message: protocol.Message) -> None:
         assert self.sock is not None

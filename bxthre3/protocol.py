@@ -44,7 +44,17 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "dict[str, Any]": lambda v: isinstance(v, dict),
     "int | None": _optional(_is_int),
     "str | None": _optional(lambda v: isinstance(v, str)),
+    "list[AttemptRef]": _list_of(
+        lambda v: isinstance(v, list)
+        and len(v) == 3
+        and isinstance(v[0], str)
+        and isinstance(v[1], str)
+        and _is_int(v[2])
+    ),
 }
+
+AttemptRef = list
+"""[dag_id, task_id, attempt] on the wire: one attempt a host holds (running or finished, unacknowledged)."""
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -82,6 +92,7 @@ class Register(Message):
     modules: list[str] = field(default_factory=list)
     pid: int = 0
     software: str = ""
+    holding: list[AttemptRef] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,26 @@ class Welcome(Message):
 class Reject(Message):
     KIND: ClassVar[str] = "reject"
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """The result of this attempt is committed; the host may forget it."""
+
+    KIND: ClassVar[str] = "ack"
+    dag_id: str
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Abort(Message):
+    """Stop this attempt (its DAG was cancelled, or it was reassigned); send no result."""
+
+    KIND: ClassVar[str] = "abort"
+    dag_id: str
+    task_id: str
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +202,13 @@ class ResultsRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class CancelRequest(Message):
+    KIND: ClassVar[str] = "cancel"
+    req_id: int
+    dag_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply(Message):
     KIND: ClassVar[str] = "reply"
     req_id: int
@@ -182,8 +220,8 @@ class Reply(Message):
 _KINDS: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
-        Register, Heartbeat, Result, Bye, Welcome, Reject, Assign,
-        Submit, StatusRequest, ProgressRequest, ResultsRequest, Reply,
+        Register, Heartbeat, Result, Bye, Welcome, Reject, Assign, Ack, Abort,
+        Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, Reply,
     )
 }
 _SPECS = {kind: _field_specs(cls) for kind, cls in _KINDS.items()}

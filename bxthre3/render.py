@@ -16,6 +16,8 @@ _STATE_STYLE = {
     "running": "yellow",
     "ready": "cyan",
     "pending": "dim",
+    "retrying": "yellow",
+    "cancelled": "magenta",
 }
 
 

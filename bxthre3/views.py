@@ -85,6 +85,7 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
         "module": task.spec.module_name,
         "node_id": last.node_id if last else None,
         "attempts": task.attempt,
+        "recorded": task.recorded,
         "duration_s": round(task.duration, 6),
         "exit_code": task.exit_code,
         "reason": task.reason.value if task.reason else None,

@@ -6,12 +6,15 @@ carries out the instructions that come back. Keeping policy here makes it testab
 """
 
 from .core import Scheduler, SchedulerConfig
-from .events import DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
-from .instructions import Assign, DagFinished, ForgetHost, Instruction
+from .events import DagCancelled, DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
 from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
 
 __all__ = [
+    "AbortAttempt",
+    "AckResult",
     "Assign",
+    "DagCancelled",
     "DagFinished",
     "DagRecord",
     "DagState",

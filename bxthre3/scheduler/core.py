@@ -7,20 +7,28 @@ bytes are shipped once), else to the host with the most free slots.
 
 from __future__ import annotations
 
+import heapq
+import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..dag_model import InputKind
+from ..dag_model import DagSpec, InputKind
 from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
-from .events import DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
-from .instructions import Assign, DagFinished, ForgetHost, Instruction
+from .events import DagCancelled, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
 REPLACED = "replaced by a new registration"
 """Why a host was forgotten when its node id registered again from another connection."""
+
+
+_RESTORED_FIELDS = (
+    "state", "attempt", "failures", "host_losses", "output", "stderr", "exit_code", "reason", "error",
+    "started_at", "finished_at", "duration", "not_before", "recorded", "attempts",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,14 @@ class SchedulerConfig:
     default_retries: int = DEFAULT_TASK_RETRIES
     max_host_losses: int = 5
     """Attempts a task may lose with dying hosts before it fails with `host_lost`."""
+    retry_backoff: float = 1.0
+    """Seconds before the first retry; doubles with each further failure."""
+    retry_backoff_max: float = 60.0
+    """Longest wait between retries, in seconds."""
+    retry_jitter: float = 0.2
+    """Each backoff is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    reclaim_grace: float = 10.0
+    """After a restart, seconds a running attempt waits for its host to come back and claim it."""
     assignment_grace: float = 30.0
     """Seconds past a task's timeout after which an unanswered attempt is taken back."""
     throughput_window: float = 10.0
@@ -40,18 +56,28 @@ class SchedulerConfig:
 
 
 class Scheduler:
-    """All cluster state the controller holds in memory, and every decision about it."""
+    """All cluster state the controller holds in memory, and every decision about it.
 
-    def __init__(self, config: SchedulerConfig | None = None) -> None:
+    ``rng`` (a function returning floats in [0, 1)) supplies the retry jitter, so tests
+    can pass a fixed one and the scheduler stays deterministic.
+    """
+
+    def __init__(self, config: SchedulerConfig | None = None, rng: Callable[[], float] | None = None) -> None:
         self.config = config or SchedulerConfig()
+        self.rng = rng or random.Random().random
         self.dags: dict[str, DagRecord] = {}
         self.hosts: dict[str, HostRecord] = {}
         self.ready = ReadyQueue()
+        self.delayed: list[tuple[float, str, str]] = []
+        """Heap of (not_before, dag id, task id) for tasks waiting out a retry backoff."""
+        self.limbo: dict[tuple[str, str], float] = {}
+        """Attempts running when the controller restarted: (dag, task) -> reclaim deadline."""
         self.finished_times: deque[float] = deque()
         self.total_succeeded = 0
         self.total_failed = 0
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
+            DagCancelled: self._on_dag_cancelled,
             HostJoined: self._on_host_joined,
             HostSeen: self._on_host_seen,
             HostLeft: self._on_host_left,
@@ -72,29 +98,49 @@ class Scheduler:
     # ------------------------------------------------------------------ handlers
 
     def _on_dag_submitted(self, ev: DagSubmitted, out: list[Instruction]) -> None:
-        spec = ev.spec
+        dag = self._new_dag_record(ev.dag_id, ev.spec, ev.now)
+        for task in dag.tasks.values():
+            if task.waiting_on == 0:
+                self._make_ready(dag, task)
+
+    def _new_dag_record(self, dag_id: str, spec: DagSpec, submitted_at: float) -> DagRecord:
         tasks: dict[str, TaskRecord] = {}
         dependents: dict[str, list[str]] = {t.id: [] for t in spec.tasks}
         for t in spec.tasks:
             tasks[t.id] = TaskRecord(spec=t, waiting_on=len(set(t.depends_on)))
             for dep in set(t.depends_on):
                 dependents[dep].append(t.id)
-        dag = DagRecord(id=ev.dag_id, spec=spec, tasks=tasks, dependents=dependents, submitted_at=ev.now)
+        dag = DagRecord(id=dag_id, spec=spec, tasks=tasks, dependents=dependents, submitted_at=submitted_at)
         dag.counts[TaskState.PENDING] = len(tasks)
-        self.dags[ev.dag_id] = dag
-        for t in spec.tasks:
-            if tasks[t.id].waiting_on == 0:
-                self._make_ready(dag, tasks[t.id])
+        dag.dirty.update(tasks)
+        self.dags[dag_id] = dag
+        return dag
+
+    def _on_dag_cancelled(self, ev: DagCancelled, out: list[Instruction]) -> None:
+        dag = self.dags.get(ev.dag_id)
+        if dag is None or dag.state is not DagState.RUNNING:
+            return
+        for task in dag.tasks.values():
+            if task.state.terminal:
+                continue
+            if task.state is TaskState.RUNNING:
+                self.limbo.pop((dag.id, task.spec.id), None)
+                host = self.hosts.get(task.host_id) if task.host_id else None
+                if host is not None:
+                    host.running.pop((dag.id, task.spec.id), None)
+                    out.append(AbortAttempt(host.id, dag.id, task.spec.id, task.attempt))
+                task.attempts[-1].ended_at = ev.now
+                task.attempts[-1].error = "cancelled"
+            task.error = "cancelled"
+            task.finished_at = ev.now
+            dag.set_state(task, TaskState.CANCELLED)
+        dag.state = DagState.CANCELLED
+        dag.finished_at = ev.now
+        dag.dag_dirty = True
+        out.append(DagFinished(dag.id, dag.state))
 
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
-        # A node re-registering under a new connection replaces its old self.
-        for old in [h for h in self.hosts.values() if h.node_id == ev.node_id and h.id != ev.host_id]:
-            self._lose_host(old, ev.now, REPLACED, out)
-        existing = self.hosts.get(ev.host_id)
-        if existing is not None:
-            # Same connection registering again (it restarted its executors): what it ran is lost.
-            self._lose_host(existing, ev.now, "re-registered", out, forget=False)
-        self.hosts[ev.host_id] = HostRecord(
+        host = HostRecord(
             id=ev.host_id,
             node_id=ev.node_id,
             slots=max(1, ev.slots),
@@ -105,6 +151,55 @@ class Scheduler:
             engine=ev.engine,
             modules=set(ev.modules),
         )
+        # Adopt first: attempts the node still holds must not be requeued with its old connection.
+        for dag_id, task_id, attempt in ev.holding:
+            self._adopt(host, dag_id, task_id, attempt, ev.now, out)
+        # A node re-registering under a new connection replaces its old self.
+        for old in [h for h in self.hosts.values() if h.node_id == ev.node_id and h.id != ev.host_id]:
+            self._lose_host(old, ev.now, REPLACED, out)
+        existing = self.hosts.get(ev.host_id)
+        if existing is not None:
+            # Same connection registering again (it restarted): what it did not declare is lost.
+            for key in [k for k in existing.running if k not in host.running]:
+                self._requeue_lost(*key, existing.running[key], ev.now, f"host {ev.node_id} re-registered", out)
+        self.hosts[ev.host_id] = host
+
+    def _adopt(
+        self, host: HostRecord, dag_id: str, task_id: str, attempt: int, now: float, out: list[Instruction]
+    ) -> None:
+        """Take over an attempt a (re)joining host declares, or tell it to let go of it."""
+        dag = self.dags.get(dag_id)
+        task = dag.tasks.get(task_id) if dag else None
+        if dag is None or task is None or task.attempt != attempt:
+            out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
+            return
+        if task.state.terminal:
+            out.append(AckResult(host.id, dag_id, task_id, attempt))  # recorded already; the ack was lost
+            return
+        key = (dag_id, task_id)
+        if task.state is TaskState.RUNNING:
+            previous = self.hosts.get(task.host_id) if task.host_id else None
+            if previous is not None and previous.node_id != host.node_id:
+                out.append(AbortAttempt(host.id, dag_id, task_id, attempt))  # someone else holds it
+                return
+            if previous is not None:
+                previous.running.pop(key, None)
+            self.limbo.pop(key, None)
+        elif task.state is TaskState.READY:
+            # Requeued when this host was declared dead, and not handed out again yet: take it back.
+            record = task.attempts[-1]
+            record.ended_at = None
+            record.reason = None
+            record.error = ""
+            dag.set_state(task, TaskState.RUNNING)
+        else:
+            out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
+            return
+        task.host_id = host.id
+        task.attempts[-1].host_id = host.id
+        task.attempts[-1].node_id = host.node_id
+        host.running[key] = attempt
+        dag.touch(task)
 
     def _on_host_seen(self, ev: HostSeen, out: list[Instruction]) -> None:
         host = self.hosts.get(ev.host_id)
@@ -119,6 +214,8 @@ class Scheduler:
     def _on_task_finished(self, ev: TaskFinished, out: list[Instruction]) -> None:
         host = self.hosts.get(ev.host_id)
         key = (ev.dag_id, ev.task_id)
+        # Always acknowledge: a stale or duplicate result is settled too, so the host forgets it.
+        out.append(AckResult(ev.host_id, ev.dag_id, ev.task_id, ev.attempt))
         if host is not None:
             host.last_seen = ev.now
             if host.running.get(key) == ev.attempt:
@@ -126,7 +223,7 @@ class Scheduler:
         dag = self.dags.get(ev.dag_id)
         task = dag.tasks.get(ev.task_id) if dag else None
         if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != ev.attempt:
-            return  # stale or duplicate: the attempt was reassigned or already recorded
+            return  # stale or duplicate: the attempt was reassigned, cancelled or already recorded
         if task.host_id != ev.host_id:
             return  # only the host that holds the attempt may end it
         record = task.attempts[-1]
@@ -136,11 +233,13 @@ class Scheduler:
         task.stderr = ev.stderr
         task.exit_code = ev.exit_code
         task.duration = ev.duration
+        dag.touch(task)
         if ev.reason is None:
             task.output = ev.output
             task.reason = None
             task.error = ""
             task.finished_at = ev.now
+            task.recorded += 1
             dag.set_state(task, TaskState.SUCCEEDED)
             self._count_finished(ev.now, ok=True, host=host, key=key)
             for child_id in dag.dependents[task.spec.id]:
@@ -157,10 +256,11 @@ class Scheduler:
             if ev.reason.retryable and task.failures < retries:
                 task.failures += 1
                 task.host_id = None
-                self._make_ready(dag, task)
+                self._retry_later(dag, task, ev.now)
                 if host is not None:
                     host.failed += 1
             else:
+                task.recorded += 1
                 self._fail_task(dag, task, ev.now, out)
                 self._count_finished(ev.now, ok=False, host=host, key=key)
         self._check_dag_done(dag, ev.now, out)
@@ -170,6 +270,20 @@ class Scheduler:
         for host in [h for h in self.hosts.values() if h.last_seen < deadline]:
             self._lose_host(host, ev.now, f"silent for {ev.now - host.last_seen:.1f}s", out)
         self._expire_overdue(ev.now, out)
+        while self.delayed and self.delayed[0][0] <= ev.now:
+            _, dag_id, task_id = heapq.heappop(self.delayed)
+            dag = self.dags.get(dag_id)
+            task = dag.tasks.get(task_id) if dag else None
+            if dag is not None and task is not None and task.state is TaskState.RETRYING:
+                self._make_ready(dag, task)
+        for key, reclaim_by in list(self.limbo.items()):
+            if ev.now >= reclaim_by:
+                del self.limbo[key]
+                dag = self.dags.get(key[0])
+                task = dag.tasks.get(key[1]) if dag else None
+                if task is not None:
+                    error = "no host reclaimed it after the controller restarted"
+                    self._requeue_lost(key[0], key[1], task.attempt, ev.now, error, out)
         horizon = ev.now - self.config.throughput_window
         while self.finished_times and self.finished_times[0] < horizon:
             self.finished_times.popleft()
@@ -179,6 +293,18 @@ class Scheduler:
     def _make_ready(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
         dag.set_state(task, TaskState.READY)
         self.ready.push(dag.id, task.spec.id, task.spec.memory or 0, front=front)
+
+    def _retry_later(self, dag: DagRecord, task: TaskRecord, now: float) -> None:
+        """Exponential backoff with jitter, so a flapping dependency is not hammered in lockstep."""
+        cfg = self.config
+        delay = min(cfg.retry_backoff_max, cfg.retry_backoff * 2 ** (task.failures - 1))
+        delay *= 1 + cfg.retry_jitter * (2 * self.rng() - 1)
+        if delay <= 0:
+            self._make_ready(dag, task)
+            return
+        task.not_before = now + delay
+        dag.set_state(task, TaskState.RETRYING)
+        heapq.heappush(self.delayed, (task.not_before, dag.id, task.spec.id))
 
     def _fail_task(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
         task.finished_at = now
@@ -201,6 +327,7 @@ class Scheduler:
         ok = dag.counts[TaskState.SUCCEEDED] == len(dag.tasks)
         dag.state = DagState.SUCCEEDED if ok else DagState.FAILED
         dag.finished_at = now
+        dag.dag_dirty = True
         out.append(DagFinished(dag.id, dag.state))
 
     def _lose_host(
@@ -228,9 +355,11 @@ class Scheduler:
         record.error = error
         task.host_losses += 1
         task.host_id = None
+        dag.touch(task)
         if task.host_losses > self.config.max_host_losses:
             task.reason = FailureReason.HOST_LOST
             task.error = f"lost {task.host_losses} attempts with their hosts; last: {error}"
+            task.recorded += 1
             self._fail_task(dag, task, now, out)
             self._count_finished(now, ok=False, host=None, key=None)
             self._check_dag_done(dag, now, out)
@@ -339,6 +468,61 @@ class Scheduler:
             input_sizes=tuple(len(p) for p in parts),
             timeout=spec.timeout if spec.timeout is not None else self.config.default_timeout,
         )
+
+    # ------------------------------------------------------------------ restart
+
+    def restore_dag(
+        self,
+        dag_id: str,
+        spec: DagSpec,
+        submitted_at: float,
+        state: DagState,
+        finished_at: float | None,
+        saved: dict[str, TaskRecord],
+        now: float,
+    ) -> DagRecord:
+        """Rebuild a DAG from the journal after a restart.
+
+        Attempts that were running are not requeued at once: their hosts are probably still
+        computing and will re-register holding them. They wait ``reclaim_grace`` seconds
+        in limbo, then are requeued as lost.
+        """
+        dag = self._new_dag_record(dag_id, spec, submitted_at)
+        dag.state = state
+        dag.finished_at = finished_at
+        dag.counts.clear()
+        for task_id, record in dag.tasks.items():
+            old = saved.get(task_id)
+            if old is not None:
+                for name in _RESTORED_FIELDS:
+                    setattr(record, name, getattr(old, name))
+            record.host_id = None
+            dag.counts[record.state] += 1
+        for record in dag.tasks.values():
+            record.waiting_on = sum(
+                1 for dep in set(record.spec.depends_on) if dag.tasks[dep].state is not TaskState.SUCCEEDED
+            )
+            if record.state is TaskState.FAILED:
+                dag.failures[record.reason.value if record.reason else FailureReason.INTERNAL.value] += 1
+        for record in dag.tasks.values():  # queue in file order, which is FIFO enough
+            key = (dag_id, record.spec.id)
+            if record.state is TaskState.PENDING and record.waiting_on == 0 and dag.state is DagState.RUNNING:
+                self._make_ready(dag, record)  # its inputs exist (a journal from an older version)
+            elif record.state is TaskState.READY:
+                self.ready.push(dag_id, record.spec.id, record.spec.memory or 0)
+            elif record.state is TaskState.RUNNING:
+                self.limbo[key] = now + self.config.reclaim_grace
+            elif record.state is TaskState.RETRYING:
+                heapq.heappush(self.delayed, (record.not_before, dag_id, record.spec.id))
+        dag.dirty.clear()
+        dag.dag_dirty = False
+        return dag
+
+    def forget_dag(self, dag_id: str) -> None:
+        """Drop a finished DAG from memory (pruning); queued entries for it are skipped later."""
+        dag = self.dags.get(dag_id)
+        if dag is not None and dag.state is not DagState.RUNNING:
+            del self.dags[dag_id]
 
     # ------------------------------------------------------------------ queries
 

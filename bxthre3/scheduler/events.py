@@ -29,6 +29,8 @@ class HostJoined:
     platform: str = ""
     engine: str = ""
     modules: frozenset[str] = field(default_factory=frozenset)
+    holding: tuple[tuple[str, str, int], ...] = ()
+    """Attempts the host still runs or finished without an ack: adopted, not run again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +68,18 @@ class TaskFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class DagCancelled:
+    """A user asked to cancel the DAG."""
+
+    dag_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; the scheduler checks host liveness."""
 
     now: float
 
 
-Event = DagSubmitted | HostJoined | HostSeen | HostLeft | TaskFinished | Tick
+Event = DagSubmitted | DagCancelled | HostJoined | HostSeen | HostLeft | TaskFinished | Tick

@@ -24,6 +24,29 @@ class Assign:
 
 
 @dataclass(frozen=True, slots=True)
+class AckResult:
+    """Tell the host its result for this attempt is recorded (or stale): it may forget it.
+
+    Sent only after the journal commit that holds the result.
+    """
+
+    host_id: str
+    dag_id: str
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbortAttempt:
+    """Tell the host to stop this attempt and send nothing (cancelled, or stale)."""
+
+    host_id: str
+    dag_id: str
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class DagFinished:
     """A DAG reached an end state; waiters can be told."""
 
@@ -40,4 +63,4 @@ class ForgetHost:
     node_id: str = ""
 
 
-Instruction = Assign | DagFinished | ForgetHost
+Instruction = Assign | AckResult | AbortAttempt | DagFinished | ForgetHost

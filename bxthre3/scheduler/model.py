@@ -21,19 +21,26 @@ class TaskState(str, Enum):
     """Failed for good: retries exhausted or a deterministic failure."""
     UPSTREAM_FAILED = "upstream_failed"
     """Will never run: a task it depends on failed."""
+    RETRYING = "retrying"
+    """Failed an attempt; waits out its backoff before it is ready again."""
+    CANCELLED = "cancelled"
+    """Its DAG was cancelled before it finished."""
 
     @property
     def terminal(self) -> bool:
         return self in _TERMINAL_TASK_STATES
 
 
-_TERMINAL_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED})
+_TERMINAL_TASK_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
+)
 
 
 class DagState(str, Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 @dataclass(slots=True)
@@ -69,6 +76,10 @@ class TaskRecord:
     started_at: float | None = None
     finished_at: float | None = None
     duration: float = 0.0
+    not_before: float = 0.0
+    """While RETRYING: when the backoff ends."""
+    recorded: int = 0
+    """How many times an end result was recorded: exactly-once means this never exceeds 1."""
     attempts: list[AttemptRecord] = field(default_factory=list)
 
 
@@ -84,12 +95,20 @@ class DagRecord:
     counts: Counter[TaskState] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     """Tasks failed for good, by failure reason (kept as they happen: status must stay cheap)."""
+    dirty: set[str] = field(default_factory=set)
+    """Tasks changed since the journal last wrote them; the store empties it."""
+    dag_dirty: bool = True
+    """The DAG row itself (state, finish time) changed since the journal last wrote it."""
+
+    def touch(self, task: TaskRecord) -> None:
+        self.dirty.add(task.spec.id)
 
     def set_state(self, task: TaskRecord, state: TaskState) -> None:
         """Every task state change goes through here so the per-state counts stay exact."""
         self.counts[task.state] -= 1
         self.counts[state] += 1
         task.state = state
+        self.dirty.add(task.spec.id)
 
     @property
     def done(self) -> int:

@@ -26,6 +26,10 @@ SAMPLES: list[protocol.Message] = [
     protocol.ResultsRequest(3, "dag-1"),
     protocol.Reply(4, True, {"dag_id": "dag-1"}, ""),
     protocol.Reply(5, False, {}, "bad"),
+    protocol.Ack("dag-1", "t", 2),
+    protocol.Abort("dag-1", "t", 3),
+    protocol.CancelRequest(6, "dag-1"),
+    protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
 ]
 
 
@@ -60,7 +64,9 @@ def _frame(*items: object) -> bytes:
         (_frame(1, "assign", "d", "t", 1, "s", "not-bytes", [], b"", [], 1.0), "'module' has the wrong type"),
         (_frame(1, "assign", "d", "t", 1, "s", b"", [1, 2], b"", [], 1.0), "'args' has the wrong type"),
         (_frame(1, "submit", 1, ["not", "a", "map"]), "'dag' has the wrong type"),
-        (b"\xdd\xff\xff\xff\xff", "not msgpack"),  # array header claiming 4 billion items
+        (b"\xdd\xff\xff\xff\xff", "not msgpack"),
+        (_frame(1, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t"]]), "'holding' has the wrong type"),
+        (_frame(1, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t", "1"]]), "'holding' has the wrong type"),  # array header claiming 4 billion items
     ],
 )
 def test_rejections(frame: bytes, why: str) -> None:

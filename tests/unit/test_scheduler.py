@@ -8,6 +8,7 @@ import pytest
 
 from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.failures import FailureReason
+from bxthre3.scheduler import Scheduler as RealScheduler
 from bxthre3.scheduler import (
     Assign,
     DagFinished,
@@ -17,7 +18,9 @@ from bxthre3.scheduler import (
     HostJoined,
     HostLeft,
     HostSeen,
-    Scheduler,
+    AbortAttempt,
+    AckResult,
+    DagCancelled,
     SchedulerConfig,
     TaskFinished,
     TaskState,
@@ -49,6 +52,16 @@ def fanout() -> DagSpec:
         task("b", "init", inputs=(TaskInput(InputKind.LITERAL, "x"), out("init"))),
         task("agg", "a", "b", inputs=(out("a"), TaskInput(InputKind.FILE, "f.txt", b"FILE"), out("b"))),
     )
+
+
+def effects(instructions: list) -> list:
+    """Instructions other than result acknowledgements (every result gets one)."""
+    return [i for i in instructions if not isinstance(i, AckResult)]
+
+
+def Scheduler(config: SchedulerConfig | None = None) -> RealScheduler:  # noqa: N802
+    """The real scheduler, with retry backoff off unless a test turns it on."""
+    return RealScheduler(config or SchedulerConfig(retry_backoff=0.0), rng=lambda: 0.5)
 
 
 def assigns(instructions: list) -> list[Assign]:
@@ -85,7 +98,7 @@ def test_tasks_wait_for_a_host_then_run_in_dependency_order() -> None:
     [a4] = assigns(instructions)
     assert a4.task_id == "agg"
     assert a4.stdin == b"AFILEBB" and a4.input_sizes == (1, 4, 2)
-    assert ok(s, a4, b"done") == [DagFinished("d1", DagState.SUCCEEDED)]
+    assert effects(ok(s, a4, b"done")) == [DagFinished("d1", DagState.SUCCEEDED)]
     d = s.dags["d1"]
     assert d.done == 4 and d.counts[TaskState.SUCCEEDED] == 4
     assert d.tasks["agg"].output == b"done"
@@ -105,14 +118,14 @@ def test_credit_limits_assignments_to_free_slots_and_prefers_module_holders() ->
 
 
 def test_failure_is_retried_then_fails_dag_and_marks_dependents_upstream_failed() -> None:
-    s = Scheduler(SchedulerConfig(default_retries=1))
+    s = Scheduler(SchedulerConfig(default_retries=1, retry_backoff=0.0))
     spec = dag(task("root"), task("bad", "root"), task("child", "bad"), task("grandchild", "child"), task("side"))
     s.handle(DagSubmitted("d1", spec, 0.0))
     root, side = assigns(join(s, "h1", slots=2))
     [bad] = assigns(ok(s, root, b""))
     [bad2] = assigns(fail(s, bad))
     assert bad2.task_id == "bad" and bad2.attempt == 2
-    assert fail(s, bad2) == []
+    assert effects(fail(s, bad2)) == []
     d = s.dags["d1"]
     assert d.tasks["bad"].state is TaskState.FAILED
     assert d.tasks["bad"].reason is FailureReason.EXIT_CODE
@@ -120,7 +133,7 @@ def test_failure_is_retried_then_fails_dag_and_marks_dependents_upstream_failed(
     assert d.tasks["grandchild"].state is TaskState.UPSTREAM_FAILED
     assert "bad" in d.tasks["grandchild"].error
     assert d.state is DagState.RUNNING, "the independent branch is still running"
-    assert ok(s, side, b"") == [DagFinished("d1", DagState.FAILED)]
+    assert effects(ok(s, side, b"")) == [DagFinished("d1", DagState.FAILED)]
     assert d.counts[TaskState.SUCCEEDED] == 2
 
 
@@ -128,14 +141,14 @@ def test_deterministic_failures_are_not_retried() -> None:
     s = Scheduler()
     s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
     [a] = assigns(join(s, "h1"))
-    assert fail(s, a, FailureReason.INVALID_MODULE) == [DagFinished("d1", DagState.FAILED)]
+    assert effects(fail(s, a, FailureReason.INVALID_MODULE)) == [DagFinished("d1", DagState.FAILED)]
 
 
 def test_per_task_retries_override_the_default() -> None:
-    s = Scheduler(SchedulerConfig(default_retries=5))
+    s = Scheduler(SchedulerConfig(default_retries=5, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t", retries=0)), 0.0))
     [a] = assigns(join(s, "h1"))
-    assert fail(s, a) == [DagFinished("d1", DagState.FAILED)]
+    assert effects(fail(s, a)) == [DagFinished("d1", DagState.FAILED)]
 
 
 def test_stale_duplicate_and_foreign_results_are_ignored() -> None:
@@ -145,21 +158,21 @@ def test_stale_duplicate_and_foreign_results_are_ignored() -> None:
     assert assigns(join(s, "h2")) == []
     other = "h2"
     # a result from a host that does not hold the attempt
-    assert s.handle(TaskFinished(other, "d1", "t", 1, 1.0, output=b"forged")) == []
+    assert effects(s.handle(TaskFinished(other, "d1", "t", 1, 1.0, output=b"forged"))) == []
     # a result for an attempt that was never issued
-    assert s.handle(TaskFinished(a.host_id, "d1", "t", 7, 1.0, output=b"stale")) == []
+    assert effects(s.handle(TaskFinished(a.host_id, "d1", "t", 7, 1.0, output=b"stale"))) == []
     # unknown DAG and task
-    assert s.handle(TaskFinished(a.host_id, "nope", "t", 1, 1.0)) == []
-    assert s.handle(TaskFinished(a.host_id, "d1", "nope", 1, 1.0)) == []
+    assert effects(s.handle(TaskFinished(a.host_id, "nope", "t", 1, 1.0))) == []
+    assert effects(s.handle(TaskFinished(a.host_id, "d1", "nope", 1, 1.0))) == []
     assert s.dags["d1"].tasks["t"].state is TaskState.RUNNING
     [u] = assigns(ok(s, a, b"real"))
-    assert ok(s, a, b"duplicate") == []
+    assert effects(ok(s, a, b"duplicate")) == []
     assert s.dags["d1"].tasks["t"].output == b"real"
     assert u.stdin == b""  # u lists no inputs
 
 
 def test_silent_host_is_declared_dead_and_its_tasks_requeued_first() -> None:
-    s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3))
+    s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t1"), task("t2")), 0.0))
     [a] = assigns(join(s, "h1", now=0.0))
     s.handle(HostSeen("h1", 2.0))
@@ -174,7 +187,7 @@ def test_silent_host_is_declared_dead_and_its_tasks_requeued_first() -> None:
     assert next(iter(s.ready)) == ("d1", "t1")
     assert "h1" not in s.hosts
     # the dead host's late result is stale
-    assert ok(s, a, b"late") == []
+    assert effects(ok(s, a, b"late")) == []
 
 
 def test_host_left_requeues_and_a_new_host_gets_the_task() -> None:
@@ -198,7 +211,7 @@ def test_reregistering_node_replaces_its_old_connection() -> None:
 
 
 def test_too_many_host_losses_fail_the_task() -> None:
-    s = Scheduler(SchedulerConfig(max_host_losses=1))
+    s = Scheduler(SchedulerConfig(max_host_losses=1, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
     join(s, "h1")
     s.handle(HostLeft("h1", 1.0))
@@ -215,23 +228,23 @@ def test_counts_stay_consistent_over_a_long_chain() -> None:
     [a] = assigns(join(s, "h1"))
     for i in range(n - 1):
         [a] = assigns(ok(s, a, str(i).encode()))
-    assert ok(s, a, b"end") == [DagFinished("d1", DagState.SUCCEEDED)]
+    assert effects(ok(s, a, b"end")) == [DagFinished("d1", DagState.SUCCEEDED)]
     d = s.dags["d1"]
     assert sum(d.counts.values()) == n and d.counts[TaskState.SUCCEEDED] == n
 
 
 def test_failure_at_the_head_of_a_long_chain_does_not_recurse() -> None:
     n = 50_000
-    s = Scheduler(SchedulerConfig(default_retries=0))
+    s = Scheduler(SchedulerConfig(default_retries=0, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t0"), *(task(f"t{i}", f"t{i - 1}") for i in range(1, n))), 0.0))
     [a] = assigns(join(s, "h1"))
-    assert fail(s, a) == [DagFinished("d1", DagState.FAILED)]
+    assert effects(fail(s, a)) == [DagFinished("d1", DagState.FAILED)]
     assert s.dags["d1"].counts[TaskState.UPSTREAM_FAILED] == n - 1
 
 
 @pytest.mark.parametrize("slots", [1, 3])
 def test_throughput_counter(slots: int) -> None:
-    s = Scheduler(SchedulerConfig(throughput_window=10.0))
+    s = Scheduler(SchedulerConfig(throughput_window=10.0, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(10))), 0.0))
     pending = assigns(join(s, "h1", slots=slots))
     done = 0
@@ -297,16 +310,16 @@ def test_inputs_over_the_limit_fail_the_task_before_it_is_sent(monkeypatch: pyte
 
 
 def test_memory_limit_is_not_retried() -> None:
-    s = Scheduler(SchedulerConfig(default_retries=3))
+    s = Scheduler(SchedulerConfig(default_retries=3, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
     [a] = assigns(join(s, "h1"))
-    assert fail(s, a, FailureReason.MEMORY_LIMIT) == [DagFinished("d1", DagState.FAILED)]
+    assert effects(fail(s, a, FailureReason.MEMORY_LIMIT)) == [DagFinished("d1", DagState.FAILED)]
 
 
 def test_failures_are_counted_by_reason_for_status() -> None:
     from bxthre3.views import dag_summary
 
-    s = Scheduler(SchedulerConfig(default_retries=0))
+    s = Scheduler(SchedulerConfig(default_retries=0, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("a"), task("b"), task("c", "a")), 0.0))
     a, b = assigns(join(s, "h1", slots=2))
     fail(s, a, FailureReason.TIMEOUT)
@@ -317,7 +330,7 @@ def test_failures_are_counted_by_reason_for_status() -> None:
 
 
 def test_an_attempt_never_answered_is_taken_back_after_timeout_plus_grace() -> None:
-    s = Scheduler(SchedulerConfig(assignment_grace=5.0, heartbeat_interval=1.0, liveness=3))
+    s = Scheduler(SchedulerConfig(assignment_grace=5.0, heartbeat_interval=1.0, liveness=3, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(TaskSpec(id="t", module=SHA, module_name="m", timeout=10.0)), 0.0))
     [a] = assigns(join(s, "wedged"))
     join(s, "healthy", now=1.0)
@@ -331,7 +344,7 @@ def test_an_attempt_never_answered_is_taken_back_after_timeout_plus_grace() -> N
     assert (b.host_id, b.attempt) == ("healthy", 2)
     t = s.dags["d1"].tasks["t"]
     assert t.host_losses == 1 and "no result within timeout + 5s" in t.attempts[0].error
-    assert ok(s, a, b"late") == []  # the wedged host's late answer is stale
+    assert effects(ok(s, a, b"late")) == []  # the wedged host's late answer is stale
 
 
 def test_internal_failure_makes_the_next_attempt_ship_the_module() -> None:
@@ -341,3 +354,106 @@ def test_internal_failure_makes_the_next_attempt_ship_the_module() -> None:
     assert a.ship_module is False
     [b] = assigns(fail(s, a, FailureReason.INTERNAL))
     assert b.ship_module is True
+
+
+# ---------------------------------------------------------------- fault tolerance
+
+
+def test_retries_wait_out_an_exponential_backoff_with_jitter() -> None:
+    rolls = iter([1.0, 0.0])  # +20 % then -20 %
+    s = RealScheduler(SchedulerConfig(retry_backoff=1.0, retry_jitter=0.2, default_retries=2), rng=lambda: next(rolls))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    assert assigns(fail(s, a, now=10.0)) == []
+    t = s.dags["d1"].tasks["t"]
+    assert t.state is TaskState.RETRYING and t.not_before == pytest.approx(11.2)
+    assert assigns(s.handle(Tick(11.1))) == []
+    s.handle(HostSeen("h1", 11.2))
+    [b] = assigns(s.handle(Tick(11.25)))
+    assert b.attempt == 2
+    assert assigns(fail(s, b, now=20.0)) == []
+    assert t.not_before == pytest.approx(20.0 + 2.0 * 0.8)  # second failure: 2 s, -20 %
+
+
+def test_cancel_stops_queued_and_aborts_running_attempts() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b"), task("c", "a")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    out_ = s.handle(DagCancelled("d1", 1.0))
+    assert AbortAttempt("h1", "d1", "a", 1) in out_ and DagFinished("d1", DagState.CANCELLED) in out_
+    d = s.dags["d1"]
+    assert {t.state for t in d.tasks.values()} == {TaskState.CANCELLED}
+    assert s.hosts["h1"].free_slots == 1
+    assert effects(ok(s, a, b"too late")) == []  # ignored, but acknowledged
+    assert d.tasks["a"].output is None
+    assert s.handle(DagCancelled("d1", 2.0)) == []  # idempotent
+
+
+def test_reconnecting_host_keeps_the_attempts_it_declares() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("t1"), task("t2")), 0.0))
+    [a1] = assigns(join(s, "old", slots=1))
+    out_ = s.handle(HostJoined("new", "node-old", 1, 128, 1.0, holding=(("d1", "t1", 1),)))
+    assert ForgetHost("old", "replaced by a new registration", "node-old") in out_
+    t1 = s.dags["d1"].tasks["t1"]
+    assert t1.state is TaskState.RUNNING and t1.host_id == "new" and t1.host_losses == 0
+    assert assigns(out_) == []  # its one slot is still busy with t1
+    # the result, delivered over the new connection, is recorded once
+    [a2] = assigns(s.handle(TaskFinished("new", "d1", "t1", 1, 2.0, output=b"kept")))
+    assert a2.task_id == "t2" and t1.output == b"kept" and t1.recorded == 1
+
+
+def test_host_declared_dead_can_reclaim_an_attempt_not_yet_reassigned() -> None:
+    s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3, retry_backoff=0.0))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    join(s, "h1")
+    s.handle(Tick(5.0))  # h1 dead, t requeued, no other host
+    assert s.dags["d1"].tasks["t"].state is TaskState.READY
+    out_ = s.handle(HostJoined("h1b", "node-h1", 1, 128, 5.5, holding=(("d1", "t", 1),)))
+    assert assigns(out_) == []
+    t = s.dags["d1"].tasks["t"]
+    assert t.state is TaskState.RUNNING and t.attempts[-1].reason is None
+    effects(s.handle(TaskFinished("h1b", "d1", "t", 1, 6.0, output=b"x")))
+    assert t.state is TaskState.SUCCEEDED and t.attempt == 1
+
+
+def test_stale_holdings_are_aborted_and_recorded_ones_acknowledged() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("done"), task("moved")), 0.0))
+    a, b = assigns(join(s, "h1", slots=2))
+    ok(s, a, b"")
+    s.handle(HostLeft("h1", 1.0))
+    [b2] = assigns(join(s, "h2", now=1.0))  # 'moved' reassigned as attempt 2
+    out_ = s.handle(
+        HostJoined("h1c", "node-h1", 2, 128, 2.0, holding=(("d1", "done", 1), ("d1", "moved", 1), ("d9", "x", 1)))
+    )
+    assert AckResult("h1c", "d1", "done", 1) in out_
+    assert AbortAttempt("h1c", "d1", "moved", 1) in out_
+    assert AbortAttempt("h1c", "d9", "x", 1) in out_
+    assert s.dags["d1"].tasks["moved"].host_id == "h2"
+
+
+def test_restore_puts_running_attempts_in_limbo_until_reclaimed_or_expired() -> None:
+    from bxthre3.scheduler.model import AttemptRecord, TaskRecord
+
+    spec = dag(task("a"), task("b", "a"), task("c"), task("d"))
+    saved = {
+        "a": TaskRecord(spec=spec.tasks[0], waiting_on=0, state=TaskState.SUCCEEDED, attempt=1, output=b"A", recorded=1),
+        "c": TaskRecord(spec=spec.tasks[2], waiting_on=0, state=TaskState.RUNNING, attempt=2,
+                        attempts=[AttemptRecord(1, "x", "n1", 0.0), AttemptRecord(2, "x", "n1", 1.0)]),
+        "d": TaskRecord(spec=spec.tasks[3], waiting_on=0, state=TaskState.RUNNING, attempt=1,
+                        attempts=[AttemptRecord(1, "y", "n2", 1.0)]),
+    }  # fmt: skip
+    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0))
+    d = s.restore_dag("d1", spec, 0.0, DagState.RUNNING, None, saved, now=100.0)
+    # 'b' depends on a task already done: it comes back ready
+    assert d.tasks["b"].state is TaskState.READY and d.tasks["b"].waiting_on == 0
+    assert d.counts[TaskState.RUNNING] == 2 and d.counts[TaskState.SUCCEEDED] == 1
+    assert sum(d.counts.values()) == 4
+    out_ = s.handle(HostJoined("h", "n1", 2, 128, 101.0, holding=(("d1", "c", 2),)))
+    assert d.tasks["c"].host_id == "h" and d.tasks["c"].state is TaskState.RUNNING
+    assert [x.task_id for x in assigns(out_)] == ["b"]
+    s.handle(HostSeen("h", 111.0))
+    s.handle(Tick(111.0))
+    assert d.tasks["d"].state is TaskState.READY  # h's two slots hold c and b
+    assert d.tasks["d"].host_losses == 1 and "controller restarted" in d.tasks["d"].attempts[0].error

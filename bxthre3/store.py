@@ -1,0 +1,259 @@
+"""The controller's journal: DAGs, task states, attempts, outputs and modules in SQLite.
+
+Write-behind with group commit: the scheduler marks what changed (``DagRecord.dirty``),
+and after each batch of frames the controller calls :meth:`Store.flush`, which writes
+every changed row in one transaction and commits, *then* sends the batch's replies,
+acks and assignments. So nothing is acknowledged before it is durable, and a `kill -9`
+at any moment loses no accepted DAG and no recorded result, at the cost of one commit
+per batch rather than one per change.
+
+Large outputs live in files beside the database (``outputs/<dag>/<task>``), written and
+fsynced before the row that points at them is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from .dag_model import DagSpec, TaskSpec
+from .errors import Bxthre3Error
+from .failures import FailureReason
+from .scheduler import DagRecord, DagState, Scheduler, TaskRecord, TaskState
+from .scheduler.model import AttemptRecord
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+INLINE_OUTPUT_BYTES = 256 * 1024
+"""Outputs up to this size are stored in the database row; larger ones in a file beside it."""
+
+MEMORY = ":memory:"
+"""Pass as the state dir for a throwaway in-memory journal (tests, `bxthre3 run`, benchmarks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePolicy:
+    """Finished DAGs are deleted when there are more than ``keep`` or they are older than ``max_age_s``."""
+
+    keep: int = 100
+    max_age_s: float = 7 * 24 * 3600.0
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "bxthre3" / "controller"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS modules (sha TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dags (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, spec BLOB NOT NULL, state TEXT NOT NULL,
+    submitted_at REAL NOT NULL, finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    dag_id TEXT NOT NULL, task_id TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
+    failures INTEGER NOT NULL, host_losses INTEGER NOT NULL, output BLOB, output_file TEXT,
+    stderr BLOB, exit_code INTEGER, reason TEXT, error TEXT, started_at REAL, finished_at REAL,
+    duration REAL, not_before REAL, recorded INTEGER NOT NULL, attempts BLOB,
+    PRIMARY KEY (dag_id, task_id)
+) WITHOUT ROWID;
+"""
+
+_UPSERT_TASK = """
+INSERT OR REPLACE INTO tasks (dag_id, task_id, state, attempt, failures, host_losses, output, output_file,
+    stderr, exit_code, reason, error, started_at, finished_at, duration, not_before, recorded, attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+class Store:
+    def __init__(self, state_dir: Path | str) -> None:
+        self.in_memory = str(state_dir) == MEMORY
+        self.dir = None if self.in_memory else Path(state_dir)
+        try:
+            if self.dir is not None:
+                self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                (self.dir / "outputs").mkdir(exist_ok=True)
+            path = MEMORY if self.dir is None else str(self.dir / "state.db")
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise Bxthre3Error(f"cannot open the controller state in {state_dir}: {exc}") from exc
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise Bxthre3Error(f"{state_dir} holds state of schema {row[0]}; this controller reads {SCHEMA_VERSION}")
+        self._in_tx = False
+
+    def close(self) -> None:
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+        self.db.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+
+    def add_dag(self, dag_id: str, spec: DagSpec, submitted_at: float) -> None:
+        """Record a new DAG and its modules (committed by the next flush)."""
+        self._begin()
+        wire = spec.to_wire()
+        modules = wire.pop("modules")
+        self.db.executemany("INSERT OR IGNORE INTO modules VALUES (?, ?)", list(modules.items()))
+        blob = msgpack.packb(wire, use_bin_type=True)
+        row = (dag_id, spec.name, blob, DagState.RUNNING.value, submitted_at)
+        self.db.execute("INSERT INTO dags VALUES (?, ?, ?, ?, ?, NULL)", row)
+
+    def flush(self, scheduler: Scheduler) -> int:
+        """Write every changed task and DAG row, and commit. Returns the rows written."""
+        rows = 0
+        for dag in scheduler.dags.values():
+            if not dag.dirty and not dag.dag_dirty:
+                continue
+            self._begin()
+            if dag.dirty:
+                self.db.executemany(_UPSERT_TASK, [self._task_row(dag, dag.tasks[t]) for t in dag.dirty])
+                rows += len(dag.dirty)
+                dag.dirty.clear()
+            if dag.dag_dirty:
+                self.db.execute(
+                    "UPDATE dags SET state=?, finished_at=? WHERE id=?", (dag.state.value, dag.finished_at, dag.id)
+                )
+                dag.dag_dirty = False
+                rows += 1
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+        return rows
+
+    def _task_row(self, dag: DagRecord, t: TaskRecord) -> tuple[Any, ...]:
+        output, output_file = t.output, None
+        if output is not None and len(output) > INLINE_OUTPUT_BYTES and self.dir is not None:
+            output_file = self._write_output(dag.id, t.spec.id, output)
+            output = None
+        history = [
+            [a.attempt, a.host_id, a.node_id, a.started_at, a.ended_at, a.reason.value if a.reason else None, a.error]
+            for a in t.attempts
+        ]
+        attempts = msgpack.packb(history, use_bin_type=True)
+        return (
+            dag.id, t.spec.id, t.state.value, t.attempt, t.failures, t.host_losses, output, output_file,
+            t.stderr, t.exit_code, t.reason.value if t.reason else None, t.error, t.started_at, t.finished_at,
+            t.duration, t.not_before, t.recorded, attempts,
+        )  # fmt: skip
+
+    def _write_output(self, dag_id: str, task_id: str, data: bytes) -> str:
+        assert self.dir is not None
+        folder = self.dir / "outputs" / dag_id
+        folder.mkdir(exist_ok=True)
+        final = folder / task_id
+        tmp = folder / f".{task_id}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        return str(final.relative_to(self.dir))
+
+    # ------------------------------------------------------------------ reads
+
+    def modules(self) -> dict[str, bytes]:
+        return {sha: bytes(data) for sha, data in self.db.execute("SELECT sha, data FROM modules")}
+
+    def load(self, scheduler: Scheduler, now: float) -> int:
+        """Restore every journalled DAG into the scheduler; returns how many."""
+        modules = self.modules()
+        count = 0
+        for dag_id, blob, state, submitted_at, finished_at in self.db.execute(
+            "SELECT id, spec, state, submitted_at, finished_at FROM dags ORDER BY submitted_at"
+        ).fetchall():
+            try:
+                wire = msgpack.unpackb(blob, raw=False)
+                wire["modules"] = {t["module"]: modules[t["module"]] for t in wire["tasks"]}
+                spec = DagSpec.from_wire(wire, source=f"journal {dag_id}")
+            except (KeyError, ValueError, Bxthre3Error, msgpack.UnpackException) as exc:
+                log.error("journal: DAG %s cannot be restored (%s); skipping it", dag_id, exc)
+                continue
+            by_id = {t.id: t for t in spec.tasks}
+            saved = {row[0]: self._task_record(by_id, row) for row in self.db.execute(
+                "SELECT task_id, state, attempt, failures, host_losses, output, output_file, stderr, exit_code, "
+                "reason, error, started_at, finished_at, duration, not_before, recorded, attempts "
+                "FROM tasks WHERE dag_id=?", (dag_id,))}  # fmt: skip
+            scheduler.restore_dag(dag_id, spec, submitted_at, DagState(state), finished_at, saved, now)
+            count += 1
+        return count
+
+    def _task_record(self, specs: dict[str, TaskSpec], row: tuple[Any, ...]) -> TaskRecord:
+        (task_id, state, attempt, failures, host_losses, output, output_file, stderr, exit_code, reason, error,
+         started_at, finished_at, duration, not_before, recorded, attempts) = row  # fmt: skip
+        if output_file is not None and self.dir is not None:
+            output = (self.dir / output_file).read_bytes()
+        history = [
+            AttemptRecord(a, h, n, s, e, FailureReason(r) if r else None, err)
+            for a, h, n, s, e, r, err in msgpack.unpackb(attempts or b"\x90", raw=False)
+        ]
+        return TaskRecord(
+            spec=specs[task_id],
+            waiting_on=0,
+            state=TaskState(state),
+            attempt=attempt,
+            failures=failures,
+            host_losses=host_losses,
+            output=bytes(output) if output is not None else None,
+            stderr=bytes(stderr or b""),
+            exit_code=exit_code,
+            reason=FailureReason(reason) if reason else None,
+            error=error or "",
+            started_at=started_at,
+            finished_at=finished_at,
+            duration=duration or 0.0,
+            not_before=not_before or 0.0,
+            recorded=recorded,
+            attempts=history,
+        )
+
+    # ------------------------------------------------------------------ pruning
+
+    def prune(self, scheduler: Scheduler, now: float, policy: PrunePolicy) -> list[str]:
+        """Delete finished DAGs beyond the policy, their outputs, and modules no DAG uses."""
+        finished = [d for d in scheduler.dags.values() if d.state is not DagState.RUNNING]
+        finished.sort(key=lambda d: d.finished_at or d.submitted_at, reverse=True)
+        doomed = [
+            d.id
+            for i, d in enumerate(finished)
+            if i >= policy.keep or now - (d.finished_at or d.submitted_at) > policy.max_age_s
+        ]
+        if not doomed:
+            return []
+        self._begin()
+        for dag_id in doomed:
+            self.db.execute("DELETE FROM tasks WHERE dag_id=?", (dag_id,))
+            self.db.execute("DELETE FROM dags WHERE id=?", (dag_id,))
+            scheduler.forget_dag(dag_id)
+        in_use = {t.module for d in scheduler.dags.values() for t in d.spec.tasks}
+        for (sha,) in self.db.execute("SELECT sha FROM modules").fetchall():
+            if sha not in in_use:
+                self.db.execute("DELETE FROM modules WHERE sha=?", (sha,))
+        self.db.execute("COMMIT")
+        self._in_tx = False
+        if self.dir is not None:
+            for dag_id in doomed:
+                shutil.rmtree(self.dir / "outputs" / dag_id, ignore_errors=True)
+        return doomed

@@ -1,0 +1,102 @@
+"""The SQLite journal: what the scheduler holds survives a restart, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
+from bxthre3.failures import FailureReason
+from bxthre3.scheduler import DagState, DagSubmitted, HostJoined, Scheduler, SchedulerConfig, TaskFinished, TaskState
+from bxthre3.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
+from tests.conftest import WASM_MODULES
+
+MODULE = (WASM_MODULES / "noop.wasm").read_bytes()
+SHA = hashlib.sha256(MODULE).hexdigest()
+
+
+def spec(*tasks: TaskSpec, name: str = "j") -> DagSpec:
+    return DagSpec(name=name, tasks=tuple(tasks), modules={SHA: MODULE})
+
+
+def t(tid: str, *deps: str, **kw: object) -> TaskSpec:
+    inputs = tuple(TaskInput(InputKind.OUTPUT, d) for d in deps)
+    return TaskSpec(id=tid, module=SHA, module_name="noop.wasm", inputs=inputs, depends_on=deps, **kw)  # type: ignore[arg-type]
+
+
+def test_flush_then_load_restores_states_outputs_and_attempts(tmp_path: Path) -> None:
+    config = SchedulerConfig(retry_backoff=0.0)
+    s = Scheduler(config)
+    store = Store(tmp_path)
+    dag_spec = spec(t("a"), t("b", "a"), t("c", retries=0), t("d", "c"), t("big"))
+    store.add_dag("d1", dag_spec, 1000.0)
+    s.handle(DagSubmitted("d1", dag_spec, 1000.0))
+    out = s.handle(HostJoined("h", "node", 3, 128, 1000.0))
+    by_task = {a.task_id: a for a in out if hasattr(a, "task_id") and type(a).__name__ == "Assign"}
+    big = b"x" * (INLINE_OUTPUT_BYTES + 1)
+    s.handle(TaskFinished("h", "d1", "a", 1, 1001.0, output=b"A\x00"))
+    s.handle(TaskFinished("h", "d1", "c", 1, 1001.0, exit_code=3, reason=FailureReason.EXIT_CODE, error="boom"))
+    s.handle(TaskFinished("h", "d1", "big", 1, 1001.0, output=big))
+    assert set(by_task) == {"a", "c", "big"}
+    assert store.flush(s) > 0
+    assert store.flush(s) == 0, "nothing is dirty after a flush"
+    store.close()
+    assert any((tmp_path / "outputs" / "d1").iterdir()), "the big output went to a file"
+
+    fresh = Scheduler(config)
+    store2 = Store(tmp_path)
+    assert store2.load(fresh, now=2000.0) == 1
+    d = fresh.dags["d1"]
+    assert d.tasks["a"].state is TaskState.SUCCEEDED and d.tasks["a"].output == b"A\x00"
+    assert d.tasks["big"].output == big
+    assert d.tasks["c"].state is TaskState.FAILED and d.tasks["c"].reason is FailureReason.EXIT_CODE
+    assert d.tasks["d"].state is TaskState.UPSTREAM_FAILED
+    assert d.tasks["b"].state is TaskState.RUNNING, "b was assigned right after a succeeded"
+    assert ("d1", "b") in fresh.limbo
+    assert d.tasks["a"].attempts[0].node_id == "node" and d.tasks["a"].recorded == 1
+    assert d.failures == {"exit_code": 1}
+    assert sum(d.counts.values()) == 5
+    store2.close()
+
+
+def test_an_unflushed_change_is_not_in_the_journal(tmp_path: Path) -> None:
+    s = Scheduler()
+    store = Store(tmp_path)
+    store.add_dag("d1", spec(t("a")), 1.0)
+    s.handle(DagSubmitted("d1", spec(t("a")), 1.0))
+    store.flush(s)
+    s.handle(HostJoined("h", "n", 1, 128, 2.0))  # assigns a: not flushed
+    store.close()  # like a crash before the commit (close commits nothing pending)
+    fresh = Scheduler()
+    Store(tmp_path).load(fresh, 3.0)
+    assert fresh.dags["d1"].tasks["a"].state is TaskState.READY
+
+
+def test_prune_keeps_running_and_recent_dags(tmp_path: Path) -> None:
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0))
+    store = Store(tmp_path)
+    for i in range(4):
+        sp = spec(t("a"), name=f"j{i}")
+        store.add_dag(f"d{i}", sp, float(i))
+        s.handle(DagSubmitted(f"d{i}", sp, float(i)))
+    s.handle(HostJoined("h", "n", 1, 128, 10.0))
+    for i in range(3):  # d0..d2 finish in order; d3 stays running
+        s.handle(TaskFinished("h", f"d{i}", "a", 1, 10.0 + i, output=b""))
+    store.flush(s)
+    assert [d.state for d in s.dags.values()].count(DagState.SUCCEEDED) == 3
+    pruned = store.prune(s, now=20.0, policy=PrunePolicy(keep=1, max_age_s=1e9))
+    assert sorted(pruned) == ["d0", "d1"]
+    assert sorted(s.dags) == ["d2", "d3"]
+    assert store.prune(s, now=1e6, policy=PrunePolicy(keep=10, max_age_s=100.0)) == ["d2"]
+    fresh = Scheduler()
+    Store(tmp_path).load(fresh, 1e6)
+    assert sorted(fresh.dags) == ["d3"]
+
+
+def test_in_memory_store_works_and_keeps_nothing() -> None:
+    s = Scheduler()
+    store = Store(":memory:")
+    store.add_dag("d1", spec(t("a")), 1.0)
+    s.handle(DagSubmitted("d1", spec(t("a")), 1.0))
+    assert store.flush(s) >= 1
+    store.close()
