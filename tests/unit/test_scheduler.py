@@ -8,9 +8,11 @@ import pytest
 
 from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.failures import FailureReason
-from bxthre3.scheduler import Scheduler as RealScheduler
 from bxthre3.scheduler import (
+    AbortAttempt,
+    AckResult,
     Assign,
+    DagCancelled,
     DagFinished,
     DagState,
     DagSubmitted,
@@ -18,14 +20,12 @@ from bxthre3.scheduler import (
     HostJoined,
     HostLeft,
     HostSeen,
-    AbortAttempt,
-    AckResult,
-    DagCancelled,
     SchedulerConfig,
     TaskFinished,
     TaskState,
     Tick,
 )
+from bxthre3.scheduler import Scheduler as RealScheduler
 
 MODULE = b"\x00asm\x01\x00\x00\x00"
 SHA = hashlib.sha256(MODULE).hexdigest()
