@@ -438,7 +438,8 @@ def test_restore_puts_running_attempts_in_limbo_until_reclaimed_or_expired() -> 
 
     spec = dag(task("a"), task("b", "a"), task("c"), task("d"))
     saved = {
-        "a": TaskRecord(spec=spec.tasks[0], waiting_on=0, state=TaskState.SUCCEEDED, attempt=1, output=b"A", recorded=1),
+        "a": TaskRecord(spec=spec.tasks[0], waiting_on=0, state=TaskState.SUCCEEDED, attempt=1, output=b"A",
+                        recorded=1),
         "c": TaskRecord(spec=spec.tasks[2], waiting_on=0, state=TaskState.RUNNING, attempt=2,
                         attempts=[AttemptRecord(1, "x", "n1", 0.0), AttemptRecord(2, "x", "n1", 1.0)]),
         "d": TaskRecord(spec=spec.tasks[3], waiting_on=0, state=TaskState.RUNNING, attempt=1,
