@@ -75,7 +75,8 @@ _TYPE_WORDS = {
     _MAP: "a mapping",
 }
 
-_TOP_KEYS = ("name", "description", "tasks")
+_TOP_KEYS = ("name", "description", "defaults", "tasks")
+_DEFAULT_KEYS = ("timeout", "retries", "memory")
 _TASK_KEYS = ("id", "module", "inputs", "depends_on", "timeout", "retries", "memory")
 
 
@@ -307,6 +308,14 @@ class _DagBuilder:
         description = ""
         if "description" in top:
             description = self.string(top["description"][1], None, "description")
+        self.defaults: dict[str, object] = {}
+        if "defaults" in top:
+            fields = self.mapping(top["defaults"][1], _DEFAULT_KEYS, None, "defaults")
+            parsers = {"timeout": self.timeout, "retries": self.retries, "memory": self.memory}
+            for key, (_, value_node) in fields.items():
+                value = parsers[key](value_node, None)
+                if value is not None:
+                    self.defaults[key] = value
         tasks_node = top["tasks"][1]
         items = self.sequence(tasks_node, None, "tasks")
         if not items:
@@ -378,6 +387,10 @@ class _DagBuilder:
         timeout = self.timeout(fields["timeout"][1], task_id) if "timeout" in fields else None
         retries = self.retries(fields["retries"][1], task_id) if "retries" in fields else None
         memory = self.memory(fields["memory"][1], task_id) if "memory" in fields else None
+        # DAG-level `defaults:` fill what the task leaves out (the wire form carries the result).
+        timeout = timeout if timeout is not None else self.defaults.get("timeout")  # type: ignore[assignment]
+        retries = retries if retries is not None else self.defaults.get("retries")  # type: ignore[assignment]
+        memory = memory if memory is not None else self.defaults.get("memory")  # type: ignore[assignment]
         return TaskSpec(task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory)
 
     def task_input(self, node: Node, number: int, task_id: str) -> TaskInput:
@@ -423,7 +436,7 @@ class _DagBuilder:
         self.carried += len(data)
         return TaskInput(InputKind.FILE, item.value, data)
 
-    def timeout(self, node: Node, task_id: str) -> float | None:
+    def timeout(self, node: Node, task_id: str | None) -> float | None:
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             return None
         if not (isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT)):
@@ -440,7 +453,7 @@ class _DagBuilder:
             )
         return seconds
 
-    def retries(self, node: Node, task_id: str) -> int | None:
+    def retries(self, node: Node, task_id: str | None) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             return None
         if not (isinstance(node, ScalarNode) and node.tag == _INT):
@@ -451,7 +464,7 @@ class _DagBuilder:
             raise self.fail(f"must be between 0 and {MAX_RETRIES}, not {node.value}", node, task_id, "retries")
         return value
 
-    def memory(self, node: Node, task_id: str) -> int | None:
+    def memory(self, node: Node, task_id: str | None) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             return None
         if not (isinstance(node, ScalarNode) and node.tag == _INT):
