@@ -98,7 +98,7 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}")  # fmt: skip
     try:
-        start("controller", "--host", "127.0.0.1", "--port", str(port))
+        start("controller", "--host", "127.0.0.1", "--port", str(port), "--state-dir", f"{tmp.name}/state")
         for i in range(2):
             start("host", "--controller", f"127.0.0.1:{port}", "--node-id", f"bench-{i}",
                   "--slots", str(args.slots), "--cache-dir", f"{tmp.name}/cache")  # fmt: skip

@@ -115,7 +115,7 @@ def test_controller_hosts_submit_wait_status_by_hand(tmp_path: Path) -> None:
         return p
 
     try:
-        start("controller", "--host", "127.0.0.1", "--port", str(port))
+        start("controller", "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(tmp_path / "state"))
         for name in ("host-001", "host-002"):
             start("host", "--controller", f"127.0.0.1:{port}", "--node-id", name,
                   "--cache-dir", str(tmp_path / name))  # fmt: skip
