@@ -154,6 +154,15 @@ class Scheduler:
         # Adopt first: attempts the node still holds must not be requeued with its old connection.
         for dag_id, task_id, attempt in ev.holding:
             self._adopt(host, dag_id, task_id, attempt, ev.now, out)
+        # Attempts the journal gave this node before a restart, which it no longer holds,
+        # never reached it (lost in the old controller's send queue): run them again now.
+        for key in [k for k in self.limbo if k not in host.running]:
+            dag = self.dags.get(key[0])
+            task = dag.tasks.get(key[1]) if dag else None
+            if task is not None and task.attempts and task.attempts[-1].node_id == ev.node_id:
+                del self.limbo[key]
+                error = f"host {ev.node_id} re-registered without it after the controller restarted"
+                self._requeue_lost(key[0], key[1], task.attempt, ev.now, error, out)
         # A node re-registering under a new connection replaces its old self.
         for old in [h for h in self.hosts.values() if h.node_id == ev.node_id and h.id != ev.host_id]:
             self._lose_host(old, ev.now, REPLACED, out)

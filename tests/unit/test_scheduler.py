@@ -458,3 +458,20 @@ def test_restore_puts_running_attempts_in_limbo_until_reclaimed_or_expired() -> 
     s.handle(Tick(111.0))
     assert d.tasks["d"].state is TaskState.READY  # h's two slots hold c and b
     assert d.tasks["d"].host_losses == 1 and "controller restarted" in d.tasks["d"].attempts[0].error
+
+
+def test_limbo_attempt_the_node_does_not_declare_is_requeued_at_once() -> None:
+    from bxthre3.scheduler.model import AttemptRecord, TaskRecord
+
+    spec = dag(task("a"), task("b"))
+    saved = {
+        "a": TaskRecord(spec=spec.tasks[0], waiting_on=0, state=TaskState.RUNNING, attempt=1,
+                        attempts=[AttemptRecord(1, "x", "n1", 0.0)]),
+        "b": TaskRecord(spec=spec.tasks[1], waiting_on=0, state=TaskState.RUNNING, attempt=1,
+                        attempts=[AttemptRecord(1, "y", "n2", 0.0)]),
+    }  # fmt: skip
+    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0))
+    s.restore_dag("d1", spec, 0.0, DagState.RUNNING, None, saved, now=100.0)
+    [again] = assigns(s.handle(HostJoined("h", "n1", 1, 128, 101.0)))  # n1 holds nothing
+    assert (again.task_id, again.attempt) == ("a", 2)
+    assert ("d1", "b") in s.limbo, "n2 has not come back yet: b keeps waiting for it"
