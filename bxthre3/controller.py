@@ -200,6 +200,11 @@ class Controller:
         now = self.clock()
         host_id = identity.hex()
         kind = type(msg)
+        if (kind is protocol.Result or kind is protocol.Heartbeat) and host_id not in self.scheduler.hosts:
+            # A host we do not know (we restarted, or declared it dead): have it register again
+            # now instead of after its liveness runs out; its results come again after that.
+            self._send(identity, protocol.Reregister())
+            return
         if kind is protocol.Result:
             assert isinstance(msg, protocol.Result)
             reason = _parse_reason(msg.reason)
@@ -221,8 +226,7 @@ class Controller:
                 )
             )
         elif kind is protocol.Heartbeat:
-            if host_id in self.scheduler.hosts:
-                self.scheduler.handle(HostSeen(host_id, now))
+            self.scheduler.handle(HostSeen(host_id, now))
         elif kind is protocol.Register:
             assert isinstance(msg, protocol.Register)
             self._register(identity, host_id, msg, now)

@@ -219,6 +219,10 @@ class Host:
                 self.unacked.pop((msg.dag_id, msg.task_id, msg.attempt), None)
             elif isinstance(msg, protocol.Abort):
                 self._abort(msg)
+            elif isinstance(msg, protocol.Reregister):
+                if self.welcomed:
+                    log.warning("the controller no longer knows this host (it restarted?); registering again")
+                    self._connect()
             elif isinstance(msg, protocol.Welcome):
                 self._on_welcome(msg)
             elif isinstance(msg, protocol.Reject):

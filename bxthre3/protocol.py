@@ -138,6 +138,13 @@ class Reject(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Reregister(Message):
+    """The controller does not know this connection (it restarted, or dropped the host): register again."""
+
+    KIND: ClassVar[str] = "reregister"
+
+
+@dataclass(frozen=True, slots=True)
 class Ack(Message):
     """The result of this attempt is committed; the host may forget it."""
 
@@ -220,7 +227,7 @@ class Reply(Message):
 _KINDS: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
-        Register, Heartbeat, Result, Bye, Welcome, Reject, Assign, Ack, Abort,
+        Register, Heartbeat, Result, Bye, Welcome, Reject, Reregister, Assign, Ack, Abort,
         Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, Reply,
     )
 }

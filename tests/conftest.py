@@ -61,7 +61,8 @@ class RunningController:
         self.thread.join(5)
         assert not self.thread.is_alive(), "controller loop did not stop"
         self.controller.close()
-        self.context.term()
+        # destroy, not term: a socket a failed test left open must not hang the teardown
+        self.context.destroy(linger=0)
 
 
 @pytest.fixture

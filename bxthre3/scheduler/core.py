@@ -223,7 +223,9 @@ class Scheduler:
     def _on_task_finished(self, ev: TaskFinished, out: list[Instruction]) -> None:
         host = self.hosts.get(ev.host_id)
         key = (ev.dag_id, ev.task_id)
-        # Always acknowledge: a stale or duplicate result is settled too, so the host forgets it.
+        if host is None:
+            return  # an unregistered connection: not acked, so the host resends it after registering
+        # Acknowledge even a stale or duplicate result: it is settled too, and the host may forget it.
         out.append(AckResult(ev.host_id, ev.dag_id, ev.task_id, ev.attempt))
         if host is not None:
             host.last_seen = ev.now

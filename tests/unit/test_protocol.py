@@ -27,6 +27,7 @@ SAMPLES: list[protocol.Message] = [
     protocol.Reply(4, True, {"dag_id": "dag-1"}, ""),
     protocol.Reply(5, False, {}, "bad"),
     protocol.Ack("dag-1", "t", 2),
+    protocol.Reregister(),
     protocol.Abort("dag-1", "t", 3),
     protocol.CancelRequest(6, "dag-1"),
     protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
