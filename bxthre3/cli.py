@@ -95,7 +95,20 @@ LIVENESS = _number(int, 1, 100, "liveness")
 
 def _add_log_options(p: argparse.ArgumentParser, default_level: str) -> None:
     p.add_argument("--log-level", default=default_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--log-file", type=Path, help="also write the log to this file")
+    p.add_argument(
+        "--log-file", type=Path,
+        help=f"also write the log to this file (default: ${LOG_DIR_ENV} or ./logs, one rotated file per role)",
+    )  # fmt: skip
+
+
+LOG_DIR_ENV = "BXTHRE3_LOG_DIR"
+
+
+def _role_log(args: argparse.Namespace, name: str) -> Path:
+    """The role's log file: --log-file, else <$BXTHRE3_LOG_DIR or ./logs>/<name> (as the original Bxthre3)."""
+    if args.log_file is not None:
+        return Path(args.log_file)
+    return Path(os.environ.get(LOG_DIR_ENV) or "logs") / name
 
 
 def _add_controller_option(p: argparse.ArgumentParser) -> None:
@@ -157,7 +170,7 @@ def _run_controller(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .scheduler import SchedulerConfig
 
-    setup_logging(args.log_level, args.log_file)
+    setup_logging(args.log_level, _role_log(args, "controller.log"))
     from .store import PrunePolicy, default_state_dir
 
     config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
@@ -203,7 +216,6 @@ def _run_host(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .module_cache import ModuleCache, default_cache_dir
 
-    setup_logging(args.log_level, args.log_file)
     address = controller_from_env_or(args.controller)
     if address is None:
         raise Bxthre3Error(
@@ -211,6 +223,7 @@ def _run_host(args: argparse.Namespace) -> int:
             "(discovery on the LAN comes in a later release)"
         )
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
+    setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
     config = HostConfig(
         node_id=node_id,
         ram_mb=args.ram_limit,

@@ -113,6 +113,8 @@ class LocalCluster:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             cmd += ["--log-file", str(self.log_dir / f"host_{node_id}.log")]
         env = dict(os.environ)
+        if self.log_dir is None:
+            env["BXTHRE3_LOG_DIR"] = self._stderr_dir.name  # not ./logs: `run` leaves nothing behind
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         with open(Path(self._stderr_dir.name) / f"{node_id}.stderr", "wb") as stderr:

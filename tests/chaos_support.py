@@ -11,7 +11,6 @@ check every byte a task printed.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import socket
@@ -29,6 +28,7 @@ import yaml
 from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
 from bxthre3.errors import ClusterError
+from tests.conftest import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 WASM_MODULES = REPO / "wasm_modules"
@@ -76,27 +76,6 @@ def retry(call: Callable[[], T], timeout: float, what: str) -> T:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what}: controller still not answering after {timeout:g}s: {exc}") from exc
             time.sleep(0.05)
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.pop("BXTHRE3_CONTROLLER", None)
-    return env
-
-
-@functools.cache
-def controller_flags() -> str:
-    """`bxthre3 controller --help` text, to tell which options this build has."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bxthre3", "controller", "--help"],
-        capture_output=True, text=True, timeout=30, env=subprocess_env(), check=False,
-    )  # fmt: skip
-    return out.stdout + out.stderr
-
-
-def has_state_dir() -> bool:
-    return "--state-dir" in controller_flags()
 
 
 # ---------------------------------------------------------------------- processes

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +41,12 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("BXTHRE3_CONTROLLER", None)
+    env.setdefault("BXTHRE3_LOG_DIR", _LOG_DIR)
     return env
+
+
+_LOG_DIR = tempfile.mkdtemp(prefix="bxthre3-test-logs-")
+"""Where role logs of test subprocesses go when a test names no --log-file (not ./logs)."""
 
 
 class RunningController:

@@ -31,7 +31,6 @@ from tests.chaos_support import (
     cpu_seconds,
     descendants,
     has_recorded_field,
-    has_state_dir,
     inc_output,
     kill_pid,
     retry,
@@ -63,10 +62,8 @@ def ctx(rng: random.Random) -> str:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Any:
-    """Durable (--state-dir) when this build has it; the host chaos tests also make sense without it."""
-    with ChaosCluster(
-        tmp_path / "cluster", heartbeat=HEARTBEAT, liveness=LIVENESS, state_dir="default" if has_state_dir() else None
-    ) as c:
+    """A durable controller (--state-dir in the test's directory) and its hosts, all real processes."""
+    with ChaosCluster(tmp_path / "cluster", heartbeat=HEARTBEAT, liveness=LIVENESS, state_dir="default") as c:
         yield c
 
 
@@ -148,8 +145,6 @@ def test_500_task_dag_survives_a_host_sigkilled_three_times(
 def test_controller_sigkilled_mid_dag_resumes_from_its_state_dir(
     cluster: ChaosCluster, rng: random.Random, tmp_path: Path
 ) -> None:
-    if not has_state_dir():
-        pytest.fail("`bxthre3 controller` has no --state-dir option: durable controller state is not implemented")
     tasks, expected = chains_with_tiles(chains=20, steps=12, tile_every=3, max_iter=5_000_000)
     path = write_dag(tmp_path / "chaos_controller.yaml", "chaos_controller", tasks)
     inc = str(WASM_MODULES / "inc.wasm")
