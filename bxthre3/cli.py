@@ -120,6 +120,43 @@ def _add_controller_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=SECONDS, default=10.0, help="seconds to wait for each reply (default 10)")
 
 
+def _add_discovery_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster-id", help="only join a controller announcing this cluster id")
+    p.add_argument(
+        "--discovery-timeout", type=_number(float, 0, 3600, "--discovery-timeout"), default=10.0,
+        help="seconds to listen for a controller's beacon when no controller is given (default 10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--discovery-port", type=_number(int, 1, 65535, "--discovery-port"), default=5001,
+        help="UDP port of discovery beacons (default 5001)",
+    )  # fmt: skip
+    p.add_argument("--discovery-bind", default="", help=argparse.SUPPRESS)  # tests listen on loopback only
+
+
+def _find_controller(args: argparse.Namespace) -> Address:
+    """--controller, else $BXTHRE3_CONTROLLER, else a beacon on the LAN, else the last one that worked."""
+    explicit = controller_from_env_or(args.controller)
+    if explicit is not None:
+        return explicit
+    from .discovery import find_controller
+
+    print(
+        f"bxthre3: no --controller given; listening for a controller's beacon on UDP {args.discovery_port} "
+        f"for up to {args.discovery_timeout:g}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    address = find_controller(
+        None,
+        timeout=args.discovery_timeout,
+        cluster_id=args.cluster_id,
+        port=args.discovery_port,
+        bind_host=args.discovery_bind,
+    )
+    print(f"bxthre3: found controller {address}", file=sys.stderr, flush=True)
+    return address
+
+
 def _controller_address(args: argparse.Namespace) -> Address:
     return controller_from_env_or(args.controller) or Address("127.0.0.1", DEFAULT_PORT)
 
@@ -149,6 +186,12 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
         "--keep-days", type=_number(float, 0, 36_500, "--keep-days"), default=7.0,
         help="finished DAGs older than this are pruned (default 7)",
     )  # fmt: skip
+    p.add_argument("--cluster-id", help="name of this cluster in discovery beacons (default: kept in the state dir)")
+    p.add_argument(
+        "--discovery-port", type=_number(int, 1, 65535, "--discovery-port"), default=5001,
+        help="UDP port of discovery beacons (default 5001)",
+    )  # fmt: skip
+    p.add_argument("--no-beacon", action="store_true", help="do not announce this controller on the LAN")
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_controller)
 
@@ -178,13 +221,49 @@ def _run_controller(args: argparse.Namespace) -> int:
     prune = PrunePolicy(keep=args.keep_dags, max_age_s=args.keep_days * 86_400)
     controller = Controller(host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune)
     stop = _stop_on_signals()
+    beacon = None
     try:
         port = controller.bind()
         print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
+        if not args.no_beacon and not _is_loopback(args.host):
+            from .discovery import Beacon, BeaconSender
+
+            cluster_id = args.cluster_id or _cluster_id(state_dir)
+            beacon = BeaconSender(Beacon(cluster_id, port), port=args.discovery_port)
+            beacon.start()
+            print(f"announcing cluster {cluster_id!r} on UDP {args.discovery_port}", file=sys.stderr, flush=True)
         controller.serve(stop)
     finally:
+        if beacon is not None:
+            beacon.stop()
         controller.close()
     return EXIT_OK
+
+
+def _is_loopback(host: str) -> bool:
+    """Beacons from a loopback-only controller would point hosts at an address they cannot reach."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _cluster_id(state_dir: Path | str) -> str:
+    """A random cluster id, kept in the state dir so the cluster keeps its name across restarts."""
+    import secrets
+
+    if str(state_dir) == ":memory:":
+        return f"bx-{secrets.token_hex(4)}"
+    path = Path(state_dir) / "cluster_id"
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text[:64]
+    except OSError:
+        pass
+    cluster_id = f"bx-{secrets.token_hex(4)}"
+    try:
+        path.write_text(cluster_id + "\n")
+    except OSError as exc:
+        print(f"bxthre3: warning: cannot keep the cluster id in {path}: {exc.strerror}", file=sys.stderr)
+    return cluster_id
 
 
 # ---------------------------------------------------------------------- host
@@ -205,6 +284,7 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, help="module cache (default ~/.cache/bxthre3/modules)")
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
+    _add_discovery_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_host)
 
@@ -216,12 +296,7 @@ def _run_host(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .module_cache import ModuleCache, default_cache_dir
 
-    address = controller_from_env_or(args.controller)
-    if address is None:
-        raise Bxthre3Error(
-            f"no controller given: pass --controller IP[:PORT] or set {CONTROLLER_ENV} "
-            "(discovery on the LAN comes in a later release)"
-        )
+    address = _find_controller(args)
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
     config = HostConfig(

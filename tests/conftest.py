@@ -42,6 +42,7 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("BXTHRE3_CONTROLLER", None)
     env.setdefault("BXTHRE3_LOG_DIR", _LOG_DIR)
+    env["XDG_STATE_HOME"] = _LOG_DIR  # a remembered controller from the machine's user must not leak in
     return env
 
 

@@ -86,8 +86,10 @@ def test_status_without_controller_fails_fast_with_a_clear_message() -> None:
 
 
 def test_host_without_controller_says_how_to_give_one() -> None:
-    proc = bxthre3("host")
-    assert proc.returncode != 0 and "--controller" in proc.stderr
+    # discovery listens on loopback only in tests (never on the machine's real interfaces)
+    loopback_only = ("--discovery-bind", "127.255.255.255", "--discovery-timeout", "0.3", "--discovery-port", "45998")
+    proc = bxthre3("host", *loopback_only)
+    assert proc.returncode == 3 and "--controller" in proc.stderr and "no controller" in proc.stderr
 
 
 def test_host_command_does_not_import_textual_or_wasm3() -> None:

@@ -128,7 +128,10 @@ def bx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPro
         (["status", "--timeout", "nan"], "seconds must be between"),
         (["status", "--controller", "1.2.3.4:5:6"], "put an IPv6 address in brackets"),
         (["status", "--controller", "nosuchhost.invalid"], "cannot resolve controller host"),
-        (["host"], "no controller given"),
+        (
+            ["host", "--discovery-bind", "127.255.255.255", "--discovery-timeout", "0.3", "--discovery-port", "45999"],
+            "pass --controller IP[:PORT] or set BXTHRE3_CONTROLLER",
+        ),
         (["host", "--controller", "127.0.0.1", "--cache-dir", "/proc/nope"], "cannot use module cache /proc/nope"),
         (["controller", "--host", "127.0.0.1", "--port", "0", "--log-file", "/proc/x/y.log"], "cannot write the log"),
     ],
