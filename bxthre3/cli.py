@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_controller(sub)
     _add_host(sub)
+    _add_node_manager(sub)
+    _add_all(sub)
     _add_run(sub)
     _add_submit(sub)
     _add_status(sub)
@@ -192,6 +194,11 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
         help="UDP port of discovery beacons (default 5001)",
     )  # fmt: skip
     p.add_argument("--no-beacon", action="store_true", help="do not announce this controller on the LAN")
+    p.add_argument(
+        "--with-node-manager", action="store_true",
+        help="also run a node manager here (the original 'Controller + Node Manager' role)",
+    )  # fmt: skip
+    _add_scaling_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_controller)
 
@@ -232,12 +239,26 @@ def _run_controller(args: argparse.Namespace) -> int:
             beacon = BeaconSender(Beacon(cluster_id, port), port=args.discovery_port)
             beacon.start()
             print(f"announcing cluster {cluster_id!r} on UDP {args.discovery_port}", file=sys.stderr, flush=True)
-        controller.serve(stop)
+        if args.with_node_manager:
+            _serve_with_node_manager(controller, stop, args, port)
+        else:
+            controller.serve(stop)
     finally:
         if beacon is not None:
             beacon.stop()
         controller.close()
     return EXIT_OK
+
+
+def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argparse.Namespace, port: int) -> None:
+    """Controller loop in a thread, node manager on the main thread (its hosts die with that thread)."""
+    worker = threading.Thread(target=controller.serve, args=(stop,), name="bxthre3-controller", daemon=True)
+    worker.start()
+    try:
+        _node_manager(args, Address("127.0.0.1", port)).run(stop)
+    finally:
+        stop.set()
+        worker.join(5)
 
 
 def _is_loopback(host: str) -> bool:
@@ -312,6 +333,82 @@ def _run_host(args: argparse.Namespace) -> int:
     print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
     host.run(stop)
     return EXIT_INTERRUPTED if getattr(stop, "signal", None) == signal.SIGINT else EXIT_OK
+
+
+# ---------------------------------------------------------------------- node manager
+
+
+def _add_scaling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ram-per-node", type=_number(int, 16, 1_048_576, "--ram-per-node"),
+        help="MB each host gets, which is also its tasks' memory limit (default $RAM_PER_NODE or 128)",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-free-ram", type=_number(int, 0, 1_048_576, "--min-free-ram"), default=512,
+        help="MB always left free for the device's owner (default 512)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-nodes", type=_number(int, 0, 256, "--max-nodes"),
+        help="most hosts to run (default: the CPU count; at most 4 on Android)",
+    )  # fmt: skip
+    p.add_argument("--device-name", help="name of this device; hosts are <name>-1, <name>-2, ... (default: hostname)")
+
+
+def _add_node_manager(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "node-manager",
+        help="run as many hosts as free RAM allows: (available - min free) / RAM per node",
+    )
+    p.add_argument(
+        "--controller", metavar="ADDR", help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV}, else discovery)"
+    )
+    _add_scaling_options(p)
+    _add_discovery_options(p)
+    _add_log_options(p, "INFO")
+    p.set_defaults(handler=_run_node_manager)
+
+
+def _node_manager(args: argparse.Namespace, controller: Address) -> Any:
+    from .node_manager import NodeManager, ScalingPolicy
+
+    ram = args.ram_per_node
+    if ram is None:
+        env = os.environ.get("RAM_PER_NODE", "").strip()
+        try:
+            ram = int(env) if env else 128
+        except ValueError:
+            raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
+    policy = ScalingPolicy(
+        ram_per_node=ram,
+        min_free_ram=args.min_free_ram,
+        **({"max_nodes": args.max_nodes} if args.max_nodes is not None else {}),
+    )
+    log_dir = _role_log(args, "node_manager.log").parent
+    return NodeManager(controller, policy, name=args.device_name, log_dir=log_dir)
+
+
+def _run_node_manager(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+
+    setup_logging(args.log_level, _role_log(args, "node_manager.log"))
+    manager = _node_manager(args, _find_controller(args))
+    stop = _stop_on_signals()
+    print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
+    manager.run(stop)
+    return EXIT_INTERRUPTED if getattr(stop, "signal", None) == signal.SIGINT else EXIT_OK
+
+
+def _add_all(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("all", help="everything on this device: controller and node manager (bound to loopback)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this device only)")
+    p.add_argument("--port", type=_number(int, 0, 65535, "port"), default=DEFAULT_PORT, help="controller port")
+    p.add_argument("--state-dir", help="controller state (default ~/.local/share/bxthre3/controller)")
+    _add_scaling_options(p)
+    _add_log_options(p, "INFO")
+    p.set_defaults(
+        handler=_run_controller, with_node_manager=True, no_beacon=False, cluster_id=None, discovery_port=5001,
+        heartbeat=1.0, liveness=3, keep_dags=100, keep_days=7.0,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- validate

@@ -8,7 +8,6 @@ process started here is killed by PID on exit, on Ctrl-C, and if this process di
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -27,21 +26,13 @@ from .addresses import Address
 from .client import ControllerClient
 from .controller import Controller
 from .errors import ClusterError
+from .processes import die_with_parent
 from .scheduler import SchedulerConfig
 
 log = logging.getLogger(__name__)
 
 HOST_START_TIMEOUT_S = 30.0
 """How long to wait for the hosts to register before giving up."""
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the parent goes away."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux, or no prctl: the host's own liveness check ends it
-        pass
 
 
 class LocalCluster:
@@ -124,7 +115,7 @@ class LocalCluster:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=env,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent,
             )
 
     def _wait_for_hosts(self) -> None:

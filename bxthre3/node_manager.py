@@ -35,7 +35,6 @@ started the child exits, so :meth:`NodeManager.run` must stay on one thread for 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
@@ -54,6 +53,7 @@ from typing import Any
 
 from .addresses import Address
 from .errors import Bxthre3Error
+from .processes import die_with_parent
 from .ram_probe import available_ram_mb, cpu_count, is_android
 
 log = logging.getLogger(__name__)
@@ -195,15 +195,6 @@ class _ManagedHost:
     restart_at: float = 0.0
     kill_at: float = 0.0
     last_exit: int | None = None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the parent (thread) goes away."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # no prctl: the host's own liveness check ends it
-        pass
 
 
 def _rotate_if_large(path: Path, limit: int = 1024 * 1024) -> None:
@@ -456,7 +447,7 @@ class NodeManager:
                     stderr=out,
                     env=env,
                     start_new_session=True,  # Ctrl-C reaches the manager only; it stops the hosts
-                    preexec_fn=_die_with_parent if pdeathsig else None,
+                    preexec_fn=die_with_parent if pdeathsig else None,
                 )
         except OSError as exc:  # EAGAIN on a process-limited phone, a full disk...
             log.warning("cannot start host %s: %s", host.node_id, exc)
