@@ -298,6 +298,7 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
         help="MB of memory each task on this host may use (default 128)",
     )  # fmt: skip
     p.add_argument("--node-id", help="name of this host (default: <hostname>-<pid>)")
+    p.add_argument("--device", default="", help="name of the device this host runs on (default: its hostname)")
     p.add_argument(
         "--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1,
         help=f"tasks run at once, one executor process each (default 1, at most {MAX_SLOTS})",
@@ -326,6 +327,7 @@ def _run_host(args: argparse.Namespace) -> int:
         slots=args.slots,
         heartbeat_interval=args.heartbeat,
         liveness=args.liveness,
+        device=args.device or socket.gethostname(),
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(address, config, cache=cache)

@@ -273,6 +273,7 @@ class Controller:
             engine=msg.engine[:64],
             modules=frozenset(m for m in msg.modules if m in self.modules),
             holding=tuple((d, t, a) for d, t, a in msg.holding[:4096]),
+            device=msg.device[:64],
         )
         log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
         self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))

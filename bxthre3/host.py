@@ -66,6 +66,8 @@ class HostConfig:
     slots: int = 1
     heartbeat_interval: float = 1.0
     liveness: int = 3
+    device: str = ""
+    """Name of the device (set by its node manager); empty for a host started by hand."""
     max_backoff: float = 30.0
     """Upper bound of the reconnect backoff (1 s doubling up to this)."""
 
@@ -171,6 +173,7 @@ class Host:
                 pid=os.getpid(),
                 software=__version__,
                 holding=[list(key) for key in self._holding()],
+                device=self.config.device,
             )
         )
 

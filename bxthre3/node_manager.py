@@ -422,6 +422,7 @@ class NodeManager:
             "--controller", str(self.controller),
             "--node-id", host.node_id,
             "--ram-limit", str(self.policy.ram_per_node),
+            "--device", self.name,
             "--log-file", str(self.log_dir / f"host_{host.node_id}.log"),
         ]  # fmt: skip
         if self.cache_dir is not None:

@@ -93,6 +93,8 @@ class Register(Message):
     pid: int = 0
     software: str = ""
     holding: list[AttemptRef] = field(default_factory=list)
+    device: str = ""
+    """The device the host runs on (its node manager's name), so views can group hosts by device."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,16 +89,18 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
     console = console or Console(highlight=False, soft_wrap=True)
     t = status.get("totals", {})
     console.print(
-        f"[bold]cluster[/]: {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, {t.get('ram_mb', 0)} MB RAM, "
+        f"[bold]cluster[/]: {t.get('devices', 0)} devices, {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, "
+        f"{t.get('ram_mb', 0)} MB RAM, "
         f"{t.get('running', 0)} running, {t.get('ready', 0)} queued, "
         f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
     )
     hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("node", "platform", "RAM MB", "slots", "running", "done", "failed", "seen"):
+    for col in ("node", "device", "platform", "RAM MB", "slots", "running", "done", "failed", "seen"):
         hosts.add_column(col, overflow="fold")
     for h in status.get("hosts", []):
         hosts.add_row(
             escape(h["node_id"]),
+            escape(h.get("device", "")),
             escape(h.get("platform", "")),
             str(h.get("ram_mb")),
             str(h.get("slots")),

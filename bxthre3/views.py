@@ -14,6 +14,7 @@ from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
 def host_view(host: HostRecord, now: float) -> dict[str, Any]:
     return {
         "node_id": host.node_id,
+        "device": host.device,
         "platform": host.platform,
         "engine": host.engine,
         "ram_mb": host.ram_mb,
@@ -48,8 +49,15 @@ def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
 
 def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     hosts = [host_view(h, now) for h in scheduler.hosts.values()]
+    devices: dict[str, dict[str, Any]] = {}
+    for h in scheduler.hosts.values():
+        d = devices.setdefault(h.device or h.node_id, {"hosts": 0, "slots": 0, "ram_mb": 0, "platform": h.platform})
+        d["hosts"] += 1
+        d["slots"] += h.slots
+        d["ram_mb"] += h.ram_mb
     return {
         "totals": {
+            "devices": len(devices),
             "hosts": len(hosts),
             "slots": sum(h.slots for h in scheduler.hosts.values()),
             "ram_mb": sum(h.ram_mb for h in scheduler.hosts.values()),
@@ -62,6 +70,7 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
         },
         "waiting": scheduler.waiting_reasons(),
         "hosts": hosts,
+        "devices": devices,
         "dags": [dag_summary(d, now) for d in scheduler.dags.values()],
         **(extra or {}),
     }

@@ -149,6 +149,7 @@ class Scheduler:
             last_seen=ev.now,
             platform=ev.platform,
             engine=ev.engine,
+            device=ev.device,
             modules=set(ev.modules),
         )
         # Adopt first: attempts the node still holds must not be requeued with its old connection.

@@ -30,6 +30,7 @@ class HostJoined:
     engine: str = ""
     modules: frozenset[str] = field(default_factory=frozenset)
     holding: tuple[tuple[str, str, int], ...] = ()
+    device: str = ""
     """Attempts the host still runs or finished without an ack: adopted, not run again."""
 
 

@@ -125,6 +125,7 @@ class HostRecord:
     last_seen: float
     platform: str = ""
     engine: str = ""
+    device: str = ""
     modules: set[str] = field(default_factory=set)
     running: dict[tuple[str, str], int] = field(default_factory=dict)
     """(dag id, task id) -> attempt, for every attempt assigned to this host and not yet reported."""

@@ -19,7 +19,7 @@ import pytest
 from bxthre3.client import ControllerClient
 from bxthre3.node_manager import NodeManager, ScalingPolicy
 from bxthre3.scheduler import SchedulerConfig
-from tests.conftest import RunningController, wait_for
+from tests.conftest import HostProcesses, RunningController, wait_for
 
 RAM_PER_NODE = 100
 MIN_FREE = 1000
@@ -164,3 +164,16 @@ def test_scale_up_down_restart_and_stop(harness: Harness) -> None:
     assert harness.manager.snapshot()["hosts"] == []
     wait_for(lambda: not any(_alive(pid) for pid in harness.pids), 5, "no process left")
     assert len(harness.pids) >= 4  # hosts and at least one executor seen
+
+
+def test_hosts_report_their_device_and_status_groups_them(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    hosts.start(controller.address, "phone-1", extra=("--device", "phone"))
+    hosts.start(controller.address, "phone-2", extra=("--device", "phone"))
+    hosts.start(controller.address, "laptop-1", extra=("--device", "laptop"))
+    wait_for(lambda: client.status()["totals"]["hosts"] == 3, 20, "three hosts")
+    status = client.status()
+    assert status["totals"]["devices"] == 2
+    assert status["devices"]["phone"]["hosts"] == 2 and status["devices"]["laptop"]["hosts"] == 1
+    assert {h["node_id"]: h["device"] for h in status["hosts"]}["phone-2"] == "phone"
