@@ -71,6 +71,13 @@ install() {
     ensure_venv
 }
 
+# The multi-device test builds network namespaces with iproute2's `ip` (it skips, saying why, without root).
+ensure_test_packages() {
+    if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt_install iproute2
+    fi
+}
+
 main() {
     local cmd="${1:-}"
     [ $# -gt 0 ] && shift
@@ -81,6 +88,7 @@ main() {
             ;;
         test)
             install
+            ensure_test_packages
             cd "$ROOT"
             "$VENV/bin/python" -m ruff check bxthre3 tests benchmarks
             exec "$VENV/bin/python" -m pytest "$@"
