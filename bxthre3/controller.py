@@ -274,6 +274,8 @@ class Controller:
             modules=frozenset(m for m in msg.modules if m in self.modules),
             holding=tuple((d, t, a) for d, t, a in msg.holding[:4096]),
             device=msg.device[:64],
+            device_ram_mb=max(0, msg.device_ram_mb),
+            device_cpus=max(0, msg.device_cpus),
         )
         log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
         self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))

@@ -30,6 +30,7 @@ from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .limits import MiB
 from .module_cache import ModuleCache
+from .ram_probe import cpu_count, total_ram_mb
 from .zmq_util import configure
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ class Host:
                 software=__version__,
                 holding=[list(key) for key in self._holding()],
                 device=self.config.device,
+                device_ram_mb=total_ram_mb(),
+                device_cpus=cpu_count(),
             )
         )
 

@@ -95,6 +95,8 @@ class Register(Message):
     holding: list[AttemptRef] = field(default_factory=list)
     device: str = ""
     """The device the host runs on (its node manager's name), so views can group hosts by device."""
+    device_ram_mb: int = 0
+    device_cpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,3 +91,11 @@ def available_ram_mb(meminfo: Path = PROC_MEMINFO) -> int:
             log.debug("RAM probe %s failed: %s", name, exc)
             failures.append(f"{name}: {exc}")
     raise RamProbeError("cannot tell how much RAM is available (" + "; ".join(failures) + ")")
+
+
+def total_ram_mb() -> int:
+    """The device's physical RAM in MB (sysconf, no psutil: hosts import this at start); 0 if unknown."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024))
+    except (ValueError, OSError, AttributeError):
+        return 0

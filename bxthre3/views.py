@@ -51,7 +51,12 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
     hosts = [host_view(h, now) for h in scheduler.hosts.values()]
     devices: dict[str, dict[str, Any]] = {}
     for h in scheduler.hosts.values():
-        d = devices.setdefault(h.device or h.node_id, {"hosts": 0, "slots": 0, "ram_mb": 0, "platform": h.platform})
+        d = devices.setdefault(
+            h.device or h.node_id,
+            {"hosts": 0, "slots": 0, "ram_mb": 0, "platform": h.platform, "ram_total_mb": h.device_ram_mb,
+             "cpus": h.device_cpus, "node_ids": []},
+        )  # fmt: skip
+        d["node_ids"].append(h.node_id)
         d["hosts"] += 1
         d["slots"] += h.slots
         d["ram_mb"] += h.ram_mb

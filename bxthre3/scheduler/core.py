@@ -150,6 +150,8 @@ class Scheduler:
             platform=ev.platform,
             engine=ev.engine,
             device=ev.device,
+            device_ram_mb=ev.device_ram_mb,
+            device_cpus=ev.device_cpus,
             modules=set(ev.modules),
         )
         # Adopt first: attempts the node still holds must not be requeued with its old connection.

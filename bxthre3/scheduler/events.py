@@ -31,6 +31,8 @@ class HostJoined:
     modules: frozenset[str] = field(default_factory=frozenset)
     holding: tuple[tuple[str, str, int], ...] = ()
     device: str = ""
+    device_ram_mb: int = 0
+    device_cpus: int = 0
     """Attempts the host still runs or finished without an ack: adopted, not run again."""
 
 

@@ -126,6 +126,8 @@ class HostRecord:
     platform: str = ""
     engine: str = ""
     device: str = ""
+    device_ram_mb: int = 0
+    device_cpus: int = 0
     modules: set[str] = field(default_factory=set)
     running: dict[tuple[str, str], int] = field(default_factory=dict)
     """(dag id, task id) -> attempt, for every attempt assigned to this host and not yet reported."""

@@ -177,3 +177,6 @@ def test_hosts_report_their_device_and_status_groups_them(
     assert status["totals"]["devices"] == 2
     assert status["devices"]["phone"]["hosts"] == 2 and status["devices"]["laptop"]["hosts"] == 1
     assert {h["node_id"]: h["device"] for h in status["hosts"]}["phone-2"] == "phone"
+    phone = status["devices"]["phone"]
+    assert sorted(phone["node_ids"]) == ["phone-1", "phone-2"]
+    assert phone["cpus"] >= 1 and phone["ram_total_mb"] > 100 and phone["platform"]
