@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich import box
@@ -85,8 +86,13 @@ def _failed_cell(counts: dict[str, int], failures: dict[str, int]) -> str:
     return text
 
 
+def _console() -> Console:
+    """On a terminal, its width; in a pipe or a file, wide enough that tables never fold ids."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
 def print_status(status: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or _console()
     t = status.get("totals", {})
     console.print(
         f"[bold]cluster[/]: {t.get('devices', 0)} devices, {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, "
@@ -96,7 +102,7 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
     )
     hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("node", "device", "platform", "RAM MB", "slots", "running", "done", "failed", "seen"):
-        hosts.add_column(col, overflow="fold")
+        hosts.add_column(col, overflow="fold", no_wrap=col == "node")
     for h in status.get("hosts", []):
         hosts.add_row(
             escape(h["node_id"]),
