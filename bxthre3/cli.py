@@ -195,6 +195,10 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--no-beacon", action="store_true", help="do not announce this controller on the LAN")
     p.add_argument(
+        "--metrics-port", type=_number(int, 0, 65535, "--metrics-port"),
+        help="serve Prometheus metrics on this port (same address as --host; 0 picks one)",
+    )  # fmt: skip
+    p.add_argument(
         "--with-node-manager", action="store_true",
         help="also run a node manager here (the original 'Controller + Node Manager' role)",
     )  # fmt: skip
@@ -226,12 +230,25 @@ def _run_controller(args: argparse.Namespace) -> int:
     config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
     state_dir = args.state_dir or default_state_dir()
     prune = PrunePolicy(keep=args.keep_dags, max_age_s=args.keep_days * 86_400)
-    controller = Controller(host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune)
+    metrics = None
+    if getattr(args, "metrics_port", None) is not None:
+        from .metrics import Metrics
+
+        metrics = Metrics()
+    controller = Controller(
+        host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics
+    )
     stop = _stop_on_signals()
     beacon = None
     try:
         port = controller.bind()
         print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
+        if metrics is not None:
+            try:
+                metrics_port = metrics.serve(args.metrics_port, args.host)
+            except OSError as exc:
+                raise ClusterError(f"cannot serve metrics on {args.host}:{args.metrics_port}: {exc.strerror}") from exc
+            print(f"metrics on http://{args.host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
         if not args.no_beacon and not _is_loopback(args.host):
             from .discovery import Beacon, BeaconSender
 
@@ -246,6 +263,8 @@ def _run_controller(args: argparse.Namespace) -> int:
     finally:
         if beacon is not None:
             beacon.stop()
+        if metrics is not None:
+            metrics.close()
         controller.close()
     return EXIT_OK
 

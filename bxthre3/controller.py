@@ -20,6 +20,7 @@ from . import __version__, protocol, views
 from .dag_model import DagSpec
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
+from .metrics import Metrics, take_snapshot
 from .scheduler import (
     AbortAttempt,
     AckResult,
@@ -68,6 +69,7 @@ class Controller:
         clock: Callable[[], float] = time.time,
         state_dir: Path | str = MEMORY,
         prune: PrunePolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bind_host = host
         self.port = port
@@ -81,6 +83,7 @@ class Controller:
         self.outbox: list[tuple[bytes, bytes]] = []
         """Frames of this batch, sent only after the journal commit that makes them true."""
         self._next_prune = 0.0
+        self.metrics = metrics
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.sock: zmq.Socket | None = None
@@ -155,6 +158,8 @@ class Controller:
                 self._heartbeat_hosts(now)
                 if now >= self._next_prune:
                     self._prune(now)
+                if self.metrics is not None:
+                    self.metrics.publish(take_snapshot(self.scheduler, self.dropped_frames))
                 next_tick = now + TICK_INTERVAL_S
             self._commit_and_send()
 
@@ -208,6 +213,8 @@ class Controller:
         if kind is protocol.Result:
             assert isinstance(msg, protocol.Result)
             reason = _parse_reason(msg.reason)
+            if reason is None and self.metrics is not None:
+                self.metrics.observe(msg.duration)
             self._apply(
                 self.scheduler.handle(
                     TaskFinished(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -75,6 +75,9 @@ class Scheduler:
         self.finished_times: deque[float] = deque()
         self.total_succeeded = 0
         self.total_failed = 0
+        self.retries_total = 0
+        self.failures_by_reason: Counter[str] = Counter()
+        """Tasks failed for good since start, by reason (for metrics)."""
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,
@@ -310,6 +313,7 @@ class Scheduler:
 
     def _retry_later(self, dag: DagRecord, task: TaskRecord, now: float) -> None:
         """Exponential backoff with jitter, so a flapping dependency is not hammered in lockstep."""
+        self.retries_total += 1
         cfg = self.config
         delay = min(cfg.retry_backoff_max, cfg.retry_backoff * 2 ** (task.failures - 1))
         delay *= 1 + cfg.retry_jitter * (2 * self.rng() - 1)
@@ -322,7 +326,9 @@ class Scheduler:
 
     def _fail_task(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
         task.finished_at = now
-        dag.failures[task.reason.value if task.reason else FailureReason.INTERNAL.value] += 1
+        reason = task.reason.value if task.reason else FailureReason.INTERNAL.value
+        dag.failures[reason] += 1
+        self.failures_by_reason[reason] += 1
         dag.set_state(task, TaskState.FAILED)
         # Everything downstream can never run; iterative walk (chains can be 100,000 long).
         stack = list(dag.dependents[task.spec.id])

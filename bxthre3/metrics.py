@@ -1,0 +1,113 @@
+"""Prometheus metrics of the controller (`bxthre3 controller --metrics-port 9100`).
+
+The controller's loop owns all state; the HTTP server runs in another thread. So the
+loop publishes an immutable snapshot of the numbers every tick (one reference swap)
+and the collector reads only that: a scrape never touches live scheduler state.
+Task durations go to a thread-safe histogram as results arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .scheduler import DagState, Scheduler, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    tasks_by_state: dict[str, int] = field(default_factory=dict)
+    dags_by_state: dict[str, int] = field(default_factory=dict)
+    hosts: int = 0
+    slots: int = 0
+    queue_depth: int = 0
+    retries_total: int = 0
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+    dropped_frames_total: int = 0
+    succeeded_total: int = 0
+
+
+def take_snapshot(scheduler: Scheduler, dropped_frames: int) -> MetricsSnapshot:
+    tasks = {state.value: 0 for state in TaskState}
+    dags = {state.value: 0 for state in DagState}
+    for dag in scheduler.dags.values():
+        dags[dag.state.value] += 1
+        for state, n in dag.counts.items():
+            tasks[state.value] += n
+    return MetricsSnapshot(
+        tasks_by_state=tasks,
+        dags_by_state=dags,
+        hosts=len(scheduler.hosts),
+        slots=sum(h.slots for h in scheduler.hosts.values()),
+        queue_depth=len(scheduler.ready),
+        retries_total=scheduler.retries_total,
+        failures_by_reason=dict(scheduler.failures_by_reason),
+        dropped_frames_total=dropped_frames,
+        succeeded_total=scheduler.total_succeeded,
+    )
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self) -> None:
+        self.snapshot = MetricsSnapshot()
+
+    def collect(self) -> Iterator[Any]:
+        s = self.snapshot
+        tasks = GaugeMetricFamily("bxthre3_tasks", "Tasks of the DAGs held, by state", labels=["state"])
+        for state, n in s.tasks_by_state.items():
+            tasks.add_metric([state], n)
+        yield tasks
+        dags = GaugeMetricFamily("bxthre3_dags", "DAGs held, by state", labels=["state"])
+        for state, n in s.dags_by_state.items():
+            dags.add_metric([state], n)
+        yield dags
+        yield GaugeMetricFamily("bxthre3_hosts", "Registered hosts", value=s.hosts)
+        yield GaugeMetricFamily("bxthre3_slots", "Task slots of the registered hosts", value=s.slots)
+        yield GaugeMetricFamily("bxthre3_queue_depth", "Ready tasks waiting for a slot", value=s.queue_depth)
+        yield CounterMetricFamily("bxthre3_retries", "Attempts retried after a failure", value=s.retries_total)
+        yield CounterMetricFamily("bxthre3_tasks_succeeded", "Tasks succeeded since start", value=s.succeeded_total)
+        failures = CounterMetricFamily("bxthre3_task_failures", "Tasks failed for good, by reason", labels=["reason"])
+        for reason, n in sorted(s.failures_by_reason.items()):
+            failures.add_metric([reason], n)
+        yield failures
+        yield CounterMetricFamily(
+            "bxthre3_dropped_frames", "Malformed, unknown or unexpected frames dropped", value=s.dropped_frames_total
+        )
+
+
+class Metrics:
+    """Owns the registry and the HTTP endpoint; the controller calls ``publish`` and ``observe``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._collector = _SnapshotCollector()
+        self.registry.register(self._collector)
+        self.durations = Histogram(
+            "bxthre3_task_duration_seconds",
+            "Run time of successful task attempts",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, float("inf")),
+            registry=self.registry,
+        )
+        self._server: Any = None
+
+    def serve(self, port: int, host: str) -> int:
+        """Start the endpoint; returns the bound port (port 0 picks one)."""
+        self._server, thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._server.server_port)
+
+    def publish(self, snapshot: MetricsSnapshot) -> None:
+        self._collector.snapshot = snapshot
+
+    def observe(self, duration: float) -> None:
+        self.durations.observe(max(0.0, duration))
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
