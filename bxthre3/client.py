@@ -58,6 +58,8 @@ class ControllerClient:
             self.sock.setsockopt(zmq.IPV6, 1)
         self.sock.connect(address.endpoint)
         self._ids = itertools.count(1)
+        self._latest_update: dict[str, Any] | None = None
+        """A pushed update that arrived while a request waited for its reply: kept, not lost."""
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -86,6 +88,9 @@ class ControllerClient:
                 reply = protocol.decode(self.sock.recv())
             except ProtocolError:
                 continue
+            if isinstance(reply, protocol.Update):
+                self._latest_update = reply.data
+                continue
             if isinstance(reply, protocol.Reply) and reply.req_id == req_id:
                 if not reply.ok:
                     raise ClusterError(reply.error)
@@ -103,6 +108,25 @@ class ControllerClient:
 
     def results(self, dag_id: str) -> dict[str, Any]:
         return self.request(lambda r: protocol.ResultsRequest(r, dag_id))
+
+    def watch(self, lease: float = 10.0) -> dict[str, Any]:
+        """Subscribe to pushed updates; call again before ``lease`` seconds pass to keep them coming."""
+        return self.request(lambda r: protocol.WatchRequest(r, lease))
+
+    def next_update(self, timeout: float) -> dict[str, Any] | None:
+        """The newest pushed status within ``timeout`` seconds (older queued ones are skipped), or None."""
+        latest, self._latest_update = self._latest_update, None
+        deadline = time.monotonic() + timeout
+        while True:
+            wait_ms = 0 if latest is not None else max(0.0, deadline - time.monotonic()) * 1000
+            if not self.sock.poll(wait_ms, zmq.POLLIN):
+                return latest
+            try:
+                msg = protocol.decode(self.sock.recv())
+            except ProtocolError:
+                continue
+            if isinstance(msg, protocol.Update):
+                latest = msg.data
 
     def cancel(self, dag_id: str) -> dict[str, Any]:
         return self.request(lambda r: protocol.CancelRequest(r, dag_id))

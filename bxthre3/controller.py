@@ -49,6 +49,12 @@ TICK_INTERVAL_S = 0.1
 
 HOST_SAID_GOODBYE = "said goodbye"
 
+PUSH_INTERVAL_S = 0.25
+"""At most this often a subscriber gets a pushed update (bursts of changes coalesce)."""
+
+MAX_WATCHERS = 64
+"""Most UI clients subscribed at once."""
+
 PRUNE_INTERVAL_S = 60.0
 """How often finished DAGs are checked against the prune policy."""
 
@@ -84,6 +90,11 @@ class Controller:
         """Frames of this batch, sent only after the journal commit that makes them true."""
         self._next_prune = 0.0
         self.metrics = metrics
+        self.watchers: dict[bytes, float] = {}
+        """Subscribed UI clients: identity -> lease end."""
+        self._watch_seq = 0
+        self._last_pushed: Any = None
+        self._next_push = 0.0
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.sock: zmq.Socket | None = None
@@ -160,6 +171,8 @@ class Controller:
                     self._prune(now)
                 if self.metrics is not None:
                     self.metrics.publish(take_snapshot(self.scheduler, self.dropped_frames))
+                if self.watchers and now >= self._next_push:
+                    self._push_updates(now)
                 next_tick = now + TICK_INTERVAL_S
             self._commit_and_send()
 
@@ -245,6 +258,15 @@ class Controller:
         elif kind is protocol.StatusRequest:
             extra = {"controller": {"dropped_frames": self.dropped_frames, "version": __version__}}
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
+        elif kind is protocol.WatchRequest:
+            assert isinstance(msg, protocol.WatchRequest)
+            lease = min(60.0, max(1.0, msg.lease)) if msg.lease == msg.lease else 10.0
+            if identity not in self.watchers and len(self.watchers) >= MAX_WATCHERS:
+                self._send(identity, protocol.Reply(msg.req_id, False, {}, f"too many watchers ({MAX_WATCHERS})"))
+                return
+            self.watchers[identity] = now + lease
+            self._last_pushed = None  # a new subscriber gets the current state at once
+            self._reply(identity, msg.req_id, {"lease": lease, "push_interval": PUSH_INTERVAL_S})
         elif kind is protocol.CancelRequest:
             assert isinstance(msg, protocol.CancelRequest)
             dag = self.scheduler.dags.get(msg.dag_id)
@@ -381,6 +403,26 @@ class Controller:
                 host_id = identity.hex()
                 if host_id in self.scheduler.hosts:
                     self._apply(self.scheduler.handle(HostLeft(host_id, self.clock(), "unreachable")))
+
+    def _push_updates(self, now: float) -> None:
+        """One coalesced snapshot to every live subscriber, only if it changed since the last push."""
+        self._next_push = now + PUSH_INTERVAL_S
+        for identity in [i for i, end in self.watchers.items() if end < now]:
+            del self.watchers[identity]
+        if not self.watchers:
+            return
+        data = views.status_view(self.scheduler, now, {"controller": {"dropped_frames": self.dropped_frames}})
+        fingerprint = (
+            data["totals"], [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
+            [(h["node_id"], h["running"], h["succeeded"], h["failed"]) for h in data["hosts"]],
+        )  # fmt: skip
+        if fingerprint == self._last_pushed:
+            return
+        self._last_pushed = fingerprint
+        self._watch_seq += 1
+        frame = protocol.encode(protocol.Update(self._watch_seq, data))
+        for identity in self.watchers:
+            self.outbox.append((identity, frame))
 
     def _prune(self, now: float) -> None:
         assert self.store is not None

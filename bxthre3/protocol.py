@@ -220,6 +220,24 @@ class CancelRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class WatchRequest(Message):
+    """Subscribe to pushed cluster updates for ``lease`` seconds (renew by sending it again)."""
+
+    KIND: ClassVar[str] = "watch"
+    req_id: int
+    lease: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Update(Message):
+    """A pushed status snapshot (the `status` shape); at most one per tick, only when something changed."""
+
+    KIND: ClassVar[str] = "update"
+    seq: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Reply(Message):
     KIND: ClassVar[str] = "reply"
     req_id: int
@@ -232,7 +250,7 @@ _KINDS: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
         Register, Heartbeat, Result, Bye, Welcome, Reject, Reregister, Assign, Ack, Abort,
-        Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, Reply,
+        Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, WatchRequest, Update, Reply,
     )
 }
 _SPECS = {kind: _field_specs(cls) for kind, cls in _KINDS.items()}

@@ -28,6 +28,8 @@ SAMPLES: list[protocol.Message] = [
     protocol.Reply(5, False, {}, "bad"),
     protocol.Ack("dag-1", "t", 2),
     protocol.Reregister(),
+    protocol.WatchRequest(7, 5.0),
+    protocol.Update(3, {"totals": {"hosts": 1}}),
     protocol.Abort("dag-1", "t", 3),
     protocol.CancelRequest(6, "dag-1"),
     protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
