@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return EXIT_OK
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            args = parser.parse_args(["ui"])  # `bxthre3` alone is the TUI role picker
+        else:
+            parser.print_help()
+            return EXIT_OK
     try:
         return int(args.handler(args))
     except Bxthre3Error as exc:
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_host(sub)
     _add_node_manager(sub)
     _add_all(sub)
+    _add_ui(sub)
     _add_run(sub)
     _add_submit(sub)
     _add_status(sub)
@@ -430,6 +434,26 @@ def _add_all(sub: argparse._SubParsersAction) -> None:
         handler=_run_controller, with_node_manager=True, no_beacon=False, cluster_id=None, discovery_port=5001,
         heartbeat=1.0, liveness=3, keep_dags=100, keep_days=7.0,
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- ui
+
+
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="the terminal UI: pick a role, watch the cluster, submit DAGs (`bxthre3` alone)")
+    p.add_argument("--controller", metavar="ADDR", help="open the monitor on this controller at once")
+    p.add_argument(
+        "--role", choices=["ui", "controller", "node-manager", "host", "all"], help="skip the role picker"
+    )
+    p.add_argument("--log-file", type=Path, help="the UI's log (default: logs/ui.log; never the terminal)")
+    p.set_defaults(handler=_run_ui)
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from .tui.app import run_tui
+
+    controller = controller_from_env_or(args.controller) if args.controller else None
+    return int(run_tui(controller=controller, start_role=args.role, log_file=args.log_file))
 
 
 # ---------------------------------------------------------------------- validate

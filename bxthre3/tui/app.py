@@ -1,0 +1,148 @@
+"""The Bxthre3 TUI application: screens are in their own modules; this wires them together.
+
+`make_app()` is the one factory for the CLI and the tests; the backend (controller clients,
+embedded cluster) is injected so tests can drive the real app against anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from ..addresses import Address
+from .backend import Backend
+from .command_screen import CommandScreen
+from .help_screen import HelpScreen
+from .messages import LogLine, RolePicked, StartRequested
+from .monitor import MonitorScreen
+from .role_form import RoleFormScreen
+from .role_picker import RolePickerScreen
+from .roles import ROLES_BY_KEY, RoleConfig
+
+log = logging.getLogger(__name__)
+
+
+class Bxthre3App(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Bxthre3"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("d", "toggle_dark", "Dark/Light"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        backend: Backend | None = None,
+        controller: Address | None = None,
+        start_role: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        ram_probe: Callable[[], int] | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if start_role is not None and start_role not in ROLES_BY_KEY:
+            raise ValueError(f"unknown role {start_role!r} (one of {', '.join(ROLES_BY_KEY)})")
+        self.backend = backend or Backend()
+        self.controller = controller
+        self.start_role = start_role
+        self.environ = os.environ if environ is None else environ
+        self.ram_probe = ram_probe
+        self.poll_interval = poll_interval
+        self._stopping = False
+
+    def on_mount(self) -> None:
+        self.push_screen(RolePickerScreen())
+        if self.controller is not None and self.start_role in (None, "ui"):
+            self.push_screen(self._monitor(self.controller))
+        elif self.start_role is not None:
+            self.push_screen(self._form(self.start_role))
+
+    def _monitor(self, address: Address | None) -> MonitorScreen:
+        return MonitorScreen(backend=self.backend, address=address, poll_interval=self.poll_interval)
+
+    def _form(self, role: str) -> RoleFormScreen:
+        return RoleFormScreen(role, environ=self.environ, ram_probe=self.ram_probe)
+
+    def on_role_picked(self, message: RolePicked) -> None:
+        self.push_screen(self._form(message.role))
+
+    def on_start_requested(self, message: StartRequested) -> None:
+        config: RoleConfig = message.config
+        if config.role == "ui":
+            self.push_screen(self._monitor(config.controller))
+        elif config.role == "all":
+            monitor = self._monitor(None)
+            self.push_screen(monitor)
+            self.start_cluster(monitor, config.ram_per_node)
+        else:
+            self.push_screen(CommandScreen(config))
+
+    @work(thread=True, exclusive=True, group="cluster", exit_on_error=False)
+    def start_cluster(self, monitor: MonitorScreen, ram_per_node: int) -> None:
+        monitor.post_message(LogLine(f"starting an embedded cluster: controller + {self.backend.hosts} hosts"))
+        try:
+            address = self.backend.start_cluster(ram_per_node)
+        except Exception as exc:
+            log.exception("embedded cluster failed to start")
+            monitor.post_message(LogLine(f"the embedded cluster did not start: {exc}", error=True))
+            return
+        self.call_from_thread(setattr, monitor, "address", address)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            self.notify("Stopping…", timeout=10)
+            self.shutdown()
+
+    @work(thread=True, group="shutdown", exit_on_error=False)
+    def shutdown(self) -> None:
+        """Stop what the UI started (hosts by PID, the controller thread), then exit."""
+        for worker in self.workers:
+            if worker.group != "shutdown":
+                worker.cancel()
+        try:
+            self.backend.close()
+        except Exception:
+            log.exception("stopping the embedded cluster failed")
+        self.call_from_thread(self.exit, 0)
+
+
+def make_app(
+    *,
+    controller: Address | None = None,
+    start_role: str | None = None,
+    backend: Backend | None = None,
+    environ: Mapping[str, str] | None = None,
+    ram_probe: Callable[[], int] | None = None,
+) -> Bxthre3App:
+    """The one factory of the CLI and the tests."""
+    return Bxthre3App(
+        backend=backend, controller=controller, start_role=start_role, environ=environ, ram_probe=ram_probe
+    )
+
+
+def run_tui(*, controller: Address | None = None, start_role: str | None = None, log_file: Path | None = None) -> int:
+    """Run the TUI in this terminal; logs go to `log_file` only (never to the terminal)."""
+    from ..logs import setup_logging
+
+    if log_file is None:
+        log_file = Path(os.environ.get("BXTHRE3_LOG_DIR", "logs")) / "ui.log"
+    setup_logging("INFO", log_file, console=False)
+    app = make_app(controller=controller, start_role=start_role)
+    try:
+        result = app.run()
+    finally:
+        app.backend.close()  # also on a crash or Ctrl+C: no host outlives the UI
+    return result or 0

@@ -1,0 +1,77 @@
+"""Pure text helpers for the monitor (tested without Textual)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_TEXT_SHOWN = 64 * 1024
+"""The output viewer shows at most this many characters of a text output."""
+
+HEX_HEAD = 64
+"""Bytes of a binary output shown as hex."""
+
+
+def describe_output(data: bytes | str | None) -> str:
+    """Text as is (truncated), binary as its size and a hex head."""
+    if data is None:
+        return "(no output yet)"
+    if isinstance(data, str):
+        data = data.encode()
+    if not data:
+        return "(empty output)"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\n\r\t" for c in text[:4096]):
+        if len(text) > MAX_TEXT_SHOWN:
+            return text[:MAX_TEXT_SHOWN] + f"\n… ({len(data)} bytes in all)"
+        return text
+    head = data[:HEX_HEAD]
+    lines = [f"{len(data)} bytes of binary output; the first {len(head)}:"]
+    for off in range(0, len(head), 16):
+        chunk = head[off : off + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{off:08x}  {hexes:<47}  {ascii_}")
+    return "\n".join(lines)
+
+
+def totals_line(totals: dict[str, Any]) -> str:
+    """One line of cluster totals from `status_view()["totals"]`."""
+    return (
+        f"{totals.get('devices', 0)} devices · {totals.get('hosts', 0)} hosts · "
+        f"{totals.get('slots', 0)} slots · {totals.get('ram_mb', 0)} MB · "
+        f"{totals.get('running', 0)} running · {totals.get('ready', 0)} ready · "
+        f"{totals.get('tasks_per_s', 0)} tasks/s"
+    )
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """Non-zero task-state counts, e.g. ``succeeded 3 · running 1``."""
+    return " · ".join(f"{state} {n}" for state, n in counts.items() if n)
+
+
+def host_row(host: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(host["node_id"]),
+        str(host.get("device") or ""),
+        str(host.get("platform") or ""),
+        f"{host.get('ram_mb', 0)} MB",
+        str(host.get("slots", 0)),
+        str(len(host.get("running") or ())),
+        str(host.get("succeeded", 0)),
+        str(host.get("failed", 0)),
+        f"{float(host.get('last_seen_s', 0.0)):.1f}",
+    )
+
+
+def task_row(task: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(task["task_id"]),
+        str(task.get("state", "")),
+        str(task.get("node_id") or ""),
+        str(task.get("attempts", 0)),
+        f"{float(task.get('duration_s') or 0.0):.3f} s",
+        str(task.get("reason") or ""),
+    )

@@ -1,0 +1,67 @@
+"""Messages posted up to the app and screens ("attributes down, messages up")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from .roles import RoleConfig
+
+
+class RolePicked(Message):
+    """The user chose a role in the picker."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__()
+        self.role = role
+
+
+class StartRequested(Message):
+    """The role form was filled in and Start pressed."""
+
+    def __init__(self, config: RoleConfig) -> None:
+        super().__init__()
+        self.config = config
+
+
+class ClusterSnapshot(Message):
+    """A poll of the controller: `status_view` dict and, for the selected DAG, `results_view`.
+
+    High-rate: a burst coalesces into the latest one (toolong's `can_replace` pattern).
+    """
+
+    def __init__(self, status: dict[str, Any], results: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.status = status
+        self.results = results
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ClusterSnapshot)
+
+
+class ClusterUnreachable(Message):
+    """A poll failed (coalesces too: one line per burst is enough)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ClusterUnreachable)
+
+
+class LogLine(Message):
+    """A line for the monitor's log pane, from any worker."""
+
+    def __init__(self, text: str, *, error: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+
+
+class DagSubmitted(Message):
+    def __init__(self, dag_id: str, name: str) -> None:
+        super().__init__()
+        self.dag_id = dag_id
+        self.name = name

@@ -1,0 +1,351 @@
+"""The live monitor of one controller: totals, hosts, DAGs, tasks, outputs, a log; submit and cancel.
+
+For now a thread worker polls `status()` (and `results()` of the selected DAG when it changed)
+every 0.5 s; each poll is one `ClusterSnapshot` message, and a burst coalesces into the latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, ListItem, ListView, ProgressBar, RichLog, Static
+from textual.worker import get_current_worker
+
+from ..addresses import Address
+from .backend import Backend
+from .formatting import counts_line, describe_output, host_row, task_row, totals_line
+from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine
+
+log = logging.getLogger(__name__)
+
+HOST_COLUMNS = ("node", "device", "platform", "RAM", "slots", "running", "done", "failed", "seen s")
+TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
+
+
+class DagItem(ListItem):
+    """One DAG in the list: name, state, counts, and a progress bar."""
+
+    def __init__(self, dag_id: str) -> None:
+        super().__init__(id=f"dag-{dag_id}")
+        self.dag_id = dag_id
+
+    def compose(self) -> ComposeResult:
+        yield Label("", classes="dag-label")
+        yield ProgressBar(show_eta=False, classes="dag-bar")
+
+    def update(self, summary: dict[str, Any]) -> None:
+        state = summary.get("state", "")
+        self.set_class(state in ("succeeded",), "-succeeded")
+        self.set_class(state in ("failed", "cancelled"), "-failed")
+        self.query_one(".dag-label", Label).update(
+            Text.assemble(
+                (str(summary.get("name", "")), "bold"),
+                f"  {state}  {summary.get('done', 0)}/{summary.get('total', 0)}  ",
+                (counts_line(summary.get("counts") or {}), "dim"),
+            )
+        )
+        self.query_one(".dag-bar", ProgressBar).update(
+            total=max(1, int(summary.get("total", 0))), progress=int(summary.get("done", 0))
+        )
+
+
+def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
+    """Update a DataTable in place (keeps the cursor): change cells, add and drop rows."""
+    existing = {key.value for key in table.rows}
+    for key in existing - rows.keys():
+        table.remove_row(key)
+    columns = list(table.columns)
+    for key, row in rows.items():
+        if key in existing:
+            for col, value in zip(columns, row, strict=True):
+                if table.get_cell(key, col) != value:
+                    table.update_cell(key, col, value)
+        else:
+            table.add_row(*row, key=key)
+
+
+class MonitorScreen(Screen[None]):
+    BINDINGS = [
+        Binding("s", "submit", "Submit DAG"),
+        Binding("c", "cancel_dag", "Cancel DAG"),
+        Binding("escape", "hide_submit", "Close input", show=False),
+    ]
+
+    address: reactive[Address | None] = reactive(None, init=False)
+    """The controller watched; None while an embedded cluster is still starting."""
+
+    selected_dag: reactive[str | None] = reactive(None, init=False)
+    """The DAG whose tasks and outputs are shown (read by the poll worker)."""
+
+    def __init__(self, *, backend: Backend, address: Address | None = None, poll_interval: float = 0.5) -> None:
+        super().__init__()
+        self.backend = backend
+        self.poll_interval = poll_interval
+        self.set_reactive(MonitorScreen.address, address)
+        self._results: dict[str, Any] | None = None
+        self._tasks_by_id: dict[str, dict[str, Any]] = {}
+        self._shown_output: tuple[str | None, str] = (None, "")
+        self._unreachable = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="totals", markup=False)
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                hosts: DataTable[str] = DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
+                hosts.border_title = "Hosts"
+                yield hosts
+                dags = ListView(id="dags")
+                dags.border_title = "DAGs"
+                yield dags
+            with Vertical(id="right"):
+                tasks: DataTable[str] = DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+                tasks.border_title = "Tasks"
+                yield tasks
+                with VerticalScroll(id="output-pane") as pane:
+                    pane.border_title = "Output"
+                    yield Static("(select a task)", id="output", markup=False)
+        rich_log = RichLog(id="log", wrap=True, max_lines=1000)
+        rich_log.border_title = "Log"
+        yield rich_log
+        yield Input(
+            placeholder="DAG file to submit, e.g. dags/hello_fanout.yaml (Enter submits, Esc closes)", id="submit-path"
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#hosts", DataTable).add_columns(*HOST_COLUMNS)
+        tasks = self.query_one("#tasks", DataTable)
+        for label in TASK_COLUMNS:
+            tasks.add_column(label, key=label)
+        self.query_one("#submit-path", Input).display = False
+        if self.address is None:
+            self.query_one("#totals", Static).update("Starting the embedded cluster…")
+        else:
+            self.watch_address(self.address)
+
+    # --- polling -----------------------------------------------------------------------------
+
+    def watch_address(self, address: Address | None) -> None:
+        if address is not None:
+            self.sub_title = str(address)
+            self.query_one("#totals", Static).update(f"Connecting to {address}…")
+            self.write_log(f"watching the controller at {address}")
+            self.poll(address)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll(self, address: Address) -> None:
+        worker = get_current_worker()
+        client = None
+        last_key: tuple[Any, ...] | None = None
+        try:
+            while not worker.is_cancelled:
+                started = time.monotonic()
+                try:
+                    if client is None:
+                        client = self.backend.connect(address)
+                    status = client.status()
+                    results = None
+                    dag_id = self.selected_dag
+                    summary = next((d for d in status.get("dags", ()) if d["dag_id"] == dag_id), None)
+                    if summary is not None:
+                        key = (dag_id, summary["state"], summary["done"], tuple(summary["counts"].items()))
+                        if key != last_key:
+                            results = client.results(dag_id)  # type: ignore[arg-type]
+                            last_key = key
+                    self.post_message(ClusterSnapshot(status, results))
+                except Exception as exc:  # unreachable, refused, or a broken reply: say so, retry
+                    log.info("poll of %s failed: %s", address, exc)
+                    last_key = None
+                    if client is not None:
+                        client.close()
+                        client = None
+                    self.post_message(ClusterUnreachable(str(exc)))
+                left = self.poll_interval - (time.monotonic() - started)
+                end = time.monotonic() + max(0.0, left)
+                while not worker.is_cancelled and time.monotonic() < end:
+                    time.sleep(0.05)
+        finally:
+            if client is not None:
+                client.close()
+
+    def on_cluster_snapshot(self, message: ClusterSnapshot) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            self.write_log("controller reachable")
+        status = message.status
+        self.query_one("#totals", Static).update(totals_line(status.get("totals", {})))
+        _sync_rows(self.query_one("#hosts", DataTable), {h["node_id"]: host_row(h) for h in status.get("hosts", [])})
+        self._sync_dags(status.get("dags", []))
+        if message.results is not None and message.results.get("dag_id") == self.selected_dag:
+            self._show_results(message.results)
+
+    def on_cluster_unreachable(self, message: ClusterUnreachable) -> None:
+        if not self._unreachable:
+            self._unreachable = True
+            self.write_log(f"controller unreachable: {message.error}", error=True)
+            self.query_one("#totals", Static).update(f"Unreachable: {self.address}")
+
+    def _sync_dags(self, dags: list[dict[str, Any]]) -> None:
+        view = self.query_one("#dags", ListView)
+        items = {item.dag_id: item for item in view.query(DagItem)}
+        for dag_id, item in items.items():
+            if dag_id not in {d["dag_id"] for d in dags}:
+                item.remove()
+        for summary in dags:
+            item = items.get(summary["dag_id"])
+            if item is None:
+                item = DagItem(summary["dag_id"])
+                view.append(item)
+                item.call_after_refresh(item.update, summary)
+            else:
+                item.update(summary)
+        if self.selected_dag is None and dags:
+            self.select_dag(dags[-1]["dag_id"])
+        elif self.selected_dag is not None:
+            self.select_dag(self.selected_dag)  # keep the highlight on it as items come and go
+
+    def select_dag(self, dag_id: str) -> None:
+        self.selected_dag = dag_id
+        view = self.query_one("#dags", ListView)
+        for i, item in enumerate(view.query(DagItem)):
+            if item.dag_id == dag_id and view.index != i:
+                view.index = i
+
+    @on(ListView.Highlighted, "#dags")
+    def _dag_highlighted(self, event: ListView.Highlighted) -> None:
+        if isinstance(event.item, DagItem):
+            self.selected_dag = event.item.dag_id
+
+    def watch_selected_dag(self, dag_id: str | None) -> None:
+        if self._results is not None and self._results.get("dag_id") != dag_id:
+            self._results = None
+            self._tasks_by_id = {}
+            self.query_one("#tasks", DataTable).clear()
+            self._show_output(None)
+
+    def _show_results(self, results: dict[str, Any]) -> None:
+        self._results = results
+        self._tasks_by_id = {t["task_id"]: t for t in results.get("tasks", [])}
+        table = self.query_one("#tasks", DataTable)
+        table.border_title = f"Tasks of {results.get('name', '')} ({results.get('state', '')})"
+        _sync_rows(table, {tid: task_row(t) for tid, t in self._tasks_by_id.items()})
+        self._show_highlighted_output()
+
+    @on(DataTable.RowHighlighted, "#tasks")
+    def _task_highlighted(self) -> None:
+        self._show_highlighted_output()
+
+    def _show_highlighted_output(self) -> None:
+        table = self.query_one("#tasks", DataTable)
+        if not table.row_count:
+            self._show_output(None)
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self._show_output(self._tasks_by_id.get(key) if key else None)
+
+    def _show_output(self, task: dict[str, Any] | None) -> None:
+        pane = self.query_one("#output-pane", VerticalScroll)
+        if task is None:
+            text, title = "(select a task)", "Output"
+        else:
+            text = describe_output(task.get("output"))
+            stderr = task.get("stderr")
+            if task.get("error"):
+                text += f"\n\nerror: {task['error']}"
+            if stderr:
+                text += "\n\nstderr:\n" + describe_output(stderr)
+            title = f"Output of {task['task_id']}"
+        if self._shown_output != (title, text):
+            self._shown_output = (title, text)
+            pane.border_title = title
+            self.query_one("#output", Static).update(text)
+
+    # --- log ---------------------------------------------------------------------------------
+
+    def write_log(self, text: str, *, error: bool = False) -> None:
+        self.query_one("#log", RichLog).write(Text(text, style="bold red" if error else ""))
+
+    def on_log_line(self, message: LogLine) -> None:
+        self.write_log(message.text, error=message.error)
+
+    # --- submit / cancel ---------------------------------------------------------------------
+
+    def action_submit(self) -> None:
+        box = self.query_one("#submit-path", Input)
+        box.display = True
+        box.focus()
+
+    def action_hide_submit(self) -> None:
+        box = self.query_one("#submit-path", Input)
+        if box.display:
+            box.display = False
+            self.query_one("#tasks", DataTable).focus()
+
+    @on(Input.Submitted, "#submit-path")
+    def _path_entered(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        if not path:
+            return
+        event.input.value = ""
+        self.action_hide_submit()
+        if self.address is None:
+            self.write_log("the cluster is not running yet", error=True)
+            return
+        self.write_log(f"submitting {path}")
+        self.submit_dag(self.address, path)
+
+    @work(thread=True, group="submit", exit_on_error=False)
+    def submit_dag(self, address: Address, path: str) -> None:
+        from ..dag_loader import load_dag
+        from ..errors import Bxthre3Error
+
+        try:
+            spec = load_dag(path)
+        except Bxthre3Error as exc:
+            self.post_message(LogLine(f"invalid DAG: {exc}", error=True))
+            return
+        try:
+            client = self.backend.connect(address)
+            try:
+                dag_id = client.submit(spec)
+            finally:
+                client.close()
+        except Exception as exc:
+            log.info("submit of %s failed: %s", path, exc)
+            self.post_message(LogLine(f"submit failed: {exc}", error=True))
+            return
+        self.post_message(DagSubmitted(dag_id, spec.name))
+
+    def on_dag_submitted(self, message: DagSubmitted) -> None:
+        self.write_log(f"submitted {message.name} as {message.dag_id}")
+        self.select_dag(message.dag_id)
+
+    def action_cancel_dag(self) -> None:
+        if self.address is None or self.selected_dag is None:
+            self.write_log("no DAG selected", error=True)
+            return
+        self.write_log(f"cancelling {self.selected_dag}")
+        self.cancel_dag(self.address, self.selected_dag)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def cancel_dag(self, address: Address, dag_id: str) -> None:
+        try:
+            client = self.backend.connect(address)
+            try:
+                reply = client.cancel(dag_id)
+            finally:
+                client.close()
+        except Exception as exc:
+            self.post_message(LogLine(f"cancel failed: {exc}", error=True))
+            return
+        self.post_message(LogLine(f"cancel {dag_id}: {reply or 'ok'}"))

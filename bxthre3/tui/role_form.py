@@ -1,0 +1,154 @@
+"""After picking a role: the few settings it needs, with the number of hosts computed live."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.validation import Integer
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from ..addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
+from ..errors import Bxthre3Error
+from .messages import StartRequested
+from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
+
+
+class RoleFormScreen(Screen[None]):
+    """A short form for one role; Start posts `StartRequested`, Back returns to the picker."""
+
+    BINDINGS = [Binding("escape", "back", "Back")]
+
+    available_ram_mb: reactive[int | None] = reactive(None)
+    """RAM this device can lend (probed in a worker); None until known or if unknown."""
+
+    def __init__(
+        self,
+        role: str,
+        *,
+        environ: Mapping[str, str] | None = None,
+        ram_probe: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.role = ROLES_BY_KEY[role]
+        self.environ = os.environ if environ is None else environ
+        self.ram_probe = ram_probe
+
+    def compose(self) -> ComposeResult:
+        fields = self.role.fields
+        yield Header()
+        with VerticalScroll(id="form"):
+            yield Static(f"[b]{self.role.digit}  {self.role.title}[/b] — {self.role.description}", id="form-title")
+            if "controller" in fields:
+                yield Label("Controller address (IP or IP:PORT)")
+                yield Input(self.environ.get(CONTROLLER_ENV, "127.0.0.1:5000"), id="controller")
+            if "port" in fields:
+                yield Label("Port")
+                yield Input(str(DEFAULT_PORT), id="port", type="integer", validators=[Integer(1, 65535)])
+            if "ram" in fields:
+                yield Label("RAM per node (MB)")
+                yield Input(
+                    self.environ.get("RAM_PER_NODE", str(DEFAULT_RAM_PER_NODE)),
+                    id="ram",
+                    type="integer",
+                    validators=[Integer(16, 4096)],
+                )
+                yield Static("", id="nodes")
+            if "node_id" in fields:
+                yield Label("Node id")
+                yield Input("host-001", id="node_id")
+            yield Static("", id="form-error")
+            with Horizontal(id="form-buttons"):
+                yield Button("Start", id="start", variant="primary")
+                yield Button("Back", id="back")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
+        if "ram" in self.role.fields:
+            self._update_nodes()
+            self.probe_ram()
+
+    @work(thread=True, exclusive=True, group="ram-probe")
+    def probe_ram(self) -> None:
+        from ..ram_probe import available_ram_mb
+
+        probe = self.ram_probe or available_ram_mb
+        try:
+            ram: int | None = probe()
+        except Bxthre3Error:
+            ram = None
+        self.app.call_from_thread(setattr, self, "available_ram_mb", ram)
+
+    def watch_available_ram_mb(self) -> None:
+        if "ram" in self.role.fields:
+            self._update_nodes()
+
+    @on(Input.Changed, "#ram")
+    def _ram_changed(self) -> None:
+        self._update_nodes()
+
+    def _ram_value(self) -> int | None:
+        try:
+            value = int(self.query_one("#ram", Input).value)
+        except ValueError:
+            return None
+        return value if value > 0 else None
+
+    def _update_nodes(self) -> None:
+        ram = self._ram_value()
+        label = self.query_one("#nodes", Static)
+        if self.available_ram_mb is None:
+            label.update("Available RAM: probing…" if ram else "Enter the RAM per node in MB")
+            return
+        n = nodes_for(self.available_ram_mb, ram or 0)
+        if n is None:
+            label.update(f"Available RAM: {self.available_ram_mb} MB — enter the RAM per node")
+        else:
+            label.update(
+                f"Available RAM: {self.available_ram_mb} MB → [b]{n}[/b] node(s) "
+                f"of {ram} MB  ((available − 512) // RAM per node)"
+            )
+
+    @on(Button.Pressed, "#back")
+    def action_back(self) -> None:
+        self.dismiss()
+
+    @on(Button.Pressed, "#start")
+    @on(Input.Submitted)
+    def _start(self) -> None:
+        try:
+            config = self._config()
+        except (Bxthre3Error, ValueError) as exc:
+            self.query_one("#form-error", Static).update(f"[b $error]{exc}[/]")
+            return
+        self.post_message(StartRequested(config))
+
+    def _config(self) -> RoleConfig:
+        fields = self.role.fields
+        kwargs: dict[str, object] = {}
+        if "controller" in fields:
+            kwargs["controller"] = parse_address(self.query_one("#controller", Input).value.strip())
+        if "port" in fields:
+            text = self.query_one("#port", Input).value.strip()
+            port = int(text) if text.isdigit() else 0
+            if not 1 <= port <= 65535:
+                raise ValueError("port must be 1-65535")
+            kwargs["port"] = port
+        if "ram" in fields:
+            ram = self._ram_value()
+            if ram is None or not 16 <= ram <= 4096:
+                raise ValueError("RAM per node must be 16-4096 MB")
+            kwargs["ram_per_node"] = ram
+        if "node_id" in fields:
+            node_id = self.query_one("#node_id", Input).value.strip()
+            if not node_id:
+                raise ValueError("node id is empty")
+            kwargs["node_id"] = node_id
+        return RoleConfig(self.role.key, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""The five roles of the original Bxthre3 and what each needs to start (pure data, no Textual)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..addresses import Address
+
+RESERVED_RAM_MB = 512
+"""RAM left to the device's owner when computing how many hosts fit (as the node manager does)."""
+
+DEFAULT_RAM_PER_NODE = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    key: str
+    digit: str
+    title: str
+    description: str
+    fields: tuple[str, ...]
+    """Form fields this role needs, among: controller, port, ram, node_id."""
+    command: str
+    """The command line that starts this role by hand (shown when the TUI does not embed it)."""
+
+
+ROLES: tuple[Role, ...] = (
+    Role("ui", "1", "UI Node", "Monitor and drive a running controller", ("controller",), "bxthre3 ui"),
+    Role(
+        "controller", "2", "Controller + Node Manager",
+        "Schedule DAGs here and run hosts from this device's spare RAM",
+        ("port", "ram"), "bxthre3 controller --with-node-manager",
+    ),
+    Role(
+        "node-manager", "3", "Node Manager only",
+        "Lend this device's spare RAM to a controller as hosts",
+        ("controller", "ram"), "bxthre3 node-manager",
+    ),
+    Role(
+        "host", "4", "Host Node only", "Run one host that executes WebAssembly tasks",
+        ("controller", "ram", "node_id"), "bxthre3 host",
+    ),
+    Role(
+        "all", "5", "All components",
+        "Controller and hosts on this device (loopback), with the monitor",
+        ("ram",), "bxthre3 all",
+    ),
+)  # fmt: skip
+
+ROLES_BY_KEY = {role.key: role for role in ROLES}
+
+
+def nodes_for(available_ram_mb: int | None, ram_per_node: int) -> int | None:
+    """How many hosts fit: (available - 512) // RAM per node; None when unknown."""
+    if available_ram_mb is None or ram_per_node <= 0:
+        return None
+    return max(0, (available_ram_mb - RESERVED_RAM_MB) // ram_per_node)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleConfig:
+    """What the role form produced."""
+
+    role: str
+    controller: Address | None = None
+    port: int = 5000
+    ram_per_node: int = DEFAULT_RAM_PER_NODE
+    node_id: str = ""
+
+    def command_line(self) -> str:
+        """The equivalent shell command, for roles the TUI does not run itself."""
+        parts = [ROLES_BY_KEY[self.role].command]
+        fields = ROLES_BY_KEY[self.role].fields
+        if "controller" in fields and self.controller is not None:
+            parts.append(f"--controller {self.controller}")
+        if "port" in fields:
+            parts.append(f"--port {self.port}")
+        if "ram" in fields:
+            flag = "--ram-limit" if self.role == "host" else "--ram-per-node"
+            parts.append(f"{flag} {self.ram_per_node}")
+        if "node_id" in fields and self.node_id:
+            parts.append(f"--node-id {self.node_id}")
+        return " ".join(parts)
