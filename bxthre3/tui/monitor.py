@@ -49,7 +49,7 @@ class DagItem(ListItem):
         self.query_one(".dag-label", Label).update(
             Text.assemble(
                 (str(summary.get("name", "")), "bold"),
-                f"  {state}  {summary.get('done', 0)}/{summary.get('total', 0)}  ",
+                f" · {state} · {summary.get('done', 0)}/{summary.get('total', 0)} · ",
                 (counts_line(summary.get("counts") or {}), "dim"),
             )
         )
