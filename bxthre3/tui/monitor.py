@@ -1,7 +1,8 @@
 """The live monitor of one controller: totals, hosts, DAGs, tasks, outputs, a log; submit and cancel.
 
-For now a thread worker polls `status()` (and `results()` of the selected DAG when it changed)
-every 0.5 s; each poll is one `ClusterSnapshot` message, and a burst coalesces into the latest.
+A thread worker subscribes to the controller's pushed updates (`watch`, renewed every 5 s, which
+also notices a controller that stopped answering) and fetches `results()` of the selected DAG only
+when it changed; each update is one `ClusterSnapshot` message, and a burst coalesces into the latest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from .formatting import counts_line, describe_output, host_row, task_row, totals
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine
 
 log = logging.getLogger(__name__)
+
+WATCH_LEASE_S = 10.0
+"""Subscription lease; renewed at half of it."""
 
 HOST_COLUMNS = ("node", "device", "platform", "RAM", "slots", "running", "done", "failed", "seen s")
 TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
@@ -90,6 +94,8 @@ class MonitorScreen(Screen[None]):
         super().__init__()
         self.backend = backend
         self.poll_interval = poll_interval
+        self.updates_received = 0
+        """Pushed updates applied so far (the monitor's update rate, for measurements)."""
         self.set_reactive(MonitorScreen.address, address)
         self._results: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, dict[str, Any]] = {}
@@ -147,13 +153,27 @@ class MonitorScreen(Screen[None]):
         worker = get_current_worker()
         client = None
         last_key: tuple[Any, ...] | None = None
+        renew_at = 0.0
+        status: dict[str, Any] = {}
         try:
             while not worker.is_cancelled:
                 started = time.monotonic()
                 try:
                     if client is None:
                         client = self.backend.connect(address)
-                    status = client.status()
+                        status = client.status()
+                    else:
+                        # Pushed updates: the controller sends one when something changed, at most
+                        # every 0.25 s, so a 10,000-task burst is a handful of redraws, not a storm.
+                        if started >= renew_at:
+                            client.watch(WATCH_LEASE_S)  # also proves the controller still answers
+                            renew_at = started + WATCH_LEASE_S / 2
+                        update = client.next_update(0.25)
+                        if update is not None:
+                            status = update
+                            self.updates_received += 1
+                        elif self.selected_dag == (last_key[0] if last_key else None):
+                            continue  # nothing changed and nothing newly selected
                     results = None
                     dag_id = self.selected_dag
                     summary = next((d for d in status.get("dags", ()) if d["dag_id"] == dag_id), None)
@@ -170,10 +190,11 @@ class MonitorScreen(Screen[None]):
                         client.close()
                         client = None
                     self.post_message(ClusterUnreachable(str(exc)))
-                left = self.poll_interval - (time.monotonic() - started)
-                end = time.monotonic() + max(0.0, left)
-                while not worker.is_cancelled and time.monotonic() < end:
-                    time.sleep(0.05)
+                    renew_at = 0.0
+                    left = self.poll_interval - (time.monotonic() - started)
+                    end = time.monotonic() + max(0.0, left)
+                    while not worker.is_cancelled and time.monotonic() < end:
+                        time.sleep(0.05)
         finally:
             if client is not None:
                 client.close()
