@@ -274,11 +274,24 @@ def _run_controller(args: argparse.Namespace) -> int:
 
 
 def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argparse.Namespace, port: int) -> None:
-    """Controller loop in a thread, node manager on the main thread (its hosts die with that thread)."""
+    """Controller loop in a thread, node manager on a long-lived thread (its hosts die with that
+    thread), and with `all` on a terminal the monitor on the main thread; leaving the UI stops all."""
     worker = threading.Thread(target=controller.serve, args=(stop,), name="bxthre3-controller", daemon=True)
     worker.start()
+    manager = _node_manager(args, Address("127.0.0.1", port))
     try:
-        _node_manager(args, Address("127.0.0.1", port)).run(stop)
+        if getattr(args, "with_ui", False) and sys.stdin.isatty() and sys.stdout.isatty():
+            from .tui.app import run_tui
+
+            nm = threading.Thread(target=manager.run, args=(stop,), name="bxthre3-node-manager", daemon=True)
+            nm.start()
+            try:
+                run_tui(controller=Address("127.0.0.1", port), log_file=_role_log(args, "ui_node.log"))
+            finally:
+                stop.set()
+                nm.join(15)
+        else:
+            manager.run(stop)
     finally:
         stop.set()
         worker.join(5)
@@ -424,14 +437,17 @@ def _run_node_manager(args: argparse.Namespace) -> int:
 
 
 def _add_all(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("all", help="everything on this device: controller and node manager (bound to loopback)")
+    p = sub.add_parser(
+        "all", help="everything on this device: controller, node manager and (on a terminal) the monitor, on loopback"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this device only)")
     p.add_argument("--port", type=_number(int, 0, 65535, "port"), default=DEFAULT_PORT, help="controller port")
     p.add_argument("--state-dir", help="controller state (default ~/.local/share/bxthre3/controller)")
     _add_scaling_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(
-        handler=_run_controller, with_node_manager=True, no_beacon=False, cluster_id=None, discovery_port=5001,
+        handler=_run_controller, with_node_manager=True, with_ui=True, no_beacon=False, cluster_id=None,
+        discovery_port=5001,
         heartbeat=1.0, liveness=3, keep_dags=100, keep_days=7.0,
     )  # fmt: skip
 
