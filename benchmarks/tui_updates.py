@@ -55,8 +55,8 @@ async def measure(dag: Path, n: int) -> None:
                 dags = monitor.query("#dags ListItem")
                 done = any("succeeded" in str(item.render()) or "DAG succeeded" in str(item) for item in dags)
                 tasks = monitor.query_one("#tasks", DataTable)
-                states = [tasks.get_row(k)[1] for k in tasks.rows] if tasks.row_count else []
-                done = done or (len(states) == n and all(s == "succeeded" for s in states))
+                # The table shows at most 500 tasks; its border title carries the DAG's state.
+                done = done or "(succeeded)" in str(tasks.border_title)
             elapsed = time.monotonic() - started
             updates = monitor.updates_received - before
             print(f"{n:,} tasks finished in {elapsed:.1f} s; {updates} pushed updates applied "

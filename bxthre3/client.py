@@ -106,8 +106,9 @@ class ControllerClient:
     def progress(self, dag_id: str) -> dict[str, Any]:
         return self.request(lambda r: protocol.ProgressRequest(r, dag_id))
 
-    def results(self, dag_id: str) -> dict[str, Any]:
-        return self.request(lambda r: protocol.ResultsRequest(r, dag_id))
+    def results(self, dag_id: str, *, with_output: bool = True, task_id: str = "") -> dict[str, Any]:
+        """One DAG's tasks; ``with_output=False`` leaves out outputs, ``task_id`` asks for one task only."""
+        return self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id))
 
     def watch(self, lease: float = 10.0) -> dict[str, Any]:
         """Subscribe to pushed updates; call again before ``lease`` seconds pass to keep them coming."""

@@ -283,7 +283,13 @@ class Controller:
             elif kind is protocol.ProgressRequest:
                 self._reply(identity, msg.req_id, views.dag_summary(dag, now))  # type: ignore[attr-defined]
             else:
-                self._reply(identity, msg.req_id, views.results_view(dag, self.scheduler, now))  # type: ignore[attr-defined]
+                assert isinstance(msg, protocol.ResultsRequest)
+                if msg.task_id and msg.task_id not in dag.tasks:
+                    error = f"no task {msg.task_id!r} in DAG {msg.dag_id!r}"
+                    self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+                    return
+                view = views.results_view(dag, self.scheduler, now, msg.with_output, msg.task_id)
+                self._reply(identity, msg.req_id, view)
         else:
             self._drop(f"unexpected {kind.__name__} from a peer")
 

@@ -210,6 +210,10 @@ class ResultsRequest(Message):
     KIND: ClassVar[str] = "results"
     req_id: int
     dag_id: str
+    with_output: bool = True
+    """False leaves out every task's output and stderr (a cheap task table)."""
+    task_id: str = ""
+    """Non-empty: only this task (unknown: the reply is not ok, "no task ...")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,7 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
         "attempts": task.attempt,
         "recorded": task.recorded,
         "duration_s": round(task.duration, 6),
+        "finished_at": task.finished_at,
         "exit_code": task.exit_code,
         "reason": task.reason.value if task.reason else None,
         "error": task.error or _waiting_for(task, scheduler),
@@ -121,8 +122,12 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
     return view
 
 
-def results_view(dag: DagRecord, scheduler: Scheduler, now: float) -> dict[str, Any]:
+def results_view(
+    dag: DagRecord, scheduler: Scheduler, now: float, with_output: bool = True, task_id: str = ""
+) -> dict[str, Any]:
+    """The DAG's summary and its tasks: all of them, or only ``task_id`` (KeyError if unknown)."""
+    tasks = [dag.tasks[task_id]] if task_id else dag.tasks.values()
     return {
         **dag_summary(dag, now),
-        "tasks": [task_view(t, scheduler, with_output=True) for t in dag.tasks.values()],
+        "tasks": [task_view(t, scheduler, with_output=with_output) for t in tasks],
     }

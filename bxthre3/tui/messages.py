@@ -65,3 +65,16 @@ class DagSubmitted(Message):
         super().__init__()
         self.dag_id = dag_id
         self.name = name
+
+
+class TaskOutput(Message):
+    """One task's `results_view` entry with its output and stderr, for the output viewer.
+
+    ``key`` is what was asked for (DAG, task, state, attempts): a reply to an older question is dropped.
+    """
+
+    def __init__(self, key: tuple[Any, ...], task: dict[str, Any] | None, error: str = "") -> None:
+        super().__init__()
+        self.key = key
+        self.task = task
+        self.error = error

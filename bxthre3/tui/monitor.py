@@ -1,8 +1,11 @@
 """The live monitor of one controller: totals, hosts, DAGs, tasks, outputs, a log; submit and cancel.
 
 A thread worker subscribes to the controller's pushed updates (`watch`, renewed every 5 s, which
-also notices a controller that stopped answering) and fetches `results()` of the selected DAG only
-when it changed; each update is one `ClusterSnapshot` message, and a burst coalesces into the latest.
+also notices a controller that stopped answering) and fetches `results(with_output=False)` of the
+selected DAG only when it changed; each update is one `ClusterSnapshot` message, and a burst
+coalesces into the latest. The task table shows at most `MAX_TASK_ROWS` tasks (unfinished and failed
+first, then the most recently finished) and changes only the cells that changed. The output viewer
+fetches one task (`results(task_id=...)`) when the highlighted task or its state changes.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from textual.worker import get_current_worker
 
 from ..addresses import Address
 from .backend import Backend
-from .formatting import counts_line, describe_output, host_row, task_row, totals_line
-from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine
+from .formatting import MAX_TASK_ROWS, counts_line, describe_output, host_row, pick_tasks, task_row, totals_line
+from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,12 @@ class MonitorScreen(Screen[None]):
         self.set_reactive(MonitorScreen.address, address)
         self._results: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, dict[str, Any]] = {}
+        self._task_rows: dict[str, tuple[str, ...]] = {}
+        self._slots: list[str] = []
+        """The task id shown in each row of the task table (row key ``r<i>``)."""
+        """The rows in the task table, by task id: what the next update is compared with."""
+        self._output_key: tuple[Any, ...] | None = None
+        """(dag, task, state, attempts) of the output shown or being fetched."""
         self._shown_output: tuple[str | None, str] = (None, "")
         self._unreachable = False
 
@@ -180,7 +189,7 @@ class MonitorScreen(Screen[None]):
                     if summary is not None:
                         key = (dag_id, summary["state"], summary["done"], tuple(summary["counts"].items()))
                         if key != last_key:
-                            results = client.results(dag_id)  # type: ignore[arg-type]
+                            results = client.results(dag_id, with_output=False)  # type: ignore[arg-type]
                             last_key = key
                     self.post_message(ClusterSnapshot(status, results))
                 except Exception as exc:  # unreachable, refused, or a broken reply: say so, retry
@@ -251,16 +260,58 @@ class MonitorScreen(Screen[None]):
         if self._results is not None and self._results.get("dag_id") != dag_id:
             self._results = None
             self._tasks_by_id = {}
+            self._task_rows = {}
+            self._slots = []
             self.query_one("#tasks", DataTable).clear()
             self._show_output(None)
 
     def _show_results(self, results: dict[str, Any]) -> None:
         self._results = results
-        self._tasks_by_id = {t["task_id"]: t for t in results.get("tasks", [])}
+        tasks = results.get("tasks", [])
+        self._tasks_by_id = {t["task_id"]: t for t in tasks}
+        shown = pick_tasks(tasks, MAX_TASK_ROWS)
         table = self.query_one("#tasks", DataTable)
-        table.border_title = f"Tasks of {results.get('name', '')} ({results.get('state', '')})"
-        _sync_rows(table, {tid: task_row(t) for tid, t in self._tasks_by_id.items()})
+        title = f"Tasks of {results.get('name', '')} ({results.get('state', '')})"
+        if len(shown) < len(tasks):
+            title += f" · showing {len(shown)} of {len(tasks)} tasks"
+        table.border_title = title
+        rows = {t["task_id"]: task_row(t) for t in shown}
+        if rows != self._task_rows:
+            self._sync_task_rows(table, rows)
         self._show_highlighted_output()
+
+    def _sync_task_rows(self, table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
+        """Update the table in place: row ``r<i>`` is slot ``i``; a task keeps its slot while shown,
+        a task that comes takes the slot of one that left (no O(rows) removals), and only the cells
+        that changed are written."""
+        old = self._task_rows
+        slot_of = {tid: i for i, tid in enumerate(self._slots)}
+        free = [i for i, tid in enumerate(self._slots) if tid not in rows]
+        free.reverse()
+        for tid, row in rows.items():
+            i = slot_of.get(tid)
+            if i is None and free:
+                i = free.pop()
+                prev: tuple[str, ...] | None = old[self._slots[i]]
+                self._slots[i] = tid
+            elif i is None:
+                i = len(self._slots)
+                self._slots.append(tid)
+                table.add_row(*row, key=f"r{i}")
+                continue
+            else:
+                prev = old[tid]
+            if prev != row:
+                key = f"r{i}"
+                for column, before, after in zip(TASK_COLUMNS, prev, row, strict=True):  # type: ignore[arg-type]
+                    if before != after:
+                        table.update_cell(key, column, after)
+        if free:  # fewer tasks than rows (rare): rebuild without the empty slots
+            self._slots = [tid for tid in self._slots if tid in rows]
+            table.clear()
+            for i, tid in enumerate(self._slots):
+                table.add_row(*rows[tid], key=f"r{i}")
+        self._task_rows = rows
 
     @on(DataTable.RowHighlighted, "#tasks")
     def _task_highlighted(self) -> None:
@@ -271,13 +322,52 @@ class MonitorScreen(Screen[None]):
         if not table.row_count:
             self._show_output(None)
             return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        self._show_output(self._tasks_by_id.get(key) if key else None)
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        task_id = self._slots[int(row_key[1:])] if row_key else None
+        task = self._tasks_by_id.get(task_id) if task_id else None
+        if task is None or self.address is None or self.selected_dag is None:
+            self._output_key = None
+            self._show_output(None)
+            return
+        key = (self.selected_dag, task_id, task.get("state"), task.get("attempts"))
+        if key == self._output_key:
+            return  # shown already, or on its way
+        if self._output_key is None or self._output_key[:2] != key[:2]:
+            self._show_output(task, loading=True)  # another task: no stale output meanwhile
+        self._output_key = key
+        self.fetch_output(self.address, key)
 
-    def _show_output(self, task: dict[str, Any] | None) -> None:
-        pane = self.query_one("#output-pane", VerticalScroll)
+    @work(thread=True, exclusive=True, group="output", exit_on_error=False)
+    def fetch_output(self, address: Address, key: tuple[Any, ...]) -> None:
+        """One task with its output and stderr, off the UI thread."""
+        dag_id, task_id = key[0], key[1]
+        try:
+            client = self.backend.connect(address)
+            try:
+                results = client.results(dag_id, task_id=task_id)
+            finally:
+                client.close()
+        except Exception as exc:
+            log.info("output of %s/%s: %s", dag_id, task_id, exc)
+            self.post_message(TaskOutput(key, None, str(exc)))
+            return
+        tasks = results.get("tasks") or [None]
+        self.post_message(TaskOutput(key, tasks[0]))
+
+    def on_task_output(self, message: TaskOutput) -> None:
+        if message.key != self._output_key:
+            return  # the highlight moved on meanwhile
+        if message.task is None:
+            self._output_key = None  # ask again next time
+            self._show_text(f"Output of {message.key[1]}", f"(could not fetch the output: {message.error})")
+        else:
+            self._show_output(message.task)
+
+    def _show_output(self, task: dict[str, Any] | None, *, loading: bool = False) -> None:
         if task is None:
             text, title = "(select a task)", "Output"
+        elif loading:
+            text, title = "(loading the output…)", f"Output of {task['task_id']}"
         else:
             text = describe_output(task.get("output"))
             stderr = task.get("stderr")
@@ -286,6 +376,10 @@ class MonitorScreen(Screen[None]):
             if stderr:
                 text += "\n\nstderr:\n" + describe_output(stderr)
             title = f"Output of {task['task_id']}"
+        self._show_text(title, text)
+
+    def _show_text(self, title: str, text: str) -> None:
+        pane = self.query_one("#output-pane", VerticalScroll)
         if self._shown_output != (title, text):
             self._shown_output = (title, text)
             pane.border_title = title

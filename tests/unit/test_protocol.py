@@ -24,6 +24,7 @@ SAMPLES: list[protocol.Message] = [
     protocol.StatusRequest(1),
     protocol.ProgressRequest(2, "dag-1"),
     protocol.ResultsRequest(3, "dag-1"),
+    protocol.ResultsRequest(3, "dag-1", False, "t7"),
     protocol.Reply(4, True, {"dag_id": "dag-1"}, ""),
     protocol.Reply(5, False, {}, "bad"),
     protocol.Ack("dag-1", "t", 2),
@@ -91,6 +92,13 @@ def test_missing_optional_field_takes_default() -> None:
     msg = protocol.decode(_frame(1, "register", "n", 1, 64, "p", "e"))
     assert isinstance(msg, protocol.Register)
     assert msg.modules == [] and msg.pid == 0
+
+
+def test_old_results_request_without_new_fields_decodes() -> None:
+    msg = protocol.decode(_frame(1, "results", 3, "dag-1"))
+    assert msg == protocol.ResultsRequest(3, "dag-1")
+    assert isinstance(msg, protocol.ResultsRequest) and msg.with_output is True and msg.task_id == ""
+    assert protocol.decode(_frame(1, "results", 3, "dag-1", False)) == protocol.ResultsRequest(3, "dag-1", False, "")
 
 
 def test_peek_kind_reads_version_of_foreign_frames() -> None:
