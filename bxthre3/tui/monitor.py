@@ -44,12 +44,22 @@ class DagItem(ListItem):
     def __init__(self, dag_id: str) -> None:
         super().__init__(id=f"dag-{dag_id}")
         self.dag_id = dag_id
+        self._pending: dict[str, Any] | None = None
+        """A summary that arrived before the children existed; applied on mount."""
 
     def compose(self) -> ComposeResult:
         yield Label("", classes="dag-label")
         yield ProgressBar(show_eta=False, classes="dag-bar")
 
+    def on_mount(self) -> None:
+        if self._pending is not None:
+            self.call_after_refresh(self.update, self._pending)
+
     def update(self, summary: dict[str, Any]) -> None:
+        if not self.query(".dag-label"):
+            self._pending = summary  # a second snapshot can arrive before compose has run
+            return
+        self._pending = None
         state = summary.get("state", "")
         self.set_class(state in ("succeeded",), "-succeeded")
         self.set_class(state in ("failed", "cancelled"), "-failed")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from bxthre3.addresses import Address
 from bxthre3.tui.app import Bxthre3App, make_app
+
+from .fake_backend import FakeBackend
 
 
 def picker_app() -> Bxthre3App:
@@ -11,3 +14,11 @@ def picker_app() -> Bxthre3App:
 
 def form_app() -> Bxthre3App:
     return make_app(start_role="host", environ={"BXTHRE3_CONTROLLER": "192.168.1.10:5000"}, ram_probe=lambda: 4096)
+
+
+CONTROLLER = Address("127.0.0.1", 5000)
+
+
+def monitor_app(dag_state: str) -> Bxthre3App:
+    """The monitor of a fake controller with one hello_fanout DAG, "running" or "succeeded"."""
+    return make_app(controller=CONTROLLER, backend=FakeBackend(dag_state), environ={}, ram_probe=lambda: 4096)

@@ -1,0 +1,209 @@
+"""A fake controller for the monitor's snapshots: fixed `status_view`/`results_view` dicts, no network,
+no clocks in the data (ages and durations are frozen), so every render is the same."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from bxthre3.addresses import Address
+from bxthre3.tui.backend import Backend
+
+STATES = ("pending", "ready", "running", "retrying", "succeeded", "failed", "upstream_failed", "cancelled")
+
+
+def _task(
+    task_id: str,
+    state: str,
+    *,
+    node_id: str | None = None,
+    attempts: int = 0,
+    duration_s: float = 0.0,
+    finished_at: float | None = None,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    output: bytes | None = None,
+    module: str = "hello",
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "state": state,
+        "module": module,
+        "node_id": node_id,
+        "attempts": attempts,
+        "recorded": state in ("succeeded", "failed"),
+        "duration_s": duration_s,
+        "finished_at": finished_at,
+        "exit_code": exit_code,
+        "reason": reason,
+        "error": "",
+        "memory_mb": 64,
+        "history": ([{"attempt": attempts, "node_id": node_id, "reason": reason, "error": ""}] if node_id else []),
+        "output": output,
+        "stderr": None,
+    }
+
+
+def _counts(tasks: list[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
+    for t in tasks:
+        counts[t["state"]] += 1
+    return counts
+
+
+def _hosts(running: list[list[str]], succeeded: tuple[int, int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "node_id": f"node-{i}",
+            "device": "lab-box",
+            "platform": "linux-x86_64",
+            "engine": "wasmtime",
+            "ram_mb": 1024,
+            "slots": 2,
+            "running": running[i],
+            "succeeded": succeeded[i],
+            "failed": 0,
+            "recent": [],
+            "modules": 1,
+            "last_seen_s": 0.4 + i,
+            "uptime_s": 120.0,
+        }
+        for i in range(2)
+    ]
+
+
+def _scenario(dag_state: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(status_view, results_view with outputs) of a 5-task fan-out DAG, running or succeeded."""
+    dag_id = "d-0001"
+    greet = [
+        ("hello_en", b"Hello, Bxthre3!\n"),
+        ("hello_es", b"Hola, Bxthre3!\n"),
+        ("hello_fr", b"Bonjour, Bxthre3!\n"),
+    ]
+    if dag_state == "running":
+        tasks = [
+            _task("prepare", "succeeded", node_id="node-0", attempts=1, duration_s=0.012, finished_at=10.0,
+                  exit_code=0, output=b"prepared 3 greetings\n"),
+            _task(greet[0][0], "succeeded", node_id="node-1", attempts=1, duration_s=0.021, finished_at=11.0,
+                  exit_code=0, output=greet[0][1]),
+            _task(greet[1][0], "running", node_id="node-0", attempts=1),
+            _task(greet[2][0], "running", node_id="node-1", attempts=2, reason="host_lost"),
+            _task("aggregate", "pending"),
+        ]  # fmt: skip
+        hosts = _hosts([[f"{dag_id}/hello_es"], [f"{dag_id}/hello_fr"]], (1, 1))
+        elapsed, tps = 1.5, 1.33
+    else:
+        tasks = [
+            _task("prepare", "succeeded", node_id="node-0", attempts=1, duration_s=0.012, finished_at=10.0,
+                  exit_code=0, output=b"prepared 3 greetings\n"),
+            *(
+                _task(name, "succeeded", node_id=f"node-{i % 2}", attempts=1, duration_s=0.02 + i / 1000,
+                      finished_at=11.0 + i, exit_code=0, output=out)
+                for i, (name, out) in enumerate(greet)
+            ),
+            _task("aggregate", "succeeded", node_id="node-1", attempts=1, duration_s=0.034, finished_at=15.0,
+                  exit_code=0, output=b"".join(out for _, out in greet), module="aggregate"),
+        ]  # fmt: skip
+        hosts = _hosts([[], []], (3, 2))
+        elapsed, tps = 5.0, 0.0
+    counts = _counts(tasks)
+    summary = {
+        "dag_id": dag_id,
+        "name": "hello_fanout",
+        "state": dag_state,
+        "total": len(tasks),
+        "done": sum(counts[s] for s in ("succeeded", "failed", "upstream_failed", "cancelled")),
+        "counts": counts,
+        "failures": {},
+        "elapsed_s": elapsed,
+    }
+    status = {
+        "totals": {
+            "devices": 1,
+            "hosts": len(hosts),
+            "slots": sum(h["slots"] for h in hosts),
+            "ram_mb": sum(h["ram_mb"] for h in hosts),
+            "running": sum(len(h["running"]) for h in hosts),
+            "ready": 0,
+            "dags": 1,
+            "succeeded": counts["succeeded"],
+            "failed": 0,
+            "tasks_per_s": tps,
+        },
+        "waiting": {},
+        "hosts": hosts,
+        "devices": {
+            "lab-box": {
+                "hosts": 2,
+                "slots": 4,
+                "ram_mb": 2048,
+                "platform": "linux-x86_64",
+                "ram_total_mb": 4096,
+                "cpus": 4,
+                "node_ids": ["node-0", "node-1"],
+            },
+        },  # fmt: skip
+        "dags": [summary],
+    }
+    return status, {**summary, "tasks": tasks}
+
+
+class FakeClient:
+    """Implements the `Client` protocol over fixed dicts."""
+
+    def __init__(self, status: dict[str, Any], results: dict[str, Any], closed: threading.Event) -> None:
+        self._status = status
+        self._results = results
+        self._closed = closed
+        self._updates = 0
+
+    def status(self) -> dict[str, Any]:
+        return copy.deepcopy(self._status)
+
+    def results(self, dag_id: str, *, with_output: bool = True, task_id: str = "") -> dict[str, Any]:
+        if dag_id != self._results["dag_id"]:
+            raise KeyError(dag_id)
+        tasks = [t for t in self._results["tasks"] if not task_id or t["task_id"] == task_id]
+        if task_id and not tasks:
+            raise KeyError(task_id)
+        if not with_output:
+            tasks = [{k: v for k, v in t.items() if k not in ("output", "stderr")} for t in tasks]
+        return copy.deepcopy({**self._results, "tasks": tasks})
+
+    def submit(self, spec: Any) -> str:
+        raise RuntimeError("the fake controller takes no DAGs")
+
+    def cancel(self, dag_id: str) -> dict[str, Any]:
+        return {"cancelled": 0}
+
+    def watch(self, lease: float = 10.0) -> dict[str, Any]:
+        return {"lease": 10, "push_interval": 0.25}
+
+    def next_update(self, timeout: float) -> dict[str, Any] | None:
+        # Block like the real one (the controller pushes at most every 0.25 s): an immediate reply
+        # would race the monitor's first render (see the report on DagItem.update before mount).
+        self._closed.wait(timeout)
+        self._updates += 1
+        return self.status() if self._updates == 1 else None
+
+    def close(self) -> None:
+        pass
+
+
+class FakeBackend(Backend):
+    """Connects to the fake controller; starts nothing."""
+
+    def __init__(self, dag_state: str = "running") -> None:
+        super().__init__(hosts=2)
+        self.status, self.results = _scenario(dag_state)
+        self._stop = threading.Event()
+
+    def connect(self, address: Address) -> FakeClient:  # type: ignore[override]
+        return FakeClient(self.status, self.results, self._stop)
+
+    def start_cluster(self, ram_per_node: int) -> Address:
+        raise RuntimeError("the fake backend starts no cluster")
+
+    def close(self) -> None:
+        self._stop.set()

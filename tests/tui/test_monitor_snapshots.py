@@ -1,0 +1,70 @@
+"""Snapshots of the monitor against a fake controller (a running and a succeeded DAG, 80x24 and
+160x48) and of the help screen. The fake's data is fixed, so nothing depends on clocks or the network."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import DataTable, Label, Markdown, Static
+
+from bxthre3.tui.help_screen import HelpScreen
+from bxthre3.tui.monitor import DagItem, MonitorScreen
+
+from .snapshot_apps import monitor_app, picker_app
+
+
+async def _wait_for(pilot, predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def _settle_monitor(n_tasks: int, first_output: str):
+    async def settle(pilot) -> None:
+        def applied() -> bool:
+            screen = pilot.app.screen
+            if not isinstance(screen, MonitorScreen):
+                return False
+            items = list(screen.query(DagItem))
+            return (
+                screen.query_one("#tasks", DataTable).row_count == n_tasks
+                and screen.query_one("#hosts", DataTable).row_count == 2
+                and len(items) == 1
+                and "hello_fanout" in str(items[0].query_one(".dag-label", Label).render())
+                and first_output in str(screen.query_one("#output", Static).render())
+            )
+
+        await _wait_for(pilot, applied, "the fake controller's snapshot and the first task's output")
+        await pilot.pause()
+        await pilot.wait_for_animation()
+        await pilot.pause()
+
+    return settle
+
+
+MONITOR_CASES = [
+    ("running", 5, "prepared 3 greetings"),
+    ("succeeded", 5, "prepared 3 greetings"),
+]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize(("dag_state", "n_tasks", "first_output"), MONITOR_CASES, ids=["running", "succeeded"])
+def test_monitor(snap_compare, dag_state: str, n_tasks: int, first_output: str, size: tuple[int, int]) -> None:
+    assert snap_compare(monitor_app(dag_state), terminal_size=size, run_before=_settle_monitor(n_tasks, first_output))
+
+
+def test_help_screen_80x24(snap_compare) -> None:
+    async def open_help(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await _wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "the help screen")
+        await _wait_for(pilot, lambda: bool(pilot.app.screen.query_one(Markdown).children), "the help text")
+        await pilot.pause()
+        await pilot.wait_for_animation()
+        await pilot.pause()
+
+    assert snap_compare(picker_app(), terminal_size=(80, 24), run_before=open_help)
