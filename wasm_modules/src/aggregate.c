@@ -11,31 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *read_all_stdin(size_t *out_len) {
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        return NULL;
-    }
-    for (;;) {
-        if (len == cap) {
-            char *bigger = realloc(buf, cap * 2);
-            if (bigger == NULL) {
-                free(buf);
-                return NULL;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len, stdin);
-        len += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    *out_len = len;
-    return buf;
-}
+#include "stdin.h"
 
 static void print_part(const char *part, size_t len) {
     while (len > 0 && (part[len - 1] == '\n' || part[len - 1] == '\r')) {

@@ -11,35 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stdin.h"
+
 static int is_trailing_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/* Reads all of stdin into a malloc'd buffer; returns NULL (and says why) on failure. */
-static char *read_all_stdin(size_t *out_len) {
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        return NULL;
-    }
-    for (;;) {
-        if (len == cap) {
-            char *bigger = realloc(buf, cap * 2);
-            if (bigger == NULL) {
-                free(buf);
-                return NULL;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len, stdin);
-        len += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    *out_len = len;
-    return buf;
 }
 
 static int greet(const char *greeting, int argc, char **argv) {
