@@ -31,6 +31,8 @@ import msgpack
 from bxthre3 import limits
 from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
+from bxthre3.processes import PACKAGE_ROOT as _PACKAGE_ROOT
+from bxthre3.processes import child_env
 from bxthre3.wasm_sandbox import MemoryLimitError, cap_memory
 
 _HEADER = struct.Struct(">I")
@@ -59,7 +61,7 @@ reads an override from the environment variable BXTHRE3_EXECUTOR_RETIRE_RSS_BYTE
 CLOSE_TIMEOUT_S = 2.0
 """How long `close` waits for the child to exit on its own before killing it."""
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+
 """The directory holding the `bxthre3` package: the child's cwd and first import path."""
 
 
@@ -274,9 +276,7 @@ class Executor:
         results_read, results_write = os.pipe()
         log = open(self._log_path, "ab") if self._log_path is not None else subprocess.DEVNULL
         try:
-            env = dict(os.environ)
-            path = env.get("PYTHONPATH")
-            env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
+            env = child_env()
             self._process = subprocess.Popen(
                 [
                     sys.executable,

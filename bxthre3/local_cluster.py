@@ -9,7 +9,6 @@ process started here is killed by PID on exit, on Ctrl-C, and if this process di
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from .addresses import Address
 from .client import ControllerClient
 from .controller import Controller
 from .errors import ClusterError
-from .processes import die_with_parent
+from .processes import child_env, die_with_parent
 from .scheduler import SchedulerConfig
 
 log = logging.getLogger(__name__)
@@ -103,11 +102,8 @@ class LocalCluster:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             cmd += ["--log-file", str(self.log_dir / f"host_{node_id}.log")]
-        env = dict(os.environ)
-        if self.log_dir is None:
-            env["BXTHRE3_LOG_DIR"] = self._stderr_dir.name  # not ./logs: `run` leaves nothing behind
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        # not ./logs: `run` leaves nothing behind
+        env = child_env({"BXTHRE3_LOG_DIR": self._stderr_dir.name} if self.log_dir is None else None)
         with open(Path(self._stderr_dir.name) / f"{node_id}.stderr", "wb") as stderr:
             return subprocess.Popen(
                 cmd,

@@ -53,7 +53,7 @@ from typing import Any
 
 from .addresses import Address
 from .errors import Bxthre3Error
-from .processes import die_with_parent
+from .processes import child_env, die_with_parent
 from .ram_probe import available_ram_mb, cpu_count, is_android
 
 log = logging.getLogger(__name__)
@@ -430,10 +430,7 @@ class NodeManager:
         return cmd + self.host_args
 
     def _spawn(self, host: _ManagedHost, now: float) -> None:
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        pdeathsig = sys.platform.startswith("linux") or is_android()
+        env = child_env()
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             stderr_path = self._stderr_path(host)
@@ -448,7 +445,7 @@ class NodeManager:
                     stderr=out,
                     env=env,
                     start_new_session=True,  # Ctrl-C reaches the manager only; it stops the hosts
-                    preexec_fn=die_with_parent if pdeathsig else None,
+                    preexec_fn=die_with_parent,  # a no-op where prctl does not exist
                 )
         except OSError as exc:  # EAGAIN on a process-limited phone, a full disk...
             log.warning("cannot start host %s: %s", host.node_id, exc)

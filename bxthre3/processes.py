@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+"""The directory holding the `bxthre3` package, so children find it even from a source checkout."""
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a `python -m bxthre3...` child, the package root first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
 
 
 def die_with_parent() -> None:
