@@ -36,6 +36,7 @@ WATCH_LEASE_S = 10.0
 
 HOST_COLUMNS = ("node", "device", "platform", "RAM", "slots", "running", "done", "failed", "seen s")
 TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
+TASK_COLUMN_WIDTHS = {"task": 16, "state": 15, "node": 12, "attempts": 8, "duration": 9, "reason": 14}
 
 
 class DagItem(ListItem):
@@ -150,8 +151,10 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#hosts", DataTable).add_columns(*HOST_COLUMNS)
         tasks = self.query_one("#tasks", DataTable)
+        # Fixed widths: the table is updated cell by cell as results arrive, and auto-sized
+        # columns would jump (and render differently depending on arrival order).
         for label in TASK_COLUMNS:
-            tasks.add_column(label, key=label)
+            tasks.add_column(label, key=label, width=TASK_COLUMN_WIDTHS[label])
         self.query_one("#submit-path", Input).display = False
         if self.address is None:
             self.query_one("#totals", Static).update("Starting the embedded cluster…")

@@ -21,4 +21,6 @@ CONTROLLER = Address("127.0.0.1", 5000)
 
 def monitor_app(dag_state: str) -> Bxthre3App:
     """The monitor of a fake controller with one hello_fanout DAG, "running" or "succeeded"."""
-    return make_app(controller=CONTROLLER, backend=FakeBackend(dag_state), environ={}, ram_probe=lambda: 4096)
+    app = make_app(controller=CONTROLLER, backend=FakeBackend(dag_state), environ={}, ram_probe=lambda: 4096)
+    app.animation_level = "none"  # progress bars must not be caught mid-animation
+    return app
