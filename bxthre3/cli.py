@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(sub)
     _add_results(sub)
     _add_cancel(sub)
+    _add_retry(sub)
     _add_validate(sub)
     from .workloads import register_cli
 
@@ -207,6 +208,7 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
         help="also run a node manager here (the original 'Controller + Node Manager' role)",
     )  # fmt: skip
     _add_scaling_options(p)
+    _add_status_file_option(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_controller)
 
@@ -240,8 +242,9 @@ def _run_controller(args: argparse.Namespace) -> int:
 
         metrics = Metrics()
     controller = Controller(
-        host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics
-    )
+        host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics,
+        status_file=_status_file(args),
+    )  # fmt: skip
     stop = _stop_on_signals()
     beacon = None
     try:
@@ -279,6 +282,7 @@ def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argpa
     worker = threading.Thread(target=controller.serve, args=(stop,), name="bxthre3-controller", daemon=True)
     worker.start()
     manager = _node_manager(args, Address("127.0.0.1", port))
+    controller.status_extra = lambda: {"node_manager": manager.snapshot()}
     try:
         if getattr(args, "with_ui", False) and sys.stdin.isatty() and sys.stdout.isatty():
             from .tui.app import run_tui
@@ -342,9 +346,23 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, help="module cache (default ~/.cache/bxthre3/modules)")
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
+    _add_status_file_option(p)
     _add_discovery_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_host)
+
+
+def _add_status_file_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--status-file", type=Path, metavar="PATH",
+        help="keep this role's own state in PATH as JSON, rewritten twice a second (the TUI reads it)",
+    )  # fmt: skip
+
+
+def _status_file(args: argparse.Namespace) -> Any:
+    from .status_file import StatusFile
+
+    return StatusFile(args.status_file) if getattr(args, "status_file", None) else None
 
 
 def _run_host(args: argparse.Namespace) -> int:
@@ -366,7 +384,7 @@ def _run_host(args: argparse.Namespace) -> int:
         device=args.device or socket.gethostname(),
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
-    host = Host(address, config, cache=cache)
+    host = Host(address, config, cache=cache, status_file=_status_file(args))
     stop = _stop_on_signals()
     print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
     host.run(stop)
@@ -401,6 +419,7 @@ def _add_node_manager(sub: argparse._SubParsersAction) -> None:
         "--controller", metavar="ADDR", help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV}, else discovery)"
     )
     _add_scaling_options(p)
+    _add_status_file_option(p)
     _add_discovery_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_node_manager)
@@ -432,7 +451,12 @@ def _run_node_manager(args: argparse.Namespace) -> int:
     manager = _node_manager(args, _find_controller(args))
     stop = _stop_on_signals()
     print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
+    status = _status_file(args)
+    if status is not None:
+        status.start_thread(stop, lambda: {"role": "node-manager", "node_manager": manager.snapshot()})
     manager.run(stop)
+    if status is not None:
+        status.write({"role": "node-manager", "node_manager": manager.snapshot(), "state": "stopped"})
     return EXIT_INTERRUPTED if getattr(stop, "signal", None) == signal.SIGINT else EXIT_OK
 
 
@@ -616,6 +640,31 @@ def _run_cancel(args: argparse.Namespace) -> int:
         f"{counts.get('succeeded', 0)} had succeeded)"
     )
     return EXIT_OK
+
+
+def _add_retry(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "retry", help="run a DAG's failed, upstream-failed and cancelled tasks again (succeeded ones are kept)"
+    )
+    p.add_argument("dag_id", help="the id `submit` printed")
+    p.add_argument("--wait", action="store_true", help="wait for the DAG to end, with a progress bar")
+    _add_controller_option(p)
+    p.set_defaults(handler=_run_retry)
+
+
+def _run_retry(args: argparse.Namespace) -> int:
+    from .client import ControllerClient
+
+    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+        summary = client.retry(args.dag_id)
+        print(f"{args.dag_id}: {summary.get('retried', 0)} task(s) started again, DAG {summary.get('state')}")
+        if not args.wait:
+            return EXIT_OK
+        from .progress import DagProgress
+
+        with DagProgress(str(summary.get("name", args.dag_id)), int(summary.get("total", 0))) as progress:
+            client.wait(args.dag_id, progress.update)
+        return _print_results(client.results(args.dag_id), as_json=False)
 
 
 def _print_results(results: dict[str, Any], *, as_json: bool) -> int:

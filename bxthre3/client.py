@@ -132,6 +132,10 @@ class ControllerClient:
     def cancel(self, dag_id: str) -> dict[str, Any]:
         return self.request(lambda r: protocol.CancelRequest(r, dag_id))
 
+    def retry(self, dag_id: str) -> dict[str, Any]:
+        """Start the DAG's failed and cancelled tasks again; the reply is its summary plus ``retried``."""
+        return self.request(lambda r: protocol.RetryRequest(r, dag_id))
+
     def wait(
         self,
         dag_id: str,

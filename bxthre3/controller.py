@@ -27,6 +27,7 @@ from .scheduler import (
     Assign,
     DagCancelled,
     DagFinished,
+    DagRetried,
     DagSubmitted,
     ForgetHost,
     HostJoined,
@@ -39,6 +40,7 @@ from .scheduler import (
     Tick,
 )
 from .scheduler.core import REPLACED
+from .status_file import StatusFile
 from .store import MEMORY, PrunePolicy, Store
 from .zmq_util import configure
 
@@ -76,6 +78,7 @@ class Controller:
         state_dir: Path | str = MEMORY,
         prune: PrunePolicy | None = None,
         metrics: Metrics | None = None,
+        status_file: StatusFile | None = None,
     ) -> None:
         self.bind_host = host
         self.port = port
@@ -90,6 +93,10 @@ class Controller:
         """Frames of this batch, sent only after the journal commit that makes them true."""
         self._next_prune = 0.0
         self.metrics = metrics
+        self.status_file = status_file
+        self.status_extra: Callable[[], dict[str, Any]] | None = None
+        """More state for the status file (the node manager's, when one runs in this process)."""
+        self.started_at = clock()
         self.watchers: dict[bytes, float] = {}
         """Subscribed UI clients: identity -> lease end."""
         self._watch_seq = 0
@@ -173,6 +180,8 @@ class Controller:
                     self.metrics.publish(take_snapshot(self.scheduler, self.dropped_frames))
                 if self.watchers and now >= self._next_push:
                     self._push_updates(now)
+                if self.status_file is not None:
+                    self.status_file.maybe_write(lambda at=now: self._own_status(at))
                 next_tick = now + TICK_INTERVAL_S
             self._commit_and_send()
 
@@ -276,6 +285,9 @@ class Controller:
             self._apply(self.scheduler.handle(DagCancelled(msg.dag_id, now)))
             log.info("DAG %s cancelled on request", msg.dag_id)
             self._reply(identity, msg.req_id, views.dag_summary(dag, now))
+        elif kind is protocol.RetryRequest:
+            assert isinstance(msg, protocol.RetryRequest)
+            self._retry(identity, msg, now)
         elif kind is protocol.ProgressRequest or kind is protocol.ResultsRequest:
             dag = self.scheduler.dags.get(msg.dag_id)  # type: ignore[attr-defined]
             if dag is None:
@@ -292,6 +304,20 @@ class Controller:
                 self._reply(identity, msg.req_id, view)
         else:
             self._drop(f"unexpected {kind.__name__} from a peer")
+
+    def _retry(self, identity: bytes, msg: protocol.RetryRequest, now: float) -> None:
+        dag = self.scheduler.dags.get(msg.dag_id)
+        if dag is None:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, f"no DAG with id {msg.dag_id!r}"))
+            return
+        again = len(self.scheduler.tasks_to_retry(dag))
+        if again == 0:
+            error = f"DAG {msg.dag_id!r} has no failed, upstream-failed or cancelled task to retry"
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            return
+        self._apply(self.scheduler.handle(DagRetried(msg.dag_id, now)))
+        log.info("DAG %s: %d task(s) retried on request", msg.dag_id, again)
+        self._reply(identity, msg.req_id, {**views.dag_summary(dag, now), "retried": again})
 
     def _register(self, identity: bytes, host_id: str, msg: protocol.Register, now: float) -> None:
         if msg.slots < 1 or msg.slots > 1024 or msg.ram_mb < 0 or not msg.node_id or len(msg.node_id) > 128:
@@ -429,6 +455,25 @@ class Controller:
         frame = protocol.encode(protocol.Update(self._watch_seq, data))
         for identity in self.watchers:
             self.outbox.append((identity, frame))
+
+    def _own_status(self, now: float) -> dict[str, Any]:
+        """The controller role's screen: where it listens, its queues, hosts and DAGs."""
+        data: dict[str, Any] = {
+            "role": "controller",
+            "controller": {
+                "address": f"{self.bind_host}:{self.port}",
+                "state_dir": str(self.state_dir),
+                "version": __version__,
+                "uptime_s": round(now - self.started_at, 3),
+                "dropped_frames": self.dropped_frames,
+                "watchers": len(self.watchers),
+                "retrying": len(self.scheduler.delayed),
+            },
+            "status": views.status_view(self.scheduler, now),
+        }
+        if self.status_extra is not None:
+            data.update(self.status_extra())
+        return data
 
     def _prune(self, now: float) -> None:
         assert self.store is not None

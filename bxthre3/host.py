@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -31,9 +32,13 @@ from .failures import FailureReason
 from .limits import MiB
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, total_ram_mb
+from .status_file import StatusFile
 from .zmq_util import configure
 
 log = logging.getLogger(__name__)
+
+HISTORY_LENGTH = 50
+"""Finished attempts a host remembers for its own screen."""
 
 EXECUTOR_OVERHEAD_MB = 512
 """Address space an executor may map beyond its start-up size and the module's memory cap.
@@ -91,6 +96,7 @@ class Host:
         context: zmq.Context | None = None,
         clock: Callable[[], float] = time.monotonic,
         executor_log: Path | None = None,
+        status_file: StatusFile | None = None,
     ) -> None:
         self.address = address
         self.config = config
@@ -120,6 +126,12 @@ class Host:
         self.next_job_id = 1
         self.completed = 0
         self.failed = 0
+        self.status_file = status_file
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LENGTH)
+        """The last attempts this host finished, newest last, for its own screen in the TUI."""
+        self.registered_since: float | None = None
+        self.registrations = 0
+        self.started = clock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,8 +143,12 @@ class Host:
             self._connect()
             while not stop.is_set():
                 self._step()
+                if self.status_file is not None:
+                    self.status_file.maybe_write(self.snapshot)
         finally:
             self._shutdown()
+            if self.status_file is not None:
+                self.status_file.write({**self.snapshot(), "state": "stopped"})
 
     def _shutdown(self) -> None:
         if self.sock is not None:
@@ -161,6 +177,7 @@ class Host:
             self.sock.setsockopt(zmq.IPV6, 1)
         self.sock.connect(self.address.endpoint)
         self.welcomed = False
+        self.registered_since = None
         now = self.clock()
         self.last_heard = now
         self._send(
@@ -262,6 +279,8 @@ class Host:
             self.liveness = msg.liveness
         self.welcomed = True
         self.backoff = 1.0
+        self.registrations += 1
+        self.registered_since = self.clock()
         for result in list(self.unacked.values()):
             self._send(result)
 
@@ -368,6 +387,17 @@ class Host:
         now: float,
     ) -> None:
         a = attempt.assign
+        self.history.append(
+            {
+                "dag_id": a.dag_id,
+                "task_id": a.task_id,
+                "attempt": a.attempt,
+                "reason": reason.value if reason else None,
+                "error": error,
+                "duration_s": round(result.duration if result else now - attempt.started, 6),
+                "finished": now,
+            }
+        )
         if reason is None:
             self.completed += 1
         else:
@@ -387,6 +417,45 @@ class Host:
         self.unacked[(a.dag_id, a.task_id, a.attempt)] = message
         if self.welcomed:
             self._send(message)
+
+    # ------------------------------------------------------------------ own state, for the TUI
+
+    def snapshot(self) -> dict[str, Any]:
+        """What this host is doing, in the shape its TUI screen shows (times as ages in seconds)."""
+        now = self.clock()
+        if self.welcomed:
+            state = "registered"
+        else:
+            state = "reconnecting" if self.registrations else "connecting"
+        return {
+            "role": "host",
+            "node_id": self.config.node_id,
+            "device": self.config.device,
+            "controller": str(self.address),
+            "state": state,
+            "registered_for_s": round(now - self.registered_since, 3) if self.registered_since is not None else None,
+            "registrations": self.registrations,
+            "uptime_s": round(now - self.started, 3),
+            "ram_mb": self.config.ram_mb,
+            "slots": len(self.slots),
+            "engine": "wasm3",
+            "succeeded": self.completed,
+            "failed": self.failed,
+            "queued": len(self.backlog),
+            "unacked": len(self.unacked),
+            "running": [
+                {
+                    "dag_id": s.attempt.assign.dag_id,
+                    "task_id": s.attempt.assign.task_id,
+                    "attempt": s.attempt.assign.attempt,
+                    "elapsed_s": round(now - s.attempt.started, 3),
+                    "timeout_s": s.attempt.assign.timeout,
+                }
+                for s in self.slots
+                if s.attempt is not None
+            ],
+            "history": [{**h, "ago_s": round(now - h["finished"], 3)} for h in reversed(self.history)],
+        }
 
     def _send(self, message: protocol.Message) -> None:
         assert self.sock is not None

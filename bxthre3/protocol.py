@@ -224,6 +224,15 @@ class CancelRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RetryRequest(Message):
+    """Run the DAG's failed, upstream-failed and cancelled tasks again (successes are kept)."""
+
+    KIND: ClassVar[str] = "retry"
+    req_id: int
+    dag_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class WatchRequest(Message):
     """Subscribe to pushed cluster updates for ``lease`` seconds (renew by sending it again)."""
 
@@ -254,7 +263,8 @@ _KINDS: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
         Register, Heartbeat, Result, Bye, Welcome, Reject, Reregister, Assign, Ack, Abort,
-        Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, WatchRequest, Update, Reply,
+        Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, RetryRequest, WatchRequest,
+        Update, Reply,
     )
 }
 _SPECS = {kind: _field_specs(cls) for kind, cls in _KINDS.items()}

@@ -6,7 +6,7 @@ carries out the instructions that come back. Keeping policy here makes it testab
 """
 
 from .core import Scheduler, SchedulerConfig
-from .events import DagCancelled, DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .events import DagCancelled, DagRetried, DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
 from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
 from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
 
@@ -17,6 +17,7 @@ __all__ = [
     "DagCancelled",
     "DagFinished",
     "DagRecord",
+    "DagRetried",
     "DagState",
     "DagSubmitted",
     "ForgetHost",

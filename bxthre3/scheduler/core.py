@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..dag_model import DagSpec, InputKind
 from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
-from .events import DagCancelled, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
 from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
@@ -81,6 +81,7 @@ class Scheduler:
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,
+            DagRetried: self._on_dag_retried,
             HostJoined: self._on_host_joined,
             HostSeen: self._on_host_seen,
             HostLeft: self._on_host_left,
@@ -141,6 +142,45 @@ class Scheduler:
         dag.finished_at = ev.now
         dag.dag_dirty = True
         out.append(DagFinished(dag.id, dag.state))
+
+    def _on_dag_retried(self, ev: DagRetried, out: list[Instruction]) -> None:
+        """Give what ended badly a fresh start; what succeeded stays done and keeps its outputs.
+
+        Attempt numbers keep counting up, so a late result from an old attempt stays stale.
+        Retries and host-loss budgets start again: the user decided the cause is fixed.
+        """
+        dag = self.dags.get(ev.dag_id)
+        if dag is None:
+            return
+        again = self.tasks_to_retry(dag)
+        if not again:
+            return
+        for task_id in again:
+            task = dag.tasks[task_id]
+            dag.set_state(task, TaskState.PENDING)
+            task.failures = 0
+            task.host_losses = 0
+            task.host_id = None
+            task.output = None
+            task.stderr = b""
+            task.exit_code = None
+            task.reason = None
+            task.error = ""
+            task.started_at = None
+            task.finished_at = None
+            task.duration = 0.0
+            task.recorded = 0
+        dag.failures.clear()  # every failed task is among those started again
+        dag.state = DagState.RUNNING
+        dag.finished_at = None
+        dag.dag_dirty = True
+        for task_id in again:
+            task = dag.tasks[task_id]
+            task.waiting_on = sum(
+                1 for dep in set(task.spec.depends_on) if dag.tasks[dep].state is not TaskState.SUCCEEDED
+            )
+            if task.waiting_on == 0:
+                self._make_ready(dag, task)
 
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
         host = HostRecord(
@@ -549,6 +589,12 @@ class Scheduler:
     def tasks_per_second(self) -> float:
         window = self.config.throughput_window
         return len(self.finished_times) / window if window > 0 else 0.0
+
+    @staticmethod
+    def tasks_to_retry(dag: DagRecord) -> list[str]:
+        """The tasks a retry would start again: failed, upstream-failed and cancelled ones."""
+        again = (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED)
+        return [task_id for task_id, task in dag.tasks.items() if task.state in again]
 
     def waiting_reasons(self) -> list[str]:
         """Why queued tasks cannot start, in words for `status` (empty when none are stuck)."""

@@ -79,10 +79,18 @@ class DagCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class DagRetried:
+    """A user asked to run the DAG's failed, cancelled and upstream-failed tasks again."""
+
+    dag_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; the scheduler checks host liveness."""
 
     now: float
 
 
-Event = DagSubmitted | DagCancelled | HostJoined | HostSeen | HostLeft | TaskFinished | Tick
+Event = DagSubmitted | DagCancelled | DagRetried | HostJoined | HostSeen | HostLeft | TaskFinished | Tick

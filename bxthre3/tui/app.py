@@ -16,16 +16,25 @@ from textual.app import App
 from textual.binding import Binding
 
 from ..addresses import Address
+from ..discovery import DISCOVERY_PORT, listen_for_controller
+from ..errors import ClusterError
 from .backend import Backend
-from .command_screen import CommandScreen
 from .help_screen import HelpScreen
 from .messages import LogLine, RolePicked, StartRequested
 from .monitor import MonitorScreen
 from .role_form import RoleFormScreen
 from .role_picker import RolePickerScreen
+from .role_process import wait_for_status
+from .role_screens import SCREENS_BY_ROLE, monitor_address
 from .roles import ROLES_BY_KEY, RoleConfig
 
 log = logging.getLogger(__name__)
+
+DISCOVERY_WAIT_S = 5.0
+"""How long a role form listens for a controller's beacon (they come every second)."""
+
+CLUSTER_START_TIMEOUT_S = 60.0
+"""How long "All components" waits for its controller to report an address."""
 
 
 class Bxthre3App(App[int]):
@@ -46,6 +55,7 @@ class Bxthre3App(App[int]):
         environ: Mapping[str, str] | None = None,
         ram_probe: Callable[[], int] | None = None,
         poll_interval: float = 0.5,
+        discover: Callable[[], str | None] | None = None,
     ) -> None:
         super().__init__()
         if start_role is not None and start_role not in ROLES_BY_KEY:
@@ -56,6 +66,7 @@ class Bxthre3App(App[int]):
         self.environ = os.environ if environ is None else environ
         self.ram_probe = ram_probe
         self.poll_interval = poll_interval
+        self.discover = discover
         self._stopping = False
 
     def on_mount(self) -> None:
@@ -69,7 +80,7 @@ class Bxthre3App(App[int]):
         return MonitorScreen(backend=self.backend, address=address, poll_interval=self.poll_interval)
 
     def _form(self, role: str) -> RoleFormScreen:
-        return RoleFormScreen(role, environ=self.environ, ram_probe=self.ram_probe)
+        return RoleFormScreen(role, environ=self.environ, ram_probe=self.ram_probe, discover=self.discover)
 
     def on_role_picked(self, message: RolePicked) -> None:
         self.push_screen(self._form(message.role))
@@ -78,21 +89,30 @@ class Bxthre3App(App[int]):
         config: RoleConfig = message.config
         if config.role == "ui":
             self.push_screen(self._monitor(config.controller))
-        elif config.role == "all":
-            monitor = self._monitor(None)
-            self.push_screen(monitor)
-            self.start_cluster(monitor, config.ram_per_node)
         else:
-            self.push_screen(CommandScreen(config))
+            self.launch_role(config)
 
-    @work(thread=True, exclusive=True, group="cluster", exit_on_error=False)
-    def start_cluster(self, monitor: MonitorScreen, ram_per_node: int) -> None:
-        monitor.post_message(LogLine(f"starting an embedded cluster: controller + {self.backend.hosts} hosts"))
+    @work(thread=True, group="roles", exit_on_error=False)
+    def launch_role(self, config: RoleConfig) -> None:
+        """Start the role's process, show its screen; for "All" the monitor too, once the controller is up."""
         try:
-            address = self.backend.start_cluster(ram_per_node)
+            process = self.backend.start_role(config)
         except Exception as exc:
-            log.exception("embedded cluster failed to start")
-            monitor.post_message(LogLine(f"the embedded cluster did not start: {exc}", error=True))
+            log.exception("cannot start %s", config.role)
+            self.call_from_thread(self.notify, f"Cannot start {config.role}: {exc}", severity="error", timeout=10)
+            return
+        self.call_from_thread(self.push_screen, SCREENS_BY_ROLE[config.role](process))
+        if config.role != "all":
+            return
+        monitor = self._monitor(None)
+        self.call_from_thread(self.push_screen, monitor)
+        monitor.post_message(LogLine(f"starting controller + node manager: {process.command_line}"))
+        status = wait_for_status(process, CLUSTER_START_TIMEOUT_S, "controller")
+        address = monitor_address(((status or {}).get("controller") or {}).get("address"))
+        if address is None:
+            lines = process.tail(3)
+            why = " / ".join(lines) or f"no word from it in {CLUSTER_START_TIMEOUT_S:g} s"
+            monitor.post_message(LogLine(f"the embedded cluster did not start: {why}", error=True))
             return
         self.call_from_thread(setattr, monitor, "address", address)
 
@@ -108,7 +128,7 @@ class Bxthre3App(App[int]):
 
     @work(thread=True, group="shutdown", exit_on_error=False)
     def shutdown(self) -> None:
-        """Stop what the UI started (hosts by PID, the controller thread), then exit."""
+        """Stop every role the UI started (each process group, by PID), then exit."""
         for worker in self.workers:
             if worker.group != "shutdown":
                 worker.cancel()
@@ -126,11 +146,33 @@ def make_app(
     backend: Backend | None = None,
     environ: Mapping[str, str] | None = None,
     ram_probe: Callable[[], int] | None = None,
+    discover: Callable[[], str | None] | None = None,
 ) -> Bxthre3App:
-    """The one factory of the CLI and the tests."""
+    """The one factory of the CLI and the tests (which inject the backend, RAM, environment and discovery)."""
     return Bxthre3App(
-        backend=backend, controller=controller, start_role=start_role, environ=environ, ram_probe=ram_probe
+        backend=backend,
+        controller=controller,
+        start_role=start_role,
+        environ=environ,
+        ram_probe=ram_probe,
+        discover=discover,
     )
+
+
+def beacon_listener(
+    *, timeout: float = DISCOVERY_WAIT_S, port: int = DISCOVERY_PORT, bind_host: str = ""
+) -> Callable[[], str | None]:
+    """What the role form calls to pre-fill the controller: ``IP:PORT`` of the first beacon, or None."""
+
+    def listen() -> str | None:
+        try:
+            ip, beacon = listen_for_controller(timeout=timeout, port=port, bind_host=bind_host)
+        except (ClusterError, OSError) as exc:
+            log.info("no controller beacon for the form: %s", exc)
+            return None
+        return str(Address(ip, beacon.zmq_port))
+
+    return listen
 
 
 def run_tui(*, controller: Address | None = None, start_role: str | None = None, log_file: Path | None = None) -> int:
@@ -140,7 +182,7 @@ def run_tui(*, controller: Address | None = None, start_role: str | None = None,
     if log_file is None:
         log_file = Path(os.environ.get("BXTHRE3_LOG_DIR", "logs")) / "ui.log"
     setup_logging("INFO", log_file, console=False)
-    app = make_app(controller=controller, start_role=start_role)
+    app = make_app(controller=controller, start_role=start_role, discover=beacon_listener())
     try:
         result = app.run()
     finally:

@@ -1,6 +1,6 @@
 """What the TUI talks to, injectable so tests drive the real app against anything.
 
-A `Backend` opens controller clients and starts an embedded cluster. Every method blocks:
+A `Backend` opens controller clients and starts roles as child processes. Every method blocks:
 call them only from thread workers. Each worker opens its own client (ZeroMQ sockets are
 not thread-safe).
 """
@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..addresses import Address
 from ..client import ControllerClient
 from ..dag_model import DagSpec
+from .role_process import RoleProcess
+from .roles import RoleConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,47 +30,62 @@ class Client(Protocol):
     def results(self, dag_id: str, *, with_output: bool = True, task_id: str = "") -> dict[str, Any]: ...
     def submit(self, spec: DagSpec) -> str: ...
     def cancel(self, dag_id: str) -> dict[str, Any]: ...
+    def retry(self, dag_id: str) -> dict[str, Any]: ...
     def watch(self, lease: float = 10.0) -> dict[str, Any]: ...
     def next_update(self, timeout: float) -> dict[str, Any] | None: ...
     def close(self) -> None: ...
 
 
 class Backend:
-    """The real thing: ControllerClient over ZeroMQ, LocalCluster for the "All components" role."""
+    """The real thing: ControllerClient over ZeroMQ, roles as `bxthre3` child processes.
 
-    def __init__(self, *, hosts: int = 2) -> None:
+    ``role_args`` adds arguments per role (tests bind to loopback, keep state in a temp dir,
+    listen for beacons on 127.255.255.255); ``hosts`` caps the node manager of "All".
+    """
+
+    def __init__(
+        self,
+        *,
+        hosts: int | None = None,
+        port: int | None = None,
+        role_args: Mapping[str, list[str]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.hosts = hosts
+        self.port = port
+        self.role_args = dict(role_args or {})
+        self.env = env
         self._lock = threading.Lock()
-        self._cluster: Any = None
+        self._processes: list[RoleProcess] = []
         self._closed = False
 
     def connect(self, address: Address) -> Client:
         return ControllerClient(address, timeout=UI_REQUEST_TIMEOUT_S)
 
-    def start_cluster(self, ram_per_node: int) -> Address:
-        """Start an embedded controller + hosts on loopback; returns the controller's address."""
-        from ..local_cluster import LocalCluster  # imports the controller: only for this role
-
-        cluster = LocalCluster(hosts=self.hosts, ram_mb=ram_per_node)
+    def start_role(self, config: RoleConfig) -> RoleProcess:
+        """Start the role as a child process; its screen follows it through the returned handle."""
+        if self.port is not None and config.role in ("controller", "all"):
+            config = replace(config, port=self.port)
+        argv = config.argv()
+        if config.role == "all" and self.hosts is not None:
+            argv += ["--max-nodes", str(self.hosts)]
+        argv += self.role_args.get(config.role, [])
         with self._lock:
             if self._closed:
-                cluster.close()
                 raise RuntimeError("the UI is shutting down")
-            self._cluster = cluster
-        cluster.start()
-        assert cluster.address is not None
-        log.info("embedded cluster at %s with %d hosts", cluster.address, self.hosts)
-        return cluster.address
+            process = RoleProcess(config.role, argv, env=self.env)
+            self._processes.append(process)
+        return process
 
     def host_pids(self) -> list[int]:
         with self._lock:
-            return [p.pid for p in self._cluster.procs] if self._cluster is not None else []
+            return [pid for p in self._processes for pid in p.host_pids()]
 
     def close(self) -> None:
-        """Stop everything this backend started (idempotent)."""
+        """Stop everything this backend started (idempotent), newest first."""
         with self._lock:
             self._closed = True
-            cluster, self._cluster = self._cluster, None
-        if cluster is not None:
-            log.info("stopping embedded cluster")
-            cluster.close()
+            processes, self._processes = self._processes, []
+        for process in reversed(processes):
+            log.info("stopping %s (pid %d)", process.role, process.pid)
+            process.stop()

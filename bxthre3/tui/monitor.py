@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -26,6 +27,7 @@ from textual.worker import get_current_worker
 
 from ..addresses import Address
 from .backend import Backend
+from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, counts_line, describe_output, host_row, pick_tasks, task_row, totals_line
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
@@ -91,11 +93,19 @@ def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
             table.add_row(*row, key=key)
 
 
+class PathInput(Input):
+    """The submit box: Tab takes the greyed path completion (as in a shell), Esc closes the box."""
+
+    BINDINGS = [Binding("tab", "cursor_right", "Complete", show=False)]
+
+
 class MonitorScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "submit", "Submit DAG"),
         Binding("c", "cancel_dag", "Cancel DAG"),
-        Binding("escape", "hide_submit", "Close input", show=False),
+        Binding("r", "retry_dag", "Retry failed"),
+        Binding("o", "pick_file", "Open file"),
+        Binding("escape", "back", "Back", show=False),
     ]
 
     address: reactive[Address | None] = reactive(None, init=False)
@@ -143,8 +153,10 @@ class MonitorScreen(Screen[None]):
         rich_log = RichLog(id="log", wrap=True, max_lines=1000)
         rich_log.border_title = "Log"
         yield rich_log
-        yield Input(
-            placeholder="DAG file to submit, e.g. dags/hello_fanout.yaml (Enter submits, Esc closes)", id="submit-path"
+        yield PathInput(
+            placeholder="DAG file to submit, e.g. dags/hello_fanout.yaml (Tab completes, Enter submits, Esc closes)",
+            suggester=PathSuggester(),
+            id="submit-path",
         )
         yield Footer()
 
@@ -419,6 +431,24 @@ class MonitorScreen(Screen[None]):
             box.display = False
             self.query_one("#tasks", DataTable).focus()
 
+    def action_back(self) -> None:
+        """Esc: close the submit box; else back to the role screen this monitor was opened from."""
+        if self.query_one("#submit-path", Input).display:
+            self.action_hide_submit()
+            return
+        from .role_screens import RoleScreen
+
+        stack = self.app.screen_stack
+        if len(stack) >= 2 and stack[-1] is self and isinstance(stack[-2], RoleScreen):
+            self.dismiss()
+
+    def action_pick_file(self) -> None:
+        def picked(path: Path | None) -> None:
+            if path is not None:
+                self._submit_path(str(path))
+
+        self.app.push_screen(FilePickerScreen(Path.cwd()), picked)
+
     @on(Input.Submitted, "#submit-path")
     def _path_entered(self, event: Input.Submitted) -> None:
         path = event.value.strip()
@@ -426,6 +456,9 @@ class MonitorScreen(Screen[None]):
             return
         event.input.value = ""
         self.action_hide_submit()
+        self._submit_path(path)
+
+    def _submit_path(self, path: str) -> None:
         if self.address is None:
             self.write_log("the cluster is not running yet", error=True)
             return
@@ -459,21 +492,33 @@ class MonitorScreen(Screen[None]):
         self.select_dag(message.dag_id)
 
     def action_cancel_dag(self) -> None:
+        self._dag_action("cancel")
+
+    def action_retry_dag(self) -> None:
+        self._dag_action("retry")
+
+    def _dag_action(self, verb: str) -> None:
         if self.address is None or self.selected_dag is None:
             self.write_log("no DAG selected", error=True)
             return
-        self.write_log(f"cancelling {self.selected_dag}")
-        self.cancel_dag(self.address, self.selected_dag)
+        self.write_log(f"{verb} {self.selected_dag}…")
+        self.dag_action(self.address, self.selected_dag, verb)
 
-    @work(thread=True, group="cancel", exit_on_error=False)
-    def cancel_dag(self, address: Address, dag_id: str) -> None:
+    @work(thread=True, group="dag-action", exit_on_error=False)
+    def dag_action(self, address: Address, dag_id: str, verb: str) -> None:
+        """Cancel or retry: the controller's reply (the DAG's summary) or its refusal goes to the log."""
         try:
             client = self.backend.connect(address)
             try:
-                reply = client.cancel(dag_id)
+                reply = client.cancel(dag_id) if verb == "cancel" else client.retry(dag_id)
             finally:
                 client.close()
         except Exception as exc:
-            self.post_message(LogLine(f"cancel failed: {exc}", error=True))
+            self.post_message(LogLine(f"{verb} {dag_id} failed: {exc}", error=True))
             return
-        self.post_message(LogLine(f"cancel {dag_id}: {reply or 'ok'}"))
+        counts = reply.get("counts", {})
+        if verb == "cancel":
+            done = f"{counts.get('cancelled', 0)} task(s) cancelled, {counts.get('succeeded', 0)} had succeeded"
+        else:
+            done = f"{reply.get('retried', 0)} task(s) started again"
+        self.post_message(LogLine(f"{verb} {dag_id}: {done}; DAG {reply.get('state', '?')}"))

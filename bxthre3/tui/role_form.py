@@ -34,9 +34,12 @@ class RoleFormScreen(Screen[None]):
         *,
         environ: Mapping[str, str] | None = None,
         ram_probe: Callable[[], int] | None = None,
+        discover: Callable[[], str | None] | None = None,
     ) -> None:
         super().__init__()
         self.role = ROLES_BY_KEY[role]
+        self.discover = discover
+        """Listens for a controller beacon (blocking, bounded); None: no listening (tests, `--controller`)."""
         self.environ = os.environ if environ is None else environ
         self.ram_probe = ram_probe
 
@@ -47,7 +50,11 @@ class RoleFormScreen(Screen[None]):
             yield Static(f"[b]{self.role.digit}  {self.role.title}[/b] — {self.role.description}", id="form-title")
             if "controller" in fields:
                 yield Label("Controller address (IP or IP:PORT)")
-                yield Input(self.environ.get(CONTROLLER_ENV, "127.0.0.1:5000"), id="controller")
+                placeholder = "listening for a controller's beacon… (empty: the role looks for one itself)"
+                if self.role.key == "ui":
+                    placeholder = "listening for a controller's beacon…"
+                yield Input(self.environ.get(CONTROLLER_ENV, ""), placeholder=placeholder, id="controller")
+                yield Static("", id="discovered")
             if "port" in fields:
                 yield Label("Port")
                 yield Input(str(DEFAULT_PORT), id="port", type="integer", validators=[Integer(1, 65535)])
@@ -71,6 +78,8 @@ class RoleFormScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query(Input).first().focus()
+        if "controller" in self.role.fields and self.discover is not None and not self.environ.get(CONTROLLER_ENV):
+            self.listen_for_beacon()
         if "ram" in self.role.fields:
             self._update_nodes()
             self.probe_ram()
@@ -116,6 +125,24 @@ class RoleFormScreen(Screen[None]):
                 f"of {ram} MB  ((available − 512) // RAM per node)"
             )
 
+    @work(thread=True, exclusive=True, group="discovery", exit_on_error=False)
+    def listen_for_beacon(self) -> None:
+        assert self.discover is not None
+        found = self.discover()
+        self.app.call_from_thread(self._discovered, found)
+
+    def _discovered(self, found: str | None) -> None:
+        field = self.query_one("#controller", Input)
+        hint = self.query_one("#discovered", Static)
+        if found is None:
+            field.placeholder = "no beacon heard: type the controller's IP[:PORT]"
+            return
+        if not field.value.strip():
+            field.value = found
+            hint.update(f"Found by its beacon on the LAN: {found}")
+        else:
+            hint.update(f"A controller also announces itself at {found}")
+
     @on(Button.Pressed, "#back")
     def action_back(self) -> None:
         self.dismiss()
@@ -134,7 +161,11 @@ class RoleFormScreen(Screen[None]):
         fields = self.role.fields
         kwargs: dict[str, object] = {}
         if "controller" in fields:
-            kwargs["controller"] = parse_address(self.query_one("#controller", Input).value.strip())
+            text = self.query_one("#controller", Input).value.strip()
+            if text:
+                kwargs["controller"] = parse_address(text)
+            elif self.role.key == "ui":
+                raise ValueError("enter the controller's address (IP or IP:PORT)")
         if "port" in fields:
             text = self.query_one("#port", Input).value.strip()
             port = int(text) if text.isdigit() else 0

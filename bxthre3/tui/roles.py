@@ -21,7 +21,7 @@ class Role:
     fields: tuple[str, ...]
     """Form fields this role needs, among: controller, port, ram, node_id."""
     command: str
-    """The command line that starts this role by hand (shown when the TUI does not embed it)."""
+    """The command that runs this role outside the TUI; the TUI runs the same in a child process."""
 
 
 ROLES: tuple[Role, ...] = (
@@ -43,7 +43,7 @@ ROLES: tuple[Role, ...] = (
     Role(
         "all", "5", "All components",
         "Controller and hosts on this device (loopback), with the monitor",
-        ("ram",), "bxthre3 all",
+        ("ram",), "bxthre3 controller --with-node-manager --host 127.0.0.1 --no-beacon",
     ),
 )  # fmt: skip
 
@@ -67,17 +67,19 @@ class RoleConfig:
     ram_per_node: int = DEFAULT_RAM_PER_NODE
     node_id: str = ""
 
+    def argv(self) -> list[str]:
+        """The `bxthre3 ...` arguments that run this role (what the TUI starts, and shows)."""
+        role = ROLES_BY_KEY[self.role]
+        args = role.command.split()[1:]
+        if "controller" in role.fields and self.controller is not None:
+            args += ["--controller", str(self.controller)]
+        if "port" in role.fields or self.role == "all":
+            args += ["--port", str(self.port)]
+        if "ram" in role.fields:
+            args += ["--ram-limit" if self.role == "host" else "--ram-per-node", str(self.ram_per_node)]
+        if "node_id" in role.fields and self.node_id:
+            args += ["--node-id", self.node_id]
+        return args
+
     def command_line(self) -> str:
-        """The equivalent shell command, for roles the TUI does not run itself."""
-        parts = [ROLES_BY_KEY[self.role].command]
-        fields = ROLES_BY_KEY[self.role].fields
-        if "controller" in fields and self.controller is not None:
-            parts.append(f"--controller {self.controller}")
-        if "port" in fields:
-            parts.append(f"--port {self.port}")
-        if "ram" in fields:
-            flag = "--ram-limit" if self.role == "host" else "--ram-per-node"
-            parts.append(f"{flag} {self.ram_per_node}")
-        if "node_id" in fields and self.node_id:
-            parts.append(f"--node-id {self.node_id}")
-        return " ".join(parts)
+        return " ".join(["bxthre3", *self.argv()])

@@ -175,7 +175,10 @@ class FakeClient:
         raise RuntimeError("the fake controller takes no DAGs")
 
     def cancel(self, dag_id: str) -> dict[str, Any]:
-        return {"cancelled": 0}
+        return {**self._results, "tasks": None, "state": "cancelled"}
+
+    def retry(self, dag_id: str) -> dict[str, Any]:
+        raise RuntimeError(f"DAG {dag_id!r} has no failed, upstream-failed or cancelled task to retry")
 
     def watch(self, lease: float = 10.0) -> dict[str, Any]:
         return {"lease": 10, "push_interval": 0.25}
@@ -207,3 +210,81 @@ class FakeBackend(Backend):
 
     def close(self) -> None:
         self._stop.set()
+
+
+def _node_manager_status() -> dict[str, Any]:
+    return {
+        "name": "lab-box",
+        "platform": "linux",
+        "controller": "127.0.0.1:5000",
+        "ram_available_mb": 3328,
+        "probe_error": None,
+        "cpus": 4,
+        "policy": {"ram_per_node": 128, "min_free_ram": 512, "max_nodes": 4},
+        "formula": {"available_ram_mb": 3328, "held_nodes": 2, "effective_ram_mb": 3584, "target_nodes": 4},
+        "sigkill_deaths": 0,
+        "hosts": [
+            {"node_id": "lab-box-1", "pid": 2101, "state": "running", "restarts": 0, "uptime_s": 95.0,
+             "restart_in_s": None, "last_exit": None},
+            {"node_id": "lab-box-2", "pid": 2102, "state": "backoff", "restarts": 2, "uptime_s": None,
+             "restart_in_s": 3.5, "last_exit": "killed by signal 9 (SIGKILL)"},
+        ],
+    }  # fmt: skip
+
+
+def role_status(role: str) -> dict[str, Any]:
+    """What each role's status file holds, frozen (ages fixed), for the role screens' snapshots."""
+    if role == "host":
+        return {
+            "role": "host", "node_id": "phone-1", "device": "pixel-7", "controller": "192.168.1.10:5000",
+            "state": "registered", "registered_for_s": 42.0, "registrations": 1, "uptime_s": 43.0,
+            "ram_mb": 128, "slots": 1, "engine": "wasm3", "succeeded": 2, "failed": 1, "queued": 0, "unacked": 0,
+            "running": [{"dag_id": "d-0001", "task_id": "tile_3", "attempt": 1, "elapsed_s": 1.2, "timeout_s": 60}],
+            "history": [
+                {"dag_id": "d-0001", "task_id": "tile_2", "attempt": 2, "reason": None, "error": "",
+                 "duration_s": 0.3141, "ago_s": 1.5},
+                {"dag_id": "d-0001", "task_id": "tile_1", "attempt": 1, "reason": "timeout", "error": "",
+                 "duration_s": 60.0, "ago_s": 3.0},
+                {"dag_id": "d-0001", "task_id": "prepare", "attempt": 1, "reason": None, "error": "",
+                 "duration_s": 0.0021, "ago_s": 40.0},
+            ],
+        }  # fmt: skip
+    if role == "node-manager":
+        return {"role": "node-manager", "node_manager": _node_manager_status()}
+    status, _ = _scenario("running")
+    return {
+        "role": "controller",
+        "controller": {"address": "0.0.0.0:5000", "state_dir": "/home/me/.local/share/bxthre3/controller",
+                       "version": "0.1.0", "uptime_s": 300.0, "dropped_frames": 0, "watchers": 1, "retrying": 0},
+        "status": status,
+        "node_manager": _node_manager_status(),
+    }  # fmt: skip
+
+
+class FakeRoleProcess:
+    """Stands in for `RoleProcess`: a fixed status and a few output lines, no process."""
+
+    def __init__(self, role: str, argv: list[str]) -> None:
+        self.role = role
+        self.command_line = " ".join(["bxthre3", *argv])
+        self.pid = 4242
+        self._lines = [f"bxthre3 {role} started", "INFO everything is fine"]
+
+    def returncode(self) -> int | None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return role_status(self.role)
+
+    def new_output_lines(self) -> list[str]:
+        lines, self._lines = self._lines, []
+        return lines
+
+    def tail(self, lines: int = 5) -> list[str]:
+        return []
+
+    def host_pids(self) -> list[int]:
+        return []
+
+    def stop(self, grace: float = 0.0) -> int | None:
+        return 0

@@ -24,3 +24,25 @@ def monitor_app(dag_state: str) -> Bxthre3App:
     app = make_app(controller=CONTROLLER, backend=FakeBackend(dag_state), environ={}, ram_probe=lambda: 4096)
     app.animation_level = "none"  # progress bars must not be caught mid-animation
     return app
+
+
+def role_form_app(role: str) -> Bxthre3App:
+    """The form of ``role`` (no beacon listening, a fixed controller where one is asked for)."""
+    return make_app(start_role=role, environ={"BXTHRE3_CONTROLLER": "192.168.1.10:5000"}, ram_probe=lambda: 4096)
+
+
+def role_screen_app(role: str) -> Bxthre3App:
+    """The live screen of ``role`` following a fake process with a frozen status."""
+    from bxthre3.tui.role_screens import SCREENS_BY_ROLE
+    from bxthre3.tui.roles import RoleConfig
+
+    from .fake_backend import FakeRoleProcess
+
+    app = make_app(backend=FakeBackend("running"), environ={}, ram_probe=lambda: 4096)
+    argv = RoleConfig(role, controller=Address("192.168.1.10", 5000), node_id="phone-1").argv()
+
+    async def push() -> None:
+        await app.push_screen(SCREENS_BY_ROLE[role](FakeRoleProcess(role, argv)))  # type: ignore[arg-type]
+
+    app.call_later(push)
+    return app

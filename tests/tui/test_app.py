@@ -55,18 +55,13 @@ def test_digits_arrows_and_live_node_count() -> None:
             await pilot.press("2")
             await pilot.pause()
             assert app.screen.role.key == "controller"
-            await pilot.click("#start")
-            await pilot.pause()
-            assert "bxthre3 controller --with-node-manager --port 5000" in str(
-                app.screen.query_one("#command-line", Static).render()
-            )
 
     asyncio.run(run())
 
 
 def test_all_components_runs_hello_fanout_and_quits_clean(monkeypatch) -> None:
     monkeypatch.chdir(REPO)
-    backend = Backend(hosts=2)
+    backend = Backend(hosts=2, port=0, role_args={"all": ["--state-dir", ":memory:"]})
     pids: list[int] = []
 
     async def run() -> None:
@@ -79,8 +74,8 @@ def test_all_components_runs_hello_fanout_and_quits_clean(monkeypatch) -> None:
             monitor = app.screen
             hosts = monitor.query_one("#hosts", DataTable)
             await wait_until(pilot, lambda: hosts.row_count == 2, 30, "2 hosts in the hosts table")
+            await wait_until(pilot, lambda: len(backend.host_pids()) == 2, 10, "the node manager to report 2 hosts")
             pids.extend(backend.host_pids())
-            assert len(pids) == 2
 
             await pilot.press("s")
             await pilot.pause()

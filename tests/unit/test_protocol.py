@@ -33,6 +33,7 @@ SAMPLES: list[protocol.Message] = [
     protocol.Update(3, {"totals": {"hosts": 1}}),
     protocol.Abort("dag-1", "t", 3),
     protocol.CancelRequest(6, "dag-1"),
+    protocol.RetryRequest(9, "dag-1"),
     protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
 ]
 

@@ -14,6 +14,7 @@ from bxthre3.scheduler import (
     Assign,
     DagCancelled,
     DagFinished,
+    DagRetried,
     DagState,
     DagSubmitted,
     ForgetHost,
@@ -475,3 +476,46 @@ def test_limbo_attempt_the_node_does_not_declare_is_requeued_at_once() -> None:
     [again] = assigns(s.handle(HostJoined("h", "n1", 1, 128, 101.0)))  # n1 holds nothing
     assert (again.task_id, again.attempt) == ("a", 2)
     assert ("d1", "b") in s.limbo, "n2 has not come back yet: b keeps waiting for it"
+
+
+def test_retry_starts_failed_and_upstream_failed_tasks_again_and_keeps_successes() -> None:
+    s = Scheduler(SchedulerConfig(default_retries=0, retry_backoff=0.0))
+    spec = dag(task("root"), task("bad", "root"), task("child", "bad"), task("side"))
+    s.handle(DagSubmitted("d1", spec, 0.0))
+    root, side = assigns(join(s, "h1", slots=2))
+    [bad] = assigns(ok(s, root, b"R"))
+    ok(s, side, b"S")
+    assert effects(fail(s, bad)) == [DagFinished("d1", DagState.FAILED)]
+    d = s.dags["d1"]
+    assert s.tasks_to_retry(d) == ["bad", "child"]
+    d.dirty.clear()
+    [again] = assigns(s.handle(DagRetried("d1", 2.0)))
+    assert (again.task_id, again.attempt) == ("bad", 2), "attempt numbers keep counting up"
+    assert again.stdin == b"" and d.state is DagState.RUNNING and d.finished_at is None
+    assert d.tasks["child"].state is TaskState.PENDING and d.tasks["child"].waiting_on == 1
+    assert d.tasks["root"].output == b"R" and d.tasks["side"].state is TaskState.SUCCEEDED
+    assert not d.failures and d.dirty == {"bad", "child"} and d.dag_dirty
+    assert effects(fail(s, bad)) == [], "a late result of the old attempt is stale"
+    [child] = assigns(ok(s, again, b"B"))
+    assert child.task_id == "child"
+    assert effects(ok(s, child, b"C")) == [DagFinished("d1", DagState.SUCCEEDED)]
+    assert all(t.recorded == 1 for t in d.tasks.values()), "each task's end is recorded once per run"
+    assert d.counts[TaskState.SUCCEEDED] == 4 and d.done == 4
+
+
+def test_retry_of_a_cancelled_dag_and_of_one_with_nothing_to_retry() -> None:
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b", "a")), 0.0))
+    [a] = assigns(join(s, "h1"))
+    s.handle(DagCancelled("d1", 0.5))
+    assert s.dags["d1"].state is DagState.CANCELLED
+    [again] = assigns(s.handle(DagRetried("d1", 1.0)))
+    assert (again.task_id, again.attempt) == ("a", 2)
+    assert effects(ok(s, a, b"late")) == [], "the cancelled attempt's result is stale"
+    [b] = assigns(ok(s, again, b"A"))
+    assert b.task_id == "b" and b.stdin == b""
+    assert effects(ok(s, b, b"B")) == [DagFinished("d1", DagState.SUCCEEDED)]
+    d = s.dags["d1"]
+    assert s.tasks_to_retry(d) == []
+    assert s.handle(DagRetried("d1", 2.0)) == [] and d.state is DagState.SUCCEEDED
+    assert s.handle(DagRetried("unknown", 2.0)) == []

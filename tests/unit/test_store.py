@@ -7,7 +7,16 @@ from pathlib import Path
 
 from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.failures import FailureReason
-from bxthre3.scheduler import DagState, DagSubmitted, HostJoined, Scheduler, SchedulerConfig, TaskFinished, TaskState
+from bxthre3.scheduler import (
+    DagRetried,
+    DagState,
+    DagSubmitted,
+    HostJoined,
+    Scheduler,
+    SchedulerConfig,
+    TaskFinished,
+    TaskState,
+)
 from bxthre3.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
 from tests.conftest import WASM_MODULES
 
@@ -57,6 +66,28 @@ def test_flush_then_load_restores_states_outputs_and_attempts(tmp_path: Path) ->
     assert d.failures == {"exit_code": 1}
     assert sum(d.counts.values()) == 5
     store2.close()
+
+
+def test_a_retried_dag_is_running_again_after_a_restart(tmp_path: Path) -> None:
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0))
+    store = Store(tmp_path)
+    dag_spec = spec(t("a"), t("b", "a", retries=0))
+    store.add_dag("d1", dag_spec, 1.0)
+    s.handle(DagSubmitted("d1", dag_spec, 1.0))
+    s.handle(HostJoined("h", "node", 1, 128, 1.0))
+    s.handle(TaskFinished("h", "d1", "a", 1, 2.0, output=b"A"))
+    s.handle(TaskFinished("h", "d1", "b", 1, 3.0, exit_code=3, reason=FailureReason.EXIT_CODE, error="boom"))
+    store.flush(s)
+    assert s.dags["d1"].state is DagState.FAILED
+    s.handle(DagRetried("d1", 4.0))
+    store.flush(s)
+    store.close()
+    fresh = Scheduler()
+    Store(tmp_path).load(fresh, 5.0)
+    d = fresh.dags["d1"]
+    assert d.state is DagState.RUNNING and d.finished_at is None and not d.failures
+    assert d.tasks["a"].output == b"A" and d.tasks["b"].reason is None and d.tasks["b"].error == ""
+    assert d.tasks["b"].state in (TaskState.READY, TaskState.RUNNING) and d.tasks["b"].failures == 0
 
 
 def test_an_unflushed_change_is_not_in_the_journal(tmp_path: Path) -> None:
