@@ -106,9 +106,12 @@ class ControllerClient:
     def progress(self, dag_id: str) -> dict[str, Any]:
         return self.request(lambda r: protocol.ProgressRequest(r, dag_id))
 
-    def results(self, dag_id: str, *, with_output: bool = True, task_id: str = "") -> dict[str, Any]:
-        """One DAG's tasks; ``with_output=False`` leaves out outputs, ``task_id`` asks for one task only."""
-        return self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id))
+    def results(
+        self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0
+    ) -> dict[str, Any]:
+        """One DAG's tasks; ``with_output=False`` leaves out outputs, ``task_id`` asks for one task only,
+        ``limit`` caps the tasks sent (unfinished and failed first, then the most recently finished)."""
+        return self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id, limit))
 
     def watch(self, lease: float = 10.0) -> dict[str, Any]:
         """Subscribe to pushed updates; call again before ``lease`` seconds pass to keep them coming."""

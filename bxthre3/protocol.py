@@ -214,6 +214,8 @@ class ResultsRequest(Message):
     """False leaves out every task's output and stderr (a cheap task table)."""
     task_id: str = ""
     """Non-empty: only this task (unknown: the reply is not ok, "no task ...")."""
+    limit: int = 0
+    """Positive: at most this many tasks, the ones a UI shows first (see `views.pick_tasks`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ they live in one pure module and are documented by the tests that check them.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
@@ -123,11 +124,45 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
 
 
 def results_view(
-    dag: DagRecord, scheduler: Scheduler, now: float, with_output: bool = True, task_id: str = ""
+    dag: DagRecord,
+    scheduler: Scheduler,
+    now: float,
+    with_output: bool = True,
+    task_id: str = "",
+    limit: int = 0,
 ) -> dict[str, Any]:
-    """The DAG's summary and its tasks: all of them, or only ``task_id`` (KeyError if unknown)."""
-    tasks = [dag.tasks[task_id]] if task_id else dag.tasks.values()
+    """The DAG's summary and its tasks: all of them, only ``task_id`` (KeyError if unknown), or at
+    most ``limit`` chosen by `pick_tasks` (a UI's table of a 100,000-task DAG needs a page, not all)."""
+    if task_id:
+        tasks: list[TaskRecord] = [dag.tasks[task_id]]
+    elif limit > 0:
+        tasks = pick_tasks(list(dag.tasks.values()), limit)
+    else:
+        tasks = list(dag.tasks.values())
     return {
         **dag_summary(dag, now),
         "tasks": [task_view(t, scheduler, with_output=with_output) for t in tasks],
     }
+
+
+_FINISHED_OK = frozenset({TaskState.SUCCEEDED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})
+"""Finished and not failed: the tasks that make room for the others when a DAG is big."""
+
+_STATE_RANK = {TaskState.RUNNING: 0, TaskState.RETRYING: 1, TaskState.FAILED: 2, TaskState.READY: 3}
+
+
+def pick_tasks(tasks: list[TaskRecord], limit: int) -> list[TaskRecord]:
+    """At most ``limit`` tasks in DAG order: unfinished and failed first (running, retrying, failed,
+    ready, pending), then the most recently finished."""
+    if len(tasks) <= limit:
+        return tasks
+
+    def rank(item: tuple[int, TaskRecord]) -> tuple[int, float, int]:
+        i, task = item
+        if task.state in _FINISHED_OK:
+            return (1, -(task.finished_at or 0.0), i)
+        return (0, _STATE_RANK.get(task.state, 4), i)
+
+    chosen = heapq.nsmallest(limit, enumerate(tasks), key=rank)
+    chosen.sort(key=lambda item: item[0])
+    return [task for _, task in chosen]

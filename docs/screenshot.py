@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 async def shoot(dag: Path, out: Path) -> None:
-    backend = Backend(hosts=2)
+    backend = Backend(hosts=2, port=0, role_args={"all": ["--state-dir", ":memory:"]})
     app = make_app(backend=backend, environ={}, ram_probe=lambda: 4096)
     try:
         async with app.run_test(size=(120, 34)) as pilot:

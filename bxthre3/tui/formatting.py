@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 MAX_TEXT_SHOWN = 64 * 1024
@@ -79,27 +78,4 @@ def task_row(task: dict[str, Any]) -> tuple[str, ...]:
 
 
 MAX_TASK_ROWS = 500
-"""The task table shows at most this many tasks of a DAG."""
-
-_FINISHED_STATES = frozenset({"succeeded", "upstream_failed", "cancelled"})
-"""Finished and not failed: the tasks that make room for the others when a DAG is big."""
-
-_STATE_RANK = {"running": 0, "retrying": 1, "failed": 2, "ready": 3, "pending": 4}
-
-
-def pick_tasks(tasks: list[dict[str, Any]], limit: int = MAX_TASK_ROWS) -> list[dict[str, Any]]:
-    """At most ``limit`` tasks for the table, in DAG order: unfinished and failed tasks first
-    (running, retrying, failed, ready, pending), then the most recently finished."""
-    if len(tasks) <= limit:
-        return tasks
-
-    def rank(item: tuple[int, dict[str, Any]]) -> tuple[int, float, int]:
-        i, task = item
-        state = task.get("state", "")
-        if state in _FINISHED_STATES:
-            return (1, -float(task.get("finished_at") or 0.0), i)
-        return (0, _STATE_RANK.get(state, 5), i)
-
-    chosen = heapq.nsmallest(limit, enumerate(tasks), key=rank)
-    chosen.sort(key=lambda item: item[0])
-    return [task for _, task in chosen]
+"""The task table shows at most this many tasks of a DAG (the controller picks which)."""

@@ -28,7 +28,7 @@ from textual.worker import get_current_worker
 from ..addresses import Address
 from .backend import Backend
 from .file_picker import FilePickerScreen, PathSuggester
-from .formatting import MAX_TASK_ROWS, counts_line, describe_output, host_row, pick_tasks, task_row, totals_line
+from .formatting import MAX_TASK_ROWS, counts_line, describe_output, host_row, task_row, totals_line
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class MonitorScreen(Screen[None]):
                     if summary is not None:
                         key = (dag_id, summary["state"], summary["done"], tuple(summary["counts"].items()))
                         if key != last_key:
-                            results = client.results(dag_id, with_output=False)  # type: ignore[arg-type]
+                            results = client.results(dag_id, with_output=False, limit=MAX_TASK_ROWS)  # type: ignore[arg-type]
                             last_key = key
                     self.post_message(ClusterSnapshot(status, results))
                 except Exception as exc:  # unreachable, refused, or a broken reply: say so, retry
@@ -294,11 +294,12 @@ class MonitorScreen(Screen[None]):
         self._results = results
         tasks = results.get("tasks", [])
         self._tasks_by_id = {t["task_id"]: t for t in tasks}
-        shown = pick_tasks(tasks, MAX_TASK_ROWS)
+        shown = tasks[:MAX_TASK_ROWS]
         table = self.query_one("#tasks", DataTable)
         title = f"Tasks of {results.get('name', '')} ({results.get('state', '')})"
-        if len(shown) < len(tasks):
-            title += f" · showing {len(shown)} of {len(tasks)} tasks"
+        total = int(results.get("total", len(tasks)))
+        if len(shown) < total:
+            title += f" · showing {len(shown)} of {total:,} tasks"
         table.border_title = title
         rows = {t["task_id"]: task_row(t) for t in shown}
         if rows != self._task_rows:
