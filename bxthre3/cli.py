@@ -226,6 +226,8 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run_controller(args: argparse.Namespace) -> int:
+    if getattr(args, "with_ui", False) and sys.stdin.isatty() and sys.stdout.isatty():
+        return _run_all_with_ui(args)
     from .controller import Controller
     from .logs import setup_logging
     from .scheduler import SchedulerConfig
@@ -276,26 +278,31 @@ def _run_controller(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_all_with_ui(args: argparse.Namespace) -> int:
+    """`bxthre3 all` on a terminal: the TUI runs controller + node manager as its child (the same
+    command without a terminal), so the roles never compete with the screen for the GIL."""
+    from .tui.app import run_tui
+    from .tui.roles import RoleConfig
+
+    forwarded = ["--host", args.host, "--min-free-ram", str(args.min_free_ram), "--log-level", args.log_level]
+    if args.state_dir:
+        forwarded += ["--state-dir", args.state_dir]
+    if args.max_nodes is not None:
+        forwarded += ["--max-nodes", str(args.max_nodes)]
+    if args.device_name:
+        forwarded += ["--device-name", args.device_name]
+    config = RoleConfig("all", port=args.port, ram_per_node=_ram_per_node(args))
+    return run_tui(start_config=config, role_args={"all": forwarded}, log_file=_role_log(args, "ui_node.log"))
+
+
 def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argparse.Namespace, port: int) -> None:
-    """Controller loop in a thread, node manager on a long-lived thread (its hosts die with that
-    thread), and with `all` on a terminal the monitor on the main thread; leaving the UI stops all."""
+    """Controller loop in a thread, node manager on the main thread (its hosts die with it)."""
     worker = threading.Thread(target=controller.serve, args=(stop,), name="bxthre3-controller", daemon=True)
     worker.start()
     manager = _node_manager(args, Address("127.0.0.1", port))
     controller.status_extra = lambda: {"node_manager": manager.snapshot()}
     try:
-        if getattr(args, "with_ui", False) and sys.stdin.isatty() and sys.stdout.isatty():
-            from .tui.app import run_tui
-
-            nm = threading.Thread(target=manager.run, args=(stop,), name="bxthre3-node-manager", daemon=True)
-            nm.start()
-            try:
-                run_tui(controller=Address("127.0.0.1", port), log_file=_role_log(args, "ui_node.log"))
-            finally:
-                stop.set()
-                nm.join(15)
-        else:
-            manager.run(stop)
+        manager.run(stop)
     finally:
         stop.set()
         worker.join(5)
@@ -425,18 +432,21 @@ def _add_node_manager(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_node_manager)
 
 
+def _ram_per_node(args: argparse.Namespace) -> int:
+    if args.ram_per_node is not None:
+        return int(args.ram_per_node)
+    env = os.environ.get("RAM_PER_NODE", "").strip()
+    try:
+        return int(env) if env else 128
+    except ValueError:
+        raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
+
+
 def _node_manager(args: argparse.Namespace, controller: Address) -> Any:
     from .node_manager import NodeManager, ScalingPolicy
 
-    ram = args.ram_per_node
-    if ram is None:
-        env = os.environ.get("RAM_PER_NODE", "").strip()
-        try:
-            ram = int(env) if env else 128
-        except ValueError:
-            raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
     policy = ScalingPolicy(
-        ram_per_node=ram,
+        ram_per_node=_ram_per_node(args),
         min_free_ram=args.min_free_ram,
         **({"max_nodes": args.max_nodes} if args.max_nodes is not None else {}),
     )

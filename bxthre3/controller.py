@@ -255,7 +255,7 @@ class Controller:
                 )
             )
         elif kind is protocol.Heartbeat:
-            self.scheduler.handle(HostSeen(host_id, now))
+            self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb))  # type: ignore[attr-defined]
         elif kind is protocol.Register:
             assert isinstance(msg, protocol.Register)
             self._register(identity, host_id, msg, now)

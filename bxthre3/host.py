@@ -31,7 +31,7 @@ from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .limits import MiB
 from .module_cache import ModuleCache
-from .ram_probe import cpu_count, total_ram_mb
+from .ram_probe import cpu_count, resident_mb, total_ram_mb
 from .status_file import StatusFile
 from .zmq_util import configure
 
@@ -301,7 +301,7 @@ class Host:
                 )
                 self._start_work()
         if now - self.last_sent >= self.heartbeat_interval:
-            self._send(protocol.Heartbeat())
+            self._send(protocol.Heartbeat(rss_mb=self._rss_mb()))
         silent = now - self.last_heard
         limit = self.heartbeat_interval * self.liveness
         if silent > max(limit, self.backoff if not self.welcomed else 0.0):
@@ -417,6 +417,11 @@ class Host:
         self.unacked[(a.dag_id, a.task_id, a.attempt)] = message
         if self.welcomed:
             self._send(message)
+
+    def _rss_mb(self) -> int:
+        """Resident memory of this host and its executors (what the device really gives up), or -1."""
+        pids = [os.getpid()] + [s.executor.pid for s in self.slots if s.executor.pid]
+        return resident_mb(pids)
 
     # ------------------------------------------------------------------ own state, for the TUI
 

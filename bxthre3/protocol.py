@@ -102,6 +102,8 @@ class Register(Message):
 @dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
     KIND: ClassVar[str] = "heartbeat"
+    rss_mb: int = -1
+    """Host to controller: memory the host and its executors use now, in MB (-1: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)

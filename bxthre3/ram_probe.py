@@ -99,3 +99,26 @@ def total_ram_mb() -> int:
         return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024))
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+def resident_mb(pids: list[int]) -> int:
+    """Resident memory of these processes together in MB, or -1 when it cannot be read.
+
+    /proc/<pid>/statm first (one small read per process, no psutil objects per heartbeat;
+    Android lets an app read its own processes), then psutil where /proc is missing (macOS).
+    """
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+        return total // MiB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return sum(psutil.Process(pid).memory_info().rss for pid in pids) // MiB
+    except Exception:
+        return -1

@@ -101,19 +101,20 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
         f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
     )
     hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("node", "device", "platform", "RAM MB", "slots", "running", "done", "failed", "seen"):
+    for col in ("node", "device", "platform", "RAM use/limit", "slots", "running", "done", "failed", "seen", "state"):
         hosts.add_column(col, overflow="fold", no_wrap=col == "node")
     for h in status.get("hosts", []):
         hosts.add_row(
             escape(h["node_id"]),
             escape(h.get("device", "")),
             escape(h.get("platform", "")),
-            str(h.get("ram_mb")),
+            f"{h['rss_mb'] if h.get('rss_mb', -1) >= 0 else '?'}/{h.get('ram_mb')} MB",
             str(h.get("slots")),
             escape(", ".join(h.get("running", []))) or "-",
             str(h.get("succeeded")),
             str(h.get("failed")),
             f"{h.get('last_seen_s', 0):.1f}s ago",
+            str(h.get("state", "")),
         )
     for reason in status.get("waiting", []):
         console.print(f"[yellow]waiting:[/] {escape(reason)}")

@@ -11,14 +11,24 @@ from typing import Any
 
 from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
 
+JSON_FORMAT = 1
+"""Version of the `status` and `results` shapes (docs/JSON.md); bumped only when a field changes meaning or goes."""
 
-def host_view(host: HostRecord, now: float) -> dict[str, Any]:
+def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
+    """busy / idle, or silent once two heartbeats are missing (it is declared dead after `liveness`)."""
+    if now - host.last_seen > 2 * heartbeat_interval:
+        return "silent"
+    return "busy" if host.running else "idle"
+
+
+def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0) -> dict[str, Any]:
     return {
         "node_id": host.node_id,
         "device": host.device,
         "platform": host.platform,
         "engine": host.engine,
         "ram_mb": host.ram_mb,
+        "rss_mb": host.rss_mb,
         "slots": host.slots,
         "running": [f"{d}/{t}" for d, t in host.running],
         "succeeded": host.succeeded,
@@ -26,6 +36,7 @@ def host_view(host: HostRecord, now: float) -> dict[str, Any]:
         "recent": list(host.recent),
         "modules": len(host.modules),
         "last_seen_s": round(max(0.0, now - host.last_seen), 3),
+        "state": host_state(host, now, heartbeat_interval),
         "uptime_s": round(max(0.0, now - host.joined_at), 3),
     }
 
@@ -49,7 +60,8 @@ def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
 
 
 def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    hosts = [host_view(h, now) for h in scheduler.hosts.values()]
+    beat = scheduler.config.heartbeat_interval
+    hosts = [host_view(h, now, beat) for h in scheduler.hosts.values()]
     devices: dict[str, dict[str, Any]] = {}
     for h in scheduler.hosts.values():
         d = devices.setdefault(
@@ -62,6 +74,7 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
         d["slots"] += h.slots
         d["ram_mb"] += h.ram_mb
     return {
+        "format": JSON_FORMAT,
         "totals": {
             "devices": len(devices),
             "hosts": len(hosts),
@@ -140,6 +153,7 @@ def results_view(
     else:
         tasks = list(dag.tasks.values())
     return {
+        "format": JSON_FORMAT,
         **dag_summary(dag, now),
         "tasks": [task_view(t, scheduler, with_output=with_output) for t in tasks],
     }

@@ -260,6 +260,8 @@ class Scheduler:
         host = self.hosts.get(ev.host_id)
         if host is not None:
             host.last_seen = ev.now
+            if ev.rss_mb >= 0:
+                host.rss_mb = ev.rss_mb
 
     def _on_host_left(self, ev: HostLeft, out: list[Instruction]) -> None:
         host = self.hosts.get(ev.host_id)

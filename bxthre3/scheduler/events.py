@@ -42,6 +42,8 @@ class HostSeen:
 
     host_id: str
     now: float
+    rss_mb: int = -1
+    """From a heartbeat: the host's memory use in MB (-1: not reported)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,8 @@ class HostRecord:
     """(dag id, task id) -> attempt, for every attempt assigned to this host and not yet reported."""
     succeeded: int = 0
     failed: int = 0
+    rss_mb: int = -1
+    """Memory the host process and its executors use, from its last heartbeat (-1: unknown)."""
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     """The last tasks this host finished, as "dag/task", for `status`."""
 

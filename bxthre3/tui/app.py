@@ -56,6 +56,7 @@ class Bxthre3App(App[int]):
         ram_probe: Callable[[], int] | None = None,
         poll_interval: float = 0.5,
         discover: Callable[[], str | None] | None = None,
+        start_config: RoleConfig | None = None,
     ) -> None:
         super().__init__()
         if start_role is not None and start_role not in ROLES_BY_KEY:
@@ -67,12 +68,16 @@ class Bxthre3App(App[int]):
         self.ram_probe = ram_probe
         self.poll_interval = poll_interval
         self.discover = discover
+        self.start_config = start_config
+        """A role to start at once, skipping picker and form (`bxthre3 all` on a terminal)."""
         self._stopping = False
 
     def on_mount(self) -> None:
         self.push_screen(RolePickerScreen())
         if self.controller is not None and self.start_role in (None, "ui"):
             self.push_screen(self._monitor(self.controller))
+        elif self.start_config is not None:
+            self.launch_role(self.start_config)
         elif self.start_role is not None:
             self.push_screen(self._form(self.start_role))
 
@@ -147,6 +152,7 @@ def make_app(
     environ: Mapping[str, str] | None = None,
     ram_probe: Callable[[], int] | None = None,
     discover: Callable[[], str | None] | None = None,
+    start_config: RoleConfig | None = None,
 ) -> Bxthre3App:
     """The one factory of the CLI and the tests (which inject the backend, RAM, environment and discovery)."""
     return Bxthre3App(
@@ -156,6 +162,7 @@ def make_app(
         environ=environ,
         ram_probe=ram_probe,
         discover=discover,
+        start_config=start_config,
     )
 
 
@@ -175,14 +182,27 @@ def beacon_listener(
     return listen
 
 
-def run_tui(*, controller: Address | None = None, start_role: str | None = None, log_file: Path | None = None) -> int:
+def run_tui(
+    *,
+    controller: Address | None = None,
+    start_role: str | None = None,
+    start_config: RoleConfig | None = None,
+    role_args: Mapping[str, list[str]] | None = None,
+    log_file: Path | None = None,
+) -> int:
     """Run the TUI in this terminal; logs go to `log_file` only (never to the terminal)."""
     from ..logs import setup_logging
 
     if log_file is None:
         log_file = Path(os.environ.get("BXTHRE3_LOG_DIR", "logs")) / "ui.log"
     setup_logging("INFO", log_file, console=False)
-    app = make_app(controller=controller, start_role=start_role, discover=beacon_listener())
+    app = make_app(
+        controller=controller,
+        start_role=start_role,
+        start_config=start_config,
+        backend=Backend(role_args=role_args),
+        discover=beacon_listener(),
+    )
     try:
         result = app.run()
     finally:

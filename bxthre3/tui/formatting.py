@@ -57,13 +57,21 @@ def host_row(host: dict[str, Any]) -> tuple[str, ...]:
         str(host["node_id"]),
         str(host.get("device") or ""),
         str(host.get("platform") or ""),
-        f"{host.get('ram_mb', 0)} MB",
+        _ram_use(host),
         str(host.get("slots", 0)),
         str(len(host.get("running") or ())),
         str(host.get("succeeded", 0)),
         str(host.get("failed", 0)),
         f"{float(host.get('last_seen_s', 0.0)):.1f}",
+        str(host.get("state", "")),
     )
+
+
+def _ram_use(host: dict[str, Any]) -> str:
+    """``use/limit MB``: what the host and its executors hold now, against its tasks' limit."""
+    rss = host.get("rss_mb", -1)
+    limit = host.get("ram_mb", 0)
+    return f"{rss}/{limit} MB" if isinstance(rss, int) and rss >= 0 else f"?/{limit} MB"
 
 
 def task_row(task: dict[str, Any]) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 WATCH_LEASE_S = 10.0
 """Subscription lease; renewed at half of it."""
 
-HOST_COLUMNS = ("node", "device", "platform", "RAM", "slots", "running", "done", "failed", "seen s")
+HOST_COLUMNS = ("node", "device", "platform", "RAM use", "slots", "running", "done", "failed", "seen s", "state")
 TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
 TASK_COLUMN_WIDTHS = {"task": 16, "state": 15, "node": 12, "attempts": 8, "duration": 9, "reason": 14}
 

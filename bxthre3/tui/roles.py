@@ -43,7 +43,7 @@ ROLES: tuple[Role, ...] = (
     Role(
         "all", "5", "All components",
         "Controller and hosts on this device (loopback), with the monitor",
-        ("ram",), "bxthre3 controller --with-node-manager --host 127.0.0.1 --no-beacon",
+        ("ram",), "bxthre3 controller --with-node-manager --host 127.0.0.1",
     ),
 )  # fmt: skip
 

@@ -67,6 +67,8 @@ def _hosts(running: list[list[str]], succeeded: tuple[int, int]) -> list[dict[st
             "recent": [],
             "modules": 1,
             "last_seen_s": 0.4 + i,
+            "state": "busy" if running[i] else "idle",
+            "rss_mb": 61 + 7 * i,
             "uptime_s": 120.0,
         }
         for i in range(2)
