@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from bxthre3.addresses import Address  # noqa: E402
 from bxthre3.client import ControllerClient  # noqa: E402
 from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec  # noqa: E402
+from bxthre3.security import CurveKeys, new_token  # noqa: E402
 from bxthre3.wasm_inspect import check_wasi_command  # noqa: E402
 
 
@@ -82,7 +83,8 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=1)
     args = ap.parse_args()
 
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    token = new_token()  # CURVE on, as in every default cluster
+    env = dict(os.environ, PYTHONPATH=str(REPO), BXTHRE3_TOKEN=token)
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     tmp = tempfile.TemporaryDirectory()
@@ -102,7 +104,7 @@ def main() -> int:
         for i in range(2):
             start("host", "--controller", f"127.0.0.1:{port}", "--node-id", f"bench-{i}",
                   "--slots", str(args.slots), "--cache-dir", f"{tmp.name}/cache")  # fmt: skip
-        with ControllerClient(Address("127.0.0.1", port)) as client:
+        with ControllerClient(Address("127.0.0.1", port), keys=CurveKeys.from_token(token)) as client:
             deadline = time.monotonic() + 30
             while client.status()["totals"]["hosts"] < 2:
                 if time.monotonic() > deadline:

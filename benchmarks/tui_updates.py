@@ -36,7 +36,7 @@ async def measure(dag: Path, n: int) -> None:
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.press("5")
             await pilot.pause()
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             while not (isinstance(app.screen, MonitorScreen) and app.screen.query_one("#hosts", DataTable).row_count):
                 await pilot.pause(0.1)
             monitor = app.screen

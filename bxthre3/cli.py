@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
 from .errors import Bxthre3Error, ClusterError
+from .zmq_util import is_loopback
 
 MAX_SLOTS = 64
 """Most executor processes one host may run: each is a process and a share of memory."""
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results(sub)
     _add_cancel(sub)
     _add_retry(sub)
+    _add_token(sub)
     _add_validate(sub)
     from .workloads import register_cli
 
@@ -125,6 +127,68 @@ def _add_controller_option(p: argparse.ArgumentParser) -> None:
         help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV}, else 127.0.0.1:{DEFAULT_PORT})",
     )
     p.add_argument("--timeout", type=SECONDS, default=10.0, help="seconds to wait for each reply (default 10)")
+    _add_token_options(p)
+
+
+def _add_token_options(p: argparse.ArgumentParser, *, controller: bool = False) -> None:
+    whose = (
+        "this cluster's token (default: $BXTHRE3_TOKEN, else the one kept in --state-dir, created on first start)"
+        if controller
+        else "the cluster token (default: $BXTHRE3_TOKEN, else the local controller's; `bxthre3 token` prints it)"
+    )
+    p.add_argument("--token", help=whose)
+    p.add_argument(
+        "--insecure", action="store_true",
+        help="no encryption or authentication (plaintext); only to or on 127.0.0.1",
+    )  # fmt: skip
+
+
+def _member_token(args: argparse.Namespace) -> str | None:
+    """The token a member (host, node manager, CLI, UI) presents; None with --insecure."""
+    from .security import resolve_token
+    from .store import default_state_dir
+
+    if getattr(args, "insecure", False):
+        return None
+    return resolve_token(getattr(args, "token", None), state_dir=default_state_dir())
+
+
+def _member_keys(args: argparse.Namespace) -> Any:
+    from .security import CurveKeys
+
+    token = _member_token(args)
+    return CurveKeys.from_token(token) if token else None
+
+
+def _controller_token(args: argparse.Namespace, state_dir: Path | str) -> str | None:
+    """--token > $BXTHRE3_TOKEN > the state dir's token (created on first start); None with --insecure."""
+    from .security import TOKEN_ENV, check_token, load_or_create_token, new_token
+
+    if args.insecure:
+        return None
+    if args.token:
+        return check_token(args.token, "--token")
+    if os.environ.get(TOKEN_ENV, "").strip():
+        return check_token(os.environ[TOKEN_ENV], f"${TOKEN_ENV}")
+    if str(state_dir) == ":memory:":
+        token = new_token()
+        print(f"cluster token (this run only; hosts need it): {token}", file=sys.stderr, flush=True)
+        return token
+    return load_or_create_token(state_dir)
+
+
+def _add_token(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="print this device's cluster token (created if there is none yet)")
+    p.add_argument("--state-dir", help="the controller's state dir (default ~/.local/share/bxthre3/controller)")
+    p.set_defaults(handler=_run_token)
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from .security import load_or_create_token
+    from .store import default_state_dir
+
+    print(load_or_create_token(args.state_dir or default_state_dir()))
+    return EXIT_OK
 
 
 def _add_discovery_options(p: argparse.ArgumentParser) -> None:
@@ -209,6 +273,7 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     _add_scaling_options(p)
     _add_status_file_option(p)
+    _add_token_options(p, controller=True)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_controller)
 
@@ -243,10 +308,16 @@ def _run_controller(args: argparse.Namespace) -> int:
         from .metrics import Metrics
 
         metrics = Metrics()
+    if args.insecure and not is_loopback(args.host):
+        raise Bxthre3Error(f"--insecure serves plaintext, so only on loopback (--host 127.0.0.1), not {args.host}")
+    token = _controller_token(args, state_dir)
+    from .security import CurveKeys
+
     controller = Controller(
         host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics,
-        status_file=_status_file(args),
+        status_file=_status_file(args), keys=CurveKeys.from_token(token) if token else None,
     )  # fmt: skip
+    controller.token = token
     stop = _stop_on_signals()
     beacon = None
     try:
@@ -258,7 +329,7 @@ def _run_controller(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise ClusterError(f"cannot serve metrics on {args.host}:{args.metrics_port}: {exc.strerror}") from exc
             print(f"metrics on http://{args.host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
-        if not args.no_beacon and not _is_loopback(args.host):
+        if not args.no_beacon and not is_loopback(args.host):
             from .discovery import Beacon, BeaconSender
 
             cluster_id = args.cluster_id or _cluster_id(state_dir)
@@ -291,26 +362,26 @@ def _run_all_with_ui(args: argparse.Namespace) -> int:
         forwarded += ["--max-nodes", str(args.max_nodes)]
     if args.device_name:
         forwarded += ["--device-name", args.device_name]
+    if args.insecure:
+        forwarded.append("--insecure")
     config = RoleConfig("all", port=args.port, ram_per_node=_ram_per_node(args))
-    return run_tui(start_config=config, role_args={"all": forwarded}, log_file=_role_log(args, "ui_node.log"))
+    log_file = _role_log(args, "ui_node.log")
+    return run_tui(
+        start_config=config, role_args={"all": forwarded}, token=args.token, insecure=args.insecure, log_file=log_file
+    )
 
 
 def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argparse.Namespace, port: int) -> None:
     """Controller loop in a thread, node manager on the main thread (its hosts die with it)."""
     worker = threading.Thread(target=controller.serve, args=(stop,), name="bxthre3-controller", daemon=True)
     worker.start()
-    manager = _node_manager(args, Address("127.0.0.1", port))
+    manager = _node_manager(args, Address("127.0.0.1", port), controller.token)
     controller.status_extra = lambda: {"node_manager": manager.snapshot()}
     try:
         manager.run(stop)
     finally:
         stop.set()
         worker.join(5)
-
-
-def _is_loopback(host: str) -> bool:
-    """Beacons from a loopback-only controller would point hosts at an address they cannot reach."""
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _cluster_id(state_dir: Path | str) -> str:
@@ -354,6 +425,7 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
     _add_status_file_option(p)
+    _add_token_options(p)
     _add_discovery_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_host)
@@ -391,7 +463,7 @@ def _run_host(args: argparse.Namespace) -> int:
         device=args.device or socket.gethostname(),
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
-    host = Host(address, config, cache=cache, status_file=_status_file(args))
+    host = Host(address, config, cache=cache, status_file=_status_file(args), keys=_member_keys(args))
     stop = _stop_on_signals()
     print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
     host.run(stop)
@@ -427,6 +499,7 @@ def _add_node_manager(sub: argparse._SubParsersAction) -> None:
     )
     _add_scaling_options(p)
     _add_status_file_option(p)
+    _add_token_options(p)
     _add_discovery_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_node_manager)
@@ -442,7 +515,9 @@ def _ram_per_node(args: argparse.Namespace) -> int:
         raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
 
 
-def _node_manager(args: argparse.Namespace, controller: Address) -> Any:
+def _node_manager(args: argparse.Namespace, controller: Address, token: str | None) -> Any:
+    """The node manager; its hosts get ``token`` through their environment (argv is public), or
+    --insecure when it is None."""
     from .node_manager import NodeManager, ScalingPolicy
 
     policy = ScalingPolicy(
@@ -451,14 +526,17 @@ def _node_manager(args: argparse.Namespace, controller: Address) -> Any:
         **({"max_nodes": args.max_nodes} if args.max_nodes is not None else {}),
     )
     log_dir = _role_log(args, "node_manager.log").parent
-    return NodeManager(controller, policy, name=args.device_name, log_dir=log_dir)
+    return NodeManager(
+        controller, policy, name=args.device_name, log_dir=log_dir, token=token, insecure=token is None
+    )
 
 
 def _run_node_manager(args: argparse.Namespace) -> int:
     from .logs import setup_logging
 
     setup_logging(args.log_level, _role_log(args, "node_manager.log"))
-    manager = _node_manager(args, _find_controller(args))
+    token = _member_token(args)
+    manager = _node_manager(args, _find_controller(args), token)
     stop = _stop_on_signals()
     print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
     status = _status_file(args)
@@ -478,6 +556,7 @@ def _add_all(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_number(int, 0, 65535, "port"), default=DEFAULT_PORT, help="controller port")
     p.add_argument("--state-dir", help="controller state (default ~/.local/share/bxthre3/controller)")
     _add_scaling_options(p)
+    _add_token_options(p, controller=True)
     _add_log_options(p, "INFO")
     p.set_defaults(
         handler=_run_controller, with_node_manager=True, with_ui=True, no_beacon=False, cluster_id=None,
@@ -496,14 +575,21 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
         "--role", choices=["ui", "controller", "node-manager", "host", "all"], help="skip the role picker"
     )
     p.add_argument("--log-file", type=Path, help="the UI's log (default: logs/ui.log; never the terminal)")
+    _add_token_options(p)
     p.set_defaults(handler=_run_ui)
 
 
 def _run_ui(args: argparse.Namespace) -> int:
+    from .security import check_token
     from .tui.app import run_tui
 
     controller = controller_from_env_or(args.controller) if args.controller else None
-    return int(run_tui(controller=controller, start_role=args.role, log_file=args.log_file))
+    token = check_token(args.token, "--token") if args.token else None
+    return int(
+        run_tui(
+            controller=controller, start_role=args.role, log_file=args.log_file, token=token, insecure=args.insecure
+        )
+    )
 
 
 # ---------------------------------------------------------------------- validate
@@ -583,7 +669,7 @@ def _run_submit(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
 
     spec = load_dag(args.dag)
-    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
         dag_id = client.submit(spec)
         print(dag_id, flush=True)
         if not args.wait:
@@ -605,7 +691,7 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 def _run_status(args: argparse.Namespace) -> int:
     from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
         status = client.status()
     if args.json:
         print(json.dumps(status, indent=2, default=_json_default))
@@ -627,7 +713,7 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 def _run_results(args: argparse.Namespace) -> int:
     from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
         results = client.results(args.dag_id)
     return _print_results(results, as_json=args.json)
 
@@ -642,7 +728,7 @@ def _add_cancel(sub: argparse._SubParsersAction) -> None:
 def _run_cancel(args: argparse.Namespace) -> int:
     from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
         summary = client.cancel(args.dag_id)
     counts = summary.get("counts", {})
     print(
@@ -665,7 +751,7 @@ def _add_retry(sub: argparse._SubParsersAction) -> None:
 def _run_retry(args: argparse.Namespace) -> int:
     from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout) as client:
+    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
         summary = client.retry(args.dag_id)
         print(f"{args.dag_id}: {summary.get('retried', 0)} task(s) started again, DAG {summary.get('state')}")
         if not args.wait:

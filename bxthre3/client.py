@@ -18,7 +18,8 @@ from . import protocol
 from .addresses import Address
 from .dag_model import DagSpec
 from .errors import ClusterError, ProtocolError
-from .zmq_util import configure
+from .security import CurveKeys, secure_client
+from .zmq_util import configure, is_loopback
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 """How long a CLI request waits for the controller before saying it is unreachable."""
@@ -44,6 +45,7 @@ class ControllerClient:
         *,
         timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
         context: zmq.Context | None = None,
+        keys: CurveKeys | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
@@ -56,12 +58,20 @@ class ControllerClient:
         self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         if ":" in address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
+        if keys is not None:
+            secure_client(self.sock, keys)
+        elif not is_loopback(address.host):
+            self.sock.close(linger=0)
+            raise ClusterError(f"--insecure talks plaintext to a controller on loopback only, not {address}")
+        self.keys = keys
+        self._handshake = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED)
         self.sock.connect(address.endpoint)
         self._ids = itertools.count(1)
         self._latest_update: dict[str, Any] | None = None
         """A pushed update that arrived while a request waited for its reply: kept, not lost."""
 
     def close(self) -> None:
+        self._handshake.close(linger=0)
         self.sock.close(linger=0)
         if self._own_context:
             self.context.term()
@@ -80,10 +90,7 @@ class ControllerClient:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not self.sock.poll(left * 1000, zmq.POLLIN):
-                raise ClusterError(
-                    f"no answer from the controller at {self.address} within {self.timeout:g}s "
-                    "(is `bxthre3 controller` running there?)"
-                )
+                raise ClusterError(self._why_no_answer())
             try:
                 reply = protocol.decode(self.sock.recv())
             except ProtocolError:
@@ -95,6 +102,29 @@ class ControllerClient:
                 if not reply.ok:
                     raise ClusterError(reply.error)
                 return reply.data
+
+    def _why_no_answer(self) -> str:
+        """Tell a wrong token (the controller hangs up during the handshake) from no controller."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        refused = 0
+        for _ in range(10_000):
+            try:
+                recv_monitor_message(self._handshake, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            refused += 1
+        if refused:
+            what = "the cluster token is not this controller's" if self.keys else "it expects the cluster token"
+            return (
+                f"the controller at {self.address} closed the connection during the security handshake "
+                f"{refused} time(s): {what} (`bxthre3 token` on the controller prints it; pass --token "
+                "or set BXTHRE3_TOKEN)"
+            )
+        return (
+            f"no answer from the controller at {self.address} within {self.timeout:g}s "
+            "(is `bxthre3 controller` running there?)"
+        )
 
     def submit(self, spec: DagSpec) -> str:
         data = self.request(lambda r: protocol.Submit(r, spec.to_wire()))

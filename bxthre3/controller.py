@@ -20,7 +20,9 @@ from . import __version__, protocol, views
 from .dag_model import DagSpec
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
+from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE
 from .metrics import Metrics, take_snapshot
+from .rate_limit import PerPeerLimit
 from .scheduler import (
     AbortAttempt,
     AckResult,
@@ -40,9 +42,10 @@ from .scheduler import (
     Tick,
 )
 from .scheduler.core import REPLACED
+from .security import CurveKeys, HandshakeGuard, secure_server
 from .status_file import StatusFile
 from .store import MEMORY, PrunePolicy, Store
-from .zmq_util import configure
+from .zmq_util import configure, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,14 @@ class Controller:
         prune: PrunePolicy | None = None,
         metrics: Metrics | None = None,
         status_file: StatusFile | None = None,
+        keys: CurveKeys | None = None,
     ) -> None:
         self.bind_host = host
+        self.keys = keys
+        """The cluster's CURVE keys; None only with --insecure on loopback (checked in `bind`)."""
+        self.token: str | None = None
+        """The token the keys come from, shown to the local UI through the status file (mode 0600)."""
+        self.guard: HandshakeGuard | None = None
         self.port = port
         self.config = config or SchedulerConfig()
         self.scheduler = Scheduler(self.config)
@@ -97,6 +106,7 @@ class Controller:
         self.status_extra: Callable[[], dict[str, Any]] | None = None
         """More state for the status file (the node manager's, when one runs in this process)."""
         self.started_at = clock()
+        self.submit_limit = PerPeerLimit(SUBMIT_RATE, SUBMIT_BURST)
         self.watchers: dict[bytes, float] = {}
         """Subscribed UI clients: identity -> lease end."""
         self._watch_seq = 0
@@ -129,9 +139,19 @@ class Controller:
         return restored
 
     def bind(self) -> int:
+        if self.keys is None and not is_loopback(self.bind_host):
+            raise ClusterError(
+                f"refusing to serve plaintext on {self.bind_host}: --insecure is for loopback only "
+                "(drop --insecure to use the cluster token)"
+            )
         self.open_state()
         sock = configure(self.context.socket(zmq.ROUTER))
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if self.keys is not None:
+            self.guard = HandshakeGuard(self.context, self.keys)
+            self.guard.start()
+            secure_server(sock, self.keys)
+            self.guard.watch(sock)
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
         if ":" in self.bind_host:
             sock.setsockopt(zmq.IPV6, 1)
@@ -145,10 +165,14 @@ class Controller:
             raise ClusterError(f"cannot listen on {host}:{self.port}: {exc}") from exc
         self.sock = sock
         self.ready.set()
-        log.info("controller listening on %s:%d", host, self.port)
+        security = f"CURVE, keys {self.keys.fingerprint()}" if self.keys else "PLAINTEXT (--insecure)"
+        log.info("controller listening on %s:%d (%s)", host, self.port, security)
         return self.port
 
     def close(self) -> None:
+        if self.guard is not None:
+            self.guard.stop()
+            self.guard = None
         if self.sock is not None:
             self.sock.close(linger=0)
             self.sock = None
@@ -166,10 +190,15 @@ class Controller:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         next_tick = self.clock()
+        if self.guard is not None and self.guard.monitor is not None:
+            poller.register(self.guard.monitor, zmq.POLLIN)
         while not stop.is_set():
             timeout_ms = max(0.0, (next_tick - self.clock()) * 1000)
-            if poller.poll(timeout_ms):
+            events = dict(poller.poll(timeout_ms))
+            if self.sock in events:
                 self._drain()
+            if self.guard is not None and self.guard.monitor in events:
+                self.guard.read_events()
             now = self.clock()
             if now >= next_tick:
                 self._apply(self.scheduler.handle(Tick(now)))
@@ -265,7 +294,13 @@ class Controller:
             assert isinstance(msg, protocol.Submit)
             self._submit(identity, msg, now)
         elif kind is protocol.StatusRequest:
-            extra = {"controller": {"dropped_frames": self.dropped_frames, "version": __version__}}
+            extra = {
+                "controller": {
+                    "dropped_frames": self.dropped_frames,
+                    "auth_failures": self.guard.failures if self.guard else 0,
+                    "version": __version__,
+                }
+            }
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
         elif kind is protocol.WatchRequest:
             assert isinstance(msg, protocol.WatchRequest)
@@ -343,11 +378,23 @@ class Controller:
         self._apply(self.scheduler.handle(event))
 
     def _submit(self, identity: bytes, msg: protocol.Submit, now: float) -> None:
+        if not self.submit_limit.allow(identity, now):
+            error = f"too many submissions: {SUBMIT_BURST} at once, then {SUBMIT_RATE:g} per second; retry later"
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            return
         try:
             spec = DagSpec.from_wire(msg.dag, source="submission")
         except Bxthre3Error as exc:
             log.warning("rejected a DAG submission: %s", exc)
             self._send(identity, protocol.Reply(msg.req_id, False, {}, str(exc)))
+            return
+        held = sum(len(d.tasks) for d in self.scheduler.dags.values())
+        if held + len(spec.tasks) > MAX_TASKS_HELD:
+            error = (
+                f"the controller holds {held:,} tasks and takes at most {MAX_TASKS_HELD:,}; this DAG has "
+                f"{len(spec.tasks):,}: wait for running DAGs to finish (finished ones are pruned)"
+            )
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
             return
         dag_id = self._new_dag_id()
         self.modules.update(spec.modules)
@@ -462,10 +509,13 @@ class Controller:
             "role": "controller",
             "controller": {
                 "address": f"{self.bind_host}:{self.port}",
+                "token": self.token,
+                "keys": self.keys.fingerprint() if self.keys else None,
                 "state_dir": str(self.state_dir),
                 "version": __version__,
                 "uptime_s": round(now - self.started_at, 3),
                 "dropped_frames": self.dropped_frames,
+                "auth_failures": self.guard.failures if self.guard else 0,
                 "watchers": len(self.watchers),
                 "retrying": len(self.scheduler.delayed),
             },

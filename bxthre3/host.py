@@ -32,8 +32,9 @@ from .failures import FailureReason
 from .limits import MiB
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
+from .security import CurveKeys, secure_client
 from .status_file import StatusFile
-from .zmq_util import configure
+from .zmq_util import configure, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,12 @@ class Host:
         clock: Callable[[], float] = time.monotonic,
         executor_log: Path | None = None,
         status_file: StatusFile | None = None,
+        keys: CurveKeys | None = None,
     ) -> None:
+        if keys is None and not is_loopback(address.host):
+            raise ClusterError(f"--insecure talks plaintext to a controller on loopback only, not {address}")
         self.address = address
+        self.keys = keys
         self.config = config
         self.cache = cache
         self.clock = clock
@@ -175,6 +180,8 @@ class Host:
         self.sock = configure(self.context.socket(zmq.DEALER))
         if ":" in self.address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
+        if self.keys is not None:
+            secure_client(self.sock, self.keys)
         self.sock.connect(self.address.endpoint)
         self.welcomed = False
         self.registered_since = None
@@ -305,7 +312,8 @@ class Host:
         silent = now - self.last_heard
         limit = self.heartbeat_interval * self.liveness
         if silent > max(limit, self.backoff if not self.welcomed else 0.0):
-            log.warning("no word from controller %s for %.1fs; reconnecting", self.address, silent)
+            hint = "" if self.registrations else " (if it runs, check that this host has the cluster's token)"
+            log.warning("no word from controller %s for %.1fs; reconnecting%s", self.address, silent, hint)
             if not self.welcomed:
                 self.backoff = min(self.config.max_backoff, self.backoff * 2) * random.uniform(0.9, 1.1)
             self._connect()

@@ -49,3 +49,12 @@ DEFAULT_TASK_TIMEOUT_S = 300.0
 
 DEFAULT_TASK_RETRIES = 3
 """Extra attempts after a task's own failure unless the DAG says otherwise."""
+
+MAX_TASKS_HELD = 1_000_000
+"""Most tasks the controller holds over all its DAGs; a submission that would pass it is refused."""
+
+SUBMIT_BURST = 20
+"""Submissions one peer may send at once ..."""
+
+SUBMIT_RATE = 5.0
+"""... and per second after that (a token bucket per connection)."""

@@ -27,6 +27,7 @@ from .controller import Controller
 from .errors import ClusterError
 from .processes import child_env, die_with_parent
 from .scheduler import SchedulerConfig
+from .security import TOKEN_ENV, CurveKeys, new_token
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class LocalCluster:
         self.cache_dir = cache_dir
         self.on_stage = on_stage or (lambda stage, done, total: None)
         self.context = zmq.Context()
-        self.controller = Controller(host="127.0.0.1", port=0, config=config, context=self.context)
+        self.token = new_token()
+        """This run's own cluster token: even on loopback, another user of the machine cannot join."""
+        self.keys = CurveKeys.from_token(self.token)
+        self.controller = Controller(host="127.0.0.1", port=0, config=config, context=self.context, keys=self.keys)
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -85,7 +89,7 @@ class LocalCluster:
         self.thread.start()
         for i in range(self.n_hosts):
             self.procs.append(self._spawn_host(f"local-{i + 1}"))
-        self.client = ControllerClient(self.address, context=self.context)
+        self.client = ControllerClient(self.address, context=self.context, keys=self.keys)
         self._wait_for_hosts()
 
     def _spawn_host(self, node_id: str) -> subprocess.Popen[bytes]:
@@ -103,7 +107,9 @@ class LocalCluster:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             cmd += ["--log-file", str(self.log_dir / f"host_{node_id}.log")]
         # not ./logs: `run` leaves nothing behind
-        env = child_env({"BXTHRE3_LOG_DIR": self._stderr_dir.name} if self.log_dir is None else None)
+        env = child_env({TOKEN_ENV: self.token})
+        if self.log_dir is None:
+            env["BXTHRE3_LOG_DIR"] = self._stderr_dir.name
         with open(Path(self._stderr_dir.name) / f"{node_id}.stderr", "wb") as stderr:
             return subprocess.Popen(
                 cmd,

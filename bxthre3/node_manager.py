@@ -55,6 +55,7 @@ from .addresses import Address
 from .errors import Bxthre3Error
 from .processes import child_env, die_with_parent
 from .ram_probe import available_ram_mb, cpu_count, is_android
+from .security import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,8 @@ class NodeManager:
         cache_dir: Path | None = None,
         host_args: list[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
+        insecure: bool = False,
     ) -> None:
         self.controller = controller
         self.policy = policy
@@ -228,8 +231,10 @@ class NodeManager:
         self.interval = interval
         self.log_dir = log_dir if log_dir is not None else Path(os.environ.get("BXTHRE3_LOG_DIR") or "logs")
         self.cache_dir = cache_dir
-        self.host_args = list(host_args or [])
+        self.host_args = list(host_args or []) + (["--insecure"] if insecure else [])
         self.clock = clock
+        self._env = {TOKEN_ENV: token} if token else None
+        """What the hosts' environment adds: the cluster token (never in argv, which any user can read)."""
         self.hosts: list[_ManagedHost] = []
         """Oldest first; a restarted host keeps its place (it is the same logical node)."""
         self.kills = KillBurst()
@@ -430,7 +435,7 @@ class NodeManager:
         return cmd + self.host_args
 
     def _spawn(self, host: _ManagedHost, now: float) -> None:
-        env = child_env()
+        env = child_env(self._env)
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             stderr_path = self._stderr_path(host)

@@ -51,7 +51,9 @@ class StatusFile:
         body = json.dumps({**data, "pid": os.getpid(), "written_at": time.time()}, default=str)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(body)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold the cluster token
+            with os.fdopen(fd, "w") as f:
+                f.write(body)
             os.replace(tmp, self.path)
         except OSError as exc:
             if not self._failed:

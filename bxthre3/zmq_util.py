@@ -7,6 +7,11 @@ import zmq
 from .limits import MAX_FRAME_BYTES
 
 
+def is_loopback(host: str) -> bool:
+    """Only this device can reach a socket bound here (127.0.0.0/8, ::1, localhost)."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def configure(sock: zmq.Socket) -> zmq.Socket:
     """LINGER 0 (closing never blocks on a dead peer), a frame cap, generous queues."""
     sock.setsockopt(zmq.LINGER, 0)

@@ -27,7 +27,7 @@ async def shoot(dag: Path, out: Path) -> None:
         async with app.run_test(size=(120, 34)) as pilot:
             await pilot.press("5")
             await pilot.pause()
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             for _ in range(300):
                 if isinstance(app.screen, MonitorScreen) and app.screen.query_one("#hosts", DataTable).row_count == 2:
                     break

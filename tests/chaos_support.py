@@ -28,7 +28,7 @@ import yaml
 from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
 from bxthre3.errors import ClusterError
-from tests.conftest import subprocess_env
+from tests.conftest import TEST_KEYS, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 WASM_MODULES = REPO / "wasm_modules"
@@ -206,7 +206,7 @@ class ChaosCluster:
             kill_pid(pid, signal.SIGKILL)
 
     def client(self, timeout: float = 5.0) -> ControllerClient:
-        c = ControllerClient(self.address, timeout=timeout)
+        c = ControllerClient(self.address, timeout=timeout, keys=TEST_KEYS)
         self._clients.append(c)
         return c
 

@@ -22,10 +22,15 @@ from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
 from bxthre3.controller import Controller
 from bxthre3.scheduler import SchedulerConfig
+from bxthre3.security import TOKEN_ENV, CurveKeys
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_MODULES = REPO / "tests" / "data" / "modules"
 WASM_MODULES = REPO / "wasm_modules"
+
+TEST_TOKEN = "bxt1-" + "T" * 43
+"""The cluster token of every test cluster (CURVE on, as by default); tests of wrong tokens use others."""
+TEST_KEYS = CurveKeys.from_token(TEST_TOKEN)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -49,11 +54,18 @@ def subprocess_env() -> dict[str, str]:
 _LOG_DIR = tempfile.mkdtemp(prefix="bxthre3-test-logs-")
 """Where role logs of test subprocesses go when a test names no --log-file (not ./logs)."""
 
+# Every process of the test run, this one included, is a member of the test cluster, and none reads or
+# writes the machine user's controller state (~/.local/share/bxthre3: its token, its journal).
+os.environ[TOKEN_ENV] = TEST_TOKEN
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-data-")
+
 
 class RunningController:
     def __init__(self, config: SchedulerConfig) -> None:
         self.context = zmq.Context()
-        self.controller = Controller(host="127.0.0.1", port=0, config=config, context=self.context)
+        self.controller = Controller(
+            host="127.0.0.1", port=0, config=config, context=self.context, keys=TEST_KEYS
+        )
         self.port = self.controller.bind()
         self.address = Address("127.0.0.1", self.port)
         self.stop = threading.Event()
@@ -61,7 +73,7 @@ class RunningController:
         self.thread.start()
 
     def client(self, timeout: float = 10.0) -> ControllerClient:
-        return ControllerClient(self.address, timeout=timeout, context=self.context)
+        return ControllerClient(self.address, timeout=timeout, context=self.context, keys=TEST_KEYS)
 
     def close(self) -> None:
         self.stop.set()

@@ -57,6 +57,7 @@ class Bxthre3App(App[int]):
         poll_interval: float = 0.5,
         discover: Callable[[], str | None] | None = None,
         start_config: RoleConfig | None = None,
+        token_lookup: Callable[[], str | None] | None = None,
     ) -> None:
         super().__init__()
         if start_role is not None and start_role not in ROLES_BY_KEY:
@@ -68,6 +69,8 @@ class Bxthre3App(App[int]):
         self.ram_probe = ram_probe
         self.poll_interval = poll_interval
         self.discover = discover
+        self.token_lookup = token_lookup
+        """Pre-fills the forms' token field; None in tests (no machine state in snapshots)."""
         self.start_config = start_config
         """A role to start at once, skipping picker and form (`bxthre3 all` on a terminal)."""
         self._stopping = False
@@ -85,13 +88,17 @@ class Bxthre3App(App[int]):
         return MonitorScreen(backend=self.backend, address=address, poll_interval=self.poll_interval)
 
     def _form(self, role: str) -> RoleFormScreen:
-        return RoleFormScreen(role, environ=self.environ, ram_probe=self.ram_probe, discover=self.discover)
+        return RoleFormScreen(
+            role, environ=self.environ, ram_probe=self.ram_probe, discover=self.discover, token_lookup=self.token_lookup
+        )
 
     def on_role_picked(self, message: RolePicked) -> None:
         self.push_screen(self._form(message.role))
 
     def on_start_requested(self, message: StartRequested) -> None:
         config: RoleConfig = message.config
+        if config.token:
+            self.backend.token = config.token
         if config.role == "ui":
             self.push_screen(self._monitor(config.controller))
         else:
@@ -113,7 +120,10 @@ class Bxthre3App(App[int]):
         self.call_from_thread(self.push_screen, monitor)
         monitor.post_message(LogLine(f"starting controller + node manager: {process.command_line}"))
         status = wait_for_status(process, CLUSTER_START_TIMEOUT_S, "controller")
-        address = monitor_address(((status or {}).get("controller") or {}).get("address"))
+        controller = (status or {}).get("controller") or {}
+        address = monitor_address(controller.get("address"))
+        if controller.get("token"):
+            self.backend.token = controller["token"]
         if address is None:
             lines = process.tail(3)
             why = " / ".join(lines) or f"no word from it in {CLUSTER_START_TIMEOUT_S:g} s"
@@ -153,6 +163,7 @@ def make_app(
     ram_probe: Callable[[], int] | None = None,
     discover: Callable[[], str | None] | None = None,
     start_config: RoleConfig | None = None,
+    token_lookup: Callable[[], str | None] | None = None,
 ) -> Bxthre3App:
     """The one factory of the CLI and the tests (which inject the backend, RAM, environment and discovery)."""
     return Bxthre3App(
@@ -163,7 +174,20 @@ def make_app(
         ram_probe=ram_probe,
         discover=discover,
         start_config=start_config,
+        token_lookup=token_lookup,
     )
+
+
+def local_token() -> str | None:
+    """$BXTHRE3_TOKEN, else the token of a controller on this device, else None (never raises)."""
+    from ..security import TokenError, resolve_token
+    from ..store import default_state_dir
+
+    try:
+        return resolve_token(None, state_dir=default_state_dir())
+    except TokenError as exc:
+        log.info("no local cluster token: %s", exc)
+        return None
 
 
 def beacon_listener(
@@ -189,6 +213,8 @@ def run_tui(
     start_config: RoleConfig | None = None,
     role_args: Mapping[str, list[str]] | None = None,
     log_file: Path | None = None,
+    token: str | None = None,
+    insecure: bool = False,
 ) -> int:
     """Run the TUI in this terminal; logs go to `log_file` only (never to the terminal)."""
     from ..logs import setup_logging
@@ -200,8 +226,9 @@ def run_tui(
         controller=controller,
         start_role=start_role,
         start_config=start_config,
-        backend=Backend(role_args=role_args),
+        backend=Backend(role_args=role_args, token=token or local_token(), insecure=insecure),
         discover=beacon_listener(),
+        token_lookup=local_token,
     )
     try:
         result = app.run()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from ..addresses import Address
 from ..client import ControllerClient
 from ..dag_model import DagSpec
+from ..security import TOKEN_ENV, CurveKeys, TokenError
 from .role_process import RoleProcess
 from .roles import RoleConfig
 
@@ -52,17 +53,25 @@ class Backend:
         port: int | None = None,
         role_args: Mapping[str, list[str]] | None = None,
         env: Mapping[str, str] | None = None,
+        token: str | None = None,
+        insecure: bool = False,
     ) -> None:
         self.hosts = hosts
         self.port = port
         self.role_args = dict(role_args or {})
         self.env = env
+        self.token = token
+        """The cluster token the monitor presents and the roles get in their environment (never argv)."""
+        self.insecure = insecure
         self._lock = threading.Lock()
         self._processes: list[RoleProcess] = []
         self._closed = False
 
     def connect(self, address: Address) -> Client:
-        return ControllerClient(address, timeout=UI_REQUEST_TIMEOUT_S)
+        if self.token is None and not self.insecure:
+            raise TokenError("no cluster token: enter it in the form, or start with --token or BXTHRE3_TOKEN")
+        keys = CurveKeys.from_token(self.token) if self.token else None
+        return ControllerClient(address, timeout=UI_REQUEST_TIMEOUT_S, keys=keys)
 
     def start_role(self, config: RoleConfig) -> RoleProcess:
         """Start the role as a child process; its screen follows it through the returned handle."""
@@ -72,10 +81,15 @@ class Backend:
         if config.role == "all" and self.hosts is not None:
             argv += ["--max-nodes", str(self.hosts)]
         argv += self.role_args.get(config.role, [])
+        if self.insecure and "--insecure" not in argv:
+            argv.append("--insecure")
+        env = dict(self.env or {})
+        if self.token:
+            env[TOKEN_ENV] = self.token
         with self._lock:
             if self._closed:
                 raise RuntimeError("the UI is shutting down")
-            process = RoleProcess(config.role, argv, env=self.env)
+            process = RoleProcess(config.role, argv, env=env)
             self._processes.append(process)
         return process
 

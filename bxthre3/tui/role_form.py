@@ -16,6 +16,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from ..addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
 from ..errors import Bxthre3Error
+from ..security import TOKEN_ENV, check_token
 from .messages import StartRequested
 from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
 
@@ -35,10 +36,12 @@ class RoleFormScreen(Screen[None]):
         environ: Mapping[str, str] | None = None,
         ram_probe: Callable[[], int] | None = None,
         discover: Callable[[], str | None] | None = None,
+        token_lookup: Callable[[], str | None] | None = None,
     ) -> None:
         super().__init__()
         self.role = ROLES_BY_KEY[role]
         self.discover = discover
+        self.token_lookup = token_lookup
         """Listens for a controller beacon (blocking, bounded); None: no listening (tests, `--controller`)."""
         self.environ = os.environ if environ is None else environ
         self.ram_probe = ram_probe
@@ -55,6 +58,11 @@ class RoleFormScreen(Screen[None]):
                     placeholder = "listening for a controller's beacon…"
                 yield Input(self.environ.get(CONTROLLER_ENV, ""), placeholder=placeholder, id="controller")
                 yield Static("", id="discovered")
+            if "token" in fields:
+                yield Label("Cluster token (`bxthre3 token` on the controller prints it)")
+                token = self.environ.get(TOKEN_ENV, "") or (self.token_lookup() if self.token_lookup else None) or ""
+                placeholder = "bxt1-…" if self.role.key == "ui" else "bxt1-… (empty: $BXTHRE3_TOKEN or this device's)"
+                yield Input(token, placeholder=placeholder, password=True, id="token")
             if "port" in fields:
                 yield Label("Port")
                 yield Input(str(DEFAULT_PORT), id="port", type="integer", validators=[Integer(1, 65535)])
@@ -121,7 +129,7 @@ class RoleFormScreen(Screen[None]):
             label.update(f"Available RAM: {self.available_ram_mb} MB — enter the RAM per node")
         else:
             label.update(
-                f"Available RAM: {self.available_ram_mb} MB → [b]{n}[/b] node(s) "
+                f"Available RAM: {self.available_ram_mb} MB → {n} node(s) "
                 f"of {ram} MB  ((available − 512) // RAM per node)"
             )
 
@@ -166,6 +174,12 @@ class RoleFormScreen(Screen[None]):
                 kwargs["controller"] = parse_address(text)
             elif self.role.key == "ui":
                 raise ValueError("enter the controller's address (IP or IP:PORT)")
+        if "token" in fields:
+            token = self.query_one("#token", Input).value.strip()
+            if token:
+                kwargs["token"] = check_token(token, "the token")
+            elif self.role.key == "ui":
+                raise ValueError("enter the cluster token (`bxthre3 token` on the controller prints it)")
         if "port" in fields:
             text = self.query_one("#port", Input).value.strip()
             port = int(text) if text.isdigit() else 0

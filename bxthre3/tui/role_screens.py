@@ -163,6 +163,10 @@ class ControllerRoleScreen(RoleScreen):
         return f"listening on {(status.get('controller') or {}).get('address', '?')}"
 
     def show(self, status: dict[str, Any]) -> None:
+        token = (status.get("controller") or {}).get("token")
+        backend = self.app.backend  # type: ignore[attr-defined]
+        if token and backend.token != token:
+            backend.token = token  # the monitor (m) presents this controller's own token
         self.query_one("#controller-summary", Static).update(role_views.controller_summary(status))
         _sync_table(self.query_one("#controller-hosts", DataTable), role_views.controller_host_rows(status))
         self.query_one("#controller-dags", Static).update(role_views.dag_lines(status))

@@ -31,7 +31,13 @@ def controller_summary(data: dict[str, Any]) -> str:
     totals = status.get("totals") or {}
     dags = status.get("dags") or []
     running_dags = sum(1 for d in dags if d.get("state") == "running")
+    token = ctl.get("token")
+    secure = (
+        f"Token {token} (hosts and UIs need it: --token or BXTHRE3_TOKEN)" if token
+        else "PLAINTEXT: --insecure, this device only"
+    )  # fmt: skip
     lines = [
+        secure,
         f"Journal {ctl.get('state_dir', '?')} · up {_age(ctl.get('uptime_s'))} · {ctl.get('watchers', 0)} UI client(s)",
         f"Queue: {totals.get('ready', 0)} ready · {totals.get('running', 0)} running · "
         f"{ctl.get('retrying', 0)} to retry · DAGs {running_dags} running of {len(dags)}",

@@ -19,13 +19,13 @@ class Role:
     title: str
     description: str
     fields: tuple[str, ...]
-    """Form fields this role needs, among: controller, port, ram, node_id."""
+    """Form fields this role needs, among: controller, token, port, ram, node_id."""
     command: str
     """The command that runs this role outside the TUI; the TUI runs the same in a child process."""
 
 
 ROLES: tuple[Role, ...] = (
-    Role("ui", "1", "UI Node", "Monitor and drive a running controller", ("controller",), "bxthre3 ui"),
+    Role("ui", "1", "UI Node", "Monitor and drive a running controller", ("controller", "token"), "bxthre3 ui"),
     Role(
         "controller", "2", "Controller + Node Manager",
         "Schedule DAGs here and run hosts from this device's spare RAM",
@@ -34,11 +34,11 @@ ROLES: tuple[Role, ...] = (
     Role(
         "node-manager", "3", "Node Manager only",
         "Lend this device's spare RAM to a controller as hosts",
-        ("controller", "ram"), "bxthre3 node-manager",
+        ("controller", "token", "ram"), "bxthre3 node-manager",
     ),
     Role(
         "host", "4", "Host Node only", "Run one host that executes WebAssembly tasks",
-        ("controller", "ram", "node_id"), "bxthre3 host",
+        ("controller", "token", "ram", "node_id"), "bxthre3 host",
     ),
     Role(
         "all", "5", "All components",
@@ -66,6 +66,8 @@ class RoleConfig:
     port: int = 5000
     ram_per_node: int = DEFAULT_RAM_PER_NODE
     node_id: str = ""
+    token: str = ""
+    """Given to the role through its environment, never on its command line."""
 
     def argv(self) -> list[str]:
         """The `bxthre3 ...` arguments that run this role (what the TUI starts, and shows)."""

@@ -13,7 +13,17 @@ import zmq
 from bxthre3 import limits, protocol
 from bxthre3.client import ControllerClient
 from bxthre3.dag_loader import load_dag
-from tests.conftest import REPO, TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, wait_for, wait_for_hosts
+from bxthre3.security import secure_client
+from tests.conftest import (
+    REPO,
+    TEST_KEYS,
+    TEST_MODULES,
+    WASM_MODULES,
+    HostProcesses,
+    RunningController,
+    wait_for,
+    wait_for_hosts,
+)
 
 
 def write_dag(tmp_path: Path, name: str, tasks: list[dict]) -> Path:
@@ -134,6 +144,7 @@ def test_garbage_frames_are_dropped_and_the_controller_keeps_serving(
     ctx = controller.context
     evil = ctx.socket(zmq.DEALER)
     evil.setsockopt(zmq.LINGER, 0)
+    secure_client(evil, TEST_KEYS)  # a member with the token, sending garbage: the worst case
     evil.connect(controller.address.endpoint)
     junk = [
         b"",
@@ -164,6 +175,7 @@ def test_garbage_frames_are_dropped_and_the_controller_keeps_serving(
     # a frame over the limit: ZeroMQ itself refuses it (MAXMSGSIZE) and drops that connection
     big = ctx.socket(zmq.DEALER)
     big.setsockopt(zmq.LINGER, 0)
+    secure_client(big, TEST_KEYS)
     big.connect(controller.address.endpoint)
     big.send(b"\x00" * (limits.MAX_FRAME_BYTES + 1024))
     evil.close()

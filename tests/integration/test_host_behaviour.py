@@ -14,8 +14,10 @@ import zmq
 from bxthre3 import protocol
 from bxthre3.client import ControllerClient
 from bxthre3.dag_loader import load_dag
+from bxthre3.security import secure_server
 from tests.conftest import (
     REPO,
+    TEST_KEYS,
     TEST_MODULES,
     WASM_MODULES,
     HostProcesses,
@@ -49,6 +51,7 @@ def test_queued_work_starts_after_a_timeout_kill(tmp_path: Path, hosts: HostProc
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
+    secure_server(router, TEST_KEYS)  # a scripted controller of the test cluster (no ZAP handler: any member)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     try:
         from bxthre3.addresses import Address

@@ -12,7 +12,7 @@ from pathlib import Path
 from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
 from bxthre3.dag_loader import load_dag
-from tests.conftest import REPO, HostProcesses, subprocess_env, wait_for
+from tests.conftest import REPO, TEST_KEYS, HostProcesses, subprocess_env, wait_for
 from tests.integration.test_cli import free_port
 
 
@@ -34,7 +34,7 @@ def test_metrics_endpoint_serves_cluster_numbers(tmp_path: Path, hosts: HostProc
         env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        client = ControllerClient(Address("127.0.0.1", port), timeout=5)
+        client = ControllerClient(Address("127.0.0.1", port), timeout=5, keys=TEST_KEYS)
         wait_for(lambda: _up(metrics_port), 20, "the metrics endpoint")
         before = scrape(metrics_port)
         for name in (

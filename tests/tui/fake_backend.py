@@ -258,7 +258,8 @@ def role_status(role: str) -> dict[str, Any]:
     status, _ = _scenario("running")
     return {
         "role": "controller",
-        "controller": {"address": "0.0.0.0:5000", "state_dir": "/home/me/.local/share/bxthre3/controller",
+        "controller": {"address": "0.0.0.0:5000", "token": "bxt1-" + "x" * 43,
+                       "state_dir": "/home/me/.local/share/bxthre3/controller",
                        "version": "0.1.0", "uptime_s": 300.0, "dropped_frames": 0, "watchers": 1, "retrying": 0},
         "status": status,
         "node_manager": _node_manager_status(),

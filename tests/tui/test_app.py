@@ -69,7 +69,7 @@ def test_all_components_runs_hello_fanout_and_quits_clean(monkeypatch) -> None:
         async with app.run_test(size=(160, 48)) as pilot:
             await pilot.press("5")
             await pilot.pause()
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "the monitor")
             monitor = app.screen
             hosts = monitor.query_one("#hosts", DataTable)

@@ -45,7 +45,7 @@ def test_controller_role_shows_queues_hosts_and_the_node_manager_then_stops(tmp_
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("2")
             await pilot.pause()
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             await wait_until(pilot, lambda: isinstance(app.screen, ControllerRoleScreen), 5, "the controller screen")
             screen = app.screen
             nm_hosts = screen.query_one("#nm-hosts", DataTable)
@@ -86,7 +86,7 @@ def test_host_role_shows_its_connection_and_the_tasks_it_ran(tmp_path: Path, con
             await pilot.press("4")
             await pilot.pause()
             app.screen.query_one("#node_id").value = "phone-1"
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             await wait_until(pilot, lambda: isinstance(app.screen, HostRoleScreen), 5, "the host screen")
             screen = app.screen
             await wait_until(pilot, lambda: "registered with" in text_of(screen, "#host-summary"), 20, "registered")
@@ -121,7 +121,7 @@ def test_node_manager_role_runs_hosts_for_a_controller(tmp_path: Path, controlle
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("3")
             await pilot.pause()
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             await wait_until(pilot, lambda: isinstance(app.screen, NodeManagerRoleScreen), 5, "the node manager")
             screen = app.screen
             hosts = screen.query_one("#nm-hosts", DataTable)
@@ -146,7 +146,7 @@ def test_a_role_that_exits_says_so_with_its_error(tmp_path: Path) -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("4")
             await pilot.pause()
-            await pilot.click("#start")
+            pilot.app.screen.query_one("#start").press()
             await wait_until(pilot, lambda: isinstance(app.screen, HostRoleScreen), 5, "the host screen")
             screen = app.screen
             await wait_until(pilot, lambda: "Stopped: exit code 2" in text_of(screen, "#role-state"), 15, "the exit")
