@@ -59,7 +59,9 @@ def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> Address:
             raise Bxthre3Error(f"bad controller address {text!r}: nothing after ':' (e.g. {host}:{default_port})")
     port = default_port
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not port_text.isdigit():
+            raise Bxthre3Error(f"bad controller address {text!r}: port {port_text!r} is not a number (IP:PORT)")
+        if not 0 < int(port_text) < 65536:
             raise Bxthre3Error(f"bad controller address {text!r}: port must be 1-65535")
         port = int(port_text)
     if not host:

@@ -274,6 +274,7 @@ class Host:
             a = slot.attempt
             if a is not None and (a.assign.dag_id, a.assign.task_id, a.assign.attempt) == key:
                 log.info("aborting %s/%s attempt %d", msg.dag_id, msg.task_id, msg.attempt)
+                self._remember(a, "aborted", "the controller no longer wants it (cancelled or reassigned)", None)
                 slot.attempt = None
                 slot.executor.kill()
                 slot.executor.start()
@@ -395,17 +396,7 @@ class Host:
         now: float,
     ) -> None:
         a = attempt.assign
-        self.history.append(
-            {
-                "dag_id": a.dag_id,
-                "task_id": a.task_id,
-                "attempt": a.attempt,
-                "reason": reason.value if reason else None,
-                "error": error,
-                "duration_s": round(result.duration if result else now - attempt.started, 6),
-                "finished": now,
-            }
-        )
+        self._remember(attempt, reason.value if reason else None, error, result.duration if result else None)
         if reason is None:
             self.completed += 1
         else:
@@ -432,6 +423,21 @@ class Host:
         return resident_mb(pids)
 
     # ------------------------------------------------------------------ own state, for the TUI
+
+    def _remember(self, attempt: _Attempt, reason: str | None, error: str, duration: float | None) -> None:
+        now = self.clock()
+        a = attempt.assign
+        self.history.append(
+            {
+                "dag_id": a.dag_id,
+                "task_id": a.task_id,
+                "attempt": a.attempt,
+                "reason": reason,
+                "error": error,
+                "duration_s": round(duration if duration is not None else now - attempt.started, 6),
+                "finished": now,
+            }
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """What this host is doing, in the shape its TUI screen shows (times as ages in seconds)."""

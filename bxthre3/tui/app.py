@@ -58,6 +58,7 @@ class Bxthre3App(App[int]):
         discover: Callable[[], str | None] | None = None,
         start_config: RoleConfig | None = None,
         token_lookup: Callable[[], str | None] | None = None,
+        cpus: int | None = None,
     ) -> None:
         super().__init__()
         if start_role is not None and start_role not in ROLES_BY_KEY:
@@ -70,6 +71,8 @@ class Bxthre3App(App[int]):
         self.poll_interval = poll_interval
         self.discover = discover
         self.token_lookup = token_lookup
+        self.cpus = cpus
+        """CPUs of this device (None: ask the OS); injected so snapshots do not depend on the machine."""
         """Pre-fills the forms' token field; None in tests (no machine state in snapshots)."""
         self.start_config = start_config
         """A role to start at once, skipping picker and form (`bxthre3 all` on a terminal)."""
@@ -89,7 +92,12 @@ class Bxthre3App(App[int]):
 
     def _form(self, role: str) -> RoleFormScreen:
         return RoleFormScreen(
-            role, environ=self.environ, ram_probe=self.ram_probe, discover=self.discover, token_lookup=self.token_lookup
+            role,
+            environ=self.environ,
+            ram_probe=self.ram_probe,
+            discover=self.discover,
+            token_lookup=self.token_lookup,
+            cpus=self.cpus,
         )
 
     def on_role_picked(self, message: RolePicked) -> None:
@@ -128,6 +136,7 @@ class Bxthre3App(App[int]):
             lines = process.tail(3)
             why = " / ".join(lines) or f"no word from it in {CLUSTER_START_TIMEOUT_S:g} s"
             monitor.post_message(LogLine(f"the embedded cluster did not start: {why}", error=True))
+            self.call_from_thread(monitor.show_banner, "The cluster did not start: see the log below. Esc goes back.")
             return
         self.call_from_thread(setattr, monitor, "address", address)
 
@@ -164,6 +173,7 @@ def make_app(
     discover: Callable[[], str | None] | None = None,
     start_config: RoleConfig | None = None,
     token_lookup: Callable[[], str | None] | None = None,
+    cpus: int | None = None,
 ) -> Bxthre3App:
     """The one factory of the CLI and the tests (which inject the backend, RAM, environment and discovery)."""
     return Bxthre3App(
@@ -175,6 +185,7 @@ def make_app(
         discover=discover,
         start_config=start_config,
         token_lookup=token_lookup,
+        cpus=cpus,
     )
 
 

@@ -11,6 +11,7 @@ fetches one task (`results(task_id=...)`) when the highlighted task or its state
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 WATCH_LEASE_S = 10.0
 """Subscription lease; renewed at half of it."""
+
+CANCEL_CONFIRM_S = 3.0
+"""How long the first `c` waits for the second."""
 
 HOST_COLUMNS = ("node", "device", "platform", "RAM use", "slots", "running", "done", "failed", "seen s", "state")
 TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
@@ -69,6 +73,7 @@ class DagItem(ListItem):
         self.query_one(".dag-label", Label).update(
             Text.assemble(
                 (str(summary.get("name", "")), "bold"),
+                (f" {self.dag_id}", "dim"),
                 f" · {state} · {summary.get('done', 0)}/{summary.get('total', 0)} · ",
                 (counts_line(summary.get("counts") or {}), "dim"),
             )
@@ -131,6 +136,8 @@ class MonitorScreen(Screen[None]):
         """(dag, task, state, attempts) of the output shown or being fetched."""
         self._shown_output: tuple[str | None, str] = (None, "")
         self._unreachable = False
+        self._cancel_armed: tuple[str, float] | None = None
+        """(DAG, until when) after a first `c`: the second press cancels."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -413,6 +420,10 @@ class MonitorScreen(Screen[None]):
 
     # --- log ---------------------------------------------------------------------------------
 
+    def show_banner(self, text: str) -> None:
+        """Replace the totals line (e.g. when the cluster this monitor waits for never started)."""
+        self.query_one("#totals", Static).update(text)
+
     def write_log(self, text: str, *, error: bool = False) -> None:
         self.query_one("#log", RichLog).write(Text(text, style="bold red" if error else ""))
 
@@ -437,11 +448,12 @@ class MonitorScreen(Screen[None]):
         if self.query_one("#submit-path", Input).display:
             self.action_hide_submit()
             return
+        from .role_form import RoleFormScreen
         from .role_screens import RoleScreen
 
         stack = self.app.screen_stack
-        if len(stack) >= 2 and stack[-1] is self and isinstance(stack[-2], RoleScreen):
-            self.dismiss()
+        if len(stack) >= 2 and stack[-1] is self and isinstance(stack[-2], RoleScreen | RoleFormScreen):
+            self.dismiss()  # back to the role's screen, or to the UI Node form to pick another controller
 
     def action_pick_file(self) -> None:
         def picked(path: Path | None) -> None:
@@ -460,6 +472,7 @@ class MonitorScreen(Screen[None]):
         self._submit_path(path)
 
     def _submit_path(self, path: str) -> None:
+        path = os.path.expanduser(path)  # what the path completion offers, `load_dag` must find
         if self.address is None:
             self.write_log("the cluster is not running yet", error=True)
             return
@@ -493,7 +506,17 @@ class MonitorScreen(Screen[None]):
         self.select_dag(message.dag_id)
 
     def action_cancel_dag(self) -> None:
-        self._dag_action("cancel")
+        """Cancelling cannot be undone (retry reruns the tasks, not their lost work): press c twice."""
+        now = time.monotonic()
+        armed, self._cancel_armed = self._cancel_armed, None
+        if self.selected_dag is not None and armed is not None and armed[0] == self.selected_dag and now < armed[1]:
+            self._dag_action("cancel")
+            return
+        if self.selected_dag is None:
+            self.write_log("no DAG selected", error=True)
+            return
+        self._cancel_armed = (self.selected_dag, now + CANCEL_CONFIRM_S)
+        self.notify(f"Press c again within {CANCEL_CONFIRM_S:g} s to cancel {self.selected_dag}.", timeout=3)
 
     def action_retry_dag(self) -> None:
         self._dag_action("retry")

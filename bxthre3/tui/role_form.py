@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 
 from textual import on, work
@@ -19,6 +22,14 @@ from ..errors import Bxthre3Error
 from ..security import TOKEN_ENV, check_token
 from .messages import StartRequested
 from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
+
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""What a node id may be: a name in logs and file names, never mistaken for a flag."""
+
+NODE_ID_ENV = "BXTHRE3_NODE_ID"
+"""Pre-fills the Host form's node id; by default <hostname>-<4 hex>, so two devices never collide."""
+
+MIN_RAM_MB, MAX_RAM_MB = 16, 4096
 
 
 class RoleFormScreen(Screen[None]):
@@ -37,11 +48,14 @@ class RoleFormScreen(Screen[None]):
         ram_probe: Callable[[], int] | None = None,
         discover: Callable[[], str | None] | None = None,
         token_lookup: Callable[[], str | None] | None = None,
+        cpus: int | None = None,
     ) -> None:
         super().__init__()
         self.role = ROLES_BY_KEY[role]
         self.discover = discover
         self.token_lookup = token_lookup
+        self.cpus = cpus or os.cpu_count() or 1
+        """The node manager runs at most one host per CPU; the live count says so."""
         """Listens for a controller beacon (blocking, bounded); None: no listening (tests, `--controller`)."""
         self.environ = os.environ if environ is None else environ
         self.ram_probe = ram_probe
@@ -77,7 +91,8 @@ class RoleFormScreen(Screen[None]):
                 yield Static("", id="nodes")
             if "node_id" in fields:
                 yield Label("Node id")
-                yield Input("host-001", id="node_id")
+                default_id = self.environ.get(NODE_ID_ENV) or f"{socket.gethostname()}-{secrets.token_hex(2)}"
+                yield Input(default_id[:64], id="node_id")
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):
                 yield Button("Start", id="start", variant="primary")
@@ -121,17 +136,22 @@ class RoleFormScreen(Screen[None]):
     def _update_nodes(self) -> None:
         ram = self._ram_value()
         label = self.query_one("#nodes", Static)
-        if self.available_ram_mb is None:
-            label.update("Available RAM: probing…" if ram else "Enter the RAM per node in MB")
+        if ram is None or not MIN_RAM_MB <= ram <= MAX_RAM_MB:
+            label.update(f"Enter {MIN_RAM_MB}-{MAX_RAM_MB} MB")
             return
-        n = nodes_for(self.available_ram_mb, ram or 0)
-        if n is None:
-            label.update(f"Available RAM: {self.available_ram_mb} MB — enter the RAM per node")
-        else:
-            label.update(
-                f"Available RAM: {self.available_ram_mb} MB → {n} node(s) "
-                f"of {ram} MB  ((available − 512) // RAM per node)"
-            )
+        if self.role.key == "host":
+            label.update(f"Each task on this host may use up to {ram} MB (one host, one slot)")
+            return
+        if self.available_ram_mb is None:
+            label.update("Available RAM: probing…")
+            return
+        n = nodes_for(self.available_ram_mb, ram) or 0
+        cpus = self.cpus or 1
+        capped = f", at most {cpus} (one per CPU)" if n > cpus else ""
+        label.update(
+            f"Available RAM: {self.available_ram_mb} MB → {min(n, cpus)} node(s) of {ram} MB  "
+            f"((available − 512) // RAM per node = {n}{capped})"
+        )
 
     @work(thread=True, exclusive=True, group="discovery", exit_on_error=False)
     def listen_for_beacon(self) -> None:
@@ -188,12 +208,14 @@ class RoleFormScreen(Screen[None]):
             kwargs["port"] = port
         if "ram" in fields:
             ram = self._ram_value()
-            if ram is None or not 16 <= ram <= 4096:
-                raise ValueError("RAM per node must be 16-4096 MB")
+            if ram is None or not MIN_RAM_MB <= ram <= MAX_RAM_MB:
+                raise ValueError(f"RAM per node must be {MIN_RAM_MB}-{MAX_RAM_MB} MB")
             kwargs["ram_per_node"] = ram
         if "node_id" in fields:
             node_id = self.query_one("#node_id", Input).value.strip()
-            if not node_id:
-                raise ValueError("node id is empty")
+            if not NODE_ID_RE.match(node_id):
+                raise ValueError(
+                    "node id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                )
             kwargs["node_id"] = node_id
         return RoleConfig(self.role.key, **kwargs)  # type: ignore[arg-type]

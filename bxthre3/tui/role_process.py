@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -58,7 +59,7 @@ class RoleProcess:
 
     @property
     def command_line(self) -> str:
-        return " ".join(["bxthre3", *self.argv[:-2]])
+        return shlex.join(["bxthre3", *self.argv[:-2]])
 
     @property
     def pid(self) -> int:

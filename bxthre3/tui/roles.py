@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from ..addresses import Address
@@ -43,7 +44,7 @@ ROLES: tuple[Role, ...] = (
     Role(
         "all", "5", "All components",
         "Controller and hosts on this device (loopback), with the monitor",
-        ("ram",), "bxthre3 controller --with-node-manager --host 127.0.0.1",
+        ("port", "ram"), "bxthre3 controller --with-node-manager --host 127.0.0.1",
     ),
 )  # fmt: skip
 
@@ -75,7 +76,7 @@ class RoleConfig:
         args = role.command.split()[1:]
         if "controller" in role.fields and self.controller is not None:
             args += ["--controller", str(self.controller)]
-        if "port" in role.fields or self.role == "all":
+        if "port" in role.fields:
             args += ["--port", str(self.port)]
         if "ram" in role.fields:
             args += ["--ram-limit" if self.role == "host" else "--ram-per-node", str(self.ram_per_node)]
@@ -84,4 +85,4 @@ class RoleConfig:
         return args
 
     def command_line(self) -> str:
-        return " ".join(["bxthre3", *self.argv()])
+        return shlex.join(["bxthre3", *self.argv()])

@@ -9,11 +9,7 @@ from .fake_backend import FakeBackend
 
 
 def picker_app() -> Bxthre3App:
-    return make_app(environ={}, ram_probe=lambda: 4096)
-
-
-def form_app() -> Bxthre3App:
-    return make_app(start_role="host", environ={"BXTHRE3_CONTROLLER": "192.168.1.10:5000"}, ram_probe=lambda: 4096)
+    return make_app(environ={}, ram_probe=lambda: 4096, cpus=4)
 
 
 CONTROLLER = Address("127.0.0.1", 5000)
@@ -28,7 +24,8 @@ def monitor_app(dag_state: str) -> Bxthre3App:
 
 def role_form_app(role: str) -> Bxthre3App:
     """The form of ``role`` (no beacon listening, a fixed controller where one is asked for)."""
-    return make_app(start_role=role, environ={"BXTHRE3_CONTROLLER": "192.168.1.10:5000"}, ram_probe=lambda: 4096)
+    environ = {"BXTHRE3_CONTROLLER": "192.168.1.10:5000", "BXTHRE3_NODE_ID": "phone-1"}
+    return make_app(start_role=role, environ=environ, ram_probe=lambda: 4096, cpus=4)
 
 
 def role_screen_app(role: str) -> Bxthre3App:

@@ -36,7 +36,7 @@ def test_describe_output() -> None:
 
 def test_digits_arrows_and_live_node_count() -> None:
     async def run() -> None:
-        app = make_app(environ={"RAM_PER_NODE": "256"}, ram_probe=lambda: 2560)
+        app = make_app(environ={"RAM_PER_NODE": "256"}, ram_probe=lambda: 2560, cpus=16)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             assert isinstance(app.screen, RolePickerScreen)
