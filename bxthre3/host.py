@@ -38,6 +38,9 @@ from .zmq_util import configure, is_loopback
 
 log = logging.getLogger(__name__)
 
+MAX_TIMEOUT_S = 7 * 86_400.0
+"""No attempt runs longer than this, whatever an assignment says."""
+
 HISTORY_LENGTH = 50
 """Finished attempts a host remembers for its own screen."""
 
@@ -282,7 +285,7 @@ class Host:
 
     def _on_welcome(self, msg: protocol.Welcome) -> None:
         log.info("registered with %s as %s", self.address, msg.node_id)
-        if msg.heartbeat_interval > 0 and msg.liveness >= 1:
+        if 0.01 <= msg.heartbeat_interval <= 60 and 1 <= msg.liveness <= 1000:  # also refuses NaN
             self.heartbeat_interval = msg.heartbeat_interval
             self.liveness = msg.liveness
         self.welcomed = True
@@ -329,7 +332,8 @@ class Host:
 
     def _launch(self, slot: _Slot, assign: protocol.Assign) -> None:
         now = self.clock()
-        attempt = _Attempt(assign, self.next_job_id, now, now + max(0.001, assign.timeout))
+        timeout = min(MAX_TIMEOUT_S, assign.timeout) if assign.timeout > 0 else 0.001  # NaN too
+        attempt = _Attempt(assign, self.next_job_id, now, now + timeout)
         self.next_job_id += 1
         try:
             if assign.module:
