@@ -306,3 +306,54 @@ def test_a_member_flooding_submissions_is_slowed_down(controller: RunningControl
         other.submit(spec)
     time.sleep(0.5)
     client.submit(spec)  # the bucket refills
+
+
+def test_a_forged_beacon_cannot_make_a_host_join_a_rogue_controller(tmp_path: Path) -> None:
+    """A beacon carries no secret: a host follows it, but only a controller with the token's keys gets
+    anything from the host. Rogues (other keys, or plaintext) receive not a single frame."""
+    from bxthre3.discovery import Beacon, BeaconSender
+    from bxthre3.security import secure_server
+
+    ctx = zmq.Context()
+    routers: dict[str, zmq.Socket] = {}
+    senders: list[BeaconSender] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, keys in (("other-keys", CurveKeys.from_token(new_token())), ("plaintext", None), ("ours", TEST_KEYS)):
+            router = ctx.socket(zmq.ROUTER)
+            router.setsockopt(zmq.LINGER, 0)
+            if keys is not None:
+                secure_server(router, keys)
+            port = router.bind_to_random_port("tcp://127.0.0.1")
+            routers[name] = router
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                discovery_port = probe.getsockname()[1]
+            sender = BeaconSender(
+                Beacon(f"bx-{name}", port), destinations=lambda: ["127.255.255.255"], port=discovery_port,
+                interval=0.2, source_host="127.0.0.1",
+            )  # fmt: skip
+            sender.start()
+            senders.append(sender)
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bxthre3", "host", "--node-id", f"victim-{name}",
+                     "--discovery-bind", "127.255.255.255", "--discovery-port", str(discovery_port),
+                     "--discovery-timeout", "10", "--cache-dir", str(tmp_path / name), "--log-file",
+                     str(tmp_path / f"{name}.log")],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    env=subprocess_env(),
+                )  # fmt: skip
+            )
+        assert routers["ours"].poll(20_000), "control: the host registers with the controller holding the keys"
+        _, frame = routers["ours"].recv_multipart()
+        assert isinstance(protocol.decode(frame), protocol.Register)
+        for name in ("other-keys", "plaintext"):
+            assert not routers[name].poll(2000), f"the {name} rogue received a frame from a host"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(5)
+        for sender in senders:
+            sender.stop()
+        ctx.destroy(linger=0)

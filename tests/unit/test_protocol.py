@@ -115,3 +115,12 @@ def test_spec_documents_every_kind_and_limit() -> None:
     assert f"{limits.MAX_FRAME_BYTES // limits.MiB} MiB" in spec
     assert f"{limits.MAX_MODULE_BYTES // limits.MiB} MiB" in spec
     assert f"{limits.MAX_TASKS_PER_DAG:,}" in spec
+
+
+def test_hostile_msgpack_shapes_are_protocol_errors_not_crashes() -> None:
+    deep = b"\x91" * 100_000 + b"\xc0"  # 100,000 nested arrays
+    huge_claim = b"\xdd\xff\xff\xff\xff"  # an array claiming 4 billion elements, in 5 bytes
+    huge_str = b"\xdb\xff\xff\xff\xff" + b"x" * 10  # a string claiming 4 GiB
+    for frame in (deep, huge_claim, huge_str, b"\x82\x01\x02\x03\x04"):  # the last: a map with int keys
+        with pytest.raises(ProtocolError, match="not msgpack"):
+            protocol.decode(frame)
