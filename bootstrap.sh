@@ -1,26 +1,100 @@
 #!/usr/bin/env bash
-# Bxthre3 bootstrap: installs what is missing into a virtualenv, then runs a subcommand.
+# Bxthre3 bootstrap: sets up this device (Linux, a cloud instance, or Android in Termux), then
+# starts the role you pick, or runs a subcommand.
 #
+#   ./bootstrap.sh                  set up, ask for the role and RAM per node, start it
+#   ./bootstrap.sh --role N [...]   the same without questions (see the options below)
 #   ./bootstrap.sh run DAG.yaml     run a DAG on an embedded local cluster and print its results
 #   ./bootstrap.sh test [ARGS...]   run the whole test suite (extra ARGS go to pytest)
-#   ./bootstrap.sh install          only install
-#   ./bootstrap.sh [bxthre3 ARGS]   anything else is passed to the `bxthre3` command
+#   ./bootstrap.sh install          only set up
+#   ./bootstrap.sh -- ARGS...       pass ARGS to the `bxthre3` command
 #
-# Environment: BXTHRE3_VENV (default: .venv beside this script), PYTHON (default: python3).
+# Roles: 1 UI Node, 2 Controller + Node Manager, 3 Node Manager only, 4 Host Node only, 5 All components.
+# Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
+# Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
+# .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask).
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${BXTHRE3_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
+SYSFS_ROOT="${SYSFS_ROOT:-/sys}"
+DRY_RUN=0
+ASSUME_YES=0
+ROLE="${BXTHRE3_ROLE:-}"
+RAM_PER_NODE="${RAM_PER_NODE:-}"
+CONTROLLER="${BXTHRE3_CONTROLLER:-}"
+TOKEN="${BXTHRE3_TOKEN:-}"
+PLATFORM=""
+CLOUD=""
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
-die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+die() {
+    printf 'bootstrap: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Every action that changes the machine goes through here, so --dry-run shows them all.
+act() {
+    if [ "$DRY_RUN" -eq 1 ]; then
+        printf 'would run: %s\n' "$*"
+    else
+        "$@"
+    fi
+}
+
+can_ask() { [ "$ASSUME_YES" -eq 0 ] && [ "${CI:-}" != "true" ] && [ -t 0 ] && [ -t 1 ]; }
+
+# ---------------------------------------------------------------------------------- platform
+
+is_termux() {
+    [ -n "${TERMUX_VERSION:-}" ] && return 0
+    case "${PREFIX:-}" in /data/data/com.termux/*) return 0 ;; esac
+    return 1
+}
+
+# One DMI file, or nothing when it is missing or unreadable (containers, phones, locked-down VMs).
+dmi() { cat "$SYSFS_ROOT/class/dmi/id/$1" 2>/dev/null || true; }
+
+# The cloud provider from DMI data (what the instance's firmware says), or "" for none we know.
+detect_cloud() {
+    local vendor product bios asset uuid
+    vendor="$(dmi sys_vendor)"
+    product="$(dmi product_name)"
+    bios="$(dmi bios_vendor)"
+    asset="$(dmi chassis_asset_tag)"
+    uuid="$(cat "$SYSFS_ROOT/hypervisor/uuid" 2>/dev/null || true)"
+    case "$vendor|$bios" in
+        *"Amazon EC2"*) echo aws; return ;;
+    esac
+    case "$uuid" in ec2*|EC2*) echo aws; return ;; esac
+    case "$product" in *"Google Compute Engine"*) echo gce; return ;; esac
+    [ "$asset" = "7783-7084-3265-9085-8269-3286-77" ] && { echo azure; return; }
+    case "$vendor" in
+        *DigitalOcean*) echo digitalocean; return ;;
+        *Hetzner*) echo hetzner; return ;;
+        *Linode*|*Akamai*) echo linode; return ;;
+    esac
+    case "$asset" in *OracleCloud*) echo oracle; return ;; esac
+    echo ""
+}
+
+detect_platform() {
+    if is_termux; then
+        PLATFORM=termux
+    else
+        CLOUD="$(detect_cloud)"
+        if [ -n "$CLOUD" ]; then PLATFORM=cloud; else PLATFORM=linux; fi
+    fi
+}
+
+# ---------------------------------------------------------------------------------- packages
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
-        "$@"
+        act "$@"
     elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
+        act sudo "$@"
     else
         die "need root to run: $* (install sudo or run as root)"
     fi
@@ -30,11 +104,11 @@ apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "missing $* and no apt-get here; install them by hand"
     log "installing Debian packages: $*"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
 # Python, venv support and a C toolchain with Python headers (pywasm3 and netifaces build from source).
-ensure_system_packages() {
+ensure_debian_packages() {
     local missing=()
     command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
     if command -v "$PYTHON" >/dev/null 2>&1; then
@@ -51,42 +125,239 @@ ensure_system_packages() {
     fi
 }
 
+# Termux: packages from its own repository (pkg); psutil and libzmq prebuilt there, never pip's pip.
+TERMUX_PACKAGES=(python clang cmake make pkg-config libzmq python-psutil termux-api)
+ensure_termux_packages() {
+    local missing=() p
+    for p in "${TERMUX_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing Termux packages: ${missing[*]}"
+        act pkg install -y "${missing[@]}"
+    fi
+}
+
 # Reinstalls only when pyproject.toml changed since the last install (idempotent and fast).
 ensure_venv() {
+    local extra=() stamp="$VENV/.bxthre3-installed" want
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating virtualenv $VENV"
-        "$PYTHON" -m venv "$VENV"
+        # On Termux the venv sees pkg's psutil (pip cannot build it there).
+        [ "$PLATFORM" = termux ] && extra=(--system-site-packages)
+        act "$PYTHON" -m venv "${extra[@]}" "$VENV"
     fi
-    local stamp="$VENV/.bxthre3-installed" want
     want="$(cksum <"$ROOT/pyproject.toml")"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         log "installing bxthre3 and its dependencies into $VENV (first run takes a minute)"
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
-        printf '%s' "$want" >"$stamp"
+        if [ "$PLATFORM" = termux ]; then
+            # pyzmq against Termux's libzmq (its wheels do not run on Android); pip itself is left alone.
+            act env ZMQ_PREFIX="${PREFIX:-/data/data/com.termux/files/usr}" \
+                "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-binary pyzmq pyzmq
+            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT"
+        else
+            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "${ROOT}[test]"
+        fi
+        if [ "$DRY_RUN" -eq 1 ]; then
+            printf 'would run: record %s\n' "$stamp"
+        else
+            printf '%s' "$want" >"$stamp"
+        fi
     fi
+}
+
+# `bxthre3` on PATH: a link in $PREFIX/bin on Termux, else in ~/.local/bin.
+ensure_on_path() {
+    local bindir
+    if [ "$PLATFORM" = termux ]; then bindir="${PREFIX:-/data/data/com.termux/files/usr}/bin"; else bindir="$HOME/.local/bin"; fi
+    if [ "$(readlink "$bindir/bxthre3" 2>/dev/null || true)" != "$VENV/bin/bxthre3" ]; then
+        act mkdir -p "$bindir"
+        act ln -sfn "$VENV/bin/bxthre3" "$bindir/bxthre3"
+    fi
+    case ":$PATH:" in *":$bindir:"*) ;; *) log "add $bindir to PATH to type 'bxthre3' anywhere" ;; esac
+}
+
+# Termux:Boot and Termux:Widget scripts, copied only when they differ.
+ensure_termux_kit() {
+    local src dst pair
+    for pair in "boot/start-bxthre3:$HOME/.termux/boot/start-bxthre3" \
+                "shortcuts/bxthre3-start:$HOME/.shortcuts/bxthre3-start" \
+                "shortcuts/bxthre3-stop:$HOME/.shortcuts/bxthre3-stop"; do
+        src="$ROOT/termux/${pair%%:*}"
+        dst="${pair#*:}"
+        if ! cmp -s "$src" "$dst"; then
+            act mkdir -p "$(dirname "$dst")"
+            act install -m 0755 "$src" "$dst"
+        fi
+    done
 }
 
 install() {
-    ensure_system_packages
+    detect_platform
+    log "platform: $PLATFORM${CLOUD:+ ($CLOUD)}"
+    case "$PLATFORM" in
+        termux) ensure_termux_packages ;;
+        *) ensure_debian_packages ;;
+    esac
     ensure_venv
+    ensure_on_path
+    [ "$PLATFORM" = termux ] && ensure_termux_kit
+    return 0
 }
 
-# The multi-device test builds network namespaces with iproute2's `ip` (it skips, saying why, without root).
+# The multi-device test builds network namespaces with iproute2's `ip`; the script itself is checked by
+# linted with ShellCheck; both are installed when missing and possible (root with apt-get).
 ensure_test_packages() {
-    if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt_install iproute2
+    local missing=()
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+    if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt_install "${missing[@]}"
     fi
 }
 
+# ---------------------------------------------------------------------------------- roles
+
+role_key() {
+    case "$1" in
+        1|ui) echo ui ;;
+        2|controller) echo controller ;;
+        3|node-manager) echo node-manager ;;
+        4|host) echo host ;;
+        5|all) echo all ;;
+        *) return 1 ;;
+    esac
+}
+
+available_ram_mb() {
+    awk '/^MemAvailable:/ { print int($2 / 1024); found = 1 } END { if (!found) print 0 }' /proc/meminfo 2>/dev/null \
+        || echo 0
+}
+
+ask_role() {
+    local answer
+    cat >&2 <<'EOF'
+Which role should this device play?
+  1) UI Node                   watch and drive a running controller
+  2) Controller + Node Manager schedule DAGs here, and lend this device's RAM
+  3) Node Manager only         lend this device's RAM to a controller
+  4) Host Node only            one host that runs tasks
+  5) All components            everything on this device
+EOF
+    read -r -p "Role [1-5, default 5]: " answer
+    ROLE="${answer:-5}"
+}
+
+ask_ram() {
+    local answer available nodes
+    available="$(available_ram_mb)"
+    nodes=$(( (available - 512) / 128 ))
+    [ "$nodes" -lt 0 ] && nodes=0
+    read -r -p "RAM per node in MB [128: $nodes node(s) from ${available} MB available]: " answer
+    RAM_PER_NODE="${answer:-128}"
+}
+
+ask_controller() {
+    local answer
+    read -r -p "Controller address (IP[:PORT]): " answer
+    CONTROLLER="$answer"
+}
+
+# Fill in what the flags and environment left open: ask on a terminal, else take defaults or fail.
+settle_choices() {
+    if [ -z "$ROLE" ]; then
+        if can_ask; then ask_role; else die "no role: pass --role 1-5 (or set BXTHRE3_ROLE); nothing is asked without a terminal"; fi
+    fi
+    role_key "$ROLE" >/dev/null || die "unknown role '$ROLE' (1-5, or ui, controller, node-manager, host, all)"
+    ROLE="$(role_key "$ROLE")"
+    if [ -z "$RAM_PER_NODE" ] && [ "$ROLE" != ui ]; then
+        if can_ask; then ask_ram; else RAM_PER_NODE=128; fi
+    fi
+    case "$RAM_PER_NODE" in ''|*[!0-9]*) [ "$ROLE" = ui ] || die "RAM per node must be a whole number of MB, not '$RAM_PER_NODE'" ;; esac
+    if [ "$PLATFORM" = cloud ] && [ -z "$CONTROLLER" ] && { [ "$ROLE" = node-manager ] || [ "$ROLE" = host ] || [ "$ROLE" = ui ]; }; then
+        # Cloud networks carry no broadcast: the controller cannot be discovered there.
+        if can_ask; then ask_controller; fi
+        [ -n "$CONTROLLER" ] || die "on a cloud instance ($CLOUD) pass --controller IP[:PORT]: cloud networks carry no broadcast"
+    fi
+    return 0
+}
+
+role_command() {
+    local cmd=("$VENV/bin/bxthre3")
+    case "$ROLE" in
+        ui) cmd+=(ui) ;;
+        controller) cmd+=(controller --with-node-manager --ram-per-node "$RAM_PER_NODE") ;;
+        node-manager) cmd+=(node-manager --ram-per-node "$RAM_PER_NODE") ;;
+        host) cmd+=(host --ram-limit "$RAM_PER_NODE") ;;
+        all) cmd+=(all --ram-per-node "$RAM_PER_NODE") ;;
+    esac
+    if [ -n "$CONTROLLER" ] && [ "$ROLE" != controller ] && [ "$ROLE" != all ]; then
+        cmd+=(--controller "$CONTROLLER")
+    fi
+    printf '%s\n' "${cmd[@]}"
+}
+
+# Remember the choice for Termux:Boot and the widgets (the token stays in the environment file, 0600).
+save_choice() {
+    local dir="$HOME/.config/bxthre3" file
+    file="$dir/role.env"
+    if [ "$DRY_RUN" -eq 1 ]; then
+        printf 'would run: write %s (role %s)\n' "$file" "$ROLE"
+        return
+    fi
+    mkdir -p "$dir"
+    umask 077
+    {
+        printf 'BXTHRE3_ROLE=%q\nRAM_PER_NODE=%q\nBXTHRE3_CONTROLLER=%q\n' "$ROLE" "$RAM_PER_NODE" "$CONTROLLER"
+        [ -n "$TOKEN" ] && printf 'BXTHRE3_TOKEN=%q\n' "$TOKEN"
+        printf 'BXTHRE3_HOME=%q\n' "$ROOT"
+    } >"$file"
+}
+
+start_role() {
+    local cmd=()
+    mapfile -t cmd < <(role_command)
+    save_choice
+    [ -n "$TOKEN" ] && export BXTHRE3_TOKEN="$TOKEN"  # the environment, never argv (ps shows argv)
+    log "starting: ${cmd[*]#"$VENV/bin/"}"
+    if [ "$DRY_RUN" -eq 1 ]; then
+        printf 'would run: %s\n' "${cmd[*]}"
+        return
+    fi
+    exec "${cmd[@]}"
+}
+
+# ---------------------------------------------------------------------------------- main
+
+parse_options() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --role) ROLE="${2:?--role needs a value}"; shift 2 ;;
+            --role=*) ROLE="${1#*=}"; shift ;;
+            --ram-per-node) RAM_PER_NODE="${2:?--ram-per-node needs a value}"; shift 2 ;;
+            --ram-per-node=*) RAM_PER_NODE="${1#*=}"; shift ;;
+            --controller) CONTROLLER="${2:?--controller needs a value}"; shift 2 ;;
+            --controller=*) CONTROLLER="${1#*=}"; shift ;;
+            --token) TOKEN="${2:?--token needs a value}"; shift 2 ;;
+            --token=*) TOKEN="${1#*=}"; shift ;;
+            --yes|-y) ASSUME_YES=1; shift ;;
+            --dry-run|-n) DRY_RUN=1; shift ;;
+            *) die "unknown option '$1' (see ./bootstrap.sh --help)" ;;
+        esac
+    done
+}
+
 main() {
-    local cmd="${1:-}"
-    [ $# -gt 0 ] && shift
-    case "$cmd" in
+    local sub="${1:-}"
+    case "$sub" in
         install)
+            shift
+            parse_options "$@"
             install
             log "ready: $VENV/bin/bxthre3"
             ;;
         test)
+            shift
             install
             ensure_test_packages
             cd "$ROOT"
@@ -94,20 +365,28 @@ main() {
             exec "$VENV/bin/python" -m pytest "$@"
             ;;
         run)
+            shift
             [ $# -ge 1 ] || die "usage: ./bootstrap.sh run DAG.yaml"
             install
             exec "$VENV/bin/bxthre3" run "$@"
             ;;
         -h|--help|help)
-            sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             ;;
-        "")
+        --)
+            shift
             install
-            exec "$VENV/bin/bxthre3"
+            exec "$VENV/bin/bxthre3" "$@"
+            ;;
+        ""|-*)
+            parse_options "$@"
+            install
+            settle_choices
+            start_role
             ;;
         *)
             install
-            exec "$VENV/bin/bxthre3" "$cmd" "$@"
+            exec "$VENV/bin/bxthre3" "$@"
             ;;
     esac
 }

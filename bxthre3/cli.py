@@ -425,6 +425,10 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
     _add_status_file_option(p)
+    p.add_argument(
+        "--pause-file", type=Path, metavar="PATH",
+        help="take no new tasks while PATH exists (its text says why); a node manager sets it on a phone",
+    )  # fmt: skip
     _add_token_options(p)
     _add_discovery_options(p)
     _add_log_options(p, "INFO")
@@ -463,7 +467,10 @@ def _run_host(args: argparse.Namespace) -> int:
         device=args.device or socket.gethostname(),
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
-    host = Host(address, config, cache=cache, status_file=_status_file(args), keys=_member_keys(args))
+    host = Host(
+        address, config, cache=cache, status_file=_status_file(args), keys=_member_keys(args),
+        pause_file=args.pause_file,
+    )  # fmt: skip
     stop = _stop_on_signals()
     print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
     host.run(stop)
@@ -487,6 +494,11 @@ def _add_scaling_options(p: argparse.ArgumentParser) -> None:
         help="most hosts to run (default: the CPU count; at most 4 on Android)",
     )  # fmt: skip
     p.add_argument("--device-name", help="name of this device; hosts are <name>-1, <name>-2, ... (default: hostname)")
+    p.add_argument(
+        "--phone-manners", choices=["auto", "on", "off"], default=os.environ.get("BXTHRE3_PHONE_MANNERS", "auto"),
+        help="pause the hosts when unplugged below 20%% battery or at 42 °C and over (resume at 30%% or plugged "
+        "in, 39 °C); auto = on Android (needs termux-api); default $BXTHRE3_PHONE_MANNERS or auto",
+    )  # fmt: skip
 
 
 def _add_node_manager(sub: argparse._SubParsersAction) -> None:
@@ -518,7 +530,10 @@ def _ram_per_node(args: argparse.Namespace) -> int:
 def _node_manager(args: argparse.Namespace, controller: Address, token: str | None) -> Any:
     """The node manager; its hosts get ``token`` through their environment (argv is public), or
     --insecure when it is None."""
+    import socket
+
     from .node_manager import NodeManager, ScalingPolicy
+    from .ram_probe import is_android
 
     policy = ScalingPolicy(
         ram_per_node=_ram_per_node(args),
@@ -526,9 +541,18 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
         **({"max_nodes": args.max_nodes} if args.max_nodes is not None else {}),
     )
     log_dir = _role_log(args, "node_manager.log").parent
+    manners = None
+    mode = getattr(args, "phone_manners", "off")
+    if mode not in ("auto", "on", "off"):
+        raise Bxthre3Error(f"--phone-manners (or $BXTHRE3_PHONE_MANNERS) must be auto, on or off, not {mode!r}")
+    if mode == "on" or (mode == "auto" and is_android()):
+        from .phone_manners import PhoneManners
+
+        manners = PhoneManners(log_dir / f"{args.device_name or socket.gethostname()}.paused")
     return NodeManager(
-        controller, policy, name=args.device_name, log_dir=log_dir, token=token, insecure=token is None
-    )
+        controller, policy, name=args.device_name, log_dir=log_dir, token=token, insecure=token is None,
+        manners=manners,
+    )  # fmt: skip
 
 
 def _run_node_manager(args: argparse.Namespace) -> int:

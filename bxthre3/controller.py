@@ -284,7 +284,8 @@ class Controller:
                 )
             )
         elif kind is protocol.Heartbeat:
-            self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb))  # type: ignore[attr-defined]
+            assert isinstance(msg, protocol.Heartbeat)
+            self._apply(self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb, msg.paused[:200])))
         elif kind is protocol.Register:
             assert isinstance(msg, protocol.Register)
             self._register(identity, host_id, msg, now)

@@ -102,11 +102,14 @@ class Host:
         executor_log: Path | None = None,
         status_file: StatusFile | None = None,
         keys: CurveKeys | None = None,
+        pause_file: Path | None = None,
     ) -> None:
         if keys is None and not is_loopback(address.host):
             raise ClusterError(f"--insecure talks plaintext to a controller on loopback only, not {address}")
         self.address = address
         self.keys = keys
+        self.pause_file = pause_file
+        """Written by this device's node manager while the phone should rest (battery, heat)."""
         self.config = config
         self.cache = cache
         self.clock = clock
@@ -312,7 +315,7 @@ class Host:
                 )
                 self._start_work()
         if now - self.last_sent >= self.heartbeat_interval:
-            self._send(protocol.Heartbeat(rss_mb=self._rss_mb()))
+            self._send(protocol.Heartbeat(rss_mb=self._rss_mb(), paused=self._paused_reason()))
         silent = now - self.last_heard
         limit = self.heartbeat_interval * self.liveness
         if silent > max(limit, self.backoff if not self.welcomed else 0.0):
@@ -421,6 +424,18 @@ class Host:
         if self.welcomed:
             self._send(message)
 
+    def _paused_reason(self) -> str:
+        """Why this host takes no new tasks: the reason its node manager wrote in the pause file."""
+        if self.pause_file is None:
+            return ""
+        try:
+            with open(self.pause_file, "rb") as f:
+                return f.read(200).decode("utf-8", "replace").strip() or "paused"
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            return f"paused (pause file unreadable: {exc.strerror})"
+
     def _rss_mb(self) -> int:
         """Resident memory of this host and its executors (what the device really gives up), or -1."""
         pids = [os.getpid()] + [s.executor.pid for s in self.slots if s.executor.pid]
@@ -456,6 +471,7 @@ class Host:
             "device": self.config.device,
             "controller": str(self.address),
             "state": state,
+            "paused": self._paused_reason(),
             "registered_for_s": round(now - self.registered_since, 3) if self.registered_since is not None else None,
             "registrations": self.registrations,
             "uptime_s": round(now - self.started, 3),

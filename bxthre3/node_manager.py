@@ -53,6 +53,7 @@ from typing import Any
 
 from .addresses import Address
 from .errors import Bxthre3Error
+from .phone_manners import PhoneManners
 from .processes import child_env, die_with_parent
 from .ram_probe import available_ram_mb, cpu_count, is_android
 from .security import TOKEN_ENV
@@ -223,6 +224,7 @@ class NodeManager:
         clock: Callable[[], float] = time.monotonic,
         token: str | None = None,
         insecure: bool = False,
+        manners: PhoneManners | None = None,
     ) -> None:
         self.controller = controller
         self.policy = policy
@@ -231,7 +233,11 @@ class NodeManager:
         self.interval = interval
         self.log_dir = log_dir if log_dir is not None else Path(os.environ.get("BXTHRE3_LOG_DIR") or "logs")
         self.cache_dir = cache_dir
+        self.manners = manners
+        """On a phone: pauses the hosts (through their pause file) when the battery is low or it is hot."""
         self.host_args = list(host_args or []) + (["--insecure"] if insecure else [])
+        if manners is not None:
+            self.host_args += ["--pause-file", str(manners.pause_file)]
         self.clock = clock
         self._env = {TOKEN_ENV: token} if token else None
         """What the hosts' environment adds: the cluster token (never in argv, which any user can read)."""
@@ -260,7 +266,9 @@ class NodeManager:
             self.stop_all()
 
     def tick(self) -> None:
-        """One evaluation: reap exits, restart the due, read RAM, start or stop hosts."""
+        """One evaluation: phone manners, reap exits, restart the due, read RAM, start or stop hosts."""
+        if self.manners is not None:
+            self.manners.check()  # may take up to its timeout: outside the lock
         now = self.clock()
         with self._lock:
             self._reap(now)
@@ -337,6 +345,7 @@ class NodeManager:
                 },
                 "processes_estimate": sum(1 for h in self.hosts if h.proc is not None) * 2 + 1,  # 1 slot per host
                 "sigkill_deaths": self.sigkill_deaths,
+                "manners": self.manners.snapshot() if self.manners is not None else None,
                 "hosts": [
                     {
                         "node_id": h.node_id,

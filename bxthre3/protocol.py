@@ -104,6 +104,8 @@ class Heartbeat(Message):
     KIND: ClassVar[str] = "heartbeat"
     rss_mb: int = -1
     """Host to controller: memory the host and its executors use now, in MB (-1: unknown)."""
+    paused: str = ""
+    """Host to controller: why it takes no new tasks now (a phone on low battery, too hot); empty: it does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
     """busy / idle, or silent once two heartbeats are missing (it is declared dead after `liveness`)."""
     if now - host.last_seen > 2 * heartbeat_interval:
         return "silent"
+    if host.paused:
+        return "paused"
     return "busy" if host.running else "idle"
 
 
@@ -37,6 +39,7 @@ def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0) -> 
         "modules": len(host.modules),
         "last_seen_s": round(max(0.0, now - host.last_seen), 3),
         "state": host_state(host, now, heartbeat_interval),
+        "paused": host.paused,
         "uptime_s": round(max(0.0, now - host.joined_at), 3),
     }
 

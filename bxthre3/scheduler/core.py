@@ -76,6 +76,7 @@ class Scheduler:
         self.total_succeeded = 0
         self.total_failed = 0
         self.retries_total = 0
+        self._pause_changed = False
         self.failures_by_reason: Counter[str] = Counter()
         """Tasks failed for good since start, by reason (for metrics)."""
         self._handlers = {
@@ -94,8 +95,9 @@ class Scheduler:
     def handle(self, event: Event) -> list[Instruction]:
         """Apply one event; return what the shell must do, assignments last."""
         out: list[Instruction] = []
+        self._pause_changed = False
         self._handlers[type(event)](event, out)  # type: ignore[operator]
-        if not isinstance(event, HostSeen):
+        if not isinstance(event, HostSeen) or self._pause_changed:
             self._dispatch(event.now, out)
         return out
 
@@ -262,6 +264,9 @@ class Scheduler:
             host.last_seen = ev.now
             if ev.rss_mb >= 0:
                 host.rss_mb = ev.rss_mb
+            if ev.paused is not None and ev.paused != host.paused:
+                host.paused = ev.paused
+                self._pause_changed = True
 
     def _on_host_left(self, ev: HostLeft, out: list[Instruction]) -> None:
         host = self.hosts.get(ev.host_id)
@@ -462,7 +467,7 @@ class Scheduler:
     # ------------------------------------------------------------------ placement
 
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
-        free = [h for h in self.hosts.values() if h.free_slots > 0]
+        free = [h for h in self.hosts.values() if h.free_slots > 0 and not h.paused]
         while self.ready and free:
             entry = self.ready.pop_for(max(h.ram_mb for h in free))
             if entry is None:

@@ -44,6 +44,8 @@ class HostSeen:
     now: float
     rss_mb: int = -1
     """From a heartbeat: the host's memory use in MB (-1: not reported)."""
+    paused: str | None = None
+    """From a heartbeat: why the host takes no new tasks ("" = it does; None = not reported)."""
 
 
 @dataclass(frozen=True, slots=True)

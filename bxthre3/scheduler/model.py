@@ -135,6 +135,8 @@ class HostRecord:
     failed: int = 0
     rss_mb: int = -1
     """Memory the host process and its executors use, from its last heartbeat (-1: unknown)."""
+    paused: str = ""
+    """Why the host takes no new tasks (its device's battery or temperature); empty: it does."""
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     """The last tasks this host finished, as "dag/task", for `status`."""
 

@@ -164,3 +164,19 @@ def test_broken_pipe_is_quiet() -> None:
 def test_wait_for_helper_is_bounded() -> None:
     with pytest.raises(AssertionError, match="timed out"):
         wait_for(lambda: False, 0.05, "nothing")
+
+
+def test_a_paused_host_finishes_nothing_new_until_its_pause_file_goes(
+    tmp_path: Path, controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    pause = tmp_path / "phone.paused"
+    pause.write_text("battery 12%, unplugged (pauses below 20%)\n")
+    hosts.start(controller.address, "phone", extra=("--pause-file", str(pause)))
+    wait_for(lambda: [h["state"] for h in client.status()["hosts"]] == ["paused"], 20, "the host to report its pause")
+    assert client.status()["hosts"][0]["paused"].startswith("battery 12%")
+    dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
+    time.sleep(1.0)
+    assert client.progress(dag_id)["counts"]["ready"] == 1, "nothing is assigned to a paused host"
+    pause.unlink()
+    assert client.wait(dag_id, timeout=30)["state"] == "succeeded", "it works again once resumed"
+    assert client.status()["hosts"][0]["state"] in ("idle", "busy")

@@ -1,0 +1,256 @@
+"""bootstrap.sh on every platform it knows, through --dry-run: stub commands on PATH, a faked HOME,
+Termux variables and sysfs root; the real script, the real bash. Plus shellcheck and `bash -n`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BOOTSTRAP = REPO / "bootstrap.sh"
+TERMUX_SCRIPTS = [REPO / "termux/boot/start-bxthre3", *sorted((REPO / "termux/shortcuts").iterdir()),
+                  REPO / "termux/sv/bxthre3/run"]  # fmt: skip
+TOKEN = "bxt1-" + "Q" * 43
+TOOLS = ("bash", "sh", "cat", "awk", "cksum", "readlink", "dirname", "sed", "mkdir", "ln", "cmp", "install", "id",
+         "env", "grep", "sleep", "printf", "chmod", "rm")  # fmt: skip
+
+
+class Machine:
+    """A pretend device: a HOME, a sysfs root, stub commands, and a venv path that may or may not exist."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.bin = root / "bin"
+        self.sysfs = root / "sys"
+        self.venv = root / "venv"
+        self.include = root / "include"
+        for d in (self.home, self.bin, self.sysfs, self.include):
+            d.mkdir(parents=True, exist_ok=True)
+        (self.include / "Python.h").write_text("")
+        self.installed_debs: set[str] = set()
+        self.stub("cc")
+        self.stub("apt-get", "echo apt-get-ran >> \"$STUB_LOG\"")
+        self.stub("pkg", "echo pkg-ran >> \"$STUB_LOG\"")
+        self.stub("sudo", 'exec "$@"')
+        self.python(venv_ok=True, headers=True)
+        tools = root / "tools"  # only what the script needs from the system: no cc, python3, sudo, apt-get
+        tools.mkdir()
+        for tool in TOOLS:
+            found = shutil.which(tool)
+            if found:
+                (tools / tool).symlink_to(found)
+        self.env: dict[str, str] = {
+            "PATH": f"{self.bin}:{tools}",
+            "HOME": str(self.home),
+            "SYSFS_ROOT": str(self.sysfs),
+            "BXTHRE3_VENV": str(self.venv),
+            "PYTHON": str(self.bin / "python3"),
+            "STUB_LOG": str(root / "stub.log"),
+        }
+
+    def stub(self, name: str, body: str = "exit 0") -> None:
+        path = self.bin / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+
+    def python(self, *, venv_ok: bool, headers: bool) -> None:
+        include = self.include if headers else self.root / "no-include"
+        self.stub(
+            "python3",
+            f"""case "$*" in
+  *"import venv, ensurepip"*) exit {0 if venv_ok else 1} ;;
+  *sysconfig*) echo {include} ;;
+  *) echo "python3 stub: $*" >&2; exit 3 ;;
+esac""",
+        )
+
+    def dmi(self, **files: str) -> None:
+        d = self.sysfs / "class/dmi/id"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (d / name).write_text(text + "\n")
+
+    def termux(self) -> Path:
+        prefix = self.root / "data/data/com.termux/files/usr"
+        (prefix / "bin").mkdir(parents=True, exist_ok=True)
+        self.env.update(TERMUX_VERSION="0.118.1", PREFIX=str(prefix))
+        self.stub("dpkg", 'grep -qx "$2" "$DEBS" 2>/dev/null')
+        self.env["DEBS"] = str(self.root / "debs")
+        (self.root / "debs").write_text("\n".join(sorted(self.installed_debs)) + "\n")
+        return prefix
+
+    def installed(self) -> None:
+        """As after a first real run: the venv, its stamp, and the link on PATH."""
+        (self.venv / "bin").mkdir(parents=True, exist_ok=True)
+        for name in ("python", "bxthre3"):
+            (self.venv / "bin" / name).write_text("#!/bin/sh\n")
+            (self.venv / "bin" / name).chmod(0o755)
+        stamp = subprocess.run(["cksum"], stdin=open(REPO / "pyproject.toml", "rb"), capture_output=True, check=True)
+        (self.venv / ".bxthre3-installed").write_bytes(stamp.stdout.rstrip(b"\n"))
+        link_dir = Path(self.env["PREFIX"]) / "bin" if "PREFIX" in self.env else self.home / ".local/bin"
+        link_dir.mkdir(parents=True, exist_ok=True)
+        (link_dir / "bxthre3").symlink_to(self.venv / "bin" / "bxthre3")
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(BOOTSTRAP), *args], capture_output=True, text=True, timeout=60, env={**self.env, **env},
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def actions(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line[len("would run: ") :] for line in proc.stdout.splitlines() if line.startswith("would run: ")]
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    return Machine(tmp_path)
+
+
+def test_plain_linux_first_run_sets_up_and_starts_all(machine: Machine) -> None:
+    proc = machine.run("--dry-run", "--role", "5", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert "platform: linux" in proc.stderr
+    done = actions(proc)
+    assert f"{machine.env['PYTHON']} -m venv {machine.venv}" in done
+    assert any("-m pip install" in a and "-e " in a and "[test]" in a for a in done)
+    assert f"ln -sfn {machine.venv}/bin/bxthre3 {machine.home}/.local/bin/bxthre3" in done
+    assert done[-1] == f"{machine.venv}/bin/bxthre3 all --ram-per-node 128"
+    assert not any("apt-get" in a for a in done), "nothing missing, nothing installed"
+    assert not machine.venv.exists() and not (machine.home / ".local").exists(), "--dry-run changed nothing"
+
+
+def test_missing_compiler_and_headers_come_from_apt_through_sudo(machine: Machine) -> None:
+    (machine.bin / "cc").unlink()
+    machine.python(venv_ok=False, headers=False)
+    machine.stub("id", 'if [ "$1" = "-u" ]; then echo 1000; else /usr/bin/id "$@"; fi')
+    proc = machine.run("--dry-run", "--role", "host", "--ram-per-node", "256", "--controller", "10.0.0.5")
+    assert proc.returncode == 0, proc.stderr
+    done = actions(proc)
+    install = [a for a in done if "apt-get install" in a]
+    assert install and install[0].startswith("sudo env DEBIAN_FRONTEND=noninteractive apt-get install")
+    assert install[0].endswith("python3-venv python3-dev gcc libc6-dev")
+    assert done[-1] == f"{machine.venv}/bin/bxthre3 host --ram-limit 256 --controller 10.0.0.5"
+
+
+def test_a_second_run_changes_nothing(machine: Machine) -> None:
+    machine.installed()
+    proc = machine.run("--dry-run", "--role", "node-manager", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert actions(proc) == [
+        f"write {machine.home}/.config/bxthre3/role.env (role node-manager)",
+        f"{machine.venv}/bin/bxthre3 node-manager --ram-per-node 128",
+    ]
+
+
+def test_termux_uses_pkg_system_site_packages_and_its_own_libzmq(machine: Machine) -> None:
+    machine.installed_debs = {"python", "clang", "cmake", "make", "pkg-config", "python-psutil"}
+    prefix = machine.termux()
+    proc = machine.run("--dry-run", "--role", "3", "--controller", "192.168.1.10", "--token", TOKEN)
+    assert proc.returncode == 0, proc.stderr
+    assert "platform: termux" in proc.stderr
+    done = actions(proc)
+    assert "pkg install -y libzmq termux-api" in done
+    assert f"{machine.env['PYTHON']} -m venv --system-site-packages {machine.venv}" in done
+    pyzmq = [a for a in done if "--no-binary pyzmq" in a]
+    assert pyzmq and pyzmq[0].startswith(f"env ZMQ_PREFIX={prefix} ")
+    assert not any("install --upgrade pip" in a or "-U pip" in a for a in done), "never upgrades pip on Termux"
+    assert any(a.endswith(f"-e {REPO}") for a in done), "no test extras on a phone"
+    assert f"ln -sfn {machine.venv}/bin/bxthre3 {prefix}/bin/bxthre3" in done
+    assert f"install -m 0755 {REPO}/termux/boot/start-bxthre3 {machine.home}/.termux/boot/start-bxthre3" in done
+    assert any(a.endswith(f"{machine.home}/.shortcuts/bxthre3-stop") for a in done)
+    assert done[-1] == f"{machine.venv}/bin/bxthre3 node-manager --ram-per-node 128 --controller 192.168.1.10"
+    assert TOKEN not in proc.stdout + proc.stderr, "the token never appears on a command line"
+
+
+def test_termux_rerun_installs_nothing(machine: Machine) -> None:
+    machine.installed_debs = {"python", "clang", "cmake", "make", "pkg-config", "libzmq", "python-psutil",
+                              "termux-api"}  # fmt: skip
+    machine.termux()
+    machine.installed()
+    for src, dst in (("boot/start-bxthre3", ".termux/boot/start-bxthre3"),
+                     ("shortcuts/bxthre3-start", ".shortcuts/bxthre3-start"),
+                     ("shortcuts/bxthre3-stop", ".shortcuts/bxthre3-stop")):  # fmt: skip
+        (machine.home / dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "termux" / src, machine.home / dst)
+    proc = machine.run("--dry-run", "--role", "4", "--yes")
+    assert proc.returncode == 0, proc.stderr
+    started = [a for a in actions(proc) if not a.startswith("write ")]
+    assert started == [f"{machine.venv}/bin/bxthre3 host --ram-limit 128"]
+
+
+@pytest.mark.parametrize(
+    ("files", "provider"),
+    [
+        ({"sys_vendor": "Amazon EC2"}, "aws"),
+        ({"bios_vendor": "Amazon EC2"}, "aws"),
+        ({"product_name": "Google Compute Engine"}, "gce"),
+        ({"chassis_asset_tag": "7783-7084-3265-9085-8269-3286-77"}, "azure"),
+        ({"sys_vendor": "DigitalOcean"}, "digitalocean"),
+        ({"sys_vendor": "Hetzner"}, "hetzner"),
+        ({"chassis_asset_tag": "OracleCloud.com"}, "oracle"),
+        ({"sys_vendor": "Linode"}, "linode"),
+        ({"sys_vendor": "Akamai"}, "linode"),
+    ],
+)
+def test_cloud_instances_need_the_controller_address(machine: Machine, files: dict[str, str], provider: str) -> None:
+    machine.dmi(**files)
+    proc = machine.run("--dry-run", "--role", "4", "--yes")
+    assert proc.returncode == 1 and f"platform: cloud ({provider})" in proc.stderr
+    assert f"on a cloud instance ({provider}) pass --controller" in proc.stderr
+    ok = machine.run("--dry-run", "--role", "4", "--yes", "--controller", "10.1.2.3:5000")
+    assert ok.returncode == 0 and actions(ok)[-1].endswith("host --ram-limit 128 --controller 10.1.2.3:5000")
+    controller = machine.run("--dry-run", "--role", "2", "--yes")
+    assert controller.returncode == 0, "the controller itself needs no address"
+
+
+def test_ec2_by_hypervisor_uuid_and_unreadable_dmi_means_plain_linux(machine: Machine) -> None:
+    (machine.sysfs / "hypervisor").mkdir()
+    (machine.sysfs / "hypervisor/uuid").write_text("ec2e1916-9099-7caf-fd21-012345abcdef\n")
+    assert "platform: cloud (aws)" in machine.run("--dry-run", "--role", "2").stderr
+    (machine.sysfs / "hypervisor/uuid").unlink()
+    (machine.sysfs / "class/dmi/id/sys_vendor").mkdir(parents=True)  # a directory: `cat` fails like EACCES
+    assert "platform: linux" in machine.run("--dry-run", "--role", "2").stderr
+
+
+def test_never_asks_without_a_terminal_or_in_ci_and_says_what_to_pass(machine: Machine) -> None:
+    proc = machine.run("--dry-run")
+    assert proc.returncode == 1 and "no role: pass --role 1-5" in proc.stderr
+    proc = machine.run("--dry-run", CI="true")
+    assert proc.returncode == 1 and "no role" in proc.stderr
+    assert machine.run("--dry-run", BXTHRE3_ROLE="all").returncode == 0
+    bad = machine.run("--dry-run", "--role", "7")
+    assert bad.returncode == 1 and "unknown role '7'" in bad.stderr
+    bad = machine.run("--dry-run", "--role", "5", "--ram-per-node", "lots")
+    assert bad.returncode == 1 and "whole number of MB" in bad.stderr
+    bad = machine.run("--dry-run", "--bogus")
+    assert bad.returncode == 1 and "unknown option '--bogus'" in bad.stderr
+
+
+def test_the_role_file_keeps_the_token_private(machine: Machine) -> None:
+    machine.installed()
+    machine.stub("fake-bxthre3", 'echo "ran $* token=$BXTHRE3_TOKEN"')
+    (machine.venv / "bin" / "bxthre3").unlink()
+    (machine.venv / "bin" / "bxthre3").symlink_to(machine.bin / "fake-bxthre3")
+    proc = machine.run("--role", "4", "--controller", "10.0.0.9", "--token", TOKEN)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"ran host --ram-limit 128 --controller 10.0.0.9 token={TOKEN}"
+    role_env = machine.home / ".config/bxthre3/role.env"
+    assert oct(role_env.stat().st_mode & 0o777) == "0o600" and f"BXTHRE3_TOKEN={TOKEN}" in role_env.read_text()
+
+
+def test_shell_scripts_pass_bash_n_and_shellcheck() -> None:
+    subprocess.run(["bash", "-n", str(BOOTSTRAP)], check=True, timeout=30)
+    if shutil.which("shellcheck") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("shellcheck is missing in CI (./bootstrap.sh test installs it)")
+        pytest.skip("shellcheck is not installed (./bootstrap.sh test installs it)")
+    proc = subprocess.run(["shellcheck", str(BOOTSTRAP)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    proc = subprocess.run(["shellcheck", "-s", "sh", *map(str, TERMUX_SCRIPTS)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
