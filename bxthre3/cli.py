@@ -217,13 +217,22 @@ def _find_controller(args: argparse.Namespace) -> Address:
         file=sys.stderr,
         flush=True,
     )
+    cluster_id = args.cluster_id
+    if cluster_id is None:
+        from .security import CurveKeys, cluster_id_for
+
+        token = _member_token(args)
+        # Only beacons naming our token's cluster: a stranger's forged beacon is ignored like another cluster's.
+        cluster_id = cluster_id_for(CurveKeys.from_token(token)) if token else None
     address = find_controller(
         None,
         timeout=args.discovery_timeout,
-        cluster_id=args.cluster_id,
+        cluster_id=cluster_id,
         port=args.discovery_port,
         bind_host=args.discovery_bind,
+        remember=False,  # a host remembers it once it registered there (see Host.remember_controller)
     )
+    args.discovered = True
     print(f"bxthre3: found controller {address}", file=sys.stderr, flush=True)
     return address
 
@@ -331,8 +340,11 @@ def _run_controller(args: argparse.Namespace) -> int:
             print(f"metrics on http://{args.host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
         if not args.no_beacon and not is_loopback(args.host):
             from .discovery import Beacon, BeaconSender
+            from .security import cluster_id_for
 
-            cluster_id = args.cluster_id or _cluster_id(state_dir)
+            cluster_id = args.cluster_id or (
+                cluster_id_for(controller.keys) if controller.keys else _cluster_id(state_dir)
+            )
             beacon = BeaconSender(Beacon(cluster_id, port), port=args.discovery_port)
             beacon.start()
             print(f"announcing cluster {cluster_id!r} on UDP {args.discovery_port}", file=sys.stderr, flush=True)
@@ -425,6 +437,7 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
     _add_status_file_option(p)
+    p.add_argument("--remember-controller", action="store_true", help=argparse.SUPPRESS)  # set by a node manager
     p.add_argument(
         "--pause-file", type=Path, metavar="PATH",
         help="take no new tasks while PATH exists (its text says why); a node manager sets it on a phone",
@@ -469,7 +482,7 @@ def _run_host(args: argparse.Namespace) -> int:
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(
         address, config, cache=cache, status_file=_status_file(args), keys=_member_keys(args),
-        pause_file=args.pause_file,
+        pause_file=args.pause_file, remember_controller=args.remember_controller or getattr(args, "discovered", False),
     )  # fmt: skip
     stop = _stop_on_signals()
     print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
@@ -561,6 +574,8 @@ def _run_node_manager(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, _role_log(args, "node_manager.log"))
     token = _member_token(args)
     manager = _node_manager(args, _find_controller(args), token)
+    if getattr(args, "discovered", False):
+        manager.host_args.append("--remember-controller")  # the first host to register makes it the "last used"
     stop = _stop_on_signals()
     print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
     status = _status_file(args)

@@ -17,7 +17,7 @@ import zmq
 from . import protocol
 from .addresses import Address
 from .dag_model import DagSpec
-from .errors import ClusterError, ProtocolError
+from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .security import CurveKeys, secure_client
 from .zmq_util import configure, is_loopback
 
@@ -49,6 +49,8 @@ class ControllerClient:
     ) -> None:
         self.address = address
         self.timeout = timeout
+        if keys is None and not is_loopback(address.host):
+            raise Bxthre3Error(f"--insecure talks plaintext to a controller on loopback only, not {address}")
         _check_resolvable(address)
         self._own_context = context is None
         self.context = context or zmq.Context()
@@ -60,9 +62,6 @@ class ControllerClient:
             self.sock.setsockopt(zmq.IPV6, 1)
         if keys is not None:
             secure_client(self.sock, keys)
-        elif not is_loopback(address.host):
-            self.sock.close(linger=0)
-            raise ClusterError(f"--insecure talks plaintext to a controller on loopback only, not {address}")
         self.keys = keys
         self._handshake = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED)
         self.sock.connect(address.endpoint)
@@ -115,7 +114,11 @@ class ControllerClient:
                 break
             refused += 1
         if refused:
-            what = "the cluster token is not this controller's" if self.keys else "it expects the cluster token"
+            what = (
+                "the cluster token is not this controller's (or it runs --insecure)"
+                if self.keys
+                else "it expects the cluster token"
+            )
             return (
                 f"the controller at {self.address} closed the connection during the security handshake "
                 f"{refused} time(s): {what} (`bxthre3 token` on the controller prints it; pass --token "

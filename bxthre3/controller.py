@@ -20,9 +20,9 @@ from . import __version__, protocol, views
 from .dag_model import DagSpec
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
-from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE
+from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE, SUBMIT_TOTAL_BURST, SUBMIT_TOTAL_RATE
 from .metrics import Metrics, take_snapshot
-from .rate_limit import PerPeerLimit
+from .rate_limit import PerPeerLimit, TokenBucket
 from .scheduler import (
     AbortAttempt,
     AckResult,
@@ -107,6 +107,8 @@ class Controller:
         """More state for the status file (the node manager's, when one runs in this process)."""
         self.started_at = clock()
         self.submit_limit = PerPeerLimit(SUBMIT_RATE, SUBMIT_BURST)
+        self.submit_total = TokenBucket(SUBMIT_TOTAL_RATE, SUBMIT_TOTAL_BURST, SUBMIT_TOTAL_BURST, 0.0)
+        """All connections together: members are trusted, but a runaway script opening connections is not."""
         self.watchers: dict[bytes, float] = {}
         """Subscribed UI clients: identity -> lease end."""
         self._watch_seq = 0
@@ -379,8 +381,11 @@ class Controller:
         self._apply(self.scheduler.handle(event))
 
     def _submit(self, identity: bytes, msg: protocol.Submit, now: float) -> None:
-        if not self.submit_limit.allow(identity, now):
-            error = f"too many submissions: {SUBMIT_BURST} at once, then {SUBMIT_RATE:g} per second; retry later"
+        if not self.submit_limit.allow(identity, now) or not self.submit_total.take(now):
+            error = (
+                f"too many submissions: {SUBMIT_BURST} at once, then {SUBMIT_RATE:g} per second per connection, "
+                f"{SUBMIT_TOTAL_RATE:g} per second in all; retry later"
+            )
             self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
             return
         try:

@@ -512,11 +512,14 @@ def find_controller(
     bind_host: str = "",
     remember_path: Path | None = None,
     on_tick: Callable[[float], None] | None = None,
+    remember: bool = True,
 ) -> Address:
     """``--controller`` > ``BXTHRE3_CONTROLLER`` > a beacon heard within ``timeout`` > the remembered one.
 
-    A discovered controller is remembered. A bad explicit/env address raises ``Bxthre3Error`` (exit 2);
-    nothing found and nothing remembered raises :class:`DiscoveryTimeout` (exit 3).
+    A discovered controller is remembered (with ``remember=False`` the caller does it once a host
+    has registered there, so a forged beacon cannot become the address used next time). A bad
+    explicit/env address raises ``Bxthre3Error`` (exit 2); nothing found and nothing remembered
+    raises :class:`DiscoveryTimeout` (exit 3).
     """
     given = controller_from_env_or(explicit)
     if given is not None:
@@ -532,5 +535,6 @@ def find_controller(
         log.warning("no controller beacon heard within %g s; trying the last controller used, %s", timeout, last)
         return parse_address(last)
     found = Address(ip, beacon.zmq_port)
-    remember_controller(str(found), remember_path)
+    if remember:
+        remember_controller(str(found), remember_path)
     return found

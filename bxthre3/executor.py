@@ -277,6 +277,7 @@ class Executor:
         log = open(self._log_path, "ab") if self._log_path is not None else subprocess.DEVNULL
         try:
             env = child_env()
+            env.pop("BXTHRE3_TOKEN", None)  # the WebAssembly side never needs it (defence in depth)
             self._process = subprocess.Popen(
                 [
                     sys.executable,

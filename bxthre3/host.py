@@ -26,7 +26,7 @@ import zmq
 from . import __version__, protocol
 from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
 from .addresses import Address
-from .errors import ClusterError, ProtocolError
+from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .limits import MiB
@@ -103,12 +103,15 @@ class Host:
         status_file: StatusFile | None = None,
         keys: CurveKeys | None = None,
         pause_file: Path | None = None,
+        remember_controller: bool = False,
     ) -> None:
         if keys is None and not is_loopback(address.host):
-            raise ClusterError(f"--insecure talks plaintext to a controller on loopback only, not {address}")
+            raise Bxthre3Error(f"--insecure talks plaintext to a controller on loopback only, not {address}")
         self.address = address
         self.keys = keys
         self.pause_file = pause_file
+        self.remember_controller = remember_controller
+        """Found by a beacon: remember the address for next time, but only once registered there."""
         """Written by this device's node manager while the phone should rest (battery, heat)."""
         self.config = config
         self.cache = cache
@@ -295,6 +298,10 @@ class Host:
         self.backoff = 1.0
         self.registrations += 1
         self.registered_since = self.clock()
+        if self.remember_controller and self.registrations == 1:
+            from .discovery import remember_controller
+
+            remember_controller(str(self.address))
         for result in list(self.unacked.values()):
             self._send(result)
 

@@ -10,6 +10,15 @@ MiB = 1024 * 1024
 MAX_FRAME_BYTES = 64 * MiB
 """Largest ZeroMQ frame any socket accepts (ZMQ_MAXMSGSIZE); larger frames are dropped."""
 
+MAX_SMALL_FRAME_BYTES = 1 * MiB
+"""Largest frame of a command kind (heartbeat, status, cancel, ...); only data-carrying kinds may be bigger."""
+
+MAX_WIRE_CONTAINERS = 2_000_000
+"""Most msgpack arrays and maps one frame may hold (a 100,000-task DAG needs about 500,000).
+
+An empty array is 1 byte on the wire and about 60 in Python: without this cap a 64 MiB frame of
+them would take about 4 GB to decode."""
+
 MAX_MODULE_BYTES = 16 * MiB
 """Largest WebAssembly module accepted in a DAG."""
 
@@ -58,3 +67,9 @@ SUBMIT_BURST = 20
 
 SUBMIT_RATE = 5.0
 """... and per second after that (a token bucket per connection)."""
+
+SUBMIT_TOTAL_BURST = 100
+"""Submissions from all connections together at once ..."""
+
+SUBMIT_TOTAL_RATE = 20.0
+"""... and per second after that (opening new connections does not get around it)."""

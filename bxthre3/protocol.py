@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import msgpack
 
 from .errors import ProtocolError
-from .limits import MAX_FRAME_BYTES
+from .limits import MAX_FRAME_BYTES, MAX_SMALL_FRAME_BYTES, MAX_WIRE_CONTAINERS
 
 PROTOCOL_VERSION = 1
 
@@ -275,6 +275,9 @@ _KINDS: dict[str, type[Message]] = {
 }
 _SPECS = {kind: _field_specs(cls) for kind, cls in _KINDS.items()}
 
+_BULK_KINDS = frozenset({"register", "result", "assign", "submit", "reply", "update"})
+"""Kinds that carry data (outputs, modules, DAGs, results, status); every other kind is a small command."""
+
 
 # ---------------------------------------------------------------- codec
 
@@ -287,19 +290,36 @@ def decode(frame: bytes) -> Message:
     """Bytes off the wire to a message; every problem is a ProtocolError saying which."""
     if len(frame) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    if len(frame) > MAX_SMALL_FRAME_BYTES:
+        _, peeked = peek_kind(frame)
+        if not isinstance(peeked, str) or peeked not in _BULK_KINDS:
+            shown = _short(peeked)
+            raise ProtocolError(f"a {shown} frame of {len(frame):,} bytes: only {', '.join(sorted(_BULK_KINDS))} "
+                                f"frames may exceed {MAX_SMALL_FRAME_BYTES:,} bytes")  # fmt: skip
+    containers = 0
+
+    def count(value: Any) -> Any:
+        # Empty arrays cost 1 byte on the wire and ~60 in Python: cap how many a frame may build.
+        nonlocal containers
+        containers += 1
+        if containers > MAX_WIRE_CONTAINERS:
+            raise ValueError(f"more than {MAX_WIRE_CONTAINERS:,} arrays and maps")
+        return value
+
     try:
-        obj = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=True, list_hook=count, object_hook=count)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise ProtocolError(f"not msgpack: {type(exc).__name__}") from exc
+        detail = f" ({exc})" if containers > MAX_WIRE_CONTAINERS else ""
+        raise ProtocolError(f"not msgpack: {type(exc).__name__}{detail}") from exc
     if not isinstance(obj, list) or len(obj) < 2:
         raise ProtocolError("not a [version, kind, ...] array")
     version, kind = obj[0], obj[1]
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version {version!r} (this side speaks {PROTOCOL_VERSION})",
+            f"protocol version {_short(version)} (this side speaks {PROTOCOL_VERSION})",
         )
     if not isinstance(kind, str) or kind not in _KINDS:
-        raise ProtocolError(f"unknown message kind {kind!r}")
+        raise ProtocolError(f"unknown message kind {_short(kind)}")
     values = obj[2:]
     kwargs: dict[str, Any] = {}
     for i, (name, check, required, default) in enumerate(_SPECS[kind]):
@@ -318,11 +338,18 @@ def decode(frame: bytes) -> Message:
 
 
 def peek_kind(frame: bytes) -> tuple[object, object]:
-    """(version, kind) of a frame decode() refused, to answer an old peer's register politely."""
+    """(version, kind) from the first bytes of a frame, without decoding the rest (cheap on any input)."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=4096)
     try:
-        obj = msgpack.unpackb(frame, raw=False)
+        unpacker.feed(frame[:256])
+        if unpacker.read_array_header() < 2:
+            return None, None
+        return unpacker.unpack(), unpacker.unpack()
     except Exception:
         return None, None
-    if isinstance(obj, list) and len(obj) >= 2:
-        return obj[0], obj[1]
-    return None, None
+
+
+def _short(value: object) -> str:
+    """A hostile value in an error message: its repr, cut (a 20 MB "kind" must not become a 20 MB log line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}… ({len(text):,} characters)"

@@ -101,6 +101,14 @@ class CurveKeys:
         return hashlib.sha256(self.server_public).hexdigest()[:12]
 
 
+def cluster_id_for(keys: CurveKeys) -> str:
+    """The cluster id a controller announces by default, and the only one its members follow.
+
+    It names the key fingerprint (public, reveals nothing usable), so a member ignores beacons of
+    other clusters and forged ones that do not copy it; a beacon never carries a secret."""
+    return f"bx-{keys.fingerprint()[:8]}"
+
+
 def secure_server(sock: zmq.Socket, keys: CurveKeys) -> None:
     """Make ``sock`` a CURVE server (call before bind); the ZAP handler then vets each member."""
     sock.curve_server = True
@@ -130,7 +138,9 @@ def load_or_create_token(state_dir: Path | str) -> str:
         return read_token_file(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if str(state_dir) == ":memory:":
+        raise TokenError("an in-memory controller (--state-dir :memory:) keeps no token: pass --token or BXTHRE3_TOKEN")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = new_token()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

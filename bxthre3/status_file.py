@@ -3,7 +3,8 @@
 Why a file and not a pipe or a socket: a pipe that nobody drains blocks the writer (a host
 must never stall on its UI), a socket would need its own protocol and security, and a
 file replaced atomically (write + rename) is always whole, survives the reader being
-slow or gone, and is trivial to test. Only the local UI reads it; it holds no secrets.
+slow or gone, and is trivial to test. Only the local UI reads it. It may hold the cluster token (the controller's
+screen shows it), so it is written mode 0600 through a randomly named temporary file.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -49,12 +51,15 @@ class StatusFile:
     def write(self, data: dict[str, Any]) -> bool:
         """Replace the file with ``data`` plus pid and wall time; a failure is logged once, never raised."""
         body = json.dumps({**data, "pid": os.getpid(), "written_at": time.time()}, default=str)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold the cluster token
-            with os.fdopen(fd, "w") as f:
-                f.write(body)
-            os.replace(tmp, self.path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)  # 0600, O_EXCL
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(body)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
         except OSError as exc:
             if not self._failed:
                 log.warning("cannot write status file %s: %s", self.path, exc)

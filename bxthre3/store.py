@@ -48,6 +48,15 @@ class PrunePolicy:
     max_age_s: float = 7 * 24 * 3600.0
 
 
+def _private(path: Path) -> None:
+    """chmod 0700 when we own it (a shared directory someone else made is left as it is)."""
+    try:
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError:
+        pass
+
+
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "bxthre3" / "controller"
@@ -83,7 +92,8 @@ class Store:
         try:
             if self.dir is not None:
                 self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                (self.dir / "outputs").mkdir(exist_ok=True)
+                _private(self.dir)  # the journal holds every input and output: the controller's user only
+                (self.dir / "outputs").mkdir(exist_ok=True, mode=0o700)
             path = MEMORY if self.dir is None else str(self.dir / "state.db")
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")

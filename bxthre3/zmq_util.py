@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import zmq
 
 from .limits import MAX_FRAME_BYTES
 
 
 def is_loopback(host: str) -> bool:
-    """Only this device can reach a socket bound here (127.0.0.0/8, ::1, localhost)."""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Only this device can reach a socket bound here: a literal 127.0.0.0/8 or ::1 address, or
+    "localhost". A name like 127.attacker.example is not (it resolves wherever its owner likes)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def configure(sock: zmq.Socket) -> zmq.Socket:

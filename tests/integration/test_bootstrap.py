@@ -254,3 +254,40 @@ def test_shell_scripts_pass_bash_n_and_shellcheck() -> None:
     assert proc.returncode == 0, proc.stdout
     proc = subprocess.run(["shellcheck", "-s", "sh", *map(str, TERMUX_SCRIPTS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_termux_widget_scripts_start_once_and_stop(tmp_path: Path) -> None:
+    home, fake_repo = tmp_path / "home", tmp_path / "repo"
+    (home / ".config/bxthre3").mkdir(parents=True)
+    fake_repo.mkdir()
+    (fake_repo / "bootstrap.sh").write_text('#!/bin/sh\necho "started $* token=$BXTHRE3_TOKEN"\nexec sleep 60\n')
+    (fake_repo / "bootstrap.sh").chmod(0o755)
+    (home / ".config/bxthre3/role.env").write_text(
+        f"BXTHRE3_ROLE=node-manager\nRAM_PER_NODE=192\nBXTHRE3_CONTROLLER=''\nBXTHRE3_TOKEN={TOKEN}\n"
+        f"BXTHRE3_HOME={fake_repo}\n"
+    )
+    env = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    start = subprocess.run(["sh", str(REPO / "termux/shortcuts/bxthre3-start")], capture_output=True, text=True,
+                           env=env, timeout=30)  # fmt: skip
+    assert start.returncode == 0 and "started node-manager" in start.stdout, start.stderr
+    pid = int((home / ".cache/bxthre3/role.pid").read_text())
+    try:
+        again = subprocess.run(["sh", str(REPO / "termux/shortcuts/bxthre3-start")], capture_output=True, text=True,
+                               env=env, timeout=30)  # fmt: skip
+        assert "already running" in again.stdout
+        import time
+
+        deadline = time.monotonic() + 10
+        log = home / ".cache/bxthre3/role.log"
+        while time.monotonic() < deadline and "started" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.05)
+        assert f"started --role node-manager --ram-per-node 192 --yes token={TOKEN}" in log.read_text()
+        stop = subprocess.run(["sh", str(REPO / "termux/shortcuts/bxthre3-stop")], capture_output=True, text=True,
+                              env=env, timeout=30)  # fmt: skip
+        assert f"stopped (pid {pid})" in stop.stdout
+        assert not (home / ".cache/bxthre3/role.pid").exists()
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

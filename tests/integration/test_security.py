@@ -243,6 +243,7 @@ def test_token_is_created_once_with_mode_0600_and_used_by_the_controller(tmp_pat
         data = read_status_file(status_file) or {}
         assert data["controller"]["token"] == token
         assert stat.S_IMODE(os.stat(status_file).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o700, "the journal holds every input and output"
         address = Address("127.0.0.1", int(data["controller"]["address"].rsplit(":", 1)[1]))
         with ControllerClient(address, keys=CurveKeys.from_token(token), timeout=5) as c:
             assert c.status()["totals"]["hosts"] == 0
@@ -260,7 +261,11 @@ def test_plaintext_is_refused_off_loopback_and_bad_tokens_are_explained() -> Non
     proc = bxthre3("controller", "--insecure", "--host", "0.0.0.0", "--port", "0", "--state-dir", ":memory:")
     assert proc.returncode == 2 and "only on loopback" in proc.stderr
     proc = bxthre3("status", "--insecure", "--controller", "192.0.2.1:5000", "--timeout", "1")
-    assert proc.returncode == 3 and "loopback only" in proc.stderr
+    assert proc.returncode == 2 and "loopback only" in proc.stderr
+    proc = bxthre3("status", "--insecure", "--controller", "127.attacker.example:5000", "--timeout", "1")
+    assert proc.returncode == 2 and "loopback only" in proc.stderr, "a name is not loopback, whatever it starts with"
+    proc = bxthre3("token", "--state-dir", ":memory:")
+    assert proc.returncode == 2 and "keeps no token" in proc.stderr
     proc = bxthre3("status", "--token", "hunter2", "--controller", "127.0.0.1:9")
     assert proc.returncode == 2 and "is not a cluster token" in proc.stderr and "hunter2" in proc.stderr
     with pytest.raises(TokenError, match="bxt1-"):
@@ -312,14 +317,20 @@ def test_a_forged_beacon_cannot_make_a_host_join_a_rogue_controller(tmp_path: Pa
     """A beacon carries no secret: a host follows it, but only a controller with the token's keys gets
     anything from the host. Rogues (other keys, or plaintext) receive not a single frame."""
     from bxthre3.discovery import Beacon, BeaconSender
-    from bxthre3.security import secure_server
+    from bxthre3.security import cluster_id_for, secure_server
+
+    ours = cluster_id_for(TEST_KEYS)
+    rogue_keys = CurveKeys.from_token(new_token())
 
     ctx = zmq.Context()
     routers: dict[str, zmq.Socket] = {}
     senders: list[BeaconSender] = []
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for name, keys in (("other-keys", CurveKeys.from_token(new_token())), ("plaintext", None), ("ours", TEST_KEYS)):
+        # The first rogue announces its own cluster (the host ignores it); the second copies ours (the host
+        # tries it, and its handshake fails); the control is a controller holding our keys.
+        rogues = (("other-keys", rogue_keys, cluster_id_for(rogue_keys)), ("plaintext", None, ours))
+        for name, keys, cluster in (*rogues, ("ours", TEST_KEYS, ours)):
             router = ctx.socket(zmq.ROUTER)
             router.setsockopt(zmq.LINGER, 0)
             if keys is not None:
@@ -330,7 +341,7 @@ def test_a_forged_beacon_cannot_make_a_host_join_a_rogue_controller(tmp_path: Pa
                 probe.bind(("127.0.0.1", 0))
                 discovery_port = probe.getsockname()[1]
             sender = BeaconSender(
-                Beacon(f"bx-{name}", port), destinations=lambda: ["127.255.255.255"], port=discovery_port,
+                Beacon(cluster, port), destinations=lambda: ["127.255.255.255"], port=discovery_port,
                 interval=0.2, source_host="127.0.0.1",
             )  # fmt: skip
             sender.start()
@@ -350,6 +361,7 @@ def test_a_forged_beacon_cannot_make_a_host_join_a_rogue_controller(tmp_path: Pa
         assert isinstance(protocol.decode(frame), protocol.Register)
         for name in ("other-keys", "plaintext"):
             assert not routers[name].poll(2000), f"the {name} rogue received a frame from a host"
+        assert not (tmp_path / "other-keys.log").exists(), "still listening: another cluster's beacon is ignored"
     finally:
         for proc in procs:
             proc.kill()

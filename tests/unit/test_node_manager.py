@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,20 @@ def test_stopping_a_host_waiting_to_restart_just_forgets_it(tmp_path: Path) -> N
     manager.hosts.append(host)
     manager._stop(host, 0.0)
     assert manager.hosts == []
+
+
+def test_probe_survives_psutil_denied_by_android(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Android 10+ hides /proc/meminfo details from apps in some builds: psutil raises PermissionError."""
+    import types
+
+    fake = types.ModuleType("psutil")
+
+    def denied() -> object:
+        raise PermissionError(13, "Permission denied: '/proc/meminfo'")
+
+    fake.virtual_memory = denied  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "psutil", fake)
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(MEMINFO_NEW)
+    assert ram_probe.available_ram_mb(meminfo) == 2000
+    assert ram_probe.resident_mb([999_999_999]) == -1, "an unreadable process gives -1, not an exception"

@@ -124,3 +124,41 @@ def test_hostile_msgpack_shapes_are_protocol_errors_not_crashes() -> None:
     for frame in (deep, huge_claim, huge_str, b"\x82\x01\x02\x03\x04"):  # the last: a map with int keys
         with pytest.raises(ProtocolError, match="not msgpack"):
             protocol.decode(frame)
+
+
+def test_frames_that_would_amplify_in_memory_are_refused_cheaply() -> None:
+    import os
+    import struct
+    import time
+
+    from bxthre3.ram_probe import resident_mb
+
+    n = 16 * 1024 * 1024
+    before, started = resident_mb([os.getpid()]), time.monotonic()
+    empty_arrays = b"\xdd" + struct.pack(">I", n) + b"\x90" * n  # 16 MiB: ~1 GB as Python lists
+    with pytest.raises(ProtocolError, match="may exceed 1,048,576 bytes"):
+        protocol.decode(empty_arrays)
+    as_submit = b"\x93\x01\xa6submit\x91" + empty_arrays  # a kind allowed to be big: the container cap
+    with pytest.raises(ProtocolError, match="more than 2,000,000 arrays and maps"):
+        protocol.decode(as_submit)
+    assert resident_mb([os.getpid()]) - before < 300 and time.monotonic() - started < 10
+    padded_status = protocol.encode(protocol.StatusRequest(1)) + b"x" * (2 * 1024 * 1024)
+    with pytest.raises(ProtocolError, match="'status' frame"):
+        protocol.decode(padded_status)
+
+
+def test_a_huge_kind_makes_a_short_error() -> None:
+    frame = msgpack.packb([1, "K" * 1_000_000])
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode(frame)
+    assert len(str(info.value)) < 200 and "1,000,002 characters" in str(info.value)
+    assert protocol.peek_kind(frame[:300]) == (None, None), "a cut frame peeks as nothing"
+    assert protocol.peek_kind(protocol.encode(protocol.Heartbeat())) == (1, "heartbeat")
+
+
+def test_loopback_means_a_loopback_address_not_a_prefix() -> None:
+    from bxthre3.zmq_util import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("127.9.9.9") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("127.attacker.example") and not is_loopback("127.0.0.1.nip.io")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
