@@ -27,6 +27,9 @@ DEFAULT_REQUEST_TIMEOUT_S = 10.0
 MAX_REPLY_BYTES = 2 * 1024 * 1024 * 1024 - 1
 """Largest reply a client accepts (a `results` of many big outputs)."""
 
+HANDSHAKE_VERDICT_MS = 1000
+"""After a request timed out: how long to wait for the socket to report a refused handshake."""
+
 TERMINAL_DAG_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -107,6 +110,8 @@ class ControllerClient:
         from zmq.utils.monitor import recv_monitor_message
 
         refused = 0
+        if not self._handshake.poll(HANDSHAKE_VERDICT_MS):  # a busy machine may report the hang-up late
+            return self._unreachable()
         for _ in range(10_000):
             try:
                 recv_monitor_message(self._handshake, zmq.NOBLOCK)
@@ -124,6 +129,9 @@ class ControllerClient:
                 f"{refused} time(s): {what} (`bxthre3 token` on the controller prints it; pass --token "
                 "or set BXTHRE3_TOKEN)"
             )
+        return self._unreachable()
+
+    def _unreachable(self) -> str:
         return (
             f"no answer from the controller at {self.address} within {self.timeout:g}s "
             "(is `bxthre3 controller` running there?)"

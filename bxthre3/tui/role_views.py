@@ -103,9 +103,16 @@ def node_manager_formula(nm: dict[str, Any]) -> str:
             f" = {max(0, int((effective or 0) - reserved) // max(1, per_node))}"
             f" → {formula.get('target_nodes', 0)} host(s) (at most {policy.get('max_nodes', '?')})"
         )
+    manners = nm.get("manners") or {}
+    rest = ""
+    if manners.get("paused"):
+        rest = f"\nPAUSED (phone manners): {manners['paused']}"
+    elif manners:
+        battery = manners.get("battery") or {}
+        rest = f"\nPhone manners on: battery {battery.get('percentage', '?')}%, {battery.get('temperature_c', '?')} °C"
     return (
         f"{head}\nDevice {nm.get('name', '?')} ({nm.get('platform', '?')}, {nm.get('cpus', '?')} CPUs) · "
-        f"controller {nm.get('controller', '?')} · {nm.get('sigkill_deaths', 0)} host(s) killed by the OS"
+        f"controller {nm.get('controller', '?')} · {nm.get('sigkill_deaths', 0)} host(s) killed by the OS{rest}"
     )
 
 

@@ -13,6 +13,8 @@ def test_node_manager_formula_uses_this_devices_numbers() -> None:
     assert "= 24 → 4 host(s) (at most 4)" in text  # (3328 + 256 - 512) // 128 = 24, capped at 4
     assert role_views.node_manager_formula({**nm, "probe_error": "no /proc"}).startswith("Cannot read available RAM")
     assert role_views.node_manager_formula({"formula": {}}).startswith("Reading available RAM")
+    paused = {**nm, "manners": {"paused": "battery 12%, unplugged (pauses below 20%)", "battery": None}}
+    assert "PAUSED (phone manners): battery 12%" in role_views.node_manager_formula(paused)
     rows = role_views.node_manager_host_rows(nm)
     assert rows["lab-box-2"][2] == "backoff (restart in 3.5 s)" and rows["lab-box-1"][4] == "1 min 35 s"
 
