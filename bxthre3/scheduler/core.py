@@ -53,6 +53,10 @@ class SchedulerConfig:
     """Seconds past a task's timeout after which an unanswered attempt is taken back."""
     throughput_window: float = 10.0
     """Seconds over which `tasks_per_s` is averaged."""
+    prefetch_per_slot: int = 1
+    """Assignments a host may hold queued beyond its slots, per slot, once every slot in the cluster
+    is busy: its next task starts the moment the last one ends, not a controller round trip later
+    (trivial tasks were latency-bound: one round trip per task per slot)."""
 
 
 class Scheduler:
@@ -443,7 +447,9 @@ class Scheduler:
                 if task is None or task.started_at is None:
                     continue
                 timeout = task.spec.timeout if task.spec.timeout is not None else self.config.default_timeout
-                if now > task.started_at + timeout + grace and task.attempt == attempt:
+                # A prefetched attempt may have waited behind others on its host before it started.
+                allowance = timeout * (1 + self.config.prefetch_per_slot) + grace
+                if now > task.started_at + allowance and task.attempt == attempt:
                     # The slot stays taken until the host answers: it is evidently busy.
                     error = f"host {host.node_id} sent no result within timeout + {grace:g}s"
                     self._requeue_lost(key[0], key[1], attempt, now, error, out)
@@ -467,7 +473,7 @@ class Scheduler:
     # ------------------------------------------------------------------ placement
 
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
-        free = [h for h in self.hosts.values() if h.free_slots > 0 and not h.paused]
+        free = [h for h in self.hosts.values() if self._capacity(h) > 0 and not h.paused]
         while self.ready and free:
             entry = self.ready.pop_for(max(h.ram_mb for h in free))
             if entry is None:
@@ -488,17 +494,20 @@ class Scheduler:
                 continue
             host = self._place(task, [h for h in free if h.ram_mb >= memory])
             out.append(self._assign(dag, task, host, parts, now))
-            if host.free_slots == 0:
+            if self._capacity(host) == 0:
                 free.remove(host)
 
-    @staticmethod
-    def _place(task: TaskRecord, candidates: list[HostRecord]) -> HostRecord:
-        """The free host that already holds the module, else the one with most free slots."""
+    def _capacity(self, host: HostRecord) -> int:
+        return host.slots * (1 + self.config.prefetch_per_slot) - len(host.running)
+
+    def _place(self, task: TaskRecord, candidates: list[HostRecord]) -> HostRecord:
+        """An idle slot first (a queued task waits behind another), then a host that already holds
+        the module, then the one with the most room."""
         sha = task.spec.module
         best = candidates[0]
-        best_key = (sha in best.modules, best.free_slots)
+        best_key = (best.free_slots > 0, sha in best.modules, self._capacity(best))
         for h in candidates[1:]:
-            key = (sha in h.modules, h.free_slots)
+            key = (h.free_slots > 0, sha in h.modules, self._capacity(h))
             if key > best_key:
                 best, best_key = h, key
         return best

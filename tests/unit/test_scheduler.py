@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -60,9 +61,11 @@ def effects(instructions: list) -> list:
     return [i for i in instructions if not isinstance(i, AckResult)]
 
 
-def Scheduler(config: SchedulerConfig | None = None) -> RealScheduler:  # noqa: N802
-    """The real scheduler, with retry backoff off unless a test turns it on."""
-    return RealScheduler(config or SchedulerConfig(retry_backoff=0.0), rng=lambda: 0.5)
+def Scheduler(config: SchedulerConfig | None = None, prefetch: int = 0) -> RealScheduler:  # noqa: N802
+    """The real scheduler, with retry backoff off unless a test turns it on, and one assignment per slot
+    (prefetching is tested on its own, below)."""
+    config = dataclasses.replace(config or SchedulerConfig(retry_backoff=0.0), prefetch_per_slot=prefetch)
+    return RealScheduler(config, rng=lambda: 0.5)
 
 
 def assigns(instructions: list) -> list[Assign]:
@@ -446,7 +449,7 @@ def test_restore_puts_running_attempts_in_limbo_until_reclaimed_or_expired() -> 
         "d": TaskRecord(spec=spec.tasks[3], waiting_on=0, state=TaskState.RUNNING, attempt=1,
                         attempts=[AttemptRecord(1, "y", "n2", 1.0)]),
     }  # fmt: skip
-    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0))
+    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0, prefetch_per_slot=0))
     d = s.restore_dag("d1", spec, 0.0, DagState.RUNNING, None, saved, now=100.0)
     # 'b' depends on a task already done: it comes back ready
     assert d.tasks["b"].state is TaskState.READY and d.tasks["b"].waiting_on == 0
@@ -471,7 +474,7 @@ def test_limbo_attempt_the_node_does_not_declare_is_requeued_at_once() -> None:
         "b": TaskRecord(spec=spec.tasks[1], waiting_on=0, state=TaskState.RUNNING, attempt=1,
                         attempts=[AttemptRecord(1, "y", "n2", 0.0)]),
     }  # fmt: skip
-    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0))
+    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0, prefetch_per_slot=0))
     s.restore_dag("d1", spec, 0.0, DagState.RUNNING, None, saved, now=100.0)
     [again] = assigns(s.handle(HostJoined("h", "n1", 1, 128, 101.0)))  # n1 holds nothing
     assert (again.task_id, again.attempt) == ("a", 2)
@@ -519,3 +522,31 @@ def test_retry_of_a_cancelled_dag_and_of_one_with_nothing_to_retry() -> None:
     assert s.tasks_to_retry(d) == []
     assert s.handle(DagRetried("d1", 2.0)) == [] and d.state is DagState.SUCCEEDED
     assert s.handle(DagRetried("unknown", 2.0)) == []
+
+
+def test_prefetch_queues_one_more_per_slot_only_when_every_slot_is_busy() -> None:
+    s = Scheduler(prefetch=1)
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(6))), 0.0))
+    first = assigns(join(s, "a", slots=1))
+    assert [x.task_id for x in first] == ["t0", "t1"], "one running, one queued on the host"
+    second = assigns(join(s, "b", slots=1, now=0.1))
+    assert [x.host_id for x in second] == ["b", "b"]
+    assert len(s.ready) == 2
+    nxt = assigns(ok(s, first[0], b"", now=0.2))
+    assert [(x.task_id, x.host_id) for x in nxt] == [("t4", "a")], "a freed a place: it queues the next"
+    s.handle(DagSubmitted("d2", dag(task("x")), 0.3))
+    late = assigns(join(s, "c", slots=1, now=0.3))
+    assert late[0].task_id == "t5" and late[0].host_id == "c", "an idle slot is preferred to a queue"
+
+
+def test_a_prefetched_attempt_gets_time_to_wait_its_turn_before_it_counts_as_overdue() -> None:
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0, default_timeout=10.0, assignment_grace=5.0), prefetch=1)
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b")), 0.0))
+    assert [x.task_id for x in assigns(join(s, "h", slots=1))] == ["a", "b"]
+    s.handle(HostSeen("h", 15.9))
+    assert effects(s.handle(Tick(16.0))) == [], "past timeout + grace, but b may have waited behind a"
+    assert s.dags["d1"].tasks["b"].state is TaskState.RUNNING
+    s.handle(HostSeen("h", 25.9))
+    s.handle(Tick(26.0))  # 2 x timeout + grace: both taken back
+    assert {t.state for t in s.dags["d1"].tasks.values()} == {TaskState.READY}
+    assert s.dags["d1"].tasks["b"].attempts[-1].reason is FailureReason.HOST_LOST
