@@ -439,6 +439,10 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     _add_status_file_option(p)
     p.add_argument("--remember-controller", action="store_true", help=argparse.SUPPRESS)  # set by a node manager
     p.add_argument(
+        "--executor-idle", type=SECONDS, default=60.0, metavar="SECONDS",
+        help="stop a slot's executor after this long without a task, to give its memory back (default 60)",
+    )  # fmt: skip
+    p.add_argument(
         "--pause-file", type=Path, metavar="PATH",
         help="take no new tasks while PATH exists (its text says why); a node manager sets it on a phone",
     )  # fmt: skip
@@ -478,6 +482,7 @@ def _run_host(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat,
         liveness=args.liveness,
         device=args.device or socket.gethostname(),
+        executor_idle_s=args.executor_idle,
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(

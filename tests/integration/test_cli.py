@@ -171,8 +171,8 @@ def test_ctrl_c_stops_run_and_every_process_it_started(tmp_path: Path) -> None:
         me = psutil.Process(proc.pid)
 
         def executors_busy() -> bool:
-            # the run process, its 2 hosts and their executor children
-            return len(me.children(recursive=True)) >= 4 and any(
+            # the run process's 2 hosts, and the executor of the one running the task (executors start lazily)
+            return len(me.children(recursive=True)) >= 3 and any(
                 c.cpu_percent(0.05) > 20 for c in me.children(recursive=True)
             )
 

@@ -180,3 +180,19 @@ def test_a_paused_host_finishes_nothing_new_until_its_pause_file_goes(
     pause.unlink()
     assert client.wait(dag_id, timeout=30)["state"] == "succeeded", "it works again once resumed"
     assert client.status()["hosts"][0]["state"] in ("idle", "busy")
+
+
+def test_an_idle_host_holds_no_executor_until_work_comes_and_gives_it_back_after(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    import psutil
+
+    host = hosts.start(controller.address, "light", extra=("--executor-idle", "1"))
+    wait_for(lambda: client.status()["totals"]["hosts"] == 1, 20, "the host")
+    assert psutil.Process(host.pid).children() == [], "no executor before the first task"
+    dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
+    assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
+    assert len(psutil.Process(host.pid).children()) == 1, "the executor that ran the tasks"
+    wait_for(lambda: psutil.Process(host.pid).children() == [], 10, "the idle executor to be stopped")
+    again = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
+    assert client.wait(again, timeout=30)["state"] == "succeeded", "a new executor starts for new work"
