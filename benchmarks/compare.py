@@ -70,11 +70,11 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def bxthre3_figures(args: argparse.Namespace) -> Figures:
-    from core_throughput import free_port, independent, module
+    from core_throughput import chain, free_port, independent, module
 
     from bxthre3.addresses import Address
     from bxthre3.client import ControllerClient
-    from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
+    from bxthre3.dag_model import DagSpec, TaskSpec
     from bxthre3.security import CurveKeys, new_token
 
     token = new_token()
@@ -100,16 +100,6 @@ def bxthre3_figures(args: argparse.Namespace) -> Figures:
         tasks.append(TaskSpec(id="sink", module=sha, module_name="noop.wasm",
                               depends_on=tuple(f"m{i}" for i in range(FANOUT))))  # fmt: skip
         return DagSpec(name="fanout", tasks=tuple(tasks), modules={sha: data})
-
-    def chain(n: int) -> DagSpec:
-        sha, data = module("inc")
-        tasks = [TaskSpec(id="c0", module=sha, module_name="inc.wasm")]
-        tasks += [
-            TaskSpec(id=f"c{i}", module=sha, module_name="inc.wasm",
-                     inputs=(TaskInput(InputKind.OUTPUT, f"c{i - 1}"),), depends_on=(f"c{i - 1}",))
-            for i in range(1, n)
-        ]  # fmt: skip
-        return DagSpec(name="chain", tasks=tuple(tasks), modules={sha: data})
 
     def run(client: ControllerClient, spec: DagSpec) -> float:
         started = time.monotonic()

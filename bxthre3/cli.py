@@ -241,6 +241,22 @@ def _controller_address(args: argparse.Namespace) -> Address:
     return controller_from_env_or(args.controller) or Address("127.0.0.1", DEFAULT_PORT)
 
 
+def _client(args: argparse.Namespace) -> Any:
+    """The CLI's controller client: --controller, --timeout, and the member keys (or --insecure)."""
+    from .client import ControllerClient
+
+    return ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args))
+
+
+def _wait_and_print(client: Any, dag_id: str, name: str, total: int, *, as_json: bool) -> int:
+    """`--wait`: a progress bar until the DAG ends, then its results (exit code by its state)."""
+    from .progress import DagProgress
+
+    with DagProgress(name, total) as progress:
+        client.wait(dag_id, progress.update)
+    return _print_results(client.results(dag_id), as_json=as_json)
+
+
 # ---------------------------------------------------------------------- controller
 
 
@@ -709,20 +725,15 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from .client import ControllerClient
     from .dag_loader import load_dag
 
     spec = load_dag(args.dag)
-    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
+    with _client(args) as client:
         dag_id = client.submit(spec)
         print(dag_id, flush=True)
         if not args.wait:
             return EXIT_OK
-        from .progress import DagProgress
-
-        with DagProgress(spec.name, len(spec.tasks)) as progress:
-            client.wait(dag_id, progress.update)
-        return _print_results(client.results(dag_id), as_json=args.json)
+        return _wait_and_print(client, dag_id, spec.name, len(spec.tasks), as_json=args.json)
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
@@ -733,9 +744,8 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
+    with _client(args) as client:
         status = client.status()
     if args.json:
         print(json.dumps(status, indent=2, default=_json_default))
@@ -755,9 +765,8 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_results(args: argparse.Namespace) -> int:
-    from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
+    with _client(args) as client:
         results = client.results(args.dag_id)
     return _print_results(results, as_json=args.json)
 
@@ -770,9 +779,8 @@ def _add_cancel(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
-    from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
+    with _client(args) as client:
         summary = client.cancel(args.dag_id)
     counts = summary.get("counts", {})
     print(
@@ -793,18 +801,14 @@ def _add_retry(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_retry(args: argparse.Namespace) -> int:
-    from .client import ControllerClient
 
-    with ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args)) as client:
+    with _client(args) as client:
         summary = client.retry(args.dag_id)
         print(f"{args.dag_id}: {summary.get('retried', 0)} task(s) started again, DAG {summary.get('state')}")
         if not args.wait:
             return EXIT_OK
-        from .progress import DagProgress
-
-        with DagProgress(str(summary.get("name", args.dag_id)), int(summary.get("total", 0))) as progress:
-            client.wait(args.dag_id, progress.update)
-        return _print_results(client.results(args.dag_id), as_json=False)
+        name, total = str(summary.get("name", args.dag_id)), int(summary.get("total", 0))
+        return _wait_and_print(client, args.dag_id, name, total, as_json=False)
 
 
 def _print_results(results: dict[str, Any], *, as_json: bool) -> int:

@@ -114,9 +114,9 @@ class Host:
         self.address = address
         self.keys = keys
         self.pause_file = pause_file
+        """Written by this device's node manager while the phone should rest (battery, heat)."""
         self.remember_controller = remember_controller
         """Found by a beacon: remember the address for next time, but only once registered there."""
-        """Written by this device's node manager while the phone should rest (battery, heat)."""
         self.config = config
         self.cache = cache
         self.clock = clock

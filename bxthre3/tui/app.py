@@ -71,9 +71,9 @@ class Bxthre3App(App[int]):
         self.poll_interval = poll_interval
         self.discover = discover
         self.token_lookup = token_lookup
+        """Pre-fills the forms' token field; None in tests (no machine state in snapshots)."""
         self.cpus = cpus
         """CPUs of this device (None: ask the OS); injected so snapshots do not depend on the machine."""
-        """Pre-fills the forms' token field; None in tests (no machine state in snapshots)."""
         self.start_config = start_config
         """A role to start at once, skipping picker and form (`bxthre3 all` on a terminal)."""
         self._stopping = False

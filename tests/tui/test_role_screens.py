@@ -27,6 +27,17 @@ def text_of(screen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
 
+async def start_role(pilot, digit: str, screen_type: type, **fields: str):
+    """Pick the role by its digit, fill in ``fields`` (by widget id), press Start; its screen once shown."""
+    await pilot.press(digit)
+    await pilot.pause()
+    for widget_id, value in fields.items():
+        pilot.app.screen.query_one(f"#{widget_id}").value = value
+    pilot.app.screen.query_one("#start").press()
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, screen_type), 5, f"the {screen_type.__name__}")
+    return pilot.app.screen
+
+
 def gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -43,11 +54,7 @@ def test_controller_role_shows_queues_hosts_and_the_node_manager_then_stops(tmp_
     async def run() -> None:
         app = make_app(backend=backend, environ={}, ram_probe=lambda: 4096)
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.press("2")
-            await pilot.pause()
-            pilot.app.screen.query_one("#start").press()
-            await wait_until(pilot, lambda: isinstance(app.screen, ControllerRoleScreen), 5, "the controller screen")
-            screen = app.screen
+            screen = await start_role(pilot, "2", ControllerRoleScreen)
             nm_hosts = screen.query_one("#nm-hosts", DataTable)
             ctl_hosts = screen.query_one("#controller-hosts", DataTable)
             await wait_until(pilot, lambda: nm_hosts.row_count == 2 and ctl_hosts.row_count == 2, 30, "2 hosts")
@@ -83,12 +90,7 @@ def test_host_role_shows_its_connection_and_the_tasks_it_ran(tmp_path: Path, con
     async def run() -> None:
         app = make_app(backend=backend, environ=environ, ram_probe=lambda: 4096)
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.press("4")
-            await pilot.pause()
-            app.screen.query_one("#node_id").value = "phone-1"
-            pilot.app.screen.query_one("#start").press()
-            await wait_until(pilot, lambda: isinstance(app.screen, HostRoleScreen), 5, "the host screen")
-            screen = app.screen
+            screen = await start_role(pilot, "4", HostRoleScreen, node_id="phone-1")
             await wait_until(pilot, lambda: "registered with" in text_of(screen, "#host-summary"), 20, "registered")
             assert text_of(screen, "#host-summary").startswith("phone-1 on ")
 
@@ -119,11 +121,7 @@ def test_node_manager_role_runs_hosts_for_a_controller(tmp_path: Path, controlle
     async def run() -> None:
         app = make_app(backend=backend, environ=environ, ram_probe=lambda: 4096)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("3")
-            await pilot.pause()
-            pilot.app.screen.query_one("#start").press()
-            await wait_until(pilot, lambda: isinstance(app.screen, NodeManagerRoleScreen), 5, "the node manager")
-            screen = app.screen
+            screen = await start_role(pilot, "3", NodeManagerRoleScreen)
             hosts = screen.query_one("#nm-hosts", DataTable)
             await wait_until(pilot, lambda: hosts.row_count == 1, 20, "its host")
             assert hosts.get_row_at(0)[2] == "running"
@@ -144,11 +142,7 @@ def test_a_role_that_exits_says_so_with_its_error(tmp_path: Path) -> None:
     async def run() -> None:
         app = make_app(backend=backend, environ={}, ram_probe=lambda: 4096)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("4")
-            await pilot.pause()
-            pilot.app.screen.query_one("#start").press()
-            await wait_until(pilot, lambda: isinstance(app.screen, HostRoleScreen), 5, "the host screen")
-            screen = app.screen
+            screen = await start_role(pilot, "4", HostRoleScreen)
             await wait_until(pilot, lambda: "Stopped: exit code 2" in text_of(screen, "#role-state"), 15, "the exit")
             log_text = "\n".join(str(line.text) for line in screen.query_one("#role-log").lines)
             assert "--slots" in log_text
