@@ -157,6 +157,9 @@ ensure_venv() {
             act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT"
         else
             act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "${ROOT}[test]"
+            # The fast engine, where a wheel exists (x86_64 and aarch64 Linux); hosts use Wasm3 without it.
+            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary wasmtime \
+                -e "${ROOT}[wasmtime]" || log "no wasmtime wheel for this machine: hosts run tasks in Wasm3"
         fi
         if [ "$DRY_RUN" -eq 1 ]; then
             printf 'would run: record %s\n' "$stamp"

@@ -17,6 +17,7 @@ Bxthre3's ratio to each.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -69,7 +70,7 @@ def tree_rss_mb(pid: int) -> float:
 # ---------------------------------------------------------------------- Bxthre3
 
 
-def bxthre3_figures(args: argparse.Namespace) -> Figures:
+def bxthre3_figures(args: argparse.Namespace, engine: str, big_dag: bool) -> Figures:
     from core_throughput import chain, free_port, independent, module
 
     from bxthre3.addresses import Address
@@ -114,7 +115,7 @@ def bxthre3_figures(args: argparse.Namespace) -> Figures:
     try:
         controller = start("controller", "--host", "127.0.0.1", "--port", str(port), "--state-dir", f"{tmp.name}/s")
         hosts = [start("host", "--controller", f"127.0.0.1:{port}", "--node-id", f"bench-{i}",
-                       "--cache-dir", f"{tmp.name}/cache") for i in range(2)]  # fmt: skip
+                       "--cache-dir", f"{tmp.name}/cache", "--engine", engine) for i in range(2)]  # fmt: skip
         with ControllerClient(Address("127.0.0.1", port), keys=keys, timeout=30) as client:
             deadline = time.monotonic() + 60
             while client.status()["totals"]["hosts"] < 2:
@@ -134,14 +135,14 @@ def bxthre3_figures(args: argparse.Namespace) -> Figures:
             for i in range(args.repeat):
                 t = time.monotonic()
                 extra = start("host", "--controller", f"127.0.0.1:{port}", "--node-id", f"late-{i}",
-                              "--cache-dir", f"{tmp.name}/cache")  # fmt: skip
+                              "--cache-dir", f"{tmp.name}/cache", "--engine", engine)  # fmt: skip
                 while not any(h["node_id"] == f"late-{i}" for h in client.status()["hosts"]):
                     time.sleep(0.005)
                 starts.append(time.monotonic() - t)
                 extra.send_signal(signal.SIGTERM)
                 extra.wait(10)
             figures["worker_start_s"] = median(starts)
-        if not args.quick:
+        if big_dag and not args.quick:
             figures.update(bxthre3_big_dag(start, port, keys, tmp.name))
     finally:
         for proc in procs:
@@ -339,19 +340,22 @@ ROWS = [
 
 
 def table(results: dict[str, Figures | str]) -> str:
+    """One row per figure: every system's value, then the better Bxthre3 engine's ratio to each other system."""
     systems = list(results)
-    head = f"| figure | {' | '.join(systems)} | " + " | ".join(f"Bxthre3 vs {s}" for s in systems[1:]) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(systems) - 1)]
+    ours_names = [s for s in systems if s.startswith("Bxthre3")]
+    others = [s for s in systems if s not in ours_names]
+    head = f"| figure | {' | '.join(systems)} | " + " | ".join(f"Bxthre3 vs {s}" for s in others) + " |"
+    lines = [head, "|" + "---|" * (1 + len(systems) + len(others))]
     for key, label, unit, higher_better in ROWS:
         cells, ratios = [], []
-        ours = results["Bxthre3"]
+        mine = [f[key] for s in ours_names if isinstance(f := results[s], dict) and f.get(key) is not None]
+        a = (max(mine) if higher_better else min(mine)) if mine else None
         for system in systems:
             figs = results[system]
             value = figs.get(key) if isinstance(figs, dict) else None
             cells.append("–" if value is None else f"{value:,.2f} {unit}" if value < 100 else f"{value:,.0f} {unit}")
-        for system in systems[1:]:
+        for system in others:
             figs = results[system]
-            a = ours.get(key) if isinstance(ours, dict) else None
             b = figs.get(key) if isinstance(figs, dict) else None
             if a and b:
                 ratio = a / b if higher_better else b / a
@@ -368,6 +372,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="skip the 100,000-task DAG")
     ap.add_argument("--only", choices=["bxthre3", "dask", "ray"], action="append")
+    ap.add_argument(
+        "--engines", default="wasm3,wasmtime" if importlib.util.find_spec("wasmtime") else "wasm3",
+        help="Bxthre3 host engines to measure, comma-separated (default: wasm3, and wasmtime when installed)",
+    )  # fmt: skip
     ap.add_argument(RAY_CHILD, action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ray_child:
@@ -378,8 +386,12 @@ def main() -> int:
           f"{time.strftime('%Y-%m-%d')}; medians of {args.repeat}")  # fmt: skip
     wanted = set(args.only or ["bxthre3", "dask", "ray"])
     results: dict[str, Figures | str] = {}
+    engines = [e for e in args.engines.split(",") if e]
     runs: list[tuple[str, str, Callable[[], Figures]]] = [
-        ("bxthre3", "Bxthre3", lambda: bxthre3_figures(args)),
+        ("bxthre3", f"Bxthre3 ({e})", lambda e=e, first=(i == 0): bxthre3_figures(args, e, first))  # type: ignore[misc]
+        for i, e in enumerate(engines)
+    ]
+    runs += [
         ("dask", "Dask", lambda: dask_figures(args, saturation_inf=False)),
         ("dask", "Dask (saturation inf)", lambda: dask_figures(args, saturation_inf=True)),
         ("ray", "Ray", lambda: ray_figures(args)),
@@ -397,7 +409,7 @@ def main() -> int:
         except Exception as exc:  # one system failing must not hide the others' figures
             results[name] = f"failed: {exc}"
             print(f"{name}: failed: {exc}", file=sys.stderr)
-    if "Bxthre3" not in results or not isinstance(results["Bxthre3"], dict):
+    if not any(isinstance(f, dict) for s, f in results.items() if s.startswith("Bxthre3")):
         print(json.dumps(results, indent=2, default=str))
         return 1
     print(table(results))

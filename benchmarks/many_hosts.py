@@ -73,7 +73,6 @@ def main() -> int:
         index = {s: i for i, s in enumerate(socks)}
 
         def pump(timeout_ms: int) -> None:
-            nonlocal reregistered, done
             for s, _ in poller.poll(timeout_ms):
                 for _ in range(100):
                     try:
@@ -81,19 +80,24 @@ def main() -> int:
                     except zmq.Again:
                         break
                     try:
-                        msg = protocol.decode(frame)
+                        received = protocol.unbatch(protocol.decode(frame))
                     except ProtocolError:
                         continue
-                    if isinstance(msg, protocol.Welcome):
-                        welcomed.add(index[s])
-                    elif isinstance(msg, protocol.Reregister):  # it thought us dead: register again, as a host does
-                        reregistered += 1
-                        welcomed.discard(index[s])
-                        s.send(protocol.encode(protocol.Register(f"sim-{index[s]}", 1, 128, "sim", "none")))
-                    elif isinstance(msg, protocol.Assign):
-                        s.send(protocol.encode(protocol.Result(msg.dag_id, msg.task_id, msg.attempt, 0, b"", b"",
-                                                               None, "", 0.0001)))  # fmt: skip
-                        done += 1
+                    for msg in received:
+                        handle(s, msg)
+
+        def handle(s: zmq.Socket, msg: object) -> None:
+            nonlocal reregistered, done
+            if isinstance(msg, protocol.Welcome):
+                welcomed.add(index[s])
+            elif isinstance(msg, protocol.Reregister):  # it thought us dead: register again, as a host does
+                reregistered += 1
+                welcomed.discard(index[s])
+                s.send(protocol.encode(protocol.Register(f"sim-{index[s]}", 1, 128, "sim", "none")))
+            elif isinstance(msg, protocol.Assign):
+                s.send(protocol.encode(protocol.Result(msg.dag_id, msg.task_id, msg.attempt, 0, b"", b"",
+                                                       None, "", 0.0001)))  # fmt: skip
+                done += 1
 
         def beat() -> None:
             nonlocal last_beat

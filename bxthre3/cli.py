@@ -452,6 +452,7 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, help="module cache (default ~/.cache/bxthre3/modules)")
     p.add_argument("--heartbeat", type=HEARTBEAT, default=1.0, help="heartbeat interval in seconds (default 1)")
     p.add_argument("--liveness", type=LIVENESS, default=3, help="missed heartbeats before reconnecting (default 3)")
+    _add_engine_option(p)
     _add_status_file_option(p)
     p.add_argument("--remember-controller", action="store_true", help=argparse.SUPPRESS)  # set by a node manager
     p.add_argument(
@@ -466,6 +467,16 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     _add_discovery_options(p)
     _add_log_options(p, "INFO")
     p.set_defaults(handler=_run_host)
+
+
+def _add_engine_option(p: argparse.ArgumentParser) -> None:
+    from .engines import CHOICES, default_choice
+
+    p.add_argument(
+        "--engine", choices=CHOICES, default=default_choice(),
+        help="WebAssembly engine for tasks: wasmtime (fast; pip install 'bxthre3[wasmtime]'), wasm3 (runs "
+        "everywhere, also Android) or auto = wasmtime when installed (default $BXTHRE3_ENGINE or auto)",
+    )  # fmt: skip
 
 
 def _add_status_file_option(p: argparse.ArgumentParser) -> None:
@@ -484,6 +495,7 @@ def _status_file(args: argparse.Namespace) -> Any:
 def _run_host(args: argparse.Namespace) -> int:
     import socket
 
+    from .engines import resolve as resolve_engine
     from .host import Host, HostConfig
     from .logs import setup_logging
     from .module_cache import ModuleCache, default_cache_dir
@@ -499,6 +511,7 @@ def _run_host(args: argparse.Namespace) -> int:
         liveness=args.liveness,
         device=args.device or socket.gethostname(),
         executor_idle_s=args.executor_idle,
+        engine=resolve_engine(args.engine),
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(
@@ -528,6 +541,7 @@ def _add_scaling_options(p: argparse.ArgumentParser) -> None:
         help="most hosts to run (default: the CPU count; at most 4 on Android)",
     )  # fmt: skip
     p.add_argument("--device-name", help="name of this device; hosts are <name>-1, <name>-2, ... (default: hostname)")
+    _add_engine_option(p)
     p.add_argument(
         "--phone-manners", choices=["auto", "on", "off"], default=os.environ.get("BXTHRE3_PHONE_MANNERS", "auto"),
         help="pause the hosts when unplugged below 20%% battery or at 42 °C and over (resume at 30%% or plugged "
@@ -583,9 +597,12 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
         from .phone_manners import PhoneManners
 
         manners = PhoneManners(log_dir / f"{args.device_name or socket.gethostname()}.paused")
+    from .engines import resolve as resolve_engine
+
+    engine = resolve_engine(getattr(args, "engine", "auto"))  # refuse a missing engine now, not in every host
     return NodeManager(
         controller, policy, name=args.device_name, log_dir=log_dir, token=token, insecure=token is None,
-        manners=manners,
+        manners=manners, host_args=["--engine", engine],
     )  # fmt: skip
 
 
@@ -680,6 +697,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1, help="slots per host (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--log-dir", type=Path, help="write controller and host logs here")
+    _add_engine_option(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -691,13 +709,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 def _run_run(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
+    from .engines import resolve as resolve_engine
     from .local_cluster import LocalCluster
     from .logs import setup_logging
     from .progress import DagProgress, stage_printer
 
     spec = load_dag(args.dag)
+    engine = resolve_engine(args.engine)
     setup_logging("WARNING", args.log_dir / "controller.log" if args.log_dir else None)
-    with LocalCluster(hosts=args.hosts, slots=args.slots, log_dir=args.log_dir, on_stage=stage_printer()) as cluster:
+    with LocalCluster(
+        hosts=args.hosts, slots=args.slots, log_dir=args.log_dir, on_stage=stage_printer(), engine=engine
+    ) as cluster:
         assert cluster.client is not None
         dag_id = cluster.client.submit(spec)
         with DagProgress(spec.name, len(spec.tasks)) as progress:

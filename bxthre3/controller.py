@@ -234,11 +234,15 @@ class Controller:
             except ProtocolError as exc:
                 self._refuse(identity, payload, str(exc))
                 continue
-            try:
-                self._handle(identity, message)
-            except Exception:  # a bug must not take the controller down; it is logged loudly
-                log.exception("internal error handling %s", type(message).__name__)
-                self.dropped_frames += 1
+            for item in protocol.unbatch(message):
+                if isinstance(item, ProtocolError):
+                    self._drop(str(item))
+                    continue
+                try:
+                    self._handle(identity, item)
+                except Exception:  # a bug must not take the controller down; it is logged loudly
+                    log.exception("internal error handling %s", type(item).__name__)
+                    self.dropped_frames += 1
 
     def _refuse(self, identity: bytes, payload: bytes, why: str) -> None:
         version, kind = protocol.peek_kind(payload)
@@ -483,11 +487,26 @@ class Controller:
             if not self.outbox:
                 return
             frames, self.outbox = self.outbox, []
-            unreachable = {identity for identity, frame in frames if not self._send_raw(identity, frame)}
+            unreachable = {identity for identity, frame in self._batched(frames) if not self._send_raw(identity, frame)}
             for identity in unreachable:
                 host_id = identity.hex()
                 if host_id in self.scheduler.hosts:
                     self._apply(self.scheduler.handle(HostLeft(host_id, self.clock(), "unreachable")))
+
+    def _batched(self, frames: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The outbox with each host's frames packed into batches (clients get theirs one by one)."""
+        if len(frames) < 2:
+            return frames
+        per_host: dict[bytes, list[bytes]] = {}
+        out: list[tuple[bytes, bytes]] = []
+        for identity, frame in frames:
+            if identity.hex() in self.scheduler.hosts:
+                per_host.setdefault(identity, []).append(frame)
+            else:
+                out.append((identity, frame))
+        for identity, host_frames in per_host.items():
+            out.extend((identity, frame) for frame in protocol.batched(host_frames))
+        return out
 
     def _push_updates(self, now: float) -> None:
         """One coalesced snapshot to every live subscriber, only if it changed since the last push."""

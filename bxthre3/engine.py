@@ -68,6 +68,7 @@ def run_module(
     max_stderr: int = limits.MAX_STDERR_BYTES,
     stack_bytes: int = DEFAULT_STACK_BYTES,
     memory_limit_bytes: int | None = None,
+    timeout_s: float | None = None,
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
@@ -75,6 +76,8 @@ def run_module(
     its environment: the caller adds BXTHRE3_INPUT_SIZES and BXTHRE3_TASK_ID.
     `memory_limit_bytes` says the module was rewritten by `wasm_sandbox.cap_memory`
     with that limit, so a trap raised by its growth check is reported as memory_limit.
+    `timeout_s` is accepted for the engines' common signature and ignored: Wasm3 cannot
+    be interrupted, so the host enforces timeouts by killing the executor.
     """
     started = time.perf_counter()
     shim = WasiShim(

@@ -21,14 +21,14 @@ import signal
 import struct
 import subprocess
 import sys
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from bxthre3 import limits
+from bxthre3 import engines, limits
 from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
 from bxthre3.processes import PACKAGE_ROOT as _PACKAGE_ROOT
@@ -86,6 +86,8 @@ class ExecJob:
     """argv[0] as the module sees it; hosts pass the task id."""
     memory_limit_bytes: int = 0
     """Cap on the module's linear memory (0: none); outgrowing it fails with memory_limit."""
+    timeout_s: float = 0.0
+    """The task's timeout (0: none); engines that can interrupt a run stop it themselves."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -98,6 +100,7 @@ class ExecJob:
             "stdin": self.stdin,
             "env": self.env,
             "max_stdout": self.max_stdout,
+            "timeout_s": self.timeout_s,
         }
 
     @classmethod
@@ -113,8 +116,9 @@ class ExecJob:
                 max_stdout=data["max_stdout"],
                 program_name=data.get("program_name", "task"),
                 memory_limit_bytes=data.get("memory_limit_bytes", 0),
+                timeout_s=float(data.get("timeout_s", 0.0)),
             )
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"malformed job: {exc!r}") from exc
         _check_types(
             (job.job_id, int),
@@ -245,8 +249,19 @@ class Executor:
     an epoll-based selector must re-register it after `start()`.
     """
 
-    def __init__(self, *, log_path: str | os.PathLike[str] | None = None, address_space_mb: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        log_path: str | os.PathLike[str] | None = None,
+        address_space_mb: int = 0,
+        engine: str = engines.WASM3,
+        depth: int = 1,
+    ) -> None:
         self._log_path = log_path
+        self.depth = max(1, depth)
+        """Most jobs in flight at once (1: submit the next only after reading a result)."""
+        self.engine = engine
+        """Which engine the child runs modules in (see :mod:`bxthre3.engines`)."""
         self._address_space_mb = address_space_mb
         """Extra virtual memory the child may map beyond its start-up size (0: unlimited)."""
         self._process: subprocess.Popen[bytes] | None = None
@@ -255,7 +270,8 @@ class Executor:
         """Stable fd number handed out by fileno(); open from the first start to close."""
         self._parked_write_fd: int | None = None
         """Write end of the idle pipe behind `_results_fd` while no child runs."""
-        self._in_flight: int | None = None
+        self._in_flight: deque[ExecJob] = deque()
+        """Jobs written to the child and not answered yet, oldest (the running one) first."""
 
     @property
     def pid(self) -> int | None:
@@ -287,6 +303,7 @@ class Executor:
                     str(results_write),
                     str(os.getpid()),
                     str(self._address_space_mb),
+                    self.engine,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -313,17 +330,30 @@ class Executor:
             raise ExecutorDied("executor not started")
         return self._results_fd
 
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted and not answered yet: the running one and those queued behind it."""
+        return len(self._in_flight)
+
     def submit(self, job: ExecJob) -> None:
-        """Send a job to the child. One job at a time: read its result first."""
+        """Send a job to the child; it runs after those already submitted (at most `depth` in flight).
+
+        Queuing the next job in the pipe lets the child start it the moment the current
+        one ends, instead of a parent round trip later.
+        """
         if self._process is None or self._jobs_fd is None:
             raise ExecutorDied("executor not running")
-        if self._in_flight is not None:
-            raise RuntimeError(f"job {self._in_flight} is still running in this executor")
+        if len(self._in_flight) >= self.depth:
+            raise RuntimeError(f"{len(self._in_flight)} job(s) already in flight in this executor")
+        self._send(job)
+
+    def _send(self, job: ExecJob) -> None:
+        assert self._jobs_fd is not None
         try:
             _write_frame(self._jobs_fd, job.to_wire())
         except OSError as exc:  # EPIPE: the child is gone
             raise ExecutorDied(f"executor {self.pid} is gone: {exc}") from exc
-        self._in_flight = job.job_id
+        self._in_flight.append(job)
 
     def read_result(self) -> ExecResult:
         """Read the result of the job in flight; call when `fileno()` is readable.
@@ -338,14 +368,22 @@ class Executor:
             if frame is None:
                 raise EOFError("no result")
             result = ExecResult.from_wire(frame)
-            if result.job_id != self._in_flight:
-                raise ValueError(f"result for job {result.job_id}, expected {self._in_flight}")
+            expected = self._in_flight[0].job_id if self._in_flight else None
+            if result.job_id != expected:
+                raise ValueError(f"result for job {result.job_id}, expected {expected}")
         except (EOFError, ValueError, OSError) as exc:
             raise ExecutorDied(self._bury(exc)) from exc
-        self._in_flight = None
+        self._in_flight.popleft()
         if result.retired:
+            queued = list(self._in_flight)  # written to the retired child, never read by it
             self._process.wait()
+            self._reap()
             self.start()
+            try:
+                for job in queued:
+                    self._send(job)
+            except ExecutorDied:
+                self.kill()  # the caller sees no job in flight and submits again
         return result
 
     def kill(self) -> None:
@@ -406,7 +444,7 @@ class Executor:
         if self._jobs_fd is not None:
             os.close(self._jobs_fd)
             self._jobs_fd = None
-        self._in_flight = None
+        self._in_flight.clear()
         if self._results_fd is not None and self._parked_write_fd is None:
             # Swap in an empty pipe whose write end we hold: never readable, so a
             # poller that still watches fileno() does not spin on the dead child's EOF.
@@ -495,12 +533,18 @@ def _limit_address_space(extra_mb: int) -> None:
         print(f"executor: cannot limit address space: {exc}", file=sys.stderr)
 
 
-def _resident_bytes() -> int:
-    """This process's resident set size; 0 when it cannot be read (then never retire)."""
+def _peak_resident_bytes() -> int:
+    """The most this process has had resident; 0 when unknown (then it never retires).
+
+    The peak, not the current size: one getrusage call per job instead of reading
+    /proc (a tenth of a trivial job's cost), and a child whose memory once grew that
+    far has fragmented or leaked its heap, so retiring it is right either way.
+    """
     try:
-        with open("/proc/self/statm", "rb") as file:
-            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux and Android
+    except (ImportError, OSError, ValueError):
         return 0
 
 
@@ -518,9 +562,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
-    from bxthre3 import engine
-
+def _run_job(job: ExecJob, cache: _ModuleCache, run_module: Callable[..., Any]) -> ExecResult:
     def failed(reason: FailureReason, error: str) -> ExecResult:
         return ExecResult(job.job_id, None, b"", b"", reason, error, 0.0)
 
@@ -534,7 +576,7 @@ def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
     except ModuleError as exc:
         return failed(FailureReason.INVALID_MODULE, f"invalid module: {exc.message}")
     try:
-        run = engine.run_module(
+        run = run_module(
             wasm,
             args=job.args,
             stdin=job.stdin,
@@ -542,6 +584,7 @@ def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
             max_stdout=job.max_stdout,
             program_name=job.program_name,
             memory_limit_bytes=job.memory_limit_bytes or None,
+            timeout_s=job.timeout_s or None,
         )
     except Exception as exc:  # run_module must not raise; if it does, that is our bug
         return failed(FailureReason.INTERNAL, f"engine error: {exc!r}")
@@ -549,18 +592,26 @@ def _run_job(job: ExecJob, cache: _ModuleCache) -> ExecResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Child entry point: `python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID`."""
+    """Child entry point: `python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID [MB [ENGINE]]`."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) == 3:
-        args.append("0")
-    if len(args) != 4:
-        print("usage: python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID [ADDRESS_SPACE_MB]", file=sys.stderr)
+    defaults = ["0", engines.WASM3]
+    if 3 <= len(args) < 5:
+        args += defaults[len(args) - 3 :]
+    if len(args) != 5 or args[4] not in (engines.WASM3, engines.WASMTIME):
+        print(
+            "usage: python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID [ADDRESS_SPACE_MB [wasm3|wasmtime]]",
+            file=sys.stderr,
+        )
         return 2
-    jobs_fd, results_fd, parent_pid, address_space_mb = (int(a) for a in args)
+    jobs_fd, results_fd, parent_pid, address_space_mb = (int(a) for a in args[:4])
     # The parent owns our lifetime: Ctrl-C in its terminal must not kill a job midway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
-    from bxthre3 import engine  # noqa: F401  (import wasm3 now, not during the first job)
+    try:  # import the engine now, not during the first job
+        run_module = engines.runner(args[4])
+    except ImportError as exc:
+        print(f"executor: cannot load engine {args[4]}: {exc}", file=sys.stderr)
+        return 4
 
     if address_space_mb > 0:
         _limit_address_space(address_space_mb)
@@ -579,8 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"executor: {exc}", file=sys.stderr)
             return 3
-        result = _run_job(job, cache)
-        retire = _resident_bytes() > retire_rss
+        result = _run_job(job, cache, run_module)
+        retire = _peak_resident_bytes() > retire_rss
         if retire:
             result = dataclasses.replace(result, retired=True)
         try:

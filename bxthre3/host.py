@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from . import __version__, protocol
+from . import __version__, engines, protocol
 from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
 from .addresses import Address
 from .errors import Bxthre3Error, ClusterError, ProtocolError
@@ -41,6 +41,17 @@ log = logging.getLogger(__name__)
 MAX_TIMEOUT_S = 7 * 86_400.0
 """No attempt runs longer than this, whatever an assignment says."""
 
+INTERRUPT_GRACE_S = 0.5
+"""How long past a timeout a host waits for an engine that stops runs itself before killing it."""
+
+PIPELINE_BELOW_S = 0.05
+"""A slot queues the next task in its executor's pipe only while its tasks take less than this.
+
+For short tasks the parent's round trip between two tasks is most of the cost; for long
+ones it is nothing, and a task queued in one slot's pipe could not move to another slot
+that frees up first.
+"""
+
 HISTORY_LENGTH = 50
 """Finished attempts a host remembers for its own screen."""
 
@@ -55,20 +66,37 @@ the precise cap is the module's own linear memory limit (--ram-limit).
 
 @dataclass(slots=True)
 class _Attempt:
-    """What a slot is running, so its result (or its death) can be reported."""
+    """What a slot is running (or has queued in its executor), so its result or its death can be reported."""
 
     assign: protocol.Assign
-    job_id: int
-    started: float
-    deadline: float
+    job: ExecJob
+    timeout: float
+    """Seconds it may run, counted from when it starts (plus the engine's grace)."""
+    started: float = 0.0
+    deadline: float = float("inf")
+    aborted: bool = False
+    """The controller took it back while it waited in the executor's pipe: kill it once it starts."""
+
+    @property
+    def job_id(self) -> int:
+        return self.job.job_id
+
+    def start(self, now: float) -> None:
+        self.started = now
+        self.deadline = now + self.timeout
 
 
 @dataclass(slots=True)
 class _Slot:
     executor: Executor
     attempt: _Attempt | None = None
+    """The attempt running in the executor."""
+    queued: _Attempt | None = None
+    """The next attempt, already written to the executor's pipe: it starts when `attempt` ends."""
     last_used: float = 0.0
     """When it last started or finished a task (its idle executor is stopped `executor_idle_s` later)."""
+    last_duration: float = float("inf")
+    """How long its last task ran: the next is queued in the executor only behind short ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +112,8 @@ class HostConfig:
     """Upper bound of the reconnect backoff (1 s doubling up to this)."""
     executor_idle_s: float = 60.0
     """An executor without a task for this long is stopped; the next task starts a new one (~0.1 s)."""
+    engine: str = engines.WASM3
+    """The engine its executors run modules in (resolved already: wasm3 or wasmtime)."""
 
 
 def platform_name() -> str:
@@ -125,9 +155,12 @@ class Host:
         self.sock: zmq.Socket | None = None
         address_space = config.ram_mb + EXECUTOR_OVERHEAD_MB
         self.slots = [
-            _Slot(Executor(log_path=executor_log, address_space_mb=address_space)) for _ in range(max(1, config.slots))
+            _Slot(Executor(log_path=executor_log, address_space_mb=address_space, engine=config.engine, depth=2))
+            for _ in range(max(1, config.slots))
         ]
         self.backlog: deque[protocol.Assign] = deque()
+        self.outgoing: list[bytes] = []
+        """Encoded messages to the controller, sent together at the end of the loop turn."""
         self.unacked: dict[tuple[str, str, int], protocol.Result] = {}
         """Results sent (or waiting to be) that the controller has not confirmed committing.
 
@@ -171,6 +204,7 @@ class Host:
     def _shutdown(self) -> None:
         if self.sock is not None:
             if self.welcomed:
+                self._flush()
                 try:
                     self.sock.send(protocol.encode(protocol.Bye("host stopping")), zmq.NOBLOCK)
                 except zmq.ZMQError:
@@ -200,13 +234,14 @@ class Host:
         self.registered_since = None
         now = self.clock()
         self.last_heard = now
+        self.outgoing = []  # frames of the old session: unacknowledged results go again after the welcome
         self._send(
             protocol.Register(
                 node_id=self.config.node_id,
                 slots=len(self.slots),
                 ram_mb=self.config.ram_mb,
                 platform=platform_name(),
-                engine="wasm3",
+                engine=self.config.engine,
                 modules=self.cache.known(),
                 pid=os.getpid(),
                 software=__version__,
@@ -216,6 +251,7 @@ class Host:
                 device_cpus=cpu_count(),
             )
         )
+        self._flush()
 
     # ------------------------------------------------------------------ the loop
 
@@ -241,6 +277,7 @@ class Host:
             elif isinstance(item, int) and item in by_fd:
                 self._collect(by_fd[item])
         self._timers()
+        self._flush()
 
     def _drain(self) -> None:
         assert self.sock is not None
@@ -250,31 +287,38 @@ class Host:
             except zmq.Again:
                 return
             try:
-                msg = protocol.decode(frame)
+                received = protocol.unbatch(protocol.decode(frame))
             except ProtocolError as exc:
-                log.warning("dropped a bad frame from the controller: %s", exc)
-                continue
-            self.last_heard = self.clock()
-            if isinstance(msg, protocol.Assign):
-                self.backlog.append(msg)
-                self._start_work()
-            elif isinstance(msg, protocol.Ack):
-                self.unacked.pop((msg.dag_id, msg.task_id, msg.attempt), None)
-            elif isinstance(msg, protocol.Abort):
-                self._abort(msg)
-            elif isinstance(msg, protocol.Reregister):
-                if self.welcomed:
-                    log.warning("the controller no longer knows this host (it restarted?); registering again")
-                    self._connect()
-            elif isinstance(msg, protocol.Welcome):
-                self._on_welcome(msg)
-            elif isinstance(msg, protocol.Reject):
-                raise ClusterError(f"controller {self.address} refused this host: {msg.reason}")
-            elif not isinstance(msg, protocol.Heartbeat):
-                log.warning("unexpected %s from the controller", type(msg).__name__)
+                received = [exc]
+            for msg in received:
+                if isinstance(msg, ProtocolError):
+                    log.warning("dropped a bad frame from the controller: %s", msg)
+                else:
+                    self.last_heard = self.clock()
+                    self._on_message(msg)
+
+    def _on_message(self, msg: protocol.Message) -> None:
+        """One message from the controller (a batch's messages come here one by one, in order)."""
+        if isinstance(msg, protocol.Assign):
+            self.backlog.append(msg)
+            self._start_work()
+        elif isinstance(msg, protocol.Ack):
+            self.unacked.pop((msg.dag_id, msg.task_id, msg.attempt), None)
+        elif isinstance(msg, protocol.Abort):
+            self._abort(msg)
+        elif isinstance(msg, protocol.Reregister):
+            if self.welcomed:
+                log.warning("the controller no longer knows this host (it restarted?); registering again")
+                self._connect()
+        elif isinstance(msg, protocol.Welcome):
+            self._on_welcome(msg)
+        elif isinstance(msg, protocol.Reject):
+            raise ClusterError(f"controller {self.address} refused this host: {msg.reason}")
+        elif not isinstance(msg, protocol.Heartbeat):
+            log.warning("unexpected %s from the controller", type(msg).__name__)
 
     def _holding(self) -> list[tuple[str, str, int]]:
-        running = [s.attempt.assign for s in self.slots if s.attempt is not None] + list(self.backlog)
+        running = [a.assign for s in self.slots for a in (s.attempt, s.queued) if a is not None] + list(self.backlog)
         return [(a.dag_id, a.task_id, a.attempt) for a in running] + list(self.unacked)
 
     def _abort(self, msg: protocol.Abort) -> None:
@@ -283,14 +327,19 @@ class Host:
         self.unacked.pop(key, None)
         kept = deque(a for a in self.backlog if (a.dag_id, a.task_id, a.attempt) != key)
         self.backlog = kept
+        why = "the controller no longer wants it (cancelled or reassigned)"
         for slot in self.slots:
             a = slot.attempt
             if a is not None and (a.assign.dag_id, a.assign.task_id, a.assign.attempt) == key:
                 log.info("aborting %s/%s attempt %d", msg.dag_id, msg.task_id, msg.attempt)
-                self._remember(a, "aborted", "the controller no longer wants it (cancelled or reassigned)", None)
+                self._remember(a, "aborted", why, None)
                 slot.attempt = None
-                slot.executor.kill()
-                slot.executor.start()
+                self._restart_executor(slot)
+            q = slot.queued
+            if q is not None and (q.assign.dag_id, q.assign.task_id, q.assign.attempt) == key and not q.aborted:
+                log.info("aborting %s/%s attempt %d before it starts", msg.dag_id, msg.task_id, msg.attempt)
+                self._remember(q, "aborted", why, 0.0)
+                q.aborted = True
         self._start_work()
 
     def _on_welcome(self, msg: protocol.Welcome) -> None:
@@ -319,9 +368,8 @@ class Host:
         for slot in self.slots:
             attempt = slot.attempt
             if attempt is not None and now >= attempt.deadline:
-                slot.executor.kill()
-                slot.executor.start()
                 slot.attempt = None
+                self._restart_executor(slot)
                 self._report(
                     attempt,
                     None,
@@ -344,15 +392,20 @@ class Host:
     # ------------------------------------------------------------------ work
 
     def _start_work(self) -> None:
-        """Give queued assignments to idle slots; a launch that fails frees its slot again."""
+        """Give queued assignments to idle slots, and queue the next in executors running short tasks."""
         for slot in self.slots:
             while self.backlog and slot.attempt is None:
                 self._launch(slot, self.backlog.popleft())
+        for slot in self.slots:
+            if self.backlog and slot.attempt is not None and slot.queued is None:
+                if slot.last_duration < PIPELINE_BELOW_S:
+                    self._launch(slot, self.backlog.popleft())
 
     def _launch(self, slot: _Slot, assign: protocol.Assign) -> None:
+        """Run `assign` in `slot` now, or queue it behind the slot's running attempt."""
         now = self.clock()
         timeout = min(MAX_TIMEOUT_S, assign.timeout) if assign.timeout > 0 else 0.001  # NaN too
-        attempt = _Attempt(assign, self.next_job_id, now, now + timeout)
+        job_id = self.next_job_id
         self.next_job_id += 1
         try:
             if assign.module:
@@ -360,37 +413,74 @@ class Host:
             elif self.cache.has(assign.module_sha):
                 path = self.cache.path(assign.module_sha)
             else:
-                # Retryable: the controller then ships the module with the next attempt.
-                self._report(attempt, None, FailureReason.INTERNAL, "module missing from this host's cache", now)
-                return
+                path = None
         except (OSError, ValueError) as exc:
-            self._report(attempt, None, FailureReason.INVALID_MODULE, f"cannot store module: {exc}", now)
-            return
-        env = {
-            INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes),
-            TASK_ID_ENV: assign.task_id,
-        }
-        if slot.executor.pid is None:
-            slot.executor.start()
-        slot.last_used = now
+            path, error = None, f"cannot store module: {exc}"
+        else:
+            error = ""
         job = ExecJob(
-            job_id=attempt.job_id,
+            job_id=job_id,
             module_sha=assign.module_sha,
             module_path=str(path),
             args=tuple(assign.args),
             program_name=assign.task_id,
             memory_limit_bytes=self.config.ram_mb * MiB,
+            timeout_s=timeout,
             stdin=assign.stdin,
-            env=env,
+            env={INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes), TASK_ID_ENV: assign.task_id},
         )
+        # An engine that interrupts runs itself gets a moment to do so: no executor restart.
+        grace = INTERRUPT_GRACE_S if self.config.engine == engines.WASMTIME else 0.0
+        attempt = _Attempt(assign, job, timeout + grace, started=now)
+        if path is None:
+            if error:
+                self._report(attempt, None, FailureReason.INVALID_MODULE, error, now)
+            else:  # retryable: the controller then ships the module with the next attempt
+                self._report(attempt, None, FailureReason.INTERNAL, "module missing from this host's cache", now)
+            return
+        self._submit(slot, attempt, now)
+
+    def _submit(self, slot: _Slot, attempt: _Attempt, now: float) -> None:
+        if slot.executor.pid is None:
+            slot.executor.start()
+        slot.last_used = now
         try:
-            slot.executor.submit(job)
+            slot.executor.submit(attempt.job)
         except ExecutorDied as exc:
+            queued = slot.queued
+            slot.queued = None
             slot.executor.kill()
             slot.executor.start()
             self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), now)
+            if queued is not None:  # it died before reading that one too
+                self._submit(slot, queued, now)
             return
-        slot.attempt = attempt
+        if slot.attempt is None:
+            attempt.start(now)
+            slot.attempt = attempt
+        else:
+            slot.queued = attempt
+
+    def _restart_executor(self, slot: _Slot) -> None:
+        """A fresh executor for `slot` (its running attempt is dealt with); what was queued runs in it."""
+        slot.executor.kill()
+        slot.executor.start()
+        queued, slot.queued = slot.queued, None
+        if queued is not None and not queued.aborted:
+            self._submit(slot, queued, self.clock())
+
+    def _next_in(self, slot: _Slot, now: float) -> None:
+        """The running attempt ended: the queued one, already in the executor, is running now."""
+        queued, slot.queued = slot.queued, None
+        if queued is None:
+            return
+        if slot.executor.in_flight == 0:  # the executor lost it (it retired and could not be refilled)
+            self._submit(slot, queued, now)
+        elif queued.aborted:
+            self._restart_executor(slot)
+        else:
+            queued.start(now)
+            slot.attempt = queued
 
     def _collect(self, slot: _Slot) -> None:
         attempt = slot.attempt
@@ -401,8 +491,7 @@ class Host:
             result = slot.executor.read_result()
         except ExecutorDied as exc:
             slot.attempt = None
-            slot.executor.kill()
-            slot.executor.start()
+            self._restart_executor(slot)
             self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), now)
             self._start_work()
             return
@@ -411,6 +500,8 @@ class Host:
             return
         slot.attempt = None
         slot.last_used = now
+        slot.last_duration = result.duration
+        self._next_in(slot, now)
         self._report(attempt, result, result.reason, result.error, now)
         self._start_work()
 
@@ -497,10 +588,10 @@ class Host:
             "uptime_s": round(now - self.started, 3),
             "ram_mb": self.config.ram_mb,
             "slots": len(self.slots),
-            "engine": "wasm3",
+            "engine": self.config.engine,
             "succeeded": self.completed,
             "failed": self.failed,
-            "queued": len(self.backlog),
+            "queued": len(self.backlog) + sum(s.queued is not None for s in self.slots),
             "unacked": len(self.unacked),
             "running": [
                 {
@@ -517,9 +608,17 @@ class Host:
         }
 
     def _send(self, message: protocol.Message) -> None:
+        """Queue a message; `_flush` sends the loop turn's messages together (as a batch when several)."""
+        self.outgoing.append(protocol.encode(message))
+
+    def _flush(self) -> None:
         assert self.sock is not None
-        try:
-            self.sock.send(protocol.encode(message), zmq.NOBLOCK)
-            self.last_sent = self.clock()
-        except zmq.ZMQError as exc:
-            log.debug("send failed: %s", exc)
+        if not self.outgoing:
+            return
+        frames, self.outgoing = protocol.batched(self.outgoing), []
+        for frame in frames:
+            try:
+                self.sock.send(frame, zmq.NOBLOCK)
+                self.last_sent = self.clock()
+            except zmq.ZMQError as exc:
+                log.debug("send failed: %s", exc)

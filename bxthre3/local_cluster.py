@@ -48,8 +48,10 @@ class LocalCluster:
         cache_dir: Path | None = None,
         config: SchedulerConfig | None = None,
         on_stage: Callable[[str, int, int], None] | None = None,
+        engine: str = "auto",
     ) -> None:
         self.n_hosts = hosts
+        self.engine = engine
         self.slots = slots
         self.ram_mb = ram_mb
         self.log_dir = log_dir
@@ -100,6 +102,7 @@ class LocalCluster:
             "--node-id", node_id,
             "--ram-limit", str(self.ram_mb),
             "--slots", str(self.slots),
+            "--engine", self.engine,
         ]  # fmt: skip
         if self.cache_dir is not None:
             cmd += ["--cache-dir", str(self.cache_dir)]

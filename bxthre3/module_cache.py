@@ -27,6 +27,7 @@ class ModuleCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._dir_str = str(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             names = [p.stem for p in self.directory.glob("*.wasm")]
@@ -51,7 +52,7 @@ class ModuleCache:
         return False
 
     def has(self, sha: str) -> bool:
-        if sha in self._verified and self.path(sha).exists():
+        if sha in self._verified and os.path.exists(os.path.join(self._dir_str, sha + ".wasm")):
             return True
         self._verified.discard(sha)
         return False

@@ -22,6 +22,10 @@ _STATE_STYLE = {
 }
 
 
+HOST_COLUMNS = (
+    "node", "device", "platform", "engine", "RAM use/limit", "slots", "running", "done", "failed", "seen", "state"
+)  # fmt: skip
+
 def describe_output(data: bytes | str | None, limit: int = 4096) -> str:
     """Text as text; binary as its size and a hex head, so a terminal never gets garbage."""
     if data is None:
@@ -101,13 +105,14 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
         f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
     )
     hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("node", "device", "platform", "RAM use/limit", "slots", "running", "done", "failed", "seen", "state"):
+    for col in HOST_COLUMNS:
         hosts.add_column(col, overflow="fold", no_wrap=col == "node")
     for h in status.get("hosts", []):
         hosts.add_row(
             escape(h["node_id"]),
             escape(h.get("device", "")),
             escape(h.get("platform", "")),
+            escape(h.get("engine", "")),
             f"{h['rss_mb'] if h.get('rss_mb', -1) >= 0 else '?'}/{h.get('ram_mb')} MB",
             str(h.get("slots")),
             escape(", ".join(h.get("running", []))) or "-",

@@ -224,11 +224,18 @@ class WasiShim:
         Until :meth:`unbind`, calls from any module linked on this thread reach this
         shim: one run at a time per thread, which is all pywasm3 allows anyway.
         """
-        self._runtime = runtime
+        self.bind(runtime)
         trampolines = _trampolines()
-        trampolines.current = self
         for name, signature in SIGNATURES.items():
             module.link_function(abi.WASI_MODULE, name, signature, trampolines.functions[name])
+
+    def bind(self, runtime: Runtime) -> None:
+        """Make this shim the one this thread's linked functions reach, reading `runtime`'s memory.
+
+        Engines that link the functions once (wasmtime's Linker) call only this per run.
+        """
+        self._runtime = runtime
+        _trampolines().current = self
 
     def unbind(self) -> None:
         """Detach the shim after its run, so nothing keeps its buffers alive."""

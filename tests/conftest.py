@@ -21,6 +21,7 @@ import zmq
 from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
 from bxthre3.controller import Controller
+from bxthre3.engines import ENGINE_ENV, WASM3, WASMTIME, wasmtime_installed
 from bxthre3.scheduler import SchedulerConfig
 from bxthre3.security import TOKEN_ENV, CurveKeys
 
@@ -57,6 +58,19 @@ _LOG_DIR = tempfile.mkdtemp(prefix="bxthre3-test-logs-")
 # Every process of the test run, this one included, is a member of the test cluster, and none reads or
 # writes the machine user's controller state (~/.local/share/bxthre3: its token, its journal).
 os.environ[TOKEN_ENV] = TEST_TOKEN
+# Hosts the tests start run Wasm3, the engine every device has, unless the run asks for another
+# (BXTHRE3_ENGINE=wasmtime ./bootstrap.sh test runs the whole suite on wasmtime). Tests of the
+# engines themselves run on both, through ENGINES.
+os.environ.setdefault(ENGINE_ENV, WASM3)
+
+ENGINES = [
+    pytest.param(WASM3, id="wasm3"),
+    pytest.param(
+        WASMTIME, id="wasmtime",
+        marks=pytest.mark.skipif(not wasmtime_installed(), reason="wasmtime is not installed (pip install wasmtime)"),
+    ),
+]  # fmt: skip
+"""Parameters for tests that must hold on every engine."""
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-data-")
 
 

@@ -57,6 +57,12 @@ class SchedulerConfig:
     """Assignments a host may hold queued beyond its slots, per slot, once every slot in the cluster
     is busy: its next task starts the moment the last one ends, not a controller round trip later
     (trivial tasks were latency-bound: one round trip per task per slot)."""
+    short_task_prefetch: int = 4
+    """`prefetch_per_slot` for a host whose recent tasks are short (see `short_task_s`): a round
+    trip to the controller takes longer than several such tasks."""
+    short_task_s: float = 0.02
+    """A host whose tasks took less than this lately (a moving average) gets `short_task_prefetch`.
+    Longer tasks keep one: a task queued behind a long one waits, while another host may be free."""
 
 
 class Scheduler:
@@ -301,6 +307,8 @@ class Scheduler:
         task.stderr = ev.stderr
         task.exit_code = ev.exit_code
         task.duration = ev.duration
+        if ev.duration >= 0:  # also refuses NaN
+            host.mean_task_s += (ev.duration - host.mean_task_s) * 0.3
         dag.touch(task)
         if ev.reason is None:
             task.output = ev.output
@@ -448,7 +456,7 @@ class Scheduler:
                     continue
                 timeout = task.spec.timeout if task.spec.timeout is not None else self.config.default_timeout
                 # A prefetched attempt may have waited behind others on its host before it started.
-                allowance = timeout * (1 + self.config.prefetch_per_slot) + grace
+                allowance = timeout * (1 + self._max_prefetch) + grace
                 if now > task.started_at + allowance and task.attempt == attempt:
                     # The slot stays taken until the host answers: it is evidently busy.
                     error = f"host {host.node_id} sent no result within timeout + {grace:g}s"
@@ -498,7 +506,13 @@ class Scheduler:
                 free.remove(host)
 
     def _capacity(self, host: HostRecord) -> int:
-        return host.slots * (1 + self.config.prefetch_per_slot) - len(host.running)
+        short = host.mean_task_s < self.config.short_task_s
+        prefetch = self.config.short_task_prefetch if short else self.config.prefetch_per_slot
+        return host.slots * (1 + prefetch) - len(host.running)
+
+    @property
+    def _max_prefetch(self) -> int:
+        return max(self.config.prefetch_per_slot, self.config.short_task_prefetch)
 
     def _place(self, task: TaskRecord, candidates: list[HostRecord]) -> HostRecord:
         """An idle slot first (a queued task waits behind another), then a host that already holds

@@ -139,6 +139,8 @@ class HostRecord:
     """Why the host takes no new tasks (its device's battery or temperature); empty: it does."""
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     """The last tasks this host finished, as "dag/task", for `status`."""
+    mean_task_s: float = 1.0
+    """Moving average of how long its tasks ran (starts long: no deep prefetch before it is known)."""
 
     @property
     def free_slots(self) -> int:

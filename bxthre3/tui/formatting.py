@@ -57,6 +57,7 @@ def host_row(host: dict[str, Any]) -> tuple[str, ...]:
         str(host["node_id"]),
         str(host.get("device") or ""),
         str(host.get("platform") or ""),
+        str(host.get("engine") or ""),
         _ram_use(host),
         str(host.get("slots", 0)),
         str(len(host.get("running") or ())),

@@ -40,7 +40,9 @@ WATCH_LEASE_S = 10.0
 CANCEL_CONFIRM_S = 3.0
 """How long the first `c` waits for the second."""
 
-HOST_COLUMNS = ("node", "device", "platform", "RAM use", "slots", "running", "done", "failed", "seen s", "state")
+HOST_COLUMNS = (
+    "node", "device", "platform", "engine", "RAM use", "slots", "running", "done", "failed", "seen s", "state"
+)  # fmt: skip
 TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
 TASK_COLUMN_WIDTHS = {"task": 16, "state": 15, "node": 12, "attempts": 8, "duration": 9, "reason": 14}
 

@@ -48,7 +48,7 @@ def controller_summary(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-CONTROLLER_HOST_COLUMNS = ("Host", "Device", "Slots", "Running", "Done", "Failed", "Seen")
+CONTROLLER_HOST_COLUMNS = ("Host", "Device", "Engine", "Slots", "Running", "Done", "Failed", "Seen")
 
 
 def controller_host_rows(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -60,6 +60,7 @@ def controller_host_rows(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         rows[str(host.get("node_id"))] = (
             str(host.get("node_id")),
             str(host.get("device") or ""),
+            str(host.get("engine") or ""),
             str(host.get("slots", 0)),
             shown or "idle",
             str(host.get("succeeded", 0)),

@@ -151,9 +151,9 @@ def test_garbage_frames_are_dropped_and_the_controller_keeps_serving(
         b"\xc1\xc1",
         b"not msgpack at all",
         protocol.encode(protocol.Heartbeat())[:-1] + b"\x99",
-        b"\x93\x01\xa6result\xc0",  # result with nil fields
+        b"\x93\x02\xa6result\xc0",  # result with nil fields
         b"\x92\x07\xa8register",  # wrong version
-        b"\x94\x01\xa6submit\x01\x81\xa4name\x01",  # submit with a hostile dag map
+        b"\x94\x02\xa6submit\x01\x81\xa4name\x01",  # submit with a hostile dag map
     ]
     for frame in junk:
         evil.send(frame)
@@ -171,7 +171,7 @@ def test_garbage_frames_are_dropped_and_the_controller_keeps_serving(
     kinds = [type(r).__name__ for r in replies]
     assert sorted(kinds) == ["Reject", "Reject", "Reply", "Reregister", "Reregister"], kinds
     assert all(not r.ok and r.error for r in replies if isinstance(r, protocol.Reply))
-    assert all("protocol 1" in r.reason for r in replies if isinstance(r, protocol.Reject))
+    assert all(f"protocol {protocol.PROTOCOL_VERSION}" in r.reason for r in replies if isinstance(r, protocol.Reject))
     # a frame over the limit: ZeroMQ itself refuses it (MAXMSGSIZE) and drops that connection
     big = ctx.socket(zmq.DEALER)
     big.setsockopt(zmq.LINGER, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from bxthre3.engines import wasmtime_installed
 from bxthre3.executor import ExecJob, ExecResult, Executor, ExecutorDied
 from bxthre3.failures import FailureReason
+from tests.conftest import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "wasm_modules"
@@ -59,9 +62,9 @@ def run(executor: Executor, job: ExecJob) -> ExecResult:
     return result
 
 
-@pytest.fixture
-def executor(tmp_path: Path) -> Iterator[Executor]:
-    executor = Executor(log_path=tmp_path / "executor.log")
+@pytest.fixture(params=ENGINES)
+def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Executor]:
+    executor = Executor(log_path=tmp_path / "executor.log", engine=request.param)
     executor.start()
     try:
         yield executor
@@ -237,3 +240,31 @@ def test_startup_time_and_noop_throughput(capsys: pytest.CaptureFixture[str]) ->
         )
     assert startup < 5.0
     assert rate > 100
+
+
+@pytest.mark.skipif(not wasmtime_installed(), reason="wasmtime is not installed")
+def test_wasmtime_stops_a_runaway_module_itself_and_the_executor_lives_on(tmp_path: Path) -> None:
+    """Epoch interruption ends the run at its timeout: no kill, no restart, the next job runs at once."""
+    executor = Executor(log_path=tmp_path / "executor.log", engine="wasmtime")
+    executor.start()
+    try:
+        pid = executor.pid
+        spin = dataclasses.replace(make_job("spin"), timeout_s=0.3)
+        started = time.monotonic()
+        result = run(executor, spin)
+        assert (result.reason, result.exit_code) == (FailureReason.TIMEOUT, None)
+        assert result.error == "stopped after the 0.3s timeout"
+        assert 0.3 <= time.monotonic() - started < 2.0
+        assert executor.pid == pid
+        hello = run(executor, make_job("greet_1", stdin=b"again"))
+        assert hello.stdout == b"Hello, again!\n" and executor.pid == pid
+    finally:
+        executor.close()
+
+
+def test_asking_for_an_unknown_engine_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bxthre3.executor", "0", "1", str(os.getpid()), "0", "v8"],
+        capture_output=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2 and b"wasm3|wasmtime" in proc.stderr

@@ -27,11 +27,18 @@ from tests.conftest import (
     wait_for_hosts,
 )
 
+_received: list[tuple[bytes, protocol.Message]] = []
+"""Messages of a batch not handed out yet (a host sends one loop turn's messages as one batch)."""
+
 
 def recv(sock: zmq.Socket, timeout: float = 10.0) -> tuple[bytes, protocol.Message]:
-    assert sock.poll(timeout * 1000), "no frame from the host in time"
-    identity, frame = sock.recv_multipart()
-    return identity, protocol.decode(frame)
+    if not _received:
+        assert sock.poll(timeout * 1000), "no frame from the host in time"
+        identity, frame = sock.recv_multipart()
+        for msg in protocol.unbatch(protocol.decode(frame)):
+            assert isinstance(msg, protocol.Message), msg
+            _received.append((identity, msg))
+    return _received.pop(0)
 
 
 def recv_kind(sock: zmq.Socket, kind: type, timeout: float = 10.0) -> tuple[bytes, protocol.Message]:

@@ -15,7 +15,7 @@ from bxthre3.errors import DagError
 from bxthre3.executor import ExecJob, Executor
 from bxthre3.failures import FailureReason
 from bxthre3.limits import MiB
-from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, wait_for_hosts
+from tests.conftest import ENGINES, TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, wait_for_hosts
 
 GREET = str(WASM_MODULES / "greet_2.wasm")
 
@@ -33,8 +33,9 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_each_hostile_module_is_contained_and_the_host_takes_the_next_task(
-    tmp_path: Path, controller: RunningController, client: ControllerClient, hosts: HostProcesses
+    tmp_path: Path, controller: RunningController, client: ControllerClient, hosts: HostProcesses, engine: str
 ) -> None:
     tasks = []
     for name, extra, _, _ in HOSTILE:
@@ -42,8 +43,9 @@ def test_each_hostile_module_is_contained_and_the_host_takes_the_next_task(
         tasks.append({"id": f"after_{name}", "module": GREET, "inputs": [name]})
     path = tmp_path / "hostile.yaml"
     path.write_text(yaml.safe_dump({"name": "hostile", "tasks": tasks}, sort_keys=False))
-    hosts.start(controller.address, "victim", extra=("--ram-limit", "64"))
+    hosts.start(controller.address, "victim", extra=("--ram-limit", "64", "--engine", engine))
     wait_for_hosts(client, 1)
+    assert client.status()["hosts"][0]["engine"] == engine
     started = time.monotonic()
     dag_id = client.submit(load_dag(path))
     final = client.wait(dag_id, timeout=90)

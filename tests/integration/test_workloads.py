@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bxthre3 import workloads
+from bxthre3 import engines, workloads
 from bxthre3.dag_loader import load_dag
 from bxthre3.engine import run_module
 from bxthre3.local_cluster import LocalCluster
+from tests.conftest import ENGINES
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -107,9 +108,20 @@ def pw_digest(password: str, iterations: int) -> str:
 # ---------------------------------------------------------------------- running
 
 
+@pytest.fixture(scope="module", autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on each engine: `run_module` and the cluster's hosts use it."""
+    saved = globals()["run_module"]
+    globals()["run_module"] = engines.runner(request.param)
+    try:
+        yield str(request.param)
+    finally:
+        globals()["run_module"] = saved
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(hosts=2, cache_dir=tmp_path_factory.mktemp("module-cache")) as c:
+def cluster(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[LocalCluster]:
+    with LocalCluster(hosts=2, cache_dir=tmp_path_factory.mktemp("module-cache"), engine=engine) as c:
         yield c
 
 
@@ -262,7 +274,7 @@ def test_matmul_check_rejects_missing_and_foreign_tiles() -> None:
     assert result.exit_code == 1 and "recomputed" in result.stderr.decode()
 
 
-def test_bxthre3_run_out_writes_the_verified_image(tmp_path: Path) -> None:
+def test_bxthre3_run_out_writes_the_verified_image(tmp_path: Path, engine: str) -> None:
     """The user-facing path: `bxthre3 run dags/mandelbrot.yaml --out DIR` writes DIR/image.pgm."""
     import subprocess
     import sys
@@ -270,7 +282,8 @@ def test_bxthre3_run_out_writes_the_verified_image(tmp_path: Path) -> None:
     from tests.conftest import subprocess_env
 
     proc = subprocess.run(
-        [sys.executable, "-m", "bxthre3", "run", str(DAGS / "mandelbrot.yaml"), "--out", str(tmp_path)],
+        [sys.executable, "-m", "bxthre3", "run", str(DAGS / "mandelbrot.yaml"), "--out", str(tmp_path),
+         "--engine", engine],
         capture_output=True, timeout=120, env=subprocess_env(), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode()

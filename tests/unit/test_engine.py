@@ -9,14 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import abi, wasi
+from bxthre3 import abi, engines, wasi
 from bxthre3.engine import RunResult, run_module
 from bxthre3.failures import FailureReason
+from tests.conftest import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "wasm_modules"
 TEST_MODULES = ROOT / "tests" / "data" / "modules"
 
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on each engine: `run_module` is that engine's."""
+    monkeypatch.setitem(globals(), "run_module", engines.runner(request.param))
+    return str(request.param)
 
 def module(name: str) -> bytes:
     """A built module: example modules first, then test-only ones."""

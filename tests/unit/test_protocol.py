@@ -35,7 +35,10 @@ SAMPLES: list[protocol.Message] = [
     protocol.CancelRequest(6, "dag-1"),
     protocol.RetryRequest(9, "dag-1"),
     protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
+    protocol.Batch([protocol.encode(protocol.Ack("dag-1", "t", 2)), protocol.encode(protocol.Heartbeat())]),
 ]
+
+V = protocol.PROTOCOL_VERSION
 
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
@@ -58,20 +61,21 @@ def _frame(*items: object) -> bytes:
         (b"\xc1garbage", "not msgpack"),
         (msgpack.packb({"v": 1}), "array"),
         (_frame(1), "array"),
-        (_frame(2, "heartbeat"), "version"),
+        (_frame(V + 1, "heartbeat"), "version"),
+        (_frame(1, "heartbeat"), "version"),
         (_frame("1", "heartbeat"), "version"),
-        (_frame(1, "launch_missiles"), "unknown message kind"),
-        (_frame(1, 42), "unknown message kind"),
-        (_frame(1, "bye", 17), "wrong type"),
-        (_frame(1, "register", "n", "2", 128, "p", "e"), "'slots' has the wrong type"),
-        (_frame(1, "register", "n", True, 128, "p", "e"), "'slots' has the wrong type"),
-        (_frame(1, "register", "n"), "missing field 'slots'"),
-        (_frame(1, "assign", "d", "t", 1, "s", "not-bytes", [], b"", [], 1.0), "'module' has the wrong type"),
-        (_frame(1, "assign", "d", "t", 1, "s", b"", [1, 2], b"", [], 1.0), "'args' has the wrong type"),
-        (_frame(1, "submit", 1, ["not", "a", "map"]), "'dag' has the wrong type"),
+        (_frame(V, "launch_missiles"), "unknown message kind"),
+        (_frame(V, 42), "unknown message kind"),
+        (_frame(V, "bye", 17), "wrong type"),
+        (_frame(V, "register", "n", "2", 128, "p", "e"), "'slots' has the wrong type"),
+        (_frame(V, "register", "n", True, 128, "p", "e"), "'slots' has the wrong type"),
+        (_frame(V, "register", "n"), "missing field 'slots'"),
+        (_frame(V, "assign", "d", "t", 1, "s", "not-bytes", [], b"", [], 1.0), "'module' has the wrong type"),
+        (_frame(V, "assign", "d", "t", 1, "s", b"", [1, 2], b"", [], 1.0), "'args' has the wrong type"),
+        (_frame(V, "submit", 1, ["not", "a", "map"]), "'dag' has the wrong type"),
         (b"\xdd\xff\xff\xff\xff", "not msgpack"),
-        (_frame(1, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t"]]), "'holding' has the wrong type"),
-        (_frame(1, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t", "1"]]), "'holding' has the wrong type"),
+        (_frame(V, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t"]]), "'holding' has the wrong type"),
+        (_frame(V, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t", "1"]]), "'holding' has the wrong type"),
     ],
 )
 def test_rejections(frame: bytes, why: str) -> None:
@@ -86,20 +90,20 @@ def test_oversized_frame_is_rejected_before_parsing() -> None:
 
 
 def test_extra_trailing_fields_are_ignored_for_forward_compatibility() -> None:
-    assert protocol.decode(_frame(1, "bye", "why", "a field from the future")) == protocol.Bye("why")
+    assert protocol.decode(_frame(V, "bye", "why", "a field from the future")) == protocol.Bye("why")
 
 
 def test_missing_optional_field_takes_default() -> None:
-    msg = protocol.decode(_frame(1, "register", "n", 1, 64, "p", "e"))
+    msg = protocol.decode(_frame(V, "register", "n", 1, 64, "p", "e"))
     assert isinstance(msg, protocol.Register)
     assert msg.modules == [] and msg.pid == 0
 
 
 def test_old_results_request_without_new_fields_decodes() -> None:
-    msg = protocol.decode(_frame(1, "results", 3, "dag-1"))
+    msg = protocol.decode(_frame(V, "results", 3, "dag-1"))
     assert msg == protocol.ResultsRequest(3, "dag-1")
     assert isinstance(msg, protocol.ResultsRequest) and msg.with_output is True and msg.task_id == ""
-    assert protocol.decode(_frame(1, "results", 3, "dag-1", False)) == protocol.ResultsRequest(3, "dag-1", False, "")
+    assert protocol.decode(_frame(V, "results", 3, "dag-1", False)) == protocol.ResultsRequest(3, "dag-1", False, "")
 
 
 def test_peek_kind_reads_version_of_foreign_frames() -> None:
@@ -138,7 +142,7 @@ def test_frames_that_would_amplify_in_memory_are_refused_cheaply() -> None:
     empty_arrays = b"\xdd" + struct.pack(">I", n) + b"\x90" * n  # 16 MiB: ~1 GB as Python lists
     with pytest.raises(ProtocolError, match="may exceed 1,048,576 bytes"):
         protocol.decode(empty_arrays)
-    as_submit = b"\x93\x01\xa6submit\x91" + empty_arrays  # a kind allowed to be big: the container cap
+    as_submit = b"\x93\x02\xa6submit\x91" + empty_arrays  # a kind allowed to be big: the container cap
     with pytest.raises(ProtocolError, match="more than 2,000,000 arrays and maps"):
         protocol.decode(as_submit)
     assert resident_mb([os.getpid()]) - before < 300 and time.monotonic() - started < 10
@@ -148,12 +152,12 @@ def test_frames_that_would_amplify_in_memory_are_refused_cheaply() -> None:
 
 
 def test_a_huge_kind_makes_a_short_error() -> None:
-    frame = msgpack.packb([1, "K" * 1_000_000])
+    frame = msgpack.packb([V, "K" * 1_000_000])
     with pytest.raises(ProtocolError) as info:
         protocol.decode(frame)
     assert len(str(info.value)) < 200 and "1,000,002 characters" in str(info.value)
     assert protocol.peek_kind(frame[:300]) == (None, None), "a cut frame peeks as nothing"
-    assert protocol.peek_kind(protocol.encode(protocol.Heartbeat())) == (1, "heartbeat")
+    assert protocol.peek_kind(protocol.encode(protocol.Heartbeat())) == (V, "heartbeat")
 
 
 def test_loopback_means_a_loopback_address_not_a_prefix() -> None:
@@ -162,3 +166,43 @@ def test_loopback_means_a_loopback_address_not_a_prefix() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("127.9.9.9") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("127.attacker.example") and not is_loopback("127.0.0.1.nip.io")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+
+
+def test_batched_packs_frames_in_order_and_unbatch_gives_them_back() -> None:
+    messages = [protocol.Ack("d", f"t{i}", 1) for i in range(5)] + [protocol.Heartbeat(rss_mb=3)]
+    frames = protocol.batched([protocol.encode(m) for m in messages])
+    assert len(frames) == 1
+    out = [m for f in frames for m in protocol.unbatch(protocol.decode(f))]
+    assert out == messages
+
+
+def test_a_single_frame_is_sent_as_it_is() -> None:
+    frame = protocol.encode(protocol.Heartbeat())
+    assert protocol.batched([frame]) == [frame]
+    assert protocol.unbatch(protocol.Heartbeat()) == [protocol.Heartbeat()]
+
+
+def test_batches_stay_near_their_size_limit_and_big_frames_go_alone() -> None:
+    big = protocol.encode(protocol.Result("d", "big", 1, 0, b"x" * protocol.MAX_BATCH_BYTES, b"", None, "", 1.0))
+    small = [protocol.encode(protocol.Result("d", f"s{i}", 1, 0, b"y" * 50_000, b"", None, "", 1.0)) for i in range(12)]
+    frames = protocol.batched([*small[:6], big, *small[6:]])
+    assert big in frames
+    assert all(len(f) <= protocol.MAX_BATCH_BYTES + 1024 for f in frames if f != big)
+    out = [m for f in frames for m in protocol.unbatch(protocol.decode(f))]
+    assert [m.task_id for m in out if isinstance(m, protocol.Result)] == [f"s{i}" for i in range(6)] + ["big"] + [
+        f"s{i}" for i in range(6, 12)
+    ]
+
+
+def test_bad_frames_inside_a_batch_are_reported_one_by_one_and_nesting_is_refused() -> None:
+    good = protocol.encode(protocol.Ack("d", "t", 1))
+    nested = protocol.encode(protocol.Batch([good]))
+    out = protocol.unbatch(protocol.decode(protocol.encode(protocol.Batch([b"\xc1junk", nested, good]))))
+    assert isinstance(out[0], ProtocolError) and "not msgpack" in str(out[0])
+    assert isinstance(out[1], ProtocolError) and "batch inside a batch" in str(out[1])
+    assert out[2] == protocol.Ack("d", "t", 1)
+
+
+def test_a_batch_of_other_things_than_frames_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="batch: field 'frames' has the wrong type"):
+        protocol.decode(msgpack.packb([V, "batch", ["not bytes"]]))

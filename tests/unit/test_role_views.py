@@ -24,7 +24,8 @@ def test_controller_summary_hosts_and_dags() -> None:
     summary = role_views.controller_summary(data)
     assert "Queue: 0 ready · 2 running · 0 to retry · DAGs 1 running of 1" in summary
     rows = role_views.controller_host_rows(data)
-    assert rows["node-0"][3] == "hello_es" and rows["node-1"][6] == "1.4 s ago"
+    assert rows["node-0"][4] == "hello_es" and rows["node-1"][7] == "1.4 s ago"
+    assert rows["node-0"][2] == "wasmtime"
     assert "hello_fanout (d-0001): running 2/5" in role_views.dag_lines(data)
     waiting = {**data, "status": {**data["status"], "waiting": ["3 ready task(s) wait for a host to register"]}}
     assert "⚠ 3 ready task(s) wait for a host to register" in role_views.controller_summary(waiting)

@@ -64,7 +64,9 @@ def effects(instructions: list) -> list:
 def Scheduler(config: SchedulerConfig | None = None, prefetch: int = 0) -> RealScheduler:  # noqa: N802
     """The real scheduler, with retry backoff off unless a test turns it on, and one assignment per slot
     (prefetching is tested on its own, below)."""
-    config = dataclasses.replace(config or SchedulerConfig(retry_backoff=0.0), prefetch_per_slot=prefetch)
+    config = dataclasses.replace(
+        config or SchedulerConfig(retry_backoff=0.0), prefetch_per_slot=prefetch, short_task_prefetch=prefetch
+    )
     return RealScheduler(config, rng=lambda: 0.5)
 
 
@@ -449,7 +451,8 @@ def test_restore_puts_running_attempts_in_limbo_until_reclaimed_or_expired() -> 
         "d": TaskRecord(spec=spec.tasks[3], waiting_on=0, state=TaskState.RUNNING, attempt=1,
                         attempts=[AttemptRecord(1, "y", "n2", 1.0)]),
     }  # fmt: skip
-    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0, prefetch_per_slot=0))
+    config = SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0, prefetch_per_slot=0, short_task_prefetch=0)
+    s = RealScheduler(config)
     d = s.restore_dag("d1", spec, 0.0, DagState.RUNNING, None, saved, now=100.0)
     # 'b' depends on a task already done: it comes back ready
     assert d.tasks["b"].state is TaskState.READY and d.tasks["b"].waiting_on == 0
@@ -474,7 +477,8 @@ def test_limbo_attempt_the_node_does_not_declare_is_requeued_at_once() -> None:
         "b": TaskRecord(spec=spec.tasks[1], waiting_on=0, state=TaskState.RUNNING, attempt=1,
                         attempts=[AttemptRecord(1, "y", "n2", 0.0)]),
     }  # fmt: skip
-    s = RealScheduler(SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0, prefetch_per_slot=0))
+    config = SchedulerConfig(reclaim_grace=10.0, retry_backoff=0.0, prefetch_per_slot=0, short_task_prefetch=0)
+    s = RealScheduler(config)
     s.restore_dag("d1", spec, 0.0, DagState.RUNNING, None, saved, now=100.0)
     [again] = assigns(s.handle(HostJoined("h", "n1", 1, 128, 101.0)))  # n1 holds nothing
     assert (again.task_id, again.attempt) == ("a", 2)
@@ -550,3 +554,22 @@ def test_a_prefetched_attempt_gets_time_to_wait_its_turn_before_it_counts_as_ove
     s.handle(Tick(26.0))  # 2 x timeout + grace: both taken back
     assert {t.state for t in s.dags["d1"].tasks.values()} == {TaskState.READY}
     assert s.dags["d1"].tasks["b"].attempts[-1].reason is FailureReason.HOST_LOST
+
+
+def test_hosts_running_short_tasks_get_a_deeper_queue_and_long_tasks_a_shallow_one() -> None:
+    s = RealScheduler(SchedulerConfig(retry_backoff=0.0, prefetch_per_slot=1, short_task_prefetch=4), rng=lambda: 0.5)
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(40))), 0.0))
+    first = assigns(join(s, "a", slots=1))
+    assert len(first) == 2, "nothing known about the host's tasks yet: one running, one queued"
+
+    def finish(a: Assign, duration: float, now: float) -> list[Assign]:
+        return assigns(s.handle(TaskFinished(a.host_id, a.dag_id, a.task_id, a.attempt, now, duration=duration)))
+
+    held = list(first)
+    for i in range(12):  # a run of 1 ms tasks: the moving average falls below 20 ms
+        held += finish(held.pop(0), 0.001, 0.1 + i * 0.01)
+    assert s.hosts["a"].mean_task_s < 0.02
+    assert len(s.hosts["a"].running) == 5, "short tasks: one running and four queued"
+    for i in range(12):  # then 2 s tasks: back to one queued once the average passes 20 ms
+        held += finish(held.pop(0), 2.0, 1.0 + i * 2)
+    assert len(s.hosts["a"].running) == 2

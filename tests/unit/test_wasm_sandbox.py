@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bxthre3 import engines
 from bxthre3.engine import run_module
 from bxthre3.errors import ModuleError
 from bxthre3.failures import FailureReason
@@ -17,7 +18,14 @@ from bxthre3.wasm_sandbox import (
     cap_memory,
     uleb,
 )
-from tests.conftest import TEST_MODULES, WASM_MODULES
+from tests.conftest import ENGINES, TEST_MODULES, WASM_MODULES
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on each engine: `run_module` is that engine's."""
+    monkeypatch.setitem(globals(), "run_module", engines.runner(request.param))
+    return str(request.param)
 
 
 @pytest.mark.parametrize("path", sorted(WASM_MODULES.glob("*.wasm")), ids=lambda p: p.stem)

@@ -1,0 +1,311 @@
+"""Run one WASI command module in wasmtime: the optional fast engine.
+
+Same contract as :func:`bxthre3.engine.run_module` (Wasm3): the same WASI subset (the
+very same :class:`~bxthre3.wasi.WasiShim`), the same module bytes with the same
+memory cap rewritten into them, the same :class:`~bxthre3.engine.RunResult`. What
+differs is speed: wasmtime compiles a module to machine code once (kept per executor
+in a small cache) and runs compute kernels near native speed, where Wasm3 interprets
+and recompiles every function on every run.
+
+It also stops a runaway module itself: epoch interruption (a ticker thread bumps the
+engine's epoch every EPOCH_TICK_S) traps a run past its timeout, so the executor
+survives and the host does not pay a process restart. The host's kill stays as the
+backstop. wasmtime ships no wheel for Android, so Termux hosts keep Wasm3.
+
+Only the executor child imports this module (through :mod:`bxthre3.engines`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import wasmtime
+
+from bxthre3 import abi, limits
+from bxthre3.engine import RunResult
+from bxthre3.failures import FailureReason
+from bxthre3.wasi import SIGNATURES, OutputLimitExceeded, ProcExit, WasiShim
+from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
+
+EPOCH_TICK_S = 0.01
+"""How often the ticker advances the epoch: the resolution of a timeout, in seconds."""
+
+COMPILED_CACHE_ENTRIES = 32
+"""Most compiled modules kept per executor (machine code is a few times the .wasm size)."""
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+"""Timeouts from here on (and none at all) are left to the host's own deadline."""
+
+MAX_WASM_STACK_BYTES = 512 * 1024
+"""wasmtime's own stack budget per run; deep recursion ends in a clean trap beyond it."""
+
+_TYPES = {"i": wasmtime.ValType.i32(), "I": wasmtime.ValType.i64()}
+
+
+def _func_type(signature: str) -> wasmtime.FuncType:
+    """wasmtime's type for a pywasm3 signature string such as ``i(iIii)``."""
+    result, params = signature[0], signature[2:-1]
+    return wasmtime.FuncType([_TYPES[p] for p in params], [] if result == "v" else [_TYPES[result]])
+
+
+class _Memory:
+    """Presents the running instance's linear memory the way the shim asks Wasm3 for it."""
+
+    __slots__ = ("memory", "store")
+
+    def __init__(self) -> None:
+        self.memory: wasmtime.Memory | None = None
+        self.store: wasmtime.Store | None = None
+
+    def get_memory(self, index: int) -> memoryview:
+        if self.memory is None or self.store is None:
+            raise RuntimeError("no memory")
+        size = self.memory.data_len(self.store)
+        address = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+        return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
+
+
+class _Linking:
+    """Collects the shim's functions; linked into the wasmtime Linker once per engine."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, Any] = {}
+
+    def link_function(self, module: str, name: str, signature: str, function: Any) -> None:
+        self.functions[name] = function
+
+
+class WasmtimeEngine:
+    """One wasmtime engine per executor: config, linker, ticker and compiled modules."""
+
+    def __init__(self, reservation_bytes: int = 0) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        config.parallel_compilation = False  # one core per executor, like every other task
+        config.max_wasm_stack = MAX_WASM_STACK_BYTES
+        # Linear memory sits in a reservation as big as the host's memory limit instead of
+        # wasmtime's default 4 GiB, so the executor's RLIMIT_AS cap (what it maps now plus
+        # its RAM budget) still holds, and growing up to the limit never copies memory.
+        config.memory_reservation = reservation_bytes
+        config.memory_guard_size = 64 * 1024
+        config.memory_reservation_for_growth = 0
+        self.engine = wasmtime.Engine(config)
+        self.linker = wasmtime.Linker(self.engine)
+        self._memory = _Memory()
+        self._shim: WasiShim | None = None
+        self._compiled: OrderedDict[bytes, wasmtime.Module] = OrderedDict()
+        self._link_shim()
+        ticker = threading.Thread(target=self._tick, name="wasmtime-epoch", daemon=True)
+        ticker.start()
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(EPOCH_TICK_S)
+            self.engine.increment_epoch()
+
+    def _link_shim(self) -> None:
+        """Define every supported WASI import once; each forwards to the run's shim."""
+        collector = _Linking()
+        probe = WasiShim(args=[], env={}, stdin=b"")
+        probe.link(collector, self._memory)  # type: ignore[arg-type]  # a collector stands in for the module
+        probe.unbind()
+        for name, signature in SIGNATURES.items():
+            self.linker.define_func(abi.WASI_MODULE, name, _func_type(signature), collector.functions[name])
+
+    def compiled(self, wasm: bytes) -> wasmtime.Module:
+        """The module compiled to machine code, from the cache when it was seen before."""
+        module = self._compiled.get(wasm)
+        if module is not None:
+            self._compiled.move_to_end(wasm)
+            return module
+        module = wasmtime.Module(self.engine, wasm)
+        self._compiled[wasm] = module
+        while len(self._compiled) > COMPILED_CACHE_ENTRIES:
+            self._compiled.popitem(last=False)
+        return module
+
+    def run(
+        self,
+        wasm: bytes,
+        *,
+        args: Sequence[str],
+        stdin: bytes,
+        env: Mapping[str, str],
+        program_name: str,
+        max_stdout: int,
+        max_stderr: int,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+    ) -> RunResult:
+        started = time.perf_counter()
+        shim = WasiShim(
+            args=[program_name, *args], env=env, stdin=stdin, max_stdout=max_stdout, max_stderr=max_stderr
+        )
+
+        def finish(exit_code: int | None, reason: FailureReason | None, error: str) -> RunResult:
+            return RunResult(exit_code, shim.stdout, shim.stderr, reason, error, time.perf_counter() - started)
+
+        store = wasmtime.Store(self.engine)
+        if memory_limit_bytes:
+            store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
+        if timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S:  # also refuses NaN
+            ticks = max(1, int(timeout_s / EPOCH_TICK_S) + 1)
+        else:
+            ticks = 2**62
+        store.set_epoch_deadline(ticks)
+        instance = None
+        try:
+            try:
+                module = self.compiled(wasm)
+                instance = self.linker.instantiate(store, module)
+                exports = instance.exports(store)
+                memory = exports.get("memory")
+                entry = exports.get(abi.ENTRY_POINT)
+                if not isinstance(entry, wasmtime.Func):
+                    return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
+            except Exception as exc:  # compiling, linking, or a start function that exits or traps
+                try:
+                    if isinstance(exc, ProcExit):
+                        return _exited(finish, exc.code)
+                    if isinstance(exc, (wasmtime.WasmtimeError, wasmtime.Trap)):
+                        return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
+                    return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
+                finally:
+                    _drop_tracebacks(exc)
+            self._memory.memory = memory if isinstance(memory, wasmtime.Memory) else None
+            self._memory.store = store
+            shim.bind(self._memory)
+            try:
+                entry(store)
+            except Exception as exc:
+                try:
+                    return self._ended(exc, finish, instance, store, memory_limit_bytes, timeout_s, max_stdout)
+                finally:
+                    _drop_tracebacks(exc)
+            return finish(0, None, "")
+        finally:
+            shim.unbind()
+            self._memory.memory = self._memory.store = None
+
+
+    @staticmethod
+    def _ended(
+        exc: Exception,
+        finish: Any,
+        instance: wasmtime.Instance,
+        store: wasmtime.Store,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+        max_stdout: int,
+    ) -> RunResult:
+        """How a run that raised ended, in the same reasons and words as Wasm3's."""
+        if isinstance(exc, ProcExit):
+            return _exited(finish, exc.code)
+        if isinstance(exc, OutputLimitExceeded):
+            return finish(None, FailureReason.OUTPUT_LIMIT, f"stdout exceeded {max_stdout} bytes")
+        if isinstance(exc, wasmtime.Trap):
+            if memory_limit_bytes and _memory_flag_set(instance, store):
+                error = f"needed more than this host's {memory_limit_bytes // limits.MiB} MiB memory limit"
+                return finish(None, FailureReason.MEMORY_LIMIT, error)
+            if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
+            return finish(None, FailureReason.TRAP, "trap: " + _trap_message(exc))
+        if isinstance(exc, wasmtime.WasmtimeError):
+            return finish(None, FailureReason.TRAP, "trap: " + _first_line(exc))
+        if isinstance(exc, MemoryError):
+            return finish(None, FailureReason.MEMORY_LIMIT, "the executor ran out of address space")
+        return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")  # a bug in the shim
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Cut an ended run's exception loose from the frames it was raised through.
+
+    wasmtime re-raises a host function's exception from a frame that holds it, a
+    reference cycle through frames that also hold the run's Store: each Store (and its
+    reservation of linear memory) would then live until the cycle collector runs, and
+    a few runs would exhaust the executor's address-space cap.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__
+        seen += 1
+
+
+def _exited(finish: Any, code: int) -> RunResult:
+    if code == 0:
+        return finish(0, None, "")
+    return finish(code, FailureReason.EXIT_CODE, f"exited with code {code}")
+
+
+def _memory_flag_set(instance: wasmtime.Instance, store: wasmtime.Store) -> bool:
+    flag = instance.exports(store).get(MEMORY_FLAG_EXPORT)
+    return isinstance(flag, wasmtime.Global) and bool(flag.value(store))
+
+
+_TRAP_WORDS = {
+    wasmtime.TrapCode.STACK_OVERFLOW: "stack overflow",
+    wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS: "out of bounds memory access",
+    wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO: "integer divide by zero",
+    wasmtime.TrapCode.INTEGER_OVERFLOW: "integer overflow",
+    wasmtime.TrapCode.UNREACHABLE: "unreachable executed",
+    wasmtime.TrapCode.INDIRECT_CALL_TO_NULL: "indirect call to null",
+    wasmtime.TrapCode.BAD_SIGNATURE: "indirect call type mismatch",
+    wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER: "invalid conversion to integer",
+    wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS: "undefined element",
+}
+"""Trap codes in Wasm3's words, so a failure reads the same whichever engine ran it."""
+
+
+def _trap_message(trap: wasmtime.Trap) -> str:
+    words = _TRAP_WORDS.get(trap.trap_code) if trap.trap_code is not None else None
+    return words or _first_line(trap)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or ["unknown error"])[0][:300]
+
+
+_local = threading.local()
+
+
+def run_module(
+    wasm: bytes,
+    *,
+    args: Sequence[str],
+    stdin: bytes,
+    env: Mapping[str, str],
+    program_name: str = "task",
+    max_stdout: int = limits.MAX_OUTPUT_BYTES,
+    max_stderr: int = limits.MAX_STDERR_BYTES,
+    memory_limit_bytes: int | None = None,
+    timeout_s: float | None = None,
+) -> RunResult:
+    """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
+
+    See :func:`bxthre3.engine.run_module`; `timeout_s` also stops the run from inside.
+    """
+    # A host gives every task the same memory limit, so this is one engine per executor.
+    reservation = 0 if not memory_limit_bytes else memory_limit_bytes + limits.MiB
+    engines: dict[int, WasmtimeEngine] = _local.__dict__.setdefault("engines", {})
+    engine = engines.get(reservation)
+    if engine is None:
+        engines.clear()  # its compiled modules go with it
+        engine = engines[reservation] = WasmtimeEngine(reservation)
+    return engine.run(
+        wasm,
+        args=args,
+        stdin=stdin,
+        env=env,
+        program_name=program_name,
+        max_stdout=max_stdout,
+        max_stderr=max_stderr,
+        memory_limit_bytes=memory_limit_bytes,
+        timeout_s=timeout_s,
+    )

@@ -1,0 +1,61 @@
+"""Choosing the engine: auto, explicit choices, and a clear error when wasmtime is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from bxthre3 import engines
+from bxthre3.errors import Bxthre3Error
+
+
+@pytest.fixture
+def without_wasmtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wasmtime" else real(name, *a))
+
+
+@pytest.fixture
+def with_wasmtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines, "wasmtime_installed", lambda: True)
+
+
+def test_auto_prefers_wasmtime_when_installed(with_wasmtime: None) -> None:
+    assert engines.resolve("auto") == "wasmtime"
+    assert engines.resolve("WASM3 ") == "wasm3"
+
+
+def test_auto_falls_back_to_wasm3_as_on_android(without_wasmtime: None) -> None:
+    assert not engines.wasmtime_installed()
+    assert engines.resolve("auto") == "wasm3"
+
+
+def test_asking_for_a_missing_wasmtime_says_how_to_install_it(without_wasmtime: None) -> None:
+    with pytest.raises(Bxthre3Error, match=r"pip install 'bxthre3\[wasmtime\]'.*--engine wasm3"):
+        engines.resolve("wasmtime")
+
+
+def test_unknown_engine_lists_the_choices() -> None:
+    with pytest.raises(Bxthre3Error, match="choose one of auto, wasm3, wasmtime"):
+        engines.resolve("v8")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("wasmtime", "wasmtime"), (" Wasm3", "wasm3"), ("", "auto"), ("x", "auto")]
+)
+def test_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    monkeypatch.setenv(engines.ENGINE_ENV, value)
+    assert engines.default_choice() == expected
+
+
+def test_choosing_does_not_import_an_engine() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bxthre3 import engines; engines.resolve('auto');"
+        "print('wasm3' in sys.modules, 'wasmtime' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert out.split() == ["False", "False"]
