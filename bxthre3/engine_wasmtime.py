@@ -7,8 +7,8 @@ differs is speed: wasmtime compiles a module to machine code once (kept per exec
 in a small cache) and runs compute kernels near native speed, where Wasm3 interprets
 and recompiles every function on every run.
 
-It also stops a runaway module itself: epoch interruption (a ticker thread bumps the
-engine's epoch every EPOCH_TICK_S) traps a run past its timeout, so the executor
+It also stops a runaway module itself: epoch interruption (a watchdog thread bumps the
+engine's epoch when a run's deadline passes) traps a run past its timeout, so the executor
 survives and the host does not pay a process restart. The host's kill stays as the
 backstop. wasmtime ships no wheel for Android, so Termux hosts keep Wasm3.
 
@@ -31,9 +31,6 @@ from bxthre3.engine import RunResult
 from bxthre3.failures import FailureReason
 from bxthre3.wasi import SIGNATURES, OutputLimitExceeded, ProcExit, WasiShim
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
-
-EPOCH_TICK_S = 0.01
-"""How often the ticker advances the epoch: the resolution of a timeout, in seconds."""
 
 COMPILED_CACHE_ENTRIES = 32
 """Most compiled modules kept per executor (machine code is a few times the .wasm size)."""
@@ -86,7 +83,7 @@ class _Linking:
 
 
 class WasmtimeEngine:
-    """One wasmtime engine per executor: config, linker, ticker and compiled modules."""
+    """One wasmtime engine per executor: config, linker, watchdog and compiled modules."""
 
     def __init__(self, reservation_bytes: int = 0) -> None:
         config = wasmtime.Config()
@@ -105,13 +102,7 @@ class WasmtimeEngine:
         self._shim: WasiShim | None = None
         self._compiled: OrderedDict[bytes, wasmtime.Module] = OrderedDict()
         self._link_shim()
-        ticker = threading.Thread(target=self._tick, name="wasmtime-epoch", daemon=True)
-        ticker.start()
-
-    def _tick(self) -> None:
-        while True:
-            time.sleep(EPOCH_TICK_S)
-            self.engine.increment_epoch()
+        self.watchdog = _Watchdog(self.engine)
 
     def _link_shim(self) -> None:
         """Define every supported WASI import once; each forwards to the run's shim."""
@@ -208,11 +199,10 @@ class WasmtimeEngine:
         store = wasmtime.Store(self.engine)
         if memory_limit_bytes:
             store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
-        if timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S:  # also refuses NaN
-            ticks = max(1, int(timeout_s / EPOCH_TICK_S) + 1)
-        else:
-            ticks = 2**62
-        store.set_epoch_deadline(ticks)
+        store.set_epoch_deadline(1)  # the watchdog's next bump, at the deadline, ends the run
+        timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
+        if timed:
+            self.watchdog.arm(timeout_s)  # type: ignore[arg-type]
         instance = None
         try:
             try:
@@ -244,6 +234,8 @@ class WasmtimeEngine:
                     _drop_tracebacks(exc)
             return finish(0, None, "")
         finally:
+            if timed:
+                self.watchdog.disarm()
             shim.unbind()
             self._memory.memory = self._memory.store = None
 
@@ -290,6 +282,45 @@ def _drop_tracebacks(exc: BaseException | None) -> None:
         exc.__traceback__ = None
         exc = exc.__context__ or exc.__cause__
         seen += 1
+
+
+class _Watchdog:
+    """Bumps the engine's epoch once when the running module's deadline passes, and otherwise sleeps.
+
+    A thread ticking every few milliseconds would cost every task: its wake-ups contend for
+    the GIL with the executor's loop (measured: a 10 ms ticker took trivial tasks from
+    ~2,300 to ~1,700 a second on two hosts). This one wakes only at deadlines: arming a
+    deadline later than the one it already sleeps towards (a stream of tasks with the same
+    timeout) does not even wake it. Bumps happen under the lock, so once `disarm` returns
+    no stale bump can land in the next run.
+    """
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Condition()
+        self._deadline: float | None = None
+        self._wake_at = float("inf")
+        threading.Thread(target=self._run, name="wasmtime-watchdog", daemon=True).start()
+
+    def arm(self, seconds: float) -> None:
+        with self._lock:
+            self._deadline = time.monotonic() + seconds
+            if self._deadline < self._wake_at:
+                self._lock.notify()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._deadline = None
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                if self._deadline is not None and now >= self._deadline:
+                    self._engine.increment_epoch()
+                    self._deadline = None
+                self._wake_at = self._deadline if self._deadline is not None else float("inf")
+                self._lock.wait(None if self._deadline is None else self._wake_at - now)
 
 
 def _exited(finish: Any, code: int) -> RunResult:
