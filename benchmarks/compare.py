@@ -59,6 +59,26 @@ def rss_mb(pids: list[int]) -> float:
     return total / 2**20
 
 
+def tree_pids(pid: int) -> list[int]:
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Proportional set size: shared pages (libpython, libzmq) split among the processes sharing them,
+    so the sum is what the processes take from the machine together (an RSS sum counts them each time)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as file:
+                total += next(int(line.split()[1]) for line in file if line.startswith("Pss:")) / 1024
+        except (OSError, StopIteration, ValueError):
+            pass
+    return total
+
+
 def tree_rss_mb(pid: int) -> float:
     try:
         proc = psutil.Process(pid)
@@ -125,7 +145,11 @@ def bxthre3_figures(args: argparse.Namespace, engine: str, big_dag: bool) -> Fig
             run(client, independent(50))
             time.sleep(1.0)
             figures["idle_worker_rss_mb"] = median([tree_rss_mb(h.pid) for h in hosts])
+            figures["idle_host_process_rss_mb"] = median([rss_mb([h.pid]) for h in hosts])
             figures["idle_scheduler_rss_mb"] = rss_mb([controller.pid])
+            everything = [controller.pid, *(p for h in hosts for p in tree_pids(h.pid))]
+            figures["cluster_rss_mb"] = rss_mb(everything)
+            figures["cluster_pss_mb"] = pss_mb(everything)
             figures["tasks_per_s"] = median([args.tasks / run(client, independent(args.tasks))
                                              for _ in range(args.repeat)])  # fmt: skip
             figures["fanout_s"] = median([run(client, fanout()) for _ in range(args.repeat)])
@@ -332,7 +356,10 @@ ROWS = [
     ("fanout_s", f"fan-out/fan-in 1 -> {FANOUT:,} -> 1", "s", False),
     ("chain_ms_per_hop", f"chain of {CHAIN} tasks", "ms/hop", False),
     ("idle_worker_rss_mb", "idle worker/host RSS (with executor)", "MB", False),
+    ("idle_host_process_rss_mb", "idle host process RSS (executors stopped)", "MB", False),
     ("idle_scheduler_rss_mb", "idle scheduler/controller RSS", "MB", False),
+    ("cluster_rss_mb", "controller + 2 hosts + executors, RSS summed", "MB", False),
+    ("cluster_pss_mb", "controller + 2 hosts + executors, PSS summed", "MB", False),
     ("scheduler_rss_100k_mb", f"controller RSS, {BIG_DAG:,}-task DAG queued", "MB", False),
     ("submit_100k_s", f"submit a {BIG_DAG:,}-task DAG", "s", False),
     ("worker_start_s", "process start to worker registered", "s", False),

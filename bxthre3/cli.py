@@ -145,8 +145,7 @@ def _add_token_options(p: argparse.ArgumentParser, *, controller: bool = False) 
 
 def _member_token(args: argparse.Namespace) -> str | None:
     """The token a member (host, node manager, CLI, UI) presents; None with --insecure."""
-    from .security import resolve_token
-    from .store import default_state_dir
+    from .security import default_state_dir, resolve_token
 
     if getattr(args, "insecure", False):
         return None
@@ -184,8 +183,7 @@ def _add_token(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_token(args: argparse.Namespace) -> int:
-    from .security import load_or_create_token
-    from .store import default_state_dir
+    from .security import default_state_dir, load_or_create_token
 
     print(load_or_create_token(args.state_dir or default_state_dir()))
     return EXIT_OK
@@ -323,7 +321,8 @@ def _run_controller(args: argparse.Namespace) -> int:
     from .scheduler import SchedulerConfig
 
     setup_logging(args.log_level, _role_log(args, "controller.log"))
-    from .store import PrunePolicy, default_state_dir
+    from .security import default_state_dir
+    from .store import PrunePolicy
 
     config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
     state_dir = args.state_dir or default_state_dir()
@@ -414,10 +413,8 @@ def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argpa
 
 def _cluster_id(state_dir: Path | str) -> str:
     """A random cluster id, kept in the state dir so the cluster keeps its name across restarts."""
-    import secrets
-
     if str(state_dir) == ":memory:":
-        return f"bx-{secrets.token_hex(4)}"
+        return f"bx-{os.urandom(4).hex()}"
     path = Path(state_dir) / "cluster_id"
     try:
         text = path.read_text().strip()
@@ -425,7 +422,7 @@ def _cluster_id(state_dir: Path | str) -> str:
             return text[:64]
     except OSError:
         pass
-    cluster_id = f"bx-{secrets.token_hex(4)}"
+    cluster_id = f"bx-{os.urandom(4).hex()}"
     try:
         path.write_text(cluster_id + "\n")
     except OSError as exc:

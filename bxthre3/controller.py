@@ -7,12 +7,12 @@ Everything here is translation and bookkeeping of connections; policy lives in
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -21,7 +21,6 @@ from .dag_model import DagSpec
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
 from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE, SUBMIT_TOTAL_BURST, SUBMIT_TOTAL_RATE
-from .metrics import Metrics, take_snapshot
 from .rate_limit import PerPeerLimit, TokenBucket
 from .scheduler import (
     AbortAttempt,
@@ -46,6 +45,9 @@ from .security import CurveKeys, HandshakeGuard, secure_server
 from .status_file import StatusFile
 from .store import MEMORY, PrunePolicy, Store
 from .zmq_util import configure, is_loopback
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +210,8 @@ class Controller:
                 if now >= self._next_prune:
                     self._prune(now)
                 if self.metrics is not None:
+                    from .metrics import take_snapshot  # prometheus_client only when metrics are on (~5 MB)
+
                     self.metrics.publish(take_snapshot(self.scheduler, self.dropped_frames))
                 if self.watchers and now >= self._next_push:
                     self._push_updates(now)
@@ -416,7 +420,7 @@ class Controller:
 
     def _new_dag_id(self) -> str:
         while True:
-            dag_id = f"dag-{secrets.token_hex(4)}"
+            dag_id = f"dag-{os.urandom(4).hex()}"
             if dag_id not in self.scheduler.dags:
                 return dag_id
 

@@ -12,7 +12,6 @@ last-wins in PyYAML) and more than one document.
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import os
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from bxthre3.dag_model import (
     parse_input,
     validate_graph,
 )
+from bxthre3.digests import sha256_hex
 from bxthre3.errors import DagError, ModuleError
 from bxthre3.limits import (
     MAX_DAG_BYTES,
@@ -522,7 +522,7 @@ class _DagBuilder:
             check_wasi_command(data, name=name)
         except ModuleError as exc:
             raise self.fail(str(exc), node, task_id, "module") from None
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_hex(data)
         if digest not in self.modules:
             self.carried += len(data)
             if self.carried > MAX_DAG_BYTES:

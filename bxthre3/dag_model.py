@@ -10,7 +10,6 @@ rules live in one place.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import math
 import re
 from collections import deque
@@ -20,6 +19,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from bxthre3.digests import sha256_hex
 from bxthre3.errors import DagError, ModuleError
 from bxthre3.limits import (
     MAX_DAG_BYTES,
@@ -657,7 +657,7 @@ class _WireReader:
         """Hash and inspect each module once (the costly part, so it runs after sizes)."""
         for digest, data in spec.modules.items():
             user = _first_user(spec, digest)
-            if hashlib.sha256(data).hexdigest() != digest:
+            if sha256_hex(data) != digest:
                 raise self.fail(
                     f"module {_module_label(spec, digest)}: content does not match its sha256",
                     user,

@@ -45,8 +45,9 @@ _TYPES = {"i": wasmtime.ValType.i32(), "I": wasmtime.ValType.i64()}
 
 _TRAP_TEXT = b"python exception"
 
-_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _data: None)
-"""The raw callbacks carry no data for wasmtime to free."""
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
+"""A NULL finalizer: the raw callbacks carry no data for wasmtime to free, and a Python one could
+already be gone when a linker is freed at interpreter exit."""
 
 
 def _func_type(signature: str) -> wasmtime.FuncType:

@@ -15,7 +15,6 @@ so the host never loads wasm3 itself; run the child with `python -m bxthre3.exec
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import signal
 import struct
@@ -29,11 +28,11 @@ from typing import Any
 import msgpack
 
 from bxthre3 import engines, limits
+from bxthre3.digests import sha256_hex
 from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
 from bxthre3.processes import PACKAGE_ROOT as _PACKAGE_ROOT
 from bxthre3.processes import child_env
-from bxthre3.wasm_sandbox import MemoryLimitError, cap_memory
 
 _HEADER = struct.Struct(">I")
 
@@ -501,10 +500,12 @@ class _ModuleCache:
             raise _ModuleUnavailable(f"cannot read module {path}: {exc.strerror}") from exc
         if len(data) > limits.MAX_MODULE_BYTES:
             raise _ModuleUnavailable(f"module {path} exceeds {limits.MAX_MODULE_BYTES} bytes")
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_hex(data)
         if actual != sha.lower():
             raise _ModuleUnavailable(f"module {path} has sha256 {actual}, expected {sha}")
         if memory_limit_bytes:
+            from bxthre3.wasm_sandbox import cap_memory  # the child's business: the host never loads it
+
             data = cap_memory(data, limit_bytes=memory_limit_bytes, name=os.path.basename(path))
         self._entries[key] = data
         self._bytes += len(data)
@@ -563,6 +564,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _run_job(job: ExecJob, cache: _ModuleCache, run_module: Callable[..., Any]) -> ExecResult:
+    from bxthre3.wasm_sandbox import MemoryLimitError
+
     def failed(reason: FailureReason, error: str) -> ExecResult:
         return ExecResult(job.job_id, None, b"", b"", reason, error, 0.0)
 

@@ -6,11 +6,11 @@ temporary file and an atomic rename, and a file whose bytes do not match is igno
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
+from .digests import sha256_hex
 from .errors import Bxthre3Error
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -44,7 +44,7 @@ class ModuleCache:
     def _intact(self, sha: str) -> bool:
         path = self.path(sha)
         try:
-            if hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+            if sha256_hex(path.read_bytes()) == sha:
                 return True
             path.unlink()
         except OSError:
@@ -59,7 +59,7 @@ class ModuleCache:
 
     def put(self, sha: str, data: bytes) -> Path:
         """Store bytes under their hash; refuse bytes that do not hash to ``sha``."""
-        if not _SHA_RE.match(sha) or hashlib.sha256(data).hexdigest() != sha:
+        if not _SHA_RE.match(sha) or sha256_hex(data) != sha:
             raise ValueError(f"module bytes do not match sha256 {sha[:16]}")
         final = self.path(sha)
         if not (final.exists() and self._intact(sha)):

@@ -21,12 +21,10 @@ format is accepted: a short, chosen password could be guessed offline from a cap
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import logging
 import os
 import re
-import secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +33,8 @@ from pathlib import Path
 import zmq
 from zmq.utils import z85
 
+from .digests import compare_digest as _compare_digest
+from .digests import hmac_sha256, sha256_hex
 from .errors import Bxthre3Error
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,18 @@ class TokenError(Bxthre3Error):
     """No token, or one that is not a Bxthre3 token."""
 
 
+
+def default_state_dir() -> Path:
+    """The controller's state dir (journal, token): where a member on the same device finds the token.
+
+    Here rather than in the store so that hosts, which read the token from it, never load
+    SQLite and the scheduler.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "bxthre3" / "controller"
+
 def new_token() -> str:
-    return _PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+    return _PREFIX + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii").rstrip("=")
 
 
 def check_token(token: str, where: str) -> str:
@@ -72,8 +82,8 @@ def _token_bytes(token: str) -> bytes:
 
 
 def _hkdf(token: str, info: bytes) -> bytes:
-    prk = hmac.new(b"bxthre3 token v1", _token_bytes(token), hashlib.sha256).digest()
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    prk = hmac_sha256(b"bxthre3 token v1", _token_bytes(token))
+    return hmac_sha256(prk, info + b"\x01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,7 @@ class CurveKeys:
 
     def fingerprint(self) -> str:
         """A short, public name for the cluster's keys (safe to log: it reveals nothing usable)."""
-        return hashlib.sha256(self.server_public).hexdigest()[:12]
+        return sha256_hex(self.server_public)[:12]
 
 
 def cluster_id_for(keys: CurveKeys) -> str:
@@ -192,37 +202,75 @@ def resolve_token(
 class HandshakeGuard:
     """ZAP handler and handshake watch of the controller's socket.
 
-    The ZAP handler (pyzmq's ThreadAuthenticator, in its own thread) admits a CURVE client only
-    if it presents the member key; a client with the wrong token fails before that, while the
-    server decrypts its HELLO. Both failures are counted and logged at most once a minute, so a
-    stranger hammering the port cannot fill the log.
+    The ZAP handler (a thread answering libzmq's ZAP requests, RFC 27) admits a CURVE client
+    only if it presents the member key; a client with the wrong token fails before that, while
+    the server decrypts its HELLO. Both failures are counted and logged at most once a minute,
+    so a stranger hammering the port cannot fill the log.
+
+    It is written here rather than taken from pyzmq's ThreadAuthenticator, which runs an
+    asyncio loop: asyncio brings ssl and OpenSSL, ~7 MB of the controller's ~39.
     """
 
     LOG_EVERY_S = 60.0
+    ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+    """Where libzmq sends ZAP requests (fixed by the RFC); one handler per context."""
 
     def __init__(self, context: zmq.Context, keys: CurveKeys) -> None:
-        from zmq.auth.thread import ThreadAuthenticator
-
         self.keys = keys
+        self.context = context
         self.failures = 0
         self._logged_at = float("-inf")
         self._logged_count = 0
         self.monitor: zmq.Socket | None = None
-        self._auth = ThreadAuthenticator(context, log=logging.getLogger("bxthre3.zap"))
-        guard = self
-
-        class _Members:
-            def callback(self, domain: str, key: bytes) -> bool:
-                ok = hmac.compare_digest(key, guard.keys.member_public)
-                if not ok:
-                    guard.failed("a client key that is not the cluster's (a different token?)")
-                return ok
-
-        self._members = _Members()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def start(self) -> None:
-        self._auth.start()
-        self._auth.configure_curve_callback(domain="bxthre3", credentials_provider=self._members)
+        """Bind the ZAP endpoint (before any handshake can need it) and answer in a thread."""
+        self._thread = threading.Thread(target=self._serve_zap, name="bxthre3-zap", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise Bxthre3Error(f"cannot start the ZAP handler: {self._error}")
+
+    def _serve_zap(self) -> None:
+        try:
+            sock = self.context.socket(zmq.REP)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.bind(self.ZAP_ENDPOINT)
+        except zmq.ZMQError as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                if not sock.poll(100):
+                    continue
+                sock.send_multipart(self._zap_reply(sock.recv_multipart()))
+        finally:
+            sock.close(linger=0)
+
+    def _zap_reply(self, frames: list[bytes]) -> list[bytes]:
+        """RFC 27: [version, request id, domain, address, identity, mechanism, credentials...] in,
+        [version, request id, status code, status text, user id, metadata] out."""
+        if len(frames) < 6 or frames[0] != b"1.0":
+            request_id = frames[1] if len(frames) > 1 else b""
+            return [b"1.0", request_id, b"400", b"malformed ZAP request", b"", b""]
+        request_id, domain, mechanism, credentials = frames[1], frames[2], frames[5], frames[6:]
+        member = (
+            domain == b"bxthre3"
+            and mechanism == b"CURVE"
+            and len(credentials) == 1
+            and len(credentials[0]) == 32
+            and _compare_digest(z85.encode(credentials[0]), self.keys.member_public)  # the raw key, Z85 here
+        )
+        if not member:
+            self.failed("a client key that is not the cluster's (a different token?)")
+            return [b"1.0", request_id, b"400", b"not a member of this cluster", b"", b""]
+        return [b"1.0", request_id, b"200", b"OK", b"member", b""]
 
     def watch(self, sock: zmq.Socket) -> None:
         """Listen to the socket's handshake failures (wrong server key, plaintext client...)."""
@@ -260,7 +308,9 @@ class HandshakeGuard:
         if self.monitor is not None:
             self.monitor.close(linger=0)
             self.monitor = None
-        self._auth.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 def _protocol_error(value: object) -> str:

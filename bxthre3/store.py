@@ -57,11 +57,6 @@ def _private(path: Path) -> None:
         pass
 
 
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "bxthre3" / "controller"
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS modules (sha TEXT PRIMARY KEY, data BLOB NOT NULL);

@@ -191,8 +191,7 @@ def make_app(
 
 def local_token() -> str | None:
     """$BXTHRE3_TOKEN, else the token of a controller on this device, else None (never raises)."""
-    from ..security import TokenError, resolve_token
-    from ..store import default_state_dir
+    from ..security import TokenError, default_state_dir, resolve_token
 
     try:
         return resolve_token(None, state_dir=default_state_dir())

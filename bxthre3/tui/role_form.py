@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 from collections.abc import Callable, Mapping
 
@@ -91,7 +90,7 @@ class RoleFormScreen(Screen[None]):
                 yield Static("", id="nodes")
             if "node_id" in fields:
                 yield Label("Node id")
-                default_id = self.environ.get(NODE_ID_ENV) or f"{socket.gethostname()}-{secrets.token_hex(2)}"
+                default_id = self.environ.get(NODE_ID_ENV) or f"{socket.gethostname()}-{os.urandom(2).hex()}"
                 yield Input(default_id[:64], id="node_id")
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):

@@ -56,3 +56,30 @@ def test_token_bucket_and_per_peer_limit() -> None:
     assert limit.allow(b"b", 0), "peers have their own buckets"
     limit.allow(b"c", 0)  # forgets the least recently seen (a)
     assert limit.allow(b"a", 0) and limit.refused == 1
+
+
+def test_zap_handler_admits_only_the_member_key_and_survives_malformed_requests() -> None:
+    import zmq
+    from zmq.utils import z85
+
+    from bxthre3.security import CurveKeys, HandshakeGuard, new_token
+
+    keys = CurveKeys.from_token(new_token())
+    guard = HandshakeGuard(zmq.Context.instance(), keys)  # not started: the reply logic alone
+    member = z85.decode(keys.member_public)
+    stranger = z85.decode(CurveKeys.from_token(new_token()).member_public)
+    ok = guard._zap_reply([b"1.0", b"7", b"bxthre3", b"127.0.0.1", b"", b"CURVE", member])
+    assert ok[:3] == [b"1.0", b"7", b"200"]
+    refused = [
+        [b"1.0", b"8", b"bxthre3", b"127.0.0.1", b"", b"CURVE", stranger],
+        [b"1.0", b"9", b"other", b"127.0.0.1", b"", b"CURVE", member],
+        [b"1.0", b"10", b"bxthre3", b"127.0.0.1", b"", b"PLAIN", b"user", b"pass"],
+        [b"1.0", b"11", b"bxthre3", b"127.0.0.1", b"", b"CURVE", member[:31]],
+        [b"1.0", b"12", b"bxthre3"],
+        [b"2.0", b"13", b"bxthre3", b"127.0.0.1", b"", b"CURVE", member],
+        [],
+    ]
+    for frames in refused:
+        reply = guard._zap_reply(frames)
+        assert reply[0] == b"1.0" and reply[2] == b"400" and len(reply) == 6, frames
+    assert guard.failures == 4  # the three malformed requests are refused without counting as strangers
