@@ -115,7 +115,7 @@ def run_cluster(spec: DagSpec, hosts: int, repeat: int) -> tuple[float, float, f
     elapsed, wall, work = [], [], []
     with (
         tempfile.TemporaryDirectory(prefix="bxthre3-bench-cache-") as cache,
-        LocalCluster(hosts=hosts, cache_dir=Path(cache)) as cluster,
+        LocalCluster(hosts=hosts, cache_dir=Path(cache), engine=os.environ.get("BXTHRE3_ENGINE", "auto")) as cluster,
     ):
         client = cluster.client
         assert client is not None
