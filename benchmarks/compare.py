@@ -91,7 +91,7 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def bxthre3_figures(args: argparse.Namespace, engine: str, big_dag: bool) -> Figures:
-    from core_throughput import chain, free_port, independent, module
+    from core_throughput import chain, free_port, independent, module, stop_processes
 
     from bxthre3.addresses import Address
     from bxthre3.client import ControllerClient
@@ -169,14 +169,7 @@ def bxthre3_figures(args: argparse.Namespace, engine: str, big_dag: bool) -> Fig
         if big_dag and not args.quick:
             figures.update(bxthre3_big_dag(start, port, keys, tmp.name))
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs, timeout=10)
         tmp.cleanup()
     return figures
 

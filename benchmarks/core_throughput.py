@@ -37,6 +37,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+    """SIGTERM every process still running, give each `timeout` seconds, then SIGKILL and reap."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def module(name: str) -> tuple[str, bytes]:
     import hashlib
 
@@ -119,14 +132,7 @@ def main() -> int:
         print(f"chain of {args.chain} dependent tasks: {statistics.median(hops) * 1000:.2f} ms per hop "
               f"(median of {args.repeat}: {', '.join(f'{h * 1000:.2f}' for h in hops)})")  # fmt: skip
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
         tmp.cleanup()
     return 0
 

@@ -29,7 +29,7 @@ import wasmtime
 from bxthre3 import abi, limits
 from bxthre3.engine import RunResult
 from bxthre3.failures import FailureReason
-from bxthre3.wasi import SIGNATURES, OutputLimitExceeded, ProcExit, WasiShim
+from bxthre3.wasi import SIGNATURES, OutputLimitExceeded, ProcExit, WasiShim, forwarders
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
 
 COMPILED_CACHE_ENTRIES = 32
@@ -73,16 +73,6 @@ class _Memory:
         return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
 
 
-class _Linking:
-    """Collects the shim's functions; linked into the wasmtime Linker once per engine."""
-
-    def __init__(self) -> None:
-        self.functions: dict[str, Any] = {}
-
-    def link_function(self, module: str, name: str, signature: str, function: Any) -> None:
-        self.functions[name] = function
-
-
 class WasmtimeEngine:
     """One wasmtime engine per executor: config, linker, watchdog and compiled modules."""
 
@@ -107,14 +97,11 @@ class WasmtimeEngine:
 
     def _link_shim(self) -> None:
         """Define every supported WASI import once; each forwards to the run's shim."""
-        collector = _Linking()
-        probe = WasiShim(args=[], env={}, stdin=b"")
-        probe.link(collector, self._memory)  # type: ignore[arg-type]  # a collector stands in for the module
-        probe.unbind()
+        functions = forwarders()
         self._callbacks: list[Any] = []
         """ctypes callbacks handed to wasmtime: they must live as long as the linker."""
         for name, signature in SIGNATURES.items():
-            function = collector.functions[name]
+            function = functions[name]
             if not self._define_unchecked(name, signature, function):
                 self.linker.define_func(abi.WASI_MODULE, name, _func_type(signature), function)
 

@@ -407,17 +407,17 @@ class Host:
         timeout = min(MAX_TIMEOUT_S, assign.timeout) if assign.timeout > 0 else 0.001  # NaN too
         job_id = self.next_job_id
         self.next_job_id += 1
+        failure: tuple[FailureReason, str] | None = None
+        path = None
         try:
             if assign.module:
                 path = self.cache.put(assign.module_sha, assign.module)
             elif self.cache.has(assign.module_sha):
                 path = self.cache.path(assign.module_sha)
-            else:
-                path = None
+            else:  # retryable: the controller then ships the module with the next attempt
+                failure = (FailureReason.INTERNAL, "module missing from this host's cache")
         except (OSError, ValueError) as exc:
-            path, error = None, f"cannot store module: {exc}"
-        else:
-            error = ""
+            failure = (FailureReason.INVALID_MODULE, f"cannot store module: {exc}")
         job = ExecJob(
             job_id=job_id,
             module_sha=assign.module_sha,
@@ -432,11 +432,8 @@ class Host:
         # An engine that interrupts runs itself gets a moment to do so: no executor restart.
         grace = INTERRUPT_GRACE_S if self.config.engine == engines.WASMTIME else 0.0
         attempt = _Attempt(assign, job, timeout + grace, started=now)
-        if path is None:
-            if error:
-                self._report(attempt, None, FailureReason.INVALID_MODULE, error, now)
-            else:  # retryable: the controller then ships the module with the next attempt
-                self._report(attempt, None, FailureReason.INTERNAL, "module missing from this host's cache", now)
+        if failure is not None:
+            self._report(attempt, None, *failure, now)
             return
         self._submit(slot, attempt, now)
 

@@ -150,6 +150,14 @@ def _trampolines() -> _Trampolines:
     return trampolines
 
 
+def forwarders() -> dict[str, Callable[..., int | None]]:
+    """This thread's one function per WASI import, each reaching the shim bound by `WasiShim.bind`.
+
+    For engines that link imports once and reuse them for every run (wasmtime's Linker).
+    """
+    return _trampolines().functions
+
+
 def _encode_strings(items: Sequence[str]) -> list[bytes]:
     """NUL-terminated UTF-8, as C's argv/environ expect. Lone surrogates survive."""
     return [item.encode("utf-8", "surrogateescape") + b"\0" for item in items]
