@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
 from .errors import Bxthre3Error, ClusterError
+from .stop_event import StopEvent
 from .zmq_util import is_loopback
 
 MAX_SLOTS = 64
@@ -301,8 +302,8 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_controller)
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def _stop_on_signals() -> StopEvent:
+    stop = StopEvent()
 
     def handler(signum: int, frame: object) -> None:
         stop.signal = signum  # type: ignore[attr-defined]
@@ -457,6 +458,10 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
         help="stop a slot's executor after this long without a task, to give its memory back (default 60)",
     )  # fmt: skip
     p.add_argument(
+        "--warm-executors", action="store_true",
+        help="start the executors when registered, not with the first task (`bxthre3 run` does: its DAG comes at once)",
+    )  # fmt: skip
+    p.add_argument(
         "--pause-file", type=Path, metavar="PATH",
         help="take no new tasks while PATH exists (its text says why); a node manager sets it on a phone",
     )  # fmt: skip
@@ -509,6 +514,7 @@ def _run_host(args: argparse.Namespace) -> int:
         device=args.device or socket.gethostname(),
         executor_idle_s=args.executor_idle,
         engine=resolve_engine(args.engine),
+        warm_executors=args.warm_executors,
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(

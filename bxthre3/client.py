@@ -32,6 +32,9 @@ HANDSHAKE_VERDICT_MS = 1000
 
 TERMINAL_DAG_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
+FIRST_POLL_S = 0.01
+"""`wait`'s first pause between progress polls; it grows by half each poll up to its interval."""
+
 
 def _check_resolvable(address: Address) -> None:
     """Fail now with the real cause; ZeroMQ would retry an unknown name silently forever."""
@@ -188,8 +191,13 @@ class ControllerClient:
         interval: float = 0.1,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Poll progress until the DAG ends; returns the last progress snapshot."""
+        """Poll progress until the DAG ends; returns the last progress snapshot.
+
+        Polls every 10 ms at first, backing off to ``interval``: a small DAG ends within
+        milliseconds of its last result, not up to a whole interval later.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(FIRST_POLL_S, interval)
         while True:
             snapshot = self.progress(dag_id)
             if on_progress is not None:
@@ -198,4 +206,5 @@ class ControllerClient:
                 return snapshot
             if deadline is not None and time.monotonic() > deadline:
                 raise ClusterError(f"DAG {dag_id} still {snapshot.get('state')} after {timeout:g}s")
-            time.sleep(interval)
+            time.sleep(pause)
+            pause = min(interval, pause * 1.5)

@@ -43,6 +43,7 @@ from .scheduler import (
 from .scheduler.core import REPLACED
 from .security import CurveKeys, HandshakeGuard, secure_server
 from .status_file import StatusFile
+from .stop_event import wake_fd
 from .store import MEMORY, PrunePolicy, Store
 from .zmq_util import configure, is_loopback
 
@@ -193,6 +194,9 @@ class Controller:
         assert self.sock is not None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        stop_fd = wake_fd(stop)
+        if stop_fd is not None:
+            poller.register(stop_fd, zmq.POLLIN)  # stop at once, not at the next tick
         next_tick = self.clock()
         if self.guard is not None and self.guard.monitor is not None:
             poller.register(self.guard.monitor, zmq.POLLIN)

@@ -34,6 +34,7 @@ from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
 from .security import CurveKeys, secure_client
 from .status_file import StatusFile
+from .stop_event import wake_fd
 from .zmq_util import configure, is_loopback
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class HostConfig:
     """An executor without a task for this long is stopped; the next task starts a new one (~0.1 s)."""
     engine: str = engines.WASM3
     """The engine its executors run modules in (resolved already: wasm3 or wasmtime)."""
+    warm_executors: bool = False
+    """Start the executors once welcomed rather than with the first task: `bxthre3 run` submits its DAG
+    at once, and an executor's interpreter start (~0.1 s) would otherwise delay its first task."""
 
 
 def platform_name() -> str:
@@ -183,6 +187,7 @@ class Host:
         self.registered_since: float | None = None
         self.registrations = 0
         self.started = clock()
+        self._wake_fd: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -191,6 +196,7 @@ class Host:
         try:
             # Executors start with the first task and stop after `executor_idle_s` without one: an idle
             # host on a phone holds only itself (~30 MB), not an interpreter per slot (~20 MB each).
+            self._wake_fd = wake_fd(stop)
             self._connect()
             while not stop.is_set():
                 self._step()
@@ -259,6 +265,8 @@ class Host:
         assert self.sock is not None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        if self._wake_fd is not None:
+            poller.register(self._wake_fd, zmq.POLLIN)  # stop at once, not after the sleep below
         by_fd: dict[int, _Slot] = {}
         for slot in self.slots:
             if slot.attempt is not None:
@@ -351,6 +359,11 @@ class Host:
         self.backoff = 1.0
         self.registrations += 1
         self.registered_since = self.clock()
+        if self.config.warm_executors:
+            for slot in self.slots:
+                if slot.executor.pid is None:
+                    slot.executor.start()
+                    slot.last_used = self.registered_since  # idle from now on, as after a task
         if self.remember_controller and self.registrations == 1:
             from .discovery import remember_controller
 

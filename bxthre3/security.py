@@ -36,6 +36,7 @@ from zmq.utils import z85
 from .digests import compare_digest as _compare_digest
 from .digests import hmac_sha256, sha256_hex
 from .errors import Bxthre3Error
+from .stop_event import StopEvent
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class HandshakeGuard:
         self._logged_at = float("-inf")
         self._logged_count = 0
         self.monitor: zmq.Socket | None = None
-        self._stop = threading.Event()
+        self._stop = StopEvent()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -245,11 +246,13 @@ class HandshakeGuard:
             self._ready.set()
             return
         self._ready.set()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._stop.fileno(), zmq.POLLIN)  # stop() wakes us at once
         try:
             while not self._stop.is_set():
-                if not sock.poll(100):
-                    continue
-                sock.send_multipart(self._zap_reply(sock.recv_multipart()))
+                if sock in dict(poller.poll(1000)):
+                    sock.send_multipart(self._zap_reply(sock.recv_multipart()))
         finally:
             sock.close(linger=0)
 
@@ -311,6 +314,8 @@ class HandshakeGuard:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+            if not self._thread.is_alive():
+                self._stop.close()
 
 
 def _protocol_error(value: object) -> str:

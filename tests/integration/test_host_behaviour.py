@@ -203,3 +203,16 @@ def test_an_idle_host_holds_no_executor_until_work_comes_and_gives_it_back_after
     wait_for(lambda: psutil.Process(host.pid).children() == [], 10, "the idle executor to be stopped")
     again = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
     assert client.wait(again, timeout=30)["state"] == "succeeded", "a new executor starts for new work"
+
+
+def test_warm_executors_start_once_registered_and_still_give_memory_back(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    import psutil
+
+    host = hosts.start(controller.address, "warm", slots=2, extra=("--warm-executors", "--executor-idle", "1.5"))
+    wait_for(lambda: client.status()["totals"]["hosts"] == 1, 20, "the host")
+    wait_for(lambda: len(psutil.Process(host.pid).children()) == 2, 10, "an executor per slot, before any task")
+    wait_for(lambda: psutil.Process(host.pid).children() == [], 10, "the unused executors to be stopped when idle")
+    dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
+    assert client.wait(dag_id, timeout=30)["state"] == "succeeded", "cold executors start for work as usual"
