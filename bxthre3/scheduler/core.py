@@ -61,8 +61,15 @@ class SchedulerConfig:
     """`prefetch_per_slot` for a host whose recent tasks are short (see `short_task_s`): a round
     trip to the controller takes longer than several such tasks."""
     short_task_s: float = 0.02
-    """A host whose tasks took less than this lately (a moving average) gets `short_task_prefetch`.
-    Longer tasks keep one: a task queued behind a long one waits, while another host may be free."""
+    """A host whose tasks took less than this lately (a moving average) gets `short_task_prefetch`,
+    while at least `deep_prefetch_min_ready` ready tasks per slot wait: with fewer, the tasks a
+    deep queue holds back would leave other hosts idle at the DAG's end (the cheap tiles of a
+    Mandelbrot image made a host look short-task, and the costly ones then piled up behind it)."""
+    deep_prefetch_min_ready: int = 32
+    """Ready tasks per slot in the cluster needed before short-task hosts get the deep queue."""
+    long_task_s: float = 0.1
+    """A host whose tasks take this long or longer (or whose tasks are not known yet) gets no queue:
+    a round trip costs ~1 % of such a task, a task waiting behind another while a host idles a whole one."""
 
 
 class Scheduler:
@@ -87,6 +94,8 @@ class Scheduler:
         self.total_failed = 0
         self.retries_total = 0
         self._pause_changed = False
+        self._deep = False
+        """Enough ready tasks for short-task hosts to queue deep (set by each `_dispatch`)."""
         self.failures_by_reason: Counter[str] = Counter()
         """Tasks failed for good since start, by reason (for metrics)."""
         self._handlers = {
@@ -481,6 +490,11 @@ class Scheduler:
     # ------------------------------------------------------------------ placement
 
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
+        if not self.ready:
+            return
+        self._deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(
+            h.slots for h in self.hosts.values()
+        )
         free = [h for h in self.hosts.values() if self._capacity(h) > 0 and not h.paused]
         while self.ready and free:
             entry = self.ready.pop_for(max(h.ram_mb for h in free))
@@ -506,8 +520,12 @@ class Scheduler:
                 free.remove(host)
 
     def _capacity(self, host: HostRecord) -> int:
-        short = host.mean_task_s < self.config.short_task_s
-        prefetch = self.config.short_task_prefetch if short else self.config.prefetch_per_slot
+        if host.mean_task_s >= self.config.long_task_s:
+            prefetch = 0
+        elif self._deep and host.mean_task_s < self.config.short_task_s:
+            prefetch = self.config.short_task_prefetch
+        else:
+            prefetch = self.config.prefetch_per_slot
         return host.slots * (1 + prefetch) - len(host.running)
 
     @property

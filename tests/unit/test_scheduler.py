@@ -63,9 +63,12 @@ def effects(instructions: list) -> list:
 
 def Scheduler(config: SchedulerConfig | None = None, prefetch: int = 0) -> RealScheduler:  # noqa: N802
     """The real scheduler, with retry backoff off unless a test turns it on, and one assignment per slot
-    (prefetching is tested on its own, below)."""
+    (prefetching is tested on its own, below; with `prefetch`, whatever the tasks' length)."""
     config = dataclasses.replace(
-        config or SchedulerConfig(retry_backoff=0.0), prefetch_per_slot=prefetch, short_task_prefetch=prefetch
+        config or SchedulerConfig(retry_backoff=0.0),
+        prefetch_per_slot=prefetch,
+        short_task_prefetch=prefetch,
+        long_task_s=float("inf"),
     )
     return RealScheduler(config, rng=lambda: 0.5)
 
@@ -556,11 +559,16 @@ def test_a_prefetched_attempt_gets_time_to_wait_its_turn_before_it_counts_as_ove
     assert s.dags["d1"].tasks["b"].attempts[-1].reason is FailureReason.HOST_LOST
 
 
-def test_hosts_running_short_tasks_get_a_deeper_queue_and_long_tasks_a_shallow_one() -> None:
-    s = RealScheduler(SchedulerConfig(retry_backoff=0.0, prefetch_per_slot=1, short_task_prefetch=4), rng=lambda: 0.5)
-    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(40))), 0.0))
+def test_queue_depth_follows_how_long_a_hosts_tasks_take_and_how_much_work_waits() -> None:
+    s = RealScheduler(
+        SchedulerConfig(
+            retry_backoff=0.0, prefetch_per_slot=1, short_task_prefetch=4, deep_prefetch_min_ready=32, long_task_s=0.1
+        ),
+        rng=lambda: 0.5,
+    )
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(200))), 0.0))
     first = assigns(join(s, "a", slots=1))
-    assert len(first) == 2, "nothing known about the host's tasks yet: one running, one queued"
+    assert len(first) == 1, "nothing known about the host's tasks yet: one running, none queued"
 
     def finish(a: Assign, duration: float, now: float) -> list[Assign]:
         return assigns(s.handle(TaskFinished(a.host_id, a.dag_id, a.task_id, a.attempt, now, duration=duration)))
@@ -569,7 +577,37 @@ def test_hosts_running_short_tasks_get_a_deeper_queue_and_long_tasks_a_shallow_o
     for i in range(12):  # a run of 1 ms tasks: the moving average falls below 20 ms
         held += finish(held.pop(0), 0.001, 0.1 + i * 0.01)
     assert s.hosts["a"].mean_task_s < 0.02
-    assert len(s.hosts["a"].running) == 5, "short tasks: one running and four queued"
-    for i in range(12):  # then 2 s tasks: back to one queued once the average passes 20 ms
-        held += finish(held.pop(0), 2.0, 1.0 + i * 2)
+    assert len(s.hosts["a"].running) == 5, "short tasks, plenty waiting: one running and four queued"
+    for i in range(12):  # then 50 ms tasks: one queued
+        held += finish(held.pop(0), 0.05, 1.0 + i * 0.05)
+    assert 0.02 < s.hosts["a"].mean_task_s < 0.1
     assert len(s.hosts["a"].running) == 2
+    for i in range(12):  # then 2 s tasks: none queued, so none waits behind one while another host idles
+        held += finish(held.pop(0), 2.0, 2.0 + i * 2)
+    assert len(s.hosts["a"].running) == 1
+    assert len(held) == 1
+
+
+def test_short_tasks_queue_deep_only_while_many_more_wait_than_there_are_slots() -> None:
+    s = RealScheduler(
+        SchedulerConfig(
+            retry_backoff=0.0, prefetch_per_slot=1, short_task_prefetch=4, deep_prefetch_min_ready=8, long_task_s=0.1
+        ),
+        rng=lambda: 0.5,
+    )
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(13))), 0.0))
+    held = assigns(join(s, "a", slots=1))
+    s.hosts["a"].mean_task_s = 0.001  # its tasks are known to be short (the average is tested above)
+
+    def finish_oldest(now: float) -> list[Assign]:
+        a = held.pop(0)
+        return assigns(s.handle(TaskFinished("a", "d1", a.task_id, a.attempt, now, duration=0.001)))
+
+    new = finish_oldest(0.1)  # 12 wait, 8 per slot needed: a deep queue
+    assert len(new) == 5 and len(s.hosts["a"].running) == 5 and len(s.ready) == 7
+    held += new
+    assert finish_oldest(0.2) == [] and finish_oldest(0.3) == [] and finish_oldest(0.4) == [], (
+        "7 wait now: no deep queue, so nothing more until it is down to one running and one queued"
+    )
+    new = finish_oldest(0.5)
+    assert len(new) == 1 and len(s.hosts["a"].running) == 2
