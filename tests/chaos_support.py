@@ -191,6 +191,7 @@ class ChaosCluster:
             "host", "--controller", str(self.address), "--node-id", node_id, "--slots", str(slots),
             "--heartbeat", str(self.heartbeat), "--cache-dir", str(self.workdir / f"cache-{node_id}"),
             "--log-level", self.log_level, "--log-file", str(self.workdir / f"host-{node_id}.log"),
+            "--engine", "wasm3",  # kills are timed by Wasm3's speed (tile_cpu_seconds), whatever BXTHRE3_ENGINE is
         ]  # fmt: skip
         proc = self._spawn(args, f"host-{node_id}")
         self.hosts[node_id] = proc
