@@ -194,8 +194,9 @@ class Host:
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set. Raises ClusterError if the controller rejects us."""
         try:
-            # Executors start with the first task and stop after `executor_idle_s` without one: an idle
-            # host on a phone holds only itself (~30 MB), not an interpreter per slot (~20 MB each).
+            # Executors start with the first task (or once welcomed, with `warm_executors`) and stop after
+            # `executor_idle_s` without one: an idle host on a phone holds only itself (~24 MB), not an
+            # interpreter per slot (~20 MB each).
             self._wake_fd = wake_fd(stop)
             self._connect()
             while not stop.is_set():

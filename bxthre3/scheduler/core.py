@@ -94,8 +94,6 @@ class Scheduler:
         self.total_failed = 0
         self.retries_total = 0
         self._pause_changed = False
-        self._deep = False
-        """Enough ready tasks for short-task hosts to queue deep (set by each `_dispatch`)."""
         self.failures_by_reason: Counter[str] = Counter()
         """Tasks failed for good since start, by reason (for metrics)."""
         self._handlers = {
@@ -492,10 +490,9 @@ class Scheduler:
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
         if not self.ready:
             return
-        self._deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(
-            h.slots for h in self.hosts.values()
-        )
-        free = [h for h in self.hosts.values() if self._capacity(h) > 0 and not h.paused]
+        # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
+        deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
+        free = [h for h in self.hosts.values() if self._capacity(h, deep) > 0 and not h.paused]
         while self.ready and free:
             entry = self.ready.pop_for(max(h.ram_mb for h in free))
             if entry is None:
@@ -514,15 +511,15 @@ class Scheduler:
                 self._count_finished(now, ok=False, host=None, key=None)
                 self._check_dag_done(dag, now, out)
                 continue
-            host = self._place(task, [h for h in free if h.ram_mb >= memory])
+            host = self._place(task, [h for h in free if h.ram_mb >= memory], deep)
             out.append(self._assign(dag, task, host, parts, now))
-            if self._capacity(host) == 0:
+            if self._capacity(host, deep) == 0:
                 free.remove(host)
 
-    def _capacity(self, host: HostRecord) -> int:
+    def _capacity(self, host: HostRecord, deep: bool) -> int:
         if host.mean_task_s >= self.config.long_task_s:
             prefetch = 0
-        elif self._deep and host.mean_task_s < self.config.short_task_s:
+        elif deep and host.mean_task_s < self.config.short_task_s:
             prefetch = self.config.short_task_prefetch
         else:
             prefetch = self.config.prefetch_per_slot
@@ -532,14 +529,14 @@ class Scheduler:
     def _max_prefetch(self) -> int:
         return max(self.config.prefetch_per_slot, self.config.short_task_prefetch)
 
-    def _place(self, task: TaskRecord, candidates: list[HostRecord]) -> HostRecord:
+    def _place(self, task: TaskRecord, candidates: list[HostRecord], deep: bool) -> HostRecord:
         """An idle slot first (a queued task waits behind another), then a host that already holds
         the module, then the one with the most room."""
         sha = task.spec.module
         best = candidates[0]
-        best_key = (best.free_slots > 0, sha in best.modules, self._capacity(best))
+        best_key = (best.free_slots > 0, sha in best.modules, self._capacity(best, deep))
         for h in candidates[1:]:
-            key = (h.free_slots > 0, sha in h.modules, self._capacity(h))
+            key = (h.free_slots > 0, sha in h.modules, self._capacity(h, deep))
             if key > best_key:
                 best, best_key = h, key
         return best

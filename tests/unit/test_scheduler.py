@@ -559,13 +559,20 @@ def test_a_prefetched_attempt_gets_time_to_wait_its_turn_before_it_counts_as_ove
     assert s.dags["d1"].tasks["b"].attempts[-1].reason is FailureReason.HOST_LOST
 
 
-def test_queue_depth_follows_how_long_a_hosts_tasks_take_and_how_much_work_waits() -> None:
-    s = RealScheduler(
-        SchedulerConfig(
-            retry_backoff=0.0, prefetch_per_slot=1, short_task_prefetch=4, deep_prefetch_min_ready=32, long_task_s=0.1
-        ),
-        rng=lambda: 0.5,
+def queue_depth_scheduler(deep_prefetch_min_ready: int) -> RealScheduler:
+    """Queues of 0 / 1 / 4 per slot for tasks of >= 100 ms / 20-100 ms / < 20 ms."""
+    config = SchedulerConfig(
+        retry_backoff=0.0,
+        prefetch_per_slot=1,
+        short_task_prefetch=4,
+        deep_prefetch_min_ready=deep_prefetch_min_ready,
+        long_task_s=0.1,
     )
+    return RealScheduler(config, rng=lambda: 0.5)
+
+
+def test_queue_depth_follows_how_long_a_hosts_tasks_take_and_how_much_work_waits() -> None:
+    s = queue_depth_scheduler(deep_prefetch_min_ready=32)
     s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(200))), 0.0))
     first = assigns(join(s, "a", slots=1))
     assert len(first) == 1, "nothing known about the host's tasks yet: one running, none queued"
@@ -589,12 +596,7 @@ def test_queue_depth_follows_how_long_a_hosts_tasks_take_and_how_much_work_waits
 
 
 def test_short_tasks_queue_deep_only_while_many_more_wait_than_there_are_slots() -> None:
-    s = RealScheduler(
-        SchedulerConfig(
-            retry_backoff=0.0, prefetch_per_slot=1, short_task_prefetch=4, deep_prefetch_min_ready=8, long_task_s=0.1
-        ),
-        rng=lambda: 0.5,
-    )
+    s = queue_depth_scheduler(deep_prefetch_min_ready=8)
     s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(13))), 0.0))
     held = assigns(join(s, "a", slots=1))
     s.hosts["a"].mean_task_s = 0.001  # its tasks are known to be short (the average is tested above)
