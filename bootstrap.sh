@@ -12,11 +12,13 @@
 # Roles: 1 UI Node, 2 Controller + Node Manager, 3 Node Manager only, 4 Host Node only, 5 All components.
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
-# .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask).
+# .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
+# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins).
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${BXTHRE3_VENV:-$ROOT/.venv}"
+NEWEST="${BXTHRE3_NEWEST:-0}"
+if [ "$NEWEST" = 1 ]; then VENV="${BXTHRE3_VENV:-$ROOT/.venv-newest}"; else VENV="${BXTHRE3_VENV:-$ROOT/.venv}"; fi
 PYTHON="${PYTHON:-python3}"
 SYSFS_ROOT="${SYSFS_ROOT:-/sys}"
 DRY_RUN=0
@@ -138,28 +140,36 @@ ensure_termux_packages() {
     fi
 }
 
-# Reinstalls only when pyproject.toml changed since the last install (idempotent and fast).
+# Reinstalls only when pyproject.toml or constraints.txt changed since the last install (idempotent and fast).
+# The versions come from constraints.txt (what the suite last passed with), so a release made yesterday
+# cannot break a fresh install; BXTHRE3_NEWEST=1 takes the newest releases the ranges allow instead.
 ensure_venv() {
-    local extra=() stamp="$VENV/.bxthre3-installed" want
+    local extra=() stamp="$VENV/.bxthre3-installed" want pins=()
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating virtualenv $VENV"
         # On Termux the venv sees pkg's psutil (pip cannot build it there).
         [ "$PLATFORM" = termux ] && extra=(--system-site-packages)
         act "$PYTHON" -m venv "${extra[@]}" "$VENV"
     fi
-    want="$(cksum <"$ROOT/pyproject.toml")"
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | cksum) newest=$NEWEST"
+    if [ "$NEWEST" = 1 ]; then
+        pins=(--upgrade --upgrade-strategy eager)
+    elif [ "$PLATFORM" != termux ]; then
+        # Termux keeps its own psutil and builds pyzmq against its libzmq: the Linux pins do not apply there.
+        pins=(--constraint "$ROOT/constraints.txt")
+    fi
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         log "installing bxthre3 and its dependencies into $VENV (first run takes a minute)"
         if [ "$PLATFORM" = termux ]; then
             # pyzmq against Termux's libzmq (its wheels do not run on Android); pip itself is left alone.
             act env ZMQ_PREFIX="${PREFIX:-/data/data/com.termux/files/usr}" \
                 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-binary pyzmq pyzmq
-            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT"
+            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "$ROOT"
         else
-            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "${ROOT}[test]"
+            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "${ROOT}[test]"
             # The fast engine, where a wheel exists (x86_64 and aarch64 Linux); hosts use Wasm3 without it.
             act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary wasmtime \
-                -e "${ROOT}[wasmtime]" || log "no wasmtime wheel for this machine: hosts run tasks in Wasm3"
+                "${pins[@]}" -e "${ROOT}[wasmtime]" || log "no wasmtime wheel for this machine: hosts run tasks in Wasm3"
         fi
         if [ "$DRY_RUN" -eq 1 ]; then
             printf 'would run: record %s\n' "$stamp"

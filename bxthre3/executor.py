@@ -87,6 +87,8 @@ class ExecJob:
     """Cap on the module's linear memory (0: none); outgrowing it fails with memory_limit."""
     timeout_s: float = 0.0
     """The task's timeout (0: none); engines that can interrupt a run stop it themselves."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The task's read-only `/in` directory: relative path ('/'-separated) -> contents."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -100,6 +102,7 @@ class ExecJob:
             "env": self.env,
             "max_stdout": self.max_stdout,
             "timeout_s": self.timeout_s,
+            "files": self.files,
         }
 
     @classmethod
@@ -116,6 +119,7 @@ class ExecJob:
                 program_name=data.get("program_name", "task"),
                 memory_limit_bytes=data.get("memory_limit_bytes", 0),
                 timeout_s=float(data.get("timeout_s", 0.0)),
+                files=dict(data.get("files", {})),
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"malformed job: {exc!r}") from exc
@@ -132,6 +136,8 @@ class ExecJob:
             isinstance(k, str) and isinstance(v, str) for k, v in job.env.items()
         ):
             raise ValueError("malformed job: args and env must be strings")
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in job.files.items()):
+            raise ValueError("malformed job: files must map names to bytes")
         return job
 
 
@@ -148,9 +154,12 @@ class ExecResult:
     duration: float
     retired: bool = field(default=False, compare=False)
     """The child exited after this job (it had grown too large); already restarted."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Every regular file the module left under `/out`: relative path ('/'-separated) -> contents."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
+            "files": self.files,
             "job_id": self.job_id,
             "exit_code": self.exit_code,
             "stdout": self.stdout,
@@ -174,6 +183,7 @@ class ExecResult:
                 error=data["error"],
                 duration=float(data["duration"]),
                 retired=bool(data["retired"]),
+                files=dict(data.get("files", {})),
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"malformed result: {exc!r}") from exc
@@ -185,6 +195,8 @@ class ExecResult:
         )
         if result.exit_code is not None and not isinstance(result.exit_code, int):
             raise ValueError("malformed result: exit_code")
+        if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in result.files.items()):
+            raise ValueError("malformed result: files must map names to bytes")
         return result
 
 

@@ -47,6 +47,15 @@ It keeps an assignment (stdin + module) inside one frame; a task whose inputs ad
 more fails with reason `input_limit` before it is sent anywhere.
 """
 
+MAX_OUTPUT_FILES = 1_000
+"""Most files (and directories) a task may create under `/out`; one more fails with `output_limit`."""
+
+MAX_PATH_BYTES = 1024
+"""Longest path (UTF-8 bytes, relative to `/in` or `/out`) a task's file may have."""
+
+MAX_NAME_BYTES = 255
+"""Longest single path component under `/in` or `/out`."""
+
 MAX_STDERR_BYTES = 64 * 1024
 """Largest stderr kept per task (the tail is kept; the rest is discarded)."""
 

@@ -90,8 +90,9 @@ esac""",
         for name in ("python", "bxthre3"):
             (self.venv / "bin" / name).write_text("#!/bin/sh\n")
             (self.venv / "bin" / name).chmod(0o755)
-        stamp = subprocess.run(["cksum"], stdin=open(REPO / "pyproject.toml", "rb"), capture_output=True, check=True)
-        (self.venv / ".bxthre3-installed").write_bytes(stamp.stdout.rstrip(b"\n"))
+        pins = (REPO / "pyproject.toml").read_bytes() + (REPO / "constraints.txt").read_bytes()
+        stamp = subprocess.run(["cksum"], input=pins, capture_output=True, check=True)
+        (self.venv / ".bxthre3-installed").write_bytes(stamp.stdout.rstrip(b"\n") + b" newest=0")
         link_dir = Path(self.env["PREFIX"]) / "bin" if "PREFIX" in self.env else self.home / ".local/bin"
         link_dir.mkdir(parents=True, exist_ok=True)
         (link_dir / "bxthre3").symlink_to(self.venv / "bin" / "bxthre3")
@@ -112,6 +113,14 @@ def machine(tmp_path: Path) -> Machine:
     return Machine(tmp_path)
 
 
+def test_newest_mode_upgrades_into_its_own_venv_without_the_pins(machine: Machine) -> None:
+    proc = machine.run("install", "--dry-run", BXTHRE3_NEWEST="1", BXTHRE3_VENV="")
+    assert proc.returncode == 0, proc.stderr
+    pip_runs = [a for a in actions(proc) if "-m pip install" in a]
+    assert pip_runs and all("--upgrade" in a and "constraints.txt" not in a for a in pip_runs)
+    assert all(f"{REPO}/.venv-newest/bin/python" in a for a in pip_runs)
+
+
 def test_plain_linux_first_run_sets_up_and_starts_all(machine: Machine) -> None:
     proc = machine.run("--dry-run", "--role", "5", "--yes")
     assert proc.returncode == 0, proc.stderr
@@ -119,6 +128,8 @@ def test_plain_linux_first_run_sets_up_and_starts_all(machine: Machine) -> None:
     done = actions(proc)
     assert f"{machine.env['PYTHON']} -m venv {machine.venv}" in done
     assert any("-m pip install" in a and "-e " in a and "[test]" in a for a in done)
+    pip_runs = [a for a in done if "-m pip install" in a]
+    assert pip_runs and all(f"--constraint {REPO}/constraints.txt" in a for a in pip_runs), "installs the tested pins"
     assert f"ln -sfn {machine.venv}/bin/bxthre3 {machine.home}/.local/bin/bxthre3" in done
     assert done[-1] == f"{machine.venv}/bin/bxthre3 all --ram-per-node 128"
     assert not any("apt-get" in a for a in done), "nothing missing, nothing installed"

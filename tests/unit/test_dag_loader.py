@@ -282,9 +282,11 @@ def test_billion_laughs_in_text_is_refused_fast() -> None:
 
 
 def test_a_million_open_brackets_do_not_crash_the_process() -> None:
-    # libyaml's C composer recurses per level and segfaults on this; we never compose.
+    # libyaml's C composer recurses per level and segfaults on this; we never compose. Whether our
+    # depth check or PyYAML's own (6.0.4 added one to its scanner) stops it first is PyYAML's business:
+    # either way it is a one-line error on line 1 about nesting.
     error = parse_error("a: " + "[" * 1_000_000 + "]" * 1_000_000)
-    assert "nested deeper than" in error.message
+    assert error.line == 1 and "nest" in error.message.lower() and "\n" not in error.message
 
 
 def test_many_tasks_load_reasonably_fast(tmp_path: Path) -> None:
