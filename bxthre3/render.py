@@ -85,7 +85,7 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
                 console.print(f"[red]{_safe(reason)}[/] {_safe(error)}")
             stderr = describe_output(task.get("stderr")).rstrip("\n")
             if stderr:
-                tail = "\n".join(stderr.splitlines()[-10:])
+                tail = "\n".join(stderr.split("\n")[-10:])  # not splitlines(): it also splits at \r, \x1c, \x85
                 console.print(f"[dim]stderr (tail):[/]\n{_safe(tail)}")
 
 
