@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
-from bxthre3.abi import ENTRY_POINT, SUPPORTED_WASI_IMPORTS, WASI_MODULE
+from bxthre3.abi import ENTRY_POINT, SUPPORTED_WASI_IMPORTS, WASI_MODULE, import_hint
 from bxthre3.errors import ModuleError
 from bxthre3.limits import MAX_MODULE_BYTES
 
@@ -337,9 +337,15 @@ def check_wasi_command(data: bytes, *, name: str, scan_code: bool = True) -> Mod
     ]
     if bad:
         listed = ", ".join(str(imp) if imp.kind is ExternKind.FUNCTION else f"{imp} ({imp.kind.value})" for imp in bad)
+        hints: list[str] = []
+        for imp in bad:
+            hint = import_hint(imp.module, imp.name, imp.kind.value)
+            if hint and hint not in hints and len(hints) < 3:
+                hints.append(hint)
         raise ModuleError(
             f"unsupported imports: {listed}; a task module may import only these "
-            f"{WASI_MODULE} functions: {', '.join(sorted(SUPPORTED_WASI_IMPORTS))}",
+            f"{WASI_MODULE} functions: {', '.join(sorted(SUPPORTED_WASI_IMPORTS))}"
+            + "".join(f"; {hint}" for hint in hints),
             module=name,
         )
     kind = info.export_kind(ENTRY_POINT)
