@@ -206,6 +206,8 @@ _ONE_U32 = frozenset({0x0C, 0x0D, 0x10, 0x20, 0x21, 0x22, 0x23, 0x24})
 _MEMARG = frozenset(range(0x28, 0x3F))
 _BLOCKS = frozenset({0x02, 0x03, 0x04})
 _SIGN_EXT = frozenset(range(0xC0, 0xC5))
+_PLAIN = _NONE - _SIGN_EXT  # nothing to record either
+_ONE_BYTE_IMMEDIATE = _ONE_U32 | {0x41, 0x42}  # a one-byte (s)LEB128 is always canonical
 # Const expressions (global initialisers, segment offsets) may hold only these in the MVP.
 _CONST_OPS = frozenset({0x41, 0x42, 0x43, 0x44, 0x23, 0xD0, 0xD2, 0x0B})
 # SIMD sub-opcodes with immediates; every other one has none.
@@ -454,9 +456,23 @@ class _Walk:
         """Walk instructions to the end of the stretch (a body) or, for `const`, to its `end`."""
         data = self.data
         features = self.features
-        while self.pos < self.end:
-            op = data[self.pos]
-            self.pos += 1
+        end = self.end
+        fast = not const
+        while self.pos < end:
+            pos = self.pos
+            op = data[pos]
+            if fast and pos + 2 < end:
+                # Fast paths for most of a body: no immediate, or one-byte (canonical) immediates.
+                if op in _PLAIN:
+                    self.pos = pos + 1
+                    continue
+                if op in _ONE_BYTE_IMMEDIATE and data[pos + 1] < 0x80:
+                    self.pos = pos + 2
+                    continue
+                if op in _MEMARG and data[pos + 1] < 0x40 and data[pos + 2] < 0x80:
+                    self.pos = pos + 3
+                    continue
+            self.pos = pos + 1
             if op in _NONE:
                 if const and op == 0x0B:
                     return
