@@ -563,8 +563,7 @@ class _Walk:
             elif op == 0xD4:  # ref.as_non_null
                 features.add("function-references")
             elif op == 0xD3 or op == 0xFB:  # ref.eq, the GC prefix
-                features.add("gc")
-                raise self.fail(refusal(["gc"]) or "WebAssembly GC")
+                raise ModuleError(str(refusal(["gc"])), module=self.module)
             else:
                 self.pos -= 1
                 raise self.fail(f"unknown instruction 0x{op:02x}")
@@ -622,9 +621,7 @@ def _types(w: _Walk) -> None:
     for _ in range(w.u()):
         form = w.byte()
         if form != 0x60:
-            w.features.add("gc")
-            w.pos -= 1
-            raise w.fail(refusal(["gc"]) or "WebAssembly GC")
+            raise ModuleError(str(refusal(["gc"])), module=w.module)
         for _ in range(w.u()):
             w.val_type()
         results = w.u()
