@@ -153,11 +153,6 @@ def refusal(features: Iterable[str], *, engine: str | None = None) -> str | None
     return text
 
 
-def wasmtime_only(features: Iterable[str]) -> list[Feature]:
-    """The features that make a module run on wasmtime hosts only."""
-    return [FEATURES[f] for f in sorted(features) if f in FEATURES and FEATURES[f].wasmtime and not FEATURES[f].wasm3]
-
-
 def _describe(features: list[Feature], verdict: str) -> str:
     uses = "; ".join(f"{f.what}" for f in features)
     fixes: list[str] = []
