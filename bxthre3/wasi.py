@@ -550,10 +550,10 @@ class WasiShim:
         node = entry.node
         if type(node) is int:
             raise VfsError(ESPIPE)
-        if not entry.rights & right:
-            raise VfsError(missing)
         if not isinstance(node, File):
             raise VfsError(EISDIR)
+        if not entry.rights & right:
+            raise VfsError(missing)
         return entry, node
 
     def _dir(self, fd: int, right: int) -> Directory:
