@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "errname.h"
 
@@ -15,6 +16,8 @@ int main(int argc, char **argv) {
         printf("buffered 3\n");
         fflush(stdout);
         write(1, "after flush\n", 12);
+        struct stat st;
+        printf("fstat stdout %d, a character device %d\n", fstat(1, &st), S_ISCHR(st.st_mode));
         return 0;
     }
     for (int i = 0; i < 3; i++) printf("line %d\n", i);
