@@ -736,6 +736,8 @@ class WasiShim:
     def fd_seek(self, fd: int, offset: int, whence: int, newoffset_out: int) -> int:
         # stdio are streams (pipes, in Unix terms): seeking them is ESPIPE, which is
         # what wasi-libc expects when it tries to give back buffered stdin at exit.
+        if self._fds is None and 0 <= fd <= _STDERR:
+            return ESPIPE  # without building the table: every program that reads stdin ends here
         offset = _signed64(offset)
         whence &= _MASK32
         telling = whence == _WHENCE_CUR and offset == 0
@@ -755,6 +757,8 @@ class WasiShim:
         return ESUCCESS
 
     def fd_tell(self, fd: int, offset_out: int) -> int:
+        if self._fds is None and 0 <= fd <= _STDERR:
+            return ESPIPE
         entry, _ = self._file(fd, RIGHT_FD_TELL)
         self._put_u64(self._memory(), offset_out, entry.position)
         return ESUCCESS
