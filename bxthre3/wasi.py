@@ -143,8 +143,8 @@ _ADVICE_MAX = 5
 _SIGNAL_MAX = 30
 
 _STDIN, _STDOUT, _STDERR = 0, 1, 2
-PREOPENS = {3: ("/in", "in"), 4: ("/out", "out")}
-"""Preopened descriptors: fd -> (the name wasi-libc sees, which root of the filesystem)."""
+PREOPENS: dict[int, str] = dict(enumerate(abi.PREOPEN_DIRECTORIES, start=3))
+"""Preopened descriptors: fd -> the directory name wasi-libc sees (3: /in, 4: /out)."""
 
 MAX_OPEN_FDS = 1024
 """Most descriptors open at once; one more path_open is EMFILE (as RLIMIT_NOFILE would give)."""
@@ -528,8 +528,8 @@ class WasiShim:
                 _STDIN: _Descriptor(_STDIN, _STDIN_RIGHTS),
                 _STDOUT: _Descriptor(_STDOUT, _STDOUT_RIGHTS),
                 _STDERR: _Descriptor(_STDERR, _STDOUT_RIGHTS),
-                3: _Descriptor(vfs.in_root, DIR_RIGHTS_IN, DIR_RIGHTS_IN | FILE_RIGHTS_IN, preopen="/in"),
-                4: _Descriptor(vfs.out_root, DIR_RIGHTS_OUT, DIR_RIGHTS_OUT | FILE_RIGHTS_OUT, preopen="/out"),
+                3: _Descriptor(vfs.in_root, DIR_RIGHTS_IN, DIR_RIGHTS_IN | FILE_RIGHTS_IN, preopen=PREOPENS[3]),
+                4: _Descriptor(vfs.out_root, DIR_RIGHTS_OUT, DIR_RIGHTS_OUT | FILE_RIGHTS_OUT, preopen=PREOPENS[4]),
             }
         return self._fds
 
@@ -870,7 +870,7 @@ class WasiShim:
 
     def fd_prestat_get(self, fd: int, prestat_out: int) -> int:
         if self._fds is None:  # wasi-libc scans fd 3, 4, 5... at start-up: answer without building anything
-            name = PREOPENS[fd][0] if fd in PREOPENS else ""
+            name = PREOPENS.get(fd, "")
         else:
             entry = self._fds.get(fd)
             name = entry.preopen if entry is not None else ""
@@ -881,7 +881,7 @@ class WasiShim:
 
     def fd_prestat_dir_name(self, fd: int, path: int, path_len: int) -> int:
         if self._fds is None:
-            name = PREOPENS[fd][0] if fd in PREOPENS else ""
+            name = PREOPENS.get(fd, "")
         else:
             entry = self._fds.get(fd)
             name = entry.preopen if entry is not None else ""
@@ -1106,7 +1106,7 @@ class WasiShim:
             time.sleep(max(0.0, deadline - time.monotonic()))
             raise DeadlineExceeded
         while (left := wake_ns - time.monotonic_ns()) > 0:
-            time.sleep(left / 1e9)
+            time.sleep(min(left / 1e9, 3600.0))  # time.sleep overflows past time_t (a u64 timeout can)
 
     # -- clocks, randomness, scheduling, signals, exit ------------------------------------
 
