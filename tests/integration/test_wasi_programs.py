@@ -258,3 +258,23 @@ def test_long_names_and_paths_are_enametoolong(build: Callable[[str], bytes], ru
     # 100-byte components: the 11th would make the path below /out 1,110 bytes (> MAX_PATH_BYTES).
     assert result.stdout == b"256-byte name: ENAMETOOLONG\n255-byte name: ok\nmkdir stopped at depth 10: ENAMETOOLONG\n"
     assert list(result.files) == ["n" * 255]
+
+
+def test_readdir_continues_from_cookies_over_many_calls(
+    build: Callable[[str], bytes], run: Callable[..., RunResult]
+) -> None:
+    """300 entries of 144 bytes each: far more than wasi-libc's 4 KiB readdir buffer holds."""
+    result = run(build("limits"), args=("listing", "300"), stdin=b"", env={})
+    assert result.reason is None, result
+    assert result.stdout == f"listed 300, sum {sum(range(300))}\n".encode()
+    assert len(result.files) == 300
+
+
+def test_a_real_libc_program_passes_the_submission_check(build: Callable[[str], bytes]) -> None:
+    """wasi-libc's file functions import path_open, fd_readdir, fd_filestat_get...: all accepted."""
+    from bxthre3.wasm_inspect import check_wasi_command
+
+    info = check_wasi_command(build("files"), name="files.wasm")
+    imported = {imp.name for imp in info.imports}
+    assert {"path_open", "fd_readdir", "path_rename", "path_unlink_file", "fd_filestat_set_size"} <= imported
+    assert imported <= abi.SUPPORTED_WASI_IMPORTS

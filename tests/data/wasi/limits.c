@@ -1,5 +1,7 @@
 /* Pushes the limits of /out: argv[1] = bytes N (one file of N bytes, with stdout too),
-   files N (N empty files), names (too-long names and paths). */
+   files N (N empty files), names (too-long names and paths), listing N (N long names read back
+   with readdir: many fd_readdir calls continuing from cookies). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,24 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "/out/f%ld", i);
             close(open(name, O_CREAT | O_WRONLY, 0644));
         }
+        return 0;
+    }
+    if (!strcmp(mode, "listing")) {
+        char name[160];
+        for (long i = 0; i < n; i++) {
+            snprintf(name, sizeof name, "/out/%0120ld", i);
+            close(open(name, O_CREAT | O_WRONLY, 0644));
+        }
+        DIR *d = opendir("/out");
+        long count = 0, sum = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            count++;
+            sum += atol(e->d_name);
+        }
+        closedir(d);
+        printf("listed %ld, sum %ld\n", count, sum);
         return 0;
     }
     if (!strcmp(mode, "names")) {
