@@ -56,8 +56,6 @@ from bxthre3.vfs import (
     VfsError,
 )
 
-__all__ = ["DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders"]
-
 # WASI errno values (wasi_snapshot_preview1 `errno`) the shim returns itself.
 ESUCCESS = 0
 EBADF = 8
@@ -65,8 +63,11 @@ EFAULT = 21
 EMFILE = 33
 ENOTSOCK = 57
 ESPIPE = 70
-__all__ += ["EBADF", "EEXIST", "EFAULT", "EINVAL", "EISDIR", "EMFILE", "ENAMETOOLONG"]
-__all__ += ["ENOTCAPABLE", "ENOTDIR", "ENOTSOCK", "ESPIPE", "ESUCCESS"]
+__all__ = [  # errnos from vfs are re-exported: the shim's callers and tests name them all here
+    "DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders",
+    "EBADF", "EEXIST", "EFAULT", "EINVAL", "EISDIR", "EMFILE", "ENAMETOOLONG", "ENOTCAPABLE", "ENOTDIR",
+    "ENOTSOCK", "ESPIPE", "ESUCCESS",
+]  # fmt: skip
 
 # `filetype` values.
 FILETYPE_UNKNOWN = 0
