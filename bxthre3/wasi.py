@@ -905,12 +905,10 @@ class WasiShim:
         self._check(memory, buf, buf_len)
         cookie &= _MASK64
         out = bytearray()
-        listing = self._fs().listing(directory)
-        for index in range(cookie, len(listing)) if cookie < len(listing) else ():
-            name, node = listing[index]
+        for next_cookie, name, node in self._fs().listing(directory, cookie):
             encoded = name.encode("utf-8")
             filetype = FILETYPE_DIRECTORY if isinstance(node, Directory) else FILETYPE_REGULAR_FILE
-            out += _DIRENT.pack(index + 1, node.ino, len(encoded), filetype) + encoded
+            out += _DIRENT.pack(next_cookie, node.ino, len(encoded), filetype) + encoded
             if len(out) >= buf_len:
                 break
         used = min(len(out), buf_len)  # a cut-off last entry tells libc to retry with a bigger buffer

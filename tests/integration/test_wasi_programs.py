@@ -278,3 +278,13 @@ def test_a_real_libc_program_passes_the_submission_check(build: Callable[[str], 
     imported = {imp.name for imp in info.imports}
     assert {"path_open", "fd_readdir", "path_rename", "path_unlink_file", "fd_filestat_set_size"} <= imported
     assert imported <= abi.SUPPORTED_WASI_IMPORTS
+
+
+def test_removing_entries_while_reading_the_directory_removes_them_all(
+    build: Callable[[str], bytes], run: Callable[..., RunResult]
+) -> None:
+    """`rm -r`'s pattern: with positional cookies the continued listings would skip entries."""
+    result = run(build("limits"), args=("rmrf", "300"), stdin=b"", env={})
+    assert result.reason is None, result
+    assert result.stdout == b"removed 300, rmdir: ok\n"
+    assert result.files == {"keep": b""}

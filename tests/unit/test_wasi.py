@@ -544,17 +544,23 @@ def test_readdir_cookies_dot_entries_and_small_buffers(shim: Shim) -> None:
     assert shim.call("path_create_directory", 4, "dir") == 0
     entries = shim.listing(4)
     assert [(cookie, name) for cookie, _, _, name in entries] == [
-        (1, "."), (2, ".."), (3, "a"), (4, "b"), (5, "c"), (6, "dir"),
-    ]  # fmt: skip
+        (1, "."), (2, ".."), (3, "b"), (4, "a"), (5, "c"), (6, "dir"),
+    ]  # fmt: skip  (creation order)
     types = {name: filetype for _, _, filetype, name in entries}
     assert types["dir"] == types["."] == wasi.FILETYPE_DIRECTORY and types["a"] == wasi.FILETYPE_REGULAR_FILE
     assert [e[3] for e in shim.listing(4, cookie=4)] == ["c", "dir"]  # what follows the entry whose d_next is 4
     assert shim.listing(4, cookie=6) == [] and shim.listing(4, cookie=1 << 40) == []
+    # Cookies belong to entries: removing some mid-listing shifts nothing.
+    assert shim.call("path_unlink_file", 4, "b") == 0
+    assert shim.call("path_unlink_file", 4, "a") == 0
+    assert [(c, n) for c, _, _, n in shim.listing(4, cookie=4)] == [(5, "c"), (6, "dir")]
+    assert shim.call("path_rename", 4, "c", 4, "c2") == 0  # a renamed entry moves to the end
+    assert [n for *_, n in shim.listing(4)] == [".", "..", "dir", "c2"]
     # A buffer that cuts an entry comes back full, so libc retries with a bigger one.
     pointer, _ = shim.mem.put(bytes(30))
     assert shim.call("fd_readdir", 4, pointer, 30, 0, 0) == 0
     assert shim.mem.u32(0) == 30
-    assert shim.call("fd_readdir", shim.open("a"), pointer, 30, 0, 0) == wasi.ENOTDIR
+    assert shim.call("fd_readdir", shim.open("c2"), pointer, 30, 0, 0) == wasi.ENOTDIR
     assert shim.call("fd_readdir", 1, pointer, 30, 0, 0) == wasi.ENOTDIR
 
 

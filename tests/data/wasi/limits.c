@@ -1,6 +1,7 @@
 /* Pushes the limits of /out: argv[1] = bytes N (one file of N bytes, with stdout too),
    files N (N empty files), names (too-long names and paths), listing N (N long names read back
-   with readdir: many fd_readdir calls continuing from cookies). */
+   with readdir: many fd_readdir calls continuing from cookies), rmrf N (N files removed one by one
+   while reading the directory, then the directory itself). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -45,6 +46,27 @@ int main(int argc, char **argv) {
         }
         closedir(d);
         printf("listed %ld, sum %ld\n", count, sum);
+        return 0;
+    }
+    if (!strcmp(mode, "rmrf")) {
+        char name[200];
+        mkdir("/out/tree", 0755);
+        for (long i = 0; i < n; i++) {
+            snprintf(name, sizeof name, "/out/tree/%0120ld", i);
+            close(open(name, O_CREAT | O_WRONLY, 0644));
+        }
+        close(open("/out/keep", O_CREAT | O_WRONLY, 0644));
+        DIR *d = opendir("/out/tree");
+        long removed = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            snprintf(name, sizeof name, "/out/tree/%s", e->d_name);
+            if (unlink(name) == 0) removed++;
+        }
+        closedir(d);
+        errno = 0;
+        printf("removed %ld, rmdir: %s\n", removed, rmdir("/out/tree") ? errname(errno) : "ok");
         return 0;
     }
     if (!strcmp(mode, "names")) {
