@@ -405,8 +405,6 @@ class WasiShim:
         self._random = random
         self.stdout_overflowed = False
         """True once the module tried to write more output than the budget allows."""
-        if self._inputs:  # a bad input path is the caller's error: say so now, not mid-run
-            self._table()
 
     @property
     def stdout(self) -> bytes:
@@ -522,7 +520,12 @@ class WasiShim:
     # -- descriptors ---------------------------------------------------------------
 
     def _table(self) -> dict[int, _Descriptor]:
-        """The descriptor table, building it (and the filesystem) on first use."""
+        """The descriptor table, building it (and the filesystem) on first use.
+
+        Input files are placed only then, so a task that never looks at its files pays nothing
+        for them. An input path that is not a plain relative path (the controller refuses those)
+        raises ValueError here, which the engines report as an internal error.
+        """
         if self._fds is None:
             vfs = self._vfs = Vfs(self._inputs, self._budget)
             self._fds = {

@@ -584,10 +584,13 @@ def test_faults_are_efault(shim: Shim) -> None:
     assert shim.files == {"f": b""}  # created before the result could not be stored, then closed
 
 
-def test_bad_input_paths_are_refused_up_front() -> None:
-    for files in ({"../x": b""}, {"/abs": b""}, {"a": b"", "a/b": b""}, {"": b""}):
-        with pytest.raises(ValueError):
-            wasi.WasiShim(args=[], env={}, stdin=b"", files=files)
+def test_input_files_are_placed_on_first_use_and_bad_paths_refused() -> None:
+    for files in ({"../x": b""}, {"/abs": b""}, {"a": b"", "a/b": b""}, {"": b""}, {"a//b": b""}):
+        s = Shim(files=files)
+        assert s.write(1, b"stdio needs no filesystem") == 25
+        assert s.shim._vfs is None
+        with pytest.raises(ValueError, match="input file path"):
+            s.call("fd_close", 9)  # anything past stdio and the preopen scan builds it
 
 
 # -- polling, signals, sockets -------------------------------------------------------------------
@@ -810,3 +813,12 @@ def test_every_function_links_and_answers_on_both_engines(engine: str, function:
         assert (result.reason, result.exit_code) == (FailureReason.EXIT_CODE, expected), result
     if function in ("path_create_directory", "path_open"):
         assert result.files == ({"f": b""} if function == "path_open" else {})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_bad_input_path_is_an_internal_error_not_a_crash(engine: str) -> None:
+    result = engines.runner(engine)(
+        calling_module("fd_close", (9,)), args=(), stdin=b"", env={}, files={"../escape": b"x"}
+    )
+    assert result.reason is FailureReason.INTERNAL
+    assert "input file path '../escape' is not a plain relative path" in result.error
