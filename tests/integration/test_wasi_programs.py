@@ -217,6 +217,7 @@ def test_files_cross_the_executor_pipe(build: Callable[[str], bytes], tmp_path: 
                 stdin=b"",
                 env={abi.TASK_ID_ENV: "t"},
                 files=INPUTS,
+                memory_limit_bytes=64 * 1024 * 1024,  # the module is rewritten (wasm_sandbox) and still works
             )
         )
         result = executor.read_result()
@@ -288,3 +289,18 @@ def test_removing_entries_while_reading_the_directory_removes_them_all(
     assert result.reason is None, result
     assert result.stdout == b"removed 300, rmdir: ok\n"
     assert result.files == {"keep": b""}
+
+
+def test_runs_with_files_do_not_grow_memory(build: Callable[[str], bytes], run: Callable[..., RunResult]) -> None:
+    """Each run's filesystem and descriptors go with its shim."""
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        pytest.skip("needs /proc")
+    wasm = build("limits")
+    for _ in range(20):
+        run(wasm, args=("listing", "50"), stdin=b"", env={})
+    before = int(statm.read_text().split()[1])
+    for _ in range(150):
+        assert run(wasm, args=("listing", "50"), stdin=b"", env={}).reason is None
+    grown_kib = (int(statm.read_text().split()[1]) - before) * os.sysconf("SC_PAGE_SIZE") // 1024
+    assert grown_kib < 8 * 1024, f"RSS grew {grown_kib} KiB over 150 runs"
