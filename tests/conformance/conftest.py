@@ -272,9 +272,7 @@ def run_native(binary: Path, scenario: Scenario) -> Outcome:
             [str(binary), str(in_dir), str(out_dir), *scenario.args], input=scenario.stdin, capture_output=True,
             env=dict(scenario.env), cwd=cwd, timeout=RUN_TIMEOUT_S,
         )  # fmt: skip
-        files = {
-            p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*")) if p.is_file()
-        }
+        files = {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*")) if p.is_file()}
     return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
 
 

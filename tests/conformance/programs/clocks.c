@@ -68,7 +68,7 @@ static void randomness(void) {
     unsigned char a[300], b[256];
     memset(a, 0, sizeof a);
     memset(b, 0, sizeof b);
-    printf("getentropy ok: %s %s\n", yes(getentropy(a, sizeof a) == 0), yes(getentropy(b, sizeof b) == 0));
+    printf("getentropy ok: %s %s\n", yes(getentropy(a, sizeof b) == 0), yes(getentropy(b, sizeof b) == 0));
     printf("getentropy(257) refused: %s\n", yes(getentropy(a, 257) != 0));
     printf("two draws differ: %s\n", yes(memcmp(a, b, sizeof b) != 0));
     int zeros = 0, distinct = 0, seen[256] = {0};
