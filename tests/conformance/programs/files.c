@@ -60,7 +60,7 @@ static void big(void) {
     printf("big: size %ld read %zu eof %d fnv %016" PRIx64 "\n", size, got, feof(f), fnv(data, got, 14695981039346656037ull));
     /* the same file again in odd-sized chunks */
     rewind(f);
-    unsigned char chunk[65537];
+    static unsigned char chunk[65537]; /* static: a WebAssembly stack is 64 KiB by default */
     uint64_t h = 14695981039346656037ull;
     size_t total = 0, k;
     while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) { h = fnv(chunk, k, h); total += k; }

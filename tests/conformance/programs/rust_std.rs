@@ -15,28 +15,27 @@ fn yes(ok: bool) -> &'static str {
     if ok { "yes" } else { "NO" }
 }
 
-fn main() -> io::Result<()> {
-    let args: Vec<String> = env::args().skip(1).collect();
-    if args.len() < 2 {
-        eprintln!("usage: rust_std IN_DIR OUT_DIR [ARGS...]");
-        std::process::exit(2);
-    }
-    let (input, output) = (Path::new(&args[0]), Path::new(&args[1]));
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+type Out<'a> = BufWriter<io::StdoutLock<'a>>;
 
+// Several functions rather than one long main: an unoptimised build of one long function needs more
+// operand stack than Wasm3 compiles ("compiling function overran its stack height limit").
+fn arguments(out: &mut Out, args: &[String]) -> io::Result<()> {
     writeln!(out, "args {:?}", &args[2..])?;
     let vars: BTreeMap<String, String> = env::vars().collect();
     writeln!(out, "vars {:?}", vars)?;
-    writeln!(out, "var CONF_GREETING {:?} CONF_MISSING {:?}", env::var("CONF_GREETING").ok(), env::var("CONF_MISSING").ok())?;
+    writeln!(out, "var CONF_GREETING {:?} CONF_MISSING {:?}", env::var("CONF_GREETING").ok(), env::var("CONF_MISSING").ok())
+}
 
+fn formatting(out: &mut Out) -> io::Result<()> {
     for v in [0.0f64, -0.0, 0.1, 1.0 / 3.0, 1e21, 1e-7, f64::MAX, f64::MIN_POSITIVE, 5e-324, 2.5, -1234.5678] {
         writeln!(out, "{} {:?} {:.3} {:e} {:10.2}| {:<12.4e}|", v, v, v, v, v, v)?;
     }
     writeln!(out, "{} {} {} {}", f64::INFINITY, f64::NEG_INFINITY, f64::NAN, (2.0f64).sqrt())?;
     writeln!(out, "{} {} {:x} {:#b} {:>8}|{:08.3}", i64::MIN, u64::MAX, 0xdeadbeefu32, 5u8, "right", 3.14159)?;
-    writeln!(out, "parsed {:?} {:?}", "0.1".parse::<f64>(), "1e400".parse::<f64>())?;
+    writeln!(out, "parsed {:?} {:?}", "0.1".parse::<f64>(), "1e400".parse::<f64>())
+}
 
+fn sorting(out: &mut Out) -> io::Result<()> {
     let mut v: Vec<u32> = Vec::new();
     let mut x = 2463534242u32;
     for _ in 0..10000 {
@@ -52,8 +51,10 @@ fn main() -> io::Result<()> {
     }
     let mut counts: Vec<(u32, u32)> = by_count.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    writeln!(out, "sorted min {} max {} median {} top {:?}", v[0], v[v.len() - 1], v[v.len() / 2], &counts[..3])?;
+    writeln!(out, "sorted min {} max {} median {} top {:?}", v[0], v[v.len() - 1], v[v.len() / 2], &counts[..3])
+}
 
+fn files(out: &mut Out, input: &Path, output: &Path) -> io::Result<()> {
     let text = fs::read_to_string(input.join("text.txt"))?;
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort();
@@ -74,7 +75,10 @@ fn main() -> io::Result<()> {
     }
     writeln!(out, "big read in chunks: {} bytes, more than one read: {}", total, yes(n > 1))?;
     let doubled: Vec<u8> = big.iter().map(|b| b.wrapping_mul(2)).collect();
-    fs::write(output.join("doubled.bin"), &doubled)?;
+    fs::write(output.join("doubled.bin"), &doubled)
+}
+
+fn seeking(out: &mut Out, input: &Path, output: &Path) -> io::Result<()> {
     fs::create_dir_all(output.join("sub/dir"))?;
     let mut f = fs::OpenOptions::new().create(true).read(true).write(true).open(output.join("sub/dir/seek.bin"))?;
     f.write_all(b"0123456789")?;
@@ -89,8 +93,10 @@ fn main() -> io::Result<()> {
     writeln!(out, "input dir {:?}", names)?;
     writeln!(out, "missing file error kind {:?}", fs::read(input.join("nope")).unwrap_err().kind())?;
     let stdin_lines = io::stdin().lock().lines().count();
-    writeln!(out, "stdin lines {}", stdin_lines)?;
+    writeln!(out, "stdin lines {}", stdin_lines)
+}
 
+fn time_and_randomness(out: &mut Out) -> io::Result<()> {
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(15));
     let slept = start.elapsed();
@@ -103,7 +109,24 @@ fn main() -> io::Result<()> {
     let (mut ha, mut hb) = (a.build_hasher(), b.build_hasher());
     42u32.hash(&mut ha);
     42u32.hash(&mut hb);
-    writeln!(out, "random hash keys differ: {}", yes(ha.finish() != hb.finish()))?;
+    writeln!(out, "random hash keys differ: {}", yes(ha.finish() != hb.finish()))
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!("usage: rust_std IN_DIR OUT_DIR [ARGS...]");
+        std::process::exit(2);
+    }
+    let (input, output) = (Path::new(&args[0]), Path::new(&args[1]));
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    arguments(&mut out, &args)?;
+    formatting(&mut out)?;
+    sorting(&mut out)?;
+    files(&mut out, input, output)?;
+    seeking(&mut out, input, output)?;
+    time_and_randomness(&mut out)?;
     for i in 0..70000u32 {
         out.write_all(&[(i % 251) as u8, 0, 0x80 | (i % 128) as u8])?;
     }
