@@ -362,8 +362,10 @@ def assert_same(native: Outcome, wasm: Outcome, what: str) -> None:
         problems.append("stderr: " + first_difference(native.stderr, wasm.stderr))
     if sorted(wasm.files) != sorted(native.files):
         problems.append(f"output files: native {sorted(native.files)} wasm {sorted(wasm.files)}")
-    for name in sorted(set(native.files) & set(wasm.files)):
-        if native.files[name] != wasm.files[name]:
-            problems.append(f"/out/{name}: " + first_difference(native.files[name], wasm.files[name]))
+    differing = [name for name in sorted(set(native.files) & set(wasm.files)) if native.files[name] != wasm.files[name]]
+    for name in differing[:3]:
+        problems.append(f"/out/{name}: " + first_difference(native.files[name], wasm.files[name]))
+    if len(differing) > 3:
+        problems.append(f"... and {len(differing) - 3} more files differ")
     if problems:
         pytest.fail(f"{what} differs from its native build:\n" + "\n".join(problems), pytrace=False)

@@ -231,11 +231,13 @@ static void files(void) {
     CALL("rename file over dir", rename(path(OUT, "d/g.txt"), path(OUT, "d/sub2")));
 
     CALL("mkdir many", mkdir(path(OUT, "many"), 0755));
+    char content[150];
+    for (int i = 0; i < 150; i++) content[i] = (char)(i * 37);
     for (int i = 0; i < 150; i++) {
         char name[128];
         snprintf(name, sizeof name, "many/entry-%03d-with-a-fairly-long-name-to-fill-buffers.txt", i);
         int f = open(path(OUT, name), O_CREAT | O_WRONLY, 0644);
-        if (f < 0 || write(f, name, (size_t)i) != i) printf("creating %s: %s\n", name, errname(errno));
+        if (f < 0 || write(f, content, (size_t)i) != i) printf("creating %s: %s\n", name, errname(errno));
         close(f);
     }
     list("readdir many", path(OUT, "many"));
