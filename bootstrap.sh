@@ -126,8 +126,12 @@ ensure_debian_packages() {
         missing+=(python3-venv python3-dev)
     fi
     command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
-    if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    elif [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
         apt_install "${missing[@]}"
+    else
+        log "missing test packages (install them as root): ${missing[*]}"
     fi
 }
 
@@ -227,10 +231,10 @@ install() {
 # builds its WebAssembly programs with, each compared there with the same source built natively:
 # clang 14 and 19 with lld for wasm32-wasi, wasi-libc, libc++ for wasm32, and Debian's rustc with its
 # wasm32-wasi standard library (/usr/bin/rustc: a rustup toolchain earlier on PATH usually lacks it).
-# Checked per package with dpkg-query, installed with apt-get (as root, or through sudo) when missing;
-# without apt-get they are left missing, and the conformance fixtures fail under `test`
-# (BXTHRE3_REQUIRE_TOOLCHAINS=1) instead of skipping.
-TEST_DEBS=(iproute2 shellcheck
+# g++ builds the native twin of the C++ program. Checked per package with dpkg-query, installed with
+# apt-get (as root, or through sudo) when missing; without either they are left missing, and the
+# conformance fixtures fail under `test` (BXTHRE3_REQUIRE_TOOLCHAINS=1) instead of skipping.
+TEST_DEBS=(iproute2 shellcheck g++
            clang-14 lld-14 libclang-rt-14-dev-wasm32 clang-19 lld-19 libclang-rt-19-dev-wasm32
            wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 rustc libstd-rust-dev-wasm32)
 deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
@@ -243,8 +247,12 @@ ensure_test_packages() {
     for p in "${TEST_DEBS[@]}"; do
         deb_installed "$p" || missing+=("$p")
     done
-    if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    elif [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
         apt_install "${missing[@]}"
+    else
+        log "missing test packages (install them as root): ${missing[*]}"
     fi
 }
 

@@ -149,7 +149,7 @@ def test_missing_compiler_and_headers_come_from_apt_through_sudo(machine: Machin
     assert done[-1] == f"{machine.venv}/bin/bxthre3 host --ram-limit 256 --controller 10.0.0.5"
 
 
-TEST_DEBS = ["iproute2", "shellcheck", "clang-14", "lld-14", "libclang-rt-14-dev-wasm32", "clang-19", "lld-19",
+TEST_DEBS = ["iproute2", "shellcheck", "g++", "clang-14", "lld-14", "libclang-rt-14-dev-wasm32", "clang-19", "lld-19",
              "libclang-rt-19-dev-wasm32", "wasi-libc", "libc++-14-dev-wasm32", "libc++abi-14-dev-wasm32", "rustc",
              "libstd-rust-dev-wasm32"]  # fmt: skip
 """What `./bootstrap.sh test` installs for the suite (the conformance suite's toolchains among them)."""
@@ -184,6 +184,16 @@ def test_test_command_with_everything_installed_runs_no_apt_and_can_opt_out(mach
     done = actions(proc)
     assert not any("apt-get" in a for a in done), done
     assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=0 {machine.venv}/bin/python -m pytest "
+
+
+def test_test_command_without_root_or_sudo_says_what_is_missing(machine: Machine) -> None:
+    machine.installed()
+    debian_with(machine, set(TEST_DEBS) - {"clang-19"}, uid=1000)
+    (machine.bin / "sudo").unlink()
+    proc = machine.run("test", "--dry-run")
+    assert proc.returncode == 0 and not any("apt-get" in a for a in actions(proc)), proc.stderr
+    assert "missing test packages (install them as root): clang-19" in proc.stderr
+    assert actions(proc)[-1].startswith("env BXTHRE3_REQUIRE_TOOLCHAINS=1 "), "the suite then fails, not skips"
 
 
 def test_test_command_installs_through_sudo_when_not_root(machine: Machine) -> None:
