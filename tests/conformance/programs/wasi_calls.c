@@ -255,6 +255,31 @@ static void files(void) {
     CALL("rmdir sub2", rmdir(path(OUT, "d/sub2")));
     CALL("rmdir d", rmdir(path(OUT, "d")));
     CALL("rmdir missing", rmdir(path(OUT, "d")));
+    /* rm -r's pattern: unlink each entry while reading the directory, then remove it */
+    CALL("mkdir tree", mkdir(path(OUT, "tree"), 0755));
+    CALL("mkdir tree/inner", mkdir(path(OUT, "tree/inner"), 0755));
+    for (int i = 0; i < 120; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "tree/inner/f%03d", i);
+        close(open(path(OUT, name), O_CREAT | O_WRONLY, 0644));
+    }
+    CALL("rename a full dir", rename(path(OUT, "tree/inner"), path(OUT, "tree/moved")));
+    show_stat("stat a file through the new name", path(OUT, "tree/moved/f007"));
+    show_stat("stat it through the old name", path(OUT, "tree/inner/f007"));
+    DIR *dir = opendir(path(OUT, "tree/moved"));
+    int removed = 0, failed = 0;
+    struct dirent *entry;
+    while (dir && (entry = readdir(dir))) {
+        if (entry->d_name[0] == '.') continue;
+        char name[300];
+        snprintf(name, sizeof name, "tree/moved/%s", entry->d_name);
+        if (unlink(path(OUT, name)) == 0) removed++;
+        else failed++;
+    }
+    if (dir) closedir(dir);
+    printf("unlinked while reading: %d, failed %d\n", removed, failed);
+    CALL("rmdir the emptied dir", rmdir(path(OUT, "tree/moved")));
+    CALL("rmdir tree", rmdir(path(OUT, "tree")));
     CALL("access in/text.txt", access(path(IN, "text.txt"), R_OK));
     CALL("access missing", access(path(OUT, "nope"), F_OK));
 
