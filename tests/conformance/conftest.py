@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.engines import WASM3, WASMTIME, wasmtime_installed
+from bxthre3.engines import WASM3, WASMTIME
 from bxthre3.executor import ExecJob, Executor
+from tests.conftest import ENGINES
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 REQUIRE_ENV = "BXTHRE3_REQUIRE_TOOLCHAINS"
@@ -315,13 +316,8 @@ class EngineRunner:
             self._executor = None
 
 
-ENGINE_PARAMS = [
-    pytest.param(WASM3, id="wasm3"),
-    pytest.param(
-        WASMTIME, id="wasmtime",
-        marks=pytest.mark.skipif(not wasmtime_installed(), reason="wasmtime is not installed (pip install wasmtime)"),
-    ),
-]  # fmt: skip
+ENGINE_PARAMS = ENGINES
+"""Both engines (wasmtime skipped where it is not installed), as in the rest of the suite."""
 
 
 @pytest.fixture(scope="session")
