@@ -13,7 +13,8 @@
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
-# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins).
+# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
+# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing).
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -419,7 +420,7 @@ main() {
             exec "$VENV/bin/bxthre3" run "$@"
             ;;
         -h|--help|help)
-            sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             ;;
         --)
             shift
