@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +40,7 @@ CACHE_ENV = "BXTHRE3_CONFORMANCE_CACHE"
 CACHE_VERSION = b"1"
 """Bump to rebuild every cached program (e.g. after changing how builds are invoked)."""
 RUN_TIMEOUT_S = 120.0
+PRUNE_AFTER_S = 30 * 86400
 
 
 def toolchains_required() -> bool:
@@ -153,6 +155,7 @@ class Builder:
     def __init__(self, cache: Path) -> None:
         self.cache = cache
         self.cache.mkdir(parents=True, exist_ok=True)
+        self._prune()
         self._identity: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2)
@@ -171,6 +174,16 @@ class Builder:
                     text = f"{os.path.realpath(found)}\n{proc.stdout}" if proc.returncode == 0 else None
                 self._identity[toolchain.executable] = text
             return self._identity[toolchain.executable]
+
+    def _prune(self) -> None:
+        """Builds no session used for PRUNE_AFTER_S go (sources and compilers change; the cache must not grow)."""
+        cutoff = time.time() - PRUNE_AFTER_S
+        for entry in self.cache.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+            except OSError:
+                pass  # another session's build, renamed or removed meanwhile
 
     def command(self, spec: BuildSpec, output: Path) -> list[str]:
         toolchain = TOOLCHAINS[spec.toolchain]
@@ -203,6 +216,7 @@ class Builder:
         suffix = "" if toolchain.native else ".wasm"
         output = self.cache / f"{spec.id}-{key.hexdigest()[:24]}{suffix}"
         if output.exists():
+            os.utime(output)  # used: kept by _prune
             with self._lock:
                 self.cached += 1
             return output

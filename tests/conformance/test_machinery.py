@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conformance.conftest import (
+    PRUNE_AFTER_S,
     REQUIRE_ENV,
     TOOLCHAINS,
     Builder,
@@ -47,3 +50,12 @@ def test_builds_are_cached_by_source_compiler_and_flags(tmp_path: Path) -> None:
         assert other != built and again.compiled == 1
     finally:
         again.close()
+
+
+def test_builds_unused_for_a_month_are_pruned(tmp_path: Path) -> None:
+    old, recent = tmp_path / "old.wasm", tmp_path / "recent.wasm"
+    for f in (old, recent):
+        f.write_bytes(b"\0asm")
+    os.utime(old, (time.time() - PRUNE_AFTER_S - 60,) * 2)
+    Builder(tmp_path).close()
+    assert not old.exists() and recent.exists()
