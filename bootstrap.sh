@@ -5,7 +5,7 @@
 #   ./bootstrap.sh                  set up, ask for the role and RAM per node, start it
 #   ./bootstrap.sh --role N [...]   the same without questions (see the options below)
 #   ./bootstrap.sh run DAG.yaml     run a DAG on an embedded local cluster and print its results
-#   ./bootstrap.sh test [ARGS...]   run the whole test suite (extra ARGS go to pytest)
+#   ./bootstrap.sh test [ARGS...]   run the whole test suite (extra ARGS go to pytest; --dry-run first: list)
 #   ./bootstrap.sh install          only set up
 #   ./bootstrap.sh -- ARGS...       pass ARGS to the `bxthre3` command
 #
@@ -13,7 +13,8 @@
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
-# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins).
+# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
+# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing).
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -102,10 +103,14 @@ as_root() {
     fi
 }
 
+APT_UPDATED=0
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "missing $* and no apt-get here; install them by hand"
     log "installing Debian packages: $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    if [ "$APT_UPDATED" -eq 0 ]; then  # once per run, however many groups of packages are installed
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
@@ -122,8 +127,12 @@ ensure_debian_packages() {
         missing+=(python3-venv python3-dev)
     fi
     command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
-    if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    elif [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
         apt_install "${missing[@]}"
+    else
+        log "missing test packages (install them as root): ${missing[*]}"
     fi
 }
 
@@ -218,14 +227,33 @@ install() {
     return 0
 }
 
-# The multi-device test builds network namespaces with iproute2's `ip`; the script itself is checked by
-# linted with ShellCheck; both are installed when missing and possible (root with apt-get).
+# What the test suite needs beyond the install: iproute2's `ip` (the multi-device test builds network
+# namespaces), ShellCheck (lints this script), and the toolchains the conformance suite (tests/conformance)
+# builds its WebAssembly programs with, each compared there with the same source built natively:
+# clang 14 and 19 with lld for wasm32-wasi, wasi-libc, libc++ for wasm32, and Debian's rustc with its
+# wasm32-wasi standard library (/usr/bin/rustc: a rustup toolchain earlier on PATH usually lacks it).
+# g++ builds the native twin of the C++ program. Checked per package with dpkg-query, installed with
+# apt-get (as root, or through sudo) when missing; without either they are left missing, and the
+# conformance fixtures fail under `test` (BXTHRE3_REQUIRE_TOOLCHAINS=1) instead of skipping.
+TEST_DEBS=(iproute2 shellcheck g++
+           clang-14 lld-14 libclang-rt-14-dev-wasm32 clang-19 lld-19 libclang-rt-19-dev-wasm32
+           wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 rustc libstd-rust-dev-wasm32)
+deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 ensure_test_packages() {
-    local missing=()
-    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-    command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
-    if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    local missing=() p
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "no apt-get here: install the test toolchains by hand (${TEST_DEBS[*]})"
+        return 0
+    fi
+    for p in "${TEST_DEBS[@]}"; do
+        deb_installed "$p" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    elif [ "$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then
         apt_install "${missing[@]}"
+    else
+        log "missing test packages (install them as root): ${missing[*]}"
     fi
 }
 
@@ -371,10 +399,18 @@ main() {
             ;;
         test)
             shift
+            if [ "${1:-}" = --dry-run ]; then DRY_RUN=1; shift; fi
             install
             ensure_test_packages
             cd "$ROOT"
-            "$VENV/bin/python" -m ruff check bxthre3 tests benchmarks
+            # Under `test` a missing toolchain fails the conformance suite instead of skipping it.
+            export BXTHRE3_REQUIRE_TOOLCHAINS="${BXTHRE3_REQUIRE_TOOLCHAINS:-1}"
+            act "$VENV/bin/python" -m ruff check bxthre3 tests benchmarks
+            if [ "$DRY_RUN" -eq 1 ]; then
+                printf 'would run: env BXTHRE3_REQUIRE_TOOLCHAINS=%s %s\n' "$BXTHRE3_REQUIRE_TOOLCHAINS" \
+                    "$VENV/bin/python -m pytest $*"
+                return 0
+            fi
             exec "$VENV/bin/python" -m pytest "$@"
             ;;
         run)
@@ -384,7 +420,7 @@ main() {
             exec "$VENV/bin/bxthre3" run "$@"
             ;;
         -h|--help|help)
-            sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             ;;
         --)
             shift

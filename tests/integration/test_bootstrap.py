@@ -149,6 +149,64 @@ def test_missing_compiler_and_headers_come_from_apt_through_sudo(machine: Machin
     assert done[-1] == f"{machine.venv}/bin/bxthre3 host --ram-limit 256 --controller 10.0.0.5"
 
 
+TEST_DEBS = ["iproute2", "shellcheck", "g++", "clang-14", "lld-14", "libclang-rt-14-dev-wasm32", "clang-19", "lld-19",
+             "libclang-rt-19-dev-wasm32", "wasi-libc", "libc++-14-dev-wasm32", "libc++abi-14-dev-wasm32", "rustc",
+             "libstd-rust-dev-wasm32"]  # fmt: skip
+"""What `./bootstrap.sh test` installs for the suite (the conformance suite's toolchains among them)."""
+
+
+def debian_with(machine: Machine, debs: set[str], *, uid: int = 0) -> None:
+    """dpkg-query answers for `debs` as installed; `id -u` says `uid`."""
+    (machine.root / "debs").write_text("\n".join(sorted(debs)) + "\n")
+    machine.env["DEBS"] = str(machine.root / "debs")
+    machine.stub("dpkg-query", 'for a; do p="$a"; done; grep -qx "$p" "$DEBS" && printf "install ok installed"')
+    machine.stub("id", f'if [ "$1" = "-u" ]; then echo {uid}; else /usr/bin/id "$@"; fi')
+
+
+def test_test_command_installs_the_missing_toolchains_with_one_apt_update(machine: Machine) -> None:
+    (machine.bin / "cc").unlink()  # the base install needs apt too: still one `apt-get update`
+    debian_with(machine, {"iproute2", "clang-14", "wasi-libc"})
+    proc = machine.run("test", "--dry-run", "-x", "tests/conformance", CI="true")
+    assert proc.returncode == 0, proc.stderr
+    done = actions(proc)
+    assert [a for a in done if "apt-get update" in a] == ["env DEBIAN_FRONTEND=noninteractive apt-get update -qq"]
+    installs = [a.split(" --no-install-recommends ")[1].split() for a in done if "apt-get install" in a]
+    assert installs == [["gcc", "libc6-dev"], [d for d in TEST_DEBS if d not in {"iproute2", "clang-14", "wasi-libc"}]]
+    assert done[-2] == f"{machine.venv}/bin/python -m ruff check bxthre3 tests benchmarks"
+    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -x tests/conformance"
+
+
+def test_test_command_with_everything_installed_runs_no_apt_and_can_opt_out(machine: Machine) -> None:
+    machine.installed()
+    debian_with(machine, set(TEST_DEBS))
+    proc = machine.run("test", "--dry-run", BXTHRE3_REQUIRE_TOOLCHAINS="0")
+    assert proc.returncode == 0, proc.stderr
+    done = actions(proc)
+    assert not any("apt-get" in a for a in done), done
+    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=0 {machine.venv}/bin/python -m pytest "
+
+
+def test_test_command_without_root_or_sudo_says_what_is_missing(machine: Machine) -> None:
+    machine.installed()
+    debian_with(machine, set(TEST_DEBS) - {"clang-19"}, uid=1000)
+    (machine.bin / "sudo").unlink()
+    proc = machine.run("test", "--dry-run")
+    assert proc.returncode == 0 and not any("apt-get" in a for a in actions(proc)), proc.stderr
+    assert "missing test packages (install them as root): clang-19" in proc.stderr
+    assert actions(proc)[-1].startswith("env BXTHRE3_REQUIRE_TOOLCHAINS=1 "), "the suite then fails, not skips"
+
+
+def test_test_command_installs_through_sudo_when_not_root(machine: Machine) -> None:
+    machine.installed()
+    debian_with(machine, set(TEST_DEBS) - {"rustc", "libstd-rust-dev-wasm32"}, uid=1000)
+    done = actions(machine.run("test", "--dry-run"))
+    assert [a for a in done if "apt-get" in a] == [
+        "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq",
+        "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rustc "
+        "libstd-rust-dev-wasm32",
+    ]
+
+
 def test_a_second_run_changes_nothing(machine: Machine) -> None:
     machine.installed()
     proc = machine.run("--dry-run", "--role", "node-manager", "--yes")
