@@ -354,7 +354,9 @@ class Controller:
                     error = f"no task {msg.task_id!r} in DAG {msg.dag_id!r}"
                     self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
                     return
-                view = views.results_view(dag, self.scheduler, now, msg.with_output, msg.task_id, max(0, msg.limit))
+                view = views.results_view(
+                    dag, self.scheduler, now, msg.with_output, msg.task_id, max(0, msg.limit), msg.with_files
+                )
                 self._reply(identity, msg.req_id, view)
         else:
             self._drop(f"unexpected {kind.__name__} from a peer")

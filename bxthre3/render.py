@@ -68,6 +68,9 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
             text = describe_output(task.get("output")).rstrip("\n")
             if text:
                 console.out(_safe(text) if console.is_terminal else text, highlight=False)
+            for f in task.get("files") or []:  # named outputs: what the task wrote under /out
+                label = escape(_safe(f"{task['task_id']}/{f['name']}"))
+                console.print(f"[cyan]{label}[/] {f['size']:,} bytes, sha256 {f['sha256']}")
         else:
             reason = task.get("reason") or ""
             error = task.get("error") or ""
