@@ -606,11 +606,13 @@ class _WireReader:
     def fail(self, message: str, task: str | None = None, field: str | None = None) -> DagError:
         return DagError(message, file=self.source, task=task, field=field)
 
-    def keys(self, obj: dict[Any, Any], allowed: frozenset[str], what: str, task: str | None) -> None:
+    def keys(
+        self, obj: dict[Any, Any], allowed: frozenset[str], what: str, task: str | None, field: str | None = None
+    ) -> None:
         unknown = [k for k in obj if k not in allowed]
         if unknown:
             shown = ", ".join(sorted(_show(k) for k in unknown[:5]))
-            raise self.fail(f"unknown {what} key(s): {shown}", task)
+            raise self.fail(f"unknown {what} key(s): {shown}", task, field)
 
     def string(self, value: object, task: str | None, field: str, limit: int) -> str:
         if not isinstance(value, str):
@@ -698,7 +700,7 @@ class _WireReader:
             where = f"file #{n}"
             if not isinstance(item, dict):
                 raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, "files")
-            self.keys(item, _FILE_KEYS, where, task_id)
+            self.keys(item, _FILE_KEYS, where, task_id, "files")
             path = item.get("path")
             if not isinstance(path, str):
                 raise self.fail(f"{where} path must be a string", task_id, "files")
@@ -724,7 +726,7 @@ class _WireReader:
             where = f"input #{n}"
             if not isinstance(item, dict):
                 raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, "inputs")
-            self.keys(item, _INPUT_KEYS, f"{where}", task_id)
+            self.keys(item, _INPUT_KEYS, f"{where}", task_id, "inputs")
             out.append(self.one_input(item, where, task_id, "inputs"))
         return tuple(out)
 
