@@ -15,26 +15,60 @@ SUPPORTED_WASI_IMPORTS: frozenset[str] = frozenset(
         "args_sizes_get",
         "environ_get",
         "environ_sizes_get",
-        "fd_read",
-        "fd_write",
+        "clock_res_get",
+        "clock_time_get",
+        "fd_advise",
+        "fd_allocate",
         "fd_close",
-        "fd_seek",
+        "fd_datasync",
         "fd_fdstat_get",
+        "fd_fdstat_set_flags",
+        "fd_fdstat_set_rights",
+        "fd_filestat_get",
+        "fd_filestat_set_size",
+        "fd_filestat_set_times",
+        "fd_pread",
         "fd_prestat_get",
         "fd_prestat_dir_name",
-        "clock_time_get",
-        "clock_res_get",
-        "random_get",
+        "fd_pwrite",
+        "fd_read",
+        "fd_readdir",
+        "fd_renumber",
+        "fd_seek",
+        "fd_sync",
+        "fd_tell",
+        "fd_write",
+        "path_create_directory",
+        "path_filestat_get",
+        "path_filestat_set_times",
+        "path_link",
+        "path_open",
+        "path_readlink",
+        "path_remove_directory",
+        "path_rename",
+        "path_symlink",
+        "path_unlink_file",
+        "poll_oneoff",
         "proc_exit",
+        "proc_raise",
         "sched_yield",
+        "random_get",
+        "sock_accept",
+        "sock_recv",
+        "sock_send",
+        "sock_shutdown",
     }
 )
-"""The `wasi_snapshot_preview1` functions the engine implements.
+"""Every `wasi_snapshot_preview1` function: the engine links all 46 (see `bxthre3/wasi.py`).
 
-This is what clang's wasi-libc programs import for argv, environ, stdio, clocks and
-randomness. `fd_prestat_*` are answered with "no preopened directories", so a module
-that tries to open files fails cleanly inside its own libc instead of at load time.
+A WASI program is never refused for the WASI functions it imports: a libc that links
+`open` or `lseek` imports `path_open` and `fd_tell` even when the program only reads
+stdin. What a task cannot do (sockets, links) answers with the errno the spec gives.
+Imports from any other namespace are refused at submission.
 """
+
+PREOPEN_DIRECTORIES = ("/in", "/out")
+"""The directories a task finds preopened, as fds 3 and 4: its input files (read-only) and its outputs."""
 
 ENTRY_POINT = "_start"
 """A task module is a WASI *command*: it must export this function."""

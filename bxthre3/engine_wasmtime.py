@@ -29,7 +29,7 @@ import wasmtime
 from bxthre3 import abi, limits
 from bxthre3.engine import RunResult
 from bxthre3.failures import FailureReason
-from bxthre3.wasi import SIGNATURES, OutputLimitExceeded, ProcExit, WasiShim, forwarders
+from bxthre3.wasi import SIGNATURES, DeadlineExceeded, OutputLimitExceeded, ProcExit, ProcRaise, WasiShim, forwarders
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
 
 COMPILED_CACHE_ENTRIES = 32
@@ -175,20 +175,28 @@ class WasmtimeEngine:
         max_stderr: int,
         memory_limit_bytes: int | None,
         timeout_s: float | None,
+        files: Mapping[str, bytes] | None = None,
     ) -> RunResult:
         started = time.perf_counter()
+        timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
         shim = WasiShim(
-            args=[program_name, *args], env=env, stdin=stdin, max_stdout=max_stdout, max_stderr=max_stderr
+            args=[program_name, *args],
+            env=env,
+            stdin=stdin,
+            max_stdout=max_stdout,
+            max_stderr=max_stderr,
+            files=files,
+            timeout_s=timeout_s if timed else None,
         )
 
         def finish(exit_code: int | None, reason: FailureReason | None, error: str) -> RunResult:
-            return RunResult(exit_code, shim.stdout, shim.stderr, reason, error, time.perf_counter() - started)
+            duration = time.perf_counter() - started
+            return RunResult(exit_code, shim.stdout, shim.stderr, reason, error, duration, shim.files)
 
         store = wasmtime.Store(self.engine)
         if memory_limit_bytes:
             store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
         store.set_epoch_deadline(1)  # the watchdog's next bump, at the deadline, ends the run
-        timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
         if timed:
             self.watchdog.arm(timeout_s)  # type: ignore[arg-type]
         instance = None
@@ -217,7 +225,7 @@ class WasmtimeEngine:
                 entry(store)
             except Exception as exc:
                 try:
-                    return self._ended(exc, finish, instance, store, memory_limit_bytes, timeout_s, max_stdout)
+                    return self._ended(exc, finish, instance, store, memory_limit_bytes, timeout_s)
                 finally:
                     _drop_tracebacks(exc)
             return finish(0, None, "")
@@ -236,13 +244,16 @@ class WasmtimeEngine:
         store: wasmtime.Store,
         memory_limit_bytes: int | None,
         timeout_s: float | None,
-        max_stdout: int,
     ) -> RunResult:
         """How a run that raised ended, in the same reasons and words as Wasm3's."""
         if isinstance(exc, ProcExit):
             return _exited(finish, exc.code)
         if isinstance(exc, OutputLimitExceeded):
-            return finish(None, FailureReason.OUTPUT_LIMIT, f"stdout exceeded {max_stdout} bytes")
+            return finish(None, FailureReason.OUTPUT_LIMIT, str(exc))
+        if isinstance(exc, ProcRaise):
+            return finish(None, FailureReason.TRAP, f"trap: raised signal {exc.signal}")
+        if isinstance(exc, DeadlineExceeded):
+            return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
         if isinstance(exc, wasmtime.Trap):
             if memory_limit_bytes and _memory_flag_set(instance, store):
                 error = f"needed more than this host's {memory_limit_bytes // limits.MiB} MiB memory limit"
@@ -360,6 +371,7 @@ def run_module(
     max_stderr: int = limits.MAX_STDERR_BYTES,
     memory_limit_bytes: int | None = None,
     timeout_s: float | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
@@ -382,4 +394,5 @@ def run_module(
         max_stderr=max_stderr,
         memory_limit_bytes=memory_limit_bytes,
         timeout_s=timeout_s,
+        files=files,
     )

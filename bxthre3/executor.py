@@ -600,10 +600,13 @@ def _run_job(job: ExecJob, cache: _ModuleCache, run_module: Callable[..., Any]) 
             program_name=job.program_name,
             memory_limit_bytes=job.memory_limit_bytes or None,
             timeout_s=job.timeout_s or None,
+            files=job.files,
         )
     except Exception as exc:  # run_module must not raise; if it does, that is our bug
         return failed(FailureReason.INTERNAL, f"engine error: {exc!r}")
-    return ExecResult(job.job_id, run.exit_code, run.stdout, run.stderr, run.reason, run.error, run.duration)
+    return ExecResult(
+        job.job_id, run.exit_code, run.stdout, run.stderr, run.reason, run.error, run.duration, files=run.files
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -180,18 +180,18 @@ def _name(text: str) -> bytes:
 
 
 def test_unsupported_import_is_invalid_module_not_a_crash() -> None:
-    # A hand-assembled command whose _start calls wasi_snapshot_preview1.sock_accept.
+    # A hand-assembled command whose _start calls wasi_snapshot_preview1.sock_open (WASIX, not preview 1).
     wasm = (
         b"\0asm\x01\0\0\0"
         + _section(1, b"\x02" + b"\x60\x00\x00" + b"\x60\x03\x7f\x7f\x7f\x01\x7f")
-        + _section(2, b"\x01" + _name(abi.WASI_MODULE) + _name("sock_accept") + b"\x00\x01")
+        + _section(2, b"\x01" + _name(abi.WASI_MODULE) + _name("sock_open") + b"\x00\x01")
         + _section(3, b"\x01\x00")
         + _section(7, b"\x01" + _name(abi.ENTRY_POINT) + b"\x00\x01")
         + _section(10, b"\x01" + b"\x0b\x00" + b"\x41\x00\x41\x00\x41\x00\x10\x00\x1a\x0b")
     )
     result = run_module(wasm, args=(), stdin=b"", env={})
     assert result.reason is FailureReason.INVALID_MODULE
-    assert "sock_accept" in result.error
+    assert "sock_open" in result.error
 
 
 # -- the ABI: stdin, argv, environ -------------------------------------------------
@@ -278,7 +278,8 @@ def linked() -> tuple[wasi.WasiShim, _FakeRuntime, dict[str, object]]:
 
 def test_shim_errnos(linked: tuple[wasi.WasiShim, _FakeRuntime, dict]) -> None:
     shim, runtime, fn = linked
-    assert fn["fd_prestat_get"](3, 0) == wasi.EBADF
+    assert fn["fd_prestat_get"](3, 0) == wasi.ESUCCESS  # /in
+    assert fn["fd_prestat_get"](5, 0) == wasi.EBADF  # the end of the preopens
     assert fn["fd_read"](1, 0, 0, 0) == wasi.EBADF
     assert fn["fd_write"](0, 0, 0, 0) == wasi.EBADF
     assert fn["fd_seek"](0, 0, 0, 0) == wasi.ESPIPE
