@@ -20,7 +20,7 @@ def documented_tables() -> list[set[str]]:
     tables: list[set[str]] = []
     current: set[str] | None = None
     for line in (REPO / "docs" / "JSON.md").read_text().splitlines():
-        row = re.match(r"^\| `([a-z_]+)` \|", line)
+        row = re.match(r"^\| `([a-z0-9_]+)` \|", line)
         if row:
             if current is None:
                 current = set()
