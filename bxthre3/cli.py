@@ -802,6 +802,9 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="show a DAG's tasks and their outputs")
     p.add_argument("dag_id", help="the id `submit` printed")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write every file a task wrote under /out to DIR/<task id>/<name>"
+    )
     _add_controller_option(p)
     p.set_defaults(handler=_run_results)
 
@@ -810,7 +813,11 @@ def _run_results(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         results = client.results(args.dag_id)
-    return _print_results(results, as_json=args.json)
+        written = _write_named_outputs(client, args.dag_id, results, args.out) if args.out is not None else []
+    code = _print_results(results, as_json=args.json)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return code
 
 
 def _add_cancel(sub: argparse._SubParsersAction) -> None:

@@ -154,3 +154,23 @@ def test_image_pipeline_runs_with_files_in_and_out(tmp_path: Path, engine: str) 
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
         ["report.txt"] + [f"{t}/{n}" for t, files in expected.items() for n in files]
     )
+
+
+@pytest.mark.skipif(not HAS_VFS, reason="the engines have no /in and /out yet (path_open is not a supported import)")
+def test_results_out_fetches_named_outputs_from_a_running_controller(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses, tmp_path: Path
+) -> None:
+    hosts.start(controller.address, "files-host")
+    dag_id = client.submit(load_dag(REPO / "dags" / "image_pipeline.yaml"))
+    assert client.wait(dag_id, timeout=60)["state"] == "succeeded"
+    out = tmp_path / "fetched"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bxthre3", "results", dag_id, "--controller", str(controller.address),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=30, env=subprocess_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    expected = {f"{t}/{n}": data for t, files in expected_pipeline().items() for n, data in files.items()}
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == expected
+    assert "compose/thumbs/colour_half.ppm 9,229 bytes, sha256 " in proc.stdout, "listed by name, size and digest"
+    assert proc.stderr.count("wrote ") == len(expected)
