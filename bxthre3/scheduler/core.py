@@ -16,17 +16,7 @@ from dataclasses import dataclass
 from ..dag_model import DagSpec, InputKind, TaskInput
 from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
-from .events import (
-    DagCancelled,
-    DagRetried,
-    DagSubmitted,
-    Event,
-    HostJoined,
-    HostLeft,
-    HostSeen,
-    TaskFinished,
-    Tick,
-)
+from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
 from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
