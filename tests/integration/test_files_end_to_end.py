@@ -10,6 +10,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,11 @@ import zmq
 
 from bxthre3 import protocol
 from bxthre3.abi import SUPPORTED_WASI_IMPORTS
+from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
+from bxthre3.controller import Controller
 from bxthre3.dag_loader import load_dag
+from bxthre3.scheduler import SchedulerConfig
 from bxthre3.security import secure_client
 from tests import image_reference as ref
 from tests.conftest import (
@@ -174,3 +178,58 @@ def test_results_out_fetches_named_outputs_from_a_running_controller(
     assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == expected
     assert "compose/thumbs/colour_half.ppm 9,229 bytes, sha256 " in proc.stdout, "listed by name, size and digest"
     assert proc.stderr.count("wrote ") == len(expected)
+
+
+@pytest.mark.skipif(not HAS_VFS, reason="the engines have no /in and /out yet (path_open is not a supported import)")
+def test_named_outputs_survive_a_controller_restart(hosts: HostProcesses, tmp_path: Path) -> None:
+    """A named output over 256 KiB is journalled as a file beside the database; a new controller on
+    the same state dir lists it and serves the same bytes."""
+    width, height = 800, 600
+    picture = b"P5\n%d %d\n255\n" % (width, height) + bytes((x * 7 + y * 13) % 256 for y in range(height)
+                                                              for x in range(width))  # fmt: skip
+    (tmp_path / "big.pgm").write_bytes(picture)
+    dag_file = tmp_path / "copy.yaml"
+    dag_file.write_text(yaml.safe_dump({"name": "copy", "tasks": [
+        {"id": "copy", "module": str(WASM_MODULES / "img_filter.wasm"), "inputs": ["blur", "0"],
+         "files": {"image.pgm": "file:big.pgm"}},
+    ]}))  # fmt: skip
+    state = tmp_path / "state"
+    config = SchedulerConfig(heartbeat_interval=0.25, liveness=4)
+
+    def start() -> tuple[Controller, threading.Event, threading.Thread, ControllerClient]:
+        controller = Controller(host="127.0.0.1", port=0, config=config, context=context, keys=TEST_KEYS,
+                                state_dir=state)  # fmt: skip
+        controller.bind()
+        stop = threading.Event()
+        thread = threading.Thread(target=controller.serve, args=(stop,), daemon=True)
+        thread.start()
+        client = ControllerClient(Address("127.0.0.1", controller.port), context=context, keys=TEST_KEYS)
+        return controller, stop, thread, client
+
+    def finish(
+        controller: Controller, stop: threading.Event, thread: threading.Thread, client: ControllerClient
+    ) -> None:
+        client.close()
+        stop.set()
+        thread.join(5)
+        controller.close()
+
+    context = zmq.Context()
+    try:
+        first = start()
+        hosts.start(Address("127.0.0.1", first[0].port), "files-host")
+        dag_id = first[3].submit(load_dag(dag_file))
+        assert first[3].wait(dag_id, timeout=60)["state"] == "succeeded"
+        finish(*first)
+        [on_disk] = (state / "outputs" / dag_id / "+files" / "copy").iterdir()
+        assert on_disk.read_bytes() == picture
+
+        second = start()
+        try:
+            [task] = second[3].results(dag_id, task_id="copy", with_files=True)["tasks"]
+            assert task["files"] == [{"name": "image.pgm", "size": len(picture),
+                                      "sha256": hashlib.sha256(picture).hexdigest(), "data": picture}]  # fmt: skip
+        finally:
+            finish(*second)
+    finally:
+        context.destroy(linger=0)
