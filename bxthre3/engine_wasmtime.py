@@ -1,7 +1,7 @@
 """Run one WASI command module in wasmtime: the optional fast engine.
 
-Same contract as :func:`bxthre3.engine.run_module` (Wasm3): the same WASI subset (the
-very same :class:`~bxthre3.wasi.WasiShim`), the same module bytes with the same
+Same contract as :func:`bxthre3.engine.run_module` (Wasm3): the same WASI and in-memory
+`/in`,`/out` (the very same :class:`~bxthre3.wasi.WasiShim`), the same module bytes with the same
 memory cap rewritten into them, the same :class:`~bxthre3.engine.RunResult`. What
 differs is speed: wasmtime compiles a module to machine code once (kept per executor
 in a small cache) and runs compute kernels near native speed, where Wasm3 interprets

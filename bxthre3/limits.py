@@ -38,7 +38,12 @@ MAX_INPUTS_PER_TASK = 10_000
 """Most inputs (literal, upstream or file) one task may list."""
 
 MAX_OUTPUT_BYTES = 16 * MiB
-"""Largest stdout a task may produce; more ends the task with reason `output_limit`."""
+"""Largest output a task may produce: its stdout plus every file under `/out`, counted together.
+
+The WASI shim checks before each write or growth, so a task passing it ends at once with reason
+`output_limit` (stdout keeps what fitted). Bytes of a file that is truncated, or unlinked and closed,
+stop counting: the cap is on what would be returned.
+"""
 
 MAX_TASK_INPUT_BYTES = 32 * MiB
 """Largest stdin one task may receive (its upstream outputs plus file inputs, concatenated).
@@ -48,13 +53,17 @@ more fails with reason `input_limit` before it is sent anywhere.
 """
 
 MAX_OUTPUT_FILES = 1_000
-"""Most files (and directories) a task may create under `/out`; one more fails with `output_limit`."""
+"""Most files and directories that may exist under `/out` at once; creating one more fails with `output_limit`."""
 
 MAX_PATH_BYTES = 1024
-"""Longest path (UTF-8 bytes, relative to `/in` or `/out`) a task's file may have."""
+"""Longest path (UTF-8 bytes, relative to `/in` or `/out`) a task's file may have; longer is ENAMETOOLONG.
+
+Also the longest path a WASI call may pass, and a rename that would push a file below the
+renamed directory past it is refused the same way.
+"""
 
 MAX_NAME_BYTES = 255
-"""Longest single path component under `/in` or `/out`."""
+"""Longest single path component under `/in` or `/out` (UTF-8 bytes); longer is ENAMETOOLONG."""
 
 MAX_STDERR_BYTES = 64 * 1024
 """Largest stderr kept per task (the tail is kept; the rest is discarded)."""

@@ -21,7 +21,10 @@ Rules worth knowing (docs/protocol.md "Module ABI" has the user-facing version):
 - Timestamps are a logical clock, so outputs are reproducible: everything in `/in` and
   both roots are at 0 (1970-01-01T00:00:00Z); each change under `/out` is stamped one
   second after the previous change, so "newer than" comparisons still work.
-- Directory listings are sorted by name (after `.` and `..`), for the same reason.
+- Directory listings are `.`, `..`, then entries in the order they were created (a renamed entry
+  moves to the end), which is deterministic too. Each entry keeps its readdir cookie for life, so a
+  listing continued after entries were added or removed (`rm -r` unlinks while it reads) neither skips
+  nor repeats the others.
 - Bytes of live files under `/out` count against the task's output budget, shared with
   stdout; entries (files and directories) under `/out` are capped at ``max_entries``.
   Both end the run (:class:`OutputLimitExceeded`), as stdout's cap always did.
@@ -103,17 +106,33 @@ class File:
 
 
 class Directory:
-    """A directory: entries by name, and its parent for `..` (None for a root)."""
+    """A directory: entries by name, and its parent for `..` (None for a root).
 
-    __slots__ = ("ino", "entries", "parent", "writable", "atim", "mtim", "ctim", "removed")
+    Each entry gets a slot number when it is added, increasing, never reused: its readdir
+    cookie. `entries` keeps insertion order, which is therefore slot order.
+    """
+
+    __slots__ = ("ino", "entries", "slots", "next_slot", "parent", "writable", "atim", "mtim", "ctim", "removed")
 
     def __init__(self, ino: int, parent: Directory | None, *, writable: bool, stamp: int) -> None:
         self.ino = ino
         self.entries: dict[str, Node] = {}
+        self.slots: dict[str, int] = {}
+        self.next_slot = 0
         self.parent = parent
         self.writable = writable
         self.atim = self.mtim = self.ctim = stamp
         self.removed = False
+
+    def add(self, name: str, node: Node) -> None:
+        """Add an entry (the name must be free) in the next slot."""
+        self.entries[name] = node
+        self.slots[name] = self.next_slot
+        self.next_slot += 1
+
+    def remove(self, name: str) -> Node:
+        del self.slots[name]
+        return self.entries.pop(name)
 
 
 Node = File | Directory
@@ -171,13 +190,14 @@ class Vfs:
         for part in parts[:-1]:
             child = directory.entries.get(part)
             if child is None:
-                child = directory.entries[part] = Directory(self._ino(), directory, writable=False, stamp=0)
+                child = Directory(self._ino(), directory, writable=False, stamp=0)
+                directory.add(part, child)
             elif not isinstance(child, Directory):
                 raise ValueError(f"input file path {path!r} runs through the file {part!r}")
             directory = child
         if parts[-1] in directory.entries:
             raise ValueError(f"input file path {path!r} is also a directory")
-        directory.entries[parts[-1]] = File(self._ino(), data, writable=False, stamp=0)
+        directory.add(parts[-1], File(self._ino(), data, writable=False, stamp=0))
 
     # -- paths ---------------------------------------------------------------------
 
@@ -290,7 +310,8 @@ class Vfs:
             self._writable(parent)
             self._check_new_path(parent, name)
             self._count_entry()
-            node = parent.entries[name] = File(self._ino(), b"", writable=True, stamp=self.tick())
+            node = File(self._ino(), b"", writable=True, stamp=self.tick())
+            parent.add(name, node)
             self._touch(parent)
             return node
         if create and exclusive:
@@ -360,7 +381,7 @@ class Vfs:
         self._writable(parent)
         self._check_new_path(parent, name)
         self._count_entry()
-        parent.entries[name] = Directory(self._ino(), parent, writable=True, stamp=self.tick())
+        parent.add(name, Directory(self._ino(), parent, writable=True, stamp=self.tick()))
         self._touch(parent)
 
     def rmdir(self, base: Directory, raw: bytes) -> None:
@@ -375,7 +396,7 @@ class Vfs:
         if node.entries:
             raise VfsError(ENOTEMPTY)
         self._writable(parent)
-        del parent.entries[name]
+        parent.remove(name)
         self._drop(node)
         self._touch(parent)
 
@@ -391,7 +412,7 @@ class Vfs:
         if trailing:
             raise VfsError(ENOTDIR)
         self._writable(parent)
-        del parent.entries[name]
+        parent.remove(name)
         self._drop(node)
         self._touch(parent)
 
@@ -427,10 +448,11 @@ class Vfs:
             if isinstance(target, Directory):
                 raise VfsError(EISDIR)
             self._check_new_path(new_parent, new_name)
-        del old_parent.entries[old_name]
+        old_parent.remove(old_name)
         if target is not None:
+            new_parent.remove(new_name)
             self._drop(target)
-        new_parent.entries[new_name] = node
+        new_parent.add(new_name, node)
         if isinstance(node, Directory):
             node.parent = new_parent
         node.ctim = self.tick()
@@ -447,10 +469,21 @@ class Vfs:
             deepest = max(deepest, length)
         return deepest
 
-    def listing(self, directory: Directory) -> list[tuple[str, Node]]:
-        """`.`, `..`, then the entries sorted by name (deterministic, unlike a real disk)."""
-        parent = directory.parent or directory
-        return [(".", directory), ("..", parent), *sorted(directory.entries.items())]
+    def listing(self, directory: Directory, cookie: int = 0) -> Iterator[tuple[int, str, Node]]:
+        """(next cookie, name, node) from `cookie` on: `.` (cookie 0), `..` (1), then the entries.
+
+        An entry in slot s is listed from cookie s + 2 and its next cookie is s + 3: cookies
+        belong to entries, not positions, so removing one never shifts the others.
+        """
+        if cookie == 0:
+            yield 1, ".", directory
+        if cookie <= 1:
+            yield 2, "..", directory.parent or directory
+        slots = directory.slots
+        for name, node in directory.entries.items():
+            slot = slots[name]
+            if slot + 2 >= cookie:
+                yield slot + 3, name, node
 
     # -- links ---------------------------------------------------------------------------
 

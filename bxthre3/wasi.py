@@ -56,8 +56,6 @@ from bxthre3.vfs import (
     VfsError,
 )
 
-__all__ = ["DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders"]
-
 # WASI errno values (wasi_snapshot_preview1 `errno`) the shim returns itself.
 ESUCCESS = 0
 EBADF = 8
@@ -65,8 +63,11 @@ EFAULT = 21
 EMFILE = 33
 ENOTSOCK = 57
 ESPIPE = 70
-__all__ += ["EBADF", "EEXIST", "EFAULT", "EINVAL", "EISDIR", "EMFILE", "ENAMETOOLONG"]
-__all__ += ["ENOTCAPABLE", "ENOTDIR", "ENOTSOCK", "ESPIPE", "ESUCCESS"]
+__all__ = [  # errnos from vfs are re-exported: the shim's callers and tests name them all here
+    "DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders",
+    "EBADF", "EEXIST", "EFAULT", "EINVAL", "EISDIR", "EMFILE", "ENAMETOOLONG", "ENOTCAPABLE", "ENOTDIR",
+    "ENOTSOCK", "ESPIPE", "ESUCCESS",
+]  # fmt: skip
 
 # `filetype` values.
 FILETYPE_UNKNOWN = 0
@@ -143,8 +144,8 @@ _ADVICE_MAX = 5
 _SIGNAL_MAX = 30
 
 _STDIN, _STDOUT, _STDERR = 0, 1, 2
-PREOPENS = {3: ("/in", "in"), 4: ("/out", "out")}
-"""Preopened descriptors: fd -> (the name wasi-libc sees, which root of the filesystem)."""
+PREOPENS: dict[int, str] = dict(enumerate(abi.PREOPEN_DIRECTORIES, start=3))
+"""Preopened descriptors: fd -> the directory name wasi-libc sees (3: /in, 4: /out)."""
 
 MAX_OPEN_FDS = 1024
 """Most descriptors open at once; one more path_open is EMFILE (as RLIMIT_NOFILE would give)."""
@@ -404,8 +405,6 @@ class WasiShim:
         self._random = random
         self.stdout_overflowed = False
         """True once the module tried to write more output than the budget allows."""
-        if self._inputs:  # a bad input path is the caller's error: say so now, not mid-run
-            self._table()
 
     @property
     def stdout(self) -> bytes:
@@ -521,15 +520,20 @@ class WasiShim:
     # -- descriptors ---------------------------------------------------------------
 
     def _table(self) -> dict[int, _Descriptor]:
-        """The descriptor table, building it (and the filesystem) on first use."""
+        """The descriptor table, building it (and the filesystem) on first use.
+
+        Input files are placed only then, so a task that never looks at its files pays nothing
+        for them. An input path that is not a plain relative path (the controller refuses those)
+        raises ValueError here, which the engines report as an internal error.
+        """
         if self._fds is None:
             vfs = self._vfs = Vfs(self._inputs, self._budget)
             self._fds = {
                 _STDIN: _Descriptor(_STDIN, _STDIN_RIGHTS),
                 _STDOUT: _Descriptor(_STDOUT, _STDOUT_RIGHTS),
                 _STDERR: _Descriptor(_STDERR, _STDOUT_RIGHTS),
-                3: _Descriptor(vfs.in_root, DIR_RIGHTS_IN, DIR_RIGHTS_IN | FILE_RIGHTS_IN, preopen="/in"),
-                4: _Descriptor(vfs.out_root, DIR_RIGHTS_OUT, DIR_RIGHTS_OUT | FILE_RIGHTS_OUT, preopen="/out"),
+                3: _Descriptor(vfs.in_root, DIR_RIGHTS_IN, DIR_RIGHTS_IN | FILE_RIGHTS_IN, preopen=PREOPENS[3]),
+                4: _Descriptor(vfs.out_root, DIR_RIGHTS_OUT, DIR_RIGHTS_OUT | FILE_RIGHTS_OUT, preopen=PREOPENS[4]),
             }
         return self._fds
 
@@ -550,10 +554,10 @@ class WasiShim:
         node = entry.node
         if type(node) is int:
             raise VfsError(ESPIPE)
-        if not entry.rights & right:
-            raise VfsError(missing)
         if not isinstance(node, File):
             raise VfsError(EISDIR)
+        if not entry.rights & right:
+            raise VfsError(missing)
         return entry, node
 
     def _dir(self, fd: int, right: int) -> Directory:
@@ -736,6 +740,8 @@ class WasiShim:
     def fd_seek(self, fd: int, offset: int, whence: int, newoffset_out: int) -> int:
         # stdio are streams (pipes, in Unix terms): seeking them is ESPIPE, which is
         # what wasi-libc expects when it tries to give back buffered stdin at exit.
+        if self._fds is None and 0 <= fd <= _STDERR:
+            return ESPIPE  # without building the table: every program that reads stdin ends here
         offset = _signed64(offset)
         whence &= _MASK32
         telling = whence == _WHENCE_CUR and offset == 0
@@ -755,6 +761,8 @@ class WasiShim:
         return ESUCCESS
 
     def fd_tell(self, fd: int, offset_out: int) -> int:
+        if self._fds is None and 0 <= fd <= _STDERR:
+            return ESPIPE
         entry, _ = self._file(fd, RIGHT_FD_TELL)
         self._put_u64(self._memory(), offset_out, entry.position)
         return ESUCCESS
@@ -866,7 +874,7 @@ class WasiShim:
 
     def fd_prestat_get(self, fd: int, prestat_out: int) -> int:
         if self._fds is None:  # wasi-libc scans fd 3, 4, 5... at start-up: answer without building anything
-            name = PREOPENS[fd][0] if fd in PREOPENS else ""
+            name = PREOPENS.get(fd, "")
         else:
             entry = self._fds.get(fd)
             name = entry.preopen if entry is not None else ""
@@ -877,7 +885,7 @@ class WasiShim:
 
     def fd_prestat_dir_name(self, fd: int, path: int, path_len: int) -> int:
         if self._fds is None:
-            name = PREOPENS[fd][0] if fd in PREOPENS else ""
+            name = PREOPENS.get(fd, "")
         else:
             entry = self._fds.get(fd)
             name = entry.preopen if entry is not None else ""
@@ -900,12 +908,10 @@ class WasiShim:
         self._check(memory, buf, buf_len)
         cookie &= _MASK64
         out = bytearray()
-        listing = self._fs().listing(directory)
-        for index in range(cookie, len(listing)) if cookie < len(listing) else ():
-            name, node = listing[index]
+        for next_cookie, name, node in self._fs().listing(directory, cookie):
             encoded = name.encode("utf-8")
             filetype = FILETYPE_DIRECTORY if isinstance(node, Directory) else FILETYPE_REGULAR_FILE
-            out += _DIRENT.pack(index + 1, node.ino, len(encoded), filetype) + encoded
+            out += _DIRENT.pack(next_cookie, node.ino, len(encoded), filetype) + encoded
             if len(out) >= buf_len:
                 break
         used = min(len(out), buf_len)  # a cut-off last entry tells libc to retry with a bigger buffer
@@ -1102,7 +1108,7 @@ class WasiShim:
             time.sleep(max(0.0, deadline - time.monotonic()))
             raise DeadlineExceeded
         while (left := wake_ns - time.monotonic_ns()) > 0:
-            time.sleep(left / 1e9)
+            time.sleep(min(left / 1e9, 3600.0))  # time.sleep overflows past time_t (a u64 timeout can)
 
     # -- clocks, randomness, scheduling, signals, exit ------------------------------------
 
