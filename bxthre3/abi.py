@@ -67,6 +67,32 @@ stdin. What a task cannot do (sockets, links) answers with the errno the spec gi
 Imports from any other namespace are refused at submission.
 """
 
+def import_hint(module: str, name: str, kind: str) -> str | None:
+    """How to build without an import a task module may not have, or None when there is no general advice.
+
+    Most refused imports come from a build flag or the wrong target, not from the program:
+    the message should name the flag (see wasm_inspect.check_wasi_command).
+    """
+    if module == "env" and kind == "memory":
+        return "env.memory: build without -Wl,--import-memory (a task module defines its own memory)"
+    if module == "env" and kind == "table":
+        return f"env.{name}: build without -Wl,--import-table"
+    if module == "wasi" and name == "thread-spawn":
+        return "wasi.thread-spawn: built for wasm32-wasi-threads; build for --target=wasm32-wasi without -pthread"
+    if module == "wasi_unstable":
+        return "wasi_unstable.*: built for the old WASI snapshot 0; rebuild with a current toolchain"
+    if module.startswith("wasi:"):
+        return f"{module}: a WASI preview 2 interface; build a preview 1 command (--target=wasm32-wasip1)"
+    if module == "env" and kind == "func" and (name.startswith("emscripten_") or name.startswith("__syscall_")):
+        return f"env.{name}: Emscripten output; build with clang --target=wasm32-wasi (or wasi-sdk) instead"
+    if module == "env" and kind == "func":
+        return (
+            f"env.{name}: a function the linker left undefined (-Wl,--allow-undefined, or a library not linked): "
+            "define it or link the library that does"
+        )
+    return None
+
+
 PREOPEN_DIRECTORIES = ("/in", "/out")
 """The directories a task finds preopened, as fds 3 and 4: its input files (read-only) and its outputs."""
 

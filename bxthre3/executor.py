@@ -488,17 +488,22 @@ class _ModuleCache:
     engine: pywasm3 keeps a reference to the bytes it parses.
     """
 
-    def __init__(self, max_entries: int = MODULE_CACHE_ENTRIES, max_bytes: int = MODULE_CACHE_BYTES) -> None:
+    def __init__(
+        self, max_entries: int = MODULE_CACHE_ENTRIES, max_bytes: int = MODULE_CACHE_BYTES, engine: str = engines.WASM3
+    ) -> None:
+        self.engine = engine
+        """The engine the prepared bytes are checked for (wasm_sandbox.prepare_module)."""
         self._entries: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
         self._max_entries = max_entries
         self._max_bytes = max_bytes
 
     def get(self, sha: str, path: str, memory_limit_bytes: int = 0) -> bytes:
-        """The module's bytes, rewritten to cap its memory when a limit is given.
+        """The module's bytes as the engine runs them: normalised, and memory-capped when a limit is given.
 
+        Prepared once per (module, limit) and cached (the decode is pure Python).
         Raises MemoryLimitError when its initial memory is already over the limit and
-        ModuleError when it cannot be rewritten.
+        ModuleError when it cannot be rewritten or this engine cannot run it.
         """
         key = f"{sha}/{memory_limit_bytes}"
         data = self._entries.get(key)
@@ -515,10 +520,10 @@ class _ModuleCache:
         actual = sha256_hex(data)
         if actual != sha.lower():
             raise _ModuleUnavailable(f"module {path} has sha256 {actual}, expected {sha}")
-        if memory_limit_bytes:
-            from bxthre3.wasm_sandbox import cap_memory  # the child's business: the host never loads it
+        from bxthre3.wasm_sandbox import prepare_module  # the child's business: the host never loads it
 
-            data = cap_memory(data, limit_bytes=memory_limit_bytes, name=os.path.basename(path))
+        # Both engines run the same normalised bytes (no custom sections, canonical LEB128).
+        data = prepare_module(data, engine=self.engine, limit_bytes=memory_limit_bytes, name=os.path.basename(path))
         self._entries[key] = data
         self._bytes += len(data)
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
@@ -633,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if address_space_mb > 0:
         _limit_address_space(address_space_mb)
-    cache = _ModuleCache()
+    cache = _ModuleCache(engine=args[4])
     retire_rss = int(os.environ.get("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES") or RETIRE_RSS_BYTES)
     while True:
         try:

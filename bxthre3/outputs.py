@@ -1,13 +1,47 @@
-"""Writing task outputs to files, named so that a viewer opens them (`run --out DIR`)."""
+"""Task outputs for people: files named so that a viewer opens them (`run --out DIR`), and text
+escaped so that a task's output can never drive the terminal that shows it.
+
+The bytes themselves are never changed on the way (protocol, store, `results --json`, `--out`):
+only what is *displayed* is escaped.
+"""
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from .dag_model import DagSpec, id_problem, path_problem
 from .errors import Bxthre3Error
+
+_HARMLESS_FORMAT = frozenset("\u200c\u200d")
+"""Zero-width (non-)joiners: they build emoji and join scripts, and move no cursor."""
+
+
+def terminal_safe(text: str, keep: str = "\n\t") -> str:
+    """`text` with every character that could act on a terminal shown as an escape (``\\x1b``).
+
+    Escaped: C0 and C1 controls (ESC and so CSI/OSC sequences, BEL, backspace, carriage
+    return, the 8-bit CSI U+009B), DEL, format characters such as the bidi overrides
+    U+202A-U+202E and U+2066-U+2069 (which make text read differently from what it is),
+    and line/paragraph separators. Kept: printable text, spaces, the characters in `keep`
+    (newline and tab by default), zero-width joiners. A task's output, stderr and errors
+    are shown through this; `--json` and `--out` carry the bytes unchanged.
+    """
+    if text.isprintable():  # fast path: nothing of categories C or Z but the space
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch in keep:
+            out.append(ch)
+            continue
+        category = unicodedata.category(ch)
+        if category in ("Zs", "Co", "Cn") or ch in _HARMLESS_FORMAT:  # spaces, private use, unassigned
+            out.append(ch)
+        else:  # Cc, Cf, Cs, Zl, Zp
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def extension_for(data: bytes) -> str:

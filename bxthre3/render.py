@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .outputs import terminal_safe
+
 _STATE_STYLE = {
     "succeeded": "green",
     "failed": "red",
@@ -41,45 +43,53 @@ def describe_output(data: bytes | str | None, limit: int = 4096) -> str:
     return text
 
 
-def _safe(text: str) -> str:
-    """Task output shown on a terminal: keep newlines and tabs, escape other control bytes
-    (a module must not be able to move the cursor, clear the screen or retitle the window)."""
-    return "".join(ch if ch in "\n\t" or ch.isprintable() else repr(ch)[1:-1] for ch in text)
+def _safe(text: object) -> str:
+    """Text from a task or a host, for rich markup: control sequences escaped, `[` literal.
+
+    A module (or a member's host) must not be able to move the cursor, clear the screen,
+    retitle the window, reverse the text or style it with rich markup.
+    """
+    return escape(terminal_safe(str(text)))
 
 
 def print_results(results: dict[str, Any], console: Console | None = None) -> None:
+    """A DAG's results for people. On a terminal every task-controlled string is escaped;
+    in a pipe a text output goes out as it is (`--json` is the byte-exact form)."""
     console = console or Console(highlight=False, soft_wrap=True)
     state = results.get("state", "?")
     style = _STATE_STYLE.get(state, "")
     console.print(
-        f"[bold]{escape(results.get('name', ''))}[/] ({results.get('dag_id')}): [{style}]{state}[/] — "
+        f"[bold]{_safe(results.get('name', ''))}[/] ({results.get('dag_id')}): [{style}]{state}[/] — "
         f"{results.get('done')}/{results.get('total')} tasks in {results.get('elapsed_s', 0):.2f}s"
     )
     for task in results.get("tasks", []):
         tstate = task["state"]
-        where = f" on {task['node_id']}" if task.get("node_id") else ""
+        where = f" on {_safe(task['node_id'])}" if task.get("node_id") else ""
         took = f", {task['duration_s'] * 1000:.1f} ms" if task.get("duration_s") else ""
         tries = f", {task['attempts']} attempts" if task.get("attempts", 0) > 1 else ""
         console.rule(
-            f"[bold]{escape(task['task_id'])}[/] [{_STATE_STYLE.get(tstate, '')}]{tstate}[/]{where}{took}{tries}",
+            f"[bold]{_safe(task['task_id'])}[/] [{_STATE_STYLE.get(tstate, '')}]{tstate}[/]{where}{took}{tries}",
             align="left",
         )
         if tstate == "succeeded":
             text = describe_output(task.get("output")).rstrip("\n")
-            if text:
-                console.out(_safe(text) if console.is_terminal else text, highlight=False)
+            if text and console.is_terminal:
+                console.out(terminal_safe(text), highlight=False)
+            elif text:  # rich would drop carriage returns and expand tabs
+                console.file.write(text + "\n")
+                console.file.flush()
             for f in task.get("files") or []:  # named outputs: what the task wrote under /out
-                label = escape(_safe(f"{task['task_id']}/{f['name']}"))
+                label = escape(terminal_safe(f"{task['task_id']}/{f['name']}", keep=""))
                 console.print(f"[cyan]{label}[/] {f['size']:,} bytes, sha256 {f['sha256']}")
         else:
             reason = task.get("reason") or ""
             error = task.get("error") or ""
             if reason or error:
-                console.print(f"[red]{escape(reason)}[/] {escape(error)}")
+                console.print(f"[red]{_safe(reason)}[/] {_safe(error)}")
             stderr = describe_output(task.get("stderr")).rstrip("\n")
             if stderr:
-                tail = "\n".join(stderr.splitlines()[-10:])
-                console.print(f"[dim]stderr (tail):[/]\n{escape(_safe(tail))}")
+                tail = "\n".join(stderr.split("\n")[-10:])  # not splitlines(): it also splits at \r, \x1c, \x85
+                console.print(f"[dim]stderr (tail):[/]\n{_safe(tail)}")
 
 
 def _failed_cell(counts: dict[str, int], failures: dict[str, int]) -> str:
@@ -112,20 +122,20 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
         hosts.add_column(col, overflow="fold", no_wrap=col == "node")
     for h in status.get("hosts", []):
         hosts.add_row(
-            escape(h["node_id"]),
-            escape(h.get("device", "")),
-            escape(h.get("platform", "")),
-            escape(h.get("engine", "")),
+            _safe(h["node_id"]),
+            _safe(h.get("device", "")),
+            _safe(h.get("platform", "")),
+            _safe(h.get("engine", "")),
             f"{h['rss_mb'] if h.get('rss_mb', -1) >= 0 else '?'}/{h.get('ram_mb')} MB",
             str(h.get("slots")),
-            escape(", ".join(h.get("running", []))) or "-",
+            _safe(", ".join(h.get("running", []))) or "-",
             str(h.get("succeeded")),
             str(h.get("failed")),
             f"{h.get('last_seen_s', 0):.1f}s ago",
-            str(h.get("state", "")),
+            _safe(h.get("state", "")),
         )
     for reason in status.get("waiting", []):
-        console.print(f"[yellow]waiting:[/] {escape(reason)}")
+        console.print(f"[yellow]waiting:[/] {_safe(reason)}")
     console.print(hosts)
     dags = Table(title="DAGs", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("id", "name", "state", "done", "running", "failed", "elapsed"):
@@ -135,7 +145,7 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
         style = _STATE_STYLE.get(d["state"], "")
         dags.add_row(
             d["dag_id"],
-            escape(d["name"]),
+            _safe(d["name"]),
             f"[{style}]{d['state']}[/]",
             f"{d['done']}/{d['total']}",
             str(counts.get("running", 0)),

@@ -11,10 +11,11 @@ their declared sizes; it never raises anything but :class:`ModuleError`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
-from bxthre3.abi import ENTRY_POINT, SUPPORTED_WASI_IMPORTS, WASI_MODULE
+from bxthre3.abi import ENTRY_POINT, SUPPORTED_WASI_IMPORTS, WASI_MODULE, import_hint
 from bxthre3.errors import ModuleError
 from bxthre3.limits import MAX_MODULE_BYTES
 
@@ -112,6 +113,8 @@ class ModuleInfo:
     imports: tuple[Import, ...]
     exports: tuple[Export, ...]
     memory: MemoryLimits | None
+    features: frozenset[str] = frozenset()
+    """Post-MVP features the code uses (wasm_normalize.FEATURES); filled by check_wasi_command."""
 
     def export_kind(self, name: str) -> ExternKind | None:
         """The kind of the export called `name`, or None when there is none."""
@@ -286,7 +289,7 @@ def inspect_module(data: bytes, *, name: str) -> ModuleInfo:
 def _one_memory(r: _Reader, current: MemoryLimits | None, new: MemoryLimits) -> MemoryLimits:
     """Task modules have one linear memory; several would need multi-memory support."""
     if current is not None:
-        raise r.fail("more than one memory (multi-memory modules are not supported)")
+        raise r.fail("more than one memory (multi-memory modules are not supported; add -mno-multimemory)")
     return new
 
 
@@ -316,12 +319,15 @@ def _read_import(r: _Reader) -> tuple[Import, MemoryLimits | None]:
     return Import(module, field, kind), memory
 
 
-def check_wasi_command(data: bytes, *, name: str) -> ModuleInfo:
-    """Inspect a module and refuse it unless the engine can run it as a task.
+def check_wasi_command(data: bytes, *, name: str, scan_code: bool = True) -> ModuleInfo:
+    """Inspect a module and refuse it unless an engine can run it as a task.
 
     A task is a WASI command: it may import only the `wasi_snapshot_preview1`
     functions the engine implements and must export `_start`. Every offending import
-    is listed at once so the user fixes them in one round.
+    is listed at once so the user fixes them in one round. With `scan_code` every
+    instruction is decoded (wasm_normalize) to find the WebAssembly features it uses:
+    one that neither engine runs is refused with the compiler flag that avoids it, and
+    the features are returned in ``info.features`` (for "runs on wasmtime only" notes).
     """
     info = inspect_module(data, name=name)
     bad = [
@@ -331,8 +337,14 @@ def check_wasi_command(data: bytes, *, name: str) -> ModuleInfo:
     ]
     if bad:
         listed = ", ".join(str(imp) if imp.kind is ExternKind.FUNCTION else f"{imp} ({imp.kind.value})" for imp in bad)
+        hints: list[str] = []
+        for imp in bad:
+            hint = import_hint(imp.module, imp.name, imp.kind.value)
+            if hint and hint not in hints and len(hints) < 3:
+                hints.append(hint)
         raise ModuleError(
-            f"unsupported imports: {listed}; a task module may import only {WASI_MODULE} functions",
+            f"unsupported imports: {listed}; a task module may import only {WASI_MODULE} functions"
+            + "".join(f"; {hint}" for hint in hints),
             module=name,
         )
     kind = info.export_kind(ENTRY_POINT)
@@ -347,4 +359,12 @@ def check_wasi_command(data: bytes, *, name: str) -> ModuleInfo:
         else:
             problem = f"no {ENTRY_POINT!r} function export: a task module must be a WASI command"
         raise ModuleError(problem, module=name)
+    if scan_code:
+        from bxthre3.wasm_normalize import normalize, refusal  # not needed by processes that only inspect
+
+        features = normalize(data, name=name).features
+        problem = refusal(features)
+        if problem:
+            raise ModuleError(problem, module=name)
+        info = dataclasses.replace(info, features=features)
     return info

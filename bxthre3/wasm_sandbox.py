@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bxthre3.errors import ModuleError
 from bxthre3.wasm_inspect import PAGE_BYTES, _read_import, _Reader, check_wasi_command
+from bxthre3.wasm_normalize import memory_grows, normalize, refusal
 
 MEMORY_FLAG_EXPORT = "__bxthre3_memory_limit"
 """Exported i32 global set to 1 when the module asked for more memory than allowed."""
@@ -58,7 +59,7 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     """
     max_pages = max(1, min(WASM32_MAX_PAGES, limit_bytes // PAGE_BYTES))
     # The host does not trust the controller's checks: validate here too (pure, fast).
-    info = check_wasi_command(data, name=name)
+    info = check_wasi_command(data, name=name, scan_code=False)
     if info.export_kind(MEMORY_FLAG_EXPORT) is not None:
         raise ModuleError(f"exports the reserved name {MEMORY_FLAG_EXPORT!r}", module=name)
     sections: list[tuple[int, bytes]] = []
@@ -128,6 +129,25 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     return bytes(out)
 
 
+def prepare_module(data: bytes, *, engine: str, limit_bytes: int = 0, name: str = "module") -> bytes:
+    """What an executor runs: the module normalised, checked for `engine`, memory capped.
+
+    Normalising (wasm_normalize) first means both engines load the same canonical bytes,
+    find functions by export name only, and that the cap's rewrite reads canonical code.
+    Raises ModuleError (naming the compiler flag that avoids the problem) when `engine`
+    cannot run the module, MemoryLimitError when its initial memory is over the limit.
+    Costs a full decode of the module: call it once per module, as the executor's cache does.
+    """
+    normalized = normalize(data, name=name)
+    problem = refusal(normalized.features, engine=engine)
+    if problem:
+        raise ModuleError(problem, module=name)
+    if not limit_bytes:
+        check_wasi_command(normalized.data, name=name, scan_code=False)
+        return normalized.data
+    return cap_memory(normalized.data, limit_bytes=limit_bytes, name=name)
+
+
 def _section(section_id: int, payload: bytes) -> bytes:
     return bytes([section_id]) + uleb(len(payload)) + payload
 
@@ -184,75 +204,18 @@ def _rewrite_bodies(code: bytes, count: int, hook_func: int, name: str) -> bytes
     return bytes(out)
 
 
-_BLOCK_VALTYPES = frozenset({0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F})
-_NO_IMMEDIATE = frozenset({0x00, 0x01, 0x05, 0x0B, 0x0F, 0x1A, 0x1B, 0xD1, *range(0x45, 0xC5)})
-_ONE_ULEB = frozenset({0x0C, 0x0D, 0x10, 0x12, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x3F, 0xD2})
-_TWO_ULEB = frozenset({0x11, 0x13, *range(0x28, 0x3F)})
-_FC_IMMEDIATES = {
-    **{sub: 0 for sub in range(8)},
-    8: 2, 9: 1, 10: 2, 11: 1, 12: 2, 13: 1, 14: 2, 15: 1, 16: 1, 17: 1,
-}  # fmt: skip
-
-
-def _skip_leb(r: _Reader) -> None:
-    for _ in range(10):
-        if not r.byte() & 0x80:
-            return
-    raise r.fail("LEB128 integer too long")
-
-
 def _rewrite_body(body: bytes, call_hook: bytes, name: str) -> bytes:
     """Copy one function body, replacing each `memory.grow 0` with a call to the hook."""
     if b"\x40" not in body:
         return body
-    r = _Reader(body, 0, len(body), name)
-    for _ in range(r.uleb()):  # local declarations: count, type
-        r.uleb()
-        r.byte()
-    out = bytearray(body[: r.pos])
-    start = r.pos
-    while r.remaining:
-        op = r.byte()
-        if op == 0x40:  # memory.grow memidx
-            at = r.pos - 1
-            if r.uleb() == 0:
-                out += body[start:at] + call_hook
-                start = r.pos
-        elif op in _NO_IMMEDIATE:
-            pass
-        elif op in _ONE_ULEB:
-            r.uleb()
-        elif op in _TWO_ULEB:
-            r.uleb()
-            r.uleb()
-        elif op in (0x02, 0x03, 0x04):  # block, loop, if: a block type
-            if r.data[r.pos] in _BLOCK_VALTYPES if r.remaining else False:
-                r.byte()
-            else:
-                _skip_leb(r)
-        elif op == 0x0E:  # br_table
-            for _ in range(r.uleb() + 1):
-                r.uleb()
-        elif op == 0x1C:  # select with types
-            r.take(r.uleb())
-        elif op in (0x41, 0x42):
-            _skip_leb(r)
-        elif op == 0x43:
-            r.take(4)
-        elif op == 0x44:
-            r.take(8)
-        elif op == 0xD0:
-            r.byte()
-        elif op == 0xFC:
-            sub = r.uleb()
-            if sub not in _FC_IMMEDIATES:
-                raise ModuleError(f"unsupported instruction 0xfc {sub}", module=name)
-            for _ in range(_FC_IMMEDIATES[sub]):
-                r.uleb()
-        else:
-            raise ModuleError(
-                f"unsupported instruction 0x{op:02x} (SIMD, threads and exceptions are not supported)",
-                module=name,
-            )
-    out += body[start:]
+    grows = memory_grows(body, name=name)
+    if not grows:
+        return body
+    out = bytearray()
+    at = 0
+    for start, end in grows:
+        out += body[at:start]
+        out += call_hook
+        at = end
+    out += body[at:]
     return bytes(out)

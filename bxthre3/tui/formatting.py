@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
+from ..outputs import terminal_safe
+
 MAX_TEXT_SHOWN = 64 * 1024
 """The output viewer shows at most this many characters of a text output."""
 
@@ -12,7 +16,12 @@ HEX_HEAD = 64
 
 
 def describe_output(data: bytes | str | None) -> str:
-    """Text as is (truncated), binary as its size and a hex head."""
+    """UTF-8 text as text (truncated) with control characters escaped, anything else as its size and a hex head.
+
+    Escaped, not dropped: a task's output must not drive the terminal (ESC sequences,
+    carriage returns, bidi overrides), yet coloured output is still readable as text.
+    NUL bytes mark binary data even when they happen to be valid UTF-8.
+    """
     if data is None:
         return "(no output yet)"
     if isinstance(data, str):
@@ -23,10 +32,10 @@ def describe_output(data: bytes | str | None) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and all(c.isprintable() or c in "\n\r\t" for c in text[:4096]):
+    if text is not None and "\x00" not in text[:4096]:
         if len(text) > MAX_TEXT_SHOWN:
-            return text[:MAX_TEXT_SHOWN] + f"\n… ({len(data)} bytes in all)"
-        return text
+            return terminal_safe(text[:MAX_TEXT_SHOWN]) + f"\n… ({len(data)} bytes in all)"
+        return terminal_safe(text)
     head = data[:HEX_HEAD]
     lines = [f"{len(data)} bytes of binary output; the first {len(head)}:"]
     for off in range(0, len(head), 16):
@@ -52,19 +61,25 @@ def counts_line(counts: dict[str, int]) -> str:
     return " · ".join(f"{state} {n}" for state, n in counts.items() if n)
 
 
+def cell(value: object) -> str:
+    """A table cell from data hosts or tasks report: DataTable reads str cells as rich markup,
+    so `[` is escaped (a host called ``[bold red]x`` shows as written) and so are controls."""
+    return escape(terminal_safe(str(value), keep=""))
+
+
 def host_row(host: dict[str, Any]) -> tuple[str, ...]:
     return (
-        str(host["node_id"]),
-        str(host.get("device") or ""),
-        str(host.get("platform") or ""),
-        str(host.get("engine") or ""),
+        cell(host["node_id"]),
+        cell(host.get("device") or ""),
+        cell(host.get("platform") or ""),
+        cell(host.get("engine") or ""),
         _ram_use(host),
         str(host.get("slots", 0)),
         str(len(host.get("running") or ())),
         str(host.get("succeeded", 0)),
         str(host.get("failed", 0)),
         f"{float(host.get('last_seen_s', 0.0)):.1f}",
-        str(host.get("state", "")),
+        cell(host.get("state", "")),
     )
 
 
@@ -77,12 +92,12 @@ def _ram_use(host: dict[str, Any]) -> str:
 
 def task_row(task: dict[str, Any]) -> tuple[str, ...]:
     return (
-        str(task["task_id"]),
-        str(task.get("state", "")),
-        str(task.get("node_id") or ""),
+        cell(task["task_id"]),
+        cell(task.get("state", "")),
+        cell(task.get("node_id") or ""),
         str(task.get("attempts", 0)),
         f"{float(task.get('duration_s') or 0.0):.3f} s",
-        str(task.get("reason") or ""),
+        cell(task.get("reason") or ""),
     )
 
 

@@ -27,9 +27,10 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ListItem, L
 from textual.worker import get_current_worker
 
 from ..addresses import Address
+from ..outputs import terminal_safe
 from .backend import Backend
 from .file_picker import FilePickerScreen, PathSuggester
-from .formatting import MAX_TASK_ROWS, counts_line, describe_output, host_row, task_row, totals_line
+from .formatting import MAX_TASK_ROWS, cell, counts_line, describe_output, host_row, task_row, totals_line
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ class MonitorScreen(Screen[None]):
         self._tasks_by_id = {t["task_id"]: t for t in tasks}
         shown = tasks[:MAX_TASK_ROWS]
         table = self.query_one("#tasks", DataTable)
-        title = f"Tasks of {results.get('name', '')} ({results.get('state', '')})"
+        title = f"Tasks of {cell(results.get('name', ''))} ({cell(results.get('state', ''))})"  # titles are markup
         total = int(results.get("total", len(tasks)))
         if len(shown) < total:
             title += f" · showing {len(shown)} of {total:,} tasks"
@@ -394,7 +395,8 @@ class MonitorScreen(Screen[None]):
             return  # the highlight moved on meanwhile
         if message.task is None:
             self._output_key = None  # ask again next time
-            self._show_text(f"Output of {message.key[1]}", f"(could not fetch the output: {message.error})")
+            error = terminal_safe(str(message.error))
+            self._show_text(f"Output of {cell(message.key[1])}", f"(could not fetch the output: {error})")
         else:
             self._show_output(message.task)
 
@@ -402,16 +404,16 @@ class MonitorScreen(Screen[None]):
         if task is None:
             text, title = "(select a task)", "Output"
         elif loading:
-            text, title = "(loading the output…)", f"Output of {task['task_id']}"
+            text, title = "(loading the output…)", f"Output of {cell(task['task_id'])}"
         else:
             text = describe_output(task.get("output"))
             stderr = task.get("stderr")
             if task.get("error"):
-                text += f"\n\nerror: {task['error']}"
+                text += f"\n\nerror: {terminal_safe(str(task['error']))}"
             if stderr:
                 text += "\n\nstderr:\n" + describe_output(stderr)
-            title = f"Output of {task['task_id']}"
-        self._show_text(title, text)
+            title = f"Output of {cell(task['task_id'])}"
+        self._show_text(title, text)  # #output is a Static with markup off: `[bold]` shows as written
 
     def _show_text(self, title: str, text: str) -> None:
         pane = self.query_one("#output-pane", VerticalScroll)
@@ -427,7 +429,7 @@ class MonitorScreen(Screen[None]):
         self.query_one("#totals", Static).update(text)
 
     def write_log(self, text: str, *, error: bool = False) -> None:
-        self.query_one("#log", RichLog).write(Text(text, style="bold red" if error else ""))
+        self.query_one("#log", RichLog).write(Text(terminal_safe(text), style="bold red" if error else ""))
 
     def on_log_line(self, message: LogLine) -> None:
         self.write_log(message.text, error=message.error)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +21,7 @@ from textual.widgets import DataTable, Footer, Header, RichLog, Static
 
 from ..addresses import Address, parse_address
 from ..errors import Bxthre3Error
+from ..outputs import terminal_safe
 from . import role_views
 from .role_process import RoleProcess
 from .roles import ROLES_BY_KEY
@@ -93,7 +95,7 @@ class RoleScreen(Screen[None]):
 
     def refresh_role(self) -> None:
         for line in self.process.new_output_lines():
-            self.query_one("#role-log", RichLog).write(line)
+            self.query_one("#role-log", RichLog).write(Text(terminal_safe(line)))  # logs quote what hosts send
         status = self.process.status()
         code = self.process.returncode()
         state = self.query_one("#role-state", Static)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .formatting import counts_line
+from .formatting import cell, counts_line
 
 
 def _mb(value: Any) -> str:
@@ -57,12 +57,12 @@ def controller_host_rows(data: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     for host in (data.get("status") or {}).get("hosts") or []:
         running = host.get("running") or []
         shown = ", ".join(r.split("/", 1)[-1] for r in running[:2]) + (" …" if len(running) > 2 else "")
-        rows[str(host.get("node_id"))] = (
-            str(host.get("node_id")),
-            str(host.get("device") or ""),
-            str(host.get("engine") or ""),
+        rows[str(host.get("node_id"))] = (  # other hosts name themselves: cells escaped (markup, controls)
+            cell(host.get("node_id")),
+            cell(host.get("device") or ""),
+            cell(host.get("engine") or ""),
             str(host.get("slots", 0)),
-            shown or "idle",
+            cell(shown) or "idle",
             str(host.get("succeeded", 0)),
             str(host.get("failed", 0)),
             f"{float(host.get('last_seen_s', 0.0)):.1f} s ago",
@@ -127,7 +127,7 @@ def node_manager_host_rows(nm: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         if host.get("restart_in_s") is not None:
             state += f" (restart in {float(host['restart_in_s']):.1f} s)"
         rows[str(host.get("node_id"))] = (
-            str(host.get("node_id")),
+            cell(host.get("node_id")),
             str(host.get("pid") or "–"),
             state,
             str(host.get("restarts", 0)),

@@ -43,3 +43,17 @@ def test_host_summary_running_and_history() -> None:
     history = role_views.host_history_rows(data)
     assert list(history) == ["d-0001/tile_2/2", "d-0001/tile_1/1", "d-0001/prepare/1"]
     assert history["d-0001/tile_1/1"][3] == "timeout" and history["d-0001/tile_2/2"][4] == "314.1 ms"
+
+
+def test_host_names_other_hosts_report_show_as_written() -> None:
+    from rich.text import Text
+
+    from bxthre3.tui.role_views import controller_host_rows, node_manager_host_rows
+
+    hostile = "[bold red]h\x1b[2J"
+    status = {"status": {"hosts": [{"node_id": hostile, "device": "[i]d", "running": ["dag/[b]t"]}]}}
+    row = controller_host_rows(status)[hostile]
+    assert [Text.from_markup(row[i]).plain for i in (0, 1, 4)] == ["[bold red]h\\x1b[2J", "[i]d", "[b]t"]
+    assert Text.from_markup(node_manager_host_rows({"hosts": [{"node_id": hostile}]})[hostile][0]).plain == (
+        "[bold red]h\\x1b[2J"
+    )

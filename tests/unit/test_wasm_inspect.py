@@ -309,3 +309,17 @@ def test_mutations_of_a_real_module_only_raise_module_error() -> None:
         if rng.random() < 0.3:
             del source[rng.randrange(len(source)) :]
         _only_module_error(bytes(source))
+
+
+def test_refused_imports_name_the_build_flag_that_avoids_them() -> None:
+    memory = name("env") + name("memory") + b"\x02\x00\x01"
+    spawn = func_import("wasi", "thread-spawn")
+    undefined = func_import("env", "compute")
+    with pytest.raises(ModuleError) as err:
+        check_wasi_command(module(TYPE_VOID, section(2, vec([memory, spawn, undefined]))), name="m")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "env.memory: build without -Wl,--import-memory" in message
+    assert "wasi.thread-spawn: built for wasm32-wasi-threads; build for --target=wasm32-wasi without -pthread" \
+        in message
+    assert "env.compute: a function the linker left undefined (-Wl,--allow-undefined" in message

@@ -83,6 +83,9 @@ def test_body_rewrite_replaces_only_memory_grow_at_instruction_boundaries() -> N
     assert _rewrite_body(block, call, "m") == block
 
 
-def test_unsupported_instructions_are_refused() -> None:
-    with pytest.raises(ModuleError, match="unsupported instruction 0xfd"):
-        _rewrite_body(b"\x00\x40\x00\xfd\x0c" + bytes(16) + b"\x0b", b"\x10\x01", "simd")
+def test_the_rewrite_reads_simd_immediates_and_refuses_unknown_instructions() -> None:
+    # a v128.const whose 16 immediate bytes hold 0x40 0x00 is not a memory.grow (wasmtime runs SIMD)
+    simd = b"\x00\xfd\x0c" + b"\x40\x00" * 8 + b"\x1a\x3f\x00\x40\x00\x1a\x0b"
+    assert _rewrite_body(simd, b"\x10\x01", "simd") == simd.replace(b"\x3f\x00\x40\x00", b"\x3f\x00\x10\x01")
+    with pytest.raises(ModuleError, match="unknown instruction 0xff"):
+        _rewrite_body(b"\x00\x40\x00\xff\x0b", b"\x10\x01", "bad")

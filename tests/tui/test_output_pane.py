@@ -1,0 +1,65 @@
+"""The monitor shows hostile task output and host names as written, on a real controller and host:
+rich markup stays literal, control sequences are escaped, nothing reaches the terminal raw."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual.widgets import DataTable, Static
+
+from bxthre3.client import ControllerClient
+from bxthre3.dag_loader import load_dag
+from bxthre3.tui.app import make_app
+from bxthre3.tui.backend import Backend
+from bxthre3.tui.monitor import MonitorScreen
+from tests.conftest import REPO, TEST_TOKEN, HostProcesses, RunningController, wait_for_hosts
+
+from .test_app import wait_until
+
+ECHO_BOTH = REPO / "tests" / "data" / "modules" / "echo_both.wasm"
+HOSTILE = (
+    "[bold red]not markup[/] [link=https://example.com]x[/link]\n"
+    "\x1b[2J\x1b]0;pwned\x07 abc\rdef back\x08space \u009b31m \u202eevil\u202c\n"
+)
+HOST = "host-[b]bold[/b]"
+
+
+def screen_text(app) -> str:
+    """What the terminal would show, from Textual's own export of the screen."""
+    return app.export_screenshot().replace("&#160;", " ").replace("&#x27;", "'")
+
+
+def test_hostile_output_and_host_names_show_literally(
+    tmp_path: Path, controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    (tmp_path / "hostile.txt").write_text(HOSTILE)
+    dag = tmp_path / "hostile.yaml"
+    dag.write_text(f"name: hostile\ntasks:\n  - id: shout\n    module: {ECHO_BOTH}\n    inputs: ['file:hostile.txt']\n")
+    hosts.start(controller.address, HOST)
+    wait_for_hosts(client, 1)
+    dag_id = client.submit(load_dag(dag))
+    assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
+
+    async def run() -> None:
+        app = make_app(controller=controller.address, backend=Backend(token=TEST_TOKEN), environ={},
+                       ram_probe=lambda: 4096)  # fmt: skip
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "the monitor")
+            monitor = app.screen
+            tasks = monitor.query_one("#tasks", DataTable)
+            await wait_until(pilot, lambda: tasks.row_count == 1, 20, "the task row")
+            tasks.focus()
+            output = monitor.query_one("#output", Static)
+            await wait_until(pilot, lambda: "not markup" in str(output.render()), 20, "the task's output")
+            shown = str(output.render())
+            assert "[bold red]not markup[/] [link=https://example.com]x[/link]" in shown
+            assert "\\x1b[2J\\x1b]0;pwned\\x07 abc\\rdef back\\x08space \\x9b31m \\u202eevil\\u202c" in shown
+            for raw in ("\x1b", "\x07", "\r", "\x08", "\u009b", "\u202e"):
+                assert raw not in shown
+            screen = screen_text(app)
+            assert HOST in screen  # the hosts and tasks tables show the name, not bold text
+            assert "[bold red]not markup[/]" in screen and "\\x1b]0;pwned" in screen
+            await pilot.press("q")
+
+    asyncio.run(run())

@@ -1,0 +1,74 @@
+"""What the CLI and the monitor print of strings tasks and hosts control: never a live control
+sequence, never rich markup."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.text import Text
+
+from bxthre3.outputs import terminal_safe
+from bxthre3.render import print_results, print_status
+from bxthre3.tui.formatting import cell, describe_output, host_row, task_row
+
+HOSTILE = "evil\x1b]0;title\x07\x1b[2J\r\x08\u009b1m\u202e\u2066[bold red]x[/bold red]\u2028"
+ESCAPED = "evil\\x1b]0;title\\x07\\x1b[2J\\r\\x08\\x9b1m\\u202e\\u2066[bold red]x[/bold red]\\u2028"
+RAW = ("\x1b]", "\x1b[2J", "\x07", "\r", "\x08", "\u009b", "\u202e", "\u2066", "\u2028")
+
+
+def terminal() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=400, highlight=False, soft_wrap=True), out
+
+
+def test_terminal_safe_escapes_what_acts_on_a_terminal_and_keeps_text() -> None:
+    assert terminal_safe(HOSTILE) == ESCAPED
+    kept = "tabs\tand\nnewlines, ünïcödé, 漢字, no-break\u00a0space, emoji 👨\u200d👩\u200d👧, private \ue000"
+    assert terminal_safe(kept) == kept
+    assert terminal_safe("a\nb\tc", keep="") == "a\\nb\\tc"
+    assert terminal_safe("\x00\x7f\x85\ufeff") == "\\x00\\x7f\\x85\\ufeff"
+
+
+def test_status_escapes_what_hosts_report() -> None:
+    console, out = terminal()
+    host = {"node_id": HOSTILE, "device": HOSTILE, "platform": "linux\x1b[31m", "engine": "wasm3", "ram_mb": 128,
+            "slots": 1, "running": [HOSTILE], "succeeded": 0, "failed": 0, "last_seen_s": 0.1,
+            "state": "idle"}  # fmt: skip
+    print_status({"totals": {}, "hosts": [host], "dags": [], "waiting": []}, console)
+    text = out.getvalue()
+    for raw in RAW:
+        assert raw not in text
+    assert "[bold red]x[/bold red]" in text and "\\x1b]0;title\\x07" in text and "linux\\x1b[31m" in text
+
+
+def test_results_escape_output_stderr_errors_and_host_names_on_a_terminal() -> None:
+    console, out = terminal()
+    tasks = [
+        {"task_id": "ok", "state": "succeeded", "node_id": HOSTILE, "output": HOSTILE.encode()},
+        {"task_id": "bad", "state": "failed", "node_id": "h", "reason": "trap", "error": HOSTILE,
+         "stderr": HOSTILE.encode()},
+    ]  # fmt: skip
+    print_results({"name": "d", "dag_id": "dag-1", "state": "failed", "done": 2, "total": 2, "tasks": tasks}, console)
+    text = out.getvalue()
+    for raw in RAW:
+        assert raw not in text
+    assert text.count(ESCAPED) == 4  # node id, output, error, stderr
+
+
+def test_results_in_a_pipe_are_the_text_itself() -> None:
+    out = io.StringIO()
+    console = Console(file=out, highlight=False, soft_wrap=True, width=160)
+    task = {"task_id": "t", "state": "succeeded", "node_id": "h", "output": b"progress\r50%\r100%\tdone\n"}
+    print_results({"name": "d", "dag_id": "dag-1", "state": "succeeded", "done": 1, "total": 1, "tasks": [task]},
+                  console)  # fmt: skip
+    assert "progress\r50%\r100%\tdone\n" in out.getvalue()
+
+
+def test_the_monitor_shows_coloured_text_as_text_and_escapes_table_cells() -> None:
+    assert describe_output(b"\x1b[31mred\x1b[0m and\rback\n") == "\\x1b[31mred\\x1b[0m and\\rback\n"
+    assert describe_output(b"a\x00b").startswith("3 bytes of binary output")
+    assert cell("[bold]x[/bold]\n") == "\\[bold]x\\[/bold]\\n"
+    assert host_row({"node_id": "[b]h", "state": "idle"})[0] == "\\[b]h"
+    row = task_row({"task_id": "t", "node_id": "\x1b[2Jh", "reason": "[red]"})
+    assert [Text.from_markup(row[i]).plain for i in (2, 5)] == ["\\x1b[2Jh", "[red]"]  # as DataTable renders them
