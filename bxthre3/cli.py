@@ -749,10 +749,10 @@ def _run_run(args: argparse.Namespace) -> int:
         written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)
     if args.out is not None:
-        from .outputs import write_final_outputs
+        from .outputs import terminal_safe, write_final_outputs
 
         for path in write_final_outputs(spec, results, args.out) + written:
-            print(f"wrote {path}", file=sys.stderr)
+            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
     return code
 
 
@@ -832,8 +832,11 @@ def _run_results(args: argparse.Namespace) -> int:
         results = client.results(args.dag_id)
         written = _write_named_outputs(client, args.dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)
-    for path in written:
-        print(f"wrote {path}", file=sys.stderr)
+    if written:
+        from .outputs import terminal_safe
+
+        for path in written:
+            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
     return code
 
 

@@ -72,37 +72,55 @@ def test_a_named_output_never_written_fails_its_reader_not_the_controller(
     assert client.wait(again, timeout=30)["state"] == "succeeded"
 
 
+class FakeHost:
+    """A member that registers as a host and answers assignments with whatever files a test wants."""
+
+    def __init__(self, controller: RunningController) -> None:
+        self.sock = controller.context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        secure_client(self.sock, TEST_KEYS)  # a member, so trusted to connect, not to tell the truth
+        self.sock.connect(controller.address.endpoint)
+        self.sock.send(protocol.encode(protocol.Register("liar", 1, 128, "linux-x86_64", "wasm3")))
+
+    def answer(self, dag_id: str, files: dict[str, bytes], output: bytes = b"") -> None:
+        """Wait for the next assignment (heartbeating meanwhile, or the host is declared dead), report success."""
+        assign = None
+        for _ in range(100):
+            self.sock.send(protocol.encode(protocol.Heartbeat()))
+            while assign is None and self.sock.poll(100):
+                for msg in protocol.unbatch(protocol.decode(self.sock.recv())):
+                    if isinstance(msg, protocol.Assign):
+                        assign = msg
+            if assign is not None:
+                break
+        assert assign is not None, "no assignment came"
+        result = protocol.Result(dag_id, assign.task_id, assign.attempt, 0, output, b"", None, "", 0.01, files)
+        self.sock.send(protocol.encode(result))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def one_task_dag(tmp_path: Path, retries: int) -> Path:
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({"name": "one", "tasks": [
+        {"id": "t", "module": str(WASM_MODULES / "init.wasm"), "retries": retries},
+    ]}))  # fmt: skip
+    return path
+
+
 def test_a_host_reporting_impossible_files_fails_the_task_not_the_controller(
     controller: RunningController, client: ControllerClient, tmp_path: Path
 ) -> None:
-    path = tmp_path / "one.yaml"
-    path.write_text(yaml.safe_dump({"name": "one", "tasks": [
-        {"id": "t", "module": str(WASM_MODULES / "init.wasm"), "retries": 1},
-    ]}))  # fmt: skip
-    dag_id = client.submit(load_dag(path))
-    host = controller.context.socket(zmq.DEALER)
-    host.setsockopt(zmq.LINGER, 0)
-    secure_client(host, TEST_KEYS)  # a member, so trusted to connect, not to tell the truth
-    host.connect(controller.address.endpoint)
+    dag_id = client.submit(load_dag(one_task_dag(tmp_path, retries=1)))
+    host = FakeHost(controller)
     try:
-        host.send(protocol.encode(protocol.Register("liar", 1, 128, "linux-x86_64", "wasm3")))
-        bad_files = [{"../../etc/passwd": b"root"}, {f"f{i}": b"" for i in range(1001)}]
-        for files in bad_files:
-            assign = None
-            for _ in range(100):  # heartbeats meanwhile, or the controller declares the host dead
-                host.send(protocol.encode(protocol.Heartbeat()))
-                while assign is None and host.poll(100):
-                    for msg in protocol.unbatch(protocol.decode(host.recv())):
-                        if isinstance(msg, protocol.Assign):
-                            assign = msg
-                if assign is not None:
-                    break
-            assert assign is not None, "no assignment came"
-            result = protocol.Result(dag_id, "t", assign.attempt, 0, b"", b"", None, "", 0.01, files)
-            host.send(protocol.encode(result))
+        host.answer(dag_id, {"../../etc/passwd": b"root"})
+        host.answer(dag_id, {f"f{i}": b"" for i in range(1001)})
         # A frame whose files are not a map of bytes is malformed: dropped and counted.
         dropped = client.status()["controller"]["dropped_frames"]
-        host.send(protocol.encode(protocol.Result(dag_id, "t", 9, 0, b"", b"", None, "", 0.0, {"x": "text"})))  # type: ignore[dict-item]
+        bad = protocol.Result(dag_id, "t", 9, 0, b"", b"", None, "", 0.0, {"x": "text"})  # type: ignore[dict-item]
+        host.sock.send(protocol.encode(bad))
         wait_for(lambda: client.status()["controller"]["dropped_frames"] > dropped, 5, "the bad frame to be dropped")
         assert client.wait(dag_id, timeout=10)["state"] == "failed"
     finally:
@@ -112,6 +130,34 @@ def test_a_host_reporting_impossible_files_fails_the_task_not_the_controller(
     assert task["history"][0]["error"].startswith("the host reported an impossible output: output file name")
     assert task["history"][1]["error"] == "1001 files under /out, over the limit of 1000"
     assert task["files"] == [] and task["output"] is None
+
+
+def test_hostile_output_names_reach_disk_and_terminal_harmlessly(
+    controller: RunningController, client: ControllerClient, tmp_path: Path
+) -> None:
+    """A name is any plain relative path, so it may hold escape sequences: `--out` writes it as it is,
+    inside DIR, and what is printed shows the escapes instead of obeying them."""
+    dag_id = client.submit(load_dag(one_task_dag(tmp_path, retries=0)))
+    host = FakeHost(controller)
+    hostile = "\x1b]0;pwned\x07dir/\x1b[2Jclear\u202egnp.exe"
+    try:
+        host.answer(dag_id, {hostile: b"bytes\x00kept", "ok.txt": b"fine"})
+        assert client.wait(dag_id, timeout=10)["state"] == "succeeded"
+    finally:
+        host.close()
+    out = tmp_path / "fetched"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bxthre3", "results", dag_id, "--controller", str(controller.address),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=30, env=subprocess_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "t" / hostile).read_bytes() == b"bytes\x00kept" and (out / "t" / "ok.txt").read_bytes() == b"fine"
+    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")) == ["fetched"] * 5 + ["one.yaml"]
+    for text in (proc.stdout, proc.stderr):
+        assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    assert "\\x1b]0;pwned\\x07dir/\\x1b[2Jclear\\u202egnp.exe" in proc.stderr, "shown escaped"
+    assert "t/\\x1b]0;pwned" in proc.stdout, "listed escaped"
 
 
 def expected_pipeline() -> dict[str, dict[str, bytes]]:
