@@ -13,7 +13,7 @@ import difflib
 import math
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -129,14 +129,19 @@ class TaskSpec:
         return tuple(i for i in self.inputs if i.kind is not InputKind.LITERAL)
 
     @property
-    def references(self) -> Iterator[tuple[str, TaskInput]]:
-        """(field, input) for every upstream output the task reads, on stdin or in `/in`."""
+    def references(self) -> list[tuple[str, TaskInput]]:
+        """(field, input) for every upstream output the task reads, on stdin or in `/in`.
+
+        Validation walks this for every task of a DAG (100,000 of them), hence the plain loops."""
+        refs = []
         for item in self.inputs:
             if item.kind is InputKind.OUTPUT:
-                yield "inputs", item
-        for f in self.files:
-            if f.source.kind is InputKind.OUTPUT:
-                yield "files", f.source
+                refs.append(("inputs", item))
+        if self.files:
+            for f in self.files:
+                if f.source.kind is InputKind.OUTPUT:
+                    refs.append(("files", f.source))
+        return refs
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +202,12 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
         "id": task.id,
         "module": task.module,
         "module_name": task.module_name,
-        "inputs": [_input_to_wire(i) for i in task.inputs],
+        "inputs": [
+            {"kind": i.kind.value, "value": i.value}
+            if i.kind is not InputKind.FILE and not i.output
+            else _input_to_wire(i)
+            for i in task.inputs
+        ],
         "depends_on": list(task.depends_on),
     }
     if task.files:  # absent when empty: DAGs without files read as they always did
@@ -687,7 +697,7 @@ class _WireReader:
                 raise self.fail(f"must be an integer (MB), not {type(memory).__name__}", task_id, "memory")
             if not 1 <= memory <= MAX_TASK_MEMORY_MB:
                 raise self.fail(f"must be between 1 and {MAX_TASK_MEMORY_MB} MB, not {memory}", task_id, "memory")
-        files = self.files(raw.get("files", []), task_id)
+        files = self.files(raw["files"], task_id) if "files" in raw else ()
         return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory, files)
 
     def files(self, raw: object, task_id: str) -> tuple[TaskFile, ...]:
