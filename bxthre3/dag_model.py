@@ -129,19 +129,16 @@ class TaskSpec:
         return tuple(i for i in self.inputs if i.kind is not InputKind.LITERAL)
 
     @property
-    def references(self) -> list[tuple[str, TaskInput]]:
-        """(field, input) for every upstream output the task reads, on stdin or in `/in`.
+    def sources(self) -> tuple[TaskInput, ...]:
+        """Every input, then every `/in` file's source: what the graph checks look at. Validation
+        walks this for every task of a DAG (100,000 of them): without files it is `inputs` itself."""
+        if not self.files:
+            return self.inputs
+        return self.inputs + tuple(f.source for f in self.files)
 
-        Validation walks this for every task of a DAG (100,000 of them), hence the plain loops."""
-        refs = []
-        for item in self.inputs:
-            if item.kind is InputKind.OUTPUT:
-                refs.append(("inputs", item))
-        if self.files:
-            for f in self.files:
-                if f.source.kind is InputKind.OUTPUT:
-                    refs.append(("files", f.source))
-        return refs
+    def field_of(self, item: TaskInput) -> str:
+        """'inputs' or 'files': where `item` (one of `sources`) is written, for error messages."""
+        return "inputs" if any(i is item for i in self.inputs) else "files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,13 +424,15 @@ def validate_graph(spec: DagSpec) -> None:
                 task=task.id,
                 field="module",
             )
-        for field_name, item in task.references:
+        for item in task.sources:
+            if item.kind is not InputKind.OUTPUT:
+                continue
             if item.value == task.id:
                 raise DagError(
                     f"input {_show(item.text)}: a task cannot read its own output",
                     file=src,
                     task=task.id,
-                    field=field_name,
+                    field=task.field_of(item),
                 )
             if item.value not in index:
                 raise DagError(
@@ -441,7 +440,7 @@ def validate_graph(spec: DagSpec) -> None:
                     f"{_show(item.value)}{did_you_mean(item.value, index)}",
                     file=src,
                     task=task.id,
-                    field=field_name,
+                    field=task.field_of(item),
                 )
     order = _kahn(spec, index)
     _check_upstream(spec, index, order)
@@ -539,20 +538,20 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
     ancestor sets) costs tasks x referenced-tasks bits; the frame and task limits
     bound that.
     """
-    indirect: list[tuple[int, TaskInput, str]] = []
+    indirect: list[tuple[int, TaskInput]] = []
     bit_of: dict[int, int] = {}
     for i, task in enumerate(spec.tasks):
         direct = set(task.depends_on)
-        for field_name, item in task.references:
-            if item.value not in direct:
+        for item in task.sources:
+            if item.kind is InputKind.OUTPUT and item.value not in direct:
                 target = index[item.value]
-                indirect.append((i, item, field_name))
+                indirect.append((i, item))
                 bit_of.setdefault(target, len(bit_of))
     if not indirect:
         return
-    queries: dict[int, list[tuple[TaskInput, str]]] = {}
-    for reader, item, field_name in indirect:
-        queries.setdefault(reader, []).append((item, field_name))
+    queries: dict[int, list[TaskInput]] = {}
+    for reader, item in indirect:
+        queries.setdefault(reader, []).append(item)
     unread = [0] * len(spec.tasks)
     dep_lists: list[list[int]] = []
     for task in spec.tasks:
@@ -576,7 +575,7 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
             unread[d] -= 1
             if unread[d] == 0:
                 del up[d]
-        for item, field_name in queries.get(i, ()):
+        for item in queries.get(i, ()):
             target_id = item.value
             if not mask >> bit_of[index[target_id]] & 1:
                 task = spec.tasks[i]
@@ -585,7 +584,7 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
                     f"which is not upstream of this task: add {target_id!r} to depends_on",
                     file=spec.source,
                     task=task.id,
-                    field=field_name,
+                    field=task.field_of(item),
                 )
         if unread[i]:
             bit = bit_of.get(i)
@@ -760,19 +759,21 @@ class _WireReader:
             raise self.fail(f"{where} data must be bytes", task_id, field)
         if kind is not InputKind.FILE and data:
             raise self.fail(f"{where} is {kind.value} but carries data", task_id, field)
-        output = item.get("output", "")
-        if not isinstance(output, str):
-            raise self.fail(f"{where} output must be a string", task_id, field)
-        if output and kind is not InputKind.OUTPUT:
-            raise self.fail(f"{where} is {kind.value} but names an output", task_id, field)
-        if kind is InputKind.OUTPUT:
-            problem = id_problem(value)
-            if problem:
-                raise self.fail(f"{where}: {problem}", task_id, field)
+        output = ""
+        if "output" in item:  # a named output: rare, so checked apart
+            output = item["output"]
+            if not isinstance(output, str):
+                raise self.fail(f"{where} output must be a string", task_id, field)
+            if output and kind is not InputKind.OUTPUT:
+                raise self.fail(f"{where} is {kind.value} but names an output", task_id, field)
             if output:
                 problem = path_problem(output)
                 if problem:
                     raise self.fail(f"{where} ({_show(OUTPUT_PREFIX + value)}/...): {problem}", task_id, field)
+        if kind is InputKind.OUTPUT:
+            problem = id_problem(value)
+            if problem:
+                raise self.fail(f"{where}: {problem}", task_id, field)
         elif kind is InputKind.FILE and len(value) > MAX_NAME_CHARS:
             raise self.fail(f"{where} path is too long", task_id, field)
         return TaskInput(kind, value, data, output)
