@@ -722,7 +722,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="write each final task's output to DIR/<task id><ext> (.pgm, .png, .txt or .bin by content)",
+        help="write each final task's output to DIR/<task id><ext> (.pgm, .png, .txt or .bin by content) "
+        "and every file a task wrote under /out to DIR/<task id>/<name>",
     )
     p.set_defaults(handler=_run_run)
 
@@ -745,13 +746,29 @@ def _run_run(args: argparse.Namespace) -> int:
         with DagProgress(spec.name, len(spec.tasks)) as progress:
             cluster.client.wait(dag_id, progress.update)
         results = cluster.client.results(dag_id)
+        written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)
     if args.out is not None:
-        from .outputs import write_final_outputs
+        from .outputs import terminal_safe, write_final_outputs
 
-        for path in write_final_outputs(spec, results, args.out):
-            print(f"wrote {path}", file=sys.stderr)
+        for path in write_final_outputs(spec, results, args.out) + written:
+            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
     return code
+
+
+def _write_named_outputs(client: Any, dag_id: str, results: dict[str, Any], out: Path) -> list[Path]:
+    """Fetch and write every succeeded task's named outputs as OUT/<task>/<name>, one task per request
+    (a task's files can add up to 16 MiB: a whole DAG's would not fit one reply)."""
+    from .outputs import write_named_outputs
+
+    written: list[Path] = []
+    for task in results.get("tasks", []):
+        if task.get("state") != "succeeded" or not task.get("files"):
+            continue
+        full = client.results(dag_id, task_id=task["task_id"], with_files=True)
+        for one in full.get("tasks", []):
+            written += write_named_outputs(out, one["task_id"], one.get("files", []))
+    return written
 
 
 # ---------------------------------------------------------------------- submit / status / results
@@ -802,6 +819,9 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="show a DAG's tasks and their outputs")
     p.add_argument("dag_id", help="the id `submit` printed")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write every file a task wrote under /out to DIR/<task id>/<name>"
+    )
     _add_controller_option(p)
     p.set_defaults(handler=_run_results)
 
@@ -810,7 +830,14 @@ def _run_results(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         results = client.results(args.dag_id)
-    return _print_results(results, as_json=args.json)
+        written = _write_named_outputs(client, args.dag_id, results, args.out) if args.out is not None else []
+    code = _print_results(results, as_json=args.json)
+    if written:
+        from .outputs import terminal_safe
+
+        for path in written:
+            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
+    return code
 
 
 def _add_cancel(sub: argparse._SubParsersAction) -> None:

@@ -151,11 +151,12 @@ class ControllerClient:
         return self.request(lambda r: protocol.ProgressRequest(r, dag_id))
 
     def results(
-        self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0
+        self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0, with_files: bool = False
     ) -> dict[str, Any]:
         """One DAG's tasks; ``with_output=False`` leaves out outputs, ``task_id`` asks for one task only,
-        ``limit`` caps the tasks sent (unfinished and failed first, then the most recently finished)."""
-        return self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id, limit))
+        ``limit`` caps the tasks sent (unfinished and failed first, then the most recently finished),
+        ``with_files`` adds the contents of named outputs (ask per task: they can be 16 MiB each)."""
+        return self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id, limit, with_files))
 
     def watch(self, lease: float = 10.0) -> dict[str, Any]:
         """Subscribe to pushed updates; call again before ``lease`` seconds pass to keep them coming."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from . import __version__, protocol, views
-from .dag_model import DagSpec
+from .dag_model import DagSpec, output_files_problem
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .failures import FailureReason
 from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE, SUBMIT_TOTAL_BURST, SUBMIT_TOTAL_RATE
@@ -278,6 +278,9 @@ class Controller:
         if kind is protocol.Result:
             assert isinstance(msg, protocol.Result)
             reason = _parse_reason(msg.reason)
+            error, files = msg.error, msg.files or None
+            if files is not None:
+                reason, error, files = _check_files(reason, error, files, len(msg.output))
             if reason is None and self.metrics is not None:
                 self.metrics.observe(msg.duration)
             self._apply(
@@ -292,8 +295,9 @@ class Controller:
                         stderr=msg.stderr,
                         exit_code=msg.exit_code,
                         reason=reason,
-                        error=msg.error,
+                        error=error,
                         duration=msg.duration,
+                        files=files,
                     )
                 )
             )
@@ -350,7 +354,9 @@ class Controller:
                     error = f"no task {msg.task_id!r} in DAG {msg.dag_id!r}"
                     self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
                     return
-                view = views.results_view(dag, self.scheduler, now, msg.with_output, msg.task_id, max(0, msg.limit))
+                view = views.results_view(
+                    dag, self.scheduler, now, msg.with_output, msg.task_id, max(0, msg.limit), msg.with_files
+                )
                 self._reply(identity, msg.req_id, view)
         else:
             self._drop(f"unexpected {kind.__name__} from a peer")
@@ -445,6 +451,7 @@ class Controller:
                     ins.stdin,
                     list(ins.input_sizes),
                     ins.timeout,
+                    dict(ins.files) if ins.files else _NO_FILES,
                 )
                 if identity is None:
                     self._apply(self.scheduler.handle(HostLeft(ins.host_id, self.clock(), "unreachable")))
@@ -577,6 +584,26 @@ class Controller:
         except zmq.ZMQError as exc:  # EHOSTUNREACH (peer gone) or EAGAIN (peer not reading)
             log.debug("send to %s failed: %s", identity.hex()[:8], exc)
             return False
+
+
+_NO_FILES: dict[str, bytes] = {}
+"""The `files` of every assignment without any (shared, never changed)."""
+
+
+def _check_files(
+    reason: FailureReason | None, error: str, files: dict[str, bytes], stdout_bytes: int
+) -> tuple[FailureReason | None, str, dict[str, bytes] | None]:
+    """A result's named outputs, re-checked: a failed attempt's are dropped, and a success whose
+    files break the rules (bad names, too many, too big) becomes a failure saying why."""
+    if reason is not None:
+        return reason, error, None
+    problem = output_files_problem(files, stdout_bytes)
+    if problem is None:
+        return None, error, files
+    message, over_limit = problem
+    if over_limit:
+        return FailureReason.OUTPUT_LIMIT, message, None
+    return FailureReason.INTERNAL, f"the host reported an impossible output: {message}", None
 
 
 def _parse_reason(value: str | None) -> FailureReason | None:

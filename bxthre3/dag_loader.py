@@ -28,14 +28,18 @@ from yaml.resolver import Resolver
 from bxthre3.dag_model import (
     MAX_RETRIES,
     MAX_TIMEOUT_S,
+    OUTPUT_PREFIX,
     DagSpec,
     InputKind,
+    TaskFile,
     TaskInput,
     TaskSpec,
     check_limits,
     did_you_mean,
     id_problem,
     parse_input,
+    path_problem,
+    paths_problem,
     validate_graph,
 )
 from bxthre3.digests import sha256_hex
@@ -77,7 +81,7 @@ _TYPE_WORDS = {
 
 _TOP_KEYS = ("name", "description", "defaults", "tasks")
 _DEFAULT_KEYS = ("timeout", "retries", "memory")
-_TASK_KEYS = ("id", "module", "inputs", "depends_on", "timeout", "retries", "memory")
+_TASK_KEYS = ("id", "module", "inputs", "files", "depends_on", "timeout", "retries", "memory")
 
 
 def load_dag(path: str | os.PathLike[str]) -> DagSpec:
@@ -391,7 +395,58 @@ class _DagBuilder:
         timeout = timeout if timeout is not None else self.defaults.get("timeout")  # type: ignore[assignment]
         retries = retries if retries is not None else self.defaults.get("retries")  # type: ignore[assignment]
         memory = memory if memory is not None else self.defaults.get("memory")  # type: ignore[assignment]
-        return TaskSpec(task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory)
+        files = self.files(fields["files"][1], task_id) if "files" in fields else ()
+        return TaskSpec(
+            task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory, files
+        )
+
+    def files(self, node: Node, task_id: str) -> tuple[TaskFile, ...]:
+        """`files:` maps names under `/in` to `file:PATH`, `output_of_T` or `output_of_T/NAME`."""
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
+            return ()
+        if not isinstance(node, MappingNode):
+            raise self.fail(
+                f"must be a mapping of names under /in to sources (name: file:PATH), not {_kind(node)}",
+                node,
+                task_id,
+                "files",
+            )
+        if len(node.value) > MAX_INPUTS_PER_TASK:
+            raise self.fail(
+                f"{len(node.value)} files, over the limit of {MAX_INPUTS_PER_TASK}", node, task_id, "files"
+            )
+        out: list[TaskFile] = []
+        for key, value in node.value:
+            if key.tag != _STR:
+                hint = f'file name {key.value!r} is {_kind(key)}; quote it: "{key.value}"'
+                raise self.fail(hint, key, task_id, "files")
+            name = str(key.value)
+            problem = path_problem(name)
+            if problem:
+                raise self.fail(problem, key, task_id, "files")
+            if not (isinstance(value, ScalarNode) and value.tag == _STR):
+                raise self.fail(
+                    f"file {name!r}: the source is {_kind(value)}; write file:PATH, {OUTPUT_PREFIX}TASK "
+                    f"or {OUTPUT_PREFIX}TASK/NAME",
+                    value,
+                    task_id,
+                    "files",
+                )
+            text = str(value.value)
+            source = parse_input(text)
+            where = f"file {name!r}"
+            if source.kind is InputKind.LITERAL:
+                raise self.fail(
+                    f"{where}: source {text!r} is neither file:PATH, {OUTPUT_PREFIX}TASK nor {OUTPUT_PREFIX}TASK/NAME",
+                    value,
+                    task_id,
+                    "files",
+                )
+            out.append(TaskFile(name, self.resolve_input(source, text, value, where, task_id, "files")))
+        problem = paths_problem(f.path for f in out)
+        if problem:
+            raise self.fail(problem, node, task_id, "files")
+        return tuple(out)
 
     def task_input(self, node: Node, number: int, task_id: str) -> TaskInput:
         if not (isinstance(node, ScalarNode) and node.tag == _STR):
@@ -404,22 +459,34 @@ class _DagBuilder:
                 else ""
             )
             raise self.fail(f"input #{number} is {_kind(node)}{shown}, not a string{hint}", node, task_id, "inputs")
-        item = parse_input(str(node.value))
+        text = str(node.value)
+        return self.resolve_input(parse_input(text), text, node, f"input #{number}", task_id, "inputs")
+
+    def resolve_input(
+        self, item: TaskInput, text: str, node: Node, where: str, task_id: str, field: str
+    ) -> TaskInput:
+        """Check an `output_of_T/NAME` name; read a `file:` input's content (relative to the DAG file)."""
+        if item.kind is InputKind.OUTPUT:
+            if "/" in text:
+                problem = path_problem(item.output)
+                if problem:
+                    raise self.fail(f"{where} {text!r}: {problem}", node, task_id, field)
+            return item
         if item.kind is not InputKind.FILE:
             return item
         if not item.value:
-            raise self.fail(f"input #{number}: 'file:' needs a path", node, task_id, "inputs")
+            raise self.fail(f"{where}: 'file:' needs a path", node, task_id, field)
         path = self.base_dir / item.value
         try:
             size = path.stat().st_size
             if not path.is_file():
-                raise self.fail(f"input file {str(path)!r} is not a regular file", node, task_id, "inputs")
+                raise self.fail(f"input file {str(path)!r} is not a regular file", node, task_id, field)
             if self.carried + size > MAX_DAG_BYTES:
                 raise self.fail(
                     f"input file {str(path)!r} ({size} bytes) takes the DAG over the limit of {MAX_DAG_BYTES} bytes",
                     node,
                     task_id,
-                    "inputs",
+                    field,
                 )
             data = path.read_bytes()
         except FileNotFoundError:
@@ -427,11 +494,11 @@ class _DagBuilder:
                 f"input file {item.value!r} not found (looked for {str(path)!r})",
                 node,
                 task_id,
-                "inputs",
+                field,
             ) from None
         except OSError as exc:
             raise self.fail(
-                f"cannot read input file {str(path)!r}: {exc.strerror or exc}", node, task_id, "inputs"
+                f"cannot read input file {str(path)!r}: {exc.strerror or exc}", node, task_id, field
             ) from None
         self.carried += len(data)
         return TaskInput(InputKind.FILE, item.value, data)

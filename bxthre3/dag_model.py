@@ -26,6 +26,10 @@ from bxthre3.limits import (
     MAX_ID_LENGTH,
     MAX_INPUTS_PER_TASK,
     MAX_MODULE_BYTES,
+    MAX_NAME_BYTES,
+    MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_FILES,
+    MAX_PATH_BYTES,
     MAX_TASK_MEMORY_MB,
     MAX_TASKS_PER_DAG,
 )
@@ -35,7 +39,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 """A task id: safe in file names, log lines and `output_of_<id>` references."""
 
 OUTPUT_PREFIX = "output_of_"
-"""An input `output_of_<id>` is the stdout of upstream task `<id>`."""
+"""An input `output_of_<id>` is the stdout of upstream task `<id>`; `output_of_<id>/<name>` is the
+file that task wrote as `/out/<name>` (a task id holds no '/', so the first '/' splits the two)."""
 
 FILE_PREFIX = "file:"
 """An input `file:<path>` is that file's content, read when the DAG is loaded."""
@@ -65,13 +70,32 @@ class InputKind(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class TaskInput:
-    """One input. LITERAL: `value` is the text; OUTPUT: the upstream task id; FILE: the
-    path as written, with the content in `data` (read at load time so the cluster
-    needs no shared file system)."""
+    """One input. LITERAL: `value` is the text; OUTPUT: the upstream task id, and `output` the
+    name of one of its files under `/out` ("" = its stdout); FILE: the path as written, with
+    the content in `data` (read at load time so the cluster needs no shared file system)."""
 
     kind: InputKind
     value: str
     data: bytes = b""
+    output: str = ""
+
+    @property
+    def text(self) -> str:
+        """The input as a DAG file writes it, for messages."""
+        if self.kind is InputKind.OUTPUT:
+            return OUTPUT_PREFIX + self.value + (f"/{self.output}" if self.output else "")
+        if self.kind is InputKind.FILE:
+            return FILE_PREFIX + self.value
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFile:
+    """One file of a task's read-only `/in` directory: `/in/<path>` holds the bytes of `source`
+    (a FILE input, or an OUTPUT input: an upstream task's stdout or one of its named outputs)."""
+
+    path: str
+    source: TaskInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +115,8 @@ class TaskSpec:
     """Extra attempts after a failure; None means the cluster default."""
     memory: int | None = None
     """MB of RAM the task needs; it runs only on a host whose --ram-limit is at least this."""
+    files: tuple[TaskFile, ...] = ()
+    """Its `/in` directory, in the order written (most tasks have none: they cost nothing then)."""
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -101,6 +127,18 @@ class TaskSpec:
     def stdin_inputs(self) -> tuple[TaskInput, ...]:
         """The upstream outputs and files in order: concatenated, they are stdin."""
         return tuple(i for i in self.inputs if i.kind is not InputKind.LITERAL)
+
+    @property
+    def sources(self) -> tuple[TaskInput, ...]:
+        """Every input, then every `/in` file's source: what the graph checks look at. Validation
+        walks this for every task of a DAG (100,000 of them): without files it is `inputs` itself."""
+        if not self.files:
+            return self.inputs
+        return self.inputs + tuple(f.source for f in self.files)
+
+    def field_of(self, item: TaskInput) -> str:
+        """'inputs' or 'files': where `item` (one of `sources`) is written, for error messages."""
+        return "inputs" if any(i is item for i in self.inputs) else "files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +186,29 @@ class DagSpec:
         return _WireReader(source).read(obj)
 
 
+def _input_to_wire(item: TaskInput) -> dict[str, Any]:
+    if item.kind is InputKind.FILE:
+        return {"kind": item.kind.value, "value": item.value, "data": item.data}
+    if item.output:
+        return {"kind": item.kind.value, "value": item.value, "output": item.output}
+    return {"kind": item.kind.value, "value": item.value}
+
+
 def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
     wire: dict[str, Any] = {
         "id": task.id,
         "module": task.module,
         "module_name": task.module_name,
         "inputs": [
-            {"kind": i.kind.value, "value": i.value, "data": i.data}
-            if i.kind is InputKind.FILE
-            else {"kind": i.kind.value, "value": i.value}
+            {"kind": i.kind.value, "value": i.value}
+            if i.kind is not InputKind.FILE and not i.output
+            else _input_to_wire(i)
             for i in task.inputs
         ],
         "depends_on": list(task.depends_on),
     }
+    if task.files:  # absent when empty: DAGs without files read as they always did
+        wire["files"] = [{"path": f.path, **_input_to_wire(f.source)} for f in task.files]
     if task.timeout is not None:
         wire["timeout"] = task.timeout
     if task.retries is not None:
@@ -171,9 +219,12 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
 
 
 def parse_input(text: str) -> TaskInput:
-    """Classify one input as written in a DAG file (FILE inputs still need their data)."""
+    """Classify one input as written in a DAG file (FILE inputs still need their data).
+
+    `output_of_T/NAME` is T's named output NAME; the caller checks NAME with `path_problem`."""
     if text.startswith(OUTPUT_PREFIX):
-        return TaskInput(InputKind.OUTPUT, text[len(OUTPUT_PREFIX) :])
+        task_id, _, name = text[len(OUTPUT_PREFIX) :].partition("/")
+        return TaskInput(InputKind.OUTPUT, task_id, output=name)
     if text.startswith(FILE_PREFIX):
         return TaskInput(InputKind.FILE, text[len(FILE_PREFIX) :])
     return TaskInput(InputKind.LITERAL, text)
@@ -190,6 +241,69 @@ def id_problem(value: str) -> str | None:
     return None
 
 
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot name a file under `/in` or `/out`, or None when it can.
+
+    The same rule holds for `/in` names in a DAG, output names a host reports and the files
+    `--out` writes: relative, '/'-separated, no empty, '.' or '..' component (so it can never
+    leave its directory, whatever joins it), no NUL, within MAX_PATH_BYTES and MAX_NAME_BYTES.
+    """
+    if not path:
+        return "a file name must not be empty"
+    if "\0" in path:
+        return f"file name {_show(path)} contains a NUL character"
+    if path.startswith("/"):
+        return f"file name {_show(path)} must be relative (no leading '/')"
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        return f"file name {_show(path)} is {size} bytes, over the limit of {MAX_PATH_BYTES}"
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            shown = "an empty" if not part else f"a {part!r}"
+            return f"file name {_show(path)} has {shown} component; write a plain relative path like 'dir/name'"
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            return f"file name {_show(path)} has a component over {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def paths_problem(paths: Iterable[str]) -> str | None:
+    """Why these paths cannot live in one directory tree together (one names a directory the
+    other needs as a file, or a name is repeated), or None. Assumes each passed `path_problem`."""
+    seen: set[str] = set()
+    listed = list(paths)
+    for path in listed:
+        if path in seen:
+            return f"file name {_show(path)} is listed twice"
+        seen.add(path)
+    for path in listed:
+        parent, sep, _ = path.rpartition("/")
+        while sep:
+            if parent in seen:
+                return f"{_show(parent)} cannot be both a file and the directory of {_show(path)}"
+            parent, sep, _ = parent.rpartition("/")
+    return None
+
+
+def output_files_problem(files: Mapping[str, bytes], stdout_bytes: int) -> tuple[str, bool] | None:
+    """Why a host's report of a task's `/out` files cannot be true, or None: (message, over_limit).
+
+    The controller does not trust the wire: names must pass `path_problem` and `paths_problem`,
+    and the files with stdout must fit the limits the engine enforces. `over_limit` tells a
+    size or count overflow (the module's doing: `output_limit`) from a malformed name.
+    """
+    if len(files) > MAX_OUTPUT_FILES:
+        return f"{len(files)} files under /out, over the limit of {MAX_OUTPUT_FILES}", True
+    total = stdout_bytes + sum(len(data) for data in files.values())
+    if total > MAX_OUTPUT_BYTES:
+        return f"stdout and /out files add up to {total:,} bytes, over the {MAX_OUTPUT_BYTES:,}-byte limit", True
+    for name in files:
+        problem = path_problem(name)
+        if problem:
+            return f"output {problem}", False
+    problem = paths_problem(files)
+    return (f"outputs: {problem}", False) if problem else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ' (did you mean 'x'?)' hint for a misspelt key or id, or ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -203,11 +317,13 @@ def _show(value: object, limit: int = 60) -> str:
 
 
 def submission_bytes(spec: DagSpec) -> int:
-    """The bytes a submission carries: modules, file inputs and literal inputs."""
+    """The bytes a submission carries: modules, file inputs and literal inputs, `/in` files."""
     total = sum(len(data) for data in spec.modules.values())
     for task in spec.tasks:
         for item in task.inputs:
-            total += len(item.data) + len(item.value)
+            total += len(item.data) + len(item.value) + len(item.output)
+        for f in task.files:
+            total += len(f.path) + len(f.source.data) + len(f.source.value) + len(f.source.output)
     return total
 
 
@@ -230,6 +346,13 @@ def check_limits(spec: DagSpec) -> None:
                 file=spec.source,
                 task=task.id,
                 field="inputs",
+            )
+        if len(task.files) > MAX_INPUTS_PER_TASK:
+            raise DagError(
+                f"{len(task.files)} files, over the limit of {MAX_INPUTS_PER_TASK}",
+                file=spec.source,
+                task=task.id,
+                field="files",
             )
     for digest, data in spec.modules.items():
         if len(data) > MAX_MODULE_BYTES:
@@ -301,23 +424,23 @@ def validate_graph(spec: DagSpec) -> None:
                 task=task.id,
                 field="module",
             )
-        for item in task.inputs:
+        for item in task.sources:
             if item.kind is not InputKind.OUTPUT:
                 continue
             if item.value == task.id:
                 raise DagError(
-                    f"input {_show(OUTPUT_PREFIX + item.value)}: a task cannot read its own output",
+                    f"input {_show(item.text)}: a task cannot read its own output",
                     file=src,
                     task=task.id,
-                    field="inputs",
+                    field=task.field_of(item),
                 )
             if item.value not in index:
                 raise DagError(
-                    f"input {_show(OUTPUT_PREFIX + item.value)} reads unknown task "
+                    f"input {_show(item.text)} reads unknown task "
                     f"{_show(item.value)}{did_you_mean(item.value, index)}",
                     file=src,
                     task=task.id,
-                    field="inputs",
+                    field=task.field_of(item),
                 )
     order = _kahn(spec, index)
     _check_upstream(spec, index, order)
@@ -415,20 +538,20 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
     ancestor sets) costs tasks x referenced-tasks bits; the frame and task limits
     bound that.
     """
-    indirect: list[tuple[int, str]] = []
+    indirect: list[tuple[int, TaskInput]] = []
     bit_of: dict[int, int] = {}
     for i, task in enumerate(spec.tasks):
         direct = set(task.depends_on)
-        for item in task.inputs:
+        for item in task.sources:
             if item.kind is InputKind.OUTPUT and item.value not in direct:
                 target = index[item.value]
-                indirect.append((i, item.value))
+                indirect.append((i, item))
                 bit_of.setdefault(target, len(bit_of))
     if not indirect:
         return
-    queries: dict[int, list[str]] = {}
-    for reader, target_id in indirect:
-        queries.setdefault(reader, []).append(target_id)
+    queries: dict[int, list[TaskInput]] = {}
+    for reader, item in indirect:
+        queries.setdefault(reader, []).append(item)
     unread = [0] * len(spec.tasks)
     dep_lists: list[list[int]] = []
     for task in spec.tasks:
@@ -452,15 +575,16 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
             unread[d] -= 1
             if unread[d] == 0:
                 del up[d]
-        for target_id in queries.get(i, ()):
+        for item in queries.get(i, ()):
+            target_id = item.value
             if not mask >> bit_of[index[target_id]] & 1:
                 task = spec.tasks[i]
                 raise DagError(
-                    f"input {_show(OUTPUT_PREFIX + target_id)} reads task {target_id!r}, "
+                    f"input {_show(item.text)} reads task {target_id!r}, "
                     f"which is not upstream of this task: add {target_id!r} to depends_on",
                     file=spec.source,
                     task=task.id,
-                    field="inputs",
+                    field=task.field_of(item),
                 )
         if unread[i]:
             bit = bit_of.get(i)
@@ -470,8 +594,11 @@ def _check_upstream(spec: DagSpec, index: dict[str, int], order: list[int]) -> N
 # --------------------------------------------------------------------------- wire
 
 _TOP_KEYS = frozenset({"name", "tasks", "modules", "description"})
-_TASK_KEYS = frozenset({"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory"})
-_INPUT_KEYS = frozenset({"kind", "value", "data"})
+_TASK_KEYS = frozenset(
+    {"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"}
+)
+_INPUT_KEYS = frozenset({"kind", "value", "data", "output"})
+_FILE_KEYS = _INPUT_KEYS | {"path"}
 _KINDS = {k.value: k for k in InputKind}
 
 
@@ -488,11 +615,13 @@ class _WireReader:
     def fail(self, message: str, task: str | None = None, field: str | None = None) -> DagError:
         return DagError(message, file=self.source, task=task, field=field)
 
-    def keys(self, obj: dict[Any, Any], allowed: frozenset[str], what: str, task: str | None) -> None:
+    def keys(
+        self, obj: dict[Any, Any], allowed: frozenset[str], what: str, task: str | None, field: str | None = None
+    ) -> None:
         unknown = [k for k in obj if k not in allowed]
         if unknown:
             shown = ", ".join(sorted(_show(k) for k in unknown[:5]))
-            raise self.fail(f"unknown {what} key(s): {shown}", task)
+            raise self.fail(f"unknown {what} key(s): {shown}", task, field)
 
     def string(self, value: object, task: str | None, field: str, limit: int) -> str:
         if not isinstance(value, str):
@@ -567,7 +696,34 @@ class _WireReader:
                 raise self.fail(f"must be an integer (MB), not {type(memory).__name__}", task_id, "memory")
             if not 1 <= memory <= MAX_TASK_MEMORY_MB:
                 raise self.fail(f"must be between 1 and {MAX_TASK_MEMORY_MB} MB, not {memory}", task_id, "memory")
-        return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory)
+        files = self.files(raw["files"], task_id) if "files" in raw else ()
+        return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory, files)
+
+    def files(self, raw: object, task_id: str) -> tuple[TaskFile, ...]:
+        if not isinstance(raw, (list, tuple)):
+            raise self.fail(f"must be a list, not {type(raw).__name__}", task_id, "files")
+        if len(raw) > MAX_INPUTS_PER_TASK:
+            raise self.fail(f"{len(raw)} files, over the limit of {MAX_INPUTS_PER_TASK}", task_id, "files")
+        out: list[TaskFile] = []
+        for n, item in enumerate(raw, 1):
+            where = f"file #{n}"
+            if not isinstance(item, dict):
+                raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, "files")
+            self.keys(item, _FILE_KEYS, where, task_id, "files")
+            path = item.get("path")
+            if not isinstance(path, str):
+                raise self.fail(f"{where} path must be a string", task_id, "files")
+            problem = path_problem(path)
+            if problem:
+                raise self.fail(problem, task_id, "files")
+            source = self.one_input({k: v for k, v in item.items() if k != "path"}, where, task_id, "files")
+            if source.kind is InputKind.LITERAL:
+                raise self.fail(f"{where} ({_show(path)}) must be a file or an upstream output", task_id, "files")
+            out.append(TaskFile(path, source))
+        problem = paths_problem(f.path for f in out)
+        if problem:
+            raise self.fail(problem, task_id, "files")
+        return tuple(out)
 
     def inputs(self, raw: object, task_id: str) -> tuple[TaskInput, ...]:
         if not isinstance(raw, (list, tuple)):
@@ -579,33 +735,48 @@ class _WireReader:
             where = f"input #{n}"
             if not isinstance(item, dict):
                 raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, "inputs")
-            self.keys(item, _INPUT_KEYS, f"{where}", task_id)
-            raw_kind = item.get("kind")
-            kind = _KINDS.get(raw_kind) if isinstance(raw_kind, str) else None
-            if kind is None:
-                raise self.fail(
-                    f"{where} has kind {_show(item.get('kind'))}; expected one of " + ", ".join(sorted(_KINDS)),
-                    task_id,
-                    "inputs",
-                )
-            value = item.get("value")
-            if not isinstance(value, str):
-                raise self.fail(f"{where} value must be a string", task_id, "inputs")
-            data = item.get("data", b"")
-            if isinstance(data, bytearray):
-                data = bytes(data)
-            if not isinstance(data, bytes):
-                raise self.fail(f"{where} data must be bytes", task_id, "inputs")
-            if kind is not InputKind.FILE and data:
-                raise self.fail(f"{where} is {kind.value} but carries data", task_id, "inputs")
-            if kind is InputKind.OUTPUT:
-                problem = id_problem(value)
-                if problem:
-                    raise self.fail(f"{where}: {problem}", task_id, "inputs")
-            elif kind is InputKind.FILE and len(value) > MAX_NAME_CHARS:
-                raise self.fail(f"{where} path is too long", task_id, "inputs")
-            out.append(TaskInput(kind, value, data))
+            self.keys(item, _INPUT_KEYS, f"{where}", task_id, "inputs")
+            out.append(self.one_input(item, where, task_id, "inputs"))
         return tuple(out)
+
+    def one_input(self, item: dict[Any, Any], where: str, task_id: str, field: str) -> TaskInput:
+        """One input map (keys already checked) of `inputs` or `files`."""
+        raw_kind = item.get("kind")
+        kind = _KINDS.get(raw_kind) if isinstance(raw_kind, str) else None
+        if kind is None:
+            raise self.fail(
+                f"{where} has kind {_show(item.get('kind'))}; expected one of " + ", ".join(sorted(_KINDS)),
+                task_id,
+                field,
+            )
+        value = item.get("value")
+        if not isinstance(value, str):
+            raise self.fail(f"{where} value must be a string", task_id, field)
+        data = item.get("data", b"")
+        if isinstance(data, bytearray):
+            data = bytes(data)
+        if not isinstance(data, bytes):
+            raise self.fail(f"{where} data must be bytes", task_id, field)
+        if kind is not InputKind.FILE and data:
+            raise self.fail(f"{where} is {kind.value} but carries data", task_id, field)
+        output = ""
+        if "output" in item:  # a named output: rare, so checked apart
+            output = item["output"]
+            if not isinstance(output, str):
+                raise self.fail(f"{where} output must be a string", task_id, field)
+            if output and kind is not InputKind.OUTPUT:
+                raise self.fail(f"{where} is {kind.value} but names an output", task_id, field)
+            if output:
+                problem = path_problem(output)
+                if problem:
+                    raise self.fail(f"{where} ({_show(OUTPUT_PREFIX + value)}/...): {problem}", task_id, field)
+        if kind is InputKind.OUTPUT:
+            problem = id_problem(value)
+            if problem:
+                raise self.fail(f"{where}: {problem}", task_id, field)
+        elif kind is InputKind.FILE and len(value) > MAX_NAME_CHARS:
+            raise self.fail(f"{where} path is too long", task_id, field)
+        return TaskInput(kind, value, data, output)
 
     def depends_on(self, raw: object, task_id: str) -> tuple[str, ...]:
         if not isinstance(raw, (list, tuple)):

@@ -20,6 +20,8 @@ class FailureReason(str, Enum):
     """The module wrote more stdout than the limit allows."""
     INPUT_LIMIT = "input_limit"
     """The task's inputs add up to more than one task may receive."""
+    MISSING_INPUT = "missing_input"
+    """The task reads `output_of_T/NAME` but task T wrote no file NAME under `/out`."""
     INVALID_MODULE = "invalid_module"
     """The module could not be loaded or linked (not wasm, unsupported import, no `_start`)."""
     EXECUTOR_CRASHED = "executor_crashed"
@@ -36,5 +38,12 @@ class FailureReason(str, Enum):
 
 
 _DETERMINISTIC = frozenset(
-    {FailureReason.INVALID_MODULE, FailureReason.OUTPUT_LIMIT, FailureReason.INPUT_LIMIT, FailureReason.MEMORY_LIMIT}
+    {
+        FailureReason.INVALID_MODULE,
+        FailureReason.OUTPUT_LIMIT,
+        FailureReason.INPUT_LIMIT,
+        FailureReason.MEMORY_LIMIT,
+        # Its upstream task succeeded without that file, and succeeded tasks are not run again.
+        FailureReason.MISSING_INPUT,
+    }
 )

@@ -441,6 +441,7 @@ class Host:
             memory_limit_bytes=self.config.ram_mb * MiB,
             timeout_s=timeout,
             stdin=assign.stdin,
+            files=assign.files,
             env={INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes), TASK_ID_ENV: assign.task_id},
         )
         # An engine that interrupts runs itself gets a moment to do so: no executor restart.
@@ -541,6 +542,7 @@ class Host:
             reason=reason.value if reason else None,
             error=error,
             duration=result.duration if result else now - attempt.started,
+            files=result.files if result and reason is None else {},
         )
         self.unacked[(a.dag_id, a.task_id, a.attempt)] = message
         if self.welcomed:

@@ -7,11 +7,12 @@ only what is *displayed* is escaped.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from pathlib import Path
 from typing import Any
 
-from .dag_model import DagSpec
+from .dag_model import DagSpec, id_problem, path_problem
 from .errors import Bxthre3Error
 
 _HARMLESS_FORMAT = frozenset("\u200c\u200d")
@@ -82,5 +83,46 @@ def write_final_outputs(spec: DagSpec, results: dict[str, Any], directory: Path)
             path.write_bytes(data)
         except OSError as exc:
             raise Bxthre3Error(f"cannot write {path}: {exc.strerror}") from exc
+        written.append(path)
+    return written
+
+
+def named_output_path(directory: Path, task_id: str, name: str) -> Path:
+    """`directory/task_id/name` for a named output, or Bxthre3Error when either part could lead out
+    of `directory` (the names come from modules and over the network: nothing is taken on trust)."""
+    problem = id_problem(task_id) or path_problem(name)
+    if problem:
+        raise Bxthre3Error(f"not writing output {task_id!r}/{name!r}: {problem}")
+    return directory.joinpath(task_id, *name.split("/"))
+
+
+def write_named_outputs(directory: Path, task_id: str, files: list[dict[str, Any]]) -> list[Path]:
+    """Write one task's named outputs (entries with `name` and `data`) as `directory/task_id/name`.
+
+    Names are checked by `named_output_path`; on top, every directory is created by us and
+    checked to resolve inside `directory`, and files are opened with O_NOFOLLOW, so a symlink
+    left in the tree cannot redirect a write elsewhere.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        root = directory.resolve(strict=True)
+    except OSError as exc:
+        raise Bxthre3Error(f"cannot create output directory {directory}: {exc.strerror}") from exc
+    written = []
+    for entry in files:
+        name, data = entry.get("name"), entry.get("data")
+        if not isinstance(name, str) or not isinstance(data, bytes):
+            raise Bxthre3Error(f"task {task_id!r}: an output entry without a name and bytes")
+        path = named_output_path(directory, task_id, name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.resolve(strict=True).is_relative_to(root):
+                raise Bxthre3Error(f"not writing {path}: its directory leads outside {directory} (a symlink?)")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(path, flags, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise Bxthre3Error(f"cannot write {path}: {exc.strerror or exc}") from exc
         written.append(path)
     return written

@@ -47,6 +47,8 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "list[int]": _list_of(_is_int),
     "list[bytes]": _list_of(lambda v: isinstance(v, bytes)),
     "dict[str, Any]": lambda v: isinstance(v, dict),
+    "dict[str, bytes]": lambda v: isinstance(v, dict)
+    and all(isinstance(k, str) and isinstance(x, bytes) for k, x in v.items()),
     "int | None": _optional(_is_int),
     "str | None": _optional(lambda v: isinstance(v, str)),
     "list[AttemptRef]": _list_of(
@@ -131,6 +133,8 @@ class Result(Message):
     reason: str | None
     error: str
     duration: float
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Named outputs: every regular file the task left under `/out`, by relative path (success only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +199,8 @@ class Assign(Message):
     stdin: bytes
     input_sizes: list[int]
     timeout: float
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The task's read-only `/in` directory: relative path -> contents (resolved by the controller)."""
 
 
 # ---------------------------------------------------------------- client <-> controller
@@ -231,6 +237,9 @@ class ResultsRequest(Message):
     """Non-empty: only this task (unknown: the reply is not ok, "no task ...")."""
     limit: int = 0
     """Positive: at most this many tasks, the ones a UI shows first (see `views.pick_tasks`)."""
+    with_files: bool = False
+    """True adds the contents of every named output (`data`); otherwise they are listed by name,
+    size and sha256 only. `run --out` asks per task, so one reply holds at most one task's files."""
 
 
 @dataclass(frozen=True, slots=True)

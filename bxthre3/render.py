@@ -78,6 +78,9 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
             elif text:  # rich would drop carriage returns and expand tabs
                 console.file.write(text + "\n")
                 console.file.flush()
+            for f in task.get("files") or []:  # named outputs: what the task wrote under /out
+                label = escape(terminal_safe(f"{task['task_id']}/{f['name']}", keep=""))
+                console.print(f"[cyan]{label}[/] {f['size']:,} bytes, sha256 {f['sha256']}")
         else:
             reason = task.get("reason") or ""
             error = task.get("error") or ""

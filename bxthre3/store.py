@@ -8,7 +8,9 @@ at any moment loses no accepted DAG and no recorded result, at the cost of one c
 per batch rather than one per change.
 
 Large outputs live in files beside the database (``outputs/<dag>/<task>``), written and
-fsynced before the row that points at them is committed.
+fsynced before the row that points at them is committed. Named outputs (the files a task left
+under ``/out``) have rows of their own in ``task_files``, the large ones in
+``outputs/<dag>/+files/<task>/<sha256 of the name>`` (a name never becomes a path on disk).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import msgpack
 
 from .dag_model import DagSpec, TaskSpec
+from .digests import sha256_hex
 from .errors import Bxthre3Error
 from .failures import FailureReason
 from .scheduler import DagRecord, DagState, Scheduler, TaskRecord, TaskState
@@ -71,7 +74,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     duration REAL, not_before REAL, recorded INTEGER NOT NULL, attempts BLOB,
     PRIMARY KEY (dag_id, task_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_files (
+    dag_id TEXT NOT NULL, task_id TEXT NOT NULL, name TEXT NOT NULL, data BLOB, data_file TEXT,
+    PRIMARY KEY (dag_id, task_id, name)
+) WITHOUT ROWID;
 """
+
+_UPSERT_FILE = "INSERT OR REPLACE INTO task_files (dag_id, task_id, name, data, data_file) VALUES (?, ?, ?, ?, ?)"
 
 _UPSERT_TASK = """
 INSERT OR REPLACE INTO tasks (dag_id, task_id, state, attempt, failures, host_losses, output, output_file,
@@ -134,7 +143,11 @@ class Store:
                 continue
             self._begin()
             if dag.dirty:
-                self.db.executemany(_UPSERT_TASK, [self._task_row(dag, dag.tasks[t]) for t in dag.dirty])
+                changed = [dag.tasks[t] for t in dag.dirty]
+                self.db.executemany(_UPSERT_TASK, [self._task_row(dag, t) for t in changed])
+                file_rows = [row for t in changed if t.files for row in self._file_rows(dag.id, t)]
+                if file_rows:  # only tasks that succeeded with named outputs
+                    self.db.executemany(_UPSERT_FILE, file_rows)
                 rows += len(dag.dirty)
                 dag.dirty.clear()
             if dag.dag_dirty:
@@ -164,12 +177,28 @@ class Store:
             t.duration, t.not_before, t.recorded, attempts,
         )  # fmt: skip
 
+    def _file_rows(self, dag_id: str, t: TaskRecord) -> list[tuple[Any, ...]]:
+        """One `task_files` row per named output; large contents go to a file first (fsynced)."""
+        assert t.files is not None
+        rows = []
+        for name, data in t.files.items():
+            if len(data) > INLINE_OUTPUT_BYTES and self.dir is not None:
+                folder = self.dir / "outputs" / dag_id / "+files" / t.spec.id
+                rows.append((dag_id, t.spec.id, name, None, self._write_file(folder, sha256_hex(name.encode()), data)))
+            else:
+                rows.append((dag_id, t.spec.id, name, data, None))
+        return rows
+
     def _write_output(self, dag_id: str, task_id: str, data: bytes) -> str:
         assert self.dir is not None
-        folder = self.dir / "outputs" / dag_id
-        folder.mkdir(exist_ok=True)
-        final = folder / task_id
-        tmp = folder / f".{task_id}.tmp"
+        return self._write_file(self.dir / "outputs" / dag_id, task_id, data)
+
+    def _write_file(self, folder: Path, name: str, data: bytes) -> str:
+        """Write `folder/name` atomically and durably; returns its path relative to the state dir."""
+        assert self.dir is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / name
+        tmp = folder / f".{name}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -197,7 +226,14 @@ class Store:
                 log.error("journal: DAG %s cannot be restored (%s); skipping it", dag_id, exc)
                 continue
             by_id = {t.id: t for t in spec.tasks}
-            saved = {row[0]: self._task_record(by_id, row) for row in self.db.execute(
+            files: dict[str, dict[str, bytes]] = {}
+            for task_id, name, data, data_file in self.db.execute(
+                "SELECT task_id, name, data, data_file FROM task_files WHERE dag_id=?", (dag_id,)
+            ).fetchall():
+                if data_file is not None and self.dir is not None:
+                    data = (self.dir / data_file).read_bytes()
+                files.setdefault(task_id, {})[name] = bytes(data or b"")
+            saved = {row[0]: self._task_record(by_id, row, files.get(row[0])) for row in self.db.execute(
                 "SELECT task_id, state, attempt, failures, host_losses, output, output_file, stderr, exit_code, "
                 "reason, error, started_at, finished_at, duration, not_before, recorded, attempts "
                 "FROM tasks WHERE dag_id=?", (dag_id,))}  # fmt: skip
@@ -205,7 +241,9 @@ class Store:
             count += 1
         return count
 
-    def _task_record(self, specs: dict[str, TaskSpec], row: tuple[Any, ...]) -> TaskRecord:
+    def _task_record(
+        self, specs: dict[str, TaskSpec], row: tuple[Any, ...], files: dict[str, bytes] | None = None
+    ) -> TaskRecord:
         (task_id, state, attempt, failures, host_losses, output, output_file, stderr, exit_code, reason, error,
          started_at, finished_at, duration, not_before, recorded, attempts) = row  # fmt: skip
         if output_file is not None and self.dir is not None:
@@ -222,6 +260,7 @@ class Store:
             failures=failures,
             host_losses=host_losses,
             output=bytes(output) if output is not None else None,
+            files=files,
             stderr=bytes(stderr or b""),
             exit_code=exit_code,
             reason=FailureReason(reason) if reason else None,
@@ -250,6 +289,7 @@ class Store:
         self._begin()
         for dag_id in doomed:
             self.db.execute("DELETE FROM tasks WHERE dag_id=?", (dag_id,))
+            self.db.execute("DELETE FROM task_files WHERE dag_id=?", (dag_id,))
             self.db.execute("DELETE FROM dags WHERE id=?", (dag_id,))
             scheduler.forget_dag(dag_id)
         in_use = {t.module for d in scheduler.dags.values() for t in d.spec.tasks}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from .digests import sha256_hex
 from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
 
 JSON_FORMAT = 1
@@ -108,7 +109,24 @@ def _waiting_for(task: TaskRecord, scheduler: Scheduler) -> str:
     return f"waiting: needs {need} MB; the largest host offers {largest} MB"
 
 
-def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict[str, Any]:
+def files_view(task: TaskRecord, with_data: bool = False) -> list[dict[str, Any]]:
+    """A task's named outputs by name: `name`, `size`, `sha256`, and with `with_data` the bytes.
+
+    Digests are computed here, when someone asks, not when the result arrives: the controller's
+    result path stays as cheap as it was, and `results` is not on any hot path."""
+    if not task.files:
+        return []
+    out = []
+    for name in sorted(task.files):
+        data = task.files[name]
+        entry: dict[str, Any] = {"name": name, "size": len(data), "sha256": sha256_hex(data)}
+        if with_data:
+            entry["data"] = data
+        out.append(entry)
+    return out
+
+
+def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool, with_files: bool = False) -> dict[str, Any]:
     last = task.attempts[-1] if task.attempts else None
     view: dict[str, Any] = {
         "task_id": task.spec.id,
@@ -136,6 +154,7 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
     if with_output:
         view["output"] = task.output
         view["stderr"] = task.stderr
+        view["files"] = files_view(task, with_files)
     return view
 
 
@@ -146,9 +165,11 @@ def results_view(
     with_output: bool = True,
     task_id: str = "",
     limit: int = 0,
+    with_files: bool = False,
 ) -> dict[str, Any]:
     """The DAG's summary and its tasks: all of them, only ``task_id`` (KeyError if unknown), or at
-    most ``limit`` chosen by `pick_tasks` (a UI's table of a 100,000-task DAG needs a page, not all)."""
+    most ``limit`` chosen by `pick_tasks` (a UI's table of a 100,000-task DAG needs a page, not all).
+    ``with_files`` adds the bytes of each named output (with ``with_output``)."""
     if task_id:
         tasks: list[TaskRecord] = [dag.tasks[task_id]]
     elif limit > 0:
@@ -158,7 +179,7 @@ def results_view(
     return {
         "format": JSON_FORMAT,
         **dag_summary(dag, now),
-        "tasks": [task_view(t, scheduler, with_output=with_output) for t in tasks],
+        "tasks": [task_view(t, scheduler, with_output=with_output, with_files=with_files) for t in tasks],
     }
 
 

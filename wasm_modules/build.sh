@@ -24,11 +24,23 @@ missing() {
     exit 1
 }
 
-command -v "$cc" >/dev/null 2>&1 || missing "'$cc' not found"
-command -v wasm-ld >/dev/null 2>&1 || missing "'wasm-ld' not found (Debian package lld)"
-
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+
+# Debian's versioned packages (clang-19, lld-19) install only clang-19 and wasm-ld-19: use the
+# newest when the plain names are missing (clang finds wasm-ld on PATH).
+newest() { compgen -c "$1-" | grep -E "^$1-[0-9]+$" | sort -V | tail -n 1; }
+if [[ -z "${CC:-}" ]] && ! command -v clang >/dev/null 2>&1; then
+    cc="$(newest clang || true)"
+    cc="${cc:-clang}"
+fi
+if ! command -v wasm-ld >/dev/null 2>&1 && ld="$(newest wasm-ld)" && [[ -n "$ld" ]]; then
+    ln -s "$(command -v "$ld")" "$tmp/wasm-ld"
+    PATH="$tmp:$PATH"
+fi
+
+command -v "$cc" >/dev/null 2>&1 || missing "'$cc' not found"
+command -v wasm-ld >/dev/null 2>&1 || missing "'wasm-ld' not found (Debian package lld)"
 
 # Preflight: a compiler without the wasi sysroot or the wasm32 builtins fails on every
 # file with a wall of errors; one tiny program says which piece is missing instead.

@@ -10,10 +10,10 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ..dag_model import DagSpec, InputKind
+from ..dag_model import DagSpec, InputKind, TaskInput
 from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
@@ -25,8 +25,16 @@ REPLACED = "replaced by a new registration"
 """Why a host was forgotten when its node id registered again from another connection."""
 
 
+class _MissingInput(Exception):
+    """A task reads `output_of_T/NAME` and T succeeded without writing NAME (rare: an exception is fine)."""
+
+    def __init__(self, item: TaskInput) -> None:
+        super().__init__(item.text)
+        self.item = item
+
+
 _RESTORED_FIELDS = (
-    "state", "attempt", "failures", "host_losses", "output", "stderr", "exit_code", "reason", "error",
+    "state", "attempt", "failures", "host_losses", "output", "files", "stderr", "exit_code", "reason", "error",
     "started_at", "finished_at", "duration", "not_before", "recorded", "attempts",
 )  # fmt: skip
 
@@ -181,6 +189,7 @@ class Scheduler:
             task.host_losses = 0
             task.host_id = None
             task.output = None
+            task.files = None
             task.stderr = b""
             task.exit_code = None
             task.reason = None
@@ -319,6 +328,7 @@ class Scheduler:
         dag.touch(task)
         if ev.reason is None:
             task.output = ev.output
+            task.files = dict(ev.files) if ev.files else None
             task.reason = None
             task.error = ""
             task.finished_at = ev.now
@@ -502,17 +512,25 @@ class Scheduler:
             task = dag.tasks.get(task_id) if dag else None
             if dag is None or task is None or task.state is not TaskState.READY:
                 continue
-            parts = self._stdin_parts(dag, task)
+            try:
+                parts = self._stdin_parts(dag, task)
+                files = self._in_files(dag, task) if task.spec.files else None
+            except _MissingInput as missing:
+                task.reason = FailureReason.MISSING_INPUT
+                task.error = self._missing_text(dag, missing.item)
+                self._fail_before_start(dag, task, now, out)
+                continue
             size = sum(len(p) for p in parts)
+            if files:
+                size += sum(len(data) for data in files.values())
             if size > MAX_TASK_INPUT_BYTES:
                 task.reason = FailureReason.INPUT_LIMIT
-                task.error = f"inputs add up to {size:,} bytes, over the {MAX_TASK_INPUT_BYTES:,}-byte limit"
-                self._fail_task(dag, task, now, out)
-                self._count_finished(now, ok=False, host=None, key=None)
-                self._check_dag_done(dag, now, out)
+                what = "stdin and /in files add" if files else "inputs add"
+                task.error = f"{what} up to {size:,} bytes, over the {MAX_TASK_INPUT_BYTES:,}-byte limit"
+                self._fail_before_start(dag, task, now, out)
                 continue
             host = self._place(task, [h for h in free if h.ram_mb >= memory], deep)
-            out.append(self._assign(dag, task, host, parts, now))
+            out.append(self._assign(dag, task, host, parts, now, files))
             if self._capacity(host, deep) == 0:
                 free.remove(host)
 
@@ -541,17 +559,66 @@ class Scheduler:
                 best, best_key = h, key
         return best
 
+    def _fail_before_start(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
+        """A ready task that cannot be sent anywhere (its inputs are missing or too big) fails for good."""
+        self._fail_task(dag, task, now, out)
+        self._count_finished(now, ok=False, host=None, key=None)
+        self._check_dag_done(dag, now, out)
+
     @staticmethod
     def _stdin_parts(dag: DagRecord, task: TaskRecord) -> list[bytes]:
+        """The stdin inputs' bytes in order; raises _MissingInput for a named output never written."""
         parts: list[bytes] = []
         for item in task.spec.stdin_inputs:
             if item.kind is InputKind.OUTPUT:
-                parts.append(dag.tasks[item.value].output or b"")
+                upstream = dag.tasks[item.value]
+                if item.output:
+                    data = upstream.files.get(item.output) if upstream.files else None
+                    if data is None:
+                        raise _MissingInput(item)
+                    parts.append(data)
+                else:
+                    parts.append(upstream.output or b"")
             else:
                 parts.append(item.data)
         return parts
 
-    def _assign(self, dag: DagRecord, task: TaskRecord, host: HostRecord, parts: list[bytes], now: float) -> Assign:
+    @staticmethod
+    def _in_files(dag: DagRecord, task: TaskRecord) -> dict[str, bytes]:
+        """The task's `/in` directory: each name's bytes (files from the DAG, upstream stdout or named outputs)."""
+        out: dict[str, bytes] = {}
+        for f in task.spec.files:
+            source = f.source
+            if source.kind is not InputKind.OUTPUT:
+                out[f.path] = source.data
+                continue
+            upstream = dag.tasks[source.value]
+            if not source.output:
+                out[f.path] = upstream.output or b""
+                continue
+            data = upstream.files.get(source.output) if upstream.files else None
+            if data is None:
+                raise _MissingInput(source)
+            out[f.path] = data
+        return out
+
+    @staticmethod
+    def _missing_text(dag: DagRecord, item: TaskInput) -> str:
+        """'input ...: task T wrote no file NAME under /out (it wrote: ...)', one line."""
+        written = sorted(dag.tasks[item.value].files or ())
+        shown = ", ".join(repr(n) for n in written[:5]) + (f" and {len(written) - 5} more" if len(written) > 5 else "")
+        wrote = f"it wrote {shown}" if written else "it wrote no files"
+        return f"input {item.text!r}: task {item.value!r} wrote no file {item.output!r} under /out ({wrote})"
+
+    def _assign(
+        self,
+        dag: DagRecord,
+        task: TaskRecord,
+        host: HostRecord,
+        parts: list[bytes],
+        now: float,
+        files: Mapping[str, bytes] | None = None,
+    ) -> Assign:
         spec = task.spec
         task.attempt += 1
         task.host_id = host.id
@@ -572,6 +639,7 @@ class Scheduler:
             stdin=b"".join(parts),
             input_sizes=tuple(len(p) for p in parts),
             timeout=spec.timeout if spec.timeout is not None else self.config.default_timeout,
+            files=files,
         )
 
     # ------------------------------------------------------------------ restart

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..dag_model import DagSpec
@@ -72,6 +73,8 @@ class TaskFinished:
     reason: FailureReason | None = None
     error: str = ""
     duration: float = 0.0
+    files: Mapping[str, bytes] | None = None
+    """Named outputs (the task's `/out` files), already checked by the shell; success only."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .model import DagState
@@ -21,6 +22,8 @@ class Assign:
     stdin: bytes
     input_sizes: tuple[int, ...]
     timeout: float
+    files: Mapping[str, bytes] | None = None
+    """The task's `/in` directory, resolved: relative path -> bytes."""
 
 
 @dataclass(frozen=True, slots=True)

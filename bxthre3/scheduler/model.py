@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -69,6 +70,8 @@ class TaskRecord:
     """Attempts lost with their host; counted separately so a flaky device does not use up retries."""
     host_id: str | None = None
     output: bytes | None = None
+    files: Mapping[str, bytes] | None = None
+    """Named outputs once it succeeded: what it left under `/out`, by relative path (None: none)."""
     stderr: bytes = b""
     exit_code: int | None = None
     reason: FailureReason | None = None

@@ -41,6 +41,7 @@ VALID_MESSAGES: list[protocol.Message] = [
     protocol.Register("fuzz", 1, 128, "linux", "wasm3"),
     protocol.Heartbeat(),
     protocol.Result("dag-x", "t", 1, 0, b"out", b"", None, "", 0.1),
+    protocol.Result("dag-x", "t", 1, 0, b"out", b"", None, "", 0.1, {"../x": b"1", "a": b"", "a/b": b"2"}),
     protocol.Submit(7, {"name": "x", "tasks": []}),
     protocol.StatusRequest(8),
     protocol.ResultsRequest(9, "dag-x", False, "", 5),
@@ -52,6 +53,7 @@ VALID_MESSAGES: list[protocol.Message] = [
 FOR_HOSTS: list[protocol.Message] = [
     protocol.Welcome("fuzz", 1.0, 3),
     protocol.Assign("dag-f", "t", 1, NOOP_SHA, NOOP, ["a"], b"in", [2], 5.0),
+    protocol.Assign("dag-f", "t", 2, NOOP_SHA, NOOP, [], b"", [], 5.0, {"d/x.pgm": b"P5", "/abs": b"", "..": b""}),
     protocol.Abort("dag-f", "t", 1),
     protocol.Ack("dag-f", "t", 1),
     protocol.Reregister(),
@@ -100,6 +102,11 @@ _FIELD_VALUES: dict[str, st.SearchStrategy[object]] = {
     "int | None": st.one_of(st.none(), st.integers(-(2**31), 2**31)),
     "str | None": st.one_of(st.none(), _IDS),
     "list[AttemptRef]": st.lists(st.tuples(_IDS, _IDS, st.integers(-2, 5)).map(list), max_size=4),
+    "dict[str, bytes]": st.dictionaries(
+        st.one_of(st.sampled_from(["a", "a/b", "../up", "/abs", "", ".", "a//b", "x\0y", "d/" * 600]), _IDS),
+        st.binary(max_size=64),
+        max_size=4,
+    ),
 }
 
 

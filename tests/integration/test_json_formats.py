@@ -20,7 +20,7 @@ def documented_tables() -> list[set[str]]:
     tables: list[set[str]] = []
     current: set[str] | None = None
     for line in (REPO / "docs" / "JSON.md").read_text().splitlines():
-        row = re.match(r"^\| `([a-z_]+)` \|", line)
+        row = re.match(r"^\| `([a-z0-9_]+)` \|", line)
         if row:
             if current is None:
                 current = set()
@@ -43,7 +43,7 @@ def bxthre3_json(*args: str) -> dict:
 def test_status_and_results_json_match_the_documentation(
     controller: RunningController, client: ControllerClient, hosts: HostProcesses
 ) -> None:
-    status_top, totals, host, device, summary, task = documented_tables()
+    status_top, totals, host, device, summary, task, named_output = documented_tables()
     hosts.start(controller.address, "json-host")
     dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
     assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
@@ -64,3 +64,12 @@ def test_status_and_results_json_match_the_documentation(
     assert {h2 for t in results["tasks"] for entry in t["history"] for h2 in entry} == {
         "attempt", "node_id", "reason", "error"
     }
+
+    # Named outputs: the image pipeline writes files under /out.
+    pipeline = client.submit(load_dag(REPO / "dags" / "image_pipeline.yaml"))
+    assert client.wait(pipeline, timeout=60)["state"] == "succeeded"
+    results = bxthre3_json("results", pipeline, "--controller", str(controller.address))
+    assert results["format"] == 1 and all(set(t) == task for t in results["tasks"])
+    listed = [f for t in results["tasks"] for f in t["files"]]
+    assert len(listed) == 5 and all(set(f) == named_output for f in listed)
+    assert all(isinstance(f["size"], int) and re.fullmatch("[0-9a-f]{64}", f["sha256"]) for f in listed)
