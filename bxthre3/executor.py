@@ -361,6 +361,10 @@ class Executor:
         """Jobs submitted and not answered yet: the running one and those queued behind it."""
         return len(self._in_flight)
 
+    def holds(self, job_id: int) -> bool:
+        """Whether the job was submitted and not answered yet (a job is lost when its child dies or retires)."""
+        return any(job.job_id == job_id for job in self._in_flight)
+
     def submit(self, job: ExecJob) -> None:
         """Hand a job to the child; it runs after those already submitted (at most `depth` in flight).
 

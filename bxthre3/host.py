@@ -487,15 +487,20 @@ class Host:
         if queued is not None and not queued.aborted:
             self._submit(slot, queued, self.clock())
 
-    def _next_in(self, slot: _Slot, now: float) -> None:
-        """The running attempt ended: the queued one, already in the executor, is running now."""
+    def _next_in(self, slot: _Slot, now: float, answered: frozenset[int] = frozenset()) -> None:
+        """The running attempt ended: the queued one, already in the executor, is running now.
+
+        `answered` holds the jobs whose results came in the same read (so still to be reported).
+        """
         queued, slot.queued = slot.queued, None
         if queued is None:
             return
-        if slot.executor.in_flight == 0:  # the executor lost it (it retired and could not be refilled)
-            self._submit(slot, queued, now)
+        done = queued.job_id in answered
+        if not done and not slot.executor.holds(queued.job_id):
+            self._submit(slot, queued, now)  # the executor lost it (it retired and could not be refilled)
         elif queued.aborted:
-            self._restart_executor(slot)
+            if not done:
+                self._restart_executor(slot)  # kill it before it runs (or as it runs)
         else:
             queued.start(now)
             slot.attempt = queued
@@ -518,6 +523,7 @@ class Host:
         except ExecutorDied as exc:
             self._executor_died(slot, exc)
             return
+        answered = frozenset(result.job_id for result in results)
         for result in results:
             attempt = slot.attempt
             if attempt is None or result.job_id != attempt.job_id:
@@ -528,7 +534,7 @@ class Host:
             slot.attempt = None
             slot.last_used = now
             slot.last_duration = result.duration
-            self._next_in(slot, now)
+            self._next_in(slot, now, answered)
             self._report(attempt, result, result.reason, result.error, now)
         self._start_work()
 
