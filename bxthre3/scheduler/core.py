@@ -577,10 +577,6 @@ class Scheduler:
             prefetch = self.config.prefetch_per_slot
         return host.slots * (1 + prefetch) - len(host.running)
 
-    @property
-    def _max_prefetch(self) -> int:
-        return max(self.config.prefetch_per_slot, self.config.short_task_prefetch)
-
     def _place(self, task: TaskRecord, candidates: list[HostRecord], deep: bool) -> HostRecord:
         """An idle slot first (a queued task waits behind another), then a host that already holds
         the module, then the one with the most room."""
