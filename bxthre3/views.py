@@ -108,7 +108,7 @@ def _waiting_for(task: TaskRecord, scheduler: Scheduler) -> str:
     return f"waiting: needs {need} MB; the largest host offers {largest} MB"
 
 
-def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict[str, Any]:
+def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool, now: float | None = None) -> dict[str, Any]:
     last = task.attempts[-1] if task.attempts else None
     view: dict[str, Any] = {
         "task_id": task.spec.id,
@@ -123,6 +123,11 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool) -> dict
         "reason": task.reason.value if task.reason else None,
         "error": task.error or _waiting_for(task, scheduler),
         "memory_mb": task.spec.memory,
+        "running_s": (
+            round(max(0.0, now - task.started_at), 3)
+            if now is not None and task.state is TaskState.RUNNING and task.started_at is not None
+            else None
+        ),
         "history": [
             {
                 "attempt": a.attempt,
@@ -158,7 +163,7 @@ def results_view(
     return {
         "format": JSON_FORMAT,
         **dag_summary(dag, now),
-        "tasks": [task_view(t, scheduler, with_output=with_output) for t in tasks],
+        "tasks": [task_view(t, scheduler, with_output=with_output, now=now) for t in tasks],
     }
 
 
