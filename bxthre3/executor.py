@@ -34,7 +34,7 @@ from bxthre3 import engines, limits
 from bxthre3.digests import sha256_hex
 from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
-from bxthre3.pipe_framing import FrameDecoder, SendBuffer, encode_frame, write_some
+from bxthre3.pipe_framing import FrameDecoder, SendBuffer, encode_frame, write_frame_now, write_some
 from bxthre3.processes import PACKAGE_ROOT as _PACKAGE_ROOT
 from bxthre3.processes import child_env
 
@@ -228,11 +228,6 @@ def _enlarge_pipe(fd: int) -> None:
         pass
 
 
-def _queue(buffer: SendBuffer, payload: Any) -> None:
-    header, body = encode_frame(payload)
-    buffer.add_frame(header, body)
-
-
 # -- parent side -----------------------------------------------------------------
 
 
@@ -381,9 +376,13 @@ class Executor:
         self._send(job)
 
     def _send(self, job: ExecJob) -> None:
-        _queue(self._outbox, job.to_wire())
+        assert self._jobs_fd is not None
+        header, body = encode_frame(job.to_wire())
         self._in_flight.append(job)
-        self._write()
+        try:
+            write_frame_now(self._jobs_fd, header, body, self._outbox)
+        except OSError as exc:  # EPIPE: the child is gone
+            raise ExecutorDied(self._bury(exc)) from exc
 
     def flush(self) -> bool:
         """Write what the job pipe takes now; True when nothing waits. Raises ExecutorDied."""
@@ -739,7 +738,12 @@ class _ChildPipes:
     def send(self, payload: Any) -> bool:
         """Write one result frame; False when the parent is gone or closed the job pipe meanwhile."""
         out = SendBuffer()
-        _queue(out, payload)
+        header, body = encode_frame(payload)
+        try:
+            if write_frame_now(self.results_fd, header, body, out):
+                return True
+        except BrokenPipeError:
+            return False
         poller: select.poll | None = None
         while True:
             try:

@@ -78,11 +78,17 @@ class FrameDecoder:
 
     def read_size(self) -> int:
         """How many bytes to ask of the next read: more while a large frame is coming."""
+        if len(self._buffer) < HEADER.size:
+            return MIN_READ_BYTES
         return max(MIN_READ_BYTES, min(self.wanted, MAX_READ_BYTES))
 
     def feed(self, data: bytes) -> list[Any]:
         """Take the next bytes of the stream; return the frames they complete, oldest first."""
         buffer = self._buffer
+        if not buffer and len(data) >= HEADER.size:
+            (size,) = HEADER.unpack_from(data)
+            if len(data) == HEADER.size + size and size <= self.max_frame_bytes:
+                return [_unpack(memoryview(data)[HEADER.size :])]  # the usual case: exactly one small frame
         if buffer:
             buffer += data
             source: bytes | bytearray = buffer
@@ -169,6 +175,26 @@ class SendBuffer:
         """Drop everything (the peer is gone)."""
         self._pieces.clear()
         self.pending = 0
+
+
+def write_frame_now(fd: int, header: bytes, body: bytes, buffer: SendBuffer) -> bool:
+    """Queue a frame behind `buffer` and write what a non-blocking `fd` takes now; True when all went.
+
+    The usual case, a small frame and nothing waiting, costs one os.write and no queueing.
+    Raises OSError as `write_some` does.
+    """
+    if not buffer and len(body) < LARGE_BODY_BYTES:
+        data = header + body
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        if written == len(data):
+            return True
+        buffer.add_frame(data[written:], b"")
+        return False
+    buffer.add_frame(header, body)
+    return write_some(fd, buffer)
 
 
 def write_some(fd: int, buffer: SendBuffer) -> bool:

@@ -9,7 +9,7 @@ import threading
 import msgpack
 import pytest
 
-from bxthre3.pipe_framing import HEADER, FrameDecoder, SendBuffer, encode_frame, write_some
+from bxthre3.pipe_framing import HEADER, FrameDecoder, SendBuffer, encode_frame, write_frame_now, write_some
 
 LIMIT = 64 * 1024 * 1024
 
@@ -212,3 +212,27 @@ def test_two_peers_sending_frames_larger_than_the_pipe_to_each_other_at_once_bot
     for fd in (a_read, a_write, b_read, b_write):
         os.close(fd)
     assert received == {"a": frames, "b": frames}
+
+
+def test_a_small_frame_that_only_partly_fits_keeps_its_tail_queued_in_order() -> None:
+    read_fd, write_fd = nonblocking_pipe(capacity=4096)
+    try:
+        out = SendBuffer()
+        first = {"fill": b"f" * 1000}
+        second = {"small": b"s" * 10_000}  # over PIPE_BUF (not atomic): part of it fits behind the first
+        assert write_frame_now(write_fd, *encode_frame(first), out) is True
+        assert write_frame_now(write_fd, *encode_frame(second), out) is False
+        assert 0 < out.pending < len(b"".join(encode_frame(second)))
+        third = {"n": 3}
+        assert write_frame_now(write_fd, *encode_frame(third), out) is False, "queued behind the tail, never before it"
+        decoder = FrameDecoder(LIMIT)
+        got: list = []
+        for _ in range(100):
+            got += decoder.feed(os.read(read_fd, 65536))
+            if write_some(write_fd, out):
+                break
+        got += decoder.feed(os.read(read_fd, 65536))
+        assert got == [first, second, third]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
