@@ -371,8 +371,15 @@ class Executor:
             raise ExecutorDied("executor not running")
         if len(self._in_flight) >= self.depth:
             raise RuntimeError(f"{len(self._in_flight)} job(s) already in flight in this executor")
-        if self._eof is not None:
-            raise ExecutorDied(self._bury(self._eof))
+        if self._eof is not None and self._in_flight:
+            self._outbox.add_frame(*encode_frame(job.to_wire()))  # never written: the job ahead reports the death
+            self._in_flight.append(job)
+            return
+        if not self._in_flight and (self._eof is not None or self._process.poll() is not None):
+            # It died idle (or right after its last result): it owes nothing, so this job is not its
+            # victim. A fresh child takes it instead of the job failing with executor_crashed.
+            self.kill()
+            self.start()
         self._send(job)
 
     def _send(self, job: ExecJob) -> None:

@@ -126,14 +126,32 @@ def test_child_killed_from_outside_is_executor_died(executor: Executor) -> None:
     assert run(executor, make_job("noop")).reason is None
 
 
-def test_submit_to_a_dead_child_is_executor_died(executor: Executor) -> None:
+def test_a_child_that_died_idle_is_replaced_by_the_next_submit(executor: Executor) -> None:
+    """It owed nothing: the next job is not its victim (it used to fail with executor_crashed)."""
     pid = executor.pid
+    assert pid is not None
     os.kill(pid, signal.SIGKILL)
     assert executor._process is not None
     executor._process.wait(timeout=5)
-    with pytest.raises(ExecutorDied):
+    assert run(executor, make_job("init", "again")).stdout == b"again\n"
+    assert executor.pid not in (None, pid)
+
+
+def test_a_child_that_dies_after_a_result_fails_the_job_queued_behind_it(tmp_path: Path) -> None:
+    executor = Executor(log_path=tmp_path / "executor.log", depth=2)
+    executor.start()
+    try:
         executor.submit(make_job("noop"))
-        wait_result(executor)
+        executor.submit(make_job("spin"))  # queued in the pipe behind it
+        assert wait_result(executor).reason is None
+        pid = executor.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # while it runs the queued job
+        with pytest.raises(ExecutorDied, match="signal 9"):
+            executor.read_result(timeout=RESULT_TIMEOUT_S)
+        assert executor.in_flight == 0
+    finally:
+        executor.close()
 
 
 def test_module_is_served_from_cache_once_read(executor: Executor, tmp_path: Path) -> None:
@@ -338,3 +356,16 @@ def test_the_largest_stdin_and_stdout_cross_the_pipes(engine: str, tmp_path: Pat
     assert results[1].reason is FailureReason.OUTPUT_LIMIT  # all 32 MiB arrived; only 16 may leave
     assert (results[2].reason, results[2].stdout == biggest_out) == (None, True)
 
+
+
+def test_a_retiring_child_hands_its_half_written_queue_to_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs written (in part) to a child that retires are sent whole to its successor."""
+    monkeypatch.setenv("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES", "1")  # retire after every job
+    executor = Executor(depth=2)
+    executor.start()
+    try:
+        datas = [os.urandom(2 * 1024 * 1024 + i) for i in range(4)]
+        results, _ = drive(executor, [make_job("echo_stdin", stdin=d) for d in datas])
+    finally:
+        executor.close()
+    assert [(r.retired, r.stdout) for r in results] == [(True, d) for d in datas]
