@@ -249,11 +249,29 @@ def _client(args: argparse.Namespace) -> Any:
 
 def _wait_and_print(client: Any, dag_id: str, name: str, total: int, *, as_json: bool) -> int:
     """`--wait`: a progress bar until the DAG ends, then its results (exit code by its state)."""
-    from .progress import DagProgress
-
-    with DagProgress(name, total) as progress:
-        client.wait(dag_id, progress.update)
+    _wait_with_progress(client, dag_id, name, total)
     return _print_results(client.results(dag_id), as_json=as_json)
+
+
+STALL_TASKS = 50
+"""Tasks asked for when a DAG stalls (the controller picks running ones first)."""
+
+
+def _wait_with_progress(client: Any, dag_id: str, name: str, total: int) -> None:
+    """Progress until the DAG ends; when it stops moving, what runs where and why the rest waits."""
+    from .errors import ClusterError
+    from .progress import DagProgress, describe_stall
+
+    def explain(idle_s: float) -> list[str]:
+        try:
+            results = client.results(dag_id, with_output=False, limit=STALL_TASKS)
+            status = client.status()
+        except ClusterError as exc:
+            return [f"no progress for {idle_s:.0f} s, and the controller does not say why: {exc}"]
+        return describe_stall(results, status, idle_s)
+
+    with DagProgress(name, total, explain=explain) as progress:
+        client.wait(dag_id, progress.update)
 
 
 # ---------------------------------------------------------------------- controller
@@ -733,7 +751,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from .engines import resolve as resolve_engine
     from .local_cluster import LocalCluster
     from .logs import setup_logging
-    from .progress import DagProgress, stage_printer
+    from .progress import stage_printer
 
     spec = load_dag(args.dag)
     engine = resolve_engine(args.engine)
@@ -743,8 +761,7 @@ def _run_run(args: argparse.Namespace) -> int:
     ) as cluster:
         assert cluster.client is not None
         dag_id = cluster.client.submit(spec)
-        with DagProgress(spec.name, len(spec.tasks)) as progress:
-            cluster.client.wait(dag_id, progress.update)
+        _wait_with_progress(cluster.client, dag_id, spec.name, len(spec.tasks))
         results = cluster.client.results(dag_id)
         written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)

@@ -7,34 +7,36 @@ reused across tasks because spawning a Python process per task is too slow, and 
 caches module bytes by content hash.
 
 Parent and child talk over two dedicated pipes (never the child's fd 1 or 2, which
-wasm3 scribbles on): frames of a 4-byte big-endian length followed by msgpack. One job
-is in flight at a time. The parent side imports only the standard library and msgpack,
-so the host never loads wasm3 itself; run the child with `python -m bxthre3.executor`.
+wasm3 scribbles on): frames of a 4-byte big-endian length followed by msgpack
+(`bxthre3.pipe_framing`). The child runs one job at a time; the parent may queue up to
+`depth` behind it. Neither side ever waits for the other to read: the parent's ends are
+non-blocking (its loop must keep heartbeating), and the child reads jobs while a result
+waits for room, so jobs and results of any size up to the limits cannot deadlock. The
+parent side imports only the standard library and msgpack, so the host never loads wasm3
+itself; run the child with `python -m bxthre3.executor`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import select
 import signal
-import struct
 import subprocess
 import sys
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from bxthre3 import engines, limits
 from bxthre3.digests import sha256_hex
 from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
+from bxthre3.pipe_framing import FrameDecoder, SendBuffer, encode_frame, write_frame_now, write_some
 from bxthre3.processes import PACKAGE_ROOT as _PACKAGE_ROOT
 from bxthre3.processes import child_env
-
-_HEADER = struct.Struct(">I")
 
 MAX_PIPE_FRAME_BYTES = 2 * limits.MAX_FRAME_BYTES
 """Largest frame either side accepts on the pipes, in bytes.
@@ -59,6 +61,9 @@ reads an override from the environment variable BXTHRE3_EXECUTOR_RETIRE_RSS_BYTE
 
 CLOSE_TIMEOUT_S = 2.0
 """How long `close` waits for the child to exit on its own before killing it."""
+
+_READS_PER_CALL = 64
+"""Most reads one `take_results` call makes: a child writing fast must not hold the host's loop."""
 
 
 """The directory holding the `bxthre3` package: the child's cwd and first import path."""
@@ -206,45 +211,21 @@ def _check_types(*pairs: tuple[object, type]) -> None:
             raise ValueError(f"malformed frame: expected {expected.__name__}, got {value!r:.40}")
 
 
-# -- framing (both sides) --------------------------------------------------------
+# -- pipes (both sides) ----------------------------------------------------------
 
 
-def _write_frame(fd: int, payload: Any) -> None:
-    body = msgpack.packb(payload, use_bin_type=True)
-    data = memoryview(_HEADER.pack(len(body)) + body)
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+PIPE_BUFFER_BYTES = limits.MiB
+"""Capacity asked for each pipe (Linux's default is 64 KiB; 1 MiB is what an unprivileged
+process may set): a large job or result crosses in 16 times fewer writes and loop turns."""
 
 
-def _read_exact(fd: int, size: int) -> bytes | None:
-    """Read exactly `size` bytes; None on EOF before the first byte."""
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = os.read(fd, min(size - len(chunks), 1 << 20))
-        if not chunk:
-            if chunks:
-                raise EOFError(f"stream ended inside a frame ({len(chunks)}/{size} bytes)")
-            return None
-        chunks += chunk
-    return bytes(chunks)
-
-
-def _read_frame(fd: int) -> Any:
-    """Read one frame; None on a clean EOF. Raises ValueError/EOFError on garbage."""
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_PIPE_FRAME_BYTES:
-        raise ValueError(f"frame of {size} bytes exceeds {MAX_PIPE_FRAME_BYTES}")
-    body = _read_exact(fd, size) if size else b""
-    if body is None:
-        raise EOFError("stream ended after a frame header")
+def _enlarge_pipe(fd: int) -> None:
     try:
-        return msgpack.unpackb(body, raw=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise ValueError(f"undecodable frame: {exc}") from exc
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+    except (ImportError, AttributeError, OSError):  # not Linux, or over /proc/sys/fs/pipe-max-size
+        pass
 
 
 # -- parent side -----------------------------------------------------------------
@@ -253,11 +234,17 @@ def _read_frame(fd: int) -> Any:
 class Executor:
     """Parent-side handle of one executor child.
 
-    Typical use in a host loop: `start()`, register `fileno()` in a poller, `submit()` a
-    job, and call `read_result()` when the fd is readable. On a timeout, `kill()` then
+    Typical use in a host loop: `start()`, `submit()` a job, register `fileno()` in a
+    poller for reading and, while `wants_write`, `write_fileno()` for writing; call
+    `take_results()` when the first is readable and `flush()` when the second is
+    writable. Neither ever blocks, whatever the size of jobs and results, so the loop
+    keeps heartbeating while megabytes cross the pipes. On a timeout, `kill()` then
     `start()`. `fileno()` keeps the same number across restarts (the pipe behind it is
     swapped with dup2), so a poll()-based poller such as zmq.Poller can register it once;
-    an epoll-based selector must re-register it after `start()`.
+    an epoll-based selector must re-register it after `start()`. `write_fileno()` changes
+    with every start.
+
+    `read_result()` is the blocking convenience for scripts and tests.
     """
 
     def __init__(
@@ -277,12 +264,21 @@ class Executor:
         """Extra virtual memory the child may map beyond its start-up size (0: unlimited)."""
         self._process: subprocess.Popen[bytes] | None = None
         self._jobs_fd: int | None = None
+        """Write end of the job pipe (non-blocking); a new one with every child."""
         self._results_fd: int | None = None
         """Stable fd number handed out by fileno(); open from the first start to close."""
         self._parked_write_fd: int | None = None
         """Write end of the idle pipe behind `_results_fd` while no child runs."""
         self._in_flight: deque[ExecJob] = deque()
-        """Jobs written to the child and not answered yet, oldest (the running one) first."""
+        """Jobs submitted to the child and not answered yet, oldest (the running one) first."""
+        self._outbox = SendBuffer()
+        """Job frames (or their tails) the job pipe has not taken yet."""
+        self._decoder = FrameDecoder(MAX_PIPE_FRAME_BYTES)
+        """The result being received, however many reads it takes."""
+        self._eof: BaseException | None = None
+        """The child's results pipe ended (or broke) right after results were returned; raised next."""
+        self._ready: deque[ExecResult] = deque()
+        """Results `read_result` took from the pipe and has not returned yet."""
 
     @property
     def pid(self) -> int | None:
@@ -332,6 +328,9 @@ class Executor:
                 log.close()
         os.close(jobs_read)
         os.close(results_write)
+        for fd in (jobs_write, results_read):  # our ends only: the child's ends stay blocking
+            _enlarge_pipe(fd)
+            os.set_blocking(fd, False)
         self._jobs_fd = jobs_write
         self._install_results_fd(results_read)
 
@@ -341,61 +340,157 @@ class Executor:
             raise ExecutorDied("executor not started")
         return self._results_fd
 
+    def write_fileno(self) -> int:
+        """The fd to watch for writability while `wants_write` (it changes with every start)."""
+        if self._jobs_fd is None:
+            raise ExecutorDied("executor not running")
+        return self._jobs_fd
+
+    @property
+    def wants_write(self) -> bool:
+        """Job bytes wait for room in the pipe: call `flush()` once `write_fileno()` is writable."""
+        return bool(self._outbox)
+
     @property
     def in_flight(self) -> int:
         """Jobs submitted and not answered yet: the running one and those queued behind it."""
         return len(self._in_flight)
 
-    def submit(self, job: ExecJob) -> None:
-        """Send a job to the child; it runs after those already submitted (at most `depth` in flight).
+    def holds(self, job_id: int) -> bool:
+        """Whether the job was submitted and not answered yet (a job is lost when its child dies or retires)."""
+        return any(job.job_id == job_id for job in self._in_flight)
 
-        Queuing the next job in the pipe lets the child start it the moment the current
-        one ends, instead of a parent round trip later.
+    def submit(self, job: ExecJob) -> None:
+        """Hand a job to the child; it runs after those already submitted (at most `depth` in flight).
+
+        Never blocks: what the pipe does not take now waits for `flush()`. Queuing the next
+        job in the pipe lets the child start it the moment the current one ends, instead of
+        a parent round trip later.
         """
         if self._process is None or self._jobs_fd is None:
             raise ExecutorDied("executor not running")
         if len(self._in_flight) >= self.depth:
             raise RuntimeError(f"{len(self._in_flight)} job(s) already in flight in this executor")
+        if self._eof is not None and self._in_flight:
+            self._outbox.add_frame(*encode_frame(job.to_wire()))  # never written: the job ahead reports the death
+            self._in_flight.append(job)
+            return
+        if not self._in_flight and (self._eof is not None or self._process.poll() is not None):
+            # It died idle (or right after its last result): it owes nothing, so this job is not its
+            # victim. A fresh child takes it instead of the job failing with executor_crashed.
+            self.kill()
+            self.start()
         self._send(job)
 
     def _send(self, job: ExecJob) -> None:
         assert self._jobs_fd is not None
-        try:
-            _write_frame(self._jobs_fd, job.to_wire())
-        except OSError as exc:  # EPIPE: the child is gone
-            raise ExecutorDied(f"executor {self.pid} is gone: {exc}") from exc
+        header, body = encode_frame(job.to_wire())
         self._in_flight.append(job)
+        try:
+            write_frame_now(self._jobs_fd, header, body, self._outbox)
+        except OSError as exc:  # EPIPE: the child is gone
+            raise ExecutorDied(self._bury(exc)) from exc
 
-    def read_result(self) -> ExecResult:
-        """Read the result of the job in flight; call when `fileno()` is readable.
+    def flush(self) -> bool:
+        """Write what the job pipe takes now; True when nothing waits. Raises ExecutorDied."""
+        if self._jobs_fd is None:
+            return not self._outbox
+        return self._write()
 
-        Raises ExecutorDied when the child died (its pipe reached EOF) or sent garbage;
-        then `kill()` (or just `start()`) before the next job.
+    def _write(self) -> bool:
+        assert self._jobs_fd is not None
+        try:
+            return write_some(self._jobs_fd, self._outbox)
+        except OSError as exc:  # EPIPE: the child is gone
+            raise ExecutorDied(self._bury(exc)) from exc
+
+    def take_results(self) -> list[ExecResult]:
+        """Read what the child wrote so far and return the results it completes, oldest first.
+
+        Never blocks: call when `fileno()` is readable; a result larger than the pipe comes
+        over several calls. Raises ExecutorDied when the child died (its pipe reached EOF)
+        or sent garbage; then `kill()` (or just `start()`) before the next job.
         """
         if self._process is None or self._results_fd is None:
             raise ExecutorDied("executor not running")
+        if self._eof is not None:
+            raise ExecutorDied(self._bury(self._eof))
+        frames: list[Any] = []
+        ended: BaseException | None = None
         try:
-            frame = _read_frame(self._results_fd)
-            if frame is None:
-                raise EOFError("no result")
-            result = ExecResult.from_wire(frame)
-            expected = self._in_flight[0].job_id if self._in_flight else None
-            if result.job_id != expected:
-                raise ValueError(f"result for job {result.job_id}, expected {expected}")
-        except (EOFError, ValueError, OSError) as exc:
-            raise ExecutorDied(self._bury(exc)) from exc
-        self._in_flight.popleft()
-        if result.retired:
-            queued = list(self._in_flight)  # written to the retired child, never read by it
-            self._process.wait()
-            self._reap()
-            self.start()
+            for _ in range(_READS_PER_CALL):  # bounded: a child writing fast must not hold the loop
+                size = self._decoder.read_size()
+                chunk = os.read(self._results_fd, size)
+                if not chunk:
+                    ended = EOFError(
+                        f"stream ended inside a frame ({self._decoder.buffered} bytes in)"
+                        if self._decoder.buffered
+                        else "no result"
+                    )
+                    break
+                frames += self._decoder.feed(chunk)
+                if len(chunk) < size:
+                    break  # drained for now
+        except BlockingIOError:
+            pass
+        except (ValueError, OSError) as exc:
+            ended = exc
+        results: list[ExecResult] = []
+        for frame in frames:
             try:
-                for job in queued:
-                    self._send(job)
-            except ExecutorDied:
-                self.kill()  # the caller sees no job in flight and submits again
-        return result
+                result = ExecResult.from_wire(frame)
+                expected = self._in_flight[0].job_id if self._in_flight else None
+                if result.job_id != expected:
+                    raise ValueError(f"result for job {result.job_id}, expected {expected}")
+            except ValueError as exc:
+                raise ExecutorDied(self._bury(exc)) from exc
+            self._in_flight.popleft()
+            results.append(result)
+            if result.retired:
+                self._replace_retired()
+                return results  # the retired child wrote nothing after it; its EOF is expected
+        if ended is not None:
+            if not results:
+                raise ExecutorDied(self._bury(ended))
+            self._eof = ended  # report these first; the next call (the fd stays readable) buries it
+        return results
+
+    def _replace_retired(self) -> None:
+        """The child exited after its last result (it had grown too large): start another, resend the queue."""
+        queued = list(self._in_flight)  # written (maybe in part) to the retired child, never read by it
+        assert self._process is not None
+        try:
+            self._process.wait(timeout=CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._reap()
+        self.start()
+        try:
+            for job in queued:
+                self._send(job)
+        except ExecutorDied:
+            self.kill()  # the caller sees no job in flight and submits again
+
+    def read_result(self, timeout: float | None = None) -> ExecResult:
+        """Wait for the result of the oldest job in flight (writing queued job bytes meanwhile).
+
+        For scripts and tests; a loop that must stay responsive uses `take_results`.
+        Raises ExecutorDied as `take_results` does, TimeoutError after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            self._ready.extend(self.take_results())
+            if self._ready:
+                continue
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if wait == 0.0:
+                raise TimeoutError(f"no result within {timeout} s")
+            write = [self._jobs_fd] if self.wants_write and self._jobs_fd is not None else []
+            _, writable, _ = select.select([self.fileno()], write, [], wait)
+            if writable:
+                self.flush()
 
     def kill(self) -> None:
         """SIGKILL the child and reap it. Safe to call twice, and when already dead."""
@@ -432,7 +527,7 @@ class Executor:
         """Kill and reap a child that died or garbled its pipe; say what happened."""
         process = self._process
         pid = self.pid
-        if process is not None and isinstance(exc, EOFError):
+        if process is not None and isinstance(exc, (EOFError, BrokenPipeError)):
             try:  # EOF comes a moment before the exit status: let it arrive
                 process.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
@@ -456,6 +551,10 @@ class Executor:
             os.close(self._jobs_fd)
             self._jobs_fd = None
         self._in_flight.clear()
+        self._ready.clear()
+        self._outbox.clear()
+        self._decoder = FrameDecoder(MAX_PIPE_FRAME_BYTES)
+        self._eof = None
         if self._results_fd is not None and self._parked_write_fd is None:
             # Swap in an empty pipe whose write end we hold: never readable, so a
             # poller that still watches fileno() does not spin on the dead child's EOF.
@@ -614,6 +713,69 @@ def _run_job(job: ExecJob, cache: _ModuleCache, run_module: Callable[..., Any]) 
     )
 
 
+class _ChildPipes:
+    """The child's ends of the two pipes.
+
+    Sending a result never waits on a parent that is itself writing: while the result
+    pipe is full, the child keeps reading the job pipe (jobs pile up in memory, at most
+    the parent's pipeline depth of them), so the parent's write always makes progress
+    and it gets round to reading. Blocking writes both ways deadlocked as soon as a job
+    and a result were both larger than a pipe.
+    """
+
+    def __init__(self, jobs_fd: int, results_fd: int) -> None:
+        self.jobs_fd = jobs_fd
+        self.results_fd = results_fd
+        os.set_blocking(results_fd, False)  # a full pipe must not stop us reading jobs
+        self.decoder = FrameDecoder(MAX_PIPE_FRAME_BYTES)
+        self.jobs: deque[Any] = deque()
+        """Job frames received and not run yet."""
+        self.jobs_closed = False
+
+    def next_job(self) -> Any:
+        """The next job frame, waiting for it; None once the parent closed the pipe between frames."""
+        while not self.jobs:
+            if self.jobs_closed or not self._read_jobs():
+                if self.decoder.buffered:
+                    raise EOFError(f"stream ended inside a frame ({self.decoder.buffered} bytes in)")
+                return None
+        return self.jobs.popleft()
+
+    def _read_jobs(self) -> bool:
+        """One read of the job pipe (blocking); False at EOF. Raises ValueError on garbage."""
+        chunk = os.read(self.jobs_fd, self.decoder.read_size())
+        if not chunk:
+            self.jobs_closed = True
+            return False
+        self.jobs.extend(self.decoder.feed(chunk))
+        return True
+
+    def send(self, payload: Any) -> bool:
+        """Write one result frame; False when the parent is gone or closed the job pipe meanwhile."""
+        out = SendBuffer()
+        header, body = encode_frame(payload)
+        try:
+            if write_frame_now(self.results_fd, header, body, out):
+                return True
+        except BrokenPipeError:
+            return False
+        poller: select.poll | None = None
+        while True:
+            try:
+                if write_some(self.results_fd, out):
+                    return True
+            except BrokenPipeError:
+                return False
+            if poller is None:
+                poller = select.poll()
+                poller.register(self.results_fd, select.POLLOUT)
+                if not self.jobs_closed:
+                    poller.register(self.jobs_fd, select.POLLIN)
+            for fd, _ in poller.poll():
+                if fd == self.jobs_fd and not self._read_jobs():
+                    return False  # the parent is closing: it reads no more results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Child entry point: `python -m bxthre3.executor JOBS_FD RESULTS_FD PARENT_PID [MB [ENGINE]]`."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -640,9 +802,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _limit_address_space(address_space_mb)
     cache = _ModuleCache(engine=args[4])
     retire_rss = int(os.environ.get("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES") or RETIRE_RSS_BYTES)
+    pipes = _ChildPipes(jobs_fd, results_fd)
     while True:
         try:
-            frame = _read_frame(jobs_fd)
+            frame = pipes.next_job()
         except (EOFError, ValueError) as exc:
             print(f"executor: bad job frame: {exc}", file=sys.stderr)
             return 3
@@ -658,12 +821,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if retire:
             result = dataclasses.replace(result, retired=True)
         try:
-            _write_frame(results_fd, result.to_wire())
-        except BrokenPipeError:
-            return 0
+            if not pipes.send(result.to_wire()):
+                return 0  # the parent is gone or shutting down
+        except ValueError as exc:
+            print(f"executor: bad job frame: {exc}", file=sys.stderr)
+            return 3
         if retire:
             return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

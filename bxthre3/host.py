@@ -269,11 +269,16 @@ class Host:
         if self._wake_fd is not None:
             poller.register(self._wake_fd, zmq.POLLIN)  # stop at once, not after the sleep below
         by_fd: dict[int, _Slot] = {}
+        by_write_fd: dict[int, _Slot] = {}
         for slot in self.slots:
             if slot.attempt is not None:
                 fd = slot.executor.fileno()
                 by_fd[fd] = slot
                 poller.register(fd, zmq.POLLIN)
+                if slot.executor.wants_write:  # a job larger than the pipe goes in as the child reads
+                    fd = slot.executor.write_fileno()
+                    by_write_fd[fd] = slot
+                    poller.register(fd, zmq.POLLOUT)
         now = self.clock()
         wake = self.last_sent + self.heartbeat_interval
         for slot in self.slots:
@@ -285,6 +290,8 @@ class Host:
                 self._drain()
             elif isinstance(item, int) and item in by_fd:
                 self._collect(by_fd[item])
+            elif isinstance(item, int) and item in by_write_fd:
+                self._feed(by_write_fd[item])
         self._timers()
         self._flush()
 
@@ -481,40 +488,63 @@ class Host:
         if queued is not None and not queued.aborted:
             self._submit(slot, queued, self.clock())
 
-    def _next_in(self, slot: _Slot, now: float) -> None:
-        """The running attempt ended: the queued one, already in the executor, is running now."""
+    def _next_in(self, slot: _Slot, now: float, answered: frozenset[int] = frozenset()) -> None:
+        """The running attempt ended: the queued one, already in the executor, is running now.
+
+        `answered` holds the jobs whose results came in the same read (so still to be reported).
+        """
         queued, slot.queued = slot.queued, None
         if queued is None:
             return
-        if slot.executor.in_flight == 0:  # the executor lost it (it retired and could not be refilled)
-            self._submit(slot, queued, now)
+        done = queued.job_id in answered
+        if not done and not slot.executor.holds(queued.job_id):
+            self._submit(slot, queued, now)  # the executor lost it (it retired and could not be refilled)
         elif queued.aborted:
-            self._restart_executor(slot)
+            if not done:
+                self._restart_executor(slot)  # kill it before it runs (or as it runs)
         else:
             queued.start(now)
             slot.attempt = queued
 
-    def _collect(self, slot: _Slot) -> None:
-        attempt = slot.attempt
-        if attempt is None:
+    def _feed(self, slot: _Slot) -> None:
+        """The executor's job pipe has room: write more of the jobs waiting for it."""
+        if slot.attempt is None:
             return
-        now = self.clock()
         try:
-            result = slot.executor.read_result()
+            slot.executor.flush()
         except ExecutorDied as exc:
+            self._executor_died(slot, exc)
+
+    def _collect(self, slot: _Slot) -> None:
+        """Read what the executor wrote; report every result it completes (none while one is half read)."""
+        if slot.attempt is None:
+            return
+        try:
+            results = slot.executor.take_results()
+        except ExecutorDied as exc:
+            self._executor_died(slot, exc)
+            return
+        answered = frozenset(result.job_id for result in results)
+        for result in results:
+            attempt = slot.attempt
+            if attempt is None or result.job_id != attempt.job_id:
+                # The answer to a queued job aborted meanwhile (its executor was restarted under it).
+                log.debug("dropped the executor's result for job %d", result.job_id)
+                continue
+            now = self.clock()
             slot.attempt = None
-            self._restart_executor(slot)
-            self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), now)
-            self._start_work()
-            return
-        if result.job_id != attempt.job_id:
-            log.warning("executor answered job %d while %d was running", result.job_id, attempt.job_id)
-            return
+            slot.last_used = now
+            slot.last_duration = result.duration
+            self._next_in(slot, now, answered)
+            self._report(attempt, result, result.reason, result.error, now)
+        self._start_work()
+
+    def _executor_died(self, slot: _Slot, exc: ExecutorDied) -> None:
+        attempt = slot.attempt
         slot.attempt = None
-        slot.last_used = now
-        slot.last_duration = result.duration
-        self._next_in(slot, now)
-        self._report(attempt, result, result.reason, result.error, now)
+        self._restart_executor(slot)
+        if attempt is not None:
+            self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), self.clock())
         self._start_work()
 
     def _report(

@@ -126,7 +126,9 @@ def files_view(task: TaskRecord, with_data: bool = False) -> list[dict[str, Any]
     return out
 
 
-def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool, with_files: bool = False) -> dict[str, Any]:
+def task_view(
+    task: TaskRecord, scheduler: Scheduler, with_output: bool, with_files: bool = False, now: float | None = None
+) -> dict[str, Any]:
     last = task.attempts[-1] if task.attempts else None
     view: dict[str, Any] = {
         "task_id": task.spec.id,
@@ -141,6 +143,11 @@ def task_view(task: TaskRecord, scheduler: Scheduler, with_output: bool, with_fi
         "reason": task.reason.value if task.reason else None,
         "error": task.error or _waiting_for(task, scheduler),
         "memory_mb": task.spec.memory,
+        "running_s": (
+            round(max(0.0, now - task.started_at), 3)
+            if now is not None and task.state is TaskState.RUNNING and task.started_at is not None
+            else None
+        ),
         "history": [
             {
                 "attempt": a.attempt,
@@ -179,7 +186,7 @@ def results_view(
     return {
         "format": JSON_FORMAT,
         **dag_summary(dag, now),
-        "tasks": [task_view(t, scheduler, with_output=with_output, with_files=with_files) for t in tasks],
+        "tasks": [task_view(t, scheduler, with_output=with_output, with_files=with_files, now=now) for t in tasks],
     }
 
 

@@ -21,6 +21,16 @@ from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHo
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
+ASSIGNMENT_GRACE_S = 10.0
+"""Seconds past its timeout that a live host may keep an attempt without answering before it is taken back.
+
+The host kills an attempt at its own deadline (plus 0.5 s for wasmtime to stop it itself), so an
+answer later than this means its executor handling is wedged. The grace covers what the host's
+clock does not: sending the assignment and the result (48 MiB at 10 MB/s is ~5 s), an executor
+restart (~0.1 s, more on a phone) and a heartbeat interval or two. The clock of an attempt starts
+when it can have started at the latest (see `Scheduler._expire_overdue`), so this is the whole
+margin: a wedged but heartbeating host holds an attempt at most timeout + 10 s past that point."""
+
 REPLACED = "replaced by a new registration"
 """Why a host was forgotten when its node id registered again from another connection."""
 
@@ -57,8 +67,8 @@ class SchedulerConfig:
     """Each backoff is scaled by a random factor in [1 - jitter, 1 + jitter]."""
     reclaim_grace: float = 10.0
     """After a restart, seconds a running attempt waits for its host to come back and claim it."""
-    assignment_grace: float = 30.0
-    """Seconds past a task's timeout after which an unanswered attempt is taken back."""
+    assignment_grace: float = ASSIGNMENT_GRACE_S
+    """Seconds past a task's timeout after which an unanswered attempt is taken back (see ASSIGNMENT_GRACE_S)."""
     throughput_window: float = 10.0
     """Seconds over which `tasks_per_s` is averaged."""
     prefetch_per_slot: int = 1
@@ -158,7 +168,7 @@ class Scheduler:
                 self.limbo.pop((dag.id, task.spec.id), None)
                 host = self.hosts.get(task.host_id) if task.host_id else None
                 if host is not None:
-                    host.running.pop((dag.id, task.spec.id), None)
+                    self._release(host, (dag.id, task.spec.id), ev.now)
                     out.append(AbortAttempt(host.id, dag.id, task.spec.id, task.attempt))
                 task.attempts[-1].ended_at = ev.now
                 task.attempts[-1].error = "cancelled"
@@ -266,7 +276,7 @@ class Scheduler:
                 out.append(AbortAttempt(host.id, dag_id, task_id, attempt))  # someone else holds it
                 return
             if previous is not None:
-                previous.running.pop(key, None)
+                self._release(previous, key, now)
             self.limbo.pop(key, None)
         elif task.state is TaskState.READY:
             # Requeued when this host was declared dead, and not handed out again yet: take it back.
@@ -309,7 +319,7 @@ class Scheduler:
         if host is not None:
             host.last_seen = ev.now
             if host.running.get(key) == ev.attempt:
-                del host.running[key]
+                self._release(host, key, ev.now)
         dag = self.dags.get(ev.dag_id)
         task = dag.tasks.get(ev.task_id) if dag else None
         if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != ev.attempt:
@@ -463,21 +473,63 @@ class Scheduler:
             self._make_ready(dag, task, front=True)
 
     def _expire_overdue(self, now: float, out: list[Instruction]) -> None:
-        """Backstop for hosts that stay alive but never answer an attempt (a wedged executor)."""
+        """Backstop for hosts that stay alive but never answer an attempt (a wedged executor).
+
+        A host runs its attempts in the order it got them (FIFO backlog, FIFO executor pipes), so
+        an attempt has started at the latest when it was assigned or, if later, when every attempt
+        assigned to that host before it had ended: that is when its clock starts, and only the
+        oldest unanswered attempt of each host is timed. Once it is overdue (timeout +
+        `assignment_grace`), it and every attempt the host got after it are taken back: those
+        may sit in the wedged executor's pipe behind it, and timing each in turn would let a
+        wedged host hold the last of them for several timeouts. Each taken-back attempt keeps
+        its slot counted as busy until the host answers: the host evidently is not working.
+        """
         grace = self.config.assignment_grace
         for host in self.hosts.values():
-            for key, attempt in list(host.running.items()):
-                dag = self.dags.get(key[0])
-                task = dag.tasks.get(key[1]) if dag else None
-                if task is None or task.started_at is None:
+            if not host.running:
+                continue
+            overdue: list[tuple[tuple[str, str], int]] = []
+            for key, attempt in host.running.items():
+                task = self._live_attempt(host, key, attempt)
+                if task is None:
+                    continue  # taken back already (or stale): the host still owes an answer, nothing to time
+                if overdue:
+                    overdue.append((key, attempt))
                     continue
+                if key != host.head:
+                    if host.head is not None:  # the previous oldest ended unnoticed: count from now
+                        host.head_since = now
+                    host.head = key
+                started = task.started_at if task.started_at is not None else now
                 timeout = task.spec.timeout if task.spec.timeout is not None else self.config.default_timeout
-                # A prefetched attempt may have waited behind others on its host before it started.
-                allowance = timeout * (1 + self._max_prefetch) + grace
-                if now > task.started_at + allowance and task.attempt == attempt:
-                    # The slot stays taken until the host answers: it is evidently busy.
-                    error = f"host {host.node_id} sent no result within timeout + {grace:g}s"
+                if now <= max(started, host.head_since) + timeout + grace:
+                    break
+                overdue.append((key, attempt))
+            if overdue:
+                host.head = None
+                host.head_since = now
+                first = overdue[0][0]
+                for key, attempt in reversed(overdue):  # each goes to the front: keep their order
+                    if key == first:
+                        error = f"host {host.node_id} sent no result within timeout + {grace:g}s"
+                    else:
+                        error = f"host {host.node_id} sent no result for {first[1]!r}, queued before it"
                     self._requeue_lost(key[0], key[1], attempt, now, error, out)
+
+    def _live_attempt(self, host: HostRecord, key: tuple[str, str], attempt: int) -> TaskRecord | None:
+        """The task whose current attempt `host` holds under `key`, or None when that attempt is over."""
+        dag = self.dags.get(key[0])
+        task = dag.tasks.get(key[1]) if dag else None
+        if task is None or task.state is not TaskState.RUNNING or task.attempt != attempt or task.host_id != host.id:
+            return None
+        return task
+
+    @staticmethod
+    def _release(host: HostRecord, key: tuple[str, str], now: float) -> None:
+        """`host` no longer holds `key`; if it was the oldest one timed, the next one's clock starts now."""
+        if host.running.pop(key, None) is not None and key == host.head:
+            host.head = None
+            host.head_since = now
 
     def _count_finished(
         self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None
@@ -542,10 +594,6 @@ class Scheduler:
         else:
             prefetch = self.config.prefetch_per_slot
         return host.slots * (1 + prefetch) - len(host.running)
-
-    @property
-    def _max_prefetch(self) -> int:
-        return max(self.config.prefetch_per_slot, self.config.short_task_prefetch)
 
     def _place(self, task: TaskRecord, candidates: list[HostRecord], deep: bool) -> HostRecord:
         """An idle slot first (a queued task waits behind another), then a host that already holds
@@ -625,7 +673,9 @@ class Scheduler:
         task.started_at = now
         dag.set_state(task, TaskState.RUNNING)
         task.attempts.append(AttemptRecord(task.attempt, host.id, host.node_id, now))
-        host.running[(dag.id, spec.id)] = task.attempt
+        key = (dag.id, spec.id)
+        self._release(host, key, now)  # an older attempt given up on this host: the new one goes last
+        host.running[key] = task.attempt
         ship = spec.module not in host.modules
         host.modules.add(spec.module)
         return Assign(

@@ -144,6 +144,10 @@ class HostRecord:
     """The last tasks this host finished, as "dag/task", for `status`."""
     mean_task_s: float = 1.0
     """Moving average of how long its tasks ran (starts long: no deep prefetch before it is known)."""
+    head: tuple[str, str] | None = None
+    """The oldest attempt in `running` still being timed by the overdue backstop (None: not chosen yet)."""
+    head_since: float = 0.0
+    """When the attempt before `head` ended: `head` can have waited behind it until then."""
 
     @property
     def free_slots(self) -> int:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
+import random
 import select
 import shutil
 import signal
@@ -125,14 +126,32 @@ def test_child_killed_from_outside_is_executor_died(executor: Executor) -> None:
     assert run(executor, make_job("noop")).reason is None
 
 
-def test_submit_to_a_dead_child_is_executor_died(executor: Executor) -> None:
+def test_a_child_that_died_idle_is_replaced_by_the_next_submit(executor: Executor) -> None:
+    """It owed nothing: the next job is not its victim (it used to fail with executor_crashed)."""
     pid = executor.pid
+    assert pid is not None
     os.kill(pid, signal.SIGKILL)
     assert executor._process is not None
     executor._process.wait(timeout=5)
-    with pytest.raises(ExecutorDied):
+    assert run(executor, make_job("init", "again")).stdout == b"again\n"
+    assert executor.pid not in (None, pid)
+
+
+def test_a_child_that_dies_after_a_result_fails_the_job_queued_behind_it(tmp_path: Path) -> None:
+    executor = Executor(log_path=tmp_path / "executor.log", depth=2)
+    executor.start()
+    try:
         executor.submit(make_job("noop"))
-        wait_result(executor)
+        executor.submit(make_job("spin"))  # queued in the pipe behind it
+        assert wait_result(executor).reason is None
+        pid = executor.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # while it runs the queued job
+        with pytest.raises(ExecutorDied, match="signal 9"):
+            executor.read_result(timeout=RESULT_TIMEOUT_S)
+        assert executor.in_flight == 0
+    finally:
+        executor.close()
 
 
 def test_module_is_served_from_cache_once_read(executor: Executor, tmp_path: Path) -> None:
@@ -268,3 +287,85 @@ def test_asking_for_an_unknown_engine_is_a_usage_error() -> None:
         capture_output=True, timeout=30, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 2 and b"wasm3|wasmtime" in proc.stderr
+
+
+# -- large jobs and results, pipelined ------------------------------------------------
+
+
+def drive(executor: Executor, jobs: list[ExecJob], time_limit: float = 120.0) -> tuple[list[ExecResult], float]:
+    """Run `jobs` through `executor` the way a host loop does: keep `depth` in flight, write job bytes
+    only when the pipe is writable, read results only when readable. Returns the results and the
+    longest single flush/take_results call (the loop must never wait inside one)."""
+    pending = list(jobs)
+    results: list[ExecResult] = []
+    longest = 0.0
+    deadline = time.monotonic() + time_limit
+    while len(results) < len(jobs):
+        assert time.monotonic() < deadline, f"{len(results)}/{len(jobs)} results after {time_limit} s"
+        while pending and executor.in_flight < executor.depth:
+            started = time.perf_counter()
+            executor.submit(pending.pop(0))
+            longest = max(longest, time.perf_counter() - started)
+        write = [executor.write_fileno()] if executor.wants_write else []
+        readable, writable, _ = select.select([executor.fileno()], write, [], 5.0)
+        assert readable or writable, "neither pipe moved for 5 s: deadlock"
+        started = time.perf_counter()
+        if writable:
+            executor.flush()
+        if readable:
+            results += executor.take_results()
+        longest = max(longest, time.perf_counter() - started)
+    return results, longest
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_jobs_and_results_far_larger_than_a_pipe_cross_at_any_pipeline_depth(engine: str, tmp_path: Path) -> None:
+    """Blocking writes both ways deadlocked here: the parent writing job N+1 while the child wrote result N,
+    each larger than the pipe."""
+    rng = random.Random(11)
+    for depth in (2, 4):
+        executor = Executor(log_path=tmp_path / "executor.log", engine=engine, depth=depth)
+        executor.start()
+        try:
+            datas = [rng.randbytes(3 * 1024 * 1024 + i) for i in range(6)]
+            jobs = [make_job("echo_stdin", stdin=d) for d in datas]
+            results, longest = drive(executor, jobs)
+        finally:
+            executor.close()
+        assert [r.job_id for r in results] == [j.job_id for j in jobs]
+        assert [(r.reason, r.stdout) for r in results] == [(None, d) for d in datas]
+        assert longest < 1.0, f"a non-blocking call took {longest:.2f} s"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_largest_stdin_and_stdout_cross_the_pipes(engine: str, tmp_path: Path) -> None:
+    """32 MiB of stdin (limits.MAX_TASK_INPUT_BYTES) and 16 MiB of stdout (MAX_OUTPUT_BYTES), pipelined."""
+    from bxthre3.limits import MAX_OUTPUT_BYTES, MAX_TASK_INPUT_BYTES
+
+    executor = Executor(log_path=tmp_path / "executor.log", engine=engine, depth=2)
+    executor.start()
+    try:
+        biggest_out = os.urandom(MAX_OUTPUT_BYTES)
+        too_much = biggest_out + os.urandom(MAX_TASK_INPUT_BYTES - MAX_OUTPUT_BYTES)
+        jobs = [make_job("echo_stdin", stdin=biggest_out), make_job("echo_stdin", stdin=too_much)]
+        jobs.append(make_job("echo_stdin", stdin=biggest_out))
+        results, _ = drive(executor, jobs)
+    finally:
+        executor.close()
+    assert (results[0].reason, results[0].stdout == biggest_out) == (None, True)
+    assert results[1].reason is FailureReason.OUTPUT_LIMIT  # all 32 MiB arrived; only 16 may leave
+    assert (results[2].reason, results[2].stdout == biggest_out) == (None, True)
+
+
+
+def test_a_retiring_child_hands_its_half_written_queue_to_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs written (in part) to a child that retires are sent whole to its successor."""
+    monkeypatch.setenv("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES", "1")  # retire after every job
+    executor = Executor(depth=2)
+    executor.start()
+    try:
+        datas = [os.urandom(2 * 1024 * 1024 + i) for i in range(4)]
+        results, _ = drive(executor, [make_job("echo_stdin", stdin=d) for d in datas])
+    finally:
+        executor.close()
+    assert [(r.retired, r.stdout) for r in results] == [(True, d) for d in datas]

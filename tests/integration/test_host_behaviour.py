@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -216,3 +217,56 @@ def test_warm_executors_start_once_registered_and_still_give_memory_back(
     wait_for(lambda: psutil.Process(host.pid).children() == [], 10, "the unused executors to be stopped when idle")
     dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
     assert client.wait(dag_id, timeout=30)["state"] == "succeeded", "cold executors start for work as usual"
+
+
+def test_a_host_whose_executor_stalls_under_a_large_job_keeps_heartbeating_and_times_the_task_out(
+    hosts: HostProcesses,
+) -> None:
+    """With blocking pipe writes the host hung in os.write on the first job larger than the pipe: no
+    heartbeat (the controller dropped it), no timeout, ever. Now job bytes wait for room in the pipe."""
+    import os
+    import signal
+
+    import psutil
+
+    from bxthre3.addresses import Address
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    secure_server(router, TEST_KEYS)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    echo = TEST_MODULES / "echo_stdin.wasm"
+    data = os.urandom(8 * 1024 * 1024)
+    try:
+        proc = hosts.start(Address("127.0.0.1", port), "stalled", slots=1)
+        identity, _ = recv_kind(router, protocol.Register)
+        router.send_multipart([identity, protocol.encode(protocol.Welcome("stalled", 0.25, 40))])
+        router.send_multipart([identity, protocol.encode(assign("warm", WASM_MODULES / "greet_1.wasm", ["w"], 10))])
+        _, warm = recv_kind(router, protocol.Result)
+        assert isinstance(warm, protocol.Result) and warm.reason is None
+        [executor] = psutil.Process(proc.pid).children()
+        os.kill(executor.pid, signal.SIGSTOP)  # a wedged executor: it reads nothing more
+        big = dataclasses.replace(assign("big", echo, [], 2.0), stdin=data, input_sizes=[len(data)])
+        router.send_multipart([identity, protocol.encode(big)])
+        started = time.monotonic()
+        beats = 0
+        result = None
+        while result is None and time.monotonic() - started < 10:
+            _, msg = recv(router, 10)
+            if isinstance(msg, protocol.Heartbeat):
+                beats += 1
+            elif isinstance(msg, protocol.Result):
+                result = msg
+        assert isinstance(result, protocol.Result), f"no result in 10 s ({beats} heartbeats)"
+        took = time.monotonic() - started
+        assert (result.task_id, result.reason) == ("big", "timeout")
+        assert 2.0 <= took < 5.0 and beats >= 5, (took, beats)  # heartbeats every 0.25 s all along
+        again = dataclasses.replace(big, task_id="again")
+        router.send_multipart([identity, protocol.encode(again)])
+        _, done = recv_kind(router, protocol.Result, timeout=20)
+        assert isinstance(done, protocol.Result)
+        assert (done.task_id, done.reason, done.output == data) == ("again", None, True)
+    finally:
+        router.close()
+        ctx.term()

@@ -28,6 +28,7 @@ from bxthre3.scheduler import (
     Tick,
 )
 from bxthre3.scheduler import Scheduler as RealScheduler
+from bxthre3.scheduler.core import ASSIGNMENT_GRACE_S
 
 MODULE = b"\x00asm\x01\x00\x00\x00"
 SHA = hashlib.sha256(MODULE).hexdigest()
@@ -546,17 +547,65 @@ def test_prefetch_queues_one_more_per_slot_only_when_every_slot_is_busy() -> Non
     assert late[0].task_id == "t5" and late[0].host_id == "c", "an idle slot is preferred to a queue"
 
 
-def test_a_prefetched_attempt_gets_time_to_wait_its_turn_before_it_counts_as_overdue() -> None:
+def keep_alive(s: RealScheduler, hosts: tuple[str, ...], start: float, end: float) -> list:
+    """Every host heartbeats every 0.5 s from `start` to `end` while the scheduler ticks; what the ticks said."""
+    said = []
+    now = start
+    while now <= end:
+        for h in hosts:
+            s.handle(HostSeen(h, now))
+        said += effects(s.handle(Tick(now)))
+        now += 0.5
+    return said
+
+
+def test_a_wedged_but_heartbeating_host_holds_an_attempt_at_most_timeout_plus_ten_seconds() -> None:
+    assert SchedulerConfig().assignment_grace == ASSIGNMENT_GRACE_S == 10.0
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0))  # the default grace
+    s.handle(DagSubmitted("d1", dag(TaskSpec(id="t", module=SHA, module_name="m", timeout=10.0)), 0.0))
+    [a] = assigns(join(s, "wedged"))
+    join(s, "healthy", now=0.5)
+    assert keep_alive(s, ("wedged", "healthy"), 1.0, 20.0) == []
+    s.handle(HostSeen("wedged", 20.1))
+    s.handle(HostSeen("healthy", 20.1))
+    [b] = assigns(s.handle(Tick(20.1)))
+    assert (b.host_id, b.attempt) == ("healthy", 2)
+    assert "no result within timeout + 10s" in s.dags["d1"].tasks["t"].attempts[0].error
+
+
+def test_a_queued_attempts_clock_starts_when_the_attempt_before_it_on_its_host_ends() -> None:
     s = Scheduler(SchedulerConfig(retry_backoff=0.0, default_timeout=10.0, assignment_grace=5.0), prefetch=1)
     s.handle(DagSubmitted("d1", dag(task("a"), task("b")), 0.0))
-    assert [x.task_id for x in assigns(join(s, "h", slots=1))] == ["a", "b"]
-    s.handle(HostSeen("h", 15.9))
-    assert effects(s.handle(Tick(16.0))) == [], "past timeout + grace, but b may have waited behind a"
-    assert s.dags["d1"].tasks["b"].state is TaskState.RUNNING
-    s.handle(HostSeen("h", 25.9))
-    s.handle(Tick(26.0))  # 2 x timeout + grace: both taken back
-    assert {t.state for t in s.dags["d1"].tasks.values()} == {TaskState.READY}
-    assert s.dags["d1"].tasks["b"].attempts[-1].reason is FailureReason.HOST_LOST
+    first, queued = assigns(join(s, "h", slots=1))
+    assert (first.task_id, queued.task_id) == ("a", "b")
+    keep_alive(s, ("h",), 0.5, 7.5)
+    ok(s, first, b"", now=8.0)  # b can have started only now
+    assert keep_alive(s, ("h",), 8.0, 23.0) == [], "8 + timeout 10 + grace 5 = 23: not yet"
+    s.handle(HostSeen("h", 23.1))
+    s.handle(Tick(23.1))
+    b = s.dags["d1"].tasks["b"]
+    assert b.attempts[0].reason is FailureReason.HOST_LOST and b.attempts[0].ended_at == 23.1
+    assert b.attempt == 2, "taken back, and given out again at once"
+
+
+def test_attempts_queued_behind_a_wedged_one_are_taken_back_with_it_and_the_host_gets_no_more() -> None:
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0, default_timeout=10.0, assignment_grace=5.0), prefetch=1)
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b"), task("c")), 0.0))
+    assert [x.task_id for x in assigns(join(s, "wedged", slots=1))] == ["a", "b"]
+    assert keep_alive(s, ("wedged",), 0.5, 15.0) == []
+    s.handle(HostSeen("wedged", 15.1))
+    s.handle(Tick(15.1))  # a's timeout + grace: a, and b in the pipe behind it, go back to the queue
+    d = s.dags["d1"]
+    assert [d.tasks[t].state for t in "abc"] == [TaskState.READY] * 3
+    assert "sent no result for 'a', queued before it" in d.tasks["b"].attempts[-1].error
+    assert d.tasks["b"].failures == 0 and d.tasks["b"].host_losses == 1, "a lost attempt uses up no retry"
+    assert s.hosts["wedged"].free_slots == -1, "both places stay taken until the host answers"
+    later = assigns(join(s, "healthy", slots=1, now=15.2))
+    assert [(x.task_id, x.host_id) for x in later] == [("a", "healthy"), ("b", "healthy")]
+    stale_answer = Assign("wedged", "d1", "a", 1, SHA, False, (), b"", (), 10.0)
+    answered = assigns(ok(s, stale_answer, b"late", now=16.0))  # ignored as stale, but it frees a place
+    assert [(x.task_id, x.host_id) for x in answered] == [("c", "wedged")]
+    assert d.tasks["a"].attempt == 2 and d.tasks["a"].output is None
 
 
 def queue_depth_scheduler(deep_prefetch_min_ready: int) -> RealScheduler:

@@ -1,0 +1,108 @@
+"""`bxthre3 run` and `submit --wait` say why a DAG stops moving: real CLI processes, controller and hosts.
+
+Before, a stuck DAG showed a bar frozen at n/total and nothing else, whatever the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from bxthre3.client import ControllerClient
+from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, subprocess_env, wait_for_hosts
+
+WAIT_S = 40.0
+"""The notice comes after 10 s without progress; the rest is start-up on a busy machine."""
+
+
+def stuck_dag(tmp_path: Path) -> Path:
+    """'quick' ends, 'forever' spins (60 s timeout), 'huge' needs more memory than a host offers,
+    'after' waits for 'forever'."""
+    for name, src in (("noop.wasm", WASM_MODULES), ("spin.wasm", TEST_MODULES)):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    tasks = [
+        {"id": "quick", "module": "noop.wasm"},
+        {"id": "forever", "module": "spin.wasm", "timeout": 60},
+        {"id": "huge", "module": "noop.wasm", "memory": 512},
+        {"id": "after", "module": "noop.wasm", "depends_on": ["forever"]},
+    ]
+    path = tmp_path / "stuck.yaml"
+    path.write_text(yaml.safe_dump({"name": "stuck", "tasks": tasks}, sort_keys=False))
+    return path
+
+
+def read_until(fd: int, needles: list[str], timeout: float) -> str:
+    """Everything read from `fd` until every needle appeared (or the time is up, or EOF)."""
+    text = ""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while not all(n in text for n in needles) and time.monotonic() < deadline:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # a pty whose other side closed
+                break
+            if not chunk:
+                break
+            text += chunk.decode("utf-8", "replace")
+    return text
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # the CLI stops its local cluster itself
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_without_a_terminal_prints_plain_lines_and_why_the_dag_is_stuck(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bxthre3", "run", str(stuck_dag(tmp_path)), "--hosts", "1", "--engine", "wasm3"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env(),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        needles = ["no progress for", "running: forever on local-1 for", "pending"]
+        text = read_until(proc.stderr.fileno(), needles, WAIT_S)
+    finally:
+        stop(proc)
+        proc.stderr.close()
+    lines = text.splitlines()
+    assert "stuck: 1/4 done, 1 running" in lines, text
+    assert any(line.startswith("no progress for 1") and "(1/4 done); waiting on:" in line for line in lines), text
+    assert "  1 ready: needs 512 MB; the largest host offers 128 MB" in lines, text
+    assert "  1 pending: their upstream tasks have not finished" in lines, text
+    assert "\x1b" not in text  # no terminal: no escape sequences
+
+
+def test_submit_wait_on_a_terminal_draws_a_bar_and_explains_the_stall_above_it(
+    tmp_path: Path, controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    hosts.start(controller.address, "only")
+    wait_for_hosts(client, 1)
+    master, slave = pty.openpty()
+    env = {**subprocess_env(), "TERM": "xterm-256color", "COLUMNS": "160"}
+    cmd = [sys.executable, "-m", "bxthre3", "submit", str(stuck_dag(tmp_path)), "--wait",
+           "--controller", str(controller.address)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    try:
+        text = read_until(master, ["needs 512 MB", "running: forever on only for", "pending"], WAIT_S)
+    finally:
+        stop(proc)
+        os.close(master)
+    assert "━" in text and "stuck" in text, text  # rich's bar
+    assert "no progress for 1" in text and "1 ready: needs 512 MB; the largest host offers 128 MB" in text, text
