@@ -303,7 +303,9 @@ class Controller:
             )
         elif kind is protocol.Heartbeat:
             assert isinstance(msg, protocol.Heartbeat)
-            self._apply(self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb, msg.paused[:200])))
+            # The echo of one of our stamps: a round trip, less the time the host held it (our clock only).
+            rtt = now - msg.echo - max(0.0, msg.held) if msg.echo > 0 else None
+            self._apply(self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb, msg.paused[:200], rtt)))
         elif kind is protocol.Register:
             assert isinstance(msg, protocol.Register)
             self._register(identity, host_id, msg, now)
@@ -474,14 +476,16 @@ class Controller:
                 log.info("DAG %s %s", ins.dag_id, ins.state.value)
 
     def _heartbeat_hosts(self, now: float) -> None:
+        """Every interval, each host gets a heartbeat stamped with our clock (echoed back at once: its
+        round trip) and the silence limit we apply to it (it waits as long for us before reconnecting)."""
         if now - self._last_heartbeat < self.config.heartbeat_interval:
             return
         self._last_heartbeat = now
-        frame = protocol.encode(protocol.Heartbeat())
-        for host_id in list(self.scheduler.hosts):
+        for host_id, host in list(self.scheduler.hosts.items()):
             identity = self.identities.get(host_id)
             if identity is not None:
-                self._send_raw(identity, frame)
+                limit = self.scheduler.silence_limit(host)
+                self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit)))
 
     def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:
         self._send(identity, protocol.Reply(req_id, True, data, ""))

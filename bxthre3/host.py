@@ -30,6 +30,7 @@ from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .limits import MiB
+from .liveness import MAX_SILENCE_S
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
 from .security import CurveKeys, secure_client
@@ -55,6 +56,12 @@ that frees up first.
 
 HISTORY_LENGTH = 50
 """Finished attempts a host remembers for its own screen."""
+
+CONNECT_TIMEOUT_MS = 1000
+"""A TCP connect to the controller that has not completed in this long is abandoned and tried again
+(ZeroMQ retries every 100 ms). Without it a SYN lost during an outage is retried by the kernel at 1, 3,
+7, 15, 31 s: a host came back up to ~15 s after its link did. One second is > 1.5 round trips of a
+phone's network at its worst (300 ms each way); a slower link still connects, on a later try."""
 
 EXECUTOR_OVERHEAD_MB = 512
 """Address space an executor may map beyond its start-up size and the module's memory cap.
@@ -178,6 +185,11 @@ class Host:
         self.heartbeat_interval = config.heartbeat_interval
         self.liveness = config.liveness
         """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
+        self.controller_silence = 0.0
+        """The silence limit the controller applies to us (its heartbeats say it; 0: not told): we wait as
+        long for a word from it before reconnecting, since our link is as slow for it as for us."""
+        self.echo: tuple[float, float] | None = None
+        """(stamp, when received) of the controller's last stamped heartbeat, echoed in our next heartbeat."""
         self.next_job_id = 1
         self.completed = 0
         self.failed = 0
@@ -232,6 +244,7 @@ class Host:
         if self.sock is not None:
             self.sock.close(linger=0)
         self.sock = configure(self.context.socket(zmq.DEALER))
+        self.sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
         if ":" in self.address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
         if self.keys is not None:
@@ -330,7 +343,12 @@ class Host:
             self._on_welcome(msg)
         elif isinstance(msg, protocol.Reject):
             raise ClusterError(f"controller {self.address} refused this host: {msg.reason}")
-        elif not isinstance(msg, protocol.Heartbeat):
+        elif isinstance(msg, protocol.Heartbeat):
+            if msg.stamp > 0:
+                self.echo = (msg.stamp, self.clock())  # answered by this loop turn's heartbeat (`_timers`)
+            if 0 < msg.silence_s <= MAX_SILENCE_S:
+                self.controller_silence = msg.silence_s
+        else:
             log.warning("unexpected %s from the controller", type(msg).__name__)
 
     def _holding(self) -> list[tuple[str, str, int]]:
@@ -399,10 +417,15 @@ class Host:
                     now,
                 )
                 self._start_work()
-        if now - self.last_sent >= self.heartbeat_interval:
-            self._send(protocol.Heartbeat(rss_mb=self._rss_mb(), paused=self._paused_reason()))
+        if self.echo is not None or now - self.last_sent >= self.heartbeat_interval:
+            stamp, received = self.echo or (0.0, now)
+            self.echo = None
+            heartbeat = protocol.Heartbeat(
+                rss_mb=self._rss_mb(), paused=self._paused_reason(), echo=stamp, held=now - received
+            )
+            self._send(heartbeat)
         silent = now - self.last_heard
-        limit = self.heartbeat_interval * self.liveness
+        limit = max(self.heartbeat_interval * self.liveness, self.controller_silence)
         if silent > max(limit, self.backoff if not self.welcomed else 0.0):
             hint = "" if self.registrations else " (if it runs, check that this host has the cluster's token)"
             log.warning("no word from controller %s for %.1fs; reconnecting%s", self.address, silent, hint)

@@ -119,6 +119,15 @@ class Heartbeat(Message):
     """Host to controller: memory the host and its executors use now, in MB (-1: unknown)."""
     paused: str = ""
     """Host to controller: why it takes no new tasks now (a phone on low battery, too hot); empty: it does."""
+    stamp: float = 0.0
+    """Controller to host: the controller's clock when it sent this (0: none); the host echoes it back."""
+    echo: float = 0.0
+    """Host to controller: the last `stamp` it received (0: none), so the controller measures the round trip."""
+    held: float = 0.0
+    """Host to controller: seconds the host held `echo` before sending it (subtracted from the round trip)."""
+    silence_s: float = 0.0
+    """Controller to host: how long the controller waits for a word from this host before declaring it dead
+    (adapted to the measured round trip, see `liveness.py`); the host waits as long before reconnecting."""
 
 
 @dataclass(frozen=True, slots=True)

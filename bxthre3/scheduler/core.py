@@ -8,6 +8,7 @@ bytes are shipped once), else to the host with the most free slots.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from ..dag_model import DagSpec, InputKind, TaskInput
 from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
+from ..liveness import silence_limit
 from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
 from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
@@ -87,7 +89,15 @@ class SchedulerConfig:
     """Ready tasks per slot in the cluster needed before short-task hosts get the deep queue."""
     long_task_s: float = 0.1
     """A host whose tasks take this long or longer (or whose tasks are not known yet) gets no queue:
-    a round trip costs ~1 % of such a task, a task waiting behind another while a host idles a whole one."""
+    a round trip costs ~1 % of such a task, a task waiting behind another while a host idles a whole one
+    -- on a LAN. A host behind a slow link gets the queue `rtt_prefetch_above` gives it, whatever its tasks."""
+    rtt_prefetch_above: float = 0.1
+    """A host whose measured round trip (srtt + rttvar) is at least this fraction of its mean task queues
+    enough to hide it: ceil(round trip / mean task) per slot (at most `max_rtt_prefetch`). A phone 400 ms
+    away ran ~1 task of 0.1 s per round trip without it; the queue lasts about one round trip, so it can
+    hold back at most that much work from other hosts at a DAG's end."""
+    max_rtt_prefetch: int = 32
+    """Most assignments per slot queued to cover a round trip (bounds a host's backlog on a bad link)."""
 
 
 class Scheduler:
@@ -298,6 +308,8 @@ class Scheduler:
         host = self.hosts.get(ev.host_id)
         if host is not None:
             host.last_seen = ev.now
+            if ev.rtt is not None:
+                host.rtt.add(ev.rtt)
             if ev.rss_mb >= 0:
                 host.rss_mb = ev.rss_mb
             if ev.paused is not None and ev.paused != host.paused:
@@ -369,8 +381,7 @@ class Scheduler:
         self._check_dag_done(dag, ev.now, out)
 
     def _on_tick(self, ev: Tick, out: list[Instruction]) -> None:
-        deadline = ev.now - self.config.heartbeat_interval * self.config.liveness
-        for host in [h for h in self.hosts.values() if h.last_seen < deadline]:
+        for host in [h for h in self.hosts.values() if ev.now - h.last_seen > self.silence_limit(h)]:
             self._lose_host(host, ev.now, f"silent for {ev.now - host.last_seen:.1f}s", out)
         self._expire_overdue(ev.now, out)
         while self.delayed and self.delayed[0][0] <= ev.now:
@@ -587,13 +598,25 @@ class Scheduler:
                 free.remove(host)
 
     def _capacity(self, host: HostRecord, deep: bool) -> int:
-        if host.mean_task_s >= self.config.long_task_s:
+        """How many more attempts `host` may hold: its slots, plus a queue per slot (see SchedulerConfig)."""
+        mean = host.mean_task_s
+        if mean >= self.config.long_task_s:
             prefetch = 0
-        elif deep and host.mean_task_s < self.config.short_task_s:
+        elif deep and mean < self.config.short_task_s:
             prefetch = self.config.short_task_prefetch
         else:
             prefetch = self.config.prefetch_per_slot
+        srtt = host.rtt.srtt
+        if srtt is not None:
+            round_trip = srtt + host.rtt.rttvar
+            if round_trip >= self.config.rtt_prefetch_above * mean:
+                cover = math.ceil(round_trip / max(mean, 1e-3))
+                prefetch = max(prefetch, min(self.config.max_rtt_prefetch, cover))
         return host.slots * (1 + prefetch) - len(host.running)
+
+    def silence_limit(self, host: HostRecord) -> float:
+        """Seconds `host` may stay silent before it is declared dead (adapted to its round trip)."""
+        return silence_limit(self.config.heartbeat_interval, self.config.liveness, host.rtt)
 
     def _place(self, task: TaskRecord, candidates: list[HostRecord], deep: bool) -> HostRecord:
         """An idle slot first (a queued task waits behind another), then a host that already holds

@@ -47,6 +47,8 @@ class HostSeen:
     """From a heartbeat: the host's memory use in MB (-1: not reported)."""
     paused: str | None = None
     """From a heartbeat: why the host takes no new tasks ("" = it does; None = not reported)."""
+    rtt: float | None = None
+    """From a heartbeat echo: one measured round trip to the host, in seconds (None: none measured)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from enum import Enum
 
 from ..dag_model import DagSpec, TaskSpec
 from ..failures import FailureReason
+from ..liveness import RttEstimate
 
 
 class TaskState(str, Enum):
@@ -148,6 +149,8 @@ class HostRecord:
     """The oldest attempt in `running` still being timed by the overdue backstop (None: not chosen yet)."""
     head_since: float = 0.0
     """When the attempt before `head` ended: `head` can have waited behind it until then."""
+    rtt: RttEstimate = field(default_factory=RttEstimate)
+    """Its measured round trip (heartbeat echoes): sets its silence limit and how deep its queue is."""
 
     @property
     def free_slots(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 
 import pytest
 
@@ -662,3 +663,50 @@ def test_short_tasks_queue_deep_only_while_many_more_wait_than_there_are_slots()
     )
     new = finish_oldest(0.5)
     assert len(new) == 1 and len(s.hosts["a"].running) == 2
+
+
+def test_a_host_behind_a_slow_link_is_given_time_for_its_round_trip() -> None:
+    """Heartbeat echoes of ~0.4 s (a phone's network) stretch the silence limit; a LAN host keeps 3 s."""
+    s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3, retry_backoff=0.0))
+    s.handle(DagSubmitted("d1", dag(task("t1"), task("t2")), 0.0))
+    join(s, "phone", now=0.0)
+    join(s, "lan", now=0.0)
+    for i, rtt in enumerate([0.3, 0.5, 0.4, 0.6, 0.2, 0.45]):
+        s.handle(HostSeen("phone", 0.1 * i, rtt=rtt))
+        s.handle(HostSeen("lan", 0.1 * i, rtt=0.0005))
+    phone, lan = s.hosts["phone"], s.hosts["lan"]
+    assert s.silence_limit(lan) == 3.0
+    limit = s.silence_limit(phone)
+    assert limit > 4.0
+    gone = s.handle(Tick(3.6))  # both silent 3.1 s: the LAN host is dead, the phone only slow
+    assert [f.host_id for f in gone if isinstance(f, ForgetHost)] == ["lan"]
+    assert "phone" in s.hosts and s.dags["d1"].tasks["t1"].state is TaskState.RUNNING
+    gone = s.handle(Tick(0.5 + limit + 0.01))
+    assert [f.host_id for f in gone if isinstance(f, ForgetHost)] == ["phone"]
+
+
+def test_queue_depth_covers_a_slow_hosts_round_trip() -> None:
+    """Tasks of 0.1 s got no queue, so a host 350 ms away ran ~1 task per round trip; now it holds
+    enough queued to work through one (ceil(round trip / task)), and a LAN host is unchanged."""
+    s = queue_depth_scheduler(deep_prefetch_min_ready=32)
+    s.handle(DagSubmitted("d1", dag(*(task(f"t{i}") for i in range(200))), 0.0))
+    held = assigns(join(s, "phone", slots=2)) + assigns(join(s, "lan", slots=2))
+    for host, rtt in (("phone", 0.35), ("lan", 0.0005)):
+        for _ in range(20):
+            s.handle(HostSeen(host, 0.0, rtt=rtt))
+        s.hosts[host].mean_task_s = 0.1  # known (the moving average is tested above)
+
+    def finish(a: Assign, now: float) -> list[Assign]:
+        return assigns(s.handle(TaskFinished(a.host_id, a.dag_id, a.task_id, a.attempt, now, duration=0.1)))
+
+    for i in range(6):
+        held += finish(next(a for a in held if a.host_id == "phone"), 1.0 + i)
+        held = [a for a in held if (a.dag_id, a.task_id) in s.hosts[a.host_id].running]
+    rtt = s.hosts["phone"].rtt
+    per_slot = math.ceil((rtt.srtt + rtt.rttvar) / 0.1)
+    assert per_slot == 4
+    assert len(s.hosts["phone"].running) == 2 * (1 + per_slot)
+    assert len(s.hosts["lan"].running) == 2, "a LAN host with 0.1 s tasks still gets no queue"
+    s.hosts["phone"].mean_task_s = 10.0  # a round trip is 4 % of such a task: no queue either
+    held += finish(next(a for a in held if a.host_id == "phone"), 20.0)
+    assert len(s.hosts["phone"].running) == 2 * (1 + per_slot) - 1
