@@ -306,3 +306,65 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _uleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _sleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        done = (n == 0 and not byte & 0x40) or (n == -1 and byte & 0x40)
+        out.append(byte | (0 if done else 0x80))
+        if done:
+            return bytes(out)
+
+
+def sleep_module(seconds: float) -> bytes:
+    """A WASI program that sleeps `seconds` (one `poll_oneoff` clock subscription) and prints "ok".
+
+    Assembled here, byte by byte, so the link's tests need no toolchain: tasks that take a known time
+    but almost no CPU, since the cores are shared and the link, not the CPU, is what is measured.
+    """
+
+    def section(sid: int, body: bytes) -> bytes:
+        return bytes([sid]) + _uleb(len(body)) + body
+
+    def vec(items: list[bytes]) -> bytes:
+        return _uleb(len(items)) + b"".join(items)
+
+    def name(s: str) -> bytes:
+        return _uleb(len(s)) + s.encode()
+
+    def i32(n: int) -> bytes:
+        return b"\x41" + _sleb(n)
+
+    store32, store64 = b"\x36\x02\x00", b"\x37\x03\x00"
+    call, drop = b"\x10", b"\x1a"
+    code = (
+        i32(16) + i32(1) + store32  # subscription at 0: userdata 0, tag 0 (clock), clock id 1 (monotonic)
+        + i32(24) + b"\x42" + _sleb(int(seconds * 1e9)) + store64  # relative timeout in ns
+        + i32(0) + i32(64) + i32(1) + i32(128) + call + _uleb(0) + drop  # poll_oneoff(subs, events, 1, &n)
+        + i32(160) + i32(200) + store32 + i32(164) + i32(3) + store32  # iovec {200, 3}
+        + i32(1) + i32(160) + i32(1) + i32(180) + call + _uleb(1) + drop  # fd_write(1, iovec, 1, &n)
+        + b"\x0b"
+    )  # fmt: skip
+    body = _uleb(0) + code  # no locals
+    wasi = "wasi_snapshot_preview1"
+    return b"".join([
+        b"\x00asm\x01\x00\x00\x00",
+        section(1, vec([b"\x60" + vec([b"\x7f"] * 4) + vec([b"\x7f"]), b"\x60\x00\x00"])),
+        section(2, vec([name(wasi) + name("poll_oneoff") + b"\x00\x00", name(wasi) + name("fd_write") + b"\x00\x00"])),
+        section(3, vec([b"\x01"])),
+        section(5, vec([b"\x00\x01"])),
+        section(7, vec([name("memory") + b"\x02\x00", name("_start") + b"\x00\x02"])),
+        section(10, vec([_uleb(len(body)) + body])),
+        section(11, vec([b"\x00" + i32(200) + b"\x0b" + vec([b"o", b"k", b"\n"])])),
+    ])  # fmt: skip
