@@ -125,6 +125,8 @@ class Controller:
         self.dropped_frames = 0
         self._drop_log_at = 0.0
         self._last_heartbeat = 0.0
+        self._stamped: set[str] = set()
+        """Hosts sent a stamped heartbeat since they joined (a new one gets its first at the next tick)."""
         self.ready = threading.Event()
         """Set once the socket is bound; ``port`` then holds the real port."""
 
@@ -478,13 +480,20 @@ class Controller:
     def _heartbeat_hosts(self, now: float) -> None:
         """Every interval, each host gets a heartbeat stamped with our clock (echoed back at once: its
         round trip) and the silence limit we apply to it (it waits as long for us before reconnecting)."""
+        hosts = self.scheduler.hosts
         if now - self._last_heartbeat < self.config.heartbeat_interval:
-            return
-        self._last_heartbeat = now
-        for host_id, host in list(self.scheduler.hosts.items()):
+            # A host that just joined is probed at once: until its first echo its limit is the LAN one,
+            # and it may already be busy behind a slow link.
+            due = [h for h in hosts if h not in self._stamped]
+        else:
+            self._last_heartbeat = now
+            self._stamped.intersection_update(hosts)
+            due = list(hosts)
+        for host_id in due:
             identity = self.identities.get(host_id)
             if identity is not None:
-                limit = self.scheduler.silence_limit(host)
+                self._stamped.add(host_id)
+                limit = self.scheduler.silence_limit(hosts[host_id])
                 self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit)))
 
     def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from . import __version__, engines, protocol
 from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
@@ -62,6 +63,15 @@ CONNECT_TIMEOUT_MS = 1000
 (ZeroMQ retries every 100 ms). Without it a SYN lost during an outage is retried by the kernel at 1, 3,
 7, 15, 31 s: a host came back up to ~15 s after its link did. One second is > 1.5 round trips of a
 phone's network at its worst (300 ms each way); a slower link still connects, on a later try."""
+
+REGISTER_WAIT_S = 6.0
+"""How long a host waits for `welcome` on a fresh connection before it tries another (doubling, up to
+`max_backoff`). Registering is a TCP handshake, CURVE's four messages and `register`/`welcome`: ~6 round
+trips, 2-3 s over a phone's network with a lost packet or two. Waiting only `liveness` intervals (3 s)
+there, a host gave up just as the controller registered the connection it was abandoning, which the
+controller then declared dead 3 s later, again and again. Waiting longer delays nothing: ZeroMQ keeps
+trying the TCP connection underneath (CONNECT_TIMEOUT_MS), and the socket is only replaced in case a
+connection got stuck half-way."""
 
 EXECUTOR_OVERHEAD_MB = 512
 """Address space an executor may map beyond its start-up size and the module's memory cap.
@@ -117,7 +127,8 @@ class HostConfig:
     device: str = ""
     """Name of the device (set by its node manager); empty for a host started by hand."""
     max_backoff: float = 30.0
-    """Upper bound of the reconnect backoff (1 s doubling up to this)."""
+    """Upper bound of the wait for a `welcome` before trying a fresh connection (REGISTER_WAIT_S doubling
+    up to this); ZeroMQ retries the TCP connection itself every ~1 s meanwhile."""
     executor_idle_s: float = 60.0
     """An executor without a task for this long is stopped; the next task starts a new one (~0.1 s)."""
     engine: str = engines.WASM3
@@ -164,6 +175,11 @@ class Host:
         self._own_context = context is None
         self.context = context or zmq.Context()
         self.sock: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        """Connection events of `sock` (handshake done, disconnected), read while registering."""
+        self.connected_at: float | None = None
+        """When the current connection finished its handshake (None: ZeroMQ is still connecting)."""
+        self.told_unreachable = False
         address_space = config.ram_mb + EXECUTOR_OVERHEAD_MB
         self.slots = [
             _Slot(Executor(log_path=executor_log, address_space_mb=address_space, engine=config.engine, depth=2))
@@ -181,7 +197,7 @@ class Host:
         self.welcomed = False
         self.last_heard = 0.0
         self.last_sent = 0.0
-        self.backoff = 1.0
+        self.backoff = REGISTER_WAIT_S
         self.heartbeat_interval = config.heartbeat_interval
         self.liveness = config.liveness
         """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
@@ -228,12 +244,41 @@ class Host:
                     self.sock.send(protocol.encode(protocol.Bye("host stopping")), zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass
-            self.sock.close(linger=0)
-            self.sock = None
+        self._close_socket()
         for slot in self.slots:
             slot.executor.kill()
         if self._own_context:
             self.context.term()
+
+    def _close_socket(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
+            self.monitor = None
+        if self.sock is not None:
+            self.sock.close(linger=0)
+            self.sock = None
+
+    def _connection_events(self, now: float) -> None:
+        """While registering: note when the connection (TCP and CURVE) is up, or down again."""
+        if self.monitor is None:
+            return
+        for _ in range(100):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected_at = now
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected_at = None
+            elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and not self.registrations:
+                log.warning("controller %s refused the handshake: does this host have the cluster's token?",
+                            self.address)  # fmt: skip
+        if self.connected_at is None and now - self.last_heard > REGISTER_WAIT_S and not self.told_unreachable:
+            self.told_unreachable = True
+            hint = "" if self.registrations else "; if it runs, check that this host has the cluster's token"
+            log.warning("controller %s not reached for %.1fs; still trying%s", self.address, now - self.last_heard,
+                        hint)  # fmt: skip
 
     def _connect(self) -> None:
         """A fresh socket each time: a DEALER's queued frames belong to the old session.
@@ -241,14 +286,18 @@ class Host:
         Work from the old session is declared in `holding`: the controller adopts what it
         still wants and answers `abort` for the rest.
         """
-        if self.sock is not None:
-            self.sock.close(linger=0)
+        self._close_socket()
         self.sock = configure(self.context.socket(zmq.DEALER))
         self.sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
         if ":" in self.address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
         if self.keys is not None:
             secure_client(self.sock, self.keys)
+        self.monitor = self.sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
+        self.connected_at = None
+        self.told_unreachable = False
         self.sock.connect(self.address.endpoint)
         self.welcomed = False
         self.registered_since = None
@@ -382,7 +431,7 @@ class Host:
             self.heartbeat_interval = msg.heartbeat_interval
             self.liveness = msg.liveness
         self.welcomed = True
-        self.backoff = 1.0
+        self.backoff = REGISTER_WAIT_S
         self.registrations += 1
         self.registered_since = self.clock()
         if self.config.warm_executors:
@@ -426,7 +475,18 @@ class Host:
             self._send(heartbeat)
         silent = now - self.last_heard
         limit = max(self.heartbeat_interval * self.liveness, self.controller_silence)
-        if silent > max(limit, self.backoff if not self.welcomed else 0.0):
+        if self.welcomed:
+            stale = silent > limit
+        else:
+            # Registering. While the connection is not up ZeroMQ retries it every ~1 s by itself, so a fresh
+            # socket would only restart that (or cut a handshake short: a phone's takes seconds); once
+            # it is up, the welcome should follow within a few round trips, else the register was lost.
+            self._connection_events(now)
+            if self.connected_at is not None:
+                stale = now - self.connected_at > max(limit, self.backoff)
+            else:
+                stale = silent > self.config.max_backoff
+        if stale:
             hint = "" if self.registrations else " (if it runs, check that this host has the cluster's token)"
             log.warning("no word from controller %s for %.1fs; reconnecting%s", self.address, silent, hint)
             if not self.welcomed:

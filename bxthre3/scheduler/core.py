@@ -608,7 +608,7 @@ class Scheduler:
             prefetch = self.config.prefetch_per_slot
         srtt = host.rtt.srtt
         if srtt is not None:
-            round_trip = srtt + host.rtt.rttvar
+            round_trip = host.rtt.rto
             if round_trip >= self.config.rtt_prefetch_above * mean:
                 cover = math.ceil(round_trip / max(mean, 1e-3))
                 prefetch = max(prefetch, min(self.config.max_rtt_prefetch, cover))
