@@ -31,7 +31,7 @@ from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .limits import MiB
-from .liveness import MAX_SILENCE_S
+from .liveness import MAX_SILENCE_S, silence_limit
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
 from .security import CurveKeys, secure_client
@@ -474,7 +474,9 @@ class Host:
             )
             self._send(heartbeat)
         silent = now - self.last_heard
-        limit = max(self.heartbeat_interval * self.liveness, self.controller_silence)
+        # Until the controller says what it allows us, assume what it assumes of a link it has not measured.
+        told = self.controller_silence or silence_limit(self.heartbeat_interval, self.liveness)
+        limit = max(self.heartbeat_interval * self.liveness, told)
         if self.welcomed:
             stale = silent > limit
         else:

@@ -22,6 +22,12 @@ RTO_FACTOR = 4.0
 One lost packet costs TCP about one RTO, a second loss of the same segment two more (it doubles):
 four RTOs cover a packet lost twice in a row plus the delivery of what waited behind it."""
 
+INITIAL_RTO_S = 1.0
+"""The RTO of a path with no sample yet (RFC 6298, 2.1): a host that just registered is not assumed to be
+on a LAN. Its first sample comes a round trip after it joins (the controller probes new hosts at once),
+so on a LAN this lasts ~0.1 s; over a phone's network it covers the first second, where TCP's own RTO
+is still 1 s and one lost packet would otherwise have been a death."""
+
 MAX_SAMPLE_S = 60.0
 """Round-trip samples longer than this (or negative: a wall clock stepped) are ignored."""
 
@@ -56,7 +62,7 @@ class RttEstimate:
     def rto(self) -> float:
         """TCP's retransmission timeout for this path (without TCP's 200 ms floor: LANs keep their limit)."""
         if self.srtt is None:
-            return 0.0
+            return INITIAL_RTO_S
         return self.srtt + 4.0 * self.rttvar
 
 
@@ -65,9 +71,9 @@ def silence_limit(interval: float, liveness: int, rtt: RttEstimate | None = None
 
     ``max(interval x liveness, interval + RTO_FACTOR x RTO)``, capped at MAX_SILENCE_S (but never below
     the configured limit): the configured limit on a fast link, several TCP retransmission timeouts
-    on a slow, lossy one, so that losing one packet (or the same one twice) never kills a host.
+    on a slow, lossy one, so that losing one packet (or the same one twice) never kills a host. Without
+    a sample (`rtt` None or empty) the RTO is INITIAL_RTO_S.
     """
     base = interval * liveness
-    if rtt is None or rtt.srtt is None:
-        return base
-    return max(base, min(MAX_SILENCE_S, interval + RTO_FACTOR * rtt.rto))
+    rto = INITIAL_RTO_S if rtt is None else rtt.rto
+    return max(base, min(MAX_SILENCE_S, interval + RTO_FACTOR * rto))

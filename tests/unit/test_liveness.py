@@ -10,9 +10,10 @@ import pytest
 from bxthre3.liveness import MAX_SILENCE_S, RTO_FACTOR, RttEstimate, silence_limit
 
 
-def test_without_samples_the_configured_limit_holds() -> None:
-    assert silence_limit(1.0, 3) == 3.0
-    assert silence_limit(0.25, 4, RttEstimate()) == 1.0
+def test_without_samples_the_rto_is_one_second_as_in_rfc_6298() -> None:
+    assert silence_limit(1.0, 3) == 5.0
+    assert silence_limit(0.25, 4, RttEstimate()) == 4.25
+    assert silence_limit(2.0, 5, RttEstimate()) == 10.0
 
 
 def test_estimator_follows_rfc_6298() -> None:

@@ -186,10 +186,10 @@ def test_silent_host_is_declared_dead_and_its_tasks_requeued_first() -> None:
     s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t1"), task("t2")), 0.0))
     [a] = assigns(join(s, "h1", now=0.0))
-    s.handle(HostSeen("h1", 2.0))
+    s.handle(HostSeen("h1", 2.0, rtt=0.001))  # a LAN host: the configured 3 s hold
     assert s.handle(Tick(4.9)) == []
     join(s, "h2", now=4.9)  # takes t2
-    s.handle(HostSeen("h2", 5.5))
+    s.handle(HostSeen("h2", 5.5, rtt=0.001))
     instructions = s.handle(Tick(5.5))
     assert ForgetHost("h1", "silent for 3.5s", "node-h1") in instructions
     t1 = s.dags["d1"].tasks["t1"]
@@ -418,7 +418,7 @@ def test_host_declared_dead_can_reclaim_an_attempt_not_yet_reassigned() -> None:
     s = Scheduler(SchedulerConfig(heartbeat_interval=1.0, liveness=3, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
     join(s, "h1")
-    s.handle(Tick(5.0))  # h1 dead, t requeued, no other host
+    s.handle(Tick(5.1))  # h1 dead (its round trip unknown: 1 + 4 x 1 s), t requeued, no other host
     assert s.dags["d1"].tasks["t"].state is TaskState.READY
     out_ = s.handle(HostJoined("h1b", "node-h1", 1, 128, 5.5, holding=(("d1", "t", 1),)))
     assert assigns(out_) == []
