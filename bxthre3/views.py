@@ -10,6 +10,7 @@ import heapq
 from typing import Any
 
 from .digests import sha256_hex
+from .liveness import silence_limit
 from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
 
 JSON_FORMAT = 1
@@ -24,7 +25,7 @@ def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
     return "busy" if host.running else "idle"
 
 
-def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0) -> dict[str, Any]:
+def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liveness: int = 3) -> dict[str, Any]:
     return {
         "node_id": host.node_id,
         "device": host.device,
@@ -42,6 +43,8 @@ def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0) -> 
         "state": host_state(host, now, heartbeat_interval),
         "paused": host.paused,
         "uptime_s": round(max(0.0, now - host.joined_at), 3),
+        "rtt_ms": round(host.rtt.srtt * 1000, 1) if host.rtt.srtt is not None else None,
+        "silence_limit_s": round(silence_limit(heartbeat_interval, liveness, host.rtt), 3),
     }
 
 
@@ -65,7 +68,7 @@ def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
 
 def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     beat = scheduler.config.heartbeat_interval
-    hosts = [host_view(h, now, beat) for h in scheduler.hosts.values()]
+    hosts = [host_view(h, now, beat, scheduler.config.liveness) for h in scheduler.hosts.values()]
     devices: dict[str, dict[str, Any]] = {}
     for h in scheduler.hosts.values():
         d = devices.setdefault(
