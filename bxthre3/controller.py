@@ -239,18 +239,29 @@ class Controller:
             identity, payload = frames
             try:
                 message = protocol.decode(payload)
+            except protocol.PoisonResult as exc:
+                self._drop(str(exc))
+                self._handle_safely(identity, _poison_result(exc))
+                continue
             except ProtocolError as exc:
                 self._refuse(identity, payload, str(exc))
                 continue
             for item in protocol.unbatch(message):
-                if isinstance(item, ProtocolError):
+                if isinstance(item, protocol.PoisonResult):
+                    self._drop(str(item))
+                    item = _poison_result(item)
+                elif isinstance(item, ProtocolError):
                     self._drop(str(item))
                     continue
-                try:
-                    self._handle(identity, item)
-                except Exception:  # a bug must not take the controller down; it is logged loudly
-                    log.exception("internal error handling %s", type(item).__name__)
-                    self.dropped_frames += 1
+                self._handle_safely(identity, item)
+
+    def _handle_safely(self, identity: bytes, item: protocol.Message) -> None:
+        """Handle one message; an error in its handler drops (and counts) that message, nothing else."""
+        try:
+            self._handle(identity, item)
+        except Exception:  # a bug must not take the controller down; it is logged loudly
+            log.exception("internal error handling %s", type(item).__name__)
+            self.dropped_frames += 1
 
     def _refuse(self, identity: bytes, payload: bytes, why: str) -> None:
         version, kind = protocol.peek_kind(payload)
@@ -604,6 +615,16 @@ def _check_files(
     if over_limit:
         return FailureReason.OUTPUT_LIMIT, message, None
     return FailureReason.INTERNAL, f"the host reported an impossible output: {message}", None
+
+
+def _poison_result(exc: protocol.PoisonResult) -> protocol.Result:
+    """The result to record for a poison one: its attempt failed `internal`, saying what was wrong.
+
+    Acknowledged like any result, so the host forgets it instead of resending it forever.
+    """
+    error = f"the host sent an impossible result: {exc}"
+    internal = FailureReason.INTERNAL.value
+    return protocol.Result(exc.dag_id, exc.task_id, exc.attempt, None, b"", b"", internal, error, 0.0)
 
 
 def _parse_reason(value: str | None) -> FailureReason | None:
