@@ -139,6 +139,9 @@ class Register(Message):
     """The device the host runs on (its node manager's name), so views can group hosts by device."""
     device_ram_mb: int = 0
     device_cpus: int = 0
+    key: bytes = b""
+    """The host's identity key (random, kept per node id on its device): the controller pins the node id
+    to it while the host lives, so no other member can register under that node id (required)."""
 
 
 @dataclass(frozen=True, slots=True)

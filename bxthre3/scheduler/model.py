@@ -55,6 +55,9 @@ class AttemptRecord:
     ended_at: float | None = None
     reason: FailureReason | None = None
     error: str = ""
+    key: str = ""
+    """The key pin of the host it was given to; only a host proving that key may adopt it. Not
+    journalled: after a controller restart it is "" and the first registration of the node claims it."""
 
 
 @dataclass(slots=True)
@@ -144,6 +147,8 @@ class HostRecord:
     """The last tasks this host finished, as "dag/task", for `status`."""
     mean_task_s: float = 1.0
     """Moving average of how long its tasks ran (starts long: no deep prefetch before it is known)."""
+    key: str = ""
+    """The pin of its identity key (see `HostJoined.key`)."""
 
     @property
     def free_slots(self) -> int:

@@ -33,6 +33,7 @@ from tests.conftest import TEST_KEYS, WASM_MODULES, wait_for
 
 NOOP = (WASM_MODULES / "noop.wasm").read_bytes()
 NOOP_SHA = hashlib.sha256(NOOP).hexdigest()
+KEY = b"K" * 32
 
 
 class LiveController:
@@ -115,7 +116,7 @@ def test_a_poison_result_is_acknowledged_and_recorded_as_internal(live: LiveCont
     resent the unacknowledged result after every restart and killed it again."""
     host = Member(live)
     try:
-        host.send(protocol.Register("poisoner", 1, 128, "linux", "wasm3"))
+        host.send(protocol.Register("poisoner", 1, 128, "linux", "wasm3", key=KEY))
         host.expect(protocol.Welcome)
         dag_id = live.client.submit(noop_dag(1, retries=0))
         assign = host.expect(protocol.Assign)
@@ -174,7 +175,7 @@ def test_extreme_values_in_every_field_of_every_kind_leave_the_controller_up(liv
     host, other = Member(live), Member(live)
     held: list[protocol.Assign] = []
     try:
-        host.send(protocol.Register("extreme", 1024, 4096, "linux", "wasm3"))
+        host.send(protocol.Register("extreme", 1024, 4096, "linux", "wasm3", key=KEY))
         host.expect(protocol.Welcome)
         dag_id = live.client.submit(noop_dag(400, retries=0))
 
@@ -183,7 +184,7 @@ def test_extreme_values_in_every_field_of_every_kind_leave_the_controller_up(liv
                 if isinstance(m, protocol.Assign):
                     held.append(m)
                 elif isinstance(m, protocol.Reregister):
-                    host.send(protocol.Register("extreme", 1024, 4096, "linux", "wasm3"))
+                    host.send(protocol.Register("extreme", 1024, 4096, "linux", "wasm3", key=KEY))
 
         wait_for(lambda: refresh() or len(held) >= 100, 10, "assignments to the member")
         good = {
@@ -242,3 +243,108 @@ def test_extreme_values_in_every_field_of_every_kind_leave_the_controller_up(liv
     finally:
         host.close()
         other.close()
+
+
+# ---------------------------------------------------------------- item 4: host identity
+
+
+def register(member: Member, node_id: str, key: bytes, holding: list[list[object]] | None = None) -> None:
+    member.send(protocol.Register(node_id, 1, 128, "linux", "wasm3", holding=holding or [], key=key))
+
+
+def test_a_member_cannot_take_over_a_live_hosts_node_id_nor_report_its_results(live: LiveController) -> None:
+    """Reported: registering with another host's node id evicted it, and the impersonator's forged
+    output was recorded as the task's result."""
+    victim, thief = Member(live), Member(live)
+    try:
+        register(victim, "phone-1", b"V" * 32)
+        victim.expect(protocol.Welcome)
+        dag_id = live.client.submit(noop_dag(1))
+        assign = victim.expect(protocol.Assign)
+        assert isinstance(assign, protocol.Assign)
+        held = [[dag_id, assign.task_id, assign.attempt]]
+        register(thief, "phone-1", b"T" * 32, held)
+        reject = thief.expect(protocol.Reject)
+        assert isinstance(reject, protocol.Reject)
+        assert "--node-id" in reject.reason and "\n" not in reject.reason, reject.reason
+        assert not any(isinstance(m, protocol.Welcome) for m in thief.received)
+        forged = protocol.Result(dag_id, assign.task_id, assign.attempt, 0, b"forged", b"", None, "", 0.01)
+        thief.send(forged)
+        thief.expect(protocol.Reregister)  # a connection the controller does not know: nothing recorded
+        hosts = live.client.status()["hosts"]
+        assert [(h["node_id"], h["running"]) for h in hosts] == [("phone-1", [f"{dag_id}/{assign.task_id}"])]
+        victim.send(protocol.Heartbeat())
+        victim.drain(0.3)
+        assert not any(isinstance(m, protocol.Reject) for m in victim.received), "the live host was left alone"
+        genuine = protocol.Result(dag_id, assign.task_id, assign.attempt, 0, b"genuine", b"", None, "", 0.01)
+        victim.send(genuine)
+        victim.expect(protocol.Ack, dag_id=dag_id, attempt=assign.attempt)
+        task = live.client.results(dag_id)["tasks"][0]
+        assert (task["state"], task["output"], task["recorded"]) == ("succeeded", b"genuine", 1)
+    finally:
+        victim.close()
+        thief.close()
+
+
+def test_results_count_only_from_the_connection_holding_the_attempt(live: LiveController) -> None:
+    """A registered member (its own node id) reporting another host's attempt is acknowledged, so it
+    forgets it, but nothing is recorded; the holder's result is."""
+    a, b = Member(live), Member(live)
+    try:
+        register(a, "host-a", b"A" * 32)
+        register(b, "host-b", b"B" * 32)
+        a.expect(protocol.Welcome)
+        b.expect(protocol.Welcome)
+        dag_id = live.client.submit(noop_dag(1))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(isinstance(m, protocol.Assign) for m in a.received + b.received):
+            a.drain(0.05)
+            b.drain(0.05)
+        holder, other = (a, b) if any(isinstance(m, protocol.Assign) for m in a.received) else (b, a)
+        assign = next(m for m in holder.received if isinstance(m, protocol.Assign))
+        forged = protocol.Result(dag_id, assign.task_id, assign.attempt, 0, b"forged", b"", None, "", 0.01)
+        other.send(forged)
+        other.expect(protocol.Ack, dag_id=dag_id, attempt=assign.attempt)
+        task = live.client.results(dag_id)["tasks"][0]
+        assert (task["state"], task["output"], task["recorded"]) == ("running", None, 0)
+        holder.send(protocol.Result(dag_id, assign.task_id, assign.attempt, 0, b"genuine", b"", None, "", 0.01))
+        holder.expect(protocol.Ack, dag_id=dag_id, attempt=assign.attempt)
+        task = live.client.results(dag_id)["tasks"][0]
+        assert (task["state"], task["output"], task["recorded"]) == ("succeeded", b"genuine", 1)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_host_restarting_with_its_key_replaces_its_stale_connection_and_keeps_its_attempt(
+    live: LiveController,
+) -> None:
+    old, new = Member(live), Member(live)
+    try:
+        register(old, "phone-2", b"S" * 32)
+        old.expect(protocol.Welcome)
+        dag_id = live.client.submit(noop_dag(1))
+        assign = old.expect(protocol.Assign)
+        assert isinstance(assign, protocol.Assign)
+        register(new, "phone-2", b"S" * 32, [[dag_id, assign.task_id, assign.attempt]])
+        new.expect(protocol.Welcome)
+        reject = old.expect(protocol.Reject)  # the stale connection is told (it ends the old process)
+        assert isinstance(reject, protocol.Reject) and "another host registered" in reject.reason
+        new.send(protocol.Result(dag_id, assign.task_id, assign.attempt, 0, b"kept", b"", None, "", 0.01))
+        new.expect(protocol.Ack, dag_id=dag_id, attempt=assign.attempt)
+        task = live.client.results(dag_id)["tasks"][0]
+        assert (task["state"], task["output"], task["attempts"]) == ("succeeded", b"kept", 1), "adopted, not rerun"
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_registration_without_a_host_key_is_refused(live: LiveController) -> None:
+    member = Member(live)
+    try:
+        member.send(protocol.Register("keyless", 1, 128, "linux", "wasm3"))
+        reject = member.expect(protocol.Reject)
+        assert isinstance(reject, protocol.Reject) and "host key" in reject.reason
+        assert live.client.status()["hosts"] == []
+    finally:
+        member.close()
