@@ -268,8 +268,10 @@ class Scheduler:
         if dag is None or task is None or task.attempt != attempt or not task.attempts:
             out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
             return
-        if task.attempts[-1].key and task.attempts[-1].key != host.key:
-            # Given to a host with another key (this node id's earlier holder): not this host's to claim.
+        given = task.attempts[-1]
+        if given.node_id != host.node_id or (given.key and given.key != host.key):
+            # Given to another node, or to this node id's earlier holder with another key (the key is
+            # unknown only after a controller restart): not this host's to claim.
             out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
             return
         if task.state.terminal:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ from bxthre3.dag_model import DagSpec, TaskSpec
 from bxthre3.errors import ProtocolError
 from bxthre3.scheduler import SchedulerConfig
 from bxthre3.security import secure_client
-from tests.conftest import TEST_KEYS, WASM_MODULES, wait_for
+from tests.conftest import TEST_KEYS, WASM_MODULES, subprocess_env, wait_for
 
 NOOP = (WASM_MODULES / "noop.wasm").read_bytes()
 NOOP_SHA = hashlib.sha256(NOOP).hexdigest()
@@ -348,3 +350,58 @@ def test_a_registration_without_a_host_key_is_refused(live: LiveController) -> N
         assert live.client.status()["hosts"] == []
     finally:
         member.close()
+
+
+def _host_process(live: LiveController, node_id: str, state_home: Path, log: Path) -> subprocess.Popen[str]:
+    """A real `bxthre3 host`; `state_home` is its device's XDG_STATE_HOME (where its key is kept)."""
+    env = {**subprocess_env(), "XDG_STATE_HOME": str(state_home)}
+    cmd = [
+        sys.executable, "-m", "bxthre3", "host", "--controller", str(live.address), "--node-id", node_id,
+        "--cache-dir", str(state_home / "cache"), "--heartbeat", "0.25", "--log-file", str(log),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            text=True)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def test_real_hosts_a_claimant_is_told_why_and_a_restart_takes_over_at_once(
+    live: LiveController, tmp_path: Path
+) -> None:
+    """Two devices: the first host of node id "tablet" keeps it; a host of another device claiming it
+    exits with a one-line error naming --node-id; the first host, killed and started again on its
+    device, registers at once (its old connection is still considered alive: liveness is 10 s)."""
+    device_a, device_b = tmp_path / "device-a", tmp_path / "device-b"
+    first = _host_process(live, "tablet", device_a, tmp_path / "a1.log")
+    procs = [first]
+    try:
+        wait_for(lambda: [h["node_id"] for h in live.client.status()["hosts"]] == ["tablet"], 20, "the first host")
+        claimant = _host_process(live, "tablet", device_b, tmp_path / "b.log")
+        procs.append(claimant)
+        assert claimant.wait(20) != 0
+        assert claimant.stderr is not None
+        errors = [line for line in claimant.stderr.read().splitlines() if "error" in line]
+        assert len(errors) == 1 and "--node-id" in errors[0] and "held by another live host" in errors[0], errors
+        assert first.poll() is None, "the first host was left alone"
+        [host] = live.client.status()["hosts"]
+        assert host["node_id"] == "tablet" and host["uptime_s"] > 0
+        first.kill()
+        first.wait(5)
+        started = time.monotonic()
+        again = _host_process(live, "tablet", device_a, tmp_path / "a2.log")
+        procs.append(again)
+        wait_for(lambda: live.client.status()["hosts"][0]["uptime_s"] < time.monotonic() - started, 8,
+                 "the restarted host to replace its stale connection")  # fmt: skip
+        assert time.monotonic() - started < 8, "well before the old connection's liveness ran out"
+        assert again.poll() is None
+        dag_id = live.client.submit(noop_dag(3))
+        assert live.client.wait(dag_id, timeout=30)["state"] == "succeeded"
+    finally:
+        for proc in procs:
+            _stop(proc)

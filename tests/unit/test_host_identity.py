@@ -136,3 +136,22 @@ def test_processes_starting_at_once_agree_on_one_key(tmp_path: Path) -> None:
         t.join()
     assert len(set(keys)) == 1 and path.read_bytes() == keys[0]
     assert os.listdir(tmp_path) == ["k"]
+
+
+def test_after_a_controller_restart_only_the_node_the_attempt_was_given_to_claims_it() -> None:
+    from bxthre3.scheduler import DagState, TaskRecord
+    from bxthre3.scheduler.model import AttemptRecord
+
+    spec = dag(task("t"))
+    saved = {
+        "t": TaskRecord(spec=spec.tasks[0], waiting_on=0, state=TaskState.RUNNING, attempt=1,
+                        attempts=[AttemptRecord(1, "old-conn", "phone-1", 0.0)])
+    }  # fmt: skip
+    s = Scheduler()
+    s.restore_dag("d", spec, 0.0, DagState.RUNNING, None, saved, 1.0)
+    out = s.handle(joined("conn-other", THIEF, 2.0, holding=(("d", "t", 1),), node="tablet-9"))
+    assert AbortAttempt("conn-other", "d", "t", 1) in out
+    out = s.handle(joined("conn-back", REAL, 3.0, holding=(("d", "t", 1),)))
+    assert not any(isinstance(i, AbortAttempt) for i in out)
+    t = s.dags["d"].tasks["t"]
+    assert (t.state, t.host_id, t.attempt, t.attempts[-1].key) == (TaskState.RUNNING, "conn-back", 1, REAL)
