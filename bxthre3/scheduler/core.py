@@ -218,7 +218,7 @@ class Scheduler:
             if other.node_id == ev.node_id and other.id != ev.host_id and other.key != ev.key:
                 reason = (
                     f"node id {ev.node_id!r} is held by another live host (a different host key); give each host "
-                    "a unique --node-id (node managers: a unique --name), or wait until that host is gone"
+                    "a unique --node-id (node managers: a unique --device-name), or wait until that host is gone"
                 )
                 out.append(RefuseHost(ev.host_id, ev.node_id, reason))
                 return
