@@ -519,10 +519,14 @@ def _run_host(args: argparse.Namespace) -> int:
     from .host import Host, HostConfig
     from .logs import setup_logging
     from .module_cache import ModuleCache, default_cache_dir
+    from .security import load_or_create_host_key, new_host_key
 
     address = _find_controller(args)
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
+    # A chosen node id keeps its key on this device, so a restarted host takes over its old self; the
+    # default id (with the pid) is never used twice, so its key lives only as long as the process.
+    key = load_or_create_host_key(node_id) if args.node_id else new_host_key()
     config = HostConfig(
         node_id=node_id,
         ram_mb=args.ram_limit,
@@ -533,6 +537,7 @@ def _run_host(args: argparse.Namespace) -> int:
         executor_idle_s=args.executor_idle,
         engine=resolve_engine(args.engine),
         warm_executors=args.warm_executors,
+        key=key,
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(

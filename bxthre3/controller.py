@@ -35,13 +35,14 @@ from .scheduler import (
     HostLeft,
     HostSeen,
     Instruction,
+    RefuseHost,
     Scheduler,
     SchedulerConfig,
     TaskFinished,
     Tick,
 )
 from .scheduler.core import REPLACED
-from .security import CurveKeys, HandshakeGuard, secure_server
+from .security import CurveKeys, HandshakeGuard, host_key_pin, secure_server
 from .status_file import StatusFile
 from .stop_event import wake_fd
 from .store import MEMORY, PrunePolicy, Store
@@ -65,6 +66,10 @@ MAX_WATCHERS = 64
 
 PRUNE_INTERVAL_S = 60.0
 """How often finished DAGs are checked against the prune policy."""
+
+MIN_HOST_KEY_BYTES = 16
+MAX_HOST_KEY_BYTES = 64
+"""A `register`'s `key` (hosts send 32 random bytes): short keys could be guessed, long ones waste memory."""
 
 MAX_BATCH = 2000
 """Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
@@ -239,18 +244,29 @@ class Controller:
             identity, payload = frames
             try:
                 message = protocol.decode(payload)
+            except protocol.PoisonResult as exc:
+                self._drop(str(exc))
+                self._handle_safely(identity, _poison_result(exc))
+                continue
             except ProtocolError as exc:
                 self._refuse(identity, payload, str(exc))
                 continue
             for item in protocol.unbatch(message):
-                if isinstance(item, ProtocolError):
+                if isinstance(item, protocol.PoisonResult):
+                    self._drop(str(item))
+                    item = _poison_result(item)
+                elif isinstance(item, ProtocolError):
                     self._drop(str(item))
                     continue
-                try:
-                    self._handle(identity, item)
-                except Exception:  # a bug must not take the controller down; it is logged loudly
-                    log.exception("internal error handling %s", type(item).__name__)
-                    self.dropped_frames += 1
+                self._handle_safely(identity, item)
+
+    def _handle_safely(self, identity: bytes, item: protocol.Message) -> None:
+        """Handle one message; an error in its handler drops (and counts) that message, nothing else."""
+        try:
+            self._handle(identity, item)
+        except Exception:  # a bug must not take the controller down; it is logged loudly
+            log.exception("internal error handling %s", type(item).__name__)
+            self.dropped_frames += 1
 
     def _refuse(self, identity: bytes, payload: bytes, why: str) -> None:
         version, kind = protocol.peek_kind(payload)
@@ -379,6 +395,11 @@ class Controller:
         if msg.slots < 1 or msg.slots > 1024 or msg.ram_mb < 0 or not msg.node_id or len(msg.node_id) > 128:
             self._send(identity, protocol.Reject("register: slots must be 1-1024, ram_mb >= 0, node_id 1-128 chars"))
             return
+        if not MIN_HOST_KEY_BYTES <= len(msg.key) <= MAX_HOST_KEY_BYTES:
+            size = f"{MIN_HOST_KEY_BYTES}-{MAX_HOST_KEY_BYTES}"
+            reason = f"register: a host key of {size} bytes is required (an older host? upgrade it)"
+            self._send(identity, protocol.Reject(reason))
+            return
         self.identities[host_id] = identity
         event = HostJoined(
             host_id=host_id,
@@ -393,10 +414,13 @@ class Controller:
             device=msg.device[:64],
             device_ram_mb=max(0, msg.device_ram_mb),
             device_cpus=max(0, msg.device_cpus),
+            key=host_key_pin(msg.key),
         )
-        log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
-        self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
-        self._apply(self.scheduler.handle(event))
+        instructions = self.scheduler.handle(event)
+        if not any(type(i) is RefuseHost for i in instructions):
+            log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
+            self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
+        self._apply(instructions)
 
     def _submit(self, identity: bytes, msg: protocol.Submit, now: float) -> None:
         if not self.submit_limit.allow(identity, now) or not self.submit_total.take(now):
@@ -472,6 +496,14 @@ class Controller:
                 log.log(level, "host %s removed: %s", ins.node_id or ins.host_id, ins.reason)
             elif isinstance(ins, DagFinished):
                 log.info("DAG %s %s", ins.dag_id, ins.state.value)
+            elif isinstance(ins, RefuseHost):
+                # The live holder of the node id keeps its connection; only the claimant hears of it.
+                keep = ins.host_id in self.scheduler.hosts
+                identity = self.identities.get(ins.host_id) if keep else self.identities.pop(ins.host_id, None)
+                if identity is not None:
+                    self._send(identity, protocol.Reject(ins.reason))
+                log.warning("refused a registration as %r: the node id is held by a live host with another key",
+                            ins.node_id)  # fmt: skip
 
     def _heartbeat_hosts(self, now: float) -> None:
         if now - self._last_heartbeat < self.config.heartbeat_interval:
@@ -604,6 +636,16 @@ def _check_files(
     if over_limit:
         return FailureReason.OUTPUT_LIMIT, message, None
     return FailureReason.INTERNAL, f"the host reported an impossible output: {message}", None
+
+
+def _poison_result(exc: protocol.PoisonResult) -> protocol.Result:
+    """The result to record for a poison one: its attempt failed `internal`, saying what was wrong.
+
+    Acknowledged like any result, so the host forgets it instead of resending it forever.
+    """
+    error = f"the host sent an impossible result: {exc}"
+    internal = FailureReason.INTERNAL.value
+    return protocol.Result(exc.dag_id, exc.task_id, exc.attempt, None, b"", b"", internal, error, 0.0)
 
 
 def _parse_reason(value: str | None) -> FailureReason | None:

@@ -17,7 +17,7 @@ from ..dag_model import DagSpec, InputKind, TaskInput
 from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
-from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
+from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction, RefuseHost
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
@@ -221,6 +221,17 @@ class Scheduler:
                 self._make_ready(dag, task)
 
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
+        # A node id is pinned to the key of the live host holding it: another key is refused and the
+        # live host left untouched, so a member cannot evict a host and report results in its name.
+        # The same key takes over (a host restarted quickly replaces its own stale connection).
+        for other in self.hosts.values():
+            if other.node_id == ev.node_id and other.id != ev.host_id and other.key != ev.key:
+                reason = (
+                    f"node id {ev.node_id!r} is held by another live host (a different host key); give each host "
+                    "a unique --node-id (node managers: a unique --device-name), or wait until that host is gone"
+                )
+                out.append(RefuseHost(ev.host_id, ev.node_id, reason))
+                return
         host = HostRecord(
             id=ev.host_id,
             node_id=ev.node_id,
@@ -234,6 +245,7 @@ class Scheduler:
             device_ram_mb=ev.device_ram_mb,
             device_cpus=ev.device_cpus,
             modules=set(ev.modules),
+            key=ev.key,
         )
         # Adopt first: attempts the node still holds must not be requeued with its old connection.
         for dag_id, task_id, attempt in ev.holding:
@@ -263,7 +275,13 @@ class Scheduler:
         """Take over an attempt a (re)joining host declares, or tell it to let go of it."""
         dag = self.dags.get(dag_id)
         task = dag.tasks.get(task_id) if dag else None
-        if dag is None or task is None or task.attempt != attempt:
+        if dag is None or task is None or task.attempt != attempt or not task.attempts:
+            out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
+            return
+        given = task.attempts[-1]
+        if given.node_id != host.node_id or (given.key and given.key != host.key):
+            # Given to another node, or to this node id's earlier holder with another key (the key is
+            # unknown only after a controller restart): not this host's to claim.
             out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
             return
         if task.state.terminal:
@@ -291,6 +309,7 @@ class Scheduler:
         task.host_id = host.id
         task.attempts[-1].host_id = host.id
         task.attempts[-1].node_id = host.node_id
+        task.attempts[-1].key = host.key
         host.running[key] = attempt
         dag.touch(task)
 
@@ -672,7 +691,7 @@ class Scheduler:
         task.host_id = host.id
         task.started_at = now
         dag.set_state(task, TaskState.RUNNING)
-        task.attempts.append(AttemptRecord(task.attempt, host.id, host.node_id, now))
+        task.attempts.append(AttemptRecord(task.attempt, host.id, host.node_id, now, key=host.key))
         key = (dag.id, spec.id)
         self._release(host, key, now)  # an older attempt given up on this host: the new one goes last
         host.running[key] = task.attempt

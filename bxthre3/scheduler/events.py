@@ -35,6 +35,9 @@ class HostJoined:
     device_ram_mb: int = 0
     device_cpus: int = 0
     """Attempts the host still runs or finished without an ack: adopted, not run again."""
+    key: str = ""
+    """The pin of the host's identity key (a digest of its secret): a node id held by a live host
+    is taken over only by a registration proving the same key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ class FakeHost:
         self.sock.setsockopt(zmq.LINGER, 0)
         secure_client(self.sock, TEST_KEYS)  # a member, so trusted to connect, not to tell the truth
         self.sock.connect(controller.address.endpoint)
-        self.sock.send(protocol.encode(protocol.Register("liar", 1, 128, "linux-x86_64", "wasm3")))
+        self.sock.send(protocol.encode(protocol.Register("liar", 1, 128, "linux-x86_64", "wasm3", key=b"k" * 32)))
 
     def answer(self, dag_id: str, files: dict[str, bytes], output: bytes = b"") -> None:
         """Wait for the next assignment (heartbeating meanwhile, or the host is declared dead), report success."""
