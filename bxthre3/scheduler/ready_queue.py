@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from itertools import repeat
+from operator import itemgetter
 
 
 class ReadyQueue:
@@ -46,10 +47,10 @@ class ReadyQueue:
         start = self._next + 1
         self._next += len(tasks)
         self._len += len(tasks)
-        first = tasks[0][1]
-        if all(memory == first for _, memory in tasks):
-            bucket = self._buckets.setdefault(first, deque())
-            bucket.extend(zip(range(start, start + len(tasks)), repeat(dag_id), (t for t, _ in tasks)))
+        memories = set(map(itemgetter(1), tasks))
+        if len(memories) == 1:
+            bucket = self._buckets.setdefault(memories.pop(), deque())
+            bucket.extend(zip(range(start, start + len(tasks)), repeat(dag_id), map(itemgetter(0), tasks)))
             return
         for seq, (task_id, memory) in enumerate(tasks, start):
             self._buckets.setdefault(memory, deque()).append((seq, dag_id, task_id))
