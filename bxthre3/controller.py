@@ -340,6 +340,7 @@ class Controller:
                     "dropped_frames": self.dropped_frames,
                     "auth_failures": self.guard.failures if self.guard else 0,
                     "version": __version__,
+                    "submissions_validating": self.submissions.queued,
                 }
             }
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
