@@ -17,11 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+import zmq
 
+from bxthre3 import protocol
 from bxthre3.dag_model import DagSpec, TaskSpec
 from bxthre3.errors import ClusterError
+from bxthre3.limits import SUBMIT_BURST
+from bxthre3.security import secure_client
 from tests.chaos_support import REPO, WASM_MODULES, ChaosCluster, kill_pid, retry, wait_until
-from tests.conftest import subprocess_env
+from tests.conftest import TEST_KEYS, RunningController, subprocess_env
 
 HEARTBEAT_S = 0.25
 LIVENESS = 4
@@ -134,3 +138,44 @@ def test_100k_task_submission_keeps_heartbeats_on_time_and_an_acknowledged_dag_s
             }
         finally:
             probe.close()
+
+
+def test_pipelined_submissions_are_answered_in_order_while_the_loop_answers_everything_else(
+    controller: RunningController,
+) -> None:
+    """One connection sends a 100,000-task DAG, then 23 more submissions (a bad one, and four over the
+    burst the rate limit allows), then `status`, without waiting. `status` is answered first (the loop
+    did not wait for the big one), and the submissions in the order they were sent, each as before:
+    accepted, refused as invalid in one line, or refused by the rate limit."""
+    small = noop_dag(3, "small").to_wire()
+    bad = noop_dag(3, "bad").to_wire()
+    sha = next(iter(bad["modules"]))
+    bad["modules"][sha] = bad["modules"][sha] + b"\0"
+    wires = [noop_dag(TASKS, "big").to_wire(), small, bad, *[small] * (SUBMIT_BURST + 1)]
+    frames = [protocol.encode(protocol.Submit(req_id, wire)) for req_id, wire in enumerate(wires, 1)]
+    sock = controller.context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    secure_client(sock, TEST_KEYS)
+    sock.connect(controller.address.endpoint)
+    try:
+        for frame in frames:
+            sock.send(frame)
+        sock.send(protocol.encode(protocol.StatusRequest(999)))
+        replies: list[protocol.Reply] = []
+        deadline = time.monotonic() + 60
+        while len(replies) < len(frames) + 1:
+            assert sock.poll(max(0.0, deadline - time.monotonic()) * 1000), f"only {len(replies)} replies"
+            reply = protocol.decode(sock.recv())
+            assert isinstance(reply, protocol.Reply)
+            replies.append(reply)
+    finally:
+        sock.close(linger=0)
+    assert replies[0].req_id == 999, "status waited for the big submission"
+    submits = replies[1:]
+    assert [r.req_id for r in submits] == list(range(1, len(frames) + 1))
+    assert [r.ok for r in submits] == [True, True, False] + [True] * (SUBMIT_BURST - 3) + [False] * 4
+    assert "does not match its sha256" in submits[2].error and "\n" not in submits[2].error
+    assert all(r.error.startswith("too many submissions") for r in submits[-4:])
+    with controller.client() as client:
+        held = [d["dag_id"] for d in client.status()["dags"]]
+    assert held == [r.data["dag_id"] for r in submits if r.ok]  # added in the order they were sent
