@@ -225,7 +225,12 @@ class Controller:
                 self._drain()
             if self.submissions.fileno() in events:
                 for outcome in self.submissions.take():
-                    self._accept(outcome)
+                    try:
+                        self._accept(outcome)
+                    except Exception:  # a bug (or the journal failing) must not take the controller down
+                        log.exception("internal error accepting a DAG")
+                        error = "internal error while accepting the DAG (see the controller log)"
+                        self._send(outcome.job.identity, protocol.Reply(outcome.job.req_id, False, {}, error))
             if self.guard is not None and self.guard.monitor in events:
                 self.guard.read_events()
             now = self.clock()

@@ -130,9 +130,7 @@ class SubmissionWorker:
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[SubmitJob | None] = queue.SimpleQueue()
         self._done: deque[SubmitOutcome] = deque()
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._read_fd = self._write_fd = -1
         self._closing = False
         self._thread: threading.Thread | None = None
         self.queued_bytes = 0
@@ -140,7 +138,11 @@ class SubmissionWorker:
         self.queued = 0
 
     def start(self) -> None:
+        """Start the thread (and make the pipe: a controller that never serves holds no fds)."""
         if self._thread is None:
+            self._read_fd, self._write_fd = os.pipe()
+            os.set_blocking(self._read_fd, False)
+            os.set_blocking(self._write_fd, False)
             self._thread = threading.Thread(target=self._run, name="bxthre3-submissions", daemon=True)
             self._thread.start()
 
@@ -172,10 +174,11 @@ class SubmissionWorker:
         """Stop the thread; a submission it is still validating was never acknowledged, so it is dropped."""
         self._closing = True
         self._jobs.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                return  # mid-way through a big DAG: it exits after it (a daemon); leave it the pipe
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return  # mid-way through a big DAG: it exits after it (a daemon); leave it the pipe
         os.close(self._read_fd)
         os.close(self._write_fd)
 
