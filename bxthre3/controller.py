@@ -139,6 +139,9 @@ class Controller:
         """Set once the socket is bound; ``port`` then holds the real port."""
         self.submissions = SubmissionWorker()
         """Decodes and validates submissions off the loop, in arrival order (see `submissions`)."""
+        self.owns_process = False
+        """True for the `controller` role: big DAGs' objects may then be frozen out of the GC's reach
+        (`gc.freeze`), which an embedding process (tests, `bxthre3 run`) would not want."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -150,10 +153,11 @@ class Controller:
         now = self.clock()
         restored = self.store.load(self.scheduler, now)
         self.modules.update(self.store.modules())
-        if restored:
+        if restored and self.owns_process:
             # Restored DAGs live until pruned and hold no cycles: frozen, the GC's full collections
             # stop walking them (~0.25 s of stalled loop each with a 100,000-task DAG; see submissions.py).
             gc.freeze()
+        if restored:
             running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
             log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
         return restored
@@ -216,6 +220,7 @@ class Controller:
         next_tick = self.clock()
         if self.guard is not None and self.guard.monitor is not None:
             poller.register(self.guard.monitor, zmq.POLLIN)
+        self.submissions.freeze = self.owns_process
         self.submissions.start()
         poller.register(self.submissions.fileno(), zmq.POLLIN)
         while not stop.is_set():

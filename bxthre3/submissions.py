@@ -12,8 +12,10 @@ GIL), and the switch interval is lowered while this thread works, so the loop wa
 What did stall it for ~0.25 s at a time was the cyclic garbage collector: building ~600,000 objects
 triggers full collections, each walking every object the process holds, with the GIL held. A large
 submission is therefore built with the collector paused, and its objects are then frozen
-(`gc.freeze`): they live as long as their DAG, hold no reference cycles (a pruned DAG is freed by
-reference counting), and later collections no longer walk them either.
+(`gc.freeze`) when the controller owns its process: they live as long as their DAG, hold no
+reference cycles (a pruned DAG is freed by reference counting), and later collections no longer walk
+them either. (What else is frozen with them and later becomes a garbage cycle is never collected: a
+few objects per big submission in a controller process; so embedders only skip the young generations.)
 
 Ordering: one thread and one FIFO, so outcomes come back in the order submissions arrived, refused
 ones included (a refusal made on the loop passes through the queue, so a client's replies keep
@@ -136,6 +138,10 @@ class SubmissionWorker:
         self.queued_bytes = 0
         """Bytes of frames handed over and not yet taken back (the loop bounds it)."""
         self.queued = 0
+        self.freeze = False
+        """True when the controller owns its process (the `controller` role): a big DAG's objects are
+        then frozen out of the GC's reach for good. Embedded (tests, `bxthre3 run`) they only skip
+        the young generations, since freezing would also keep the embedder's garbage cycles forever."""
 
     def start(self) -> None:
         """Start the thread (and make the pipe: a controller that never serves holds no fds)."""
@@ -200,8 +206,7 @@ class SubmissionWorker:
             except BlockingIOError:  # the pipe is full, so the loop will wake anyway
                 pass
 
-    @staticmethod
-    def _prepare(job: SubmitJob) -> SubmitOutcome:
+    def _prepare(self, job: SubmitJob) -> SubmitOutcome:
         if job.size < GC_PAUSE_BYTES or not gc.isenabled():
             return prepare_submission(job)
         gc.disable()
@@ -211,7 +216,9 @@ class SubmissionWorker:
             outcome = prepare_submission(job)
         finally:
             sys.setswitchinterval(switch)
-            gc.freeze()  # before enabling: the young generation now holds every new object
+            gc.freeze()  # before enabling: the young generation holds every new object, unscanned
+            if not self.freeze:
+                gc.unfreeze()  # into the oldest generation, still unscanned: collected as usual later
             gc.enable()
         return outcome
 
