@@ -95,7 +95,7 @@ def test_100k_task_submission_keeps_heartbeats_on_time_and_an_acknowledged_dag_s
             print(f"accepted in {accepted_s:.2f} s; probe saw {seen}")
 
             # Heartbeats on time: the loop never stalled for long, and no host was thought dead.
-            assert seen["pings"] > 50 * accepted_s, f"the probe's pings went unanswered: {seen}"
+            assert seen["pings"] > 20 * accepted_s, f"the probe's pings went unanswered: {seen}"
             assert seen["max_rtt"] < 0.5, f"the loop stalled {seen['max_rtt']:.2f} s during the submission"
             limit = HEARTBEAT_S * LIVENESS * 0.75
             assert 0 < seen["max_gap"] < limit, f"heartbeats {seen['max_gap']:.2f} s apart (dead after 1 s)"
