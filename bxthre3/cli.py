@@ -361,6 +361,7 @@ def _run_controller(args: argparse.Namespace) -> int:
         status_file=_status_file(args), keys=CurveKeys.from_token(token) if token else None,
     )  # fmt: skip
     controller.token = token
+    controller.owns_process = True
     stop = _stop_on_signals()
     beacon = None
     try:

@@ -6,6 +6,7 @@ Everything here is translation and bookkeeping of connections; policy lives in
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -17,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from . import __version__, protocol, views
-from .dag_model import DagSpec, output_files_problem
-from .errors import Bxthre3Error, ClusterError, ProtocolError
+from .dag_model import output_files_problem
+from .errors import ClusterError, ProtocolError
 from .failures import FailureReason
-from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE, SUBMIT_TOTAL_BURST, SUBMIT_TOTAL_RATE
+from .limits import (
+    MAX_SUBMISSIONS_QUEUED_BYTES,
+    MAX_TASKS_HELD,
+    SUBMIT_BURST,
+    SUBMIT_RATE,
+    SUBMIT_TOTAL_BURST,
+    SUBMIT_TOTAL_RATE,
+    MiB,
+)
 from .rate_limit import PerPeerLimit, TokenBucket
 from .scheduler import (
     AbortAttempt,
@@ -46,6 +55,7 @@ from .security import CurveKeys, HandshakeGuard, host_key_pin, secure_server
 from .status_file import StatusFile
 from .stop_event import wake_fd
 from .store import MEMORY, PrunePolicy, Store
+from .submissions import DECODE_OFF_LOOP_BYTES, SubmissionWorker, SubmitJob, SubmitOutcome, is_submit
 from .zmq_util import configure, is_loopback
 
 if TYPE_CHECKING:
@@ -132,6 +142,11 @@ class Controller:
         self._last_heartbeat = 0.0
         self.ready = threading.Event()
         """Set once the socket is bound; ``port`` then holds the real port."""
+        self.submissions = SubmissionWorker()
+        """Decodes and validates submissions off the loop, in arrival order (see `submissions`)."""
+        self.owns_process = False
+        """True for the `controller` role: big DAGs' objects may then be frozen out of the GC's reach
+        (`gc.freeze`), which an embedding process (tests, `bxthre3 run`) would not want."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,6 +158,10 @@ class Controller:
         now = self.clock()
         restored = self.store.load(self.scheduler, now)
         self.modules.update(self.store.modules())
+        if restored and self.owns_process:
+            # Restored DAGs live until pruned and hold no cycles: frozen, the GC's full collections
+            # stop walking them (~0.25 s of stalled loop each with a 100,000-task DAG; see submissions.py).
+            gc.freeze()
         if restored:
             running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
             log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
@@ -180,6 +199,7 @@ class Controller:
         return self.port
 
     def close(self) -> None:
+        self.submissions.close()
         if self.guard is not None:
             self.guard.stop()
             self.guard = None
@@ -205,11 +225,22 @@ class Controller:
         next_tick = self.clock()
         if self.guard is not None and self.guard.monitor is not None:
             poller.register(self.guard.monitor, zmq.POLLIN)
+        self.submissions.freeze = self.owns_process
+        self.submissions.start()
+        poller.register(self.submissions.fileno(), zmq.POLLIN)
         while not stop.is_set():
             timeout_ms = max(0.0, (next_tick - self.clock()) * 1000)
             events = dict(poller.poll(timeout_ms))
             if self.sock in events:
                 self._drain()
+            if self.submissions.fileno() in events:
+                for outcome in self.submissions.take():
+                    try:
+                        self._accept(outcome)
+                    except Exception:  # a bug (or the journal failing) must not take the controller down
+                        log.exception("internal error accepting a DAG")
+                        error = "internal error while accepting the DAG (see the controller log)"
+                        self._send(outcome.job.identity, protocol.Reply(outcome.job.req_id, False, {}, error))
             if self.guard is not None and self.guard.monitor in events:
                 self.guard.read_events()
             now = self.clock()
@@ -242,6 +273,11 @@ class Controller:
                 self._drop(f"{len(frames)} frames instead of 2")
                 continue
             identity, payload = frames
+            if len(payload) >= DECODE_OFF_LOOP_BYTES:
+                req_id = is_submit(payload)
+                if req_id is not None:  # a big DAG: decoded on the submission thread, not here
+                    self._submit(identity, req_id, payload=payload)
+                    continue
             try:
                 message = protocol.decode(payload)
             except protocol.PoisonResult as exc:
@@ -327,13 +363,14 @@ class Controller:
             self._apply(self.scheduler.handle(HostLeft(host_id, now, HOST_SAID_GOODBYE)))
         elif kind is protocol.Submit:
             assert isinstance(msg, protocol.Submit)
-            self._submit(identity, msg, now)
+            self._submit(identity, msg.req_id, message=msg)
         elif kind is protocol.StatusRequest:
             extra = {
                 "controller": {
                     "dropped_frames": self.dropped_frames,
                     "auth_failures": self.guard.failures if self.guard else 0,
                     "version": __version__,
+                    "submissions_validating": self.submissions.queued,
                 }
             }
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
@@ -422,35 +459,57 @@ class Controller:
             self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
         self._apply(instructions)
 
-    def _submit(self, identity: bytes, msg: protocol.Submit, now: float) -> None:
+    def _submit(
+        self, identity: bytes, req_id: int, *, payload: bytes | None = None, message: protocol.Submit | None = None
+    ) -> None:
+        """Hand a submission to the submission thread; `_accept` finishes it when it comes back.
+
+        The rate limits are applied here, as it arrives; a refusal still goes through the queue
+        so that one client's replies come in the order of its submissions."""
+        now = self.clock()
+        job = SubmitJob(identity, req_id, payload, message)
         if not self.submit_limit.allow(identity, now) or not self.submit_total.take(now):
-            error = (
+            job.refused = (
                 f"too many submissions: {SUBMIT_BURST} at once, then {SUBMIT_RATE:g} per second per connection, "
                 f"{SUBMIT_TOTAL_RATE:g} per second in all; retry later"
             )
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+        elif self.submissions.queued_bytes + job.size > MAX_SUBMISSIONS_QUEUED_BYTES:
+            job.refused = (
+                f"the controller is still validating {self.submissions.queued_bytes / MiB:.0f} MiB of earlier "
+                "submissions; retry in a few seconds"
+            )
+        if job.refused:
+            job.payload = job.message = None  # nothing to decode: do not hold the frame
+        self.submissions.put(job)
+
+    def _accept(self, outcome: SubmitOutcome) -> None:
+        """Add a validated DAG (its records were built off the loop), or reply why not."""
+        job = outcome.job
+        if outcome.bad_frame:
+            self._drop(outcome.bad_frame)
             return
-        try:
-            spec = DagSpec.from_wire(msg.dag, source="submission")
-        except Bxthre3Error as exc:
-            log.warning("rejected a DAG submission: %s", exc)
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, str(exc)))
+        if outcome.spec is None or outcome.prepared is None:
+            if not job.refused:
+                log.warning("rejected a DAG submission: %s", outcome.error)
+            self._send(job.identity, protocol.Reply(job.req_id, False, {}, outcome.error))
             return
+        spec, now = outcome.spec, self.clock()
         held = sum(len(d.tasks) for d in self.scheduler.dags.values())
         if held + len(spec.tasks) > MAX_TASKS_HELD:
             error = (
                 f"the controller holds {held:,} tasks and takes at most {MAX_TASKS_HELD:,}; this DAG has "
                 f"{len(spec.tasks):,}: wait for running DAGs to finish (finished ones are pruned)"
             )
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            self._send(job.identity, protocol.Reply(job.req_id, False, {}, error))
             return
         dag_id = self._new_dag_id()
         self.modules.update(spec.modules)
         assert self.store is not None
-        self.store.add_dag(dag_id, spec, now)
+        self.store.add_dag(dag_id, spec, now, outcome.blob)
         log.info("accepted DAG %s (%r, %d tasks)", dag_id, spec.name, len(spec.tasks))
-        self._reply(identity, msg.req_id, {"dag_id": dag_id})
-        self._apply(self.scheduler.handle(DagSubmitted(dag_id, spec, now)))
+        self._reply(job.identity, job.req_id, {"dag_id": dag_id})
+        outcome.prepared.record.submitted_at = now
+        self._apply(self.scheduler.handle(DagSubmitted(dag_id, spec, now, outcome.prepared)))
 
     def _new_dag_id(self) -> str:
         while True:
