@@ -27,7 +27,7 @@ import zmq
 
 from bxthre3 import protocol
 from bxthre3.errors import ProtocolError
-from bxthre3.security import TOKEN_ENV, CurveKeys, secure_client
+from bxthre3.security import TOKEN_ENV, CurveKeys, new_host_key, secure_client
 
 PING_INTERVAL_S = 0.01
 
@@ -50,7 +50,7 @@ def main() -> int:
         return s
 
     host, pinger = dealer(), dealer()
-    register = protocol.encode(protocol.Register(args.node_id, 1, 0, "probe", "none"))
+    register = protocol.encode(protocol.Register(args.node_id, 1, 0, "probe", "none", key=new_host_key()))
     beat = protocol.encode(protocol.Heartbeat(paused="heartbeat probe: takes no work"))
     host.send(register)
     host.send(beat)
