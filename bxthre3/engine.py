@@ -124,12 +124,16 @@ def run_module(
                 raw.link(shim, module, runtime, _wasi_imports(wasm), stack_bytes)
             else:
                 shim.link(module, runtime, _wasi_imports(wasm))
-            entry = runtime.find_function(abi.ENTRY_POINT)
         except Exception as exc:  # wasm3 reports every load failure as RuntimeError
             return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {exc}")
         try:
+            # The start function runs here, after linking (it may call WASI, even proc_exit), and
+            # ends like the rest of the run: a trap is a trap, a loop a timeout. Without the raw
+            # linker, Wasm3 runs it inside find_function, so that goes here too; a missing _start
+            # is then "function lookup failed", which is classified as an invalid module.
             if raw is not None:
-                raw.run_start(module)  # after linking: a start function may call WASI, even proc_exit
+                raw.run_start(module)
+            entry = runtime.find_function(abi.ENTRY_POINT)
             entry()
         except Exception as exc:
             raised = raw.take_raised() if raw is not None else None

@@ -203,24 +203,30 @@ class WasmtimeEngine:
         try:
             try:
                 module = self.compiled(wasm)
-                instance = self.linker.instantiate(store, module)
-                exports = instance.exports(store)
-                memory = exports.get("memory")
-                entry = exports.get(abi.ENTRY_POINT)
-                if not isinstance(entry, wasmtime.Func):
-                    return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
-            except Exception as exc:  # compiling, linking, or a start function that exits or traps
+            except Exception as exc:  # not wasm, or a feature this wasmtime refuses
                 try:
-                    if isinstance(exc, ProcExit):
-                        return _exited(finish, exc.code)
-                    if isinstance(exc, (wasmtime.WasmtimeError, wasmtime.Trap)):
+                    if isinstance(exc, wasmtime.WasmtimeError):
                         return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
                     return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
                 finally:
                     _drop_tracebacks(exc)
-            self._memory.memory = memory if isinstance(memory, wasmtime.Memory) else None
+            # Bound before instantiating: the start function runs then and may call WASI (proc_exit).
+            # Its memory is not reachable until the instance exists, so pointers are EFAULT there.
             self._memory.store = store
             shim.bind(self._memory)
+            try:
+                instance = self.linker.instantiate(store, module)
+            except Exception as exc:
+                try:
+                    return self._not_instantiated(exc, finish, store, memory_limit_bytes, timeout_s)
+                finally:
+                    _drop_tracebacks(exc)
+            exports = instance.exports(store)
+            memory = exports.get("memory")
+            entry = exports.get(abi.ENTRY_POINT)
+            if not isinstance(entry, wasmtime.Func):
+                return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
+            self._memory.memory = memory if isinstance(memory, wasmtime.Memory) else None
             try:
                 entry(store)
             except Exception as exc:
@@ -235,12 +241,32 @@ class WasmtimeEngine:
             shim.unbind()
             self._memory.memory = self._memory.store = None
 
+    @classmethod
+    def _not_instantiated(
+        cls,
+        exc: Exception,
+        finish: Any,
+        store: wasmtime.Store,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+    ) -> RunResult:
+        """Why instantiating failed: the module does not fit (invalid) or its start function ended the run.
+
+        A trap without wasm frames happened while placing data or element segments (out of
+        bounds), which Wasm3 refuses when loading: an invalid module on both. A link error is one
+        too. Anything the start function did ends the run the way `_start` would have.
+        """
+        if isinstance(exc, wasmtime.Trap) and not exc.frames:
+            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_trap_message(exc)}")
+        if isinstance(exc, wasmtime.WasmtimeError):
+            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
+        return cls._ended(exc, finish, None, store, memory_limit_bytes, timeout_s)
 
     @staticmethod
     def _ended(
         exc: Exception,
         finish: Any,
-        instance: wasmtime.Instance,
+        instance: wasmtime.Instance | None,
         store: wasmtime.Store,
         memory_limit_bytes: int | None,
         timeout_s: float | None,
@@ -255,7 +281,7 @@ class WasmtimeEngine:
         if isinstance(exc, DeadlineExceeded):
             return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
         if isinstance(exc, wasmtime.Trap):
-            if memory_limit_bytes and _memory_flag_set(instance, store):
+            if memory_limit_bytes and instance is not None and _memory_flag_set(instance, store):
                 error = f"needed more than this host's {memory_limit_bytes // limits.MiB} MiB memory limit"
                 return finish(None, FailureReason.MEMORY_LIMIT, error)
             if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
