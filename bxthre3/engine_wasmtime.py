@@ -56,21 +56,39 @@ def _func_type(signature: str) -> wasmtime.FuncType:
     return wasmtime.FuncType([_TYPES[p] for p in params], [] if result == "v" else [_TYPES[result]])
 
 
-class _Memory:
-    """Presents the running instance's linear memory the way the shim asks Wasm3 for it."""
+_WINDOW = ctypes.c_ubyte * (1 << 32)
+"""A ctypes type as big as wasm32's address space, placed over linear memory and sliced to its size
+(one type: ctypes keeps every array type it makes, so a type per memory size would pile up)."""
 
-    __slots__ = ("memory", "store")
+
+class _Memory:
+    """Presents the running instance's linear memory the way the shim asks Wasm3 for it.
+
+    The view is kept while the memory's size stays the same: its address changes only when it
+    grows, and building a view costs more than the rest of a simple WASI call.
+    """
+
+    __slots__ = ("memory", "store", "_view", "_size")
 
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
         self.store: wasmtime.Store | None = None
+        self._view: memoryview | None = None
+        self._size = -1
 
     def get_memory(self, index: int) -> memoryview:
         if self.memory is None or self.store is None:
             raise RuntimeError("no memory")
         size = self.memory.data_len(self.store)
-        address = ctypes.addressof(self.memory.data_ptr(self.store).contents)
-        return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
+        if size != self._size or self._view is None:
+            address = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+            self._view = memoryview(_WINDOW.from_address(address)).cast("B")[:size]
+            self._size = size
+        return self._view
+
+    def bind(self, memory: wasmtime.Memory | None, store: wasmtime.Store | None) -> None:
+        """Serve `memory` of `store` from now on (None: no memory, or the run ended)."""
+        self.memory, self.store, self._view, self._size = memory, store, None, -1
 
 
 class WasmtimeEngine:
@@ -212,7 +230,7 @@ class WasmtimeEngine:
                     _drop_tracebacks(exc)
             # Bound before instantiating: the start function runs then and may call WASI (proc_exit).
             # Its memory is not reachable until the instance exists, so pointers are EFAULT there.
-            self._memory.store = store
+            self._memory.bind(None, store)
             shim.bind(self._memory)
             try:
                 instance = self.linker.instantiate(store, module)
@@ -226,7 +244,7 @@ class WasmtimeEngine:
             entry = exports.get(abi.ENTRY_POINT)
             if not isinstance(entry, wasmtime.Func):
                 return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
-            self._memory.memory = memory if isinstance(memory, wasmtime.Memory) else None
+            self._memory.bind(memory if isinstance(memory, wasmtime.Memory) else None, store)
             try:
                 entry(store)
             except Exception as exc:
@@ -239,7 +257,7 @@ class WasmtimeEngine:
             if timed:
                 self.watchdog.disarm()
             shim.unbind()
-            self._memory.memory = self._memory.store = None
+            self._memory.bind(None, None)
 
     @classmethod
     def _not_instantiated(
