@@ -24,7 +24,18 @@ import wasm3
 
 from bxthre3 import abi, limits
 from bxthre3.failures import FailureReason
-from bxthre3.wasi import SIGNATURES, DeadlineExceeded, OutputLimitExceeded, ProcExit, ProcRaise, WasiShim, forwarders
+from bxthre3.wasi import (
+    EBADF,
+    ERRNO_EXCEPTIONS,
+    SIGNATURES,
+    DeadlineExceeded,
+    OutputLimitExceeded,
+    ProcExit,
+    ProcRaise,
+    WasiShim,
+    errno_of,
+    host_method,
+)
 from bxthre3.wasm_inspect import inspect_module
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
 
@@ -375,17 +386,17 @@ class _RawImports:
         self.stack = _Wasm3Stack()
         self.raised: BaseException | None = None
         """The exception a host function raised in the current run, until `take_raised`."""
-        functions = forwarders()
-        self._callbacks = {name: self._callback(signature, functions[name]) for name, signature in SIGNATURES.items()}
+        self._callbacks = {name: self._callback(name, signature) for name, signature in SIGNATURES.items()}
         self._wasi_module = abi.WASI_MODULE.encode()
         self._names = {name: name.encode() for name in SIGNATURES}
 
-    def _callback(self, signature: str, function: Callable[..., int | None]) -> ctypes._CFuncPtr:
+    def _callback(self, name: str, signature: str) -> ctypes._CFuncPtr:
         """One C-callable host function: Wasm3 passes arguments and takes the result in 8-byte slots."""
         returns = signature[0] != "v"
         # The result's slot comes first, then one slot per argument (an i32 in its low half).
         arguments = "".join("q" if kind == "I" else "i4x" for kind in signature[2:-1])
         layout = struct.Struct("<" + "8x" * returns + arguments)
+        method, bound = host_method(name)
         memory = self.memory
         stack = self.stack
         trap = ctypes.addressof(_TRAP_MESSAGE)
@@ -398,7 +409,14 @@ class _RawImports:
                 if not 0 <= offset < stack.span:
                     offset = stack.place(slots)
                 view = stack.view
-                result = function(*layout.unpack_from(view, offset))
+                shim = bound.current
+                if shim is None:  # a module kept running past its shim: refuse, do not crash
+                    result = EBADF
+                else:
+                    try:
+                        result = method(shim, *layout.unpack_from(view, offset))
+                    except ERRNO_EXCEPTIONS as error:
+                        result = errno_of(error)
                 if returns:
                     pack_result(view, offset, result & _MASK32)
                 return None
