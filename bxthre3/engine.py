@@ -511,8 +511,9 @@ class _RuntimeReclaimer:
     long-lived executor cannot afford that, so after a run this calls Wasm3's own
     `m3_FreeRuntime` on the pointer inside the Python object. That reaches into
     pywasm3's private struct, so it is done only when the struct has the expected size
-    and, on every run, when the pointer's memory matches what `get_memory` returns;
-    otherwise the runtime is left to leak (the executor also retires when it grows).
+    and the pointer's memory matched what `get_memory` returns on the first run with a
+    module (only then: `get_memory` itself leaks ~100 bytes); otherwise the runtime is left
+    to leak (the executor also retires when it grows).
     """
 
     _RUNTIME_BASICSIZE = 32
@@ -548,7 +549,7 @@ class _RuntimeReclaimer:
         if self._free_runtime is None or self._get_memory is None:
             return
         pointer = ctypes.c_void_p.from_address(id(runtime) + self._RUNTIME_BASICSIZE - 8)
-        if loaded:
+        if loaded and not self._confirmed:  # the layout cannot change: get_memory leaks, so once is enough
             memory = runtime.get_memory(0)
             if memory is not None:
                 expected = ctypes.addressof(ctypes.c_char.from_buffer(memory))
