@@ -19,9 +19,11 @@ import pytest
 
 from bxthre3 import limits
 from bxthre3.engines import WASM3
+from bxthre3.errors import ModuleError
 from bxthre3.executor import ExecJob, ExecResult, Executor, ExecutorDied
 from bxthre3.failures import FailureReason
 from bxthre3.host import EXECUTOR_OVERHEAD_MB
+from bxthre3.wasm_inspect import check_wasi_command
 from bxthre3.wasm_normalize import MAX_FUNCTIONS, uleb
 from tests.conftest import ENGINES
 
@@ -175,3 +177,10 @@ def _resident_bytes(executor: Executor) -> int:
     assert executor.pid is not None
     with open(f"/proc/{executor.pid}/statm", "rb") as file:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_validation_refuses_a_module_with_more_functions_than_either_engine_runs() -> None:
+    """Submission refuses what no executor would run, and only that: the limit is the engines' own."""
+    assert check_wasi_command(_many_functions(MAX_FUNCTIONS - 1), name="most.wasm").features == frozenset()
+    with pytest.raises(ModuleError, match=f"more than {MAX_FUNCTIONS:,} functions, which neither engine runs"):
+        check_wasi_command(_many_functions(MAX_FUNCTIONS + 1), name="too_many.wasm")
