@@ -249,6 +249,10 @@ class _Fault(Exception):
     """A pointer or length outside linear memory: the call returns EFAULT."""
 
 
+ERRNO_EXCEPTIONS: tuple[type[Exception], ...] = (_Fault, VfsError)
+"""What a shim method raises to answer an errno instead of ending the run (see :func:`errno_of`)."""
+
+
 class Runtime(Protocol):
     """What the shim needs of a wasm3 runtime: its linear memory."""
 
@@ -304,6 +308,28 @@ def _trampolines() -> _Trampolines:
     if trampolines is None:
         trampolines = _local.trampolines = _Trampolines()
     return trampolines
+
+
+class BoundShim(Protocol):
+    """Where this thread's bound shim is found: `current` (None between runs)."""
+
+    current: WasiShim | None
+
+
+def host_method(name: str) -> tuple[Callable[..., int | None], BoundShim]:
+    """The shim method behind WASI function `name`, and the holder of this thread's bound shim.
+
+    For an engine whose own callback already costs a Python frame (Wasm3's raw calls): it calls
+    ``method(holder.current, *params)`` itself, answering EBADF while no shim is bound and
+    :func:`errno_of` for the exceptions in :data:`ERRNO_EXCEPTIONS`, exactly as the forwarders do,
+    one frame (~0.1 µs of a ~1.5 µs call) cheaper.
+    """
+    return getattr(WasiShim, name), _trampolines()
+
+
+def errno_of(error: Exception) -> int:
+    """The errno a WASI call answers for one of :data:`ERRNO_EXCEPTIONS`."""
+    return EFAULT if isinstance(error, _Fault) else error.errno  # type: ignore[attr-defined]
 
 
 def forwarders() -> dict[str, Callable[..., int | None]]:
