@@ -185,8 +185,11 @@ class SubmissionWorker:
         self._thread.join(timeout)
         if self._thread.is_alive():
             return  # mid-way through a big DAG: it exits after it (a daemon); leave it the pipe
-        os.close(self._read_fd)
-        os.close(self._write_fd)
+        # Closing twice (serve's end, then its owner) must not close an fd number reused since.
+        for fd in (self._read_fd, self._write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._read_fd = self._write_fd = -1
 
     def _run(self) -> None:
         while True:
