@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bxthre3.errors import ModuleError
 from bxthre3.wasm_inspect import PAGE_BYTES, _read_import, _Reader, check_wasi_command
-from bxthre3.wasm_normalize import memory_grows, normalize, refusal
+from bxthre3.wasm_normalize import memory_grows, normalize, refusal, uleb  # one LEB128 encoder for the package
 
 MEMORY_FLAG_EXPORT = "__bxthre3_memory_limit"
 """Exported i32 global set to 1 when the module asked for more memory than allowed."""
@@ -31,18 +31,6 @@ class MemoryLimitError(ModuleError):
 
 _SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 _I32 = 0x7F
-
-
-def uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _name(text: str) -> bytes:
