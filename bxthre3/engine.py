@@ -28,13 +28,10 @@ from bxthre3.wasi import (
     EBADF,
     ERRNO_EXCEPTIONS,
     SIGNATURES,
-    DeadlineExceeded,
-    OutputLimitExceeded,
-    ProcExit,
-    ProcRaise,
     WasiShim,
     errno_of,
     host_method,
+    shim_ending,
 )
 from bxthre3.wasm_inspect import inspect_module
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
@@ -166,16 +163,9 @@ def _ended(
     timeout_s: float | None,
 ) -> RunResult:
     """How a run that raised `exc` (from the module's code or from a host function) ended."""
-    if isinstance(exc, ProcExit):
-        if exc.code == 0:
-            return finish(0, None, "")
-        return finish(exc.code, FailureReason.EXIT_CODE, f"exited with code {exc.code}")
-    if isinstance(exc, OutputLimitExceeded):
-        return finish(None, FailureReason.OUTPUT_LIMIT, str(exc))
-    if isinstance(exc, ProcRaise):
-        return finish(None, FailureReason.TRAP, f"trap: raised signal {exc.signal}")
-    if isinstance(exc, DeadlineExceeded):
-        return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
+    ending = shim_ending(exc, timeout_s)
+    if ending is not None:
+        return finish(*ending)
     if isinstance(exc, RuntimeError):
         if memory_limit_bytes is not None and _memory_flag_set(module):
             mib = memory_limit_bytes // limits.MiB

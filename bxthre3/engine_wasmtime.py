@@ -29,7 +29,7 @@ import wasmtime
 from bxthre3 import abi, limits
 from bxthre3.engine import RunResult
 from bxthre3.failures import FailureReason
-from bxthre3.wasi import SIGNATURES, DeadlineExceeded, OutputLimitExceeded, ProcExit, ProcRaise, WasiShim, forwarders
+from bxthre3.wasi import SIGNATURES, WasiShim, forwarders, shim_ending
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
 
 COMPILED_CACHE_ENTRIES = 32
@@ -290,14 +290,9 @@ class WasmtimeEngine:
         timeout_s: float | None,
     ) -> RunResult:
         """How a run that raised ended, in the same reasons and words as Wasm3's."""
-        if isinstance(exc, ProcExit):
-            return _exited(finish, exc.code)
-        if isinstance(exc, OutputLimitExceeded):
-            return finish(None, FailureReason.OUTPUT_LIMIT, str(exc))
-        if isinstance(exc, ProcRaise):
-            return finish(None, FailureReason.TRAP, f"trap: raised signal {exc.signal}")
-        if isinstance(exc, DeadlineExceeded):
-            return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
+        ending = shim_ending(exc, timeout_s)
+        if ending is not None:
+            return finish(*ending)
         if isinstance(exc, wasmtime.Trap):
             if memory_limit_bytes and instance is not None and _memory_flag_set(instance, store):
                 error = f"needed more than this host's {memory_limit_bytes // limits.MiB} MiB memory limit"
@@ -364,12 +359,6 @@ class _Watchdog:
                     self._deadline = None
                 self._wake_at = self._deadline if self._deadline is not None else float("inf")
                 self._lock.wait(None if self._deadline is None else self._wake_at - now)
-
-
-def _exited(finish: Any, code: int) -> RunResult:
-    if code == 0:
-        return finish(0, None, "")
-    return finish(code, FailureReason.EXIT_CODE, f"exited with code {code}")
 
 
 def _memory_flag_set(instance: wasmtime.Instance, store: wasmtime.Store) -> bool:

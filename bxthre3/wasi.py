@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from bxthre3 import abi, limits
+from bxthre3.failures import FailureReason
 from bxthre3.vfs import (
     EEXIST,
     EINVAL,
@@ -64,7 +65,7 @@ EMFILE = 33
 ENOTSOCK = 57
 ESPIPE = 70
 __all__ = [  # errnos from vfs are re-exported: the shim's callers and tests name them all here
-    "DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders",
+    "DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders", "shim_ending",
     "EBADF", "EEXIST", "EFAULT", "EINVAL", "EISDIR", "EMFILE", "ENAMETOOLONG", "ENOTCAPABLE", "ENOTDIR",
     "ENOTSOCK", "ESPIPE", "ESUCCESS",
 ]  # fmt: skip
@@ -243,6 +244,32 @@ class DeadlineExceeded(Exception):
     A sleeping host call is out of reach of wasmtime's epoch interruption (and of nothing
     at all in Wasm3 but the host's kill), so the shim itself stops at the deadline.
     """
+
+
+Ending = tuple[int | None, FailureReason | None, str]
+"""A run's end as an engine's `finish` takes it: exit code, failure reason, error text."""
+
+
+def shim_ending(exc: BaseException, timeout_s: float | None) -> Ending | None:
+    """How a run ended if `exc` is one of the shim's own exceptions, else None.
+
+    Both engines unwind the module with these exceptions and must report them in the same
+    reasons and words (the parity tests compare them), so the mapping lives here, next to
+    the exceptions, rather than in each engine; the engines keep only what is their own
+    (traps, the memory-limit flag). Here, not in `engine`, because importing `engine`
+    loads pywasm3, which a wasmtime executor must not.
+    """
+    if isinstance(exc, ProcExit):
+        if exc.code == 0:
+            return 0, None, ""
+        return exc.code, FailureReason.EXIT_CODE, f"exited with code {exc.code}"
+    if isinstance(exc, OutputLimitExceeded):
+        return None, FailureReason.OUTPUT_LIMIT, str(exc)
+    if isinstance(exc, ProcRaise):
+        return None, FailureReason.TRAP, f"trap: raised signal {exc.signal}"
+    if isinstance(exc, DeadlineExceeded):
+        return None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout"
+    return None
 
 
 class _Fault(Exception):

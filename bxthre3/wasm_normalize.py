@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bxthre3.errors import ModuleError
+from bxthre3.wasm_inspect import _SECTION_RANK, section_rank  # one section order for both walkers
 
 WASM3 = "wasm3"
 WASMTIME = "wasmtime"
@@ -234,8 +235,6 @@ _FC_FEATURE = {
     12: "bulk-memory", 13: "bulk-memory", 14: "bulk-memory",
     15: "reference-types", 16: "reference-types", 17: "reference-types",
 }  # fmt: skip
-
-_SECTION_RANK = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
 
 class _Walk:
@@ -831,12 +830,7 @@ def normalize(data: bytes, *, name: str = "module") -> Normalized:
             length = w.u()
             dropped.append(raw[w.pos - start : w.pos - start + length].decode("utf-8", "replace"))
             continue
-        rank = _SECTION_RANK.get(section_id)
-        if rank is None:
-            raise w.fail(f"unknown section id {section_id}")
-        if rank <= last_rank:
-            raise w.fail(f"section {section_id} is duplicated or out of order")
-        last_rank = rank
+        last_rank = section_rank(section_id, last_rank, w.fail)
         if section_id == 10:
             payload = _code(w, functions)
         else:
