@@ -134,10 +134,17 @@ class Controller:
         """Open the journal and restore what it holds; returns the number of DAGs restored."""
         if self.store is not None:
             return 0
-        self.store = Store(self.state_dir)
+        store = Store(self.state_dir)
         now = self.clock()
-        restored = self.store.load(self.scheduler, now)
-        self.modules.update(self.store.modules())
+        try:
+            restored = store.load(self.scheduler, now)
+            self.modules.update(store.modules())
+        except BaseException:  # a damaged journal: nothing half-restored may survive a retry (--reset-state)
+            store.close()
+            self.scheduler = Scheduler(self.config)
+            self.modules.clear()
+            raise
+        self.store = store
         if restored:
             running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
             log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
