@@ -830,6 +830,9 @@ def _run_status(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         status = client.status()
+    journal_error = status.get("controller", {}).get("journal_error")
+    if journal_error:  # the one thing about the controller itself a user must act on
+        print(f"bxthre3: warning: {journal_error}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(status, indent=2, default=_json_default))
     else:
