@@ -39,7 +39,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+        if subprocess.run(["umount", str(mount)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)  # never left mounted
 
 
 def fill(path: Path) -> None:
@@ -161,3 +162,45 @@ def test_a_full_disk_holds_the_work_refuses_submissions_and_resumes_when_space_r
         stop(host)
         stop(controller)
         filler.unlink(missing_ok=True)
+
+
+def test_the_store_keeps_every_change_through_enospc_on_an_output_file(tmp_path: Path, small_disk: Path) -> None:
+    """A large output (a file beside the database) hitting ENOSPC: the commit fails as a whole, no
+    partial file is left to eat the space, the rows stay dirty, and the next flush writes them."""
+    import hashlib
+
+    from bxthre3.dag_model import DagSpec, TaskSpec
+    from bxthre3.scheduler import DagSubmitted, HostJoined, Scheduler, TaskFinished
+    from bxthre3.store import INLINE_OUTPUT_BYTES, JournalWriteError, Store
+
+    module = (REPO / "wasm_modules" / "noop.wasm").read_bytes()
+    sha = hashlib.sha256(module).hexdigest()
+    spec = DagSpec(name="big", tasks=(TaskSpec(id="big", module=sha, module_name="noop.wasm"),), modules={sha: module})
+    state = small_disk / "state"
+    scheduler, store = Scheduler(), Store(state)
+    store.add_dag("dag-big", spec, 1000.0)
+    scheduler.handle(DagSubmitted("dag-big", spec, 1000.0))
+    scheduler.handle(HostJoined("h", "node", 1, 128, 1000.0))
+    store.flush(scheduler)
+    filler = small_disk / "filler"
+    fill(filler)
+    big = os.urandom(INLINE_OUTPUT_BYTES * 2)
+    scheduler.handle(TaskFinished("h", "dag-big", "big", 1, 1001.0, output=big))
+    with pytest.raises(JournalWriteError, match="the controller's disk is full") as failed:
+        store.flush(scheduler)
+    assert failed.value.disk_full
+    assert not list((state / "outputs").rglob(".*.tmp")), "no partial output file is left behind"
+    assert scheduler.dags["dag-big"].dirty, "the change is still to be written"
+    with pytest.raises(JournalWriteError) as refused:
+        store.add_dag("dag-other", spec, 1002.0)
+    assert refused.value.disk_full
+
+    filler.unlink()
+    assert store.flush(scheduler) >= 1
+    store.close()
+    restored, reopened = Scheduler(), Store(state)
+    try:
+        assert reopened.load(restored, 2000.0) == 1, "the refused DAG was never journalled"
+        assert restored.dags["dag-big"].tasks["big"].output == big
+    finally:
+        reopened.close()
