@@ -136,6 +136,10 @@ class ControllerClient:
         """A pushed update that arrived while a request waited for its reply: kept, not lost."""
 
     def close(self) -> None:
+        try:  # first: a monitor left attached holds the socket's events, and so its connection, open
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
         self._monitor.close(linger=0)
         self.sock.close(linger=0)
         if self._own_context:
