@@ -292,6 +292,11 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
         "':memory:' keeps nothing)",
     )
     p.add_argument(
+        "--reset-state", action="store_true",
+        help="if the journal in --state-dir is damaged or empty, move its files aside (renamed with a "
+        "timestamp, never deleted) and start empty; a healthy journal is kept",
+    )  # fmt: skip
+    p.add_argument(
         "--keep-dags", type=_number(int, 0, 1_000_000, "--keep-dags"), default=100,
         help="finished DAGs kept before the oldest are pruned (default 100)",
     )  # fmt: skip
@@ -365,6 +370,7 @@ def _run_controller(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     beacon = None
     try:
+        _open_journal(controller, state_dir, reset=getattr(args, "reset_state", False))
         port = controller.bind()
         print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
         if metrics is not None:
@@ -394,6 +400,24 @@ def _run_controller(args: argparse.Namespace) -> int:
             metrics.close()
         controller.close()
     return EXIT_OK
+
+
+def _open_journal(controller: Any, state_dir: Path | str, *, reset: bool) -> None:
+    """Restore the journal; with --reset-state a damaged one is moved aside (never deleted) first."""
+    from .store import JournalError, reset_state
+
+    try:
+        controller.open_state()
+    except JournalError as exc:
+        if not reset or str(state_dir) == ":memory:":
+            raise
+        moved = reset_state(state_dir)
+        names = ", ".join(str(p) for p in moved)
+        print(f"bxthre3: {exc.summary}; moved aside: {names}", file=sys.stderr, flush=True)
+        controller.open_state()
+        return
+    if reset:
+        print(f"bxthre3: the journal in {state_dir} is healthy; --reset-state moved nothing", file=sys.stderr)
 
 
 def _run_all_with_ui(args: argparse.Namespace) -> int:
@@ -829,6 +853,9 @@ def _run_status(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         status = client.status()
+    journal_error = status.get("controller", {}).get("journal_error")
+    if journal_error:  # the one thing about the controller itself a user must act on
+        print(f"bxthre3: warning: {journal_error}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(status, indent=2, default=_json_default))
     else:

@@ -54,7 +54,7 @@ from .scheduler.core import REPLACED
 from .security import CurveKeys, HandshakeGuard, host_key_pin, secure_server
 from .status_file import StatusFile
 from .stop_event import wake_fd
-from .store import MEMORY, PrunePolicy, Store
+from .store import DISK_FULL, MEMORY, JournalWriteError, PrunePolicy, Store
 from .submissions import DECODE_OFF_LOOP_BYTES, SubmissionWorker, SubmitJob, SubmitOutcome, is_submit
 from .zmq_util import configure, is_loopback
 
@@ -83,6 +83,18 @@ MAX_HOST_KEY_BYTES = 64
 
 MAX_BATCH = 2000
 """Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
+
+JOURNAL_RETRY_S = 1.0
+"""While the journal cannot be written (disk full), how often a commit is tried again."""
+
+JOURNAL_LOG_EVERY_S = 60.0
+"""While it cannot, how often the log says so (one line, not one per batch)."""
+
+_FREE_KINDS = (protocol.Welcome, protocol.Reject, protocol.Reregister, protocol.Heartbeat)
+"""Frames that promise nothing the journal holds: they go out even while it cannot be written."""
+
+_READ_REQUESTS = (protocol.StatusRequest, protocol.WatchRequest, protocol.ProgressRequest, protocol.ResultsRequest)
+_WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest)
 
 
 class Controller:
@@ -140,6 +152,14 @@ class Controller:
         self.dropped_frames = 0
         self._drop_log_at = 0.0
         self._last_heartbeat = 0.0
+        self.journal_error: JournalWriteError | None = None
+        """Why the last commit failed (disk full), until one succeeds: writes are refused meanwhile."""
+        self.held: list[tuple[bytes, bytes]] = []
+        """Frames that need a commit that failed (acks, assignments, accepted requests): sent after the next."""
+        self._journal_failed_at = 0.0
+        self._journal_retry_at = 0.0
+        self._journal_logged_at = float("-inf")
+        self._handling_read = False
         self.ready = threading.Event()
         """Set once the socket is bound; ``port`` then holds the real port."""
         self.submissions = SubmissionWorker()
@@ -154,10 +174,17 @@ class Controller:
         """Open the journal and restore what it holds; returns the number of DAGs restored."""
         if self.store is not None:
             return 0
-        self.store = Store(self.state_dir)
+        store = Store(self.state_dir)
         now = self.clock()
-        restored = self.store.load(self.scheduler, now)
-        self.modules.update(self.store.modules())
+        try:
+            restored = store.load(self.scheduler, now)
+            self.modules.update(store.modules())
+        except BaseException:  # a damaged journal: nothing half-restored may survive a retry (--reset-state)
+            store.close()
+            self.scheduler = Scheduler(self.config)
+            self.modules.clear()
+            raise
+        self.store = store
         if restored and self.owns_process:
             # Restored DAGs live until pruned and hold no cycles: frozen, the GC's full collections
             # stop walking them (~0.25 s of stalled loop each with a 100,000-task DAG; see submissions.py).
@@ -322,6 +349,10 @@ class Controller:
         now = self.clock()
         host_id = identity.hex()
         kind = type(msg)
+        self._handling_read = kind in _READ_REQUESTS  # its reply promises nothing durable (see _send)
+        if self.journal_error is not None and kind in _WRITE_REQUESTS:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))  # type: ignore[attr-defined]
+            return
         if (kind is protocol.Result or kind is protocol.Heartbeat) and host_id not in self.scheduler.hosts:
             # A host we do not know (we restarted, or declared it dead): have it register again
             # now instead of after its liveness runs out; its results come again after that.
@@ -371,6 +402,7 @@ class Controller:
                     "auth_failures": self.guard.failures if self.guard else 0,
                     "version": __version__,
                     "submissions_validating": self.submissions.queued,
+                    "journal_error": str(self.journal_error) if self.journal_error else None,
                 }
             }
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
@@ -505,7 +537,12 @@ class Controller:
         dag_id = self._new_dag_id()
         self.modules.update(spec.modules)
         assert self.store is not None
-        self.store.add_dag(dag_id, spec, now, outcome.blob)
+        try:
+            self.store.add_dag(dag_id, spec, now, outcome.blob)  # committed at once: accepted only once journalled
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            self._send(job.identity, protocol.Reply(job.req_id, False, {}, self._write_refusal()))
+            return
         log.info("accepted DAG %s (%r, %d tasks)", dag_id, spec.name, len(spec.tasks))
         self._reply(job.identity, job.req_id, {"dag_id": dag_id})
         outcome.prepared.record.submitted_at = now
@@ -578,26 +615,86 @@ class Controller:
         self._send(identity, protocol.Reply(req_id, True, data, ""))
 
     def _send(self, identity: bytes, message: protocol.Message) -> None:
-        """Queue a frame for after the batch's commit (see ``_commit_and_send``)."""
-        self.outbox.append((identity, protocol.encode(message)))
+        """Queue a frame for after the batch's commit (see ``_commit_and_send``).
+
+        While the journal cannot be written, frames that promise nothing durable (replies to reads,
+        refusals, welcomes, heartbeats) still go out after the batch; the rest wait in ``held``."""
+        frame = protocol.encode(message)
+        if self.journal_error is None or isinstance(message, _FREE_KINDS):
+            self.outbox.append((identity, frame))
+        elif isinstance(message, protocol.Reply) and (not message.ok or self._handling_read):
+            self.outbox.append((identity, frame))
+        else:
+            self.held.append((identity, frame))
 
     def _commit_and_send(self) -> None:
         """Make the batch durable, then say so: replies, acks and assignments go out only now.
 
         A host found unreachable while sending loses its assignments, which changes state
-        again, hence the (bounded) loop.
+        again, hence the (bounded) loop. While the disk is full only frames that need no
+        commit go out; the others are held until a commit succeeds.
         """
         assert self.store is not None
+        self._handling_read = False
         for _ in range(10):
-            self.store.flush(self.scheduler)
-            if not self.outbox:
+            if self._flush():
+                frames, self.outbox = (self.held + self.outbox if self.held else self.outbox), []
+                self.held = []
+            else:
+                frames, self.outbox = self.outbox, []
+            if not frames:
                 return
-            frames, self.outbox = self.outbox, []
             unreachable = {identity for identity, frame in self._batched(frames) if not self._send_raw(identity, frame)}
             for identity in unreachable:
                 host_id = identity.hex()
                 if host_id in self.scheduler.hosts:
                     self._apply(self.scheduler.handle(HostLeft(host_id, self.clock(), "unreachable")))
+
+    def _flush(self) -> bool:
+        """Commit what changed; False while the journal cannot be written (tried again every second)."""
+        assert self.store is not None
+        if self.journal_error is not None and time.monotonic() < self._journal_retry_at:
+            return False
+        try:
+            self.store.flush(self.scheduler)
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            return False
+        if self.journal_error is not None:
+            log.warning(
+                "the journal is written again after %.0f s; %d held frame(s) (acks, assignments, replies) go out now",
+                time.monotonic() - self._journal_failed_at, len(self.held),
+            )  # fmt: skip
+            self.journal_error = None
+            self._journal_logged_at = float("-inf")
+        return True
+
+    def _journal_failed(self, exc: JournalWriteError) -> None:
+        """A commit failed: hold what it should have made true, refuse writes, log once a minute.
+
+        Nothing is lost: the scheduler keeps every change (marked dirty) and the next commit writes
+        it; hosts keep unacknowledged results, so holding their acks costs nothing."""
+        now = time.monotonic()
+        if self.journal_error is None:
+            self._journal_failed_at = now
+            self.held.extend(self.outbox)  # this batch's frames were queued assuming its commit
+            self.outbox = []
+        self.journal_error = exc
+        self._journal_retry_at = now + JOURNAL_RETRY_S
+        if now - self._journal_logged_at >= JOURNAL_LOG_EVERY_S:
+            self._journal_logged_at = now
+            log.error(
+                "%s; for %.0f s: submissions, cancels and retries are refused, %d ack(s)/assignment(s) wait; "
+                "status and results still answer; free space and it resumes by itself",
+                exc, now - self._journal_failed_at, len(self.held),
+            )  # fmt: skip
+
+    def _write_refusal(self) -> str:
+        """What a client is told when a write is refused because the journal cannot be written."""
+        if self.journal_error is not None and self.journal_error.disk_full:
+            where = "its --state-dir" if self.state_dir == MEMORY else str(self.state_dir)
+            return f"{DISK_FULL}: it cannot journal this request; free space in {where} (status and results still work)"
+        return f"the controller cannot write its journal ({self.journal_error}); see its log"
 
     def _batched(self, frames: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """The outbox with each host's frames packed into batches (clients get theirs one by one)."""
@@ -659,8 +756,13 @@ class Controller:
     def _prune(self, now: float) -> None:
         assert self.store is not None
         self._next_prune = now + PRUNE_INTERVAL_S
-        self.store.flush(self.scheduler)
-        pruned = self.store.prune(self.scheduler, now, self.prune_policy)
+        if not self._flush():
+            return  # deleting needs room in the WAL too: after the disk has some again
+        try:
+            pruned = self.store.prune(self.scheduler, now, self.prune_policy)
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            return
         if pruned:
             in_use = {t.module for d in self.scheduler.dags.values() for t in d.spec.tasks}
             for sha in [m for m in self.modules if m not in in_use]:
