@@ -59,12 +59,14 @@ def main() -> int:
         time.sleep(1.0)
         started = time.monotonic()
         poller = zmq.Poller()
+        keys_of = [os.urandom(32) for _ in range(args.hosts)]
+        """Each simulated host's identity key (the controller pins its node id to it)."""
         for i in range(args.hosts):
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             secure_client(s, keys)
             s.connect(f"tcp://127.0.0.1:{port}")
-            s.send(protocol.encode(protocol.Register(f"sim-{i}", 1, 128, "sim", "none")))
+            s.send(protocol.encode(protocol.Register(f"sim-{i}", 1, 128, "sim", "none", key=keys_of[i])))
             poller.register(s, zmq.POLLIN)
             socks.append(s)
         welcomed: set[int] = set()
@@ -93,7 +95,8 @@ def main() -> int:
             elif isinstance(msg, protocol.Reregister):  # it thought us dead: register again, as a host does
                 reregistered += 1
                 welcomed.discard(index[s])
-                s.send(protocol.encode(protocol.Register(f"sim-{index[s]}", 1, 128, "sim", "none")))
+                i = index[s]
+                s.send(protocol.encode(protocol.Register(f"sim-{i}", 1, 128, "sim", "none", key=keys_of[i])))
             elif isinstance(msg, protocol.Assign):
                 s.send(protocol.encode(protocol.Result(msg.dag_id, msg.task_id, msg.attempt, 0, b"", b"",
                                                        None, "", 0.0001)))  # fmt: skip

@@ -292,6 +292,11 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
         "':memory:' keeps nothing)",
     )
     p.add_argument(
+        "--reset-state", action="store_true",
+        help="if the journal in --state-dir is damaged or empty, move its files aside (renamed with a "
+        "timestamp, never deleted) and start empty; a healthy journal is kept",
+    )  # fmt: skip
+    p.add_argument(
         "--keep-dags", type=_number(int, 0, 1_000_000, "--keep-dags"), default=100,
         help="finished DAGs kept before the oldest are pruned (default 100)",
     )  # fmt: skip
@@ -361,9 +366,11 @@ def _run_controller(args: argparse.Namespace) -> int:
         status_file=_status_file(args), keys=CurveKeys.from_token(token) if token else None,
     )  # fmt: skip
     controller.token = token
+    controller.owns_process = True
     stop = _stop_on_signals()
     beacon = None
     try:
+        _open_journal(controller, state_dir, reset=getattr(args, "reset_state", False))
         port = controller.bind()
         print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
         if metrics is not None:
@@ -393,6 +400,24 @@ def _run_controller(args: argparse.Namespace) -> int:
             metrics.close()
         controller.close()
     return EXIT_OK
+
+
+def _open_journal(controller: Any, state_dir: Path | str, *, reset: bool) -> None:
+    """Restore the journal; with --reset-state a damaged one is moved aside (never deleted) first."""
+    from .store import JournalError, reset_state
+
+    try:
+        controller.open_state()
+    except JournalError as exc:
+        if not reset or str(state_dir) == ":memory:":
+            raise
+        moved = reset_state(state_dir)
+        names = ", ".join(str(p) for p in moved)
+        print(f"bxthre3: {exc.summary}; moved aside: {names}", file=sys.stderr, flush=True)
+        controller.open_state()
+        return
+    if reset:
+        print(f"bxthre3: the journal in {state_dir} is healthy; --reset-state moved nothing", file=sys.stderr)
 
 
 def _run_all_with_ui(args: argparse.Namespace) -> int:
@@ -519,10 +544,14 @@ def _run_host(args: argparse.Namespace) -> int:
     from .host import Host, HostConfig
     from .logs import setup_logging
     from .module_cache import ModuleCache, default_cache_dir
+    from .security import load_or_create_host_key, new_host_key
 
     address = _find_controller(args)
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
+    # A chosen node id keeps its key on this device, so a restarted host takes over its old self; the
+    # default id (with the pid) is never used twice, so its key lives only as long as the process.
+    key = load_or_create_host_key(node_id) if args.node_id else new_host_key()
     config = HostConfig(
         node_id=node_id,
         ram_mb=args.ram_limit,
@@ -533,6 +562,7 @@ def _run_host(args: argparse.Namespace) -> int:
         executor_idle_s=args.executor_idle,
         engine=resolve_engine(args.engine),
         warm_executors=args.warm_executors,
+        key=key,
     )
     cache = ModuleCache(args.cache_dir or default_cache_dir())
     host = Host(
@@ -823,6 +853,9 @@ def _run_status(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         status = client.status()
+    journal_error = status.get("controller", {}).get("journal_error")
+    if journal_error:  # the one thing about the controller itself a user must act on
+        print(f"bxthre3: warning: {journal_error}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(status, indent=2, default=_json_default))
     else:

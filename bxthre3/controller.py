@@ -6,6 +6,7 @@ Everything here is translation and bookkeeping of connections; policy lives in
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -17,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from . import __version__, protocol, views
-from .dag_model import DagSpec, output_files_problem
-from .errors import Bxthre3Error, ClusterError, ProtocolError
+from .dag_model import output_files_problem
+from .errors import ClusterError, ProtocolError
 from .failures import FailureReason
-from .limits import MAX_TASKS_HELD, SUBMIT_BURST, SUBMIT_RATE, SUBMIT_TOTAL_BURST, SUBMIT_TOTAL_RATE
+from .limits import (
+    MAX_SUBMISSIONS_QUEUED_BYTES,
+    MAX_TASKS_HELD,
+    SUBMIT_BURST,
+    SUBMIT_RATE,
+    SUBMIT_TOTAL_BURST,
+    SUBMIT_TOTAL_RATE,
+    MiB,
+)
 from .rate_limit import PerPeerLimit, TokenBucket
 from .scheduler import (
     AbortAttempt,
@@ -35,16 +44,18 @@ from .scheduler import (
     HostLeft,
     HostSeen,
     Instruction,
+    RefuseHost,
     Scheduler,
     SchedulerConfig,
     TaskFinished,
     Tick,
 )
 from .scheduler.core import REPLACED
-from .security import CurveKeys, HandshakeGuard, secure_server
+from .security import CurveKeys, HandshakeGuard, host_key_pin, secure_server
 from .status_file import StatusFile
 from .stop_event import wake_fd
-from .store import MEMORY, PrunePolicy, Store
+from .store import DISK_FULL, MEMORY, JournalWriteError, PrunePolicy, Store
+from .submissions import DECODE_OFF_LOOP_BYTES, SubmissionWorker, SubmitJob, SubmitOutcome, is_submit
 from .zmq_util import configure, is_loopback
 
 if TYPE_CHECKING:
@@ -66,8 +77,24 @@ MAX_WATCHERS = 64
 PRUNE_INTERVAL_S = 60.0
 """How often finished DAGs are checked against the prune policy."""
 
+MIN_HOST_KEY_BYTES = 16
+MAX_HOST_KEY_BYTES = 64
+"""A `register`'s `key` (hosts send 32 random bytes): short keys could be guessed, long ones waste memory."""
+
 MAX_BATCH = 2000
 """Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
+
+JOURNAL_RETRY_S = 1.0
+"""While the journal cannot be written (disk full), how often a commit is tried again."""
+
+JOURNAL_LOG_EVERY_S = 60.0
+"""While it cannot, how often the log says so (one line, not one per batch)."""
+
+_FREE_KINDS = (protocol.Welcome, protocol.Reject, protocol.Reregister, protocol.Heartbeat)
+"""Frames that promise nothing the journal holds: they go out even while it cannot be written."""
+
+_READ_REQUESTS = (protocol.StatusRequest, protocol.WatchRequest, protocol.ProgressRequest, protocol.ResultsRequest)
+_WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest)
 
 
 class Controller:
@@ -127,8 +154,21 @@ class Controller:
         self._last_heartbeat = 0.0
         self._stamped: set[str] = set()
         """Hosts sent a stamped heartbeat since they joined (a new one gets its first at the next tick)."""
+        self.journal_error: JournalWriteError | None = None
+        """Why the last commit failed (disk full), until one succeeds: writes are refused meanwhile."""
+        self.held: list[tuple[bytes, bytes]] = []
+        """Frames that need a commit that failed (acks, assignments, accepted requests): sent after the next."""
+        self._journal_failed_at = 0.0
+        self._journal_retry_at = 0.0
+        self._journal_logged_at = float("-inf")
+        self._handling_read = False
         self.ready = threading.Event()
         """Set once the socket is bound; ``port`` then holds the real port."""
+        self.submissions = SubmissionWorker()
+        """Decodes and validates submissions off the loop, in arrival order (see `submissions`)."""
+        self.owns_process = False
+        """True for the `controller` role: big DAGs' objects may then be frozen out of the GC's reach
+        (`gc.freeze`), which an embedding process (tests, `bxthre3 run`) would not want."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,10 +176,21 @@ class Controller:
         """Open the journal and restore what it holds; returns the number of DAGs restored."""
         if self.store is not None:
             return 0
-        self.store = Store(self.state_dir)
+        store = Store(self.state_dir)
         now = self.clock()
-        restored = self.store.load(self.scheduler, now)
-        self.modules.update(self.store.modules())
+        try:
+            restored = store.load(self.scheduler, now)
+            self.modules.update(store.modules())
+        except BaseException:  # a damaged journal: nothing half-restored may survive a retry (--reset-state)
+            store.close()
+            self.scheduler = Scheduler(self.config)
+            self.modules.clear()
+            raise
+        self.store = store
+        if restored and self.owns_process:
+            # Restored DAGs live until pruned and hold no cycles: frozen, the GC's full collections
+            # stop walking them (~0.25 s of stalled loop each with a 100,000-task DAG; see submissions.py).
+            gc.freeze()
         if restored:
             running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
             log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
@@ -177,6 +228,7 @@ class Controller:
         return self.port
 
     def close(self) -> None:
+        self.submissions.close()
         if self.guard is not None:
             self.guard.stop()
             self.guard = None
@@ -202,11 +254,22 @@ class Controller:
         next_tick = self.clock()
         if self.guard is not None and self.guard.monitor is not None:
             poller.register(self.guard.monitor, zmq.POLLIN)
+        self.submissions.freeze = self.owns_process
+        self.submissions.start()
+        poller.register(self.submissions.fileno(), zmq.POLLIN)
         while not stop.is_set():
             timeout_ms = max(0.0, (next_tick - self.clock()) * 1000)
             events = dict(poller.poll(timeout_ms))
             if self.sock in events:
                 self._drain()
+            if self.submissions.fileno() in events:
+                for outcome in self.submissions.take():
+                    try:
+                        self._accept(outcome)
+                    except Exception:  # a bug (or the journal failing) must not take the controller down
+                        log.exception("internal error accepting a DAG")
+                        error = "internal error while accepting the DAG (see the controller log)"
+                        self._send(outcome.job.identity, protocol.Reply(outcome.job.req_id, False, {}, error))
             if self.guard is not None and self.guard.monitor in events:
                 self.guard.read_events()
             now = self.clock()
@@ -239,20 +302,36 @@ class Controller:
                 self._drop(f"{len(frames)} frames instead of 2")
                 continue
             identity, payload = frames
+            if len(payload) >= DECODE_OFF_LOOP_BYTES:
+                req_id = is_submit(payload)
+                if req_id is not None:  # a big DAG: decoded on the submission thread, not here
+                    self._submit(identity, req_id, payload=payload)
+                    continue
             try:
                 message = protocol.decode(payload)
+            except protocol.PoisonResult as exc:
+                self._drop(str(exc))
+                self._handle_safely(identity, _poison_result(exc))
+                continue
             except ProtocolError as exc:
                 self._refuse(identity, payload, str(exc))
                 continue
             for item in protocol.unbatch(message):
-                if isinstance(item, ProtocolError):
+                if isinstance(item, protocol.PoisonResult):
+                    self._drop(str(item))
+                    item = _poison_result(item)
+                elif isinstance(item, ProtocolError):
                     self._drop(str(item))
                     continue
-                try:
-                    self._handle(identity, item)
-                except Exception:  # a bug must not take the controller down; it is logged loudly
-                    log.exception("internal error handling %s", type(item).__name__)
-                    self.dropped_frames += 1
+                self._handle_safely(identity, item)
+
+    def _handle_safely(self, identity: bytes, item: protocol.Message) -> None:
+        """Handle one message; an error in its handler drops (and counts) that message, nothing else."""
+        try:
+            self._handle(identity, item)
+        except Exception:  # a bug must not take the controller down; it is logged loudly
+            log.exception("internal error handling %s", type(item).__name__)
+            self.dropped_frames += 1
 
     def _refuse(self, identity: bytes, payload: bytes, why: str) -> None:
         version, kind = protocol.peek_kind(payload)
@@ -272,6 +351,10 @@ class Controller:
         now = self.clock()
         host_id = identity.hex()
         kind = type(msg)
+        self._handling_read = kind in _READ_REQUESTS  # its reply promises nothing durable (see _send)
+        if self.journal_error is not None and kind in _WRITE_REQUESTS:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))  # type: ignore[attr-defined]
+            return
         if (kind is protocol.Result or kind is protocol.Heartbeat) and host_id not in self.scheduler.hosts:
             # A host we do not know (we restarted, or declared it dead): have it register again
             # now instead of after its liveness runs out; its results come again after that.
@@ -315,13 +398,15 @@ class Controller:
             self._apply(self.scheduler.handle(HostLeft(host_id, now, HOST_SAID_GOODBYE)))
         elif kind is protocol.Submit:
             assert isinstance(msg, protocol.Submit)
-            self._submit(identity, msg, now)
+            self._submit(identity, msg.req_id, message=msg)
         elif kind is protocol.StatusRequest:
             extra = {
                 "controller": {
                     "dropped_frames": self.dropped_frames,
                     "auth_failures": self.guard.failures if self.guard else 0,
                     "version": __version__,
+                    "submissions_validating": self.submissions.queued,
+                    "journal_error": str(self.journal_error) if self.journal_error else None,
                 }
             }
             self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
@@ -383,6 +468,11 @@ class Controller:
         if msg.slots < 1 or msg.slots > 1024 or msg.ram_mb < 0 or not msg.node_id or len(msg.node_id) > 128:
             self._send(identity, protocol.Reject("register: slots must be 1-1024, ram_mb >= 0, node_id 1-128 chars"))
             return
+        if not MIN_HOST_KEY_BYTES <= len(msg.key) <= MAX_HOST_KEY_BYTES:
+            size = f"{MIN_HOST_KEY_BYTES}-{MAX_HOST_KEY_BYTES}"
+            reason = f"register: a host key of {size} bytes is required (an older host? upgrade it)"
+            self._send(identity, protocol.Reject(reason))
+            return
         self.identities[host_id] = identity
         event = HostJoined(
             host_id=host_id,
@@ -397,40 +487,70 @@ class Controller:
             device=msg.device[:64],
             device_ram_mb=max(0, msg.device_ram_mb),
             device_cpus=max(0, msg.device_cpus),
+            key=host_key_pin(msg.key),
         )
-        log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
-        self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
-        self._apply(self.scheduler.handle(event))
+        instructions = self.scheduler.handle(event)
+        if not any(type(i) is RefuseHost for i in instructions):
+            log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
+            self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
+        self._apply(instructions)
 
-    def _submit(self, identity: bytes, msg: protocol.Submit, now: float) -> None:
+    def _submit(
+        self, identity: bytes, req_id: int, *, payload: bytes | None = None, message: protocol.Submit | None = None
+    ) -> None:
+        """Hand a submission to the submission thread; `_accept` finishes it when it comes back.
+
+        The rate limits are applied here, as it arrives; a refusal still goes through the queue
+        so that one client's replies come in the order of its submissions."""
+        now = self.clock()
+        job = SubmitJob(identity, req_id, payload, message)
         if not self.submit_limit.allow(identity, now) or not self.submit_total.take(now):
-            error = (
+            job.refused = (
                 f"too many submissions: {SUBMIT_BURST} at once, then {SUBMIT_RATE:g} per second per connection, "
                 f"{SUBMIT_TOTAL_RATE:g} per second in all; retry later"
             )
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+        elif self.submissions.queued_bytes + job.size > MAX_SUBMISSIONS_QUEUED_BYTES:
+            job.refused = (
+                f"the controller is still validating {self.submissions.queued_bytes / MiB:.0f} MiB of earlier "
+                "submissions; retry in a few seconds"
+            )
+        if job.refused:
+            job.payload = job.message = None  # nothing to decode: do not hold the frame
+        self.submissions.put(job)
+
+    def _accept(self, outcome: SubmitOutcome) -> None:
+        """Add a validated DAG (its records were built off the loop), or reply why not."""
+        job = outcome.job
+        if outcome.bad_frame:
+            self._drop(outcome.bad_frame)
             return
-        try:
-            spec = DagSpec.from_wire(msg.dag, source="submission")
-        except Bxthre3Error as exc:
-            log.warning("rejected a DAG submission: %s", exc)
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, str(exc)))
+        if outcome.spec is None or outcome.prepared is None:
+            if not job.refused:
+                log.warning("rejected a DAG submission: %s", outcome.error)
+            self._send(job.identity, protocol.Reply(job.req_id, False, {}, outcome.error))
             return
+        spec, now = outcome.spec, self.clock()
         held = sum(len(d.tasks) for d in self.scheduler.dags.values())
         if held + len(spec.tasks) > MAX_TASKS_HELD:
             error = (
                 f"the controller holds {held:,} tasks and takes at most {MAX_TASKS_HELD:,}; this DAG has "
                 f"{len(spec.tasks):,}: wait for running DAGs to finish (finished ones are pruned)"
             )
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            self._send(job.identity, protocol.Reply(job.req_id, False, {}, error))
             return
         dag_id = self._new_dag_id()
         self.modules.update(spec.modules)
         assert self.store is not None
-        self.store.add_dag(dag_id, spec, now)
+        try:
+            self.store.add_dag(dag_id, spec, now, outcome.blob)  # committed at once: accepted only once journalled
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            self._send(job.identity, protocol.Reply(job.req_id, False, {}, self._write_refusal()))
+            return
         log.info("accepted DAG %s (%r, %d tasks)", dag_id, spec.name, len(spec.tasks))
-        self._reply(identity, msg.req_id, {"dag_id": dag_id})
-        self._apply(self.scheduler.handle(DagSubmitted(dag_id, spec, now)))
+        self._reply(job.identity, job.req_id, {"dag_id": dag_id})
+        outcome.prepared.record.submitted_at = now
+        self._apply(self.scheduler.handle(DagSubmitted(dag_id, spec, now, outcome.prepared)))
 
     def _new_dag_id(self) -> str:
         while True:
@@ -476,6 +596,14 @@ class Controller:
                 log.log(level, "host %s removed: %s", ins.node_id or ins.host_id, ins.reason)
             elif isinstance(ins, DagFinished):
                 log.info("DAG %s %s", ins.dag_id, ins.state.value)
+            elif isinstance(ins, RefuseHost):
+                # The live holder of the node id keeps its connection; only the claimant hears of it.
+                keep = ins.host_id in self.scheduler.hosts
+                identity = self.identities.get(ins.host_id) if keep else self.identities.pop(ins.host_id, None)
+                if identity is not None:
+                    self._send(identity, protocol.Reject(ins.reason))
+                log.warning("refused a registration as %r: the node id is held by a live host with another key",
+                            ins.node_id)  # fmt: skip
 
     def _heartbeat_hosts(self, now: float) -> None:
         """Every interval, each host gets a heartbeat stamped with our clock (echoed back at once: its
@@ -500,26 +628,86 @@ class Controller:
         self._send(identity, protocol.Reply(req_id, True, data, ""))
 
     def _send(self, identity: bytes, message: protocol.Message) -> None:
-        """Queue a frame for after the batch's commit (see ``_commit_and_send``)."""
-        self.outbox.append((identity, protocol.encode(message)))
+        """Queue a frame for after the batch's commit (see ``_commit_and_send``).
+
+        While the journal cannot be written, frames that promise nothing durable (replies to reads,
+        refusals, welcomes, heartbeats) still go out after the batch; the rest wait in ``held``."""
+        frame = protocol.encode(message)
+        if self.journal_error is None or isinstance(message, _FREE_KINDS):
+            self.outbox.append((identity, frame))
+        elif isinstance(message, protocol.Reply) and (not message.ok or self._handling_read):
+            self.outbox.append((identity, frame))
+        else:
+            self.held.append((identity, frame))
 
     def _commit_and_send(self) -> None:
         """Make the batch durable, then say so: replies, acks and assignments go out only now.
 
         A host found unreachable while sending loses its assignments, which changes state
-        again, hence the (bounded) loop.
+        again, hence the (bounded) loop. While the disk is full only frames that need no
+        commit go out; the others are held until a commit succeeds.
         """
         assert self.store is not None
+        self._handling_read = False
         for _ in range(10):
-            self.store.flush(self.scheduler)
-            if not self.outbox:
+            if self._flush():
+                frames, self.outbox = (self.held + self.outbox if self.held else self.outbox), []
+                self.held = []
+            else:
+                frames, self.outbox = self.outbox, []
+            if not frames:
                 return
-            frames, self.outbox = self.outbox, []
             unreachable = {identity for identity, frame in self._batched(frames) if not self._send_raw(identity, frame)}
             for identity in unreachable:
                 host_id = identity.hex()
                 if host_id in self.scheduler.hosts:
                     self._apply(self.scheduler.handle(HostLeft(host_id, self.clock(), "unreachable")))
+
+    def _flush(self) -> bool:
+        """Commit what changed; False while the journal cannot be written (tried again every second)."""
+        assert self.store is not None
+        if self.journal_error is not None and time.monotonic() < self._journal_retry_at:
+            return False
+        try:
+            self.store.flush(self.scheduler)
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            return False
+        if self.journal_error is not None:
+            log.warning(
+                "the journal is written again after %.0f s; %d held frame(s) (acks, assignments, replies) go out now",
+                time.monotonic() - self._journal_failed_at, len(self.held),
+            )  # fmt: skip
+            self.journal_error = None
+            self._journal_logged_at = float("-inf")
+        return True
+
+    def _journal_failed(self, exc: JournalWriteError) -> None:
+        """A commit failed: hold what it should have made true, refuse writes, log once a minute.
+
+        Nothing is lost: the scheduler keeps every change (marked dirty) and the next commit writes
+        it; hosts keep unacknowledged results, so holding their acks costs nothing."""
+        now = time.monotonic()
+        if self.journal_error is None:
+            self._journal_failed_at = now
+            self.held.extend(self.outbox)  # this batch's frames were queued assuming its commit
+            self.outbox = []
+        self.journal_error = exc
+        self._journal_retry_at = now + JOURNAL_RETRY_S
+        if now - self._journal_logged_at >= JOURNAL_LOG_EVERY_S:
+            self._journal_logged_at = now
+            log.error(
+                "%s; for %.0f s: submissions, cancels and retries are refused, %d ack(s)/assignment(s) wait; "
+                "status and results still answer; free space and it resumes by itself",
+                exc, now - self._journal_failed_at, len(self.held),
+            )  # fmt: skip
+
+    def _write_refusal(self) -> str:
+        """What a client is told when a write is refused because the journal cannot be written."""
+        if self.journal_error is not None and self.journal_error.disk_full:
+            where = "its --state-dir" if self.state_dir == MEMORY else str(self.state_dir)
+            return f"{DISK_FULL}: it cannot journal this request; free space in {where} (status and results still work)"
+        return f"the controller cannot write its journal ({self.journal_error}); see its log"
 
     def _batched(self, frames: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """The outbox with each host's frames packed into batches (clients get theirs one by one)."""
@@ -581,8 +769,13 @@ class Controller:
     def _prune(self, now: float) -> None:
         assert self.store is not None
         self._next_prune = now + PRUNE_INTERVAL_S
-        self.store.flush(self.scheduler)
-        pruned = self.store.prune(self.scheduler, now, self.prune_policy)
+        if not self._flush():
+            return  # deleting needs room in the WAL too: after the disk has some again
+        try:
+            pruned = self.store.prune(self.scheduler, now, self.prune_policy)
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            return
         if pruned:
             in_use = {t.module for d in self.scheduler.dags.values() for t in d.spec.tasks}
             for sha in [m for m in self.modules if m not in in_use]:
@@ -617,6 +810,16 @@ def _check_files(
     if over_limit:
         return FailureReason.OUTPUT_LIMIT, message, None
     return FailureReason.INTERNAL, f"the host reported an impossible output: {message}", None
+
+
+def _poison_result(exc: protocol.PoisonResult) -> protocol.Result:
+    """The result to record for a poison one: its attempt failed `internal`, saying what was wrong.
+
+    Acknowledged like any result, so the host forgets it instead of resending it forever.
+    """
+    error = f"the host sent an impossible result: {exc}"
+    internal = FailureReason.INTERNAL.value
+    return protocol.Result(exc.dag_id, exc.task_id, exc.attempt, None, b"", b"", internal, error, 0.0)
 
 
 def _parse_reason(value: str | None) -> FailureReason | None:

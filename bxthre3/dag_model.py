@@ -13,7 +13,7 @@ import difflib
 import math
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -700,16 +700,8 @@ class _WireReader:
         return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory, files)
 
     def files(self, raw: object, task_id: str) -> tuple[TaskFile, ...]:
-        if not isinstance(raw, (list, tuple)):
-            raise self.fail(f"must be a list, not {type(raw).__name__}", task_id, "files")
-        if len(raw) > MAX_INPUTS_PER_TASK:
-            raise self.fail(f"{len(raw)} files, over the limit of {MAX_INPUTS_PER_TASK}", task_id, "files")
         out: list[TaskFile] = []
-        for n, item in enumerate(raw, 1):
-            where = f"file #{n}"
-            if not isinstance(item, dict):
-                raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, "files")
-            self.keys(item, _FILE_KEYS, where, task_id, "files")
+        for where, item in self.maps(raw, task_id, "files", "file", _FILE_KEYS):
             path = item.get("path")
             if not isinstance(path, str):
                 raise self.fail(f"{where} path must be a string", task_id, "files")
@@ -726,18 +718,30 @@ class _WireReader:
         return tuple(out)
 
     def inputs(self, raw: object, task_id: str) -> tuple[TaskInput, ...]:
+        return tuple(
+            self.one_input(item, where, task_id, "inputs")
+            for where, item in self.maps(raw, task_id, "inputs", "input", _INPUT_KEYS)
+        )
+
+    def maps(
+        self, raw: object, task_id: str, field: str, noun: str, allowed: frozenset[str]
+    ) -> Iterator[tuple[str, dict[Any, Any]]]:
+        """Each map of the list `field` (`inputs` or `files`) with where it stands (`input #2`).
+
+        `inputs` and `files` are both a bounded list of maps with known keys, and must refuse
+        a malformed one in the same words. A generator, so that each map is checked just
+        before the caller reads it: the first error in the list is still the one reported.
+        """
         if not isinstance(raw, (list, tuple)):
-            raise self.fail(f"must be a list, not {type(raw).__name__}", task_id, "inputs")
+            raise self.fail(f"must be a list, not {type(raw).__name__}", task_id, field)
         if len(raw) > MAX_INPUTS_PER_TASK:
-            raise self.fail(f"{len(raw)} inputs, over the limit of {MAX_INPUTS_PER_TASK}", task_id, "inputs")
-        out: list[TaskInput] = []
+            raise self.fail(f"{len(raw)} {field}, over the limit of {MAX_INPUTS_PER_TASK}", task_id, field)
         for n, item in enumerate(raw, 1):
-            where = f"input #{n}"
+            where = f"{noun} #{n}"
             if not isinstance(item, dict):
-                raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, "inputs")
-            self.keys(item, _INPUT_KEYS, f"{where}", task_id, "inputs")
-            out.append(self.one_input(item, where, task_id, "inputs"))
-        return tuple(out)
+                raise self.fail(f"{where} must be a map, not {type(item).__name__}", task_id, field)
+            self.keys(item, allowed, where, task_id, field)
+            yield where, item
 
     def one_input(self, item: dict[Any, Any], where: str, task_id: str, field: str) -> TaskInput:
         """One input map (keys already checked) of `inputs` or `files`."""

@@ -29,7 +29,7 @@ import wasmtime
 from bxthre3 import abi, limits
 from bxthre3.engine import RunResult
 from bxthre3.failures import FailureReason
-from bxthre3.wasi import SIGNATURES, DeadlineExceeded, OutputLimitExceeded, ProcExit, ProcRaise, WasiShim, forwarders
+from bxthre3.wasi import SIGNATURES, WasiShim, forwarders, shim_ending
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
 
 COMPILED_CACHE_ENTRIES = 32
@@ -56,21 +56,39 @@ def _func_type(signature: str) -> wasmtime.FuncType:
     return wasmtime.FuncType([_TYPES[p] for p in params], [] if result == "v" else [_TYPES[result]])
 
 
-class _Memory:
-    """Presents the running instance's linear memory the way the shim asks Wasm3 for it."""
+_WINDOW = ctypes.c_ubyte * (1 << 32)
+"""A ctypes type as big as wasm32's address space, placed over linear memory and sliced to its size
+(one type: ctypes keeps every array type it makes, so a type per memory size would pile up)."""
 
-    __slots__ = ("memory", "store")
+
+class _Memory:
+    """Presents the running instance's linear memory the way the shim asks Wasm3 for it.
+
+    The view is kept while the memory's size stays the same: its address changes only when it
+    grows, and building a view costs more than the rest of a simple WASI call.
+    """
+
+    __slots__ = ("memory", "store", "_view", "_size")
 
     def __init__(self) -> None:
         self.memory: wasmtime.Memory | None = None
         self.store: wasmtime.Store | None = None
+        self._view: memoryview | None = None
+        self._size = -1
 
     def get_memory(self, index: int) -> memoryview:
         if self.memory is None or self.store is None:
             raise RuntimeError("no memory")
         size = self.memory.data_len(self.store)
-        address = ctypes.addressof(self.memory.data_ptr(self.store).contents)
-        return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
+        if size != self._size or self._view is None:
+            address = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+            self._view = memoryview(_WINDOW.from_address(address)).cast("B")[:size]
+            self._size = size
+        return self._view
+
+    def bind(self, memory: wasmtime.Memory | None, store: wasmtime.Store | None) -> None:
+        """Serve `memory` of `store` from now on (None: no memory, or the run ended)."""
+        self.memory, self.store, self._view, self._size = memory, store, None, -1
 
 
 class WasmtimeEngine:
@@ -203,24 +221,30 @@ class WasmtimeEngine:
         try:
             try:
                 module = self.compiled(wasm)
-                instance = self.linker.instantiate(store, module)
-                exports = instance.exports(store)
-                memory = exports.get("memory")
-                entry = exports.get(abi.ENTRY_POINT)
-                if not isinstance(entry, wasmtime.Func):
-                    return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
-            except Exception as exc:  # compiling, linking, or a start function that exits or traps
+            except Exception as exc:  # not wasm, or a feature this wasmtime refuses
                 try:
-                    if isinstance(exc, ProcExit):
-                        return _exited(finish, exc.code)
-                    if isinstance(exc, (wasmtime.WasmtimeError, wasmtime.Trap)):
+                    if isinstance(exc, wasmtime.WasmtimeError):
                         return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
                     return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
                 finally:
                     _drop_tracebacks(exc)
-            self._memory.memory = memory if isinstance(memory, wasmtime.Memory) else None
-            self._memory.store = store
+            # Bound before instantiating: the start function runs then and may call WASI (proc_exit).
+            # Its memory is not reachable until the instance exists, so pointers are EFAULT there.
+            self._memory.bind(None, store)
             shim.bind(self._memory)
+            try:
+                instance = self.linker.instantiate(store, module)
+            except Exception as exc:
+                try:
+                    return self._not_instantiated(exc, finish, store, memory_limit_bytes, timeout_s)
+                finally:
+                    _drop_tracebacks(exc)
+            exports = instance.exports(store)
+            memory = exports.get("memory")
+            entry = exports.get(abi.ENTRY_POINT)
+            if not isinstance(entry, wasmtime.Func):
+                return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
+            self._memory.bind(memory if isinstance(memory, wasmtime.Memory) else None, store)
             try:
                 entry(store)
             except Exception as exc:
@@ -233,29 +257,44 @@ class WasmtimeEngine:
             if timed:
                 self.watchdog.disarm()
             shim.unbind()
-            self._memory.memory = self._memory.store = None
+            self._memory.bind(None, None)
 
+    @classmethod
+    def _not_instantiated(
+        cls,
+        exc: Exception,
+        finish: Any,
+        store: wasmtime.Store,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+    ) -> RunResult:
+        """Why instantiating failed: the module does not fit (invalid) or its start function ended the run.
+
+        A trap without wasm frames happened while placing data or element segments (out of
+        bounds), which Wasm3 refuses when loading: an invalid module on both. A link error is one
+        too. Anything the start function did ends the run the way `_start` would have.
+        """
+        if isinstance(exc, wasmtime.Trap) and not exc.frames:
+            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_trap_message(exc)}")
+        if isinstance(exc, wasmtime.WasmtimeError):
+            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
+        return cls._ended(exc, finish, None, store, memory_limit_bytes, timeout_s)
 
     @staticmethod
     def _ended(
         exc: Exception,
         finish: Any,
-        instance: wasmtime.Instance,
+        instance: wasmtime.Instance | None,
         store: wasmtime.Store,
         memory_limit_bytes: int | None,
         timeout_s: float | None,
     ) -> RunResult:
         """How a run that raised ended, in the same reasons and words as Wasm3's."""
-        if isinstance(exc, ProcExit):
-            return _exited(finish, exc.code)
-        if isinstance(exc, OutputLimitExceeded):
-            return finish(None, FailureReason.OUTPUT_LIMIT, str(exc))
-        if isinstance(exc, ProcRaise):
-            return finish(None, FailureReason.TRAP, f"trap: raised signal {exc.signal}")
-        if isinstance(exc, DeadlineExceeded):
-            return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
+        ending = shim_ending(exc, timeout_s)
+        if ending is not None:
+            return finish(*ending)
         if isinstance(exc, wasmtime.Trap):
-            if memory_limit_bytes and _memory_flag_set(instance, store):
+            if memory_limit_bytes and instance is not None and _memory_flag_set(instance, store):
                 error = f"needed more than this host's {memory_limit_bytes // limits.MiB} MiB memory limit"
                 return finish(None, FailureReason.MEMORY_LIMIT, error)
             if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
@@ -320,12 +359,6 @@ class _Watchdog:
                     self._deadline = None
                 self._wake_at = self._deadline if self._deadline is not None else float("inf")
                 self._lock.wait(None if self._deadline is None else self._wake_at - now)
-
-
-def _exited(finish: Any, code: int) -> RunResult:
-    if code == 0:
-        return finish(0, None, "")
-    return finish(code, FailureReason.EXIT_CODE, f"exited with code {code}")
 
 
 def _memory_flag_set(instance: wasmtime.Instance, store: wasmtime.Store) -> bool:

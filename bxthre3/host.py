@@ -34,7 +34,7 @@ from .limits import MiB
 from .liveness import MAX_SILENCE_S, silence_limit
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
-from .security import CurveKeys, secure_client
+from .security import CurveKeys, new_host_key, secure_client
 from .status_file import StatusFile
 from .stop_event import wake_fd
 from .zmq_util import configure, is_loopback
@@ -133,6 +133,8 @@ class HostConfig:
     """An executor without a task for this long is stopped; the next task starts a new one (~0.1 s)."""
     engine: str = engines.WASM3
     """The engine its executors run modules in (resolved already: wasm3 or wasmtime)."""
+    key: bytes = b""
+    """This host's identity key (`security.load_or_create_host_key`); empty: one for this process only."""
     warm_executors: bool = False
     """Start the executors once welcomed rather than with the first task: `bxthre3 run` submits its DAG
     at once, and an executor's interpreter start (~0.1 s) would otherwise delay its first task."""
@@ -170,6 +172,8 @@ class Host:
         self.remember_controller = remember_controller
         """Found by a beacon: remember the address for next time, but only once registered there."""
         self.config = config
+        self.key = config.key or new_host_key()
+        """Proves to the controller that this is the host holding `node_id` (sent in every `register`)."""
         self.cache = cache
         self.clock = clock
         self._own_context = context is None
@@ -318,6 +322,7 @@ class Host:
                 device=self.config.device,
                 device_ram_mb=total_ram_mb(),
                 device_cpus=cpu_count(),
+                key=self.key,
             )
         )
         self._flush()

@@ -91,3 +91,7 @@ SUBMIT_TOTAL_BURST = 100
 
 SUBMIT_TOTAL_RATE = 20.0
 """... and per second after that (opening new connections does not get around it)."""
+
+MAX_SUBMISSIONS_QUEUED_BYTES = 256 * MiB
+"""Most bytes of submissions waiting to be validated at once; one more is refused ("retry in a few
+seconds"): the rate limits alone would let 100 frames of 64 MiB pile up in the controller's memory."""

@@ -9,6 +9,7 @@ the frame as dropped and carry on.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,8 +26,31 @@ MAX_BATCH_BYTES = 256 * 1024
 """Senders put messages into one `batch` frame up to about this many bytes; larger ones go alone."""
 
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""Every integer on the wire fits a signed 64-bit integer: SQLite's INTEGER, so no wire value can make
+the journal raise (msgpack alone carries unsigned integers up to 2**64 - 1)."""
+
+EXIT_CODE_MIN = -(2**31)
+EXIT_CODE_MAX = 2**32 - 1
+"""A WASI exit code is a 32-bit value (`proc_exit(i32)`), reported signed or unsigned."""
+
+
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    # `type(v) is int` also refuses bool (a subclass of int) and is the cheapest check there is.
+    return type(v) is int and INT64_MIN <= v <= INT64_MAX  # type: ignore[operator]
+
+
+def _is_float(v: object) -> bool:
+    """A finite number: NaN and infinities would poison arithmetic (a NaN deadline never passes)."""
+    t = type(v)
+    if t is float:
+        return math.isfinite(v)  # type: ignore[arg-type]
+    return t is int and INT64_MIN <= v <= INT64_MAX  # type: ignore[operator]
+
+
+def _is_exit_code(v: object) -> bool:
+    return v is None or (type(v) is int and EXIT_CODE_MIN <= v <= EXIT_CODE_MAX)  # type: ignore[operator]
 
 
 def _list_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
@@ -40,7 +64,7 @@ def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
 _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "str": lambda v: isinstance(v, str),
     "int": _is_int,
-    "float": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "float": _is_float,
     "bool": lambda v: isinstance(v, bool),
     "bytes": lambda v: isinstance(v, bytes),
     "list[str]": _list_of(lambda v: isinstance(v, str)),
@@ -59,6 +83,11 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
         and _is_int(v[2])
     ),
 }
+
+_FIELD_CHECKS: dict[tuple[str, str], Callable[[object], bool]] = {
+    ("result", "exit_code"): _is_exit_code,
+}
+"""Fields whose meaningful range is narrower than their type's (kind, field) -> check."""
 
 AttemptRef = list
 """[dag_id, task_id, attempt] on the wire: one attempt a host holds (running or finished, unacknowledged)."""
@@ -84,7 +113,7 @@ def _field_specs(cls: type[Message]) -> list[tuple[str, Callable[[object], bool]
     """(name, type check, required, default) per field, computed once per kind."""
     specs = []
     for f in dataclasses.fields(cls):
-        check = _TYPE_CHECKS[str(f.type)]
+        check = _FIELD_CHECKS.get((cls.KIND, f.name)) or _TYPE_CHECKS[str(f.type)]
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory
         specs.append((f.name, check, not has_default, default))
@@ -110,6 +139,9 @@ class Register(Message):
     """The device the host runs on (its node manager's name), so views can group hosts by device."""
     device_ram_mb: int = 0
     device_cpus: int = 0
+    key: bytes = b""
+    """The host's identity key (random, kept per node id on its device): the controller pins the node id
+    to it while the host lives, so no other member can register under that node id (required)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,15 +448,47 @@ def decode(frame: bytes) -> Message:
         if i < len(values):
             value = values[i]
             if not check(value):
-                raise ProtocolError(f"{kind}: field '{name}' has the wrong type ({type(value).__name__})")
+                _refuse_field(kind, values, f"{kind}: field '{name}' {_what_is_wrong(kind, name, value)}")
             kwargs[name] = value
         elif required:
-            raise ProtocolError(f"{kind}: missing field '{name}'")
+            _refuse_field(kind, values, f"{kind}: missing field '{name}'")
         elif callable(default):
             kwargs[name] = default()
         else:
             kwargs[name] = default
     return _KINDS[kind](**kwargs)
+
+
+class PoisonResult(ProtocolError):
+    """A `result` that names its attempt but carries an impossible value (an exit code of 2**63, a NaN).
+
+    Dropping it would not be enough: the host keeps every result until it is acknowledged and resends
+    it after each registration, forever. So the controller acknowledges it and records the attempt
+    as failed (`internal`, saying what was wrong), which ends the story whatever the host does.
+    """
+
+    def __init__(self, why: str, dag_id: str, task_id: str, attempt: int) -> None:
+        super().__init__(why)
+        self.dag_id = dag_id
+        self.task_id = task_id
+        self.attempt = attempt
+
+
+def _refuse_field(kind: str, values: list[Any], why: str) -> None:
+    """Raise the error for a bad field: a PoisonResult when the frame is a result naming a valid attempt."""
+    if kind == Result.KIND and len(values) >= 3:
+        dag_id, task_id, attempt = values[0], values[1], values[2]
+        if type(dag_id) is str and type(task_id) is str and _is_int(attempt):
+            raise PoisonResult(why, dag_id, task_id, attempt)
+    raise ProtocolError(why)
+
+
+def _what_is_wrong(kind: str, name: str, value: object) -> str:
+    """'is out of range (...)' for a number where a number belongs, else 'has the wrong type (...)'."""
+    declared = next(str(f.type) for f in dataclasses.fields(_KINDS[kind]) if f.name == name)
+    if declared in ("int", "float", "int | None") and (type(value) is int or type(value) is float):
+        return f"is out of range ({_short(value)})"
+    return f"has the wrong type ({type(value).__name__})"
 
 
 def peek_kind(frame: bytes) -> tuple[object, object]:

@@ -138,6 +138,74 @@ def secure_client(sock: zmq.Socket, keys: CurveKeys) -> None:
 # ---------------------------------------------------------------------- token storage
 
 
+HOST_KEY_BYTES = 32
+"""A host's identity key: 256 random bits, kept per node id (see `load_or_create_host_key`)."""
+
+
+def host_key_path(node_id: str) -> Path:
+    """``$XDG_STATE_HOME/bxthre3/host_keys/<sha256 of the node id>`` (a node id never becomes a path)."""
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "bxthre3" / "host_keys" / sha256_hex(node_id.encode("utf-8", "surrogatepass"))
+
+
+def new_host_key() -> bytes:
+    return os.urandom(HOST_KEY_BYTES)
+
+
+def load_or_create_host_key(node_id: str, path: Path | None = None) -> bytes:
+    """The secret this device's host named `node_id` proves itself with, created on first use.
+
+    Why it is kept on disk: the controller pins a node id to the key of the host that holds it,
+    and refuses another key while that host lives. A host restarted under the same node id (by
+    its node manager after a crash, or by hand) must present the same key to take over its own
+    stale connection and its attempts at once, instead of being refused until liveness runs out.
+    Mode 0600 in a 0700 directory: whoever reads it can act as this host. Creation is atomic
+    (written aside, then linked into place), so two processes starting at once agree on one key.
+    A file that cannot be read or written gives a key for this process only (logged).
+    """
+    path = path or host_key_path(node_id)
+    try:
+        data = path.read_bytes()
+        if len(data) == HOST_KEY_BYTES:
+            return data
+        log.warning("host key %s is damaged (%d bytes); making a new one", path, len(data))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot read the host key %s (%s); using a key for this process only", path, exc.strerror)
+        return new_host_key()
+    key = new_host_key()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process of this node id won, or the file was damaged
+            existing = path.read_bytes()
+            if len(existing) == HOST_KEY_BYTES:
+                return existing
+            os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot keep the host key in %s (%s); using a key for this process only", path, exc.strerror)
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return key
+
+
+def host_key_pin(key: bytes) -> str:
+    """What the controller keeps of a host's key: its SHA-256 (never shown, never sent back)."""
+    return sha256_hex(key)
+
+
 def token_path(state_dir: Path | str) -> Path:
     return Path(state_dir) / TOKEN_FILE
 

@@ -12,6 +12,7 @@ their declared sizes; it never raises anything but :class:`ModuleError`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -49,6 +50,20 @@ _SECTION_RANK: dict[int, int] = {
     10: 12,  # code
     11: 13,  # data
 }
+
+
+def section_rank(section_id: int, last_rank: int, fail: Callable[[str], ModuleError]) -> int:
+    """The rank of non-custom section `section_id`, refused if unknown or not after `last_rank`.
+
+    The inspector and the normalizer walk the same sections and must refuse a misplaced
+    one in the same words; `fail` is the walker's, so the error says where it stands.
+    """
+    rank = _SECTION_RANK.get(section_id)
+    if rank is None:
+        raise fail(f"unknown section id {section_id}")
+    if rank <= last_rank:
+        raise fail(f"section {section_id} is duplicated or out of order")
+    return rank
 
 
 class ExternKind(str, Enum):
@@ -251,12 +266,7 @@ def inspect_module(data: bytes, *, name: str) -> ModuleInfo:
         if section_id == 0:
             section.name()  # a custom section must at least carry a valid name
             continue
-        rank = _SECTION_RANK.get(section_id)
-        if rank is None:
-            raise section.fail(f"unknown section id {section_id}")
-        if rank <= last_rank:
-            raise section.fail(f"section {section_id} is duplicated or out of order")
-        last_rank = rank
+        last_rank = section_rank(section_id, last_rank, section.fail)
         if section_id == _SECTION_IMPORT:
             for _ in range(section.count(4)):
                 imp, mem = _read_import(section)

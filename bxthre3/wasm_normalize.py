@@ -34,10 +34,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bxthre3.errors import ModuleError
+from bxthre3.wasm_inspect import _SECTION_RANK, section_rank  # one section order for both walkers
 
 WASM3 = "wasm3"
 WASMTIME = "wasmtime"
 _HEADER = b"\x00asm\x01\x00\x00\x00"
+
+
+MAX_FUNCTIONS = 50_000
+"""Most functions (defined in the module) a task may have, on either engine.
+
+Wasm3 0.5.0 refuses about 100,000 ("too many functions") and wasmtime needs ~6 KB of compile
+memory per function: 100,000 took 566 MB and aborted an executor at its address-space cap
+(a 64 MiB host's: its limit plus 512 MiB), where 50,000 compile in ~3 s and fit. One limit for
+both keeps a module's fate the same whichever host gets it. Real programs stay far below it.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +121,18 @@ FEATURES: dict[str, Feature] = {
         Feature("memory64", "64-bit memories or tables (wasm64)", False, False, "build with --target=wasm32-wasi"),
         Feature("gc", "garbage-collected types (WebAssembly GC)", False, False,
                 "build for a linear-memory target (wasm32-wasi) without WebAssembly GC"),
+        Feature(
+            "many-functions", f"more than {MAX_FUNCTIONS:,} functions", False, False,
+            "build with -Os or -flto, or split the program into several tasks",
+        ),
     )
 }  # fmt: skip
 """Every feature the normaliser recognises. Measured with hand-made modules (see
 tests/unit/test_wasm_normalize.py): Wasm3 0.5.0 runs memory.copy/fill but not memory.init
 ("restricted opcode"), no element segment other than flag 0, no extended constants. Features
 that neither runs *after preparation* include multi-memory and memory64, which wasmtime could
-load but the memory cap (wasm_sandbox) cannot bound, and legacy exceptions, which wasmtime
-51 rejects unless configured for them."""
+load but the memory cap (wasm_sandbox) cannot bound, legacy exceptions, which wasmtime
+51 rejects unless configured for them, and more than MAX_FUNCTIONS functions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +235,6 @@ _FC_FEATURE = {
     12: "bulk-memory", 13: "bulk-memory", 14: "bulk-memory",
     15: "reference-types", 16: "reference-types", 17: "reference-types",
 }  # fmt: skip
-
-_SECTION_RANK = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
 
 class _Walk:
@@ -817,12 +830,7 @@ def normalize(data: bytes, *, name: str = "module") -> Normalized:
             length = w.u()
             dropped.append(raw[w.pos - start : w.pos - start + length].decode("utf-8", "replace"))
             continue
-        rank = _SECTION_RANK.get(section_id)
-        if rank is None:
-            raise w.fail(f"unknown section id {section_id}")
-        if rank <= last_rank:
-            raise w.fail(f"section {section_id} is duplicated or out of order")
-        last_rank = rank
+        last_rank = section_rank(section_id, last_rank, w.fail)
         if section_id == 10:
             payload = _code(w, functions)
         else:
@@ -833,6 +841,8 @@ def normalize(data: bytes, *, name: str = "module") -> Normalized:
                 _imports(w, counts)
             elif section_id == 3:
                 functions = _functions(w)
+                if functions > MAX_FUNCTIONS:
+                    features.add("many-functions")
             elif section_id == 4:
                 _tables(w, counts)
             elif section_id == 5:

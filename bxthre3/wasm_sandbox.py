@@ -15,8 +15,8 @@ function and global index valid, so only code bodies that contain `memory.grow` 
 from __future__ import annotations
 
 from bxthre3.errors import ModuleError
-from bxthre3.wasm_inspect import PAGE_BYTES, _read_import, _Reader, check_wasi_command
-from bxthre3.wasm_normalize import memory_grows, normalize, refusal
+from bxthre3.wasm_inspect import _SECTION_RANK, PAGE_BYTES, _read_import, _Reader, check_wasi_command
+from bxthre3.wasm_normalize import memory_grows, normalize, refusal, uleb  # one LEB128 encoder for the package
 
 MEMORY_FLAG_EXPORT = "__bxthre3_memory_limit"
 """Exported i32 global set to 1 when the module asked for more memory than allowed."""
@@ -29,20 +29,7 @@ class MemoryLimitError(ModuleError):
     """The module's *initial* memory already exceeds the limit: it cannot start."""
 
 
-_SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 _I32 = 0x7F
-
-
-def uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _name(text: str) -> bytes:
@@ -114,9 +101,9 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     emitted: set[int] = set()
     for section_id, payload in sections:
         if section_id != 0:
-            rank = _SECTION_ORDER.get(section_id, 99)
+            rank = _SECTION_RANK.get(section_id, 99)
             for missing in [m for m in pending if m not in emitted and m not in payloads]:
-                if _SECTION_ORDER[missing] < rank:
+                if _SECTION_RANK[missing] < rank:
                     out += _section(missing, new[missing])
                     emitted.add(missing)
         if section_id in new:

@@ -7,7 +7,7 @@ carries out the instructions that come back. Keeping policy here makes it testab
 
 from .core import Scheduler, SchedulerConfig
 from .events import DagCancelled, DagRetried, DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
-from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction
+from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction, RefuseHost
 from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "HostRecord",
     "HostSeen",
     "Instruction",
+    "RefuseHost",
     "Scheduler",
     "SchedulerConfig",
     "TaskFinished",

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..dag_model import DagSpec
 from ..failures import FailureReason
 
+if TYPE_CHECKING:
+    from .core import PreparedDag
+
 
 @dataclass(frozen=True, slots=True)
 class DagSubmitted:
-    """A validated DAG was accepted under ``dag_id`` (ids are minted by the shell)."""
+    """A validated DAG was accepted under ``dag_id`` (ids are minted by the shell).
+
+    ``prepared`` (from `core.prepare_dag` on the same spec) is its records built in advance, off
+    the controller's loop; without it the scheduler builds them itself."""
 
     dag_id: str
     spec: DagSpec
     now: float
+    prepared: PreparedDag | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +43,9 @@ class HostJoined:
     device_ram_mb: int = 0
     device_cpus: int = 0
     """Attempts the host still runs or finished without an ack: adopted, not run again."""
+    key: str = ""
+    """The pin of the host's identity key (a digest of its secret): a node id held by a live host
+    is taken over only by a registration proving the same key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,4 +66,16 @@ class ForgetHost:
     node_id: str = ""
 
 
-Instruction = Assign | AckResult | AbortAttempt | DagFinished | ForgetHost
+@dataclass(frozen=True, slots=True)
+class RefuseHost:
+    """Refuse a registration: its node id belongs to a live host that proved another key.
+
+    The claimant is told why (``reason``, one line); the live host is left untouched.
+    """
+
+    host_id: str
+    node_id: str
+    reason: str
+
+
+Instruction = Assign | AckResult | AbortAttempt | DagFinished | ForgetHost | RefuseHost

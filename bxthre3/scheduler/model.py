@@ -56,6 +56,9 @@ class AttemptRecord:
     ended_at: float | None = None
     reason: FailureReason | None = None
     error: str = ""
+    key: str = ""
+    """The key pin of the host it was given to; only a host proving that key may adopt it. Not
+    journalled: after a controller restart it is "" and the first registration of the node claims it."""
 
 
 @dataclass(slots=True)
@@ -149,6 +152,8 @@ class HostRecord:
     """The oldest attempt in `running` still being timed by the overdue backstop (None: not chosen yet)."""
     head_since: float = 0.0
     """When the attempt before `head` ended: `head` can have waited behind it until then."""
+    key: str = ""
+    """The pin of its identity key (see `HostJoined.key`)."""
     rtt: RttEstimate = field(default_factory=RttEstimate)
     """Its measured round trip (heartbeat echoes): sets its silence limit and how deep its queue is."""
 

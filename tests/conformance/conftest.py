@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import select
 import shutil
 import subprocess
 import tempfile
@@ -314,11 +313,12 @@ class EngineRunner:
             scenario.stdin, dict(scenario.env), program_name=module.stem, files=dict(scenario.files),
         )  # fmt: skip
         executor.submit(job)
-        ready, _, _ = select.select([executor.fileno()], [], [], RUN_TIMEOUT_S)
-        if not ready:
+        try:
+            # read_result also writes what the pipe did not take at once (a job with MBs of files).
+            result = executor.read_result(timeout=RUN_TIMEOUT_S)
+        except TimeoutError:
             self.stop()
-            raise AssertionError(f"{module.name} gave no result on {self.engine} within {RUN_TIMEOUT_S} s")
-        result = executor.read_result()
+            raise AssertionError(f"{module.name} gave no result on {self.engine} within {RUN_TIMEOUT_S} s") from None
         assert result.job_id == job.job_id
         error = "" if result.reason is None else f"{result.reason.value}: {result.error}"
         return Outcome(result.exit_code, result.stdout, result.stderr, dict(result.files), error)

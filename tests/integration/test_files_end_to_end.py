@@ -80,7 +80,7 @@ class FakeHost:
         self.sock.setsockopt(zmq.LINGER, 0)
         secure_client(self.sock, TEST_KEYS)  # a member, so trusted to connect, not to tell the truth
         self.sock.connect(controller.address.endpoint)
-        self.sock.send(protocol.encode(protocol.Register("liar", 1, 128, "linux-x86_64", "wasm3")))
+        self.sock.send(protocol.encode(protocol.Register("liar", 1, 128, "linux-x86_64", "wasm3", key=b"k" * 32)))
 
     def answer(self, dag_id: str, files: dict[str, bytes], output: bytes = b"") -> None:
         """Wait for the next assignment (heartbeating meanwhile, or the host is declared dead), report success."""
@@ -107,6 +107,15 @@ def one_task_dag(tmp_path: Path, retries: int) -> Path:
         {"id": "t", "module": str(WASM_MODULES / "init.wasm"), "retries": retries},
     ]}))  # fmt: skip
     return path
+
+
+def fetch_results(controller: RunningController, dag_id: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """`bxthre3 results DAG --out OUT` against `controller`, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "bxthre3", "results", dag_id, "--controller", str(controller.address),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=30, env=subprocess_env(),
+    )  # fmt: skip
 
 
 def test_a_host_reporting_impossible_files_fails_the_task_not_the_controller(
@@ -146,11 +155,7 @@ def test_hostile_output_names_reach_disk_and_terminal_harmlessly(
     finally:
         host.close()
     out = tmp_path / "fetched"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bxthre3", "results", dag_id, "--controller", str(controller.address),
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=30, env=subprocess_env(),
-    )  # fmt: skip
+    proc = fetch_results(controller, dag_id, out)
     assert proc.returncode == 0, proc.stderr
     assert (out / "t" / hostile).read_bytes() == b"bytes\x00kept" and (out / "t" / "ok.txt").read_bytes() == b"fine"
     assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")) == ["fetched"] * 5 + ["one.yaml"]
@@ -214,11 +219,7 @@ def test_results_out_fetches_named_outputs_from_a_running_controller(
     dag_id = client.submit(load_dag(REPO / "dags" / "image_pipeline.yaml"))
     assert client.wait(dag_id, timeout=60)["state"] == "succeeded"
     out = tmp_path / "fetched"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bxthre3", "results", dag_id, "--controller", str(controller.address),
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=30, env=subprocess_env(),
-    )  # fmt: skip
+    proc = fetch_results(controller, dag_id, out)
     assert proc.returncode == 0, proc.stderr
     expected = {f"{t}/{n}": data for t, files in expected_pipeline().items() for n, data in files.items()}
     assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == expected

@@ -38,7 +38,7 @@ NOOP = (WASM_MODULES / "noop.wasm").read_bytes()
 NOOP_SHA = hashlib.sha256(NOOP).hexdigest()
 
 VALID_MESSAGES: list[protocol.Message] = [
-    protocol.Register("fuzz", 1, 128, "linux", "wasm3"),
+    protocol.Register("fuzz", 1, 128, "linux", "wasm3", key=b"k" * 32),
     protocol.Heartbeat(),
     protocol.Result("dag-x", "t", 1, 0, b"out", b"", None, "", 0.1),
     protocol.Result("dag-x", "t", 1, 0, b"out", b"", None, "", 0.1, {"../x": b"1", "a": b"", "a/b": b"2"}),

@@ -206,3 +206,88 @@ def test_bad_frames_inside_a_batch_are_reported_one_by_one_and_nesting_is_refuse
 def test_a_batch_of_other_things_than_frames_is_refused() -> None:
     with pytest.raises(ProtocolError, match="batch: field 'frames' has the wrong type"):
         protocol.decode(msgpack.packb([V, "batch", ["not bytes"]]))
+
+
+def _numeric_fields() -> list[tuple[str, str, str]]:
+    """(kind, field, declared type) of every number on the wire."""
+    import dataclasses
+
+    return [
+        (kind, f.name, str(f.type))
+        for kind, cls in protocol._KINDS.items()
+        for f in dataclasses.fields(cls)
+        if str(f.type) in ("int", "float", "int | None")
+    ]
+
+
+def _sample_values(kind: str) -> list[object]:
+    sample = next(m for m in SAMPLES if m.KIND == kind)
+    return sample.to_wire()[2:]
+
+
+@pytest.mark.parametrize(("kind", "name", "declared"), _numeric_fields(), ids=lambda x: str(x))
+def test_every_number_on_the_wire_is_range_checked(kind: str, name: str, declared: str) -> None:
+    """No wire value can reach SQLite (signed 64-bit) or arithmetic out of range: 2**63 made the
+    journal raise OverflowError and took the controller down."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(protocol._KINDS[kind])]
+    values = _sample_values(kind)
+    values += [None] * (len(names) - len(values))
+    i = names.index(name)
+
+    def frame(value: object) -> bytes:
+        return msgpack.packb([V, kind, *values[:i], value, *values[i + 1 :]], use_bin_type=True)
+
+    # msgpack's integers end at -2**63 and 2**64 - 1: the unsigned half above 2**63 - 1 must not pass.
+    bad: list[object] = [2**63, 2**64 - 1]
+    if declared == "float":
+        bad += [float("nan"), float("inf"), float("-inf")]
+    for value in bad:
+        with pytest.raises(ProtocolError, match=f"'{name}'"):
+            protocol.decode(frame(value))
+    if (kind, name) != ("result", "exit_code"):  # narrower: see test_an_exit_code_is_a_32_bit_value
+        for edge in (2**63 - 1, -(2**63)):
+            assert getattr(protocol.decode(frame(edge)), name) == edge
+
+
+def test_numbers_inside_lists_are_range_checked() -> None:
+    with pytest.raises(ProtocolError, match="'holding'"):
+        protocol.decode(_frame(V, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t", 2**63]]))
+    with pytest.raises(ProtocolError, match="'input_sizes'"):
+        protocol.decode(_frame(V, "assign", "d", "t", 1, "s", b"", [], b"", [2**64 - 1], 1.0))
+
+
+def test_an_exit_code_is_a_32_bit_value() -> None:
+    for code in (-(2**31), -1, 0, 255, 2**32 - 1, None):
+        assert protocol.decode(_frame(V, "result", "d", "t", 1, code, b"", b"", None, "", 0.1)).exit_code == code
+    for code in (2**32, -(2**31) - 1, 2**63, 2**64 - 1, 1.5, True):
+        with pytest.raises(ProtocolError, match="'exit_code'"):
+            protocol.decode(_frame(V, "result", "d", "t", 1, code, b"", b"", None, "", 0.1))
+
+
+def test_a_result_naming_its_attempt_with_a_bad_field_is_a_poison_result() -> None:
+    """It names the attempt, so the controller can acknowledge it and fail the attempt (`internal`)."""
+    with pytest.raises(protocol.PoisonResult) as caught:
+        protocol.decode(_frame(V, "result", "dag-1", "t", 3, 2**63, b"", b"", None, "", 0.1))
+    assert (caught.value.dag_id, caught.value.task_id, caught.value.attempt) == ("dag-1", "t", 3)
+    assert "exit_code" in str(caught.value) and "out of range" in str(caught.value)
+    for frame in (
+        _frame(V, "result", "dag-1", "t", 3, 0, b"", b"", None, "", float("nan")),
+        _frame(V, "result", "dag-1", "t", 3, 0, "not bytes", b"", None, "", 0.1),
+        _frame(V, "result", "dag-1", "t", 3),
+    ):
+        with pytest.raises(protocol.PoisonResult):
+            protocol.decode(frame)
+    # Without a usable attempt key it is an ordinary bad frame.
+    for frame in (
+        _frame(V, "result", "dag-1", "t", 2**63, 0, b"", b"", None, "", 0.1),
+        _frame(V, "result", 5, "t", 3, 0, b"", b"", None, "", 0.1),
+    ):
+        with pytest.raises(ProtocolError) as plain:
+            protocol.decode(frame)
+        assert not isinstance(plain.value, protocol.PoisonResult)
+    # Inside a batch it comes out as an item of its own.
+    batch = protocol.Batch([_frame(V, "result", "dag-1", "t", 3, 2**63, b"", b"", None, "", 0.1)])
+    (item,) = protocol.unbatch(protocol.decode(protocol.encode(batch)))
+    assert isinstance(item, protocol.PoisonResult)

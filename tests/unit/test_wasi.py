@@ -10,6 +10,7 @@ import pytest
 
 from bxthre3 import abi, engines, limits, vfs, wasi
 from bxthre3.failures import FailureReason
+from bxthre3.wasm_normalize import sleb, uleb
 from tests.conftest import ENGINES
 
 # -- the shim against a plain bytearray ------------------------------------------------------
@@ -674,39 +675,16 @@ def test_vfs_output_lists_regular_files_only_sorted() -> None:
 # -- every import, through both engines ----------------------------------------------------------
 
 
-def _leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
 def _vec(items: list[bytes]) -> bytes:
-    return _leb(len(items)) + b"".join(items)
+    return uleb(len(items)) + b"".join(items)
 
 
 def _section(section_id: int, payload: bytes) -> bytes:
-    return bytes([section_id]) + _leb(len(payload)) + payload
+    return bytes([section_id]) + uleb(len(payload)) + payload
 
 
 def _name(text: str) -> bytes:
-    return _leb(len(text)) + text.encode()
+    return uleb(len(text)) + text.encode()
 
 
 _VALTYPE = {"i": b"\x7f", "I": b"\x7e"}
@@ -722,7 +700,7 @@ def calling_module(function: str, args: tuple[int, ...], data: bytes = b"") -> b
     if function != "proc_exit":
         imports.append(_name(abi.WASI_MODULE) + _name("proc_exit") + b"\x00\x01")
     start = len(imports)
-    body = b"".join((b"\x41" if p == "i" else b"\x42") + _sleb(a) for p, a in zip(params, args, strict=True))
+    body = b"".join((b"\x41" if p == "i" else b"\x42") + sleb(a) for p, a in zip(params, args, strict=True))
     body += b"\x10\x00"
     if function != "proc_exit":
         body += b"\x10\x01"
@@ -731,11 +709,11 @@ def calling_module(function: str, args: tuple[int, ...], data: bytes = b"") -> b
         b"\0asm\x01\0\0\0"
         + _section(1, _vec(types))
         + _section(2, _vec(imports))
-        + _section(3, _vec([_leb(2)]))
+        + _section(3, _vec([uleb(2)]))
         + _section(5, _vec([b"\x00\x01"]))
-        + _section(7, _vec([_name("_start") + b"\x00" + _leb(start), _name("memory") + b"\x02\x00"]))
-        + _section(10, _vec([_leb(len(code)) + code]))
-        + (_section(11, _vec([b"\x00\x41" + _sleb(P) + b"\x0b" + _leb(len(data)) + data])) if data else b"")
+        + _section(7, _vec([_name("_start") + b"\x00" + uleb(start), _name("memory") + b"\x02\x00"]))
+        + _section(10, _vec([uleb(len(code)) + code]))
+        + (_section(11, _vec([b"\x00\x41" + sleb(P) + b"\x0b" + uleb(len(data)) + data])) if data else b"")
     )
 
 

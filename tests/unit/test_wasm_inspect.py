@@ -18,6 +18,7 @@ from bxthre3.wasm_inspect import (
     check_wasi_command,
     inspect_module,
 )
+from bxthre3.wasm_normalize import uleb
 
 MODULES = Path(__file__).resolve().parents[1] / "data" / "dags" / "modules"
 HEADER = b"\x00asm\x01\x00\x00\x00"
@@ -26,37 +27,25 @@ HEADER = b"\x00asm\x01\x00\x00\x00"
 # -- a tiny assembler for hand-made modules ------------------------------------------
 
 
-def leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def name(s: str) -> bytes:
     raw = s.encode()
-    return leb(len(raw)) + raw
+    return uleb(len(raw)) + raw
 
 
 def vec(items: list[bytes]) -> bytes:
-    return leb(len(items)) + b"".join(items)
+    return uleb(len(items)) + b"".join(items)
 
 
 def section(section_id: int, payload: bytes) -> bytes:
-    return bytes([section_id]) + leb(len(payload)) + payload
+    return bytes([section_id]) + uleb(len(payload)) + payload
 
 
 def func_import(module: str, field: str, type_index: int = 0) -> bytes:
-    return name(module) + name(field) + b"\x00" + leb(type_index)
+    return name(module) + name(field) + b"\x00" + uleb(type_index)
 
 
 def func_export(field: str, index: int = 0) -> bytes:
-    return name(field) + b"\x00" + leb(index)
+    return name(field) + b"\x00" + uleb(index)
 
 
 def module(*sections: bytes) -> bytes:
@@ -71,10 +60,10 @@ def wasi_command(*imports: tuple[str, str]) -> bytes:
     return module(
         TYPE_VOID,
         section(2, vec([func_import(m, f) for m, f in imports])),
-        section(3, vec([leb(0)])),
-        section(5, vec([b"\x01" + leb(2) + leb(16)])),
+        section(3, vec([uleb(0)])),
+        section(5, vec([b"\x01" + uleb(2) + uleb(16)])),
         section(7, vec([func_export("_start", len(imports))])),
-        section(10, vec([leb(2) + b"\x00\x0b"])),
+        section(10, vec([uleb(2) + b"\x00\x0b"])),
     )
 
 
@@ -100,7 +89,7 @@ def test_reads_imports_exports_and_memory_limits() -> None:
 
 
 def test_reads_an_imported_memory() -> None:
-    imported = name("env") + name("memory") + b"\x02" + b"\x00" + leb(3)
+    imported = name("env") + name("memory") + b"\x02" + b"\x00" + uleb(3)
     info = inspect_module(module(section(2, vec([imported]))), name="m")
     assert info.memory == MemoryLimits(3, None, imported=True)
     assert info.imports[0].kind is ExternKind.MEMORY
@@ -171,7 +160,7 @@ def test_leb128_too_large_for_u32() -> None:
 
 def test_vector_count_larger_than_section() -> None:
     with pytest.raises(ModuleError, match="does not fit"):
-        inspect_module(module(section(2, leb(1_000_000))), name="m")
+        inspect_module(module(section(2, uleb(1_000_000))), name="m")
 
 
 def test_sections_out_of_order() -> None:
