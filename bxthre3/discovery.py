@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import paths
 from .addresses import Address, controller_from_env_or, parse_address
 from .errors import Bxthre3Error, ClusterError, ProtocolError, printable
 from .protocol import PROTOCOL_VERSION
@@ -459,9 +460,7 @@ def _timeout_message(cluster_id: str | None, timeout: float, port: int, malforme
 
 def default_state_path() -> Path:
     """``$XDG_STATE_HOME/bxthre3/last_controller`` (default ``~/.local/state/bxthre3/last_controller``)."""
-    base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
-    return root / "bxthre3" / "last_controller"
+    return paths.state_home() / "last_controller"
 
 
 def remember_controller(address: str, path: Path | None = None) -> bool:

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from . import paths
 from .digests import sha256_hex
 from .errors import Bxthre3Error
 
@@ -17,8 +18,7 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bxthre3" / "modules"
+    return paths.cache_home() / "modules"
 
 
 class ModuleCache:

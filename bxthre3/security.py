@@ -33,6 +33,7 @@ from pathlib import Path
 import zmq
 from zmq.utils import z85
 
+from . import paths
 from .digests import compare_digest as _compare_digest
 from .digests import hmac_sha256, sha256_hex
 from .errors import Bxthre3Error
@@ -59,8 +60,7 @@ def default_state_dir() -> Path:
     Here rather than in the store so that hosts, which read the token from it, never load
     SQLite and the scheduler.
     """
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "bxthre3" / "controller"
+    return paths.data_home() / "controller"
 
 def new_token() -> str:
     return _PREFIX + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii").rstrip("=")
@@ -144,9 +144,7 @@ HOST_KEY_BYTES = 32
 
 def host_key_path(node_id: str) -> Path:
     """``$XDG_STATE_HOME/bxthre3/host_keys/<sha256 of the node id>`` (a node id never becomes a path)."""
-    base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
-    return root / "bxthre3" / "host_keys" / sha256_hex(node_id.encode("utf-8", "surrogatepass"))
+    return paths.state_home() / "host_keys" / sha256_hex(node_id.encode("utf-8", "surrogatepass"))
 
 
 def new_host_key() -> bytes:
