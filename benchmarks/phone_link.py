@@ -134,7 +134,7 @@ def run_scenario(name: str, args: argparse.Namespace, work: Path) -> dict[str, A
             link.popen(
                 "phone", [*py, "host", "--controller", f"{link.ip['ctl']}:{PORT}", "--node-id", f"phone-{k + 1}",
                           "--heartbeat", str(args.heartbeat), "--liveness", str(args.liveness), "--warm-executors",
-                          "--log-file", str(logs / f"host_{k + 1}.log")],
+                          "--log-level", "DEBUG", "--log-file", str(logs / f"host_{k + 1}.log")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=code,
             )  # fmt: skip
         driver_env = {**env, "PYTHONPATH": str(REPO)}

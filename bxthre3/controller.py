@@ -621,8 +621,10 @@ class Controller:
             identity = self.identities.get(host_id)
             if identity is not None:
                 self._stamped.add(host_id)
-                limit = self.scheduler.silence_limit(hosts[host_id])
-                self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit)))
+                host = hosts[host_id]
+                limit = self.scheduler.silence_limit(host)
+                rto = host.rtt.rto if host.rtt.srtt is not None else 0.0
+                self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit, rto_s=rto)))
 
     def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:
         self._send(identity, protocol.Reply(req_id, True, data, ""))

@@ -31,7 +31,7 @@ from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
 from .limits import MiB
-from .liveness import MAX_SILENCE_S, silence_limit
+from .liveness import MAX_SILENCE_S, connect_timeout, silence_limit
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
 from .security import CurveKeys, new_host_key, secure_client
@@ -58,19 +58,13 @@ that frees up first.
 HISTORY_LENGTH = 50
 """Finished attempts a host remembers for its own screen."""
 
-CONNECT_TIMEOUT_MS = 1000
-"""A TCP connect to the controller that has not completed in this long is abandoned and tried again
-(ZeroMQ retries every 100 ms). Without it a SYN lost during an outage is retried by the kernel at 1, 3,
-7, 15, 31 s: a host came back up to ~15 s after its link did. One second is > 1.5 round trips of a
-phone's network at its worst (300 ms each way); a slower link still connects, on a later try."""
-
 REGISTER_WAIT_S = 6.0
 """How long a host waits for `welcome` on a fresh connection before it tries another (doubling, up to
 `max_backoff`). Registering is a TCP handshake, CURVE's four messages and `register`/`welcome`: ~6 round
 trips, 2-3 s over a phone's network with a lost packet or two. Waiting only `liveness` intervals (3 s)
 there, a host gave up just as the controller registered the connection it was abandoning, which the
 controller then declared dead 3 s later, again and again. Waiting longer delays nothing: ZeroMQ keeps
-trying the TCP connection underneath (CONNECT_TIMEOUT_MS), and the socket is only replaced in case a
+trying the TCP connection underneath (`liveness.connect_timeout`), and the socket is only replaced in case a
 connection got stuck half-way."""
 
 EXECUTOR_OVERHEAD_MB = 512
@@ -206,6 +200,8 @@ class Host:
         self.liveness = config.liveness
         """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
         self.controller_silence = 0.0
+        self.controller_rto = 0.0
+        """The controller's retransmission timeout for our path (its heartbeats say it; 0: not told)."""
         """The silence limit the controller applies to us (its heartbeats say it; 0: not told): we wait as
         long for a word from it before reconnecting, since our link is as slow for it as for us."""
         self.echo: tuple[float, float] | None = None
@@ -271,6 +267,7 @@ class Host:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            log.debug("connection event %s", getattr(event["event"], "name", event["event"]))
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.connected_at = now
             elif event["event"] == zmq.EVENT_DISCONNECTED:
@@ -292,13 +289,17 @@ class Host:
         """
         self._close_socket()
         self.sock = configure(self.context.socket(zmq.DEALER))
-        self.sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
+        # A connect that has not completed within one RTO of this path is abandoned and tried again
+        # (ZeroMQ retries 100 ms later): without it a SYN lost during an outage is resent by the kernel
+        # at 1, 3, 7, 15 s, and a host came back up to ~15 s after its link did.
+        self.sock.setsockopt(zmq.CONNECT_TIMEOUT, round(connect_timeout(self.controller_rto) * 1000))
         if ":" in self.address.host:
             self.sock.setsockopt(zmq.IPV6, 1)
         if self.keys is not None:
             secure_client(self.sock, self.keys)
         self.monitor = self.sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
         )
         self.connected_at = None
         self.told_unreachable = False
@@ -402,6 +403,8 @@ class Host:
                 self.echo = (msg.stamp, self.clock())  # answered by this loop turn's heartbeat (`_timers`)
             if 0 < msg.silence_s <= MAX_SILENCE_S:
                 self.controller_silence = msg.silence_s
+            if 0 < msg.rto_s <= MAX_SILENCE_S:
+                self.controller_rto = msg.rto_s
         else:
             log.warning("unexpected %s from the controller", type(msg).__name__)
 

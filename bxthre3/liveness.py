@@ -66,6 +66,28 @@ class RttEstimate:
         return self.srtt + 4.0 * self.rttvar
 
 
+CONNECT_TIMEOUT_S = 1.0
+"""How long a TCP connect may take before it is abandoned and tried again, on a path never measured."""
+
+MIN_CONNECT_TIMEOUT_S = 0.5
+MAX_CONNECT_TIMEOUT_S = 3.0
+
+
+def connect_timeout(rto: float) -> float:
+    """Seconds to give a TCP connect to the controller before starting a new one (`rto`: the controller's
+    retransmission timeout for this path, 0 when it has none).
+
+    Why: during an outage the kernel resends a SYN after 1, 3, 7, 15 s; ZeroMQ's CONNECT_TIMEOUT cuts that
+    short and retries 100 ms later, so the first SYN after the link returns leaves within one timeout. One
+    RTO is what TCP itself waits for an answer on this path: on a LAN the floor (0.5 s), over a phone's
+    network (400 ms round trips) ~0.7 s, where a fixed second cost 0.3 s of every recovery on average.
+    Bounded so that a wild estimate neither stops connects from completing nor leaves a host dark.
+    """
+    if not rto > 0:  # also NaN
+        return CONNECT_TIMEOUT_S
+    return min(MAX_CONNECT_TIMEOUT_S, max(MIN_CONNECT_TIMEOUT_S, rto))
+
+
 def silence_limit(interval: float, liveness: int, rtt: RttEstimate | None = None) -> float:
     """Seconds a peer heartbeating every `interval` may be silent before it is considered dead.
 

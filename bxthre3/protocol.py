@@ -160,6 +160,9 @@ class Heartbeat(Message):
     silence_s: float = 0.0
     """Controller to host: how long the controller waits for a word from this host before declaring it dead
     (adapted to the measured round trip, see `liveness.py`); the host waits as long before reconnecting."""
+    rto_s: float = 0.0
+    """Controller to host: its retransmission timeout for the path to this host (0: not measured yet); the host
+    gives a TCP connect to the controller that long before trying again (see `liveness.connect_timeout`)."""
 
 
 @dataclass(frozen=True, slots=True)

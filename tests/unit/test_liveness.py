@@ -7,7 +7,16 @@ import random
 
 import pytest
 
-from bxthre3.liveness import MAX_SILENCE_S, RTO_FACTOR, RttEstimate, silence_limit
+from bxthre3.liveness import (
+    CONNECT_TIMEOUT_S,
+    MAX_CONNECT_TIMEOUT_S,
+    MAX_SILENCE_S,
+    MIN_CONNECT_TIMEOUT_S,
+    RTO_FACTOR,
+    RttEstimate,
+    connect_timeout,
+    silence_limit,
+)
 
 
 def test_without_samples_the_rto_is_one_second_as_in_rfc_6298() -> None:
@@ -61,3 +70,11 @@ def test_the_adapted_limit_is_capped_but_never_below_the_configured_one() -> Non
     est.add(59.0)
     assert silence_limit(1.0, 3, est) == MAX_SILENCE_S
     assert silence_limit(60.0, 3, est) == 180.0
+
+
+def test_connect_timeout_is_one_rto_within_bounds() -> None:
+    assert connect_timeout(0.0) == CONNECT_TIMEOUT_S  # not measured yet
+    assert connect_timeout(math.nan) == CONNECT_TIMEOUT_S
+    assert connect_timeout(0.003) == MIN_CONNECT_TIMEOUT_S  # a LAN
+    assert connect_timeout(0.7) == 0.7  # a phone's network
+    assert connect_timeout(50.0) == MAX_CONNECT_TIMEOUT_S
