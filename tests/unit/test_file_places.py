@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import bxthre3
 from bxthre3 import scratch
 from bxthre3.addresses import Address
 from bxthre3.logs import LOG_DIR_ENV, LOG_MAX_BYTES, default_log_dir, role_log_file, rotate_if_large
@@ -101,6 +102,7 @@ def test_make_dir_is_private_has_an_owner_and_sweeps_first(monkeypatch: pytest.M
 
 PROBE = """
 import sys, time
+import bxthre3
 from bxthre3 import scratch
 scratch.exit_on_termination_signals()
 print(scratch.make_dir("probe"), flush=True)
@@ -176,3 +178,32 @@ def test_a_running_hosts_stderr_file_rotates_like_its_log(tmp_path: Path) -> Non
         assert [h.proc is not None and h.proc.poll() is None for h in manager.hosts] == [True], "never restarted"
     finally:
         manager.stop_all(grace=2)
+
+
+def test_the_uis_copy_of_a_roles_output_is_emptied_once_read_past_its_bound(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bxthre3.tui import role_process
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(role_process, "MAX_OUTPUT_BYTES", 1000)
+    process = role_process.RoleProcess("probe", ["--version"])  # a real child that prints one line and exits
+    try:
+        wait_for(lambda: process.returncode() is not None, 20, "bxthre3 --version")
+        assert process.new_output_lines() == [f"bxthre3 {bxthre3.__version__}"]
+        with open(process.output_path, "ab") as role:  # as if the role went on printing
+            role.write(b"line\n" * 300)
+        lines: list[str] = []
+        for _ in range(50):  # MAX_TAIL_BYTES per call: bounded
+            new = process.new_output_lines()
+            lines += new
+            if not new:
+                break
+        assert lines == ["line"] * 300, "everything shown before emptying"
+        assert process.output_path.stat().st_size == 0
+        with open(process.output_path, "ab") as role:
+            role.write(b"next\n")
+        assert process.new_output_lines() == ["next"], "read from the start again"
+    finally:
+        process.stop(grace=2)
+    assert not process.workdir.exists()
