@@ -14,7 +14,8 @@
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
 # BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
-# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing).
+# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing),
+# BXTHRE3_LOG_DIR (default: logs/ in this checkout for everything started from here).
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,6 +46,10 @@ act() {
         "$@"
     fi
 }
+
+# Started from a checkout, the roles keep the seed layout: their logs in logs/ beside this script (a pip
+# install uses the XDG state directory instead). An exported BXTHRE3_LOG_DIR still wins.
+use_checkout_logs() { export BXTHRE3_LOG_DIR="${BXTHRE3_LOG_DIR:-$ROOT/logs}"; }
 
 can_ask() { [ "$ASSUME_YES" -eq 0 ] && [ "${CI:-}" != "true" ] && [ -t 0 ] && [ -t 1 ]; }
 
@@ -360,7 +365,8 @@ start_role() {
     mapfile -t cmd < <(role_command)
     save_choice
     [ -n "$TOKEN" ] && export BXTHRE3_TOKEN="$TOKEN"  # the environment, never argv (ps shows argv)
-    log "starting: ${cmd[*]#"$VENV/bin/"}"
+    use_checkout_logs
+    log "starting: ${cmd[*]#"$VENV/bin/"} (logs in $BXTHRE3_LOG_DIR)"
     if [ "$DRY_RUN" -eq 1 ]; then
         printf 'would run: %s\n' "${cmd[*]}"
         return
@@ -417,14 +423,16 @@ main() {
             shift
             [ $# -ge 1 ] || die "usage: ./bootstrap.sh run DAG.yaml"
             install
+            use_checkout_logs
             exec "$VENV/bin/bxthre3" run "$@"
             ;;
         -h|--help|help)
-            sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
             ;;
         --)
             shift
             install
+            use_checkout_logs
             exec "$VENV/bin/bxthre3" "$@"
             ;;
         ""|-*)
@@ -435,6 +443,7 @@ main() {
             ;;
         *)
             install
+            use_checkout_logs
             exec "$VENV/bin/bxthre3" "$@"
             ;;
     esac

@@ -107,18 +107,16 @@ def _add_log_options(p: argparse.ArgumentParser, default_level: str) -> None:
     p.add_argument("--log-level", default=default_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--log-file", type=Path,
-        help=f"also write the log to this file (default: ${LOG_DIR_ENV} or ./logs, one rotated file per role)",
+        help="also write the log to this file (default: one rotated file per role in $BXTHRE3_LOG_DIR, "
+        "else ~/.local/state/bxthre3/logs)",
     )  # fmt: skip
 
 
-LOG_DIR_ENV = "BXTHRE3_LOG_DIR"
-
-
 def _role_log(args: argparse.Namespace, name: str) -> Path:
-    """The role's log file: --log-file, else <$BXTHRE3_LOG_DIR or ./logs>/<name> (as the original Bxthre3)."""
-    if args.log_file is not None:
-        return Path(args.log_file)
-    return Path(os.environ.get(LOG_DIR_ENV) or "logs") / name
+    """The role's log file: --log-file, else <name> in logs.default_log_dir() (never ./logs)."""
+    from .logs import role_log_file
+
+    return role_log_file(args.log_file, name)
 
 
 def _add_controller_option(p: argparse.ArgumentParser) -> None:
@@ -702,7 +700,10 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--role", choices=["ui", "controller", "node-manager", "host", "all"], help="skip the role picker"
     )
-    p.add_argument("--log-file", type=Path, help="the UI's log (default: logs/ui.log; never the terminal)")
+    p.add_argument(
+        "--log-file", type=Path,
+        help="the UI's log (default: ui.log in $BXTHRE3_LOG_DIR, else ~/.local/state/bxthre3/logs; never the terminal)",
+    )  # fmt: skip
     _add_token_options(p)
     p.set_defaults(handler=_run_ui)
 
@@ -764,7 +765,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hosts", type=_number(int, 1, 64, "--hosts"), default=2, help="local host processes (default 2)")
     p.add_argument("--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1, help="slots per host (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--log-dir", type=Path, help="write controller and host logs here")
+    p.add_argument(
+        "--log-dir", type=Path, help="write controller and host logs here (default: $BXTHRE3_LOG_DIR, else none kept)"
+    )
     _add_engine_option(p)
     p.add_argument(
         "--out",
@@ -780,14 +783,17 @@ def _run_run(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
     from .engines import resolve as resolve_engine
     from .local_cluster import LocalCluster
-    from .logs import setup_logging
+    from .logs import chosen_log_dir, setup_logging
     from .progress import stage_printer
+    from .scratch import exit_on_termination_signals
 
     spec = load_dag(args.dag)
     engine = resolve_engine(args.engine)
-    setup_logging("WARNING", args.log_dir / "controller.log" if args.log_dir else None)
+    log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
+    setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
+    exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
     with LocalCluster(
-        hosts=args.hosts, slots=args.slots, log_dir=args.log_dir, on_stage=stage_printer(), engine=engine
+        hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
     ) as cluster:
         assert cluster.client is not None
         dag_id = cluster.client.submit(spec)

@@ -12,7 +12,6 @@ import logging
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +20,12 @@ from types import TracebackType
 
 import zmq
 
+from . import scratch
 from .addresses import Address
 from .client import ControllerClient
 from .controller import Controller
 from .errors import ClusterError
+from .logs import LOG_DIR_ENV
 from .processes import child_env, die_with_parent
 from .scheduler import SchedulerConfig
 from .security import TOKEN_ENV, CurveKeys, new_token
@@ -68,7 +69,8 @@ class LocalCluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.client: ControllerClient | None = None
         self.address: Address | None = None
-        self._stderr_dir = tempfile.TemporaryDirectory(prefix="bxthre3-hosts-")
+        self._stderr_dir = scratch.make_dir("hosts")
+        """The hosts' stderr (and their logs without ``log_dir``): removed on close, at exit, or by a later sweep."""
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -114,8 +116,8 @@ class LocalCluster:
         # not ./logs: `run` leaves nothing behind
         env = child_env({TOKEN_ENV: self.token})
         if self.log_dir is None:
-            env["BXTHRE3_LOG_DIR"] = self._stderr_dir.name
-        with open(Path(self._stderr_dir.name) / f"{node_id}.stderr", "wb") as stderr:
+            env[LOG_DIR_ENV] = str(self._stderr_dir)
+        with open(self._stderr_dir / f"{node_id}.stderr", "wb") as stderr:
             return subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -147,7 +149,7 @@ class LocalCluster:
     def _last_words(self, node_id: str) -> str:
         """The host's last stderr line (its one-line error), or a hint when it said nothing."""
         try:
-            text = (Path(self._stderr_dir.name) / f"{node_id}.stderr").read_text(errors="replace")
+            text = (self._stderr_dir / f"{node_id}.stderr").read_text(errors="replace")
         except OSError:
             text = ""
         lines = [line for line in text.splitlines() if line.strip()]
@@ -178,4 +180,4 @@ class LocalCluster:
             self.thread = None
         self.controller.close()
         self.context.term()
-        self._stderr_dir.cleanup()
+        scratch.remove(self._stderr_dir)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import socket
 import subprocess
@@ -53,6 +52,7 @@ from typing import Any
 
 from .addresses import Address
 from .errors import Bxthre3Error
+from .logs import default_log_dir, rotate_if_large
 from .phone_manners import PhoneManners
 from .processes import child_env, die_with_parent
 from .ram_probe import available_ram_mb, cpu_count, is_android
@@ -199,14 +199,6 @@ class _ManagedHost:
     last_exit: int | None = None
 
 
-def _rotate_if_large(path: Path, limit: int = 1024 * 1024) -> None:
-    try:
-        if path.stat().st_size > limit:
-            path.replace(path.with_name(path.name + ".1"))
-    except OSError:
-        pass
-
-
 class NodeManager:
     """Supervise this device's hosts: ``NodeManager(addr, ScalingPolicy()).run(stop_event)``."""
 
@@ -231,7 +223,7 @@ class NodeManager:
         self.name = name or socket.gethostname()
         self.probe = probe
         self.interval = interval
-        self.log_dir = log_dir if log_dir is not None else Path(os.environ.get("BXTHRE3_LOG_DIR") or "logs")
+        self.log_dir = log_dir if log_dir is not None else default_log_dir()
         self.cache_dir = cache_dir
         self.manners = manners
         """On a phone: pauses the hosts (through their pause file) when the battery is low or it is hot."""
@@ -273,6 +265,7 @@ class NodeManager:
         with self._lock:
             self._reap(now)
             self._restart_due(now)
+            self._rotate_stderr()
         try:
             reading = int(self.probe())
         except Exception as exc:  # no reading, no change: better than stopping everything
@@ -427,6 +420,12 @@ class NodeManager:
         host.kill_at = now + STOP_GRACE_S
         self._signal(host.proc, signal.SIGTERM)
 
+    def _rotate_stderr(self) -> None:
+        """Keep each running host's captured stdout/stderr as bounded as its log (it repeats the log's lines)."""
+        for host in self.hosts:
+            if host.proc is not None:
+                rotate_if_large(self._stderr_path(host))
+
     def _stderr_path(self, host: _ManagedHost) -> Path:
         return self.log_dir / f"host_{host.node_id}.stderr"
 
@@ -448,7 +447,7 @@ class NodeManager:
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             stderr_path = self._stderr_path(host)
-            _rotate_if_large(stderr_path)
+            rotate_if_large(stderr_path)
             # The host logs to its own rotated --log-file; stdout/stderr (the same lines, plus
             # anything printed before logging starts or by a crash) go beside it.
             with open(stderr_path, "ab") as out:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +17,12 @@ from pathlib import Path
 import pytest
 import zmq
 
+from bxthre3 import scratch
 from bxthre3.addresses import Address
 from bxthre3.client import ControllerClient
 from bxthre3.controller import Controller
 from bxthre3.engines import ENGINE_ENV, WASM3, WASMTIME, wasmtime_installed
+from bxthre3.logs import LOG_DIR_ENV
 from bxthre3.scheduler import SchedulerConfig
 from bxthre3.security import TOKEN_ENV, CurveKeys
 
@@ -47,13 +48,23 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("BXTHRE3_CONTROLLER", None)
-    env.setdefault("BXTHRE3_LOG_DIR", _LOG_DIR)
-    env["XDG_STATE_HOME"] = _LOG_DIR  # a remembered controller from the machine's user must not leak in
+    env.setdefault(LOG_DIR_ENV, str(SESSION_LOG_DIR))
+    # a remembered controller from the machine's user must not leak in
+    env["XDG_STATE_HOME"] = str(SESSION_DIR / "state")
     return env
 
 
-_LOG_DIR = tempfile.mkdtemp(prefix="bxthre3-test-logs-")
-"""Where role logs of test subprocesses go when a test names no --log-file (not ./logs)."""
+SESSION_DIR = scratch.make_dir("test-session")
+"""This test run's own files, removed when it ends (and swept by the next run if it is killed)."""
+SESSION_LOG_DIR = SESSION_DIR / "logs"
+"""Where every role's logs go when a test names no --log-file: never the checkout's logs/, never ~/.local/state."""
+CHECKOUT_LOGS = REPO / "logs"
+"""The checkout's log folder (`./bootstrap.sh` writes there): a test run must add nothing to it."""
+
+# Every process of the test run, this one included, keeps its logs and device state in the session
+# directory: neither the checkout nor the machine user's XDG directories get anything from the suite.
+os.environ[LOG_DIR_ENV] = str(SESSION_LOG_DIR)
+os.environ["XDG_STATE_HOME"] = str(SESSION_DIR / "state")
 
 # Every process of the test run, this one included, is a member of the test cluster, and none reads or
 # writes the machine user's controller state (~/.local/share/bxthre3: its token, its journal).
@@ -71,7 +82,24 @@ ENGINES = [
     ),
 ]  # fmt: skip
 """Parameters for tests that must hold on every engine."""
-os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-data-")
+os.environ["XDG_DATA_HOME"] = str(SESSION_DIR / "data")
+
+
+def _checkout_log_files() -> set[str]:
+    if not CHECKOUT_LOGS.is_dir():
+        return set()
+    return {str(p.relative_to(CHECKOUT_LOGS)) for p in CHECKOUT_LOGS.rglob("*")}
+
+
+_CHECKOUT_LOGS_BEFORE = _checkout_log_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when it left new files in the checkout's logs/ (a role that ignored $BXTHRE3_LOG_DIR)."""
+    new = sorted(_checkout_log_files() - _CHECKOUT_LOGS_BEFORE)
+    if new:
+        print(f"\nERROR: the test run wrote into {CHECKOUT_LOGS}: {', '.join(new[:10])}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class RunningController:

@@ -6,6 +6,7 @@ embedded cluster) is injected so tests can drive the real app against anything.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from .. import scratch
 from ..addresses import Address
 from ..discovery import DISCOVERY_PORT, listen_for_controller
 from ..errors import ClusterError
@@ -77,8 +79,13 @@ class Bxthre3App(App[int]):
         self.start_config = start_config
         """A role to start at once, skipping picker and form (`bxthre3 all` on a terminal)."""
         self._stopping = False
+        self.quit_on_termination_signals = False
+        """SIGTERM/SIGHUP quit as `q` does (roles stopped, temporary files removed); set by `run_tui` only, so
+        tests running the app in-process keep their own signal handling."""
 
     def on_mount(self) -> None:
+        if self.quit_on_termination_signals:
+            self._install_termination_handlers()
         self.push_screen(RolePickerScreen())
         if self.controller is not None and self.start_role in (None, "ui"):
             self.push_screen(self._monitor(self.controller))
@@ -143,6 +150,23 @@ class Bxthre3App(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def _install_termination_handlers(self) -> None:
+        """Without this, `kill` or a closed terminal ends the UI at once: roles die with it, but their
+        temporary directories stay. A second such signal ends the UI the default way."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            for sig in scratch.TERMINATION_SIGNALS:
+                loop.remove_signal_handler(sig)
+            log.info("termination signal: stopping the roles and quitting")
+            self.call_later(self.action_quit)
+
+        for sig in scratch.TERMINATION_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, on_signal)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no Unix signals
+                return
 
     async def action_quit(self) -> None:
         if not self._stopping:
@@ -227,11 +251,10 @@ def run_tui(
     insecure: bool = False,
 ) -> int:
     """Run the TUI in this terminal; logs go to `log_file` only (never to the terminal)."""
-    from ..logs import setup_logging
+    from ..logs import role_log_file, setup_logging
 
-    if log_file is None:
-        log_file = Path(os.environ.get("BXTHRE3_LOG_DIR", "logs")) / "ui.log"
-    setup_logging("INFO", log_file, console=False)
+    setup_logging("INFO", role_log_file(log_file, "ui.log"), console=False)
+    scratch.sweep_stale()  # role directories of a UI that was killed with SIGKILL
     app = make_app(
         controller=controller,
         start_role=start_role,
@@ -240,6 +263,7 @@ def run_tui(
         discover=beacon_listener(),
         token_lookup=local_token,
     )
+    app.quit_on_termination_signals = True
     try:
         result = app.run()
     finally:

@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from .. import scratch
+from ..logs import rotate_if_large
 from ..processes import child_env, die_with_parent
 from ..status_file import read_status_file
 
@@ -33,19 +32,23 @@ STOP_GRACE_S = 10.0
 MAX_TAIL_BYTES = 64 * 1024
 """The most of the role's output read per poll (a burst of log lines is skipped, not buffered)."""
 
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024
+"""The role's captured output is emptied once read past this size: a UI left open for weeks must not fill
+the temporary directory, and everything in it is also in the role's own rotated log file."""
+
 
 class RoleProcess:
     """One running role: its command, status file and output, and how to stop it."""
 
     def __init__(self, role: str, argv: list[str], *, env: Mapping[str, str] | None = None) -> None:
         self.role = role
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"bxthre3-{role}-"))
+        self.workdir = scratch.make_dir(role)  # removed by stop(), at exit, or by the next start's sweep
         self.status_path = self.workdir / "status.json"
         self.output_path = self.workdir / "output.log"
         self.argv = [*argv, "--status-file", str(self.status_path)]
         self._offset = 0
         self._partial = b""
-        with open(self.output_path, "wb") as output:
+        with open(self.output_path, "ab") as output:  # append mode: emptying it (see MAX_OUTPUT_BYTES) is safe
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bxthre3", *self.argv],
                 stdin=subprocess.DEVNULL,
@@ -95,6 +98,8 @@ class RoleProcess:
         except OSError:
             return []
         self._offset += len(chunk)
+        if self._offset >= size > MAX_OUTPUT_BYTES:  # all read: nothing is lost by emptying it
+            rotate_if_large(self.output_path, MAX_OUTPUT_BYTES, backups=0)
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
@@ -123,7 +128,7 @@ class RoleProcess:
             code = self.proc.wait(5)
         except subprocess.TimeoutExpired:
             code = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        scratch.remove(self.workdir)
         return code
 
     def _signal_group(self, sig: int) -> None:

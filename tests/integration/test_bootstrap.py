@@ -313,6 +313,19 @@ def test_the_role_file_keeps_the_token_private(machine: Machine) -> None:
     assert oct(role_env.stat().st_mode & 0o777) == "0o600" and f"BXTHRE3_TOKEN={TOKEN}" in role_env.read_text()
 
 
+def test_what_bootstrap_starts_logs_in_the_checkouts_logs_folder_unless_told_otherwise(machine: Machine) -> None:
+    machine.installed()
+    machine.stub("fake-bxthre3", 'echo "ran $* logs=$BXTHRE3_LOG_DIR"')
+    (machine.venv / "bin" / "bxthre3").unlink()
+    (machine.venv / "bin" / "bxthre3").symlink_to(machine.bin / "fake-bxthre3")
+    role = machine.run("--role", "4", "--controller", "10.0.0.9", "--token", TOKEN)
+    assert role.stdout.strip() == f"ran host --ram-limit 128 --controller 10.0.0.9 logs={REPO}/logs", role.stderr
+    assert machine.run("run", "x.yaml").stdout.strip() == f"ran run x.yaml logs={REPO}/logs"
+    assert machine.run("--", "status").stdout.strip() == f"ran status logs={REPO}/logs"
+    chosen = machine.run("run", "x.yaml", BXTHRE3_LOG_DIR="/srv/bx-logs")
+    assert chosen.stdout.strip() == "ran run x.yaml logs=/srv/bx-logs", "an exported BXTHRE3_LOG_DIR wins"
+
+
 def test_shell_scripts_pass_bash_n_and_shellcheck() -> None:
     subprocess.run(["bash", "-n", str(BOOTSTRAP)], check=True, timeout=30)
     if shutil.which("shellcheck") is None:

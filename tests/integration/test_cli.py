@@ -35,12 +35,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_run_prints_the_greetings_and_exits_zero() -> None:
-    proc = bxthre3("run", HELLO)
+def test_run_prints_the_greetings_and_exits_zero(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**subprocess_env(), "BXTHRE3_LOG_DIR": str(tmp_path / "logs"), "TMPDIR": str(scratch)}
+    proc = bxthre3("run", HELLO, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.rstrip("\n").splitlines()
     assert lines[-2:] == ["Hello, Bxthre3!", "Hola, Bxthre3!"]
     assert "succeeded" in lines[0]
+    logs = {p.name for p in (tmp_path / "logs").iterdir()}
+    assert {"controller.log", "host_local-1.log", "host_local-2.log"} <= logs, "$BXTHRE3_LOG_DIR (bootstrap sets it)"
+    assert list(scratch.iterdir()) == [], "the hosts' temporary directory is gone"
 
 
 def test_run_exits_non_zero_when_the_dag_fails(tmp_path: Path) -> None:
@@ -156,15 +162,18 @@ def test_controller_hosts_submit_wait_status_by_hand(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in started), [p.returncode for p in started]
 
 
-def test_ctrl_c_stops_run_and_every_process_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_ctrl_c_or_kill_stops_run_and_every_process_it_started(sig: signal.Signals, tmp_path: Path) -> None:
     import psutil
 
     dag = tmp_path / "spin.yaml"
     module = REPO / "tests" / "data" / "modules" / "spin.wasm"
     dag.write_text(f"name: spin\ntasks:\n  - id: forever\n    module: {module}\n    timeout: 120\n")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bxthre3", "run", str(dag)],
-        env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+        env={**subprocess_env(), "TMPDIR": str(scratch)}, cwd=REPO, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -178,13 +187,19 @@ def test_ctrl_c_stops_run_and_every_process_it_started(tmp_path: Path) -> None:
 
         wait_for(executors_busy, 30, "the task to spin in an executor")
         family = me.children(recursive=True)
-        proc.send_signal(signal.SIGINT)
+        assert len(list(scratch.iterdir())) == 1, "the hosts' stderr directory"
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
+    if sig is signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "Traceback" not in err
     gone, alive = psutil.wait_procs(family, timeout=5)
     assert not alive, f"left running: {[p.pid for p in alive]}"
+    assert list(scratch.iterdir()) == [], "its temporary directory went with it"

@@ -1,5 +1,5 @@
 """`bxthre3 all` in a real pseudo-terminal: the TUI runs the roles as children, no log line reaches the
-screen, and `q` stops every process it started."""
+screen, and `q` stops every process it started and removes its temporary directories."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def read_for(fd: int, seconds: float, until: bytes | None = None) -> bytes:
 
 
 def test_all_on_a_terminal_shows_the_monitor_and_q_stops_everything(tmp_path: Path) -> None:
-    env = {**subprocess_env(), "TERM": "xterm-256color", "BXTHRE3_LOG_DIR": str(tmp_path)}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**subprocess_env(), "TERM": "xterm-256color", "BXTHRE3_LOG_DIR": str(tmp_path), "TMPDIR": str(scratch)}
     cmd = [sys.executable, "-m", "bxthre3", "all", "--port", "0", "--state-dir", ":memory:", "--max-nodes", "1"]
     pid, fd = pty.fork()
     if pid == 0:  # the child: becomes `bxthre3 all` on the pseudo-terminal
@@ -53,6 +55,7 @@ def test_all_on_a_terminal_shows_the_monitor_and_q_stops_everything(tmp_path: Pa
         assert len(family) >= 2, f"expected the controller and a host under the UI, got {family}"
         screen += read_for(fd, 1.0)
         assert not LOG_RECORD.search(screen), "a log line was written to the terminal"
+        assert [p.name[: len("bxthre3-all-")] for p in scratch.iterdir()] == ["bxthre3-all-"], "the role's own dir"
         os.write(fd, b"q")
         read_for(fd, 20, until=b"\x1b[?1049l")  # the TUI leaves the alternate screen on exit
         end = time.monotonic() + 15
@@ -64,6 +67,8 @@ def test_all_on_a_terminal_shows_the_monitor_and_q_stops_everything(tmp_path: Pa
         assert status == 0, f"bxthre3 all did not exit cleanly after q (status {status})"
         psutil.wait_procs(family, timeout=10)
         assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert list(scratch.iterdir()) == [], "the UI removed its temporary directories"
+        assert (tmp_path / "ui_node.log").is_file(), "the UI's log is in $BXTHRE3_LOG_DIR"
     finally:
         try:
             os.kill(pid, 9)
