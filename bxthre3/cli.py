@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .workloads import register_cli
 
     register_cli(sub)
+    from .conventions import register_cli as register_conventions
+
+    register_conventions(sub)  # completion, config, systemd
     return parser
 
 
