@@ -72,6 +72,8 @@ ENGINES = [
 ]  # fmt: skip
 """Parameters for tests that must hold on every engine."""
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-data-")
+# Nor the user's config file (~/.config/bxthre3/config.toml): tests of it write their own.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-config-")
 
 
 class RunningController:
