@@ -25,11 +25,6 @@ from typing import Any
 from . import paths
 from .errors import Bxthre3Error
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 FILE_NAME = "config.toml"
 
 
@@ -113,6 +108,11 @@ class ConfigFile:
 
 def load(path: Path | None = None) -> ConfigFile:
     """Read and check the file's shape (sections, keys, TOML types); a missing file is an empty one."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 (imported only when a file exists: hosts stay lean)
+        import tomli as tomllib
+
     path = path or config_path()
     try:
         text = path.read_text(encoding="utf-8")
