@@ -23,10 +23,12 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     show = actions.add_parser(
         "show",
         help="print every setting's effective value and where it comes from (flag, environment, file, default)",
-        description="Flags given here are shown as a command given them would use them.",
+        description="Print each setting, its effective value and its source: flag, environment, file or default.",
     )
     for flag, dest in dict((s.flag, s.dest) for s in SETTINGS).items():
-        show.add_argument(flag, dest=dest, metavar="VALUE", help=argparse.SUPPRESS)
+        show.add_argument(
+            flag, dest=dest, metavar="VALUE", help=f"show the settings as a command given {flag} sees them"
+        )
     show.set_defaults(handler=_run_config_show)
 
     from .systemd_unit import ROLES
