@@ -147,7 +147,7 @@ def load(path: Path | None = None) -> ConfigFile:
                 keys = ", ".join(s.key for s in SETTINGS if s.section == section)
                 raise ConfigError(f"{path}:{line}: unknown key {key!r} in [{section}]; known: {keys}")
             if isinstance(value, (dict, list)) or isinstance(value, bool) or not isinstance(value, (str, int)):
-                raise ConfigError(f"{path}:{line}: [{section}] {key}: must be a number or a quoted string")
+                raise ConfigError(f"{path}:{line}: [{section}] {key}: must be a whole number or a quoted string")
             entries[(section, key)] = Entry(value, line)
     config = ConfigFile(path, entries, exists=True)
     if ("security", "token") in entries and ("security", "token_file") in entries:

@@ -80,7 +80,7 @@ def test_settings_reach_only_the_commands_they_are_for(config: Path) -> None:
         ("port = 1\n", ":1: 'port' must be inside a section"),
         ("[controller]\n\n# the port\nport = 70000\n", ":4: [controller] port: port must be between"),
         ("[host]\nengine = 'v8'\n", ":2: [host] engine: 'v8' is not one of auto, wasm3, wasmtime"),
-        ("[host]\nengine = true\n", ":2: [host] engine: must be a number or a quoted string"),
+        ("[host]\nengine = true\n", ":2: [host] engine: must be a whole number or a quoted string"),
         ("[limits]\nram_per_node = 'lots'\n", ":2: [limits] ram_per_node: --ram-per-node must be a number"),
         ("[security]\ntoken = 'hunter2'\n", ":2: [security] token: not a cluster token"),
         ("[security]\ntoken_file = 'missing'\n", ":2: [security] token_file: cannot read"),
