@@ -84,7 +84,7 @@ def _kind(action: argparse.Action) -> str:
 
 def _one_line(text: str | None) -> str:
     """A help text as a short description: asides in parentheses and everything after a ';' dropped."""
-    line = re.sub(r"\s*\([^()]*\)", "", " ".join((text or "").split())).split("; ")[0]
+    line = re.sub(r"\s*\([^()]*\)", "", " ".join((text or "").replace("%%", "%").split())).split("; ")[0]
     return line if len(line) <= 80 else line[:79].rsplit(" ", 1)[0] + "…"
 
 
