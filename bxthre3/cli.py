@@ -31,6 +31,9 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    code = _apply_config_file(parser, argv)
+    if code is not None:
+        return code
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -54,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         name = f" {exc.filename}" if exc.filename else ""
         print(f"bxthre3: error:{name} {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str] | None) -> int | None:
+    """The config file's values become the command's defaults (flags > environment > file > defaults);
+    a bad file is one line and exit code 2, like any bad flag."""
+    from .config_file import apply
+
+    try:
+        apply(parser, sys.argv[1:] if argv is None else list(argv))
+    except Bxthre3Error as exc:
+        print(f"bxthre3: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .workloads import register_cli
 
     register_cli(sub)
+    from .conventions import register_cli as register_conventions
+
+    register_conventions(sub)  # completion, config, systemd
     return parser
 
 

@@ -35,6 +35,7 @@ from .scheduler import (
     AbortAttempt,
     AckResult,
     Assign,
+    AttemptEnded,
     DagCancelled,
     DagFinished,
     DagRetried,
@@ -366,8 +367,6 @@ class Controller:
             error, files = msg.error, msg.files or None
             if files is not None:
                 reason, error, files = _check_files(reason, error, files, len(msg.output))
-            if reason is None and self.metrics is not None:
-                self.metrics.observe(msg.duration)
             self._apply(
                 self.scheduler.handle(
                     TaskFinished(
@@ -594,6 +593,9 @@ class Controller:
                     self._send(identity, protocol.Reject(reason))
                 level = logging.INFO if ins.reason == HOST_SAID_GOODBYE else logging.WARNING
                 log.log(level, "host %s removed: %s", ins.node_id or ins.host_id, ins.reason)
+            elif isinstance(ins, AttemptEnded):
+                if self.metrics is not None:
+                    self.metrics.observe(ins.duration, outcome=ins.outcome, engine=ins.engine)
             elif isinstance(ins, DagFinished):
                 log.info("DAG %s %s", ins.dag_id, ins.state.value)
             elif isinstance(ins, RefuseHost):

@@ -3,19 +3,25 @@
 The controller's loop owns all state; the HTTP server runs in another thread. So the
 loop publishes an immutable snapshot of the numbers every tick (one reference swap)
 and the collector reads only that: a scrape never touches live scheduler state.
-Task durations go to a thread-safe histogram as results arrive.
+Attempt durations go to a thread-safe histogram as attempts end.
+
+Names follow Prometheus conventions, all with the ``bxthre3_`` prefix: counters end in
+``_total`` (the client adds it to a counter family's name), durations are in seconds, and a
+"what is this" series ``bxthre3_build_info`` carries the version and engine as labels.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from . import __version__
 from .scheduler import DagState, Scheduler, TaskState
 
 
@@ -69,9 +75,9 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily("bxthre3_hosts", "Registered hosts", value=s.hosts)
         yield GaugeMetricFamily("bxthre3_slots", "Task slots of the registered hosts", value=s.slots)
         yield GaugeMetricFamily("bxthre3_queue_depth", "Ready tasks waiting for a slot", value=s.queue_depth)
-        yield CounterMetricFamily("bxthre3_retries", "Attempts retried after a failure", value=s.retries_total)
+        yield CounterMetricFamily("bxthre3_task_retries", "Attempts retried after a failure", value=s.retries_total)
         yield CounterMetricFamily("bxthre3_tasks_succeeded", "Tasks succeeded since start", value=s.succeeded_total)
-        failures = CounterMetricFamily("bxthre3_task_failures", "Tasks failed for good, by reason", labels=["reason"])
+        failures = CounterMetricFamily("bxthre3_tasks_failed", "Tasks failed for good, by reason", labels=["reason"])
         for reason, n in sorted(s.failures_by_reason.items()):
             failures.add_metric([reason], n)
         yield failures
@@ -80,17 +86,32 @@ class _SnapshotCollector(Collector):
         )
 
 
+ATTEMPT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, float("inf"))
+"""Seconds: from a trivial task on wasmtime to the longest timeouts DAGs set."""
+
+
 class Metrics:
     """Owns the registry and the HTTP endpoint; the controller calls ``publish`` and ``observe``."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: str | None = None) -> None:
         self.registry = CollectorRegistry()
         self._collector = _SnapshotCollector()
         self.registry.register(self._collector)
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: the standard names every exporter uses,
+        # so stock dashboards work (Linux /proc only;
+        # elsewhere the collector yields nothing rather than failing a scrape).
+        ProcessCollector(registry=self.registry)
+        build = Gauge(
+            "bxthre3_build_info", "Always 1; labels: this controller's version and the engine auto picks here",
+            labelnames=["version", "engine"], registry=self.registry,
+        )  # fmt: skip
+        build.labels(version=__version__, engine=engine if engine is not None else _local_engine()).set(1)
         self.durations = Histogram(
-            "bxthre3_task_duration_seconds",
-            "Run time of successful task attempts",
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, float("inf")),
+            "bxthre3_attempt_duration_seconds",
+            "Run time of every finished task attempt, by outcome (succeeded, cancelled or the failure reason) "
+            "and the engine of its host",
+            labelnames=["outcome", "engine"],
+            buckets=ATTEMPT_BUCKETS,
             registry=self.registry,
         )
         self._server: Any = None
@@ -103,11 +124,26 @@ class Metrics:
     def publish(self, snapshot: MetricsSnapshot) -> None:
         self._collector.snapshot = snapshot
 
-    def observe(self, duration: float) -> None:
-        self.durations.observe(max(0.0, duration))
+    def observe(self, duration: float, *, outcome: str, engine: str) -> None:
+        """One finished attempt. A host reports its own durations: nonsense (NaN, negative, infinite)
+        is clamped rather than allowed to poison the histogram's sum."""
+        if not math.isfinite(duration) or duration < 0:
+            duration = 0.0
+        self.durations.labels(outcome=outcome, engine=engine or "unknown").observe(duration)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _local_engine() -> str:
+    """The engine `--engine auto` picks on this device ("none" when it cannot pick one)."""
+    from .engines import AUTO, resolve
+    from .errors import Bxthre3Error
+
+    try:
+        return resolve(AUTO)
+    except Bxthre3Error:
+        return "none"

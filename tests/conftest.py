@@ -83,6 +83,8 @@ ENGINES = [
 ]  # fmt: skip
 """Parameters for tests that must hold on every engine."""
 os.environ["XDG_DATA_HOME"] = str(SESSION_DIR / "data")
+# Nor the user's config file (~/.config/bxthre3/config.toml): tests of it write their own.
+os.environ["XDG_CONFIG_HOME"] = str(SESSION_DIR / "config")
 
 
 def _checkout_log_files() -> set[str]:

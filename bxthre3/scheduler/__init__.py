@@ -7,13 +7,23 @@ carries out the instructions that come back. Keeping policy here makes it testab
 
 from .core import Scheduler, SchedulerConfig
 from .events import DagCancelled, DagRetried, DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
-from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction, RefuseHost
+from .instructions import (
+    AbortAttempt,
+    AckResult,
+    Assign,
+    AttemptEnded,
+    DagFinished,
+    ForgetHost,
+    Instruction,
+    RefuseHost,
+)
 from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
 
 __all__ = [
     "AbortAttempt",
     "AckResult",
     "Assign",
+    "AttemptEnded",
     "DagCancelled",
     "DagFinished",
     "DagRecord",

@@ -19,7 +19,16 @@ from ..failures import FailureReason
 from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from ..liveness import silence_limit
 from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
-from .instructions import AbortAttempt, AckResult, Assign, DagFinished, ForgetHost, Instruction, RefuseHost
+from .instructions import (
+    AbortAttempt,
+    AckResult,
+    Assign,
+    AttemptEnded,
+    DagFinished,
+    ForgetHost,
+    Instruction,
+    RefuseHost,
+)
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
@@ -218,6 +227,7 @@ class Scheduler:
                     out.append(AbortAttempt(host.id, dag.id, task.spec.id, task.attempt))
                 task.attempts[-1].ended_at = ev.now
                 task.attempts[-1].error = "cancelled"
+                self._attempt_ended(dag.id, task, "cancelled", ev.now - task.attempts[-1].started_at, out)
             task.error = "cancelled"
             task.finished_at = ev.now
             dag.set_state(task, TaskState.CANCELLED)
@@ -397,6 +407,8 @@ class Scheduler:
         record.ended_at = ev.now
         record.reason = ev.reason
         record.error = ev.error
+        outcome = ev.reason.value if ev.reason is not None else TaskState.SUCCEEDED.value
+        self._attempt_ended(dag.id, task, outcome, ev.duration, out)
         task.stderr = ev.stderr
         task.exit_code = ev.exit_code
         task.duration = ev.duration
@@ -525,6 +537,7 @@ class Scheduler:
         record.ended_at = now
         record.reason = FailureReason.HOST_LOST
         record.error = error
+        self._attempt_ended(dag_id, task, FailureReason.HOST_LOST.value, now - record.started_at, out)
         task.host_losses += 1
         task.host_id = None
         dag.touch(task)
@@ -537,6 +550,15 @@ class Scheduler:
             self._check_dag_done(dag, now, out)
         else:
             self._make_ready(dag, task, front=True)
+
+    def _attempt_ended(
+        self, dag_id: str, task: TaskRecord, outcome: str, duration: float, out: list[Instruction]
+    ) -> None:
+        """Report the end of the task's latest attempt, with the engine of the host it ran on."""
+        record = task.attempts[-1]
+        host = self.hosts.get(record.host_id)
+        engine = host.engine if host is not None else ""
+        out.append(AttemptEnded(dag_id, task.spec.id, record.attempt, outcome, engine, duration))
 
     def _expire_overdue(self, now: float, out: list[Instruction]) -> None:
         """Backstop for hosts that stay alive but never answer an attempt (a wedged executor).

@@ -78,4 +78,21 @@ class RefuseHost:
     reason: str
 
 
-Instruction = Assign | AckResult | AbortAttempt | DagFinished | ForgetHost | RefuseHost
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """An attempt is over, however it ended: the shell feeds its duration to the metrics histogram.
+
+    Emitted once per attempt, only when the scheduler records its end (a duplicate or stale result
+    is not an end), so counting these counts attempts. ``outcome`` is ``succeeded``, ``cancelled``
+    or a failure reason (a closed set: safe as a label); ``engine`` is the host's ("" if unknown).
+    """
+
+    dag_id: str
+    task_id: str
+    attempt: int
+    outcome: str
+    engine: str
+    duration: float
+
+
+Instruction = Assign | AckResult | AbortAttempt | AttemptEnded | DagFinished | ForgetHost | RefuseHost
