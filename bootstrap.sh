@@ -114,7 +114,7 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# Python, venv support and a C toolchain with Python headers (pywasm3 and netifaces build from source).
+# Python, venv support and a C toolchain with Python headers (pywasm3 builds from source).
 ensure_debian_packages() {
     local missing=()
     command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
