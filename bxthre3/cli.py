@@ -520,7 +520,7 @@ def _add_engine_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine", choices=CHOICES, default=default_choice(),
         help="WebAssembly engine for tasks: wasmtime (fast; pip install 'bxthre3[wasmtime]'), wasm3 (runs "
-        "everywhere, also Android) or auto = wasmtime when installed (default $BXTHRE3_ENGINE or auto)",
+        "everywhere) or auto = wasmtime when installed and it loads here, else wasm3 (default $BXTHRE3_ENGINE or auto)",
     )  # fmt: skip
 
 
@@ -784,8 +784,8 @@ def _run_run(args: argparse.Namespace) -> int:
     from .progress import stage_printer
 
     spec = load_dag(args.dag)
-    engine = resolve_engine(args.engine)
     setup_logging("WARNING", args.log_dir / "controller.log" if args.log_dir else None)
+    engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     with LocalCluster(
         hosts=args.hosts, slots=args.slots, log_dir=args.log_dir, on_stage=stage_printer(), engine=engine
     ) as cluster:
