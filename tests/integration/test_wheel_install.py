@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,13 @@ def _pip(*args: str, python: Path | None = None, env: dict[str, str] | None = No
 def _source_tree(dest: Path) -> Path:
     """The checkout's tracked and new (not ignored) files, symlinks kept: builds write build/ and
     *.egg-info into their source tree, and tests never write into the checkout."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, timeout=30,
-    )  # fmt: skip
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True, timeout=30,
+        )  # fmt: skip
+    except FileNotFoundError:  # no git on this machine
+        listed = subprocess.CompletedProcess([], 1, b"", b"")
     if listed.returncode != 0:  # an unpacked sdist, not a git checkout
         ignore = shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "__pycache__", "logs")
         shutil.copytree(REPO, dest, symlinks=True, ignore=ignore)
@@ -61,6 +66,21 @@ def _source_tree(dest: Path) -> Path:
     return dest
 
 
+def _cache_atomically(final: Path, fill: Callable[[Path], object]) -> None:
+    """Fill a private directory, then rename it into place: runs sharing the cache (several checkouts on
+    one machine) never see a half-built one; the loser of a race drops its copy."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        fill(scratch)
+        os.rename(scratch, final)
+    except OSError:
+        if not final.exists():
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 BUILD_BACKEND = "setuptools>=70.1,<81"
 """What builds the sdist and wheel (70.1+ builds wheels without the `wheel` package), kept between runs:
 pip's build isolation would install it afresh into a temporary environment for every build."""
@@ -70,10 +90,8 @@ def _build_env() -> dict[str, str]:
     """An environment whose PYTHONPATH holds :data:`BUILD_BACKEND`, installed once under the cache."""
     tag = hashlib.sha256(f"{BUILD_BACKEND} {sys.version_info[:2]}".encode()).hexdigest()[:16]
     backend = paths.cache_home() / "install-test" / f"backend-{tag}"
-    if not (backend / ".complete").exists():
-        shutil.rmtree(backend, ignore_errors=True)
-        _pip("install", "--target", str(backend), BUILD_BACKEND)
-        (backend / ".complete").write_text(BUILD_BACKEND + "\n")
+    if not backend.exists():
+        _cache_atomically(backend, lambda d: _pip("install", "--target", str(d), BUILD_BACKEND))
     return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(backend)}
 
 
@@ -101,10 +119,11 @@ def _wheelhouse(wheel: Path) -> Path:
         constraints + "\n".join(_requirements(wheel)).encode() + f"{sys.version_info[:2]}{platform.machine()}".encode()
     )
     house = paths.cache_home() / "install-test" / f"wheels-{hashlib.sha256(ident).hexdigest()[:16]}"
-    if not (house / ".complete").exists():
-        house.mkdir(parents=True, exist_ok=True)
-        _pip("wheel", "-w", str(house), "-c", str(REPO / "constraints.txt"), *_requirements(wheel))
-        (house / ".complete").write_text("every dependency of bxthre3 at the pinned versions\n")
+    if not house.exists():
+        requirements = _requirements(wheel)
+        _cache_atomically(
+            house, lambda d: _pip("wheel", "-w", str(d), "-c", str(REPO / "constraints.txt"), *requirements)
+        )
     return house
 
 
