@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bxthre3.errors import Bxthre3Error
@@ -53,8 +54,18 @@ _PROBE_CODE = (
 )
 
 log = logging.getLogger(__name__)
-_probe_result: list[str | None] = []
-"""[] = not probed yet in this process; [None] = loads; [reason] = does not ([reason, "said"] once warned)."""
+
+
+@dataclass
+class _Probe:
+    """This process's one probe: whether it ran, why wasmtime does not load (None: it does), whether auto said so."""
+
+    done: bool = False
+    problem: str | None = None
+    said: bool = False
+
+
+_probe = _Probe()
 
 
 def wasmtime_installed() -> bool:
@@ -90,9 +101,10 @@ def _run_probe() -> str | None:
 
 def wasmtime_problem() -> str | None:
     """Why wasmtime cannot run tasks here (one line), or None when it loads; probed once per process."""
-    if not _probe_result:
-        _probe_result.append(_run_probe() if wasmtime_installed() else "the wasmtime package is not installed")
-    return _probe_result[0]
+    if not _probe.done:
+        _probe.problem = _run_probe() if wasmtime_installed() else "the wasmtime package is not installed"
+        _probe.done = True
+    return _probe.problem
 
 
 def default_choice() -> str:
@@ -116,9 +128,9 @@ def resolve(choice: str) -> str:
         problem = wasmtime_problem()
         if problem is None:
             return WASMTIME
-        if len(_probe_result) == 1:  # say it once per process, however often auto is resolved
+        if not _probe.said:  # once per process, however often auto is resolved
             log.warning("--engine auto: wasmtime is installed but does not load here (%s); using wasm3", problem)
-            _probe_result.append("said")
+            _probe.said = True
         return WASM3
     if choice == WASMTIME and not wasmtime_installed():
         raise Bxthre3Error(

@@ -16,7 +16,7 @@ from bxthre3.errors import Bxthre3Error
 @pytest.fixture(autouse=True)
 def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test probes anew (the result is cached per process)."""
-    monkeypatch.setattr(engines, "_probe_result", [])
+    monkeypatch.setattr(engines, "_probe", engines._Probe())
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def without_wasmtime(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def with_wasmtime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engines, "wasmtime_installed", lambda: True)
-    monkeypatch.setattr(engines, "_probe_result", [None])  # as if it loaded
+    monkeypatch.setattr(engines, "_probe", engines._Probe(done=True))  # as if it loaded
 
 
 def _stub_wasmtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
