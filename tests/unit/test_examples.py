@@ -89,3 +89,22 @@ def test_a_name_means_a_bundled_dag_only_when_no_such_file_exists(
     assert examples.dag_file(Path("sub/mandelbrot")) == Path("sub/mandelbrot"), "a path is meant literally"
     with pytest.raises(DagError, match=r"no bundled example has that name \(`bxthre3 examples` lists them\)"):
         examples.dag_file(Path("hello_fanot"))
+
+
+def test_cli_lists_examples_and_takes_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bxthre3.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["examples"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()] == [e.name for e in examples.examples()]
+    assert "bxthre3 run NAME" in err
+    assert main(["validate", "mandelbrot"]) == 0
+    assert "OK — DAG 'mandelbrot', 17 tasks" in capsys.readouterr().out
+    assert main(["validate", "mandelbrt"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bxthre3: error: mandelbrt: DAG file not found, and no bundled example has that name "
+        "(`bxthre3 examples` lists them)"
+    )
