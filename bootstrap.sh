@@ -119,7 +119,7 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# Python, venv support and a C toolchain with Python headers (pywasm3 and netifaces build from source).
+# Python, venv support and a C toolchain with Python headers (pywasm3 builds from source).
 ensure_debian_packages() {
     local missing=()
     command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
@@ -154,6 +154,35 @@ ensure_termux_packages() {
     fi
 }
 
+# The fast engine where a wheel for this machine exists and loads: Linux and macOS on x86_64/aarch64, and
+# 64-bit Android (wasmtime publishes android arm64/x86_64 wheels since 33.0). A wheel that installs but does
+# not load (pip's py3-none-any fallback has no native library; a phone may refuse to run JIT code) is removed
+# again, so hosts keep Wasm3 without probing wasmtime at every start. Arguments: pip's pin options.
+ensure_wasmtime() {
+    local why machine
+    if [ "$PLATFORM" = termux ]; then
+        machine="$(uname -m 2>/dev/null || echo unknown)"
+        case "$machine" in
+            aarch64 | x86_64) ;;
+            *) log "no wasmtime wheel for $machine Android (64-bit only): hosts run tasks in Wasm3"; return 0 ;;
+        esac
+    fi
+    if ! act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary wasmtime \
+        "$@" -e "${ROOT}[wasmtime]"; then
+        log "no wasmtime wheel for this machine: hosts run tasks in Wasm3"
+        return 0
+    fi
+    if [ "$DRY_RUN" -eq 1 ]; then
+        printf 'would run: check that wasmtime loads (bxthre3.engines.wasmtime_problem)\n'
+        return 0
+    fi
+    why="$("$VENV/bin/python" -c 'from bxthre3.engines import wasmtime_problem as p; print(p() or "")' \
+        2>/dev/null)" || why="the load check could not run"
+    [ -z "$why" ] && return 0
+    log "wasmtime installed but does not load here ($why): removing it, hosts run tasks in Wasm3"
+    act "$VENV/bin/python" -m pip uninstall --quiet --disable-pip-version-check --yes wasmtime || true
+}
+
 # Reinstalls only when pyproject.toml or constraints.txt changed since the last install (idempotent and fast).
 # The versions come from constraints.txt (what the suite last passed with), so a release made yesterday
 # cannot break a fresh install; BXTHRE3_NEWEST=1 takes the newest releases the ranges allow instead.
@@ -181,10 +210,8 @@ ensure_venv() {
             act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "$ROOT"
         else
             act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "${ROOT}[test]"
-            # The fast engine, where a wheel exists (x86_64 and aarch64 Linux); hosts use Wasm3 without it.
-            act "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary wasmtime \
-                "${pins[@]}" -e "${ROOT}[wasmtime]" || log "no wasmtime wheel for this machine: hosts run tasks in Wasm3"
         fi
+        ensure_wasmtime "${pins[@]}"
         if [ "$DRY_RUN" -eq 1 ]; then
             printf 'would run: record %s\n' "$stamp"
         else
@@ -219,7 +246,8 @@ ensure_termux_kit() {
     done
 }
 
-install() {
+# Not named `install`: ensure_termux_kit runs install(1), which a function of that name would shadow.
+set_up_device() {
     detect_platform
     log "platform: $PLATFORM${CLOUD:+ ($CLOUD)}"
     case "$PLATFORM" in
@@ -400,13 +428,13 @@ main() {
         install)
             shift
             parse_options "$@"
-            install
+            set_up_device
             log "ready: $VENV/bin/bxthre3"
             ;;
         test)
             shift
             if [ "${1:-}" = --dry-run ]; then DRY_RUN=1; shift; fi
-            install
+            set_up_device
             ensure_test_packages
             cd "$ROOT"
             # Under `test` a missing toolchain fails the conformance suite instead of skipping it.
@@ -422,7 +450,7 @@ main() {
         run)
             shift
             [ $# -ge 1 ] || die "usage: ./bootstrap.sh run DAG.yaml"
-            install
+            set_up_device
             use_checkout_logs
             exec "$VENV/bin/bxthre3" run "$@"
             ;;
@@ -431,18 +459,18 @@ main() {
             ;;
         --)
             shift
-            install
+            set_up_device
             use_checkout_logs
             exec "$VENV/bin/bxthre3" "$@"
             ;;
         ""|-*)
             parse_options "$@"
-            install
+            set_up_device
             settle_choices
             start_role
             ;;
         *)
-            install
+            set_up_device
             use_checkout_logs
             exec "$VENV/bin/bxthre3" "$@"
             ;;

@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retry(sub)
     _add_token(sub)
     _add_validate(sub)
-    from .workloads import register_cli
+    from . import examples, workloads
 
-    register_cli(sub)
+    workloads.register_cli(sub)
+    examples.register_cli(sub)
     from .conventions import register_cli as register_conventions
 
     register_conventions(sub)  # completion, config, systemd
@@ -537,7 +538,7 @@ def _add_engine_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine", choices=CHOICES, default=default_choice(),
         help="WebAssembly engine for tasks: wasmtime (fast; pip install 'bxthre3[wasmtime]'), wasm3 (runs "
-        "everywhere, also Android) or auto = wasmtime when installed (default $BXTHRE3_ENGINE or auto)",
+        "everywhere) or auto = wasmtime when installed and it loads here, else wasm3 (default $BXTHRE3_ENGINE or auto)",
     )  # fmt: skip
 
 
@@ -751,8 +752,9 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 
 def _run_validate(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
+    from .examples import dag_file
 
-    spec = load_dag(args.dag)
+    spec = load_dag(dag_file(args.dag))
     size = sum(len(m) for m in spec.modules.values())
     print(f"{args.dag}: OK — DAG '{spec.name}', {len(spec.tasks)} tasks, {len(spec.modules)} modules ({size:,} bytes)")
     for note in _engine_notes(spec):
@@ -780,7 +782,7 @@ def _engine_notes(spec: Any) -> list[str]:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a DAG on an embedded local cluster and print its results")
-    p.add_argument("dag", type=Path, help="DAG YAML file")
+    p.add_argument("dag", type=Path, help="DAG YAML file, or the name of a bundled example (bxthre3 examples)")
     p.add_argument("--hosts", type=_number(int, 1, 64, "--hosts"), default=2, help="local host processes (default 2)")
     p.add_argument("--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1, help="slots per host (default 1)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -801,15 +803,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _run_run(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
     from .engines import resolve as resolve_engine
+    from .examples import dag_file
     from .local_cluster import LocalCluster
     from .logs import chosen_log_dir, setup_logging
     from .progress import stage_printer
     from .scratch import exit_on_termination_signals
 
-    spec = load_dag(args.dag)
-    engine = resolve_engine(args.engine)
+    spec = load_dag(dag_file(args.dag))
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
+    engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
     with LocalCluster(
         hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
@@ -848,7 +851,7 @@ def _write_named_outputs(client: Any, dag_id: str, results: dict[str, Any], out:
 
 def _add_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="submit a DAG to a running controller; prints its id")
-    p.add_argument("dag", type=Path, help="DAG YAML file")
+    p.add_argument("dag", type=Path, help="DAG YAML file, or the name of a bundled example (bxthre3 examples)")
     p.add_argument("--wait", action="store_true", help="wait for the DAG to end and print each task's output")
     p.add_argument("--json", action="store_true", help="with --wait: print the results as JSON")
     _add_controller_option(p)
@@ -857,8 +860,9 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
 
 def _run_submit(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
+    from .examples import dag_file
 
-    spec = load_dag(args.dag)
+    spec = load_dag(dag_file(args.dag))
     with _client(args) as client:
         dag_id = client.submit(spec)
         print(dag_id, flush=True)

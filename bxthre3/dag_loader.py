@@ -25,6 +25,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
+from bxthre3 import examples
 from bxthre3.dag_model import (
     MAX_RETRIES,
     MAX_TIMEOUT_S,
@@ -44,6 +45,7 @@ from bxthre3.dag_model import (
 )
 from bxthre3.digests import sha256_hex
 from bxthre3.errors import DagError, ModuleError
+from bxthre3.examples import MODULE_PATH_ENV
 from bxthre3.limits import (
     MAX_DAG_BYTES,
     MAX_ID_LENGTH,
@@ -555,18 +557,12 @@ class _DagBuilder:
             return self.module_by_name[name]
         if not name:
             raise self.fail("must name a .wasm file", node, task_id, "module")
-        candidates = (
-            [Path(name)]
-            if os.path.isabs(name)
-            else [
-                self.base_dir / name,
-                self.base_dir / ".." / "wasm_modules" / name,
-            ]
-        )
+        candidates = [Path(name)] if os.path.isabs(name) else module_candidates(self.base_dir, name)
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             looked = ", ".join(os.path.normpath(c) for c in candidates)
-            raise self.fail(f"module file {name!r} not found; looked in: {looked}", node, task_id, "module")
+            hint = "" if os.path.isabs(name) else f" (add directories to ${MODULE_PATH_ENV}, {os.pathsep}-separated)"
+            raise self.fail(f"module file {name!r} not found; looked in: {looked}{hint}", node, task_id, "module")
         key = path.resolve()
         if key in self.module_by_path:
             self.module_by_name[name] = self.module_by_path[key]
@@ -602,6 +598,14 @@ class _DagBuilder:
             self.modules[digest] = data
         self.module_by_path[key] = self.module_by_name[name] = digest
         return digest
+
+
+def module_candidates(base_dir: Path, name: str) -> list[Path]:
+    """Where a DAG's relative module `name` may be, in order: beside the DAG, its ../wasm_modules/,
+    each directory of $BXTHRE3_MODULE_PATH, then the modules bundled with bxthre3 -- so a DAG written
+    anywhere (`bxthre3 dag ... -o /elsewhere/x.yaml`) runs from anywhere."""
+    extra = [Path(d) / name for d in os.environ.get(MODULE_PATH_ENV, "").split(os.pathsep) if d.strip()]
+    return [base_dir / name, base_dir / ".." / "wasm_modules" / name, *extra, examples.modules_dir() / name]
 
 
 def _kind(node: Node) -> str:

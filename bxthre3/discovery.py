@@ -9,7 +9,8 @@ Broadcast works only on a shared LAN or Wi-Fi: cloud networks and most VPNs carr
 address must be given. A beacon holds no secret (magic, version, port, cluster id) and decoding it is
 a trust boundary like :func:`bxthre3.protocol.decode`: anything malformed raises ``ProtocolError``.
 
-No zmq here, and psutil/netifaces are imported lazily (and optionally) by :func:`broadcast_addresses`.
+No zmq here, and psutil is imported lazily (and optionally) by :func:`broadcast_addresses`; where it is
+missing or fails, :mod:`bxthre3.net_interfaces` asks the kernel with the standard library.
 """
 
 from __future__ import annotations
@@ -196,26 +197,25 @@ def _from_psutil() -> list[str]:
     return found
 
 
-def _from_netifaces() -> list[str]:
-    import netifaces  # lazy, optional
+def _from_ioctls() -> list[str]:
+    from .net_interfaces import ipv4_interfaces
 
     found = []
-    for name in netifaces.interfaces():
-        for a in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
-            b = _broadcast_of(a.get("addr", ""), a.get("netmask"), a.get("broadcast"))
-            if b:
-                found.append(b)
+    for a in ipv4_interfaces():
+        b = _broadcast_of(a.address, a.netmask, a.broadcast)
+        if b:
+            found.append(b)
     return found
 
 
 def broadcast_addresses() -> list[str]:
     """Each IPv4 interface's broadcast address, then 255.255.255.255; duplicates removed, order kept.
 
-    psutil first, netifaces if psutil is missing or fails (Android forbids netlink to apps, so psutil
-    can raise there), else only the limited broadcast. Never shells out to ip/ifconfig.
+    psutil first, the kernel's interface ioctls if psutil is missing or fails (Android forbids netlink
+    to apps, so psutil can raise there), else only the limited broadcast. Never shells out to ip/ifconfig.
     """
     found: list[str] = []
-    for source in (_from_psutil, _from_netifaces):
+    for source in (_from_psutil, _from_ioctls):
         try:
             found = source()
             break

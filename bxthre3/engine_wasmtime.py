@@ -10,7 +10,8 @@ and recompiles every function on every run.
 It also stops a runaway module itself: epoch interruption (a watchdog thread bumps the
 engine's epoch when a run's deadline passes) traps a run past its timeout, so the executor
 survives and the host does not pay a process restart. The host's kill stays as the
-backstop. wasmtime ships no wheel for Android, so Termux hosts keep Wasm3.
+backstop. wasmtime publishes Android wheels for 64-bit phones only (arm64, x86_64, since 33.0);
+other Termux hosts, and any where it does not load, keep Wasm3 (see :mod:`bxthre3.engines`).
 
 Only the executor child imports this module (through :mod:`bxthre3.engines`).
 """

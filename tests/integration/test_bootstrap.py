@@ -373,3 +373,53 @@ def test_termux_widget_scripts_start_once_and_stop(tmp_path: Path) -> None:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+
+
+TERMUX_DEBS = {"python", "clang", "cmake", "make", "pkg-config", "libzmq", "python-psutil", "termux-api"}
+
+
+def _termux_reinstall(machine: Machine, cpu: str, probe_says: str) -> None:
+    """A phone with everything from pkg and a venv whose install stamp is stale; `uname -m` says `cpu`, and
+    the venv's Python logs pip runs and answers the wasmtime load check with `probe_says`."""
+    machine.installed_debs = set(TERMUX_DEBS)
+    machine.termux()
+    machine.installed()
+    (machine.venv / ".bxthre3-installed").unlink()
+    machine.stub("uname", f'[ "$1" = -m ] && echo {cpu}')
+    python = machine.venv / "bin" / "python"
+    python.write_text(
+        f"""#!/bin/sh
+case "$*" in
+  *"-m pip"*) echo "pip $*" >> "$STUB_LOG" ;;
+  *wasmtime_problem*) echo '{probe_says}' ;;
+esac
+"""
+    )
+
+
+def test_termux_64bit_keeps_android_wasmtime_wheel_that_loads(machine: Machine) -> None:
+    _termux_reinstall(machine, "aarch64", "")
+    proc = machine.run("install")
+    assert proc.returncode == 0, proc.stderr
+    pip = (machine.root / "stub.log").read_text().splitlines()
+    assert any("--only-binary wasmtime" in line and line.endswith(f"-e {REPO}[wasmtime]") for line in pip), pip
+    assert not any("uninstall" in line for line in pip)
+
+
+def test_termux_64bit_removes_a_wasmtime_that_does_not_load(machine: Machine) -> None:
+    _termux_reinstall(machine, "x86_64", "ImportError: wasmtime: no native library")
+    proc = machine.run("install")
+    assert proc.returncode == 0, proc.stderr
+    pip = (machine.root / "stub.log").read_text().splitlines()
+    assert any("--only-binary wasmtime" in line for line in pip), pip
+    assert any("-m pip uninstall" in line and line.endswith("--yes wasmtime") for line in pip), pip
+    assert "wasmtime installed but does not load here (ImportError: wasmtime: no native library)" in proc.stderr
+
+
+def test_termux_32bit_does_not_try_wasmtime(machine: Machine) -> None:
+    _termux_reinstall(machine, "armv7l", "")
+    proc = machine.run("install")
+    assert proc.returncode == 0, proc.stderr
+    pip = (machine.root / "stub.log").read_text().splitlines()
+    assert pip and not any("wasmtime" in line for line in pip), pip
+    assert "no wasmtime wheel for armv7l Android (64-bit only)" in proc.stderr

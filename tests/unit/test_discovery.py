@@ -149,14 +149,6 @@ def _fake_psutil(ifaces: dict | None = None, error: Exception | None = None) -> 
     return mod
 
 
-def _fake_netifaces(ifaces: dict) -> types.ModuleType:
-    mod = types.ModuleType("netifaces")
-    mod.AF_INET = 2  # type: ignore[attr-defined]
-    mod.interfaces = lambda: list(ifaces)  # type: ignore[attr-defined]
-    mod.ifaddresses = lambda name: {2: ifaces[name]}  # type: ignore[attr-defined]
-    return mod
-
-
 @pytest.fixture
 def no_shelling_out(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*a: object, **k: object) -> None:
@@ -183,43 +175,52 @@ def test_psutil_source(monkeypatch: pytest.MonkeyPatch, no_shelling_out: None) -
     assert broadcast_addresses() == ["127.255.255.255", "192.168.1.255", "10.1.255.255", "255.255.255.255"]
 
 
+def _real_psutil_broadcasts() -> list[str]:
+    pytest.importorskip("psutil")
+    return discovery._from_psutil()
+
+
 @pytest.mark.parametrize("error", [PermissionError(13, "netlink denied"), OSError("boom"), RuntimeError("x")])
-def test_netifaces_fallback_when_psutil_raises(
+def test_kernel_ioctl_fallback_when_psutil_raises(
     monkeypatch: pytest.MonkeyPatch, error: Exception, no_shelling_out: None
 ) -> None:
+    """The stdlib source runs for real against this machine's interfaces and agrees with psutil."""
+    expected = _real_psutil_broadcasts()
+    assert "127.255.255.255" in expected  # loopback's /8, computed from its netmask (lo has no broadcast flag)
     monkeypatch.setitem(sys.modules, "psutil", _fake_psutil(error=error))
-    monkeypatch.setitem(
-        sys.modules,
-        "netifaces",
-        _fake_netifaces(
-            {
-                "wlan0": [{"addr": "192.168.7.9", "netmask": "255.255.255.0", "broadcast": "192.168.7.255"}],
-                "eth0": [{"addr": "172.16.0.5", "netmask": "255.255.255.0"}],
-                "junk": [{"addr": "not-an-ip", "netmask": "255.0.0.0"}, {}],
-            }
-        ),
+    assert broadcast_addresses() == list(dict.fromkeys([*expected, "255.255.255.255"]))
+
+
+def test_missing_psutil_uses_kernel_ioctls(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = _real_psutil_broadcasts()
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import raises ImportError
+    assert broadcast_addresses() == list(dict.fromkeys([*expected, "255.255.255.255"]))
+
+
+def test_kernel_ioctls_list_what_psutil_lists() -> None:
+    """Names, addresses, netmasks and broadcasts from SIOCGIFCONF & co. equal psutil's (netlink) view."""
+    psutil = pytest.importorskip("psutil")
+    from bxthre3.net_interfaces import ipv4_interfaces
+
+    theirs = sorted(
+        (name, a.address, a.netmask, a.broadcast)
+        for name, addrs in psutil.net_if_addrs().items()
+        for a in addrs
+        if a.family == socket.AF_INET
     )
-    assert broadcast_addresses() == ["192.168.7.255", "172.16.0.255", "255.255.255.255"]
+    ours = sorted((i.name, i.address, i.netmask, i.broadcast) for i in ipv4_interfaces())
+    assert ours == theirs and ("lo", "127.0.0.1", "255.0.0.0", None) in ours
 
 
 def test_limited_broadcast_only_when_both_sources_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bxthre3 import net_interfaces
+
+    def denied() -> list:
+        raise PermissionError(1, "ioctl denied")
+
     monkeypatch.setitem(sys.modules, "psutil", _fake_psutil(error=PermissionError("netlink")))
-    monkeypatch.setitem(sys.modules, "netifaces", None)  # import raises ImportError
+    monkeypatch.setattr(net_interfaces, "ipv4_interfaces", denied)
     assert broadcast_addresses() == ["255.255.255.255"]
-
-
-def test_missing_psutil_uses_netifaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "psutil", None)
-    monkeypatch.setitem(
-        sys.modules,
-        "netifaces",
-        _fake_netifaces(
-            {
-                "wlan0": [{"addr": "192.168.7.9", "netmask": "255.255.255.0", "broadcast": "192.168.7.255"}],
-            }
-        ),
-    )
-    assert broadcast_addresses() == ["192.168.7.255", "255.255.255.255"]
 
 
 def test_real_machine_list_ends_with_limited_broadcast() -> None:
