@@ -796,10 +796,7 @@ def _run_run(args: argparse.Namespace) -> int:
         written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)
     if args.out is not None:
-        from .outputs import terminal_safe, write_final_outputs
-
-        for path in write_final_outputs(spec, results, args.out) + written:
-            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
+        _say_written(_write_final(spec, results, args.out) + written)
     return code
 
 
@@ -825,7 +822,15 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="submit a DAG to a running controller; prints its id")
     p.add_argument("dag", type=Path, help="DAG YAML file")
     p.add_argument("--wait", action="store_true", help="wait for the DAG to end and print each task's output")
-    p.add_argument("--json", action="store_true", help="with --wait: print the results as JSON")
+    p.add_argument(
+        "--json", action="store_true",
+        help='one JSON document on stdout: {"dag_id": ...}, or with --wait the results (the id goes to stderr)',
+    )  # fmt: skip
+    p.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="with --wait: write each final task's output to DIR/<task id><ext> and every file a task wrote "
+        "under /out to DIR/<task id>/<name> (as `run --out`)",
+    )  # fmt: skip
     _add_controller_option(p)
     p.set_defaults(handler=_run_submit)
 
@@ -833,13 +838,38 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
 def _run_submit(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
 
+    if args.out is not None and not args.wait:
+        raise Bxthre3Error("--out saves the outputs of a finished DAG: add --wait (or later: bxthre3 results ID --out)")
     spec = load_dag(args.dag)
     with _client(args) as client:
         dag_id = client.submit(spec)
-        print(dag_id, flush=True)
+        if args.json and not args.wait:
+            print(json.dumps({"dag_id": dag_id}), flush=True)
+            return EXIT_OK
+        # With --wait --json, stdout is the results document alone (`| jq` must parse it): the id goes aside.
+        print(dag_id, file=sys.stderr if args.json else sys.stdout, flush=True)
         if not args.wait:
             return EXIT_OK
-        return _wait_and_print(client, dag_id, spec.name, len(spec.tasks), as_json=args.json)
+        _wait_with_progress(client, dag_id, spec.name, len(spec.tasks))
+        results = client.results(dag_id)
+        written = _write_named_outputs(client, dag_id, results, args.out) if args.out is not None else []
+    code = _print_results(results, as_json=args.json)
+    if args.out is not None:
+        _say_written(_write_final(spec, results, args.out) + written)
+    return code
+
+
+def _write_final(spec: Any, results: dict[str, Any], out: Path) -> list[Path]:
+    from .outputs import write_final_outputs
+
+    return write_final_outputs(spec, results, out)
+
+
+def _say_written(paths: list[Path]) -> None:
+    from .outputs import terminal_safe
+
+    for path in paths:
+        print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
@@ -872,6 +902,10 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, metavar="DIR", help="write every file a task wrote under /out to DIR/<task id>/<name>"
     )
+    p.add_argument(
+        "--task", metavar="TASK",
+        help="print only this task's output, in full and byte for byte (the table summarises long and binary ones)",
+    )  # fmt: skip
     _add_controller_option(p)
     p.set_defaults(handler=_run_results)
 
@@ -879,15 +913,29 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 def _run_results(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
-        results = client.results(args.dag_id)
+        results = client.results(args.dag_id, task_id=args.task) if args.task else client.results(args.dag_id)
         written = _write_named_outputs(client, args.dag_id, results, args.out) if args.out is not None else []
+    if args.task and not args.json:
+        return _print_one_output(results, args.task)
     code = _print_results(results, as_json=args.json)
-    if written:
-        from .outputs import terminal_safe
-
-        for path in written:
-            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
+    _say_written(written)
     return code
+
+
+def _print_one_output(results: dict[str, Any], task_id: str) -> int:
+    """`results ID --task T`: the task's stdout as it is, for a file or a pipe (`> img.pgm`)."""
+    tasks = [t for t in results.get("tasks", []) if t.get("task_id") == task_id]
+    if not tasks:
+        raise Bxthre3Error(f"DAG {results.get('dag_id')} has no task {task_id!r} (`bxthre3 results ID` lists them)")
+    task = tasks[0]
+    if task.get("state") != "succeeded":
+        why = f": {task.get('reason')} {task.get('error') or ''}".rstrip() if task.get("reason") else ""
+        print(f"bxthre3: task {task_id} is {task.get('state')}{why}", file=sys.stderr)
+        return EXIT_DAG_FAILED
+    data = task.get("output") or b""
+    sys.stdout.buffer.write(data.encode() if isinstance(data, str) else data)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
 
 
 def _add_cancel(sub: argparse._SubParsersAction) -> None:
