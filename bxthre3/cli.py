@@ -369,10 +369,13 @@ def _run_controller(args: argparse.Namespace) -> int:
     controller.owns_process = True
     stop = _stop_on_signals()
     beacon = None
+    first_start = _first_start(state_dir)
     try:
         _open_journal(controller, state_dir, reset=getattr(args, "reset_state", False))
         port = controller.bind()
         print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
+        if first_start:
+            _print_join_hint(args, port, state_dir)
         if metrics is not None:
             try:
                 metrics_port = metrics.serve(args.metrics_port, args.host)
@@ -400,6 +403,27 @@ def _run_controller(args: argparse.Namespace) -> int:
             metrics.close()
         controller.close()
     return EXIT_OK
+
+
+def _first_start(state_dir: Path | str) -> bool:
+    """A persistent state dir without a journal yet: this controller has never run there."""
+    from .store import JOURNAL_FILE
+
+    return str(state_dir) != ":memory:" and not (Path(state_dir) / JOURNAL_FILE).exists()
+
+
+def _print_join_hint(args: argparse.Namespace, port: int, state_dir: Path | str) -> None:
+    from .join_hint import join_lines
+    from .security import default_state_dir, token_path
+
+    file = token_path(state_dir)
+    command = "bxthre3 token"
+    if Path(state_dir).resolve() != Path(default_state_dir()).resolve():
+        command += f" --state-dir {state_dir}"
+    lines = join_lines(
+        args.host, port, token_file=file if file.exists() else None, insecure=bool(args.insecure), token_command=command
+    )
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _open_journal(controller: Any, state_dir: Path | str, *, reset: bool) -> None:
