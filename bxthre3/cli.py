@@ -684,6 +684,7 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
 def _run_node_manager(args: argparse.Namespace) -> int:
     from .logs import setup_logging
 
+    controller_from_env_or(args.controller)  # a bad address is refused before anything starts
     setup_logging(args.log_level, _role_log(args, "node_manager.log"))
     token = _member_token(args)
     manager = _node_manager(args, _find_controller(args), token)

@@ -52,9 +52,12 @@ def join_lines(
         token = "--token TOKEN"
     lines.append(f"  bxthre3 node-manager --controller {address} {token}   (as many hosts as its RAM allows)")
     lines.append(f"  bxthre3 host --controller {address} {token}           (one host)")
-    if not insecure:
-        where = f"kept in {token_file}" if token_file is not None else "the one this controller was given"
-        lines.append(f"  TOKEN: `{token_command}` prints it on this device ({where}); or set BXTHRE3_TOKEN there")
+    if not insecure and token_file is not None:
+        lines.append(
+            f"  TOKEN: `{token_command}` prints it on this device (kept in {token_file}); or set BXTHRE3_TOKEN"
+        )
+    elif not insecure:  # the state dir holds no token: `bxthre3 token` would make a new one, not print this one
+        lines.append("  TOKEN: the one this controller was started with (--token or $BXTHRE3_TOKEN)")
     if len(candidates) > 1:
         lines.append(f"  (this device's other addresses: {', '.join(candidates[1:])})")
     if is_loopback(bind_host):
