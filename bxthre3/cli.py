@@ -19,6 +19,7 @@ from . import __version__
 from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
 from .errors import Bxthre3Error, ClusterError
 from .stop_event import StopEvent
+from .user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, range_problem
 from .zmq_util import is_loopback
 
 MAX_SLOTS = 64
@@ -91,8 +92,9 @@ def _number(kind: type, low: float, high: float, what: str) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
-        if not low <= value <= high:  # also false for nan
-            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, not {text}")
+        problem = range_problem(value, low, high)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{what} {problem}, not {text}")
         return value
 
     return parse
@@ -505,8 +507,8 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("host", help="run a host (executes tasks' WebAssembly modules)")
     p.add_argument("--controller", metavar="ADDR", help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV})")
     p.add_argument(
-        "--ram-limit", type=_number(int, 1, 1_048_576, "--ram-limit"), default=128,
-        help="MB of memory each task on this host may use (default 128)",
+        "--ram-limit", type=_number(int, MIN_NODE_RAM_MB, MAX_NODE_RAM_MB, "--ram-limit"), default=128,
+        help=f"MB of memory each task on this host may use ({MIN_NODE_RAM_MB}-{MAX_NODE_RAM_MB}, default 128)",
     )  # fmt: skip
     p.add_argument("--node-id", help="name of this host (default: <hostname>-<pid>)")
     p.add_argument("--device", default="", help="name of the device this host runs on (default: its hostname)")
@@ -570,6 +572,8 @@ def _run_host(args: argparse.Namespace) -> int:
     from .module_cache import ModuleCache, default_cache_dir
     from .security import load_or_create_host_key, new_host_key
 
+    if args.node_id is not None:
+        check_node_id(args.node_id)  # it names files: `a/b` wrote logs/host_a/b.log
     address = _find_controller(args)
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
@@ -604,8 +608,9 @@ def _run_host(args: argparse.Namespace) -> int:
 
 def _add_scaling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--ram-per-node", type=_number(int, 16, 1_048_576, "--ram-per-node"),
-        help="MB each host gets, which is also its tasks' memory limit (default $RAM_PER_NODE or 128)",
+        "--ram-per-node", type=_number(int, MIN_NODE_RAM_MB, MAX_NODE_RAM_MB, "--ram-per-node"),
+        help=f"MB each host gets, which is also its tasks' memory limit ({MIN_NODE_RAM_MB}-{MAX_NODE_RAM_MB}; "
+        "default $RAM_PER_NODE or 128)",
     )  # fmt: skip
     p.add_argument(
         "--min-free-ram", type=_number(int, 0, 1_048_576, "--min-free-ram"), default=512,
@@ -645,9 +650,15 @@ def _ram_per_node(args: argparse.Namespace) -> int:
         return int(args.ram_per_node)
     env = os.environ.get("RAM_PER_NODE", "").strip()
     try:
-        return int(env) if env else 128
+        value = int(env) if env else 128
     except ValueError:
         raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
+    from .user_input import ram_problem
+
+    problem = ram_problem(value)
+    if problem:
+        raise Bxthre3Error(f"RAM_PER_NODE {problem} (or pass --ram-per-node)")
+    return value
 
 
 def _node_manager(args: argparse.Namespace, controller: Address, token: str | None) -> Any:
@@ -657,6 +668,9 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
 
     from .node_manager import NodeManager, ScalingPolicy
     from .ram_probe import is_android
+
+    if args.device_name:
+        check_node_id(args.device_name, "--device-name")  # it starts every host's node id and log name
 
     policy = ScalingPolicy(
         ram_per_node=_ram_per_node(args),
