@@ -409,11 +409,21 @@ class Host:
         silent = now - self.last_heard
         limit = self.heartbeat_interval * self.liveness
         if silent > max(limit, self.backoff if not self.welcomed else 0.0):
-            hint = "" if self.registrations else " (if it runs, check that this host has the cluster's token)"
+            hint = "" if self.registrations else f" ({self._why_silent()})"
             log.warning("no word from controller %s for %.1fs; reconnecting%s", self.address, silent, hint)
             if not self.welcomed:
                 self.backoff = min(self.config.max_backoff, self.backoff * 2) * random.uniform(0.9, 1.1)
             self._connect()
+
+    def _why_silent(self) -> str:
+        """Before the first registration: an unresolvable name, nothing listening or a dead network, each
+        named; a controller that accepts the TCP connection and still says nothing refuses our token."""
+        from .reachability import why_unreachable
+
+        return why_unreachable(self.address) or (
+            "it accepts connections but does not answer: check that this host has the cluster's token "
+            "(`bxthre3 token` on the controller prints it)"
+        )
 
     # ------------------------------------------------------------------ work
 

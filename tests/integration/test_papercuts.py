@@ -16,7 +16,7 @@ from bxthre3.addresses import Address
 from bxthre3.cli import main
 from bxthre3.client import ControllerClient
 from bxthre3.node_manager import HostState, NodeManager, ScalingPolicy
-from tests.conftest import HostProcesses, RunningController, subprocess_env, wait_for_hosts
+from tests.conftest import HostProcesses, RunningController, subprocess_env, wait_for, wait_for_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -148,3 +148,39 @@ def test_first_start_prints_how_to_join(tmp_path: Path) -> None:
     assert f"bxthre3 host --controller 127.0.0.1:{port} --token TOKEN" in first
     assert "TOKEN: the one this controller was started with" in first  # the tests' cluster token: $BXTHRE3_TOKEN
     assert "first start" not in start_and_read("listening on")  # said once, not on every start
+
+
+def test_a_host_tells_nothing_listening_from_a_wrong_token(controller: RunningController, tmp_path: Path) -> None:
+    """Papercut: an unreachable or unresolvable controller was reported to a host as a token problem."""
+    import os
+    import signal
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on (bound, then closed)
+        s.bind(("127.0.0.1", 0))
+        free_port = s.getsockname()[1]
+    started = []
+    for name, address, token in (
+        ("refused", f"127.0.0.1:{free_port}", None),
+        ("stranger", str(controller.address), "bxt1-" + "W" * 43),
+    ):
+        env = subprocess_env()
+        if token:
+            env["BXTHRE3_TOKEN"] = token
+        log = tmp_path / f"{name}.log"
+        cmd = [
+            sys.executable, "-m", "bxthre3", "host", "--controller", address, "--node-id", name,
+            "--heartbeat", "0.2", "--liveness", "3", "--log-file", str(log),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        started.append((proc, log))
+    try:
+        for _, log in started:
+            wait_for(lambda log=log: "no word from controller" in (log.read_text() if log.exists() else ""), 15)
+        refused, stranger = (log.read_text() for _, log in started)
+        assert "nothing is listening at 127.0.0.1:" in refused and "token" not in refused
+        assert "accepts connections but does not answer: check that this host has the cluster's token" in stranger
+    finally:
+        for proc, _ in started:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(10)
