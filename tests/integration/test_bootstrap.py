@@ -34,8 +34,8 @@ class Machine:
         (self.include / "Python.h").write_text("")
         self.installed_debs: set[str] = set()
         self.stub("cc")
-        self.stub("apt-get", 'echo apt-get-ran >> "$STUB_LOG"')
-        self.stub("pkg", 'echo pkg-ran >> "$STUB_LOG"')
+        self.stub("apt-get", "echo apt-get-ran >> \"$STUB_LOG\"")
+        self.stub("pkg", "echo pkg-ran >> \"$STUB_LOG\"")
         self.stub("sudo", 'exec "$@"')
         self.python(venv_ok=True, headers=True)
         tools = root / "tools"  # only what the script needs from the system: no cc, python3, sudo, apt-get
@@ -365,7 +365,6 @@ def test_termux_widget_scripts_start_once_and_stop(tmp_path: Path) -> None:
 def on_terminal(machine: Machine, answers: list[str], *args: str) -> tuple[int, str]:
     """Run bootstrap.sh on a pseudo-terminal with ``answers`` typed ahead, one line each; returns the exit
     code and everything the terminal showed. Bounded: killed (by PID) after 30 s."""
-    import pty  # noqa: F401  (POSIX only, like bootstrap.sh itself)
     import select
     import time
 
