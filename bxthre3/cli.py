@@ -706,6 +706,11 @@ def _run_node_manager(args: argparse.Namespace) -> int:
         manager.host_args.append("--remember-controller")  # the first host to register makes it the "last used"
     stop = _stop_on_signals()
     print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
+    from .reachability import why_unreachable
+
+    problem = why_unreachable(manager.controller)  # said here once, not only deep in every host's log
+    if problem:
+        print(f"bxthre3: warning: {problem} (its hosts keep trying)", file=sys.stderr, flush=True)
     status = _status_file(args)
     if status is not None:
         status.start_thread(stop, lambda: {"role": "node-manager", "node_manager": manager.snapshot()})

@@ -174,10 +174,20 @@ def test_a_host_tells_nothing_listening_from_a_wrong_token(controller: RunningCo
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         started.append((proc, log))
+    manager_err = tmp_path / "node_manager.stderr"
+    with open(manager_err, "wb") as err:  # a node manager says it at once, before any host of its own could
+        cmd = [
+            sys.executable, "-m", "bxthre3", "node-manager", "--controller", f"127.0.0.1:{free_port}",
+            "--max-nodes", "0", "--log-file", str(tmp_path / "nm.log"),
+        ]  # fmt: skip
+        manager = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=subprocess_env())
+    started.append((manager, manager_err))
     try:
-        for _, log in started:
+        for _, log in started[:2]:
             wait_for(lambda log=log: "no word from controller" in (log.read_text() if log.exists() else ""), 15)
-        refused, stranger = (log.read_text() for _, log in started)
+        wait_for(lambda: "(its hosts keep trying)" in manager_err.read_text(), 15, "the node manager's warning")
+        assert f"warning: nothing is listening at 127.0.0.1:{free_port}" in manager_err.read_text()
+        refused, stranger = (log.read_text() for _, log in started[:2])
         assert "nothing is listening at 127.0.0.1:" in refused and "token" not in refused
         assert "accepts connections but does not answer: check that this host has the cluster's token" in stranger
     finally:
