@@ -883,7 +883,7 @@ def _run_submit(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
 
     if args.out is not None and not args.wait:
-        raise Bxthre3Error("--out saves the outputs of a finished DAG: add --wait (or later: bxthre3 results ID --out)")
+        raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
     spec = load_dag(args.dag)
     with _client(args) as client:
         dag_id = client.submit(spec)
@@ -967,7 +967,10 @@ def _run_results(args: argparse.Namespace) -> int:
 
 
 def _print_one_output(results: dict[str, Any], task_id: str) -> int:
-    """`results ID --task T`: the task's stdout as it is, for a file or a pipe (`> img.pgm`)."""
+    """`results ID --task T`: the task's whole stdout, byte for byte into a file or a pipe (`> img.pgm`).
+
+    On a terminal, text has its control characters escaped (a module must not be able to rewrite the
+    screen) and binary is not written at all: it would only garble the terminal."""
     tasks = [t for t in results.get("tasks", []) if t.get("task_id") == task_id]
     if not tasks:
         raise Bxthre3Error(f"DAG {results.get('dag_id')} has no task {task_id!r} (`bxthre3 results ID` lists them)")
@@ -976,8 +979,22 @@ def _print_one_output(results: dict[str, Any], task_id: str) -> int:
         why = f": {task.get('reason')} {task.get('error') or ''}".rstrip() if task.get("reason") else ""
         print(f"bxthre3: task {task_id} is {task.get('state')}{why}", file=sys.stderr)
         return EXIT_DAG_FAILED
-    data = task.get("output") or b""
-    sys.stdout.buffer.write(data.encode() if isinstance(data, str) else data)
+    raw = task.get("output") or b""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if sys.stdout.isatty():
+        from .outputs import terminal_safe
+
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Bxthre3Error(
+                f"task {task_id}'s output is {len(data):,} bytes of binary: redirect it (`> {task_id}.bin`) "
+                "or save it with --out DIR"
+            ) from None
+        sys.stdout.write(terminal_safe(text))
+        sys.stdout.flush()
+        return EXIT_OK
+    sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
     return EXIT_OK
 

@@ -111,6 +111,10 @@ def test_submit_wait_json_out_and_results_task(
 
     assert main(["results", dag_id, "--task", "image", *addr]) == 0
     assert capfdbinary.readouterr().out == saved  # one output, in full, byte for byte
+    with pytest.MonkeyPatch.context() as mp:  # on a terminal binary is refused with what to do instead
+        mp.setattr(sys.stdout, "isatty", lambda: True)
+        assert main(["results", dag_id, "--task", "image", *addr]) == 2
+    assert b"bytes of binary: redirect it" in capfdbinary.readouterr().err
     assert main(["results", dag_id, "--task", "nope", *addr]) != 0
     err = capfdbinary.readouterr().err
     assert b"nope" in err and b"Traceback" not in err
