@@ -12,7 +12,7 @@
 # Roles: 1 UI Node, 2 Controller + Node Manager, 3 Node Manager only, 4 Host Node only, 5 All components.
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
-# .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
+# .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), PROC_ROOT (default /proc), CI=true (never ask),
 # BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
 # BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing),
 # BXTHRE3_LOG_DIR (default: logs/ in this checkout for everything started from here).
@@ -23,6 +23,13 @@ NEWEST="${BXTHRE3_NEWEST:-0}"
 if [ "$NEWEST" = 1 ]; then VENV="${BXTHRE3_VENV:-$ROOT/.venv-newest}"; else VENV="${BXTHRE3_VENV:-$ROOT/.venv}"; fi
 PYTHON="${PYTHON:-python3}"
 SYSFS_ROOT="${SYSFS_ROOT:-/sys}"
+PROC_ROOT="${PROC_ROOT:-/proc}"
+# The same limits as bxthre3/user_input.py (a test keeps them equal): RAM per host, in MB.
+MIN_NODE_RAM_MB=16
+MAX_NODE_RAM_MB=4096
+DEFAULT_RAM_MB=128
+MIN_FREE_RAM_MB=512
+ANDROID_MAX_NODES=4
 DRY_RUN=0
 ASSUME_YES=0
 ROLE="${BXTHRE3_ROLE:-}"
@@ -221,12 +228,34 @@ ensure_venv() {
 }
 
 # `bxthre3` on PATH: a link in $PREFIX/bin on Termux, else in ~/.local/bin.
+# A link to another checkout (or a pipx install) is not taken over silently: asked on a terminal,
+# replaced with --yes, else left alone with a note saying how.
 ensure_on_path() {
-    local bindir
+    local bindir link current answer
     if [ "$PLATFORM" = termux ]; then bindir="${PREFIX:-/data/data/com.termux/files/usr}/bin"; else bindir="$HOME/.local/bin"; fi
-    if [ "$(readlink "$bindir/bxthre3" 2>/dev/null || true)" != "$VENV/bin/bxthre3" ]; then
+    link="$bindir/bxthre3"
+    current="$(readlink "$link" 2>/dev/null || true)"
+    if [ "$current" != "$VENV/bin/bxthre3" ]; then
+        if [ -e "$link" ] || [ -L "$link" ]; then
+            if [ -z "$current" ]; then
+                log "left $link alone: it is not a link of ours (a pipx or pip install?); remove it to use this checkout"
+                return 0
+            fi
+            if can_ask; then
+                read -r -p "$link points at $current; point it at this checkout ($VENV) instead? [y/N] " answer || answer=""
+                case "$answer" in
+                    y|Y|yes|YES) ;;
+                    *) log "left $link pointing at $current"; return 0 ;;
+                esac
+            elif [ "$ASSUME_YES" -eq 1 ]; then
+                log "repointing $link from $current to $VENV/bin/bxthre3 (--yes)"
+            else
+                log "left $link pointing at $current; run with --yes (or answer on a terminal) to point it here"
+                return 0
+            fi
+        fi
         act mkdir -p "$bindir"
-        act ln -sfn "$VENV/bin/bxthre3" "$bindir/bxthre3"
+        act ln -sfn "$VENV/bin/bxthre3" "$link"
     fi
     case ":$PATH:" in *":$bindir:"*) ;; *) log "add $bindir to PATH to type 'bxthre3' anywhere" ;; esac
 }
@@ -304,10 +333,33 @@ role_key() {
 }
 
 available_ram_mb() {
-    awk '/^MemAvailable:/ { print int($2 / 1024); found = 1 } END { if (!found) print 0 }' /proc/meminfo 2>/dev/null \
-        || echo 0
+    awk '/^MemAvailable:/ { print int($2 / 1024); found = 1 } END { if (!found) print 0 }' "$PROC_ROOT/meminfo" \
+        2>/dev/null || echo 0
 }
 
+# The node manager's default cap: one host per CPU, at most $ANDROID_MAX_NODES on a phone.
+max_nodes() {
+    local cpus
+    cpus="$(nproc 2>/dev/null || awk '/^processor/ { n++ } END { print n + 0 }' "$PROC_ROOT/cpuinfo" 2>/dev/null || echo 1)"
+    [ "${cpus:-0}" -ge 1 ] 2>/dev/null || cpus=1
+    if [ "$PLATFORM" = termux ] && [ "$cpus" -gt "$ANDROID_MAX_NODES" ]; then cpus=$ANDROID_MAX_NODES; fi
+    echo "$cpus"
+}
+
+# Why a RAM figure is refused (the wording of bxthre3/user_input.py), or nothing.
+ram_problem() {
+    case "$1" in
+        ''|*[!0-9]*) echo "RAM per node must be a whole number of MB, not '$1'"; return ;;
+    esac
+    if [ "${#1}" -gt 6 ] || [ "$1" -lt "$MIN_NODE_RAM_MB" ] || [ "$1" -gt "$MAX_NODE_RAM_MB" ]; then
+        echo "RAM per node must be between $MIN_NODE_RAM_MB and $MAX_NODE_RAM_MB MB (a task's wasm32 memory tops out at $MAX_NODE_RAM_MB MB), not $1"
+    fi
+}
+
+# A cluster token as `bxthre3 token` prints it: bxt1- and 43 URL-safe base64 characters.
+token_ok() { [[ "$1" =~ ^bxt1-[A-Za-z0-9_-]{43}$ ]]; }
+
+# Every question is asked again until the answer is usable: a typo must not end the setup.
 ask_role() {
     local answer
     cat >&2 <<'EOF'
@@ -318,23 +370,64 @@ Which role should this device play?
   4) Host Node only            one host that runs tasks
   5) All components            everything on this device
 EOF
-    read -r -p "Role [1-5, default 5]: " answer
-    ROLE="${answer:-5}"
+    while true; do
+        read -r -p "Role [1-5, default 5]: " answer || die "no answer: pass --role 1-5"
+        if role_key "${answer:-5}" >/dev/null; then ROLE="${answer:-5}"; return; fi
+        printf "bootstrap: unknown role '%s': answer 1-5 (or ui, controller, node-manager, host, all)\n" "$answer" >&2
+    done
+}
+
+# "N node(s) ...": what the node manager will run with this RAM per node, its CPU cap included.
+nodes_line() {
+    local ram="$1" available cap nodes
+    available="$(available_ram_mb)"
+    cap="$(max_nodes)"
+    nodes=$(( (available - MIN_FREE_RAM_MB) / ram ))
+    [ "$nodes" -lt 0 ] && nodes=0
+    if [ "$nodes" -gt "$cap" ]; then
+        echo "$cap node(s): ${available} MB available would fit $nodes, at most $cap (one per CPU; --max-nodes)"
+    else
+        echo "$nodes node(s) from ${available} MB available, ${MIN_FREE_RAM_MB} MB kept free"
+    fi
 }
 
 ask_ram() {
-    local answer available nodes
-    available="$(available_ram_mb)"
-    nodes=$(( (available - 512) / 128 ))
-    [ "$nodes" -lt 0 ] && nodes=0
-    read -r -p "RAM per node in MB [128: $nodes node(s) from ${available} MB available]: " answer
-    RAM_PER_NODE="${answer:-128}"
+    local answer problem prompt
+    if [ "$ROLE" = host ]; then
+        prompt="Memory limit of each task in MB [$DEFAULT_RAM_MB; $MIN_NODE_RAM_MB-$MAX_NODE_RAM_MB]: "
+    else
+        prompt="RAM per node in MB [$DEFAULT_RAM_MB: $(nodes_line "$DEFAULT_RAM_MB")]: "
+    fi
+    while true; do
+        read -r -p "$prompt" answer || die "no answer: pass --ram-per-node MB"
+        answer="${answer:-$DEFAULT_RAM_MB}"
+        problem="$(ram_problem "$answer")"
+        if [ -z "$problem" ]; then
+            RAM_PER_NODE="$answer"
+            [ "$ROLE" = host ] || log "RAM per node $answer MB: $(nodes_line "$answer")"
+            return
+        fi
+        printf 'bootstrap: %s\n' "$problem" >&2
+    done
 }
 
 ask_controller() {
     local answer
-    read -r -p "Controller address (IP[:PORT]): " answer
-    CONTROLLER="$answer"
+    while true; do
+        read -r -p "Controller address (IP[:PORT]): " answer || die "no answer: pass --controller IP[:PORT]"
+        if [[ "$answer" =~ ^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]+)(:[0-9]{1,5})?$ ]]; then CONTROLLER="$answer"; return; fi
+        printf "bootstrap: '%s' is not an address: type the IP (or IP:PORT) the controller printed, e.g. 192.168.1.10:5000\n" "$answer" >&2
+    done
+}
+
+ask_token() {
+    local answer
+    while true; do
+        read -r -s -p "Cluster token (\`bxthre3 token\` on the controller prints it): " answer || die "no answer: pass --token"
+        printf '\n' >&2
+        if token_ok "$answer"; then TOKEN="$answer"; return; fi
+        printf "bootstrap: that is not a cluster token: it starts with 'bxt1-' and has 43 more characters\n" >&2
+    done
 }
 
 # Fill in what the flags and environment left open: ask on a terminal, else take defaults or fail.
@@ -345,13 +438,24 @@ settle_choices() {
     role_key "$ROLE" >/dev/null || die "unknown role '$ROLE' (1-5, or ui, controller, node-manager, host, all)"
     ROLE="$(role_key "$ROLE")"
     if [ -z "$RAM_PER_NODE" ] && [ "$ROLE" != ui ]; then
-        if can_ask; then ask_ram; else RAM_PER_NODE=128; fi
+        if can_ask; then ask_ram; else RAM_PER_NODE=$DEFAULT_RAM_MB; fi
     fi
-    case "$RAM_PER_NODE" in ''|*[!0-9]*) [ "$ROLE" = ui ] || die "RAM per node must be a whole number of MB, not '$RAM_PER_NODE'" ;; esac
+    if [ "$ROLE" != ui ]; then
+        local problem
+        problem="$(ram_problem "$RAM_PER_NODE")"
+        [ -z "$problem" ] || die "$problem (--ram-per-node or RAM_PER_NODE)"
+    fi
     if [ "$PLATFORM" = cloud ] && [ -z "$CONTROLLER" ] && { [ "$ROLE" = node-manager ] || [ "$ROLE" = host ] || [ "$ROLE" = ui ]; }; then
         # Cloud networks carry no broadcast: the controller cannot be discovered there.
         if can_ask; then ask_controller; fi
         [ -n "$CONTROLLER" ] || die "on a cloud instance ($CLOUD) pass --controller IP[:PORT]: cloud networks carry no broadcast"
+    fi
+    # Members of another device's cluster need its token; the controller roles make their own.
+    if [ -z "$TOKEN" ] && { [ "$ROLE" = node-manager ] || [ "$ROLE" = host ] || [ "$ROLE" = ui ]; }; then
+        if can_ask; then ask_token; fi
+    fi
+    if [ -n "$TOKEN" ] && ! token_ok "$TOKEN"; then
+        die "--token (or BXTHRE3_TOKEN) is not a cluster token: 'bxt1-' and 43 more characters, as \`bxthre3 token\` prints"
     fi
     return 0
 }

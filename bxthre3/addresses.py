@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import Bxthre3Error
@@ -12,6 +13,9 @@ DEFAULT_PORT = 5000
 """The controller's ZeroMQ port unless told otherwise (the original Bxthre3's)."""
 
 CONTROLLER_ENV = "BXTHRE3_CONTROLLER"
+
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+"""One dot-separated part of a host name (RFC 1123, plus the underscore some LANs use)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,12 @@ def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> Address:
         if end < 0:
             raise Bxthre3Error(f"bad controller address {text!r}: unclosed '['")
         host, rest = raw[1:end], raw[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise Bxthre3Error(
+                f"bad controller address {text!r}: brackets hold an IPv6 address, e.g. [::1]:5000"
+            ) from None
         if rest:
             if not rest.startswith(":"):
                 raise Bxthre3Error(f"bad controller address {text!r}")
@@ -66,7 +76,24 @@ def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> Address:
         port = int(port_text)
     if not host:
         raise Bxthre3Error(f"bad controller address {text!r}: no host")
+    _check_host(host, text)
     return Address(host, port)
+
+
+def _check_host(host: str, text: str) -> None:
+    """Refuse what no resolver can look up (spaces, slashes, ...) here, with the address in the message:
+    ZeroMQ would otherwise fail deep inside ``connect`` with "Invalid argument" and a traceback."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise Bxthre3Error(
+            f"bad controller address {text!r}: {host!r} is neither an IP address nor a host name "
+            "(letters, digits, '-' and '.' only; e.g. 192.168.1.10:5000)"
+        )
 
 
 def controller_from_env_or(value: str | None) -> Address | None:

@@ -19,6 +19,7 @@ from . import __version__
 from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
 from .errors import Bxthre3Error, ClusterError
 from .stop_event import StopEvent
+from .user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, range_problem
 from .zmq_util import is_loopback
 
 MAX_SLOTS = 64
@@ -111,8 +112,9 @@ def _number(kind: type, low: float, high: float, what: str) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
-        if not low <= value <= high:  # also false for nan
-            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, not {text}")
+        problem = range_problem(value, low, high)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{what} {problem}, not {text}")
         return value
 
     return parse
@@ -387,10 +389,13 @@ def _run_controller(args: argparse.Namespace) -> int:
     controller.owns_process = True
     stop = _stop_on_signals()
     beacon = None
+    first_start = _first_start(state_dir)
     try:
         _open_journal(controller, state_dir, reset=getattr(args, "reset_state", False))
         port = controller.bind()
         print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
+        if first_start:
+            _print_join_hint(args, port, state_dir)
         if metrics is not None:
             try:
                 metrics_port = metrics.serve(args.metrics_port, args.host)
@@ -418,6 +423,27 @@ def _run_controller(args: argparse.Namespace) -> int:
             metrics.close()
         controller.close()
     return EXIT_OK
+
+
+def _first_start(state_dir: Path | str) -> bool:
+    """A persistent state dir without a journal yet: this controller has never run there."""
+    from .store import JOURNAL_FILE
+
+    return str(state_dir) != ":memory:" and not (Path(state_dir) / JOURNAL_FILE).exists()
+
+
+def _print_join_hint(args: argparse.Namespace, port: int, state_dir: Path | str) -> None:
+    from .join_hint import join_lines
+    from .security import default_state_dir, token_path
+
+    file = token_path(state_dir)
+    command = "bxthre3 token"
+    if Path(state_dir).resolve() != Path(default_state_dir()).resolve():
+        command += f" --state-dir {state_dir}"
+    lines = join_lines(
+        args.host, port, token_file=file if file.exists() else None, insecure=bool(args.insecure), token_command=command
+    )
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _open_journal(controller: Any, state_dir: Path | str, *, reset: bool) -> None:
@@ -499,8 +525,8 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("host", help="run a host (executes tasks' WebAssembly modules)")
     p.add_argument("--controller", metavar="ADDR", help=f"controller IP or IP:PORT (default: ${CONTROLLER_ENV})")
     p.add_argument(
-        "--ram-limit", type=_number(int, 1, 1_048_576, "--ram-limit"), default=128,
-        help="MB of memory each task on this host may use (default 128)",
+        "--ram-limit", type=_number(int, MIN_NODE_RAM_MB, MAX_NODE_RAM_MB, "--ram-limit"), default=128,
+        help=f"MB of memory each task on this host may use ({MIN_NODE_RAM_MB}-{MAX_NODE_RAM_MB}, default 128)",
     )  # fmt: skip
     p.add_argument("--node-id", help="name of this host (default: <hostname>-<pid>)")
     p.add_argument("--device", default="", help="name of the device this host runs on (default: its hostname)")
@@ -564,6 +590,8 @@ def _run_host(args: argparse.Namespace) -> int:
     from .module_cache import ModuleCache, default_cache_dir
     from .security import load_or_create_host_key, new_host_key
 
+    if args.node_id is not None:
+        check_node_id(args.node_id)  # it names files: `a/b` wrote logs/host_a/b.log
     address = _find_controller(args)
     node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
@@ -598,8 +626,9 @@ def _run_host(args: argparse.Namespace) -> int:
 
 def _add_scaling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--ram-per-node", type=_number(int, 16, 1_048_576, "--ram-per-node"),
-        help="MB each host gets, which is also its tasks' memory limit (default $RAM_PER_NODE or 128)",
+        "--ram-per-node", type=_number(int, MIN_NODE_RAM_MB, MAX_NODE_RAM_MB, "--ram-per-node"),
+        help=f"MB each host gets, which is also its tasks' memory limit ({MIN_NODE_RAM_MB}-{MAX_NODE_RAM_MB}; "
+        "default $RAM_PER_NODE or 128)",
     )  # fmt: skip
     p.add_argument(
         "--min-free-ram", type=_number(int, 0, 1_048_576, "--min-free-ram"), default=512,
@@ -639,9 +668,15 @@ def _ram_per_node(args: argparse.Namespace) -> int:
         return int(args.ram_per_node)
     env = os.environ.get("RAM_PER_NODE", "").strip()
     try:
-        return int(env) if env else 128
+        value = int(env) if env else 128
     except ValueError:
         raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
+    from .user_input import ram_problem
+
+    problem = ram_problem(value)
+    if problem:
+        raise Bxthre3Error(f"RAM_PER_NODE {problem} (or pass --ram-per-node)")
+    return value
 
 
 def _node_manager(args: argparse.Namespace, controller: Address, token: str | None) -> Any:
@@ -651,6 +686,9 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
 
     from .node_manager import NodeManager, ScalingPolicy
     from .ram_probe import is_android
+
+    if args.device_name:
+        check_node_id(args.device_name, "--device-name")  # it starts every host's node id and log name
 
     policy = ScalingPolicy(
         ram_per_node=_ram_per_node(args),
@@ -678,6 +716,7 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
 def _run_node_manager(args: argparse.Namespace) -> int:
     from .logs import setup_logging
 
+    controller_from_env_or(args.controller)  # a bad address is refused before anything starts
     setup_logging(args.log_level, _role_log(args, "node_manager.log"))
     token = _member_token(args)
     manager = _node_manager(args, _find_controller(args), token)
@@ -685,6 +724,11 @@ def _run_node_manager(args: argparse.Namespace) -> int:
         manager.host_args.append("--remember-controller")  # the first host to register makes it the "last used"
     stop = _stop_on_signals()
     print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
+    from .reachability import why_unreachable
+
+    problem = why_unreachable(manager.controller)  # said here once, not only deep in every host's log
+    if problem:
+        print(f"bxthre3: warning: {problem} (its hosts keep trying)", file=sys.stderr, flush=True)
     status = _status_file(args)
     if status is not None:
         status.start_thread(stop, lambda: {"role": "node-manager", "node_manager": manager.snapshot()})
@@ -824,10 +868,7 @@ def _run_run(args: argparse.Namespace) -> int:
         written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)
     if args.out is not None:
-        from .outputs import terminal_safe, write_final_outputs
-
-        for path in write_final_outputs(spec, results, args.out) + written:
-            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
+        _say_written(_write_final(spec, results, args.out) + written)
     return code
 
 
@@ -853,7 +894,15 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="submit a DAG to a running controller; prints its id")
     p.add_argument("dag", type=Path, help="DAG YAML file, or the name of a bundled example (bxthre3 examples)")
     p.add_argument("--wait", action="store_true", help="wait for the DAG to end and print each task's output")
-    p.add_argument("--json", action="store_true", help="with --wait: print the results as JSON")
+    p.add_argument(
+        "--json", action="store_true",
+        help='one JSON document on stdout: {"dag_id": ...}, or with --wait the results (the id goes to stderr)',
+    )  # fmt: skip
+    p.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="with --wait: write each final task's output to DIR/<task id><ext> and every file a task wrote "
+        "under /out to DIR/<task id>/<name> (as `run --out`)",
+    )  # fmt: skip
     _add_controller_option(p)
     p.set_defaults(handler=_run_submit)
 
@@ -862,13 +911,38 @@ def _run_submit(args: argparse.Namespace) -> int:
     from .dag_loader import load_dag
     from .examples import dag_file
 
+    if args.out is not None and not args.wait:
+        raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
     spec = load_dag(dag_file(args.dag))
     with _client(args) as client:
         dag_id = client.submit(spec)
-        print(dag_id, flush=True)
+        if args.json and not args.wait:
+            print(json.dumps({"dag_id": dag_id}), flush=True)
+            return EXIT_OK
+        # With --wait --json, stdout is the results document alone (`| jq` must parse it): the id goes aside.
+        print(dag_id, file=sys.stderr if args.json else sys.stdout, flush=True)
         if not args.wait:
             return EXIT_OK
-        return _wait_and_print(client, dag_id, spec.name, len(spec.tasks), as_json=args.json)
+        _wait_with_progress(client, dag_id, spec.name, len(spec.tasks))
+        results = client.results(dag_id)
+        written = _write_named_outputs(client, dag_id, results, args.out) if args.out is not None else []
+    code = _print_results(results, as_json=args.json)
+    if args.out is not None:
+        _say_written(_write_final(spec, results, args.out) + written)
+    return code
+
+
+def _write_final(spec: Any, results: dict[str, Any], out: Path) -> list[Path]:
+    from .outputs import write_final_outputs
+
+    return write_final_outputs(spec, results, out)
+
+
+def _say_written(paths: list[Path]) -> None:
+    from .outputs import terminal_safe
+
+    for path in paths:
+        print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
@@ -901,6 +975,10 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, metavar="DIR", help="write every file a task wrote under /out to DIR/<task id>/<name>"
     )
+    p.add_argument(
+        "--task", metavar="TASK",
+        help="print only this task's output, in full and byte for byte (the table summarises long and binary ones)",
+    )  # fmt: skip
     _add_controller_option(p)
     p.set_defaults(handler=_run_results)
 
@@ -908,15 +986,46 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 def _run_results(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
-        results = client.results(args.dag_id)
+        results = client.results(args.dag_id, task_id=args.task) if args.task else client.results(args.dag_id)
         written = _write_named_outputs(client, args.dag_id, results, args.out) if args.out is not None else []
+    if args.task and not args.json:
+        return _print_one_output(results, args.task)
     code = _print_results(results, as_json=args.json)
-    if written:
+    _say_written(written)
+    return code
+
+
+def _print_one_output(results: dict[str, Any], task_id: str) -> int:
+    """`results ID --task T`: the task's whole stdout, byte for byte into a file or a pipe (`> img.pgm`).
+
+    On a terminal, text has its control characters escaped (a module must not be able to rewrite the
+    screen) and binary is not written at all: it would only garble the terminal."""
+    tasks = [t for t in results.get("tasks", []) if t.get("task_id") == task_id]
+    if not tasks:
+        raise Bxthre3Error(f"DAG {results.get('dag_id')} has no task {task_id!r} (`bxthre3 results ID` lists them)")
+    task = tasks[0]
+    if task.get("state") != "succeeded":
+        why = f": {task.get('reason')} {task.get('error') or ''}".rstrip() if task.get("reason") else ""
+        print(f"bxthre3: task {task_id} is {task.get('state')}{why}", file=sys.stderr)
+        return EXIT_DAG_FAILED
+    raw = task.get("output") or b""
+    data = raw.encode() if isinstance(raw, str) else raw
+    if sys.stdout.isatty():
         from .outputs import terminal_safe
 
-        for path in written:
-            print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
-    return code
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Bxthre3Error(
+                f"task {task_id}'s output is {len(data):,} bytes of binary: redirect it (`> {task_id}.bin`) "
+                "or save it with --out DIR"
+            ) from None
+        sys.stdout.write(terminal_safe(text))
+        sys.stdout.flush()
+        return EXIT_OK
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
 
 
 def _add_cancel(sub: argparse._SubParsersAction) -> None:

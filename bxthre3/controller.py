@@ -597,7 +597,9 @@ class Controller:
                 if self.metrics is not None:
                     self.metrics.observe(ins.duration, outcome=ins.outcome, engine=ins.engine)
             elif isinstance(ins, DagFinished):
-                log.info("DAG %s %s", ins.dag_id, ins.state.value)
+                dag = self.scheduler.dags.get(ins.dag_id)
+                line = views.dag_end_line(dag) if dag is not None else f"DAG {ins.dag_id} {ins.state.value}"
+                log.log(logging.WARNING if ins.state.value == "failed" else logging.INFO, "%s", line)
             elif isinstance(ins, RefuseHost):
                 # The live holder of the node id keeps its connection; only the claimant hears of it.
                 keep = ins.host_id in self.scheduler.hosts

@@ -266,7 +266,7 @@ class Host:
             try:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             log.debug("connection event %s", getattr(event["event"], "name", event["event"]))
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.connected_at = now
@@ -275,11 +275,14 @@ class Host:
             elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and not self.registrations:
                 log.warning("controller %s refused the handshake: does this host have the cluster's token?",
                             self.address)  # fmt: skip
-        if self.connected_at is None and now - self.last_heard > REGISTER_WAIT_S and not self.told_unreachable:
+        silent = now - self.last_heard
+        if self.connected_at is None and silent > self.heartbeat_interval * self.liveness and not self.told_unreachable:
+            # Said once per socket, while ZeroMQ keeps trying underneath. Before the first registration the
+            # cause is probed and named (the loop has no work to delay then): a name that does not resolve,
+            # nothing listening, a silent network, or a connection that works and a token that does not.
             self.told_unreachable = True
-            hint = "" if self.registrations else "; if it runs, check that this host has the cluster's token"
-            log.warning("controller %s not reached for %.1fs; still trying%s", self.address, now - self.last_heard,
-                        hint)  # fmt: skip
+            hint = "" if self.registrations else f" ({self._why_silent()})"
+            log.warning("no word from controller %s for %.1fs; still trying%s", self.address, silent, hint)
 
     def _connect(self) -> None:
         """A fresh socket each time: a DEALER's queued frames belong to the old session.
@@ -497,11 +500,21 @@ class Host:
             else:
                 stale = silent > self.config.max_backoff
         if stale:
-            hint = "" if self.registrations else " (if it runs, check that this host has the cluster's token)"
+            hint = "" if self.registrations else f" ({self._why_silent()})"
             log.warning("no word from controller %s for %.1fs; reconnecting%s", self.address, silent, hint)
             if not self.welcomed:
                 self.backoff = min(self.config.max_backoff, self.backoff * 2) * random.uniform(0.9, 1.1)
             self._connect()
+
+    def _why_silent(self) -> str:
+        """Before the first registration: an unresolvable name, nothing listening or a dead network, each
+        named; a controller that accepts the TCP connection and still says nothing refuses our token."""
+        from .reachability import why_unreachable
+
+        return why_unreachable(self.address) or (
+            "it accepts connections but does not answer: check that this host has the cluster's token "
+            "(`bxthre3 token` on the controller prints it)"
+        )
 
     # ------------------------------------------------------------------ work
 

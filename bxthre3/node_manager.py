@@ -19,7 +19,9 @@ linear memory, not the whole process, so keep ``ram_per_node`` at or above a bus
 Stopping takes the newest host first (SIGTERM: the host says goodbye and the controller
 requeues its running tasks at once; SIGKILL after :data:`STOP_GRACE_S`). A host that exits on
 its own is restarted under the same node id with exponential backoff (1 s doubling to 60 s,
-reset once it has stayed up 60 s).
+reset once it has stayed up 60 s). One that fails at start (within :data:`FAILED_AT_START_S`) the same way
+:data:`GIVE_UP_AFTER` times in a row (same exit code, same last line of stderr) is given up with one line
+saying why: a wrong flag or a missing engine would otherwise be restarted forever.
 
 **Process budget.** Each logical host is one host process plus one executor child per slot
 (the manager starts hosts with one slot unless ``host_args`` says otherwise), so N hosts
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -80,6 +83,13 @@ RESTART_BACKOFF_MAX_S = 60.0
 
 RESTART_BACKOFF_RESET_S = 60.0
 """A host that has stayed up this long gets its restart delay reset to the minimum."""
+
+FAILED_AT_START_S = 30.0
+"""A host that exits within this many seconds of its start failed "at start" (bad flags, bad engine, refused)."""
+
+GIVE_UP_AFTER = 5
+"""Failures at start, the same way each time (exit code and last line of stderr), before a host is given up:
+restarting it again cannot help until someone changes what it is started with."""
 
 KILL_BURST_WINDOW_S = 10.0
 """Window in which SIGKILL deaths are counted to recognise Android's phantom process killer."""
@@ -183,6 +193,9 @@ class HostState(str, Enum):
     """Exited on its own; waiting out the restart delay."""
     STOPPING = "stopping"
     """SIGTERM sent; SIGKILL at ``kill_at``."""
+    GAVE_UP = "gave_up"
+    """Failed the same way at start :data:`GIVE_UP_AFTER` times: not restarted (it keeps its place, so no
+    replacement is started to fail the same way); `why` says what failed."""
 
 
 @dataclass(slots=True)
@@ -197,6 +210,25 @@ class _ManagedHost:
     restart_at: float = 0.0
     kill_at: float = 0.0
     last_exit: int | None = None
+    failure: tuple[int, str] | None = None
+    """How the last start failed: exit code and the last line of its stderr (None once it ran a while)."""
+    same_failures: int = 0
+    """Consecutive failures at start that looked like ``failure``."""
+    why: str = ""
+    """Once given up: the failure, for the snapshot."""
+
+
+def last_line(path: Path, limit: int = 8192) -> str:
+    """The last non-empty line of a (host's stderr) file, or "" (what a failed start said last)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 class NodeManager:
@@ -217,6 +249,7 @@ class NodeManager:
         token: str | None = None,
         insecure: bool = False,
         manners: PhoneManners | None = None,
+        give_up_after: int = GIVE_UP_AFTER,
     ) -> None:
         self.controller = controller
         self.policy = policy
@@ -240,6 +273,7 @@ class NodeManager:
         self.last_reading: int | None = None
         self.last_target: int | None = None
         self.probe_error: str | None = None
+        self.give_up_after = give_up_after
         self._lock = threading.Lock()
 
     # -- lifecycle
@@ -277,6 +311,8 @@ class NodeManager:
         with self._lock:
             held = len(self.hosts)  # every host we run or will restart, stopping ones included
             target = target_nodes(reading, held, self.policy)
+            if target == 0 and self.last_target != 0:
+                log.warning("%s", self._why_no_hosts(reading, held))
             self.last_reading, self.last_target = reading, target
             active = [h for h in self.hosts if h.state is not HostState.STOPPING]
             to_start, to_stop = plan([h.node_id for h in active], target, self._id_maker())
@@ -293,6 +329,17 @@ class NodeManager:
                 host = _ManagedHost(node_id, index)
                 self.hosts.append(host)
                 self._spawn(host, now)
+
+    def _why_no_hosts(self, reading: int, held: int) -> str:
+        """One line for a target of 0 hosts: a node manager that runs nothing must say so, and what to change."""
+        p = self.policy
+        if p.max_nodes == 0:
+            return "running no hosts: --max-nodes is 0"
+        spare = effective_ram(reading, held, p) - p.min_free_ram
+        return (
+            f"running no hosts: {reading} MB available, {p.min_free_ram} MB kept free (--min-free-ram) leaves "
+            f"{max(0, spare)} MB, less than one host's {p.ram_per_node} MB (--ram-per-node); lower either to run one"
+        )
 
     def stop_all(self, grace: float = STOP_GRACE_S) -> None:
         """SIGTERM every host, SIGKILL those still alive after ``grace`` seconds, reap them all."""
@@ -350,6 +397,7 @@ class NodeManager:
                             round(max(0.0, h.restart_at - now), 3) if h.state is HostState.BACKOFF else None
                         ),
                         "last_exit": h.last_exit,
+                        "why": h.why or None,
                     }
                     for h in self.hosts
                 ],
@@ -395,6 +443,8 @@ class NodeManager:
     def _exited(self, host: _ManagedHost, code: int, now: float) -> None:
         host.proc = None
         host.last_exit = code
+        if self._gives_up(host, code, now):
+            return
         host.state = HostState.BACKOFF
         host.restart_at = now + host.backoff
         log.warning("host %s exited unexpectedly (%s): restart in %.0f s, see %s",
@@ -405,6 +455,26 @@ class NodeManager:
             if self.kills.record(now) and is_android():
                 log.warning("%s", PHANTOM_KILLER_HELP)
 
+    def _gives_up(self, host: _ManagedHost, code: int, now: float) -> bool:
+        """Count a failure at start; after :attr:`give_up_after` alike in a row, stop restarting the host."""
+        if now - host.started_at > FAILED_AT_START_S or code == -signal.SIGKILL:
+            host.failure, host.same_failures = None, 0  # it ran a while, or was killed: not a start problem
+            return False
+        failure = (code, last_line(self._stderr_path(host)))
+        host.same_failures = host.same_failures + 1 if failure == host.failure else 1
+        host.failure = failure
+        if host.same_failures < self.give_up_after:
+            return False
+        said = f": {failure[1]}" if failure[1] else ""
+        host.why = f"{_describe_exit(code)}{said}"
+        host.state = HostState.GAVE_UP
+        log.error(
+            "host %s failed %d times in a row at start, the same way (%s); not restarting it: fix the cause "
+            "(see %s) and restart the node manager",
+            host.node_id, host.same_failures, host.why, self._stderr_path(host),
+        )  # fmt: skip
+        return True
+
     def _restart_due(self, now: float) -> None:
         for host in self.hosts:
             if host.state is HostState.BACKOFF and host.proc is None and now >= host.restart_at:
@@ -412,7 +482,7 @@ class NodeManager:
                 self._spawn(host, now)
 
     def _stop(self, host: _ManagedHost, now: float) -> None:
-        if host.proc is None or host.proc.poll() is not None:
+        if host.proc is None or host.proc.poll() is not None:  # also a host given up
             self.hosts.remove(host)  # waiting for a restart, or just exited: nothing to stop
             return
         log.info("stopping host %s (pid %d)", host.node_id, host.proc.pid)

@@ -163,6 +163,22 @@ def describe_stall(results: dict[str, Any], status: dict[str, Any], idle_s: floa
     return lines
 
 
+def finished_counts(snapshot: dict[str, Any]) -> tuple[int, int]:
+    """(tasks that ran to an end, tasks cancelled) of a DAG snapshot.
+
+    The snapshot's ``done`` counts every task in a final state, cancelled ones too; shown as is, a DAG
+    cancelled before most of its tasks ran read "65/65" and a full bar, as if it had completed."""
+    cancelled = int((snapshot.get("counts") or {}).get("cancelled", 0) or 0)
+    return max(0, int(snapshot.get("done", 0) or 0) - cancelled), cancelled
+
+
+def done_text(snapshot: dict[str, Any]) -> str:
+    """'12/65' or, when tasks were cancelled, '12/65, 53 cancelled' (never a completed-looking count)."""
+    ran, cancelled = finished_counts(snapshot)
+    text = f"{ran}/{snapshot.get('total', 0)}"
+    return text + (f", {cancelled} cancelled" if cancelled else "")
+
+
 Explain = Callable[[float], list[str]]
 """Asks the controller why the DAG waits (given the seconds it has not moved); returns lines to print."""
 
@@ -214,7 +230,8 @@ class DagProgress:
     def update(self, snapshot: dict[str, Any]) -> None:
         now = self.clock()
         counts = snapshot.get("counts", {})
-        bits = [f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in ("running", "failed") if counts.get(k)]
+        keys = ("running", "failed", "cancelled")
+        bits = [f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in keys if counts.get(k)]
         state = snapshot.get("state", "")
         if state != "running":
             bits.insert(0, f"DAG {state}")
@@ -222,10 +239,10 @@ class DagProgress:
         idle = self.watch.idle_for(now)
         if self.progress is not None and self.task is not None:
             detail = ", ".join(bits + ([f"no progress for {_seconds(idle)}"] if idle >= self.watch.after else []))
-            done = snapshot.get("done", 0)
+            done, _ = finished_counts(snapshot)
             self.progress.update(self.task, completed=done, total=snapshot.get("total"), detail=detail)
         else:
-            line = f"{self.name}: {snapshot.get('done', 0)}/{snapshot.get('total', self.total)} done"
+            line = f"{self.name}: {finished_counts(snapshot)[0]}/{snapshot.get('total', self.total)} done"
             line += "".join(f", {b}" for b in bits)
             ended = state not in ("running", "")
             if line != self._last_line and (ended or now - self._last_plain >= PLAIN_EVERY_S):

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .outputs import terminal_safe
+from .progress import done_text
 
 _STATE_STYLE = {
     "succeeded": "green",
@@ -60,7 +61,7 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
     style = _STATE_STYLE.get(state, "")
     console.print(
         f"[bold]{_safe(results.get('name', ''))}[/] ({results.get('dag_id')}): [{style}]{state}[/] — "
-        f"{results.get('done')}/{results.get('total')} tasks in {results.get('elapsed_s', 0):.2f}s"
+        f"{done_text(results)} tasks in {results.get('elapsed_s', 0):.2f}s"
     )
     for task in results.get("tasks", []):
         tstate = task["state"]
@@ -147,7 +148,7 @@ def print_status(status: dict[str, Any], console: Console | None = None) -> None
             d["dag_id"],
             _safe(d["name"]),
             f"[{style}]{d['state']}[/]",
-            f"{d['done']}/{d['total']}",
+            done_text(d),
             str(counts.get("running", 0)),
             _failed_cell(counts, d.get("failures", {})),
             f"{d.get('elapsed_s', 0):.2f}s",

@@ -66,6 +66,36 @@ def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
     }
 
 
+MAX_FAILURES_LOGGED = 3
+"""Failed tasks named one by one in the controller's "DAG … failed" line; the rest are counted."""
+
+
+def dag_end_line(dag: DagRecord) -> str:
+    """The controller's log line for a DAG that ended: which task(s) failed and why, not just "failed".
+
+    Failed tasks come in the DAG's own order; each with its failure reason and the first line of its
+    error (a module's text: escaped, and cut short so one line stays one line)."""
+    from .errors import printable
+
+    line = f"DAG {dag.id} ({printable(dag.spec.name)}) {dag.state.value}"
+    failed = [t for t in dag.tasks.values() if t.state is TaskState.FAILED]
+    if failed:
+        named = []
+        for task in failed[:MAX_FAILURES_LOGGED]:
+            reason = task.reason.value if task.reason is not None else "failed"
+            error = printable((task.error or "").strip().split("\n")[0])[:160]
+            named.append(f"{printable(task.spec.id)} ({reason}{': ' + error if error else ''})")
+        more = len(failed) - len(named)
+        line += ": task " + "; ".join(named) + (f"; and {more} more failed" if more > 0 else "")
+    skipped = dag.counts.get(TaskState.UPSTREAM_FAILED, 0)
+    if skipped:
+        line += f"; {skipped} downstream task(s) not run"
+    cancelled = dag.counts.get(TaskState.CANCELLED, 0)
+    if cancelled:
+        line += f"; {cancelled} task(s) cancelled"
+    return line
+
+
 def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     beat = scheduler.config.heartbeat_interval
     hosts = [host_view(h, now, beat, scheduler.config.liveness) for h in scheduler.hosts.values()]

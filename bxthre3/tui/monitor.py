@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 
 from ..addresses import Address
 from ..outputs import terminal_safe
+from ..progress import finished_counts
 from .backend import Backend
 from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, cell, counts_line, describe_output, host_row, task_row, totals_line
@@ -77,12 +78,12 @@ class DagItem(ListItem):
             Text.assemble(
                 (str(summary.get("name", "")), "bold"),
                 (f" {self.dag_id}", "dim"),
-                f" · {state} · {summary.get('done', 0)}/{summary.get('total', 0)} · ",
+                f" · {state} · {finished_counts(summary)[0]}/{summary.get('total', 0)} · ",
                 (counts_line(summary.get("counts") or {}), "dim"),
             )
         )
         self.query_one(".dag-bar", ProgressBar).update(
-            total=max(1, int(summary.get("total", 0))), progress=int(summary.get("done", 0))
+            total=max(1, int(summary.get("total", 0))), progress=finished_counts(summary)[0]
         )
 
 

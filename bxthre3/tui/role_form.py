@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 
@@ -19,16 +18,14 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from ..addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
 from ..errors import Bxthre3Error
 from ..security import TOKEN_ENV, check_token
+from ..user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, ram_problem
 from .messages import StartRequested
 from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
-
-NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-"""What a node id may be: a name in logs and file names, never mistaken for a flag."""
 
 NODE_ID_ENV = "BXTHRE3_NODE_ID"
 """Pre-fills the Host form's node id; by default <hostname>-<4 hex>, so two devices never collide."""
 
-MIN_RAM_MB, MAX_RAM_MB = 16, 4096
+MIN_RAM_MB, MAX_RAM_MB = MIN_NODE_RAM_MB, MAX_NODE_RAM_MB
 
 
 class RoleFormScreen(Screen[None]):
@@ -85,7 +82,7 @@ class RoleFormScreen(Screen[None]):
                     self.environ.get("RAM_PER_NODE", str(DEFAULT_RAM_PER_NODE)),
                     id="ram",
                     type="integer",
-                    validators=[Integer(16, 4096)],
+                    validators=[Integer(MIN_RAM_MB, MAX_RAM_MB)],
                 )
                 yield Static("", id="nodes")
             if "node_id" in fields:
@@ -207,14 +204,14 @@ class RoleFormScreen(Screen[None]):
             kwargs["port"] = port
         if "ram" in fields:
             ram = self._ram_value()
-            if ram is None or not MIN_RAM_MB <= ram <= MAX_RAM_MB:
-                raise ValueError(f"RAM per node must be {MIN_RAM_MB}-{MAX_RAM_MB} MB")
+            if ram is None:
+                raise ValueError(f"RAM per node must be a whole number of MB, {MIN_RAM_MB}-{MAX_RAM_MB}")
+            problem = ram_problem(ram)
+            if problem:
+                raise ValueError(f"RAM per node {problem}")
             kwargs["ram_per_node"] = ram
         if "node_id" in fields:
             node_id = self.query_one("#node_id", Input).value.strip()
-            if not NODE_ID_RE.match(node_id):
-                raise ValueError(
-                    "node id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-                )
+            check_node_id(node_id, "node id")
             kwargs["node_id"] = node_id
         return RoleConfig(self.role.key, **kwargs)  # type: ignore[arg-type]

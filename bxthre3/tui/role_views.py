@@ -126,6 +126,8 @@ def node_manager_host_rows(nm: dict[str, Any]) -> dict[str, tuple[str, ...]]:
         state = str(host.get("state", ""))
         if host.get("restart_in_s") is not None:
             state += f" (restart in {float(host['restart_in_s']):.1f} s)"
+        if host.get("why"):
+            state += f" ({cell(host['why'])})"
         rows[str(host.get("node_id"))] = (
             cell(host.get("node_id")),
             str(host.get("pid") or "–"),

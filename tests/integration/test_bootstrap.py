@@ -423,3 +423,93 @@ def test_termux_32bit_does_not_try_wasmtime(machine: Machine) -> None:
     pip = (machine.root / "stub.log").read_text().splitlines()
     assert pip and not any("wasmtime" in line for line in pip), pip
     assert "no wasmtime wheel for armv7l Android (64-bit only)" in proc.stderr
+
+
+def on_terminal(machine: Machine, answers: list[str], *args: str) -> tuple[int, str]:
+    """Run bootstrap.sh on a pseudo-terminal with ``answers`` typed ahead, one line each; returns the exit
+    code and everything the terminal showed. Bounded: killed (by PID) after 30 s."""
+    import select
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        ["bash", str(BOOTSTRAP), *args], stdin=slave, stdout=slave, stderr=slave, env=machine.env,
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    shown = b""
+    try:
+        os.write(master, "".join(a + "\n" for a in answers).encode())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer has gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        os.close(master)
+    return proc.returncode, shown.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def fake_proc(machine: Machine, available_mb: int, cpus: int) -> None:
+    proc_root = machine.root / "proc"
+    proc_root.mkdir(exist_ok=True)
+    (proc_root / "meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {available_mb * 1024} kB\n")
+    (proc_root / "cpuinfo").write_text("".join(f"processor\t: {i}\nflags\t: x\n\n" for i in range(cpus)))
+    machine.env["PROC_ROOT"] = str(proc_root)
+
+
+def test_interactive_questions_are_asked_again_and_role_3_is_asked_for_the_token(machine: Machine) -> None:
+    """Papercuts: a typo ended the setup; role 3 was never asked for the token; "177 node(s)" under a cap of 2."""
+    fake_proc(machine, available_mb=23_000, cpus=2)
+    code, shown = on_terminal(machine, ["9", "3", "99999", "lots", "", "bxt1-short", TOKEN], "--dry-run")
+    assert code == 0, shown
+    assert "unknown role '9'" in shown
+    assert "RAM per node must be between 16 and 4096 MB" in shown and "not 99999" in shown
+    assert "RAM per node must be a whole number of MB, not 'lots'" in shown
+    assert "[128: 2 node(s): 23000 MB available would fit 175, at most 2 (one per CPU; --max-nodes)]" in shown
+    assert "Cluster token" in shown and "that is not a cluster token" in shown
+    assert f"would run: {machine.venv}/bin/bxthre3 node-manager --ram-per-node 128" in shown
+
+
+def test_a_link_to_another_checkout_is_not_taken_over_silently(machine: Machine) -> None:
+    """Papercut: bootstrap silently repointed ~/.local/bin/bxthre3 at another checkout."""
+    link = machine.home / ".local/bin/bxthre3"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/elsewhere/.venv/bin/bxthre3")
+    code, shown = on_terminal(machine, ["n", ""], "--dry-run", "--role", "5")
+    assert code == 0, shown
+    assert f"{link} points at /elsewhere/.venv/bin/bxthre3; point it at this checkout" in shown
+    assert f"left {link} pointing at /elsewhere" in shown and "ln -sfn" not in shown
+    quiet = machine.run("--dry-run", "--role", "5")
+    assert "run with --yes (or answer on a terminal) to point it here" in quiet.stderr
+    assert not any(a.startswith("ln -sfn") for a in actions(quiet))
+    told = machine.run("--dry-run", "--role", "5", "--yes")
+    assert f"repointing {link} from /elsewhere/.venv/bin/bxthre3" in told.stderr
+    assert f"ln -sfn {machine.venv}/bin/bxthre3 {link}" in actions(told)
+
+
+def test_bootstrap_limits_are_the_cli_and_tui_limits(machine: Machine) -> None:
+    """Papercut: the CLI, the TUI and bootstrap each accepted a different RAM range."""
+    from bxthre3.tui.role_form import MAX_RAM_MB, MIN_RAM_MB
+    from bxthre3.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB
+
+    text = BOOTSTRAP.read_text()
+    assert f"\nMIN_NODE_RAM_MB={MIN_NODE_RAM_MB}\n" in text and f"\nMAX_NODE_RAM_MB={MAX_NODE_RAM_MB}\n" in text
+    assert (MIN_RAM_MB, MAX_RAM_MB) == (MIN_NODE_RAM_MB, MAX_NODE_RAM_MB)
+    for bad in ("99999", "8", "1048577"):
+        proc = machine.run("--dry-run", "--role", "3", "--ram-per-node", bad)
+        assert proc.returncode == 1 and "must be between 16 and 4096 MB" in proc.stderr and f"not {bad}" in proc.stderr
+    proc = machine.run("--dry-run", "--role", "4", "--token", "bxt1-typo")
+    assert proc.returncode == 1 and "is not a cluster token" in proc.stderr

@@ -106,8 +106,9 @@ def test_results_from_the_journal_are_exact_after_a_controller_restart(tmp_path:
         wait_for(host_up, 30, "the host")
         proc = bxthre3("submit", str(write_dag(tmp_path, big=True)), "--wait", "--json", env=env)
         assert proc.returncode == 1, proc.stderr
-        dag_id = proc.stdout.splitlines()[0]
-        check_exact(json.loads(proc.stdout[len(dag_id) + 1 :]), big=True)
+        document = json.loads(proc.stdout)  # stdout is the results document alone
+        dag_id = document["dag_id"]
+        check_exact(document, big=True)
         assert any(state.rglob("*")) and sum(p.stat().st_size for p in state.rglob("*") if p.is_file()) > len(BIG)
 
         first.send_signal(signal.SIGTERM)

@@ -82,7 +82,8 @@ class Cli:
         args = ["submit", str(dag), "--controller", CTL, *(["--wait", "--json"] if wait else [])]
         r = self.run(*args, timeout=timeout)
         assert r.returncode == 0, f"submit failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-        return r.stdout.splitlines()[0].strip(), r
+        # With --wait --json stdout is the results document alone (the id goes to stderr).
+        return (json.loads(r.stdout)["dag_id"] if wait else r.stdout.splitlines()[0].strip()), r
 
     def results(self, dag_id: str) -> dict[str, Any]:
         r = self.run("results", dag_id, "--json", "--controller", CTL, timeout=30)

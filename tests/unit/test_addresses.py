@@ -16,6 +16,8 @@ from bxthre3.errors import Bxthre3Error
         ("[::1]", Address("::1", 5000)),
         ("::1", Address("::1", 5000)),
         ("phone.local", Address("phone.local", 5000)),
+        ("my_nas.lan.:5001", Address("my_nas.lan.", 5001)),
+        ("localhost", Address("localhost", 5000)),
         ("  192.168.1.5:5000 ", Address("192.168.1.5", 5000)),
     ],
 )
@@ -23,7 +25,23 @@ def test_parse(text: str, expected: Address) -> None:
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "host:", "host:99999", "host:abc", ":5000", "[::1", "[::1]x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "host:",
+        "host:99999",
+        "host:abc",
+        ":5000",
+        "[::1",
+        "[::1]x",
+        "foo bar:5000",
+        "a/b",
+        "x..y",
+        "-x:1",
+        "[nothost]:5",
+    ],
+)
 def test_rejects_with_a_hint(text: str) -> None:
     with pytest.raises(Bxthre3Error):
         parse_address(text)
