@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from .addresses import Address
+from .device_identity import new_device_id, node_manager_hint, node_prefix
 from .errors import Bxthre3Error
 from .phone_manners import PhoneManners
 from .processes import child_env, die_with_parent
@@ -225,10 +226,18 @@ class NodeManager:
         token: str | None = None,
         insecure: bool = False,
         manners: PhoneManners | None = None,
+        device_id: str | None = None,
     ) -> None:
         self.controller = controller
         self.policy = policy
+        self.device_id = device_id or new_device_id()
+        """Tells this device from others of the same name; its hosts report it (the controller counts devices by it)."""
         self.name = name or socket.gethostname()
+        """The device's name for people (status, the TUI): the hostname unless --device-name says otherwise."""
+        self.prefix = name or node_prefix(self.device_id)
+        """Node ids are <prefix>-1, -2...: a chosen --device-name as is, else <hostname>-<6 of the device id>."""
+        self.duplicate_hint = node_manager_hint(name, self.device_id)
+        """What the hosts say fixes a taken node id: the flag of *this* command."""
         self.probe = probe
         self.interval = interval
         self.log_dir = log_dir if log_dir is not None else Path(os.environ.get("BXTHRE3_LOG_DIR") or "logs")
@@ -255,8 +264,10 @@ class NodeManager:
     def run(self, stop: threading.Event) -> None:
         """Re-evaluate every ``interval`` until ``stop`` is set; every host is stopped on the way out."""
         log.info(
-            "node manager %s: %d MB per host, %d MB kept free, at most %d hosts, controller %s",
-            self.name, self.policy.ram_per_node, self.policy.min_free_ram, self.policy.max_nodes, self.controller,
+            "node manager %s (device id %s, hosts %s-N): %d MB per host, %d MB kept free, at most %d hosts, "
+            "controller %s",
+            self.name, self.device_id, self.prefix, self.policy.ram_per_node, self.policy.min_free_ram,
+            self.policy.max_nodes, self.controller,
         )  # fmt: skip
         try:
             while not stop.is_set():
@@ -325,6 +336,7 @@ class NodeManager:
             held = len(self.hosts)
             return {
                 "name": self.name,
+                "device_id": self.device_id,
                 "platform": "android" if is_android() else sys.platform,
                 "controller": str(self.controller),
                 "ram_available_mb": self.last_reading,
@@ -365,7 +377,7 @@ class NodeManager:
     # -- internals (called with the lock held)
 
     def _id_maker(self) -> Callable[[], str]:
-        """Lowest free index first, so a device's hosts keep short, stable names (<name>-1, -2 ...)."""
+        """Lowest free index first, so a device's hosts keep short, stable names (<prefix>-1, -2 ...)."""
         used = {h.index for h in self.hosts}
 
         def make_id() -> str:
@@ -373,7 +385,7 @@ class NodeManager:
             while index in used:
                 index += 1
             used.add(index)
-            return f"{self.name}-{index}"
+            return f"{self.prefix}-{index}"
 
         return make_id
 
@@ -404,8 +416,9 @@ class NodeManager:
         host.last_exit = code
         host.state = HostState.BACKOFF
         host.restart_at = now + host.backoff
-        log.warning("host %s exited unexpectedly (%s): restart in %.0f s, see %s",
-                    host.node_id, _describe_exit(code), host.backoff, self._stderr_path(host))  # fmt: skip
+        last = _last_error_line(self._stderr_path(host))
+        log.warning("host %s exited unexpectedly (%s%s): restart in %.0f s, see %s", host.node_id, _describe_exit(code),
+                    f": {last}" if last else "", host.backoff, self._stderr_path(host))  # fmt: skip
         host.backoff = next_backoff(host.backoff)
         if code == -signal.SIGKILL:
             self.sigkill_deaths += 1
@@ -437,6 +450,8 @@ class NodeManager:
             "--node-id", host.node_id,
             "--ram-limit", str(self.policy.ram_per_node),
             "--device", self.name,
+            "--device-id", self.device_id,
+            "--duplicate-hint", self.duplicate_hint,
             "--log-file", str(self.log_dir / f"host_{host.node_id}.log"),
         ]  # fmt: skip
         if self.cache_dir is not None:
@@ -478,6 +493,20 @@ class NodeManager:
             proc.send_signal(sig)  # by PID; a no-op once the process has been reaped
         except ProcessLookupError:
             pass
+
+
+def _last_error_line(path: Path, tail: int = 4096) -> str:
+    """The last ``bxthre3: error:`` line a host wrote before exiting (e.g. its node id is taken), or "".
+
+    Said in the node manager's own log, because that is where a user of `node-manager` looks."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    errors = [line for line in text.splitlines() if line.startswith("bxthre3: error:")]
+    return errors[-1][len("bxthre3: error:") :].strip()[:500] if errors else ""
 
 
 def _describe_exit(code: int) -> str:
