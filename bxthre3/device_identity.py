@@ -170,6 +170,16 @@ def default_host_id(device_id: str, pid: int, hostname: str | None = None) -> st
     return f"{node_prefix(device_id, hostname)}-{pid}"
 
 
+def form_host_id(environ: Mapping[str, str] | None = None) -> str:
+    """The TUI's default node id for a host: ``<hostname>-<6 of the device id>-host``, stable across
+    starts (so its key file is reused) and apart from the node manager's ``-1, -2 ...``. A damaged id
+    file must not stop the form from opening: then a random suffix, as before device ids."""
+    try:
+        return f"{node_prefix(resolve_device_id(None, environ))}-host"
+    except Bxthre3Error:
+        return f"{display_name()}-{secrets.token_hex(2)}"
+
+
 # ---------------------------------------------------------------------- what fixes a duplicate node id
 
 HOST_HINT = "give each host a unique --node-id"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Callable, Mapping
 
 from textual import on, work
@@ -17,6 +16,7 @@ from textual.validation import Integer
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from ..addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
+from ..device_identity import form_host_id
 from ..errors import Bxthre3Error
 from ..security import TOKEN_ENV, check_token
 from .messages import StartRequested
@@ -26,7 +26,7 @@ NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """What a node id may be: a name in logs and file names, never mistaken for a flag."""
 
 NODE_ID_ENV = "BXTHRE3_NODE_ID"
-"""Pre-fills the Host form's node id; by default <hostname>-<4 hex>, so two devices never collide."""
+"""Pre-fills the Host form's node id; by default <hostname>-<6 of the device id>-host, so devices never collide."""
 
 MIN_RAM_MB, MAX_RAM_MB = 16, 4096
 
@@ -90,7 +90,7 @@ class RoleFormScreen(Screen[None]):
                 yield Static("", id="nodes")
             if "node_id" in fields:
                 yield Label("Node id")
-                default_id = self.environ.get(NODE_ID_ENV) or f"{socket.gethostname()}-{os.urandom(2).hex()}"
+                default_id = self.environ.get(NODE_ID_ENV) or form_host_id(self.environ)
                 yield Input(default_id[:64], id="node_id")
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):

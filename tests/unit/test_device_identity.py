@@ -216,3 +216,11 @@ def test_the_node_manager_logs_the_line_its_host_exited_with(tmp_path: Path) -> 
     )
     assert _last_error_line(path) == "controller 1.2.3.4:5000 refused this host: taken"
     assert _last_error_line(tmp_path / "missing") == ""
+
+
+def test_the_tui_host_form_defaults_to_a_stable_id_of_this_device(state_home: Path) -> None:
+    kept = di.load_or_create_device_id()
+    assert di.form_host_id({}) == f"{di.node_prefix(kept)}-host" == di.form_host_id({})
+    assert di.form_host_id({di.DEVICE_ID_ENV: ID_B}) == f"{di.node_prefix(ID_B)}-host"
+    (state_home / "device_id").write_text("damaged!")
+    assert di.form_host_id({}).startswith(di.display_name() + "-")  # the form still opens
