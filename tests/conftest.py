@@ -72,6 +72,8 @@ ENGINES = [
 ]  # fmt: skip
 """Parameters for tests that must hold on every engine."""
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-data-")
+# Nor its device id and host keys (~/.local/state/bxthre3): the TUI's host form reads the device id in-process.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bxthre3-test-state-")
 
 
 class RunningController:
