@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,8 +26,10 @@ from typing import Any
 
 import pytest
 
+from bxthre3.client import ControllerClient
+from bxthre3.device_identity import display_name
 from tests.chaos_support import interior_pixels
-from tests.conftest import WASM_MODULES, subprocess_env
+from tests.conftest import WASM_MODULES, RunningController, subprocess_env
 from tests.netns_support import NetnsLan, NetnsUnavailable, remove_stale
 
 pytestmark = pytest.mark.timeout(90)
@@ -200,3 +203,72 @@ def test_three_devices_with_one_hostname_all_stay_registered_while_a_dag_runs(la
         for log in sorted(tmp_path.glob("*.log")):
             print(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
         raise
+
+
+# ---------------------------------------------------------------------- a clone of a state directory
+
+
+def _node_manager(controller: RunningController, state: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A real `bxthre3 node-manager` of the "device" whose XDG_STATE_HOME is ``state`` (one host); its
+    hosts' logs go beside ``log``."""
+    env = {**subprocess_env(), "XDG_STATE_HOME": str(state)}
+    env.pop("BXTHRE3_DEVICE_ID", None)
+    cmd = [sys.executable, "-m", "bxthre3", "node-manager", "--controller", str(controller.address),
+           "--ram-per-node", "64", "--min-free-ram", "0", "--max-nodes", "1", "--log-file", str(log)]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # the manager stops its hosts on the way out
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_a_clone_of_a_state_dir_is_told_the_one_command_that_fixes_it(
+    controller: RunningController, client: ControllerClient, tmp_path: Path
+) -> None:
+    """Device B is a copy of device A's state directory (its device id and host keys): their hosts
+    take the same node id from each other, and the one put out says `bxthre3 device-id --new`; run on
+    B, that command gives B its own id, and B's host registers under a node id of its own."""
+    a_state, b_state = tmp_path / "a", tmp_path / "b"
+    procs = [_node_manager(controller, a_state, a_state / "logs" / "nm.log")]
+    try:
+        poll(lambda: client.status()["totals"]["hosts"] == 1, 20, "device A's host")
+        a_id = (a_state / "bxthre3" / "device_id").read_text().strip()
+        node_id = f"{display_name()}-{a_id[:6]}-1"
+        shutil.copytree(a_state / "bxthre3", b_state / "bxthre3")  # the clone, made after A's first start
+        procs.append(_node_manager(controller, b_state, b_state / "logs" / "nm.log"))
+
+        def said() -> str:
+            # What the host put out printed last (its node manager repeats it in its log at its next check).
+            lines = [line for state in (a_state, b_state) if (state / "logs" / f"host_{node_id}.stderr").exists()
+                     for line in (state / "logs" / f"host_{node_id}.stderr").read_text(errors="replace").splitlines()
+                     if line.startswith("bxthre3: error:")]  # fmt: skip
+            return lines[0] if lines else ""
+
+        line = poll(said, 20, "the host put out to say why")
+        assert "bxthre3 device-id --new" in line and a_id[:6] in line and "--node-id" not in line, line
+
+        _stop(procs.pop())
+        env = {**subprocess_env(), "XDG_STATE_HOME": str(b_state)}
+        renewed = subprocess.run([sys.executable, "-m", "bxthre3", "device-id", "--new"], capture_output=True,
+                                 text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)  # fmt: skip
+        b_id = renewed.stdout.strip()
+        assert renewed.returncode == 0 and b_id[:6] != a_id[:6], renewed
+        procs.append(_node_manager(controller, b_state, b_state / "logs" / "nm2.log"))
+        b_node = f"{display_name()}-{b_id[:6]}-1"
+
+        def b_registered() -> dict[str, Any] | None:
+            status = client.status()
+            return status if b_node in {h["node_id"] for h in status["hosts"]} else None
+
+        status = poll(b_registered, 20, "B's host under its own node id")
+        assert status["devices"][b_id]["node_ids"] == [b_node]
+    finally:
+        for proc in procs:
+            _stop(proc)
