@@ -198,6 +198,8 @@ class _ManagedHost:
     restart_at: float = 0.0
     kill_at: float = 0.0
     last_exit: int | None = None
+    stderr_from: int = 0
+    """Size of its stderr file when this run started: what it said before belongs to an earlier run."""
 
 
 def _rotate_if_large(path: Path, limit: int = 1024 * 1024) -> None:
@@ -416,7 +418,7 @@ class NodeManager:
         host.last_exit = code
         host.state = HostState.BACKOFF
         host.restart_at = now + host.backoff
-        last = _last_error_line(self._stderr_path(host))
+        last = _last_error_line(self._stderr_path(host), host.stderr_from)
         log.warning("host %s exited unexpectedly (%s%s): restart in %.0f s, see %s", host.node_id, _describe_exit(code),
                     f": {last}" if last else "", host.backoff, self._stderr_path(host))  # fmt: skip
         host.backoff = next_backoff(host.backoff)
@@ -467,6 +469,7 @@ class NodeManager:
             # The host logs to its own rotated --log-file; stdout/stderr (the same lines, plus
             # anything printed before logging starts or by a crash) go beside it.
             with open(stderr_path, "ab") as out:
+                host.stderr_from = os.fstat(out.fileno()).st_size
                 host.proc = subprocess.Popen(
                     self._command(host),
                     stdin=subprocess.DEVNULL,
@@ -495,13 +498,14 @@ class NodeManager:
             pass
 
 
-def _last_error_line(path: Path, tail: int = 4096) -> str:
-    """The last ``bxthre3: error:`` line a host wrote before exiting (e.g. its node id is taken), or "".
+def _last_error_line(path: Path, start: int = 0, tail: int = 4096) -> str:
+    """The last ``bxthre3: error:`` line a host wrote after ``start`` (its run's first byte) before
+    exiting (e.g. its node id is taken), or "".
 
     Said in the node manager's own log, because that is where a user of `node-manager` looks."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+            f.seek(max(start, f.seek(0, os.SEEK_END) - tail))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""

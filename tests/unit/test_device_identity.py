@@ -215,6 +215,7 @@ def test_the_node_manager_logs_the_line_its_host_exited_with(tmp_path: Path) -> 
         "x" * 10_000 + "\nINFO registered\nbxthre3: error: controller 1.2.3.4:5000 refused this host: taken\n"
     )
     assert _last_error_line(path) == "controller 1.2.3.4:5000 refused this host: taken"
+    assert _last_error_line(path, start=path.stat().st_size) == ""  # an earlier run's words are not this run's
     assert _last_error_line(tmp_path / "missing") == ""
 
 
