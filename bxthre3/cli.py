@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     workloads.register_cli(sub)
     examples.register_cli(sub)
+    from .device_identity import register_cli as register_device_id
+
+    register_device_id(sub)
     from .conventions import register_cli as register_conventions
 
     register_conventions(sub)  # completion, config, systemd
@@ -477,6 +480,8 @@ def _run_all_with_ui(args: argparse.Namespace) -> int:
         forwarded += ["--max-nodes", str(args.max_nodes)]
     if args.device_name:
         forwarded += ["--device-name", args.device_name]
+    if args.device_id:
+        forwarded += ["--device-id", args.device_id]
     if args.insecure:
         forwarded.append("--insecure")
     config = RoleConfig("all", port=args.port, ram_per_node=_ram_per_node(args))
@@ -528,8 +533,12 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
         "--ram-limit", type=_number(int, MIN_NODE_RAM_MB, MAX_NODE_RAM_MB, "--ram-limit"), default=128,
         help=f"MB of memory each task on this host may use ({MIN_NODE_RAM_MB}-{MAX_NODE_RAM_MB}, default 128)",
     )  # fmt: skip
-    p.add_argument("--node-id", help="name of this host (default: <hostname>-<pid>)")
+    p.add_argument(
+        "--node-id", help="name of this host, unique in the cluster (default: <hostname>-<6 of the device id>-<pid>)"
+    )
     p.add_argument("--device", default="", help="name of the device this host runs on (default: its hostname)")
+    _add_device_id_option(p)
+    p.add_argument("--duplicate-hint", help=argparse.SUPPRESS)  # set by a node manager: what fixes a taken node id
     p.add_argument(
         "--slots", type=_number(int, 1, MAX_SLOTS, "--slots"), default=1,
         help=f"tasks run at once, one executor process each (default 1, at most {MAX_SLOTS})",
@@ -558,6 +567,16 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_host)
 
 
+def _add_device_id_option(p: argparse.ArgumentParser) -> None:
+    from .device_identity import DEVICE_ID_ENV
+
+    p.add_argument(
+        "--device-id", metavar="ID",
+        help=f"this device's id, 6-64 lowercase letters and digits (default ${DEVICE_ID_ENV}, else the one kept "
+        "in ~/.local/state/bxthre3/device_id, made once; `bxthre3 device-id --new` renews it on a clone)",
+    )  # fmt: skip
+
+
 def _add_engine_option(p: argparse.ArgumentParser) -> None:
     from .engines import CHOICES, default_choice
 
@@ -584,6 +603,7 @@ def _status_file(args: argparse.Namespace) -> Any:
 def _run_host(args: argparse.Namespace) -> int:
     import socket
 
+    from .device_identity import HOST_HINT, default_host_id, resolve_device_id
     from .engines import resolve as resolve_engine
     from .host import Host, HostConfig
     from .logs import setup_logging
@@ -592,8 +612,9 @@ def _run_host(args: argparse.Namespace) -> int:
 
     if args.node_id is not None:
         check_node_id(args.node_id)  # it names files: `a/b` wrote logs/host_a/b.log
+    device_id = resolve_device_id(args.device_id)
     address = _find_controller(args)
-    node_id = args.node_id or f"{socket.gethostname()}-{os.getpid()}"
+    node_id = args.node_id or default_host_id(device_id, os.getpid())
     setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
     # A chosen node id keeps its key on this device, so a restarted host takes over its old self; the
     # default id (with the pid) is never used twice, so its key lives only as long as the process.
@@ -605,6 +626,8 @@ def _run_host(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat,
         liveness=args.liveness,
         device=args.device or socket.gethostname(),
+        device_id=device_id,
+        duplicate_hint=args.duplicate_hint or HOST_HINT,
         executor_idle_s=args.executor_idle,
         engine=resolve_engine(args.engine),
         warm_executors=args.warm_executors,
@@ -638,7 +661,12 @@ def _add_scaling_options(p: argparse.ArgumentParser) -> None:
         "--max-nodes", type=_number(int, 0, 256, "--max-nodes"),
         help="most hosts to run (default: the CPU count; at most 4 on Android)",
     )  # fmt: skip
-    p.add_argument("--device-name", help="name of this device; hosts are <name>-1, <name>-2, ... (default: hostname)")
+    p.add_argument(
+        "--device-name",
+        help="name of this device, and of its hosts: <name>-1, <name>-2, ... (default: the hostname, with hosts "
+        "<hostname>-<6 of the device id>-1, ... so devices of one hostname never collide)",
+    )  # fmt: skip
+    _add_device_id_option(p)
     _add_engine_option(p)
     p.add_argument(
         "--phone-manners", choices=["auto", "on", "off"], default=os.environ.get("BXTHRE3_PHONE_MANNERS", "auto"),
@@ -684,6 +712,7 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
     --insecure when it is None."""
     import socket
 
+    from .device_identity import resolve_device_id
     from .node_manager import NodeManager, ScalingPolicy
     from .ram_probe import is_android
 
@@ -709,7 +738,7 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
     engine = resolve_engine(getattr(args, "engine", "auto"))  # refuse a missing engine now, not in every host
     return NodeManager(
         controller, policy, name=args.device_name, log_dir=log_dir, token=token, insecure=token is None,
-        manners=manners, host_args=["--engine", engine],
+        manners=manners, host_args=["--engine", engine], device_id=resolve_device_id(args.device_id),
     )  # fmt: skip
 
 

@@ -484,6 +484,7 @@ class Controller:
             modules=frozenset(m for m in msg.modules if m in self.modules),
             holding=tuple((d, t, a) for d, t, a in msg.holding[:4096]),
             device=msg.device[:64],
+            device_id=msg.device_id[:64],
             device_ram_mb=max(0, msg.device_ram_mb),
             device_cpus=max(0, msg.device_cpus),
             key=host_key_pin(msg.key),
@@ -589,8 +590,12 @@ class Controller:
                 identity = self.identities.pop(ins.host_id, None)
                 if identity is not None and ins.reason == REPLACED:
                     # Tell the older one, or two hosts sharing a node id would evict each other forever.
+                    duplicate = (
+                        f"another host registered with node id {ins.node_id!r} and this host's key (this host "
+                        "started twice, or its device cloned with its state directory)"
+                    )
                     reason = f"another host registered with node id {ins.node_id!r}; give each host a unique --node-id"
-                    self._send(identity, protocol.Reject(reason))
+                    self._send(identity, protocol.Reject(reason, duplicate))
                 level = logging.INFO if ins.reason == HOST_SAID_GOODBYE else logging.WARNING
                 log.log(level, "host %s removed: %s", ins.node_id or ins.host_id, ins.reason)
             elif isinstance(ins, AttemptEnded):
@@ -605,7 +610,7 @@ class Controller:
                 keep = ins.host_id in self.scheduler.hosts
                 identity = self.identities.get(ins.host_id) if keep else self.identities.pop(ins.host_id, None)
                 if identity is not None:
-                    self._send(identity, protocol.Reject(ins.reason))
+                    self._send(identity, protocol.Reject(ins.reason, ins.duplicate))
                 log.warning("refused a registration as %r: the node id is held by a live host with another key",
                             ins.node_id)  # fmt: skip
 

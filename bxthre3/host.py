@@ -24,7 +24,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from . import __version__, engines, protocol
+from . import __version__, device_identity, engines, protocol
 from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
 from .addresses import Address
 from .errors import Bxthre3Error, ClusterError, ProtocolError
@@ -119,7 +119,11 @@ class HostConfig:
     heartbeat_interval: float = 1.0
     liveness: int = 3
     device: str = ""
-    """Name of the device (set by its node manager); empty for a host started by hand."""
+    """Name of the device (its hostname, or its node manager's --device-name): for people to read."""
+    device_id: str = ""
+    """The device's random id (`device_identity`): what tells two devices of one name apart."""
+    duplicate_hint: str = device_identity.HOST_HINT
+    """What fixes a taken node id on the command that started this host (its node manager sets its own)."""
     max_backoff: float = 30.0
     """Upper bound of the wait for a `welcome` before trying a fresh connection (REGISTER_WAIT_S doubling
     up to this); ZeroMQ retries the TCP connection itself every ~1 s meanwhile."""
@@ -327,6 +331,7 @@ class Host:
                 device_ram_mb=total_ram_mb(),
                 device_cpus=cpu_count(),
                 key=self.key,
+                device_id=self.config.device_id,
             )
         )
         self._flush()
@@ -400,6 +405,10 @@ class Host:
         elif isinstance(msg, protocol.Welcome):
             self._on_welcome(msg)
         elif isinstance(msg, protocol.Reject):
+            if msg.duplicate:  # our node id is taken: say what fixes it on the command that started us
+                raise ClusterError(
+                    device_identity.refusal_message(self.address, msg.duplicate, self.config.duplicate_hint)
+                )
             raise ClusterError(f"controller {self.address} refused this host: {msg.reason}")
         elif isinstance(msg, protocol.Heartbeat):
             if msg.stamp > 0:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from .addresses import Address
+from .device_identity import new_device_id, node_manager_hint, node_prefix
 from .errors import Bxthre3Error
 from .logs import default_log_dir, rotate_if_large
 from .phone_manners import PhoneManners
@@ -216,6 +217,8 @@ class _ManagedHost:
     """Consecutive failures at start that looked like ``failure``."""
     why: str = ""
     """Once given up: the failure, for the snapshot."""
+    stderr_from: int = 0
+    """Size of its stderr file when this run started: what it said before belongs to an earlier run."""
 
 
 def last_line(path: Path, limit: int = 8192) -> str:
@@ -250,10 +253,18 @@ class NodeManager:
         insecure: bool = False,
         manners: PhoneManners | None = None,
         give_up_after: int = GIVE_UP_AFTER,
+        device_id: str | None = None,
     ) -> None:
         self.controller = controller
         self.policy = policy
+        self.device_id = device_id or new_device_id()
+        """Tells this device from others of the same name; its hosts report it (the controller counts devices by it)."""
         self.name = name or socket.gethostname()
+        """The device's name for people (status, the TUI): the hostname unless --device-name says otherwise."""
+        self.prefix = name or node_prefix(self.device_id)
+        """Node ids are <prefix>-1, -2...: a chosen --device-name as is, else <hostname>-<6 of the device id>."""
+        self.duplicate_hint = node_manager_hint(name, self.device_id)
+        """What the hosts say fixes a taken node id: the flag of *this* command."""
         self.probe = probe
         self.interval = interval
         self.log_dir = log_dir if log_dir is not None else default_log_dir()
@@ -281,8 +292,10 @@ class NodeManager:
     def run(self, stop: threading.Event) -> None:
         """Re-evaluate every ``interval`` until ``stop`` is set; every host is stopped on the way out."""
         log.info(
-            "node manager %s: %d MB per host, %d MB kept free, at most %d hosts, controller %s",
-            self.name, self.policy.ram_per_node, self.policy.min_free_ram, self.policy.max_nodes, self.controller,
+            "node manager %s (device id %s, hosts %s-N): %d MB per host, %d MB kept free, at most %d hosts, "
+            "controller %s",
+            self.name, self.device_id, self.prefix, self.policy.ram_per_node, self.policy.min_free_ram,
+            self.policy.max_nodes, self.controller,
         )  # fmt: skip
         try:
             while not stop.is_set():
@@ -365,6 +378,7 @@ class NodeManager:
             held = len(self.hosts)
             return {
                 "name": self.name,
+                "device_id": self.device_id,
                 "platform": "android" if is_android() else sys.platform,
                 "controller": str(self.controller),
                 "ram_available_mb": self.last_reading,
@@ -406,7 +420,7 @@ class NodeManager:
     # -- internals (called with the lock held)
 
     def _id_maker(self) -> Callable[[], str]:
-        """Lowest free index first, so a device's hosts keep short, stable names (<name>-1, -2 ...)."""
+        """Lowest free index first, so a device's hosts keep short, stable names (<prefix>-1, -2 ...)."""
         used = {h.index for h in self.hosts}
 
         def make_id() -> str:
@@ -414,7 +428,7 @@ class NodeManager:
             while index in used:
                 index += 1
             used.add(index)
-            return f"{self.name}-{index}"
+            return f"{self.prefix}-{index}"
 
         return make_id
 
@@ -447,8 +461,9 @@ class NodeManager:
             return
         host.state = HostState.BACKOFF
         host.restart_at = now + host.backoff
-        log.warning("host %s exited unexpectedly (%s): restart in %.0f s, see %s",
-                    host.node_id, _describe_exit(code), host.backoff, self._stderr_path(host))  # fmt: skip
+        last = _last_error_line(self._stderr_path(host), host.stderr_from)
+        log.warning("host %s exited unexpectedly (%s%s): restart in %.0f s, see %s", host.node_id, _describe_exit(code),
+                    f": {last}" if last else "", host.backoff, self._stderr_path(host))  # fmt: skip
         host.backoff = next_backoff(host.backoff)
         if code == -signal.SIGKILL:
             self.sigkill_deaths += 1
@@ -506,6 +521,8 @@ class NodeManager:
             "--node-id", host.node_id,
             "--ram-limit", str(self.policy.ram_per_node),
             "--device", self.name,
+            "--device-id", self.device_id,
+            "--duplicate-hint", self.duplicate_hint,
             "--log-file", str(self.log_dir / f"host_{host.node_id}.log"),
         ]  # fmt: skip
         if self.cache_dir is not None:
@@ -521,6 +538,7 @@ class NodeManager:
             # The host logs to its own rotated --log-file; stdout/stderr (the same lines, plus
             # anything printed before logging starts or by a crash) go beside it.
             with open(stderr_path, "ab") as out:
+                host.stderr_from = os.fstat(out.fileno()).st_size
                 host.proc = subprocess.Popen(
                     self._command(host),
                     stdin=subprocess.DEVNULL,
@@ -547,6 +565,21 @@ class NodeManager:
             proc.send_signal(sig)  # by PID; a no-op once the process has been reaped
         except ProcessLookupError:
             pass
+
+
+def _last_error_line(path: Path, start: int = 0, tail: int = 4096) -> str:
+    """The last ``bxthre3: error:`` line a host wrote after ``start`` (its run's first byte) before
+    exiting (e.g. its node id is taken), or "".
+
+    Said in the node manager's own log, because that is where a user of `node-manager` looks."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(start, f.seek(0, os.SEEK_END) - tail))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    errors = [line for line in text.splitlines() if line.startswith("bxthre3: error:")]
+    return errors[-1][len("bxthre3: error:") :].strip()[:500] if errors else ""
 
 
 def _describe_exit(code: int) -> str:

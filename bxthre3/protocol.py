@@ -142,6 +142,8 @@ class Register(Message):
     key: bytes = b""
     """The host's identity key (random, kept per node id on its device): the controller pins the node id
     to it while the host lives, so no other member can register under that node id (required)."""
+    device_id: str = ""
+    """The random id of the device (`device_identity`): devices are counted by it, since hostnames repeat."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,9 @@ class Welcome(Message):
 class Reject(Message):
     KIND: ClassVar[str] = "reject"
     reason: str
+    duplicate: str = ""
+    """Non-empty when the node id is taken: what happened, without a remedy, so the host can name the
+    flag that fixes it on the command that started it (`reason` says it generically, for older hosts)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liv
     return {
         "node_id": host.node_id,
         "device": host.device,
+        "device_id": host.device_id,
         "platform": host.platform,
         "engine": host.engine,
         "ram_mb": host.ram_mb,
@@ -101,10 +102,11 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
     hosts = [host_view(h, now, beat, scheduler.config.liveness) for h in scheduler.hosts.values()]
     devices: dict[str, dict[str, Any]] = {}
     for h in scheduler.hosts.values():
+        # By device id: same-named devices (clones, one phone model) are still several devices.
         d = devices.setdefault(
-            h.device or h.node_id,
-            {"hosts": 0, "slots": 0, "ram_mb": 0, "platform": h.platform, "ram_total_mb": h.device_ram_mb,
-             "cpus": h.device_cpus, "node_ids": []},
+            h.device_id or h.device or h.node_id,
+            {"name": h.device or h.node_id, "hosts": 0, "slots": 0, "ram_mb": 0, "platform": h.platform,
+             "ram_total_mb": h.device_ram_mb, "cpus": h.device_cpus, "node_ids": []},
         )  # fmt: skip
         d["node_ids"].append(h.node_id)
         d["hosts"] += 1

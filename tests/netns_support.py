@@ -33,6 +33,11 @@ PREFIX = "bx3-"
 NAME_RE = re.compile(r"^bx3-[0-9a-f]{8}-[a-z0-9]{1,8}$")
 """Only namespaces matching this are ever deleted as leftovers."""
 
+
+def name_re(prefix: str) -> re.Pattern[str]:
+    """The leftover pattern of namespaces made with another ``prefix`` (a test of its own, e.g. ``b3id-``)."""
+    return re.compile(rf"^{re.escape(prefix)}[0-9a-f]{{8}}-[a-z0-9]{{1,8}}$")
+
 STALE_AFTER = 600.0
 """A bx3 namespace older than this (seconds) is a leftover: no run of the test lasts that long."""
 
@@ -105,12 +110,13 @@ def delete_namespace(name: str) -> None:
     _ip("netns", "del", name, check=False)
 
 
-def remove_stale(now: float | None = None) -> list[str]:
-    """Delete bx3-<hex>-<role> namespaces older than STALE_AFTER that earlier (crashed) runs left."""
+def remove_stale(now: float | None = None, prefix: str = PREFIX) -> list[str]:
+    """Delete <prefix><hex>-<role> namespaces older than STALE_AFTER that earlier (crashed) runs left."""
     now = time.time() if now is None else now
+    pattern = NAME_RE if prefix == PREFIX else name_re(prefix)
     removed = []
     for name in list_namespaces():
-        if not NAME_RE.match(name):
+        if not pattern.match(name):
             continue
         try:
             age = now - (NETNS_DIR / name).stat().st_mtime
@@ -125,11 +131,11 @@ def remove_stale(now: float | None = None) -> list[str]:
 class NetnsLan:
     """Device namespaces on one bridged /24, each with its veth `eth0` and address 10.77.<n>.<k>."""
 
-    def __init__(self, devices: Sequence[str]) -> None:
+    def __init__(self, devices: Sequence[str], prefix: str = PREFIX) -> None:
         self.token = secrets.token_hex(4)
         self.subnet_octet = secrets.randbelow(254) + 1
-        self.bridge_ns = f"{PREFIX}{self.token}-br"
-        self.ns = {d: f"{PREFIX}{self.token}-{d}" for d in devices}
+        self.bridge_ns = f"{prefix}{self.token}-br"
+        self.ns = {d: f"{prefix}{self.token}-{d}" for d in devices}
         self.ip = {d: f"10.77.{self.subnet_octet}.{i + 1}" for i, d in enumerate(devices)}
         self.created: list[str] = []
         self.procs: list[subprocess.Popen[bytes]] = []

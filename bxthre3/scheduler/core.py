@@ -282,11 +282,12 @@ class Scheduler:
         # The same key takes over (a host restarted quickly replaces its own stale connection).
         for other in self.hosts.values():
             if other.node_id == ev.node_id and other.id != ev.host_id and other.key != ev.key:
+                duplicate = f"node id {ev.node_id!r} is held by another live host (a different host key)"
                 reason = (
-                    f"node id {ev.node_id!r} is held by another live host (a different host key); give each host "
-                    "a unique --node-id (node managers: a unique --device-name), or wait until that host is gone"
+                    f"{duplicate}; give each host a unique --node-id (node managers: a unique --device-name, "
+                    "or `bxthre3 device-id --new` on a cloned device), or wait until that host is gone"
                 )
-                out.append(RefuseHost(ev.host_id, ev.node_id, reason))
+                out.append(RefuseHost(ev.host_id, ev.node_id, reason, duplicate))
                 return
         host = HostRecord(
             id=ev.host_id,
@@ -298,6 +299,7 @@ class Scheduler:
             platform=ev.platform,
             engine=ev.engine,
             device=ev.device,
+            device_id=ev.device_id,
             device_ram_mb=ev.device_ram_mb,
             device_cpus=ev.device_cpus,
             modules=set(ev.modules),

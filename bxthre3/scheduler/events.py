@@ -42,6 +42,7 @@ class HostJoined:
     device: str = ""
     device_ram_mb: int = 0
     device_cpus: int = 0
+    device_id: str = ""
     """Attempts the host still runs or finished without an ack: adopted, not run again."""
     key: str = ""
     """The pin of the host's identity key (a digest of its secret): a node id held by a live host

@@ -76,6 +76,9 @@ class RefuseHost:
     host_id: str
     node_id: str
     reason: str
+    duplicate: str = ""
+    """What happened without a remedy (``reason`` adds a generic one): the host adds the flag that fixes
+    it on the command that started it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,8 @@ class HostRecord:
     platform: str = ""
     engine: str = ""
     device: str = ""
+    device_id: str = ""
+    """The device's random id: hosts of one device share it, hosts of two same-named devices do not."""
     device_ram_mb: int = 0
     device_cpus: int = 0
     modules: set[str] = field(default_factory=set)

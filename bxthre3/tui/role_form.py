@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Mapping
 
 from textual import on, work
@@ -16,6 +15,7 @@ from textual.validation import Integer
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from ..addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
+from ..device_identity import form_host_id
 from ..errors import Bxthre3Error
 from ..security import TOKEN_ENV, check_token
 from ..user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, ram_problem
@@ -23,7 +23,7 @@ from .messages import StartRequested
 from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
 
 NODE_ID_ENV = "BXTHRE3_NODE_ID"
-"""Pre-fills the Host form's node id; by default <hostname>-<4 hex>, so two devices never collide."""
+"""Pre-fills the Host form's node id; by default <hostname>-<6 of the device id>-host, so devices never collide."""
 
 MIN_RAM_MB, MAX_RAM_MB = MIN_NODE_RAM_MB, MAX_NODE_RAM_MB
 
@@ -87,7 +87,7 @@ class RoleFormScreen(Screen[None]):
                 yield Static("", id="nodes")
             if "node_id" in fields:
                 yield Label("Node id")
-                default_id = self.environ.get(NODE_ID_ENV) or f"{socket.gethostname()}-{os.urandom(2).hex()}"
+                default_id = self.environ.get(NODE_ID_ENV) or form_host_id(self.environ)
                 yield Input(default_id[:64], id="node_id")
             yield Static("", id="form-error")
             with Horizontal(id="form-buttons"):

@@ -169,14 +169,19 @@ def test_scale_up_down_restart_and_stop(harness: Harness) -> None:
 def test_hosts_report_their_device_and_status_groups_them(
     controller: RunningController, client: ControllerClient, hosts: HostProcesses
 ) -> None:
-    hosts.start(controller.address, "phone-1", extra=("--device", "phone"))
-    hosts.start(controller.address, "phone-2", extra=("--device", "phone"))
-    hosts.start(controller.address, "laptop-1", extra=("--device", "laptop"))
+    # Devices are told apart by their id (every process of the test run shares one state dir, so one
+    # kept id: each "device" names its own); the name is for people.
+    phone, laptop = "a1" * 16, "b2" * 16
+    hosts.start(controller.address, "phone-1", extra=("--device", "phone", "--device-id", phone))
+    hosts.start(controller.address, "phone-2", extra=("--device", "phone", "--device-id", phone))
+    hosts.start(controller.address, "laptop-1", extra=("--device", "laptop", "--device-id", laptop))
     wait_for(lambda: client.status()["totals"]["hosts"] == 3, 20, "three hosts")
     status = client.status()
     assert status["totals"]["devices"] == 2
-    assert status["devices"]["phone"]["hosts"] == 2 and status["devices"]["laptop"]["hosts"] == 1
+    assert status["devices"][phone]["hosts"] == 2 and status["devices"][laptop]["hosts"] == 1
+    assert (status["devices"][phone]["name"], status["devices"][laptop]["name"]) == ("phone", "laptop")
     assert {h["node_id"]: h["device"] for h in status["hosts"]}["phone-2"] == "phone"
-    phone = status["devices"]["phone"]
+    assert {h["node_id"]: h["device_id"] for h in status["hosts"]}["laptop-1"] == laptop
+    phone = status["devices"][phone]
     assert sorted(phone["node_ids"]) == ["phone-1", "phone-2"]
     assert phone["cpus"] >= 1 and phone["ram_total_mb"] > 100 and phone["platform"]

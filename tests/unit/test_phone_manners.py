@@ -111,7 +111,9 @@ def test_a_stale_pause_file_is_cleared_at_start(tmp_path: Path) -> None:
     assert not (tmp_path / "p").exists()
 
 
-def test_the_node_manager_cli_turns_manners_on_as_if_on_android(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_node_manager_cli_turns_manners_on_as_if_on_android(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """`--phone-manners auto` follows is_android(); here a Python reporting sys.platform == "android"."""
     code = (
         "import sys; sys.platform = 'android'\n"
@@ -120,7 +122,7 @@ def test_the_node_manager_cli_turns_manners_on_as_if_on_android(monkeypatch: pyt
         "nm = cli._node_manager(args, cli.Address('127.0.0.1', 9), None)\n"
         "print(nm.manners is not None, '--pause-file' in nm.host_args)\n"
     )
-    env = {**os.environ, "BXTHRE3_PHONE_MANNERS": "auto"}
+    env = {**os.environ, "BXTHRE3_PHONE_MANNERS": "auto", "XDG_STATE_HOME": str(tmp_path)}  # its device id
     env.pop("TERMUX_VERSION", None)
     env.pop("ANDROID_ROOT", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30)
