@@ -22,7 +22,9 @@ HOSTILE = (
     "[bold red]not markup[/] [link=https://example.com]x[/link]\n"
     "\x1b[2J\x1b]0;pwned\x07 abc\rdef back\x08space \u009b31m \u202eevil\u202c\n"
 )
-HOST = "host-[b]bold[/b]"
+HOST = "host-hostile"
+DEVICE = "dev-[b]bold[/b]"
+"""Node ids are checked (they name files); a device name is free text any member can send."""
 
 
 def screen_text(app) -> str:
@@ -36,7 +38,7 @@ def test_hostile_output_and_host_names_show_literally(
     (tmp_path / "hostile.txt").write_text(HOSTILE)
     dag = tmp_path / "hostile.yaml"
     dag.write_text(f"name: hostile\ntasks:\n  - id: shout\n    module: {ECHO_BOTH}\n    inputs: ['file:hostile.txt']\n")
-    hosts.start(controller.address, HOST)
+    hosts.start(controller.address, HOST, extra=("--device", DEVICE))
     wait_for_hosts(client, 1)
     dag_id = client.submit(load_dag(dag))
     assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
@@ -57,8 +59,8 @@ def test_hostile_output_and_host_names_show_literally(
             assert "\\x1b[2J\\x1b]0;pwned\\x07 abc\\rdef back\\x08space \\x9b31m \\u202eevil\\u202c" in shown
             for raw in ("\x1b", "\x07", "\r", "\x08", "\u009b", "\u202e"):
                 assert raw not in shown
-            # The hosts table shows the name, not bold text (it fills from the next status poll: wait for it).
-            await wait_until(pilot, lambda: HOST in screen_text(app), 20, "the host's name shown literally")
+            # The hosts table shows the device's name, not bold text (it fills from the next status poll).
+            await wait_until(pilot, lambda: DEVICE in screen_text(app), 20, "the device's name shown literally")
             screen = screen_text(app)
             assert "[bold red]not markup[/]" in screen and "\\x1b]0;pwned" in screen
             await pilot.press("q")
