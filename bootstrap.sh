@@ -287,6 +287,9 @@ find_python() {
 
 test_other_pythons() {
     local want py venv stamp stamp_want rc pins=() found=()
+    # 3.10's bundled pip (23.0) cannot build a wheel of a project without pyproject.toml (pywasm3) unless
+    # told to use PEP 517, as newer pips always do: the install test's `pip wheel` needs it. For this step only.
+    local -x PIP_USE_PEP517=1
     if [ "$PLATFORM" = termux ]; then
         [ -n "$OTHER_PYTHONS" ] && log "Termux: the suite runs on its one Python only (no other Pythons here)"
         return 0

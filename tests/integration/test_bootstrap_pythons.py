@@ -41,11 +41,11 @@ def venv_of(machine: Machine, short: str) -> Path:
 
 def installed_venv(machine: Machine, short: str, python: Path) -> None:
     """A venv as a previous run left it (stamp of these pins and this interpreter); its python logs its
-    arguments and exits with $UNIT_RC for tests/unit, $INSTALL_RC for `-m install`."""
+    arguments (and $PIP_USE_PEP517) and exits with $UNIT_RC for tests/unit, $INSTALL_RC for `-m install`."""
     venv = venv_of(machine, short)
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text(
-        f'#!/bin/sh\necho "py{short} $*" >> "$STUB_LOG"\n'
+        f'#!/bin/sh\necho "py{short} PIP_USE_PEP517=${{PIP_USE_PEP517:-}} $*" >> "$STUB_LOG"\n'
         'case "$*" in *"-m install"*) exit "${INSTALL_RC:-0}" ;; *tests/unit*) exit "${UNIT_RC:-0}" ;; esac\n'
     )
     (venv / "bin" / "python").chmod(0o755)
@@ -136,6 +136,8 @@ def test_a_failing_subset_stops_the_run_before_the_whole_suite(
     if error is None:
         assert proc.returncode == 0, proc.stderr
         assert [line.split()[0] for line in ran] == ["py3.10", "py3.10", "py3.13", "py3.13"]
+        # 3.10's own pip builds pywasm3's wheel (the install test's `pip wheel`) only with PEP 517.
+        assert all(line.split()[1] == "PIP_USE_PEP517=1" for line in ran)
     else:
         assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == error
         assert all(line.startswith("py3.10") for line in ran), "3.13 and the whole suite never started"
