@@ -276,7 +276,7 @@ find_python() {
     local want="$1" cand
     local check="import sys; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '$want' else 1)"
     for cand in "$(command -v "python$want" 2>/dev/null || true)" \
-                "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$want".*/bin/"python$want"; do
+                "${PYENV_ROOT:-${HOME:-}/.pyenv}"/versions/"$want".*/bin/"python$want"; do
         if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c "$check" >/dev/null 2>&1; then
             printf '%s\n' "$cand"
             return 0
@@ -301,7 +301,7 @@ test_other_pythons() {
         if py="$(find_python "$want")"; then
             found+=("$want=$py")
         elif [ "${BXTHRE3_REQUIRE_PYTHONS:-0}" = 1 ]; then
-            die "Python $want not found (python$want on PATH or ${PYENV_ROOT:-$HOME/.pyenv}/versions/$want.*); install it, or leave it out of BXTHRE3_PYTHONS"
+            die "Python $want not found (python$want on PATH or ${PYENV_ROOT:-${HOME:-}/.pyenv}/versions/$want.*); install it, or leave it out of BXTHRE3_PYTHONS"
         else
             log "Python $want not found: skipping its fast subset (BXTHRE3_REQUIRE_PYTHONS=1 makes this an error)"
         fi
@@ -315,7 +315,8 @@ test_other_pythons() {
         [ -x "$venv/bin/python" ] || act "$py" -m venv "$venv"
         if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$stamp_want" ]; then
             log "installing bxthre3 into $venv for Python $want"
-            act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "${ROOT}[test]"
+            act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "${ROOT}[test]" \
+                || die "Python $want: installing into $venv failed (pip said why above; BXTHRE3_PYTHONS=\"\" skips this step)"
             act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary wasmtime \
                 "${pins[@]}" -e "${ROOT}[wasmtime]" || log "no wasmtime wheel for Python $want: its tests run Wasm3 only"
             if [ "$DRY_RUN" -eq 1 ]; then

@@ -41,12 +41,14 @@ def venv_of(machine: Machine, short: str) -> Path:
 
 def installed_venv(machine: Machine, short: str, python: Path) -> None:
     """A venv as a previous run left it (stamp of these pins and this interpreter); its python logs its
-    arguments (and $PIP_USE_PEP517) and exits with $UNIT_RC for tests/unit, $INSTALL_RC for `-m install`."""
+    arguments (and $PIP_USE_PEP517) and exits with $UNIT_RC for tests/unit, $INSTALL_RC for `-m install`,
+    $PIP_RC for `pip install`."""
     venv = venv_of(machine, short)
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text(
         f'#!/bin/sh\necho "py{short} PIP_USE_PEP517=${{PIP_USE_PEP517:-}} $*" >> "$STUB_LOG"\n'
-        'case "$*" in *"-m install"*) exit "${INSTALL_RC:-0}" ;; *tests/unit*) exit "${UNIT_RC:-0}" ;; esac\n'
+        'case "$*" in *"-m install"*) exit "${INSTALL_RC:-0}" ;; *tests/unit*) exit "${UNIT_RC:-0}" ;;\n'
+        '  *"pip install"*) exit "${PIP_RC:-0}" ;; esac\n'
     )
     (venv / "bin" / "python").chmod(0o755)
     pins = (REPO / "pyproject.toml").read_bytes() + (REPO / "constraints.txt").read_bytes()
@@ -156,3 +158,15 @@ def test_this_machines_interpreters_are_found_past_pyenv_shims() -> None:
         found = proc.stdout.strip()
         version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30).stdout
         assert version.startswith(f"Python {short}."), (found, version)
+
+
+def test_a_failed_install_names_the_python_and_how_to_skip_the_step(machine: Machine) -> None:
+    installed_venv(machine, "3.10", add_python(machine, "3.10"))
+    (venv_of(machine, "3.10") / ".bxthre3-installed").write_text("pins of another day")
+    proc = machine.run("test", BXTHRE3_PYTHONS="3.10", PIP_RC="1")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        f"bootstrap: error: Python 3.10: installing into {venv_of(machine, '3.10')} failed (pip said why above; "
+        'BXTHRE3_PYTHONS="" skips this step)'
+    )
+    assert "pytest" not in (machine.root / "stub.log").read_text()
