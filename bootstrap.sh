@@ -13,10 +13,10 @@
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
-# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
-# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing),
 # BXTHRE3_PYTHONS (default "3.10 3.13": `test` first runs tests/unit and `-m install` on each; "" skips),
-# BXTHRE3_REQUIRE_PYTHONS=1 (`test` fails when one of BXTHRE3_PYTHONS is not found instead of skipping it).
+# BXTHRE3_REQUIRE_PYTHONS=1 (`test` fails when one of BXTHRE3_PYTHONS is not found instead of skipping it),
+# BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
+# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing).
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -499,8 +499,7 @@ main() {
             exec "$VENV/bin/bxthre3" run "$@"
             ;;
         -h|--help|help)
-            # The header comment, however long it grows: every line from the second up to the code.
-            awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
+            awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
             ;;
         --)
             shift
