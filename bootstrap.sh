@@ -11,10 +11,10 @@
 #
 # Roles: 1 UI Node, 2 Controller + Node Manager, 3 Node Manager only, 4 Host Node only, 5 All components.
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
+# Other Pythons under `test`: BXTHRE3_PYTHONS (default "3.10 3.13": tests/unit and `-m install` run on
+# each first; "" skips them), BXTHRE3_REQUIRE_PYTHONS=1 (fail when one is not found instead of skipping it).
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), CI=true (never ask),
-# BXTHRE3_PYTHONS (default "3.10 3.13": `test` first runs tests/unit and `-m install` on each; "" skips),
-# BXTHRE3_REQUIRE_PYTHONS=1 (`test` fails when one of BXTHRE3_PYTHONS is not found instead of skipping it),
 # BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
 # BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing).
 set -Eeuo pipefail
