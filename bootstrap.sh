@@ -11,6 +11,8 @@
 #
 # Roles: 1 UI Node, 2 Controller + Node Manager, 3 Node Manager only, 4 Host Node only, 5 All components.
 # Options: --role N|NAME  --ram-per-node MB  --controller IP[:PORT]  --token TOKEN  --yes  --dry-run
+# Other Pythons under `test`: BXTHRE3_PYTHONS (default "3.10 3.13": tests/unit and `-m install` run on
+# each first; "" skips them), BXTHRE3_REQUIRE_PYTHONS=1 (fail when one is not found instead of skipping it).
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), PROC_ROOT (default /proc), CI=true (never ask),
 # BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
@@ -319,6 +321,82 @@ ensure_test_packages() {
     fi
 }
 
+# ---------------------------------------------------------------------------------- other Pythons
+
+# `test` first runs a fast subset (tests/unit and the tests marked `install`) on the oldest and newest
+# Python that pyproject.toml's requires-python admits, so a feature of the default Python (tomllib,
+# datetime.UTC, ExceptionGroup, ...) or a pin without wheels for them cannot slip in unnoticed. Each gets
+# its own venv beside $VENV (`.venv-py3.10`, ...), installed from the same constraints.txt (its
+# environment markers pick each Python's pins) and reinstalled only when the pins change.
+# BXTHRE3_PYTHONS="" skips the step; a Python not found is skipped with one line, unless
+# BXTHRE3_REQUIRE_PYTHONS=1. Looked for as `pythonX.Y` on PATH (run once: a pyenv shim of a version
+# not selected fails), then in $PYENV_ROOT/versions (default ~/.pyenv).
+OTHER_PYTHONS="${BXTHRE3_PYTHONS-3.10 3.13}"
+
+# The path of a working interpreter of version $1 (X.Y), or nothing.
+find_python() {
+    local want="$1" cand
+    local check="import sys; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '$want' else 1)"
+    for cand in "$(command -v "python$want" 2>/dev/null || true)" \
+                "${PYENV_ROOT:-${HOME:-}/.pyenv}"/versions/"$want".*/bin/"python$want"; do
+        if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c "$check" >/dev/null 2>&1; then
+            printf '%s\n' "$cand"
+            return 0
+        fi
+    done
+    return 1
+}
+
+test_other_pythons() {
+    local want py venv stamp stamp_want rc pins=() found=()
+    # 3.10's bundled pip (23.0) cannot build a wheel of a project without pyproject.toml (pywasm3) unless
+    # told to use PEP 517, as newer pips always do: the install test's `pip wheel` needs it. For this step only.
+    local -x PIP_USE_PEP517=1
+    if [ "$PLATFORM" = termux ]; then
+        [ -n "$OTHER_PYTHONS" ] && log "Termux: the suite runs on its one Python only (no other Pythons here)"
+        return 0
+    fi
+    if [ "$NEWEST" = 1 ]; then pins=(--upgrade --upgrade-strategy eager); else pins=(--constraint "$ROOT/constraints.txt"); fi
+    # All found (or the run refused) before the first one spends a minute.
+    for want in $OTHER_PYTHONS; do
+        case "$want" in 3.[0-9]|3.[0-9][0-9]) ;; *) die "BXTHRE3_PYTHONS: '$want' is not a Python version like 3.10" ;; esac
+        if py="$(find_python "$want")"; then
+            found+=("$want=$py")
+        elif [ "${BXTHRE3_REQUIRE_PYTHONS:-0}" = 1 ]; then
+            die "Python $want not found (python$want on PATH or ${PYENV_ROOT:-${HOME:-}/.pyenv}/versions/$want.*); install it, or leave it out of BXTHRE3_PYTHONS"
+        else
+            log "Python $want not found: skipping its fast subset (BXTHRE3_REQUIRE_PYTHONS=1 makes this an error)"
+        fi
+    done
+    for want in "${found[@]}"; do
+        py="${want#*=}"
+        want="${want%%=*}"
+        venv="$VENV-py$want"
+        stamp="$venv/.bxthre3-installed"
+        stamp_want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | cksum) newest=$NEWEST python=$py"
+        [ -x "$venv/bin/python" ] || act "$py" -m venv "$venv"
+        if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$stamp_want" ]; then
+            log "installing bxthre3 into $venv for Python $want"
+            act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" -e "${ROOT}[test]" \
+                || die "Python $want: installing into $venv failed (pip said why above; BXTHRE3_PYTHONS=\"\" skips this step)"
+            act "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary wasmtime \
+                "${pins[@]}" -e "${ROOT}[wasmtime]" || log "no wasmtime wheel for Python $want: its tests run Wasm3 only"
+            if [ "$DRY_RUN" -eq 1 ]; then
+                printf 'would run: record %s\n' "$stamp"
+            else
+                printf '%s' "$stamp_want" >"$stamp"
+            fi
+        fi
+        log "Python $want: tests/unit and the tests marked install"
+        act "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit || die "Python $want: tests/unit failed"
+        # Exit status 5 is "no test selected": nothing is marked install (yet), which is not a failure.
+        rc=0
+        act "$venv/bin/python" -m pytest -q -p no:cacheprovider -m install tests || rc=$?
+        [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ] || die "Python $want: the tests marked install failed (exit $rc)"
+    done
+    return 0
+}
+
 # ---------------------------------------------------------------------------------- roles
 
 role_key() {
@@ -543,6 +621,7 @@ main() {
             cd "$ROOT"
             # Under `test` a missing toolchain fails the conformance suite instead of skipping it.
             export BXTHRE3_REQUIRE_TOOLCHAINS="${BXTHRE3_REQUIRE_TOOLCHAINS:-1}"
+            test_other_pythons
             act "$VENV/bin/python" -m ruff check bxthre3 tests benchmarks
             if [ "$DRY_RUN" -eq 1 ]; then
                 printf 'would run: env BXTHRE3_REQUIRE_TOOLCHAINS=%s %s\n' "$BXTHRE3_REQUIRE_TOOLCHAINS" \

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,27 @@ class DagItem(ListItem):
         )
 
 
-def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
-    """Update a DataTable in place (keeps the cursor): change cells, add and drop rows."""
+def _widen_to_fit(table: DataTable[str], rows: Iterable[tuple[str, ...]]) -> None:
+    """Widen fixed-width columns to their widest cell (markup as rendered), never narrowing them.
+
+    Called before the cells change, so every row is drawn at its final widths. Textual's own auto
+    width is applied only when the table is next idle, and a row drawn before that stays cached at
+    the old widths (the cursor row read "lab-bo" for "lab-box"): what the screen showed depended on
+    the event loop's timing, and so differed between Python versions.
+    """
+    columns = list(table.columns.values())
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            width = Text.from_markup(value).cell_len
+            if not column.auto_width and width > column.width:
+                column.width = width
+
+
+def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]], *, fit: bool = False) -> None:
+    """Update a DataTable in place (keeps the cursor): change cells, add and drop rows; with `fit`,
+    widen columns to the new cells first (see `_widen_to_fit`)."""
+    if fit:
+        _widen_to_fit(table, rows.values())
     existing = {key.value for key in table.rows}
     for key in existing - rows.keys():
         table.remove_row(key)
@@ -97,7 +117,7 @@ def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
         if key in existing:
             for col, value in zip(columns, row, strict=True):
                 if table.get_cell(key, col) != value:
-                    table.update_cell(key, col, value)
+                    table.update_cell(key, col, value, update_width=fit)  # the table's scroll width follows
         else:
             table.add_row(*row, key=key)
 
@@ -172,7 +192,9 @@ class MonitorScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#hosts", DataTable).add_columns(*HOST_COLUMNS)
+        hosts = self.query_one("#hosts", DataTable)
+        for label in HOST_COLUMNS:  # as wide as the label; `_widen_to_fit` grows them with the hosts shown
+            hosts.add_column(label, key=label, width=len(label))
         tasks = self.query_one("#tasks", DataTable)
         # Fixed widths: the table is updated cell by cell as results arrive, and auto-sized
         # columns would jump (and render differently depending on arrival order).
@@ -250,7 +272,8 @@ class MonitorScreen(Screen[None]):
             self.write_log("controller reachable")
         status = message.status
         self.query_one("#totals", Static).update(totals_line(status.get("totals", {})))
-        _sync_rows(self.query_one("#hosts", DataTable), {h["node_id"]: host_row(h) for h in status.get("hosts", [])})
+        hosts = {h["node_id"]: host_row(h) for h in status.get("hosts", [])}
+        _sync_rows(self.query_one("#hosts", DataTable), hosts, fit=True)
         self._sync_dags(status.get("dags", []))
         if message.results is not None and message.results.get("dag_id") == self.selected_dag:
             self._show_results(message.results)
