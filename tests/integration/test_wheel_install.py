@@ -122,7 +122,7 @@ def _wheelhouse(wheel: Path) -> Path:
     if not house.exists():
         requirements = _requirements(wheel)
         _cache_atomically(
-            house, lambda d: _pip("wheel", "-w", str(d), "-c", str(REPO / "constraints.txt"), *requirements)
+            house, lambda d: _pip("wheel", "--use-pep517", "-w", str(d), "-c", str(REPO / "constraints.txt"), *requirements)
         )
     return house
 
