@@ -121,9 +121,8 @@ def _wheelhouse(wheel: Path) -> Path:
     house = paths.cache_home() / "install-test" / f"wheels-{hashlib.sha256(ident).hexdigest()[:16]}"
     if not house.exists():
         requirements = _requirements(wheel)
-        _cache_atomically(
-            house, lambda d: _pip("wheel", "--use-pep517", "-w", str(d), "-c", str(REPO / "constraints.txt"), *requirements)
-        )
+        pins = ("-c", str(REPO / "constraints.txt"))
+        _cache_atomically(house, lambda d: _pip("wheel", "--use-pep517", "-w", str(d), *pins, *requirements))
     return house
 
 
