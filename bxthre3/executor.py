@@ -665,6 +665,29 @@ def _peak_resident_bytes() -> int:
         return 0
 
 
+def _current_resident_bytes() -> int:
+    """What this process has resident now (/proc/self/statm), 0 when unknown (then it never retires)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _resident_probe(retire_rss: int) -> Callable[[], int]:
+    """How this child measures itself against `retire_rss`: its peak, unless that peak was inherited.
+
+    Linux carries a parent's high-water RSS into a child it forks (and through exec): an executor
+    started by a process that once held more than the limit (a test runner, an embedding program)
+    reported that peak from its first job and retired after every job, ~100x slower. A child that
+    starts above half the limit cannot have grown there itself (it holds ~30 MB), so it reads its
+    current size instead (one small /proc read per job).
+    """
+    if _peak_resident_bytes() <= retire_rss // 2:
+        return _peak_resident_bytes
+    return _current_resident_bytes
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """Have the kernel SIGKILL us when the parent goes (Linux and Android only)."""
     if sys.platform.startswith("linux") or sys.platform == "android":
@@ -802,6 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _limit_address_space(address_space_mb)
     cache = _ModuleCache(engine=args[4])
     retire_rss = int(os.environ.get("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES") or RETIRE_RSS_BYTES)
+    resident = _resident_probe(retire_rss)
     pipes = _ChildPipes(jobs_fd, results_fd)
     while True:
         try:
@@ -817,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"executor: {exc}", file=sys.stderr)
             return 3
         result = _run_job(job, cache, run_module)
-        retire = _peak_resident_bytes() > retire_rss
+        retire = resident() > retire_rss
         if retire:
             result = dataclasses.replace(result, retired=True)
         try:

@@ -232,6 +232,27 @@ def test_parent_side_does_not_import_wasm3_or_zmq() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)
 
 
+def test_a_child_of_a_big_parent_does_not_retire_after_every_job() -> None:
+    """Linux hands a parent's peak RSS to the child it forks: an executor started by a process that once held
+    more than the retire limit (the test runner after a 100,000-task DAG) used to retire after every job."""
+    code = (
+        "import sys\n"
+        "block = bytearray(200 << 20)\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\n"
+        "del block\n"
+        "from bxthre3.executor import Executor, ExecJob\n"
+        "from tests.integration.test_executor import make_job, run\n"
+        "ex = Executor(); ex.start(); pid = ex.pid; job = make_job('noop')\n"
+        "for k in range(5):\n"
+        "    assert run(ex, ExecJob(100 + k, job.module_sha, job.module_path, (), b'', {})).reason is None\n"
+        "same = ex.pid == pid; ex.kill(); ex.close()\n"
+        "sys.exit(0 if same else 'the executor was replaced after a job')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES": str(150 << 20)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=60, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_startup_time_and_noop_throughput(capsys: pytest.CaptureFixture[str]) -> None:
     executor = Executor()
     try:
