@@ -66,9 +66,6 @@ _READS_PER_CALL = 64
 """Most reads one `take_results` call makes: a child writing fast must not hold the host's loop."""
 
 
-"""The directory holding the `bxthre3` package: the child's cwd and first import path."""
-
-
 class ExecutorDied(Bxthre3Error):
     """The executor child is gone (killed, crashed) or sent something unreadable."""
 

@@ -201,10 +201,10 @@ class Host:
         self.liveness = config.liveness
         """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
         self.controller_silence = 0.0
-        self.controller_rto = 0.0
-        """The controller's retransmission timeout for our path (its heartbeats say it; 0: not told)."""
         """The silence limit the controller applies to us (its heartbeats say it; 0: not told): we wait as
         long for a word from it before reconnecting, since our link is as slow for it as for us."""
+        self.controller_rto = 0.0
+        """The controller's retransmission timeout for our path (its heartbeats say it; 0: not told)."""
         self.echo: tuple[float, float] | None = None
         """(stamp, when received) of the controller's last stamped heartbeat, echoed in our next heartbeat."""
         self.next_job_id = 1

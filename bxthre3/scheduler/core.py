@@ -11,7 +11,7 @@ import heapq
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..dag_model import DagSpec, InputKind, TaskInput
@@ -395,10 +395,9 @@ class Scheduler:
             return  # an unregistered connection: not acked, so the host resends it after registering
         # Acknowledge even a stale or duplicate result: it is settled too, and the host may forget it.
         out.append(AckResult(ev.host_id, ev.dag_id, ev.task_id, ev.attempt))
-        if host is not None:
-            host.last_seen = ev.now
-            if host.running.get(key) == ev.attempt:
-                self._release(host, key, ev.now)
+        host.last_seen = ev.now
+        if host.running.get(key) == ev.attempt:
+            self._release(host, key, ev.now)
         dag = self.dags.get(ev.dag_id)
         task = dag.tasks.get(ev.task_id) if dag else None
         if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != ev.attempt:
@@ -435,14 +434,13 @@ class Scheduler:
             task.reason = ev.reason
             task.error = ev.error
             retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
-            if ev.reason is FailureReason.INTERNAL and host is not None:
+            if ev.reason is FailureReason.INTERNAL:
                 host.modules.discard(task.spec.module)  # e.g. a corrupt cache file: ship it again
             if ev.reason.retryable and task.failures < retries:
                 task.failures += 1
                 task.host_id = None
                 self._retry_later(dag, task, ev.now)
-                if host is not None:
-                    host.failed += 1
+                host.failed += 1
             else:
                 task.recorded += 1
                 self._fail_task(dag, task, ev.now, out)
@@ -872,6 +870,3 @@ class Scheduler:
             f"{count} ready task(s) need {memory} MB; the largest host offers {largest} MB"
             for memory, count in self.ready.waiting_above(largest).items()
         ]
-
-    def hosts_of_node(self, node_id: str) -> Iterable[HostRecord]:
-        return (h for h in self.hosts.values() if h.node_id == node_id)

@@ -153,9 +153,9 @@ class MonitorScreen(Screen[None]):
         self._results: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, dict[str, Any]] = {}
         self._task_rows: dict[str, tuple[str, ...]] = {}
+        """The rows in the task table, by task id: what the next update is compared with."""
         self._slots: list[str] = []
         """The task id shown in each row of the task table (row key ``r<i>``)."""
-        """The rows in the task table, by task id: what the next update is compared with."""
         self._output_key: tuple[Any, ...] | None = None
         """(dag, task, state, attempts) of the output shown or being fetched."""
         self._shown_output: tuple[str | None, str] = (None, "")
