@@ -1,8 +1,8 @@
 """The scheduling policy: transitions of tasks, DAGs and hosts, and placement.
 
 Pull with credit: a host offers ``slots``; each result it reports frees one. Ready tasks
-go out in FIFO order to the host with free capacity that already holds the module (so
-bytes are shipped once), else to the host with the most free slots.
+go out in FIFO order to a host with free capacity: one with an idle slot first, then one
+that already holds the module (so bytes are shipped once), then the one with the most room.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class SchedulerConfig:
     a round trip costs ~1 % of such a task, a task waiting behind another while a host idles a whole one
     -- on a LAN. A host behind a slow link gets the queue `rtt_prefetch_above` gives it, whatever its tasks."""
     rtt_prefetch_above: float = 0.1
-    """A host whose measured round trip (srtt + rttvar) is at least this fraction of its mean task queues
+    """A host whose measured round trip (its RTO, srtt + 4 x rttvar) is at least this fraction of its mean task queues
     enough to hide it: ceil(round trip / mean task) per slot (at most `max_rtt_prefetch`). A phone 400 ms
     away ran ~1 task of 0.1 s per round trip without it; the queue lasts about one round trip, so it can
     hold back at most that much work from other hosts at a DAG's end."""
