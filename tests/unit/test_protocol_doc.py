@@ -128,3 +128,12 @@ def test_the_parser_sees_what_is_written() -> None:
         "x": [[("a", "int|nil", ()), ("h", WIRE_TYPES["list[AttemptRef]"], ([],)), ("o", "bool", (True,))]]
     }
     assert not _same_default((1,), (True,))
+
+
+def test_security_md_names_every_kind_whose_frames_may_be_large() -> None:
+    """SECURITY.md's limits table says which kinds escape the 1 MiB cap on commands; the decoder decides."""
+    security = (Path(__file__).parents[2] / "docs" / "SECURITY.md").read_text()
+    row = next(line for line in security.splitlines() if line.startswith("| frame size of a command"))
+    assert sorted(k for k in protocol._KINDS if re.search(rf"\b{k}\b", row.split("|")[3])) == sorted(
+        protocol._BULK_KINDS
+    )
