@@ -525,9 +525,8 @@ class _DagBuilder:
             shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
             raise self.fail(f"must be a whole number, not {_kind(node)}{shown}", node, task_id, "retries")
         value = self.scalar_value(node, task_id, "retries")
-        problem = retries_problem(value)
-        if problem:
-            raise self.fail(f"{problem}, not {node.value}", node, task_id, "retries")
+        if not isinstance(value, int) or retries_problem(value):
+            raise self.fail(f"{retries_problem(value)}, not {node.value}", node, task_id, "retries")
         return value
 
     def memory(self, node: Node, task_id: str | None) -> int | None:
@@ -537,9 +536,10 @@ class _DagBuilder:
             shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
             raise self.fail(f"must be a whole number of MB, not {_kind(node)}{shown}", node, task_id, "memory")
         value = self.scalar_value(node, task_id, "memory")
-        problem = memory_problem(value)
-        if problem:
-            raise self.fail(f"{problem} (wasm32 addresses at most 4 GiB), not {node.value}", node, task_id, "memory")
+        if not isinstance(value, int) or memory_problem(value):
+            raise self.fail(
+                f"{memory_problem(value)} (wasm32 addresses at most 4 GiB), not {node.value}", node, task_id, "memory"
+            )
         return value
 
     # -- modules
