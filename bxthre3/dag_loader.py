@@ -27,8 +27,6 @@ from yaml.resolver import Resolver
 
 from bxthre3 import examples
 from bxthre3.dag_model import (
-    MAX_RETRIES,
-    MAX_TIMEOUT_S,
     OUTPUT_PREFIX,
     DagSpec,
     InputKind,
@@ -38,9 +36,12 @@ from bxthre3.dag_model import (
     check_limits,
     did_you_mean,
     id_problem,
+    memory_problem,
     parse_input,
     path_problem,
     paths_problem,
+    retries_problem,
+    timeout_problem,
     validate_graph,
 )
 from bxthre3.digests import sha256_hex
@@ -51,7 +52,6 @@ from bxthre3.limits import (
     MAX_ID_LENGTH,
     MAX_INPUTS_PER_TASK,
     MAX_MODULE_BYTES,
-    MAX_TASK_MEMORY_MB,
     MAX_TASKS_PER_DAG,
     MAX_YAML_BYTES,
 )
@@ -513,13 +513,9 @@ class _DagBuilder:
             raise self.fail(f"must be a number of seconds, not {_kind(node)}{shown}", node, task_id, "timeout")
         value = self.scalar_value(node, task_id, "timeout")
         seconds = float(value) if isinstance(value, (int, float)) else math.nan
-        if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT_S):
-            raise self.fail(
-                f"must be seconds > 0 and <= {MAX_TIMEOUT_S:g}, not {node.value}",
-                node,
-                task_id,
-                "timeout",
-            )
+        problem = timeout_problem(seconds)
+        if problem:
+            raise self.fail(f"{problem}, not {node.value}", node, task_id, "timeout")
         return seconds
 
     def retries(self, node: Node, task_id: str | None) -> int | None:
@@ -529,8 +525,8 @@ class _DagBuilder:
             shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
             raise self.fail(f"must be a whole number, not {_kind(node)}{shown}", node, task_id, "retries")
         value = self.scalar_value(node, task_id, "retries")
-        if not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
-            raise self.fail(f"must be between 0 and {MAX_RETRIES}, not {node.value}", node, task_id, "retries")
+        if not isinstance(value, int) or retries_problem(value):
+            raise self.fail(f"{retries_problem(value)}, not {node.value}", node, task_id, "retries")
         return value
 
     def memory(self, node: Node, task_id: str | None) -> int | None:
@@ -540,12 +536,9 @@ class _DagBuilder:
             shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
             raise self.fail(f"must be a whole number of MB, not {_kind(node)}{shown}", node, task_id, "memory")
         value = self.scalar_value(node, task_id, "memory")
-        if not isinstance(value, int) or not 1 <= value <= MAX_TASK_MEMORY_MB:
+        if not isinstance(value, int) or memory_problem(value):
             raise self.fail(
-                f"must be between 1 and {MAX_TASK_MEMORY_MB} MB (wasm32 addresses at most 4 GiB), not {node.value}",
-                node,
-                task_id,
-                "memory",
+                f"{memory_problem(value)} (wasm32 addresses at most 4 GiB), not {node.value}", node, task_id, "memory"
             )
         return value
 

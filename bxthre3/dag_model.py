@@ -32,6 +32,7 @@ from bxthre3.limits import (
     MAX_PATH_BYTES,
     MAX_TASK_MEMORY_MB,
     MAX_TASKS_PER_DAG,
+    MAX_TIMEOUT_S,
 )
 from bxthre3.wasm_inspect import check_wasi_command
 
@@ -47,9 +48,6 @@ FILE_PREFIX = "file:"
 
 MAX_RETRIES = 100
 """Most retries one task may ask for; more is a typo or an attempt to pin the cluster."""
-
-MAX_TIMEOUT_S = 7 * 24 * 3600.0
-"""Longest per-attempt timeout, in seconds (one week)."""
 
 MAX_NAME_CHARS = 4096
 """Longest module name or file-input path carried for messages."""
@@ -239,6 +237,32 @@ def id_problem(value: str) -> str | None:
     if not ID_PATTERN.fullmatch(value):
         return f"invalid task id {_show(value)}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
     return None
+
+
+# A task's `timeout`, `retries` and `memory` are checked twice: by the YAML loader (which names the line)
+# and by the wire form (the controller trusts no client). Both ask these, so the two cannot disagree;
+# each adds the value as it was written.
+
+
+def timeout_problem(seconds: float) -> str | None:
+    """What is wrong with `seconds` as a task's timeout, or None (NaN and infinity are wrong)."""
+    if math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT_S:
+        return None
+    return f"must be seconds > 0 and <= {MAX_TIMEOUT_S:g}"
+
+
+def retries_problem(retries: object) -> str | None:
+    """What is wrong with `retries` as a task's retry budget, or None."""
+    if isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= MAX_RETRIES:
+        return None
+    return f"must be between 0 and {MAX_RETRIES}"
+
+
+def memory_problem(mb: object) -> str | None:
+    """What is wrong with `mb` as a task's declared memory in MB, or None."""
+    if isinstance(mb, int) and not isinstance(mb, bool) and 1 <= mb <= MAX_TASK_MEMORY_MB:
+        return None
+    return f"must be between 1 and {MAX_TASK_MEMORY_MB} MB"
 
 
 def path_problem(path: str) -> str | None:
@@ -682,20 +706,23 @@ class _WireReader:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise self.fail(f"must be a number, not {type(timeout).__name__}", task_id, "timeout")
             timeout = float(timeout)
-            if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
-                raise self.fail(f"must be seconds > 0 and <= {MAX_TIMEOUT_S:g}, not {timeout!r}", task_id, "timeout")
+            problem = timeout_problem(timeout)
+            if problem:
+                raise self.fail(f"{problem}, not {timeout!r}", task_id, "timeout")
         retries = raw.get("retries")
         if retries is not None:
             if isinstance(retries, bool) or not isinstance(retries, int):
                 raise self.fail(f"must be an integer, not {type(retries).__name__}", task_id, "retries")
-            if not 0 <= retries <= MAX_RETRIES:
-                raise self.fail(f"must be between 0 and {MAX_RETRIES}, not {retries}", task_id, "retries")
+            problem = retries_problem(retries)
+            if problem:
+                raise self.fail(f"{problem}, not {retries}", task_id, "retries")
         memory = raw.get("memory")
         if memory is not None:
             if isinstance(memory, bool) or not isinstance(memory, int):
                 raise self.fail(f"must be an integer (MB), not {type(memory).__name__}", task_id, "memory")
-            if not 1 <= memory <= MAX_TASK_MEMORY_MB:
-                raise self.fail(f"must be between 1 and {MAX_TASK_MEMORY_MB} MB, not {memory}", task_id, "memory")
+            problem = memory_problem(memory)
+            if problem:
+                raise self.fail(f"{problem}, not {memory}", task_id, "memory")
         files = self.files(raw["files"], task_id) if "files" in raw else ()
         return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory, files)
 

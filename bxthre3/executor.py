@@ -36,7 +36,7 @@ from bxthre3.errors import Bxthre3Error, ModuleError
 from bxthre3.failures import FailureReason
 from bxthre3.pipe_framing import FrameDecoder, SendBuffer, encode_frame, write_frame_now, write_some
 from bxthre3.processes import PACKAGE_ROOT as _PACKAGE_ROOT
-from bxthre3.processes import child_env
+from bxthre3.processes import child_env, die_with_parent
 
 MAX_PIPE_FRAME_BYTES = 2 * limits.MAX_FRAME_BYTES
 """Largest frame either side accepts on the pipes, in bytes.
@@ -64,9 +64,6 @@ CLOSE_TIMEOUT_S = 2.0
 
 _READS_PER_CALL = 64
 """Most reads one `take_results` call makes: a child writing fast must not hold the host's loop."""
-
-
-"""The directory holding the `bxthre3` package: the child's cwd and first import path."""
 
 
 class ExecutorDied(Bxthre3Error):
@@ -688,20 +685,6 @@ def _resident_probe(retire_rss: int) -> Callable[[], int]:
     return _current_resident_bytes
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL us when the parent goes (Linux and Android only)."""
-    if sys.platform.startswith("linux") or sys.platform == "android":
-        try:
-            import ctypes
-
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _run_job(job: ExecJob, cache: _ModuleCache, run_module: Callable[..., Any]) -> ExecResult:
     from bxthre3.wasm_sandbox import MemoryLimitError
 
@@ -814,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs_fd, results_fd, parent_pid, address_space_mb = (int(a) for a in args[:4])
     # The parent owns our lifetime: Ctrl-C in its terminal must not kill a job midway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     try:  # import the engine now, not during the first job
         run_module = engines.runner(args[4])
     except ImportError as exc:

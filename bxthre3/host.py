@@ -30,7 +30,7 @@ from .addresses import Address
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
-from .limits import MiB
+from .limits import MAX_TIMEOUT_S, MiB
 from .liveness import MAX_SILENCE_S, connect_timeout, silence_limit
 from .module_cache import ModuleCache
 from .ram_probe import cpu_count, resident_mb, total_ram_mb
@@ -40,9 +40,6 @@ from .stop_event import wake_fd
 from .zmq_util import configure, is_loopback
 
 log = logging.getLogger(__name__)
-
-MAX_TIMEOUT_S = 7 * 86_400.0
-"""No attempt runs longer than this, whatever an assignment says."""
 
 INTERRUPT_GRACE_S = 0.5
 """How long past a timeout a host waits for an engine that stops runs itself before killing it."""
@@ -204,10 +201,10 @@ class Host:
         self.liveness = config.liveness
         """Both start from the config and follow the controller's `welcome`: the two sides must agree."""
         self.controller_silence = 0.0
-        self.controller_rto = 0.0
-        """The controller's retransmission timeout for our path (its heartbeats say it; 0: not told)."""
         """The silence limit the controller applies to us (its heartbeats say it; 0: not told): we wait as
         long for a word from it before reconnecting, since our link is as slow for it as for us."""
+        self.controller_rto = 0.0
+        """The controller's retransmission timeout for our path (its heartbeats say it; 0: not told)."""
         self.echo: tuple[float, float] | None = None
         """(stamp, when received) of the controller's last stamped heartbeat, echoed in our next heartbeat."""
         self.next_job_id = 1

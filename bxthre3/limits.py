@@ -74,6 +74,10 @@ MAX_TASK_MEMORY_MB = 4096
 DEFAULT_TASK_TIMEOUT_S = 300.0
 """Wall-clock limit of one task attempt unless the DAG says otherwise."""
 
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+"""Longest per-attempt timeout, in seconds (one week): a DAG asking for more is refused, and a host
+runs no attempt longer whatever its assignment says."""
+
 DEFAULT_TASK_RETRIES = 3
 """Extra attempts after a task's own failure unless the DAG says otherwise."""
 

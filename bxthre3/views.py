@@ -17,7 +17,7 @@ JSON_FORMAT = 1
 """Version of the `status` and `results` shapes (docs/JSON.md); bumped only when a field changes meaning or goes."""
 
 def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
-    """busy / idle, or silent once two heartbeats are missing (it is declared dead after `liveness`)."""
+    """busy / idle / paused, or silent once two heartbeats are missing (declared dead after its silence limit)."""
     if now - host.last_seen > 2 * heartbeat_interval:
         return "silent"
     if host.paused:

@@ -1,8 +1,8 @@
 """The scheduling policy: transitions of tasks, DAGs and hosts, and placement.
 
 Pull with credit: a host offers ``slots``; each result it reports frees one. Ready tasks
-go out in FIFO order to the host with free capacity that already holds the module (so
-bytes are shipped once), else to the host with the most free slots.
+go out in FIFO order to a host with free capacity: one with an idle slot first, then one
+that already holds the module (so bytes are shipped once), then the one with the most room.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import heapq
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..dag_model import DagSpec, InputKind, TaskInput
@@ -101,7 +101,7 @@ class SchedulerConfig:
     a round trip costs ~1 % of such a task, a task waiting behind another while a host idles a whole one
     -- on a LAN. A host behind a slow link gets the queue `rtt_prefetch_above` gives it, whatever its tasks."""
     rtt_prefetch_above: float = 0.1
-    """A host whose measured round trip (srtt + rttvar) is at least this fraction of its mean task queues
+    """A host whose measured round trip (its RTO, srtt + 4 x rttvar) is at least this fraction of its mean task queues
     enough to hide it: ceil(round trip / mean task) per slot (at most `max_rtt_prefetch`). A phone 400 ms
     away ran ~1 task of 0.1 s per round trip without it; the queue lasts about one round trip, so it can
     hold back at most that much work from other hosts at a DAG's end."""
@@ -395,10 +395,9 @@ class Scheduler:
             return  # an unregistered connection: not acked, so the host resends it after registering
         # Acknowledge even a stale or duplicate result: it is settled too, and the host may forget it.
         out.append(AckResult(ev.host_id, ev.dag_id, ev.task_id, ev.attempt))
-        if host is not None:
-            host.last_seen = ev.now
-            if host.running.get(key) == ev.attempt:
-                self._release(host, key, ev.now)
+        host.last_seen = ev.now
+        if host.running.get(key) == ev.attempt:
+            self._release(host, key, ev.now)
         dag = self.dags.get(ev.dag_id)
         task = dag.tasks.get(ev.task_id) if dag else None
         if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != ev.attempt:
@@ -435,14 +434,13 @@ class Scheduler:
             task.reason = ev.reason
             task.error = ev.error
             retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
-            if ev.reason is FailureReason.INTERNAL and host is not None:
+            if ev.reason is FailureReason.INTERNAL:
                 host.modules.discard(task.spec.module)  # e.g. a corrupt cache file: ship it again
             if ev.reason.retryable and task.failures < retries:
                 task.failures += 1
                 task.host_id = None
                 self._retry_later(dag, task, ev.now)
-                if host is not None:
-                    host.failed += 1
+                host.failed += 1
             else:
                 task.recorded += 1
                 self._fail_task(dag, task, ev.now, out)
@@ -872,6 +870,3 @@ class Scheduler:
             f"{count} ready task(s) need {memory} MB; the largest host offers {largest} MB"
             for memory, count in self.ready.waiting_above(largest).items()
         ]
-
-    def hosts_of_node(self, node_id: str) -> Iterable[HostRecord]:
-        return (h for h in self.hosts.values() if h.node_id == node_id)

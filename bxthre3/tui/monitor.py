@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from ..progress import finished_counts
 from .backend import Backend
 from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, cell, counts_line, describe_output, host_row, task_row, totals_line
+from .keyed_table import sync_rows
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
 log = logging.getLogger(__name__)
@@ -88,40 +88,6 @@ class DagItem(ListItem):
         )
 
 
-def _widen_to_fit(table: DataTable[str], rows: Iterable[tuple[str, ...]]) -> None:
-    """Widen fixed-width columns to their widest cell (markup as rendered), never narrowing them.
-
-    Called before the cells change, so every row is drawn at its final widths. Textual's own auto
-    width is applied only when the table is next idle, and a row drawn before that stays cached at
-    the old widths (the cursor row read "lab-bo" for "lab-box"): what the screen showed depended on
-    the event loop's timing, and so differed between Python versions.
-    """
-    columns = list(table.columns.values())
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            width = Text.from_markup(value).cell_len
-            if not column.auto_width and width > column.width:
-                column.width = width
-
-
-def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]], *, fit: bool = False) -> None:
-    """Update a DataTable in place (keeps the cursor): change cells, add and drop rows; with `fit`,
-    widen columns to the new cells first (see `_widen_to_fit`)."""
-    if fit:
-        _widen_to_fit(table, rows.values())
-    existing = {key.value for key in table.rows}
-    for key in existing - rows.keys():
-        table.remove_row(key)
-    columns = list(table.columns)
-    for key, row in rows.items():
-        if key in existing:
-            for col, value in zip(columns, row, strict=True):
-                if table.get_cell(key, col) != value:
-                    table.update_cell(key, col, value, update_width=fit)  # the table's scroll width follows
-        else:
-            table.add_row(*row, key=key)
-
-
 class PathInput(Input):
     """The submit box: Tab takes the greyed path completion (as in a shell), Esc closes the box."""
 
@@ -153,9 +119,9 @@ class MonitorScreen(Screen[None]):
         self._results: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, dict[str, Any]] = {}
         self._task_rows: dict[str, tuple[str, ...]] = {}
+        """The rows in the task table, by task id: what the next update is compared with."""
         self._slots: list[str] = []
         """The task id shown in each row of the task table (row key ``r<i>``)."""
-        """The rows in the task table, by task id: what the next update is compared with."""
         self._output_key: tuple[Any, ...] | None = None
         """(dag, task, state, attempts) of the output shown or being fetched."""
         self._shown_output: tuple[str | None, str] = (None, "")
@@ -193,7 +159,7 @@ class MonitorScreen(Screen[None]):
 
     def on_mount(self) -> None:
         hosts = self.query_one("#hosts", DataTable)
-        for label in HOST_COLUMNS:  # as wide as the label; `_widen_to_fit` grows them with the hosts shown
+        for label in HOST_COLUMNS:  # as wide as the label; `sync_rows(fit=True)` grows them with the hosts shown
             hosts.add_column(label, key=label, width=len(label))
         tasks = self.query_one("#tasks", DataTable)
         # Fixed widths: the table is updated cell by cell as results arrive, and auto-sized
@@ -273,7 +239,7 @@ class MonitorScreen(Screen[None]):
         status = message.status
         self.query_one("#totals", Static).update(totals_line(status.get("totals", {})))
         hosts = {h["node_id"]: host_row(h) for h in status.get("hosts", [])}
-        _sync_rows(self.query_one("#hosts", DataTable), hosts, fit=True)
+        sync_rows(self.query_one("#hosts", DataTable), hosts, fit=True)
         self._sync_dags(status.get("dags", []))
         if message.results is not None and message.results.get("dag_id") == self.selected_dag:
             self._show_results(message.results)

@@ -49,10 +49,10 @@ class RoleFormScreen(Screen[None]):
         super().__init__()
         self.role = ROLES_BY_KEY[role]
         self.discover = discover
+        """Listens for a controller beacon (blocking, bounded); None: no listening (tests, `--controller`)."""
         self.token_lookup = token_lookup
         self.cpus = cpus or os.cpu_count() or 1
         """The node manager runs at most one host per CPU; the live count says so."""
-        """Listens for a controller beacon (blocking, bounded); None: no listening (tests, `--controller`)."""
         self.environ = os.environ if environ is None else environ
         self.ram_probe = ram_probe
 

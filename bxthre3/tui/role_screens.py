@@ -23,27 +23,13 @@ from ..addresses import Address, parse_address
 from ..errors import Bxthre3Error
 from ..outputs import terminal_safe
 from . import role_views
+from .keyed_table import sync_rows
 from .role_process import RoleProcess
 from .roles import ROLES_BY_KEY
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 0.5
-
-
-def _sync_table(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
-    """Update cells in place, add new rows, drop gone ones (no flicker, cursor kept)."""
-    for key in [k.value for k in table.rows if k.value not in rows]:
-        table.remove_row(key)
-    columns = list(table.columns)
-    for key, row in rows.items():
-        if key in table.rows:
-            old = table.get_row(key)
-            for column, (before, after) in zip(columns, zip(old, row, strict=True), strict=False):
-                if before != after:
-                    table.update_cell(key, column, after)
-        else:
-            table.add_row(*row, key=key)
 
 
 def monitor_address(text: str | None) -> Address | None:
@@ -170,7 +156,7 @@ class ControllerRoleScreen(RoleScreen):
         if token and backend.token != token:
             backend.token = token  # the monitor (m) presents this controller's own token
         self.query_one("#controller-summary", Static).update(role_views.controller_summary(status))
-        _sync_table(self.query_one("#controller-hosts", DataTable), role_views.controller_host_rows(status))
+        sync_rows(self.query_one("#controller-hosts", DataTable), role_views.controller_host_rows(status))
         self.query_one("#controller-dags", Static).update(role_views.dag_lines(status))
         _show_node_manager(self, status.get("node_manager"))
 
@@ -221,7 +207,7 @@ class HostRoleScreen(RoleScreen):
 
     def show(self, status: dict[str, Any]) -> None:
         self.query_one("#host-summary", Static).update(role_views.host_summary(status))
-        _sync_table(self.query_one("#host-running", DataTable), role_views.host_running_rows(status))
+        sync_rows(self.query_one("#host-running", DataTable), role_views.host_running_rows(status))
         history = self.query_one("#host-history", DataTable)
         rows = role_views.host_history_rows(status)
         if list(rows) != [k.value for k in history.rows]:
@@ -229,7 +215,7 @@ class HostRoleScreen(RoleScreen):
             for key, row in rows.items():
                 history.add_row(*row, key=key)
         else:
-            _sync_table(history, rows)
+            sync_rows(history, rows)
 
     def controller_address(self) -> Address | None:
         return monitor_address((self.status or {}).get("controller"))
@@ -248,7 +234,7 @@ def _show_node_manager(screen: Screen[None], nm: dict[str, Any] | None) -> None:
     if not nm:
         return
     screen.query_one("#nm-formula", Static).update(role_views.node_manager_formula(nm))
-    _sync_table(screen.query_one("#nm-hosts", DataTable), role_views.node_manager_host_rows(nm))
+    sync_rows(screen.query_one("#nm-hosts", DataTable), role_views.node_manager_host_rows(nm))
 
 
 SCREENS_BY_ROLE: dict[str, type[RoleScreen]] = {

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bxthre3 import dag_model
+from bxthre3.dag_loader import parse_dag
 from bxthre3.dag_model import (
     DagSpec,
     InputKind,
@@ -434,3 +436,36 @@ def test_error_messages_escape_control_characters() -> None:
     message = str(DagError("bad id", file="x.yaml", task="evil\u202e\x1b[2Jid\n"))
     assert "\u202e" not in message and "\x1b" not in message and "\n" not in message
     assert "\\u202e" in message and "\\x1b" in message
+
+
+# -- one rule for timeout, retries and memory ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("timeout", 604800, None),
+        ("timeout", 604800.5, "must be seconds > 0 and <= 604800"),
+        ("timeout", 0, "must be seconds > 0 and <= 604800"),
+        ("retries", 100, None),
+        ("retries", 101, "must be between 0 and 100"),
+        ("retries", -1, "must be between 0 and 100"),
+        ("memory", 4096, None),
+        ("memory", 4097, "must be between 1 and 4096 MB"),
+        ("memory", 0, "must be between 1 and 4096 MB"),
+    ],
+)
+def test_yaml_and_wire_form_share_one_rule_per_task_field(field: str, value: float, rule: str | None) -> None:
+    """The YAML loader and the controller's wire door ask `dag_model.<field>_problem`: same bounds, same words."""
+    assert getattr(dag_model, f"{field}_problem")(value) == rule
+    wire = dag(task("a")).to_wire()
+    wire["tasks"][0][field] = value
+    yaml_text = f"name: t\ntasks:\n  - id: a\n    module: ok.wasm\n    {field}: {value}\n"
+    if rule is None:
+        assert getattr(DagSpec.from_wire(wire).tasks[0], field) == value
+        assert getattr(parse_dag(yaml_text, source="t.yaml", base_dir=MODULES).tasks[0], field) == value
+        return
+    for load in (lambda: DagSpec.from_wire(wire), lambda: parse_dag(yaml_text, source="t.yaml", base_dir=MODULES)):
+        with pytest.raises(DagError) as err:
+            load()
+        assert (err.value.field, rule in str(err.value)) == (field, True)
