@@ -258,6 +258,8 @@ class Attempt:
 
 @dataclass(slots=True)
 class Slot:
+    """One slot: one executor child, running at most one attempt with at most one queued behind it."""
+
     attempt: Attempt | None = None
     """The attempt running in the executor."""
     queued: Attempt | None = None
@@ -269,7 +271,7 @@ class Slot:
 
 
 _Work = Generator[Instruction, Outcome | None, None]
-_Submitting = Generator[Instruction, Outcome | None, bool]
+"""Decision code: yields instructions; a `Launch` or `Resubmit` yield returns the submit's outcome."""
 
 
 @dataclass(slots=True)
@@ -277,15 +279,18 @@ class HostSlots:
     """The decisions of a host's work: events in (`handle`), instructions out."""
 
     config: SlotsConfig = field(default_factory=SlotsConfig)
-    slots: list[Slot] = field(default_factory=list)
-    backlog: deque[Assign] = field(default_factory=deque)
-    next_job_id: int = 1
-    _suspended: _Work | None = None
+    slots: list[Slot] = field(init=False)
+    backlog: deque[Assign] = field(init=False, default_factory=deque)
+    """Assignments no slot has taken yet, in arrival order."""
+    next_job_id: int = field(init=False, default=1)
+    """Job ids number the jobs of this host's executors (the controller names attempts by `AttemptKey`)."""
+    _suspended: _Work | None = field(init=False, default=None, repr=False)
     """The work waiting for the outcome of its last `Launch` or `Resubmit`."""
+    _submitting: int = field(init=False, default=0, repr=False)
+    """The job id of that submit."""
 
     def __post_init__(self) -> None:
-        if not self.slots:
-            self.slots = [Slot() for _ in range(max(1, self.config.slots))]
+        self.slots = [Slot() for _ in range(max(1, self.config.slots))]
 
     # -- the one entry point
 
@@ -293,8 +298,8 @@ class HostSlots:
         """The instructions ``event`` calls for, in order. A list ending in `Launch` or `Resubmit` waits
         for that submit's outcome: the next event must be it."""
         if self._suspended is not None:
-            if not isinstance(event, (Submitted, SubmitRefused, SubmitDied)):
-                raise RuntimeError(f"a submit's outcome must come first, not {type(event).__name__}")
+            if not isinstance(event, (Submitted, SubmitRefused, SubmitDied)) or event.job_id != self._submitting:
+                raise RuntimeError(f"the outcome of submitting job {self._submitting} must come first, not {event}")
             work, self._suspended = self._suspended, None
             return self._run(work, event)
         if isinstance(event, (Submitted, SubmitRefused, SubmitDied)):
@@ -308,7 +313,7 @@ class HostSlots:
                 instruction = work.send(value)
                 out.append(instruction)
                 if isinstance(instruction, (Launch, Resubmit)):
-                    self._suspended = work
+                    self._suspended, self._submitting = work, instruction.job_id
                     return out
                 value = None
         except StopIteration:

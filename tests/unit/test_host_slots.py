@@ -224,8 +224,10 @@ def test_an_executor_found_dead_by_a_launch_is_restarted_and_the_slot_takes_the_
 def test_a_submit_waits_for_its_outcome_before_anything_else() -> None:
     host = core()
     host.handle(Assigned(A, 0.0))
-    with pytest.raises(RuntimeError, match="outcome must come first"):
+    with pytest.raises(RuntimeError, match="outcome of submitting job 1 must come first"):
         host.handle(Tick(1.0))
+    with pytest.raises(RuntimeError, match="outcome of submitting job 1 must come first"):
+        host.handle(Submitted(2))
     assert host.handle(Submitted(1)) == []
     with pytest.raises(RuntimeError, match="no submit is waiting"):
         host.handle(Submitted(1))
