@@ -3,7 +3,8 @@
 The loop itself never runs WebAssembly: pywasm3 holds the GIL and cannot be interrupted,
 so each slot owns an executor child that the loop can SIGKILL at a task's deadline while
 it keeps heartbeating. This module must not import Textual or wasm3 (a phone starts a
-host in well under a second).
+host in well under a second). What runs in which slot, and what an abort, a deadline or a
+dead executor does, is decided by the pure core in `host_slots`; this loop carries it out.
 """
 
 from __future__ import annotations
