@@ -3,7 +3,8 @@
 The loop itself never runs WebAssembly: pywasm3 holds the GIL and cannot be interrupted,
 so each slot owns an executor child that the loop can SIGKILL at a task's deadline while
 it keeps heartbeating. This module must not import Textual or wasm3 (a phone starts a
-host in well under a second).
+host in well under a second). What runs in which slot, and what an abort, a deadline or a
+dead executor does, is decided by the pure core in `host_slots`; this loop carries it out.
 """
 
 from __future__ import annotations
@@ -24,12 +25,35 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from . import __version__, device_identity, engines, protocol
+from . import __version__, device_identity, engines, host_slots, protocol
 from .abi import INPUT_SIZES_ENV, TASK_ID_ENV
 from .addresses import Address
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .executor import ExecJob, ExecResult, Executor, ExecutorDied
 from .failures import FailureReason
+from .host_slots import (
+    AbortReceived,
+    Assigned,
+    ExecutorLost,
+    HostSlots,
+    IgnoreResult,
+    JobEnded,
+    Launch,
+    RecordAbort,
+    ReportFailure,
+    ReportResult,
+    RestartExecutor,
+    Resubmit,
+    ResultsRead,
+    SlotsConfig,
+    StartExecutor,
+    StopExecutor,
+    SubmitDied,
+    SubmitRefused,
+    Submitted,
+    Tick,
+    Welcomed,
+)
 from .limits import MAX_TIMEOUT_S, MiB
 from .liveness import MAX_SILENCE_S, connect_timeout, silence_limit
 from .module_cache import ModuleCache
@@ -71,41 +95,6 @@ It covers Wasm3's stack and compiled code and the copies of a task's stdin and s
 (up to the frame and output limits) that pass through Python. RLIMIT_AS is the backstop;
 the precise cap is the module's own linear memory limit (--ram-limit).
 """
-
-
-@dataclass(slots=True)
-class _Attempt:
-    """What a slot is running (or has queued in its executor), so its result or its death can be reported."""
-
-    assign: protocol.Assign
-    job: ExecJob
-    timeout: float
-    """Seconds it may run, counted from when it starts (plus the engine's grace)."""
-    started: float = 0.0
-    deadline: float = float("inf")
-    aborted: bool = False
-    """The controller took it back while it waited in the executor's pipe: kill it once it starts."""
-
-    @property
-    def job_id(self) -> int:
-        return self.job.job_id
-
-    def start(self, now: float) -> None:
-        self.started = now
-        self.deadline = now + self.timeout
-
-
-@dataclass(slots=True)
-class _Slot:
-    executor: Executor
-    attempt: _Attempt | None = None
-    """The attempt running in the executor."""
-    queued: _Attempt | None = None
-    """The next attempt, already written to the executor's pipe: it starts when `attempt` ends."""
-    last_used: float = 0.0
-    """When it last started or finished a task (its idle executor is stopped `executor_idle_s` later)."""
-    last_duration: float = float("inf")
-    """How long its last task ran: the next is queued in the executor only behind short ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,11 +169,25 @@ class Host:
         """When the current connection finished its handshake (None: ZeroMQ is still connecting)."""
         self.told_unreachable = False
         address_space = config.ram_mb + EXECUTOR_OVERHEAD_MB
-        self.slots = [
-            _Slot(Executor(log_path=executor_log, address_space_mb=address_space, engine=config.engine, depth=2))
+        self.executors = [
+            Executor(log_path=executor_log, address_space_mb=address_space, engine=config.engine, depth=2)
             for _ in range(max(1, config.slots))
         ]
-        self.backlog: deque[protocol.Assign] = deque()
+        """One executor per slot, by slot number."""
+        self.work = HostSlots(
+            SlotsConfig(
+                slots=len(self.executors),
+                executor_idle_s=config.executor_idle_s,
+                warm_executors=config.warm_executors,
+                # An engine that interrupts runs itself gets a moment to do so: no executor restart.
+                grace_s=INTERRUPT_GRACE_S if config.engine == engines.WASMTIME else 0.0,
+                max_timeout_s=MAX_TIMEOUT_S,
+                pipeline_below_s=PIPELINE_BELOW_S,
+            )
+        )
+        """What runs where: backlog, slots, pipelining, aborts, timeouts (decisions only; this loop does the I/O)."""
+        self._read: dict[int, ExecResult] = {}
+        """Results of the executor read being handled, by job id, for `ReportResult`."""
         self.outgoing: list[bytes] = []
         """Encoded messages to the controller, sent together at the end of the loop turn."""
         self.unacked: dict[tuple[str, str, int], protocol.Result] = {}
@@ -207,7 +210,6 @@ class Host:
         """The controller's retransmission timeout for our path (its heartbeats say it; 0: not told)."""
         self.echo: tuple[float, float] | None = None
         """(stamp, when received) of the controller's last stamped heartbeat, echoed in our next heartbeat."""
-        self.next_job_id = 1
         self.completed = 0
         self.failed = 0
         self.status_file = status_file
@@ -246,8 +248,8 @@ class Host:
                 except zmq.ZMQError:
                     pass
         self._close_socket()
-        for slot in self.slots:
-            slot.executor.kill()
+        for executor in self.executors:
+            executor.kill()
         if self._own_context:
             self.context.term()
 
@@ -316,7 +318,7 @@ class Host:
         self._send(
             protocol.Register(
                 node_id=self.config.node_id,
-                slots=len(self.slots),
+                slots=len(self.executors),
                 ram_mb=self.config.ram_mb,
                 platform=platform_name(),
                 engine=self.config.engine,
@@ -341,22 +343,19 @@ class Host:
         poller.register(self.sock, zmq.POLLIN)
         if self._wake_fd is not None:
             poller.register(self._wake_fd, zmq.POLLIN)  # stop at once, not after the sleep below
-        by_fd: dict[int, _Slot] = {}
-        by_write_fd: dict[int, _Slot] = {}
-        for slot in self.slots:
-            if slot.attempt is not None:
-                fd = slot.executor.fileno()
+        by_fd: dict[int, int] = {}
+        by_write_fd: dict[int, int] = {}
+        for slot, executor in enumerate(self.executors):
+            if self.work.busy(slot):
+                fd = executor.fileno()
                 by_fd[fd] = slot
                 poller.register(fd, zmq.POLLIN)
-                if slot.executor.wants_write:  # a job larger than the pipe goes in as the child reads
-                    fd = slot.executor.write_fileno()
+                if executor.wants_write:  # a job larger than the pipe goes in as the child reads
+                    fd = executor.write_fileno()
                     by_write_fd[fd] = slot
                     poller.register(fd, zmq.POLLOUT)
         now = self.clock()
-        wake = self.last_sent + self.heartbeat_interval
-        for slot in self.slots:
-            if slot.attempt is not None:
-                wake = min(wake, slot.attempt.deadline)
+        wake = min(self.last_sent + self.heartbeat_interval, self.work.next_deadline())
         timeout_ms = min(100.0, max(0.0, (wake - now) * 1000))
         for item, _ in poller.poll(timeout_ms):
             if item is self.sock:
@@ -389,8 +388,7 @@ class Host:
     def _on_message(self, msg: protocol.Message) -> None:
         """One message from the controller (a batch's messages come here one by one, in order)."""
         if isinstance(msg, protocol.Assign):
-            self.backlog.append(msg)
-            self._start_work()
+            self._apply(Assigned(msg, self.clock()))
         elif isinstance(msg, protocol.Ack):
             self.unacked.pop((msg.dag_id, msg.task_id, msg.attempt), None)
         elif isinstance(msg, protocol.Abort):
@@ -418,29 +416,13 @@ class Host:
             log.warning("unexpected %s from the controller", type(msg).__name__)
 
     def _holding(self) -> list[tuple[str, str, int]]:
-        running = [a.assign for s in self.slots for a in (s.attempt, s.queued) if a is not None] + list(self.backlog)
-        return [(a.dag_id, a.task_id, a.attempt) for a in running] + list(self.unacked)
+        return self.work.holding() + list(self.unacked)
 
     def _abort(self, msg: protocol.Abort) -> None:
         """Stop an attempt the controller no longer wants (cancelled or reassigned)."""
         key = (msg.dag_id, msg.task_id, msg.attempt)
         self.unacked.pop(key, None)
-        kept = deque(a for a in self.backlog if (a.dag_id, a.task_id, a.attempt) != key)
-        self.backlog = kept
-        why = "the controller no longer wants it (cancelled or reassigned)"
-        for slot in self.slots:
-            a = slot.attempt
-            if a is not None and (a.assign.dag_id, a.assign.task_id, a.assign.attempt) == key:
-                log.info("aborting %s/%s attempt %d", msg.dag_id, msg.task_id, msg.attempt)
-                self._remember(a, "aborted", why, None)
-                slot.attempt = None
-                self._restart_executor(slot)
-            q = slot.queued
-            if q is not None and (q.assign.dag_id, q.assign.task_id, q.assign.attempt) == key and not q.aborted:
-                log.info("aborting %s/%s attempt %d before it starts", msg.dag_id, msg.task_id, msg.attempt)
-                self._remember(q, "aborted", why, 0.0)
-                q.aborted = True
-        self._start_work()
+        self._apply(AbortReceived(key, self.clock()))
 
     def _on_welcome(self, msg: protocol.Welcome) -> None:
         log.info("registered with %s as %s", self.address, msg.node_id)
@@ -451,11 +433,7 @@ class Host:
         self.backoff = REGISTER_WAIT_S
         self.registrations += 1
         self.registered_since = self.clock()
-        if self.config.warm_executors:
-            for slot in self.slots:
-                if slot.executor.pid is None:
-                    slot.executor.start()
-                    slot.last_used = self.registered_since  # idle from now on, as after a task
+        self._apply(Welcomed(self.registered_since, self._executors_up()))
         if self.remember_controller and self.registrations == 1:
             from .discovery import remember_controller
 
@@ -465,24 +443,7 @@ class Host:
 
     def _timers(self) -> None:
         now = self.clock()
-        for slot in self.slots:
-            idle = now - slot.last_used
-            if slot.attempt is None and slot.executor.pid is not None and idle > self.config.executor_idle_s:
-                log.debug("stopping an executor idle for %.0f s", idle)
-                slot.executor.kill()
-        for slot in self.slots:
-            attempt = slot.attempt
-            if attempt is not None and now >= attempt.deadline:
-                slot.attempt = None
-                self._restart_executor(slot)
-                self._report(
-                    attempt,
-                    None,
-                    FailureReason.TIMEOUT,
-                    f"killed after the {attempt.assign.timeout:g}s timeout",
-                    now,
-                )
-                self._start_work()
+        self._apply(Tick(now, self._executors_up()))  # idle executors stopped, overdue attempts killed
         if self.echo is not None or now - self.last_sent >= self.heartbeat_interval:
             stamp, received = self.echo or (0.0, now)
             self.echo = None
@@ -524,23 +485,54 @@ class Host:
 
     # ------------------------------------------------------------------ work
 
-    def _start_work(self) -> None:
-        """Give queued assignments to idle slots, and queue the next in executors running short tasks."""
-        for slot in self.slots:
-            while self.backlog and slot.attempt is None:
-                self._launch(slot, self.backlog.popleft())
-        for slot in self.slots:
-            if self.backlog and slot.attempt is not None and slot.queued is None:
-                if slot.last_duration < PIPELINE_BELOW_S:
-                    self._launch(slot, self.backlog.popleft())
+    def _apply(self, event: host_slots.Event) -> None:
+        """Carry out what the slots' core decides on `event`, answering each submit with its outcome."""
+        instructions = self.work.handle(event)
+        while instructions:
+            outcome = None
+            for instruction in instructions:
+                outcome = self._do(instruction)
+            instructions = self.work.handle(outcome) if outcome is not None else []
 
-    def _launch(self, slot: _Slot, assign: protocol.Assign) -> None:
-        """Run `assign` in `slot` now, or queue it behind the slot's running attempt."""
-        now = self.clock()
-        timeout = min(MAX_TIMEOUT_S, assign.timeout) if assign.timeout > 0 else 0.001  # NaN too
-        job_id = self.next_job_id
-        self.next_job_id += 1
-        failure: tuple[FailureReason, str] | None = None
+    def _do(self, instruction: host_slots.Instruction) -> host_slots.Outcome | None:
+        """One instruction of the core; a submit's outcome is returned (it comes last in its list)."""
+        match instruction:
+            case Launch():
+                return self._launch(instruction)
+            case Resubmit():
+                assert isinstance(instruction.job, ExecJob)
+                return self._submit(instruction.slot, instruction.job)
+            case ReportResult():
+                result = self._read[instruction.job_id]
+                self._report(instruction.assign, result, result.reason, result.error, result.duration)
+            case ReportFailure():
+                self._report(instruction.assign, None, instruction.reason, instruction.error, instruction.elapsed)
+            case RestartExecutor():
+                self.executors[instruction.slot].kill()
+                self.executors[instruction.slot].start()
+            case StartExecutor():
+                self.executors[instruction.slot].start()
+            case StopExecutor():
+                log.debug("stopping an executor idle for %.0f s", instruction.idle_s)
+                self.executors[instruction.slot].kill()
+            case RecordAbort():
+                a = instruction.assign
+                if instruction.started:
+                    log.info("aborting %s/%s attempt %d", a.dag_id, a.task_id, a.attempt)
+                else:
+                    log.info("aborting %s/%s attempt %d before it starts", a.dag_id, a.task_id, a.attempt)
+                why = "the controller no longer wants it (cancelled or reassigned)"
+                self._remember(a, "aborted", why, instruction.elapsed)
+            case IgnoreResult():
+                log.debug("dropped the executor's result for job %d", instruction.job_id)
+        return None
+
+    def _executors_up(self) -> frozenset[int]:
+        return frozenset(slot for slot, executor in enumerate(self.executors) if executor.pid is not None)
+
+    def _launch(self, launch: Launch) -> host_slots.Outcome:
+        """Make the job (the module stored in this host's cache) and submit it."""
+        assign = launch.assign
         path = None
         try:
             if assign.module:
@@ -548,127 +540,70 @@ class Host:
             elif self.cache.has(assign.module_sha):
                 path = self.cache.path(assign.module_sha)
             else:  # retryable: the controller then ships the module with the next attempt
-                failure = (FailureReason.INTERNAL, "module missing from this host's cache")
+                return SubmitRefused(launch.job_id, FailureReason.INTERNAL, "module missing from this host's cache")
         except (OSError, ValueError) as exc:
-            failure = (FailureReason.INVALID_MODULE, f"cannot store module: {exc}")
+            return SubmitRefused(launch.job_id, FailureReason.INVALID_MODULE, f"cannot store module: {exc}")
         job = ExecJob(
-            job_id=job_id,
+            job_id=launch.job_id,
             module_sha=assign.module_sha,
             module_path=str(path),
             args=tuple(assign.args),
             program_name=assign.task_id,
             memory_limit_bytes=self.config.ram_mb * MiB,
-            timeout_s=timeout,
+            timeout_s=launch.timeout_s,
             stdin=assign.stdin,
             files=assign.files,
             env={INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes), TASK_ID_ENV: assign.task_id},
         )
-        # An engine that interrupts runs itself gets a moment to do so: no executor restart.
-        grace = INTERRUPT_GRACE_S if self.config.engine == engines.WASMTIME else 0.0
-        attempt = _Attempt(assign, job, timeout + grace, started=now)
-        if failure is not None:
-            self._report(attempt, None, *failure, now)
-            return
-        self._submit(slot, attempt, now)
+        return self._submit(launch.slot, job)
 
-    def _submit(self, slot: _Slot, attempt: _Attempt, now: float) -> None:
-        if slot.executor.pid is None:
-            slot.executor.start()
-        slot.last_used = now
+    def _submit(self, slot: int, job: ExecJob) -> host_slots.Outcome:
+        executor = self.executors[slot]
+        if executor.pid is None:
+            executor.start()
         try:
-            slot.executor.submit(attempt.job)
+            executor.submit(job)
         except ExecutorDied as exc:
-            queued = slot.queued
-            slot.queued = None
-            slot.executor.kill()
-            slot.executor.start()
-            self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), now)
-            if queued is not None:  # it died before reading that one too
-                self._submit(slot, queued, now)
-            return
-        if slot.attempt is None:
-            attempt.start(now)
-            slot.attempt = attempt
-        else:
-            slot.queued = attempt
+            return SubmitDied(job.job_id, str(exc))
+        return Submitted(job.job_id, job)
 
-    def _restart_executor(self, slot: _Slot) -> None:
-        """A fresh executor for `slot` (its running attempt is dealt with); what was queued runs in it."""
-        slot.executor.kill()
-        slot.executor.start()
-        queued, slot.queued = slot.queued, None
-        if queued is not None and not queued.aborted:
-            self._submit(slot, queued, self.clock())
-
-    def _next_in(self, slot: _Slot, now: float, answered: frozenset[int] = frozenset()) -> None:
-        """The running attempt ended: the queued one, already in the executor, is running now.
-
-        `answered` holds the jobs whose results came in the same read (so still to be reported).
-        """
-        queued, slot.queued = slot.queued, None
-        if queued is None:
-            return
-        done = queued.job_id in answered
-        if not done and not slot.executor.holds(queued.job_id):
-            self._submit(slot, queued, now)  # the executor lost it (it retired and could not be refilled)
-        elif queued.aborted:
-            if not done:
-                self._restart_executor(slot)  # kill it before it runs (or as it runs)
-        else:
-            queued.start(now)
-            slot.attempt = queued
-
-    def _feed(self, slot: _Slot) -> None:
+    def _feed(self, slot: int) -> None:
         """The executor's job pipe has room: write more of the jobs waiting for it."""
-        if slot.attempt is None:
+        if not self.work.busy(slot):
             return
         try:
-            slot.executor.flush()
+            self.executors[slot].flush()
         except ExecutorDied as exc:
-            self._executor_died(slot, exc)
+            self._apply(ExecutorLost(slot, str(exc), self.clock()))
 
-    def _collect(self, slot: _Slot) -> None:
+    def _collect(self, slot: int) -> None:
         """Read what the executor wrote; report every result it completes (none while one is half read)."""
-        if slot.attempt is None:
+        if not self.work.busy(slot):
             return
+        executor = self.executors[slot]
         try:
-            results = slot.executor.take_results()
+            results = executor.take_results()
         except ExecutorDied as exc:
-            self._executor_died(slot, exc)
+            self._apply(ExecutorLost(slot, str(exc), self.clock()))
             return
-        answered = frozenset(result.job_id for result in results)
-        for result in results:
-            attempt = slot.attempt
-            if attempt is None or result.job_id != attempt.job_id:
-                # The answer to a queued job aborted meanwhile (its executor was restarted under it).
-                log.debug("dropped the executor's result for job %d", result.job_id)
-                continue
-            now = self.clock()
-            slot.attempt = None
-            slot.last_used = now
-            slot.last_duration = result.duration
-            self._next_in(slot, now, answered)
-            self._report(attempt, result, result.reason, result.error, now)
-        self._start_work()
-
-    def _executor_died(self, slot: _Slot, exc: ExecutorDied) -> None:
-        attempt = slot.attempt
-        slot.attempt = None
-        self._restart_executor(slot)
-        if attempt is not None:
-            self._report(attempt, None, FailureReason.EXECUTOR_CRASHED, str(exc), self.clock())
-        self._start_work()
+        self._read = {result.job_id: result for result in results}
+        in_flight = frozenset(job_id for job_id in self.work.jobs_in(slot) if executor.holds(job_id))
+        try:
+            ended = tuple(JobEnded(result.job_id, result.duration) for result in results)
+            self._apply(ResultsRead(slot, ended, in_flight, self.clock()))
+        finally:
+            self._read = {}
 
     def _report(
         self,
-        attempt: _Attempt,
+        a: protocol.Assign,
         result: ExecResult | None,
         reason: FailureReason | None,
         error: str,
-        now: float,
+        duration: float,
     ) -> None:
-        a = attempt.assign
-        self._remember(attempt, reason.value if reason else None, error, result.duration if result else None)
+        """Send how an attempt ended (``duration``: the result's, or how long it had been running)."""
+        self._remember(a, reason.value if reason else None, error, duration)
         if reason is None:
             self.completed += 1
         else:
@@ -683,7 +618,7 @@ class Host:
             stderr=result.stderr if result else b"",
             reason=reason.value if reason else None,
             error=error,
-            duration=result.duration if result else now - attempt.started,
+            duration=duration,
             files=result.files if result and reason is None else {},
         )
         self.unacked[(a.dag_id, a.task_id, a.attempt)] = message
@@ -704,14 +639,13 @@ class Host:
 
     def _rss_mb(self) -> int:
         """Resident memory of this host and its executors (what the device really gives up), or -1."""
-        pids = [os.getpid()] + [s.executor.pid for s in self.slots if s.executor.pid]
+        pids = [os.getpid()] + [executor.pid for executor in self.executors if executor.pid]
         return resident_mb(pids)
 
     # ------------------------------------------------------------------ own state, for the TUI
 
-    def _remember(self, attempt: _Attempt, reason: str | None, error: str, duration: float | None) -> None:
+    def _remember(self, a: protocol.Assign, reason: str | None, error: str, duration: float) -> None:
         now = self.clock()
-        a = attempt.assign
         self.history.append(
             {
                 "dag_id": a.dag_id,
@@ -719,7 +653,7 @@ class Host:
                 "attempt": a.attempt,
                 "reason": reason,
                 "error": error,
-                "duration_s": round(duration if duration is not None else now - attempt.started, 6),
+                "duration_s": round(duration, 6),
                 "finished": now,
             }
         )
@@ -742,22 +676,21 @@ class Host:
             "registrations": self.registrations,
             "uptime_s": round(now - self.started, 3),
             "ram_mb": self.config.ram_mb,
-            "slots": len(self.slots),
+            "slots": len(self.executors),
             "engine": self.config.engine,
             "succeeded": self.completed,
             "failed": self.failed,
-            "queued": len(self.backlog) + sum(s.queued is not None for s in self.slots),
+            "queued": self.work.queued_count(),
             "unacked": len(self.unacked),
             "running": [
                 {
-                    "dag_id": s.attempt.assign.dag_id,
-                    "task_id": s.attempt.assign.task_id,
-                    "attempt": s.attempt.assign.attempt,
-                    "elapsed_s": round(now - s.attempt.started, 3),
-                    "timeout_s": s.attempt.assign.timeout,
+                    "dag_id": a.assign.dag_id,
+                    "task_id": a.assign.task_id,
+                    "attempt": a.assign.attempt,
+                    "elapsed_s": round(now - a.started, 3),
+                    "timeout_s": a.assign.timeout,
                 }
-                for s in self.slots
-                if s.attempt is not None
+                for a in self.work.running()
             ],
             "history": [{**h, "ago_s": round(now - h["finished"], 3)} for h in reversed(self.history)],
         }
