@@ -171,7 +171,7 @@ class ControllerClient:
                 raise ClusterError(verdict)
             if now >= deadline:
                 raise ClusterError(self._no_reply())
-            ready = dict(self._poller.poll(max(0.0, min(deadline - now, 0.1)) * 1000))
+            ready = dict(self._poller.poll(int(max(0.0, min(deadline - now, 0.1)) * 1000)))
             if gone and self.sock not in ready:
                 raise ClusterError(self._gone())
             if self.sock in ready:
@@ -344,7 +344,7 @@ class ControllerClient:
         deadline = time.monotonic() + timeout
         while True:
             wait_ms = 0 if latest is not None else max(0.0, deadline - time.monotonic()) * 1000
-            if not self.sock.poll(wait_ms, zmq.POLLIN):
+            if not self.sock.poll(int(wait_ms), zmq.POLLIN):
                 return latest
             try:
                 msg = protocol.decode(self.sock.recv())

@@ -6,6 +6,7 @@ Everything here is translation and bookkeeping of connections; policy lives in
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -260,7 +261,7 @@ class Controller:
         poller.register(self.submissions.fileno(), zmq.POLLIN)
         while not stop.is_set():
             timeout_ms = max(0.0, (next_tick - self.clock()) * 1000)
-            events = dict(poller.poll(timeout_ms))
+            events = dict(poller.poll(int(timeout_ms)))
             if self.sock in events:
                 self._drain()
             if self.submissions.fileno() in events:
@@ -286,7 +287,7 @@ class Controller:
                 if self.watchers and now >= self._next_push:
                     self._push_updates(now)
                 if self.status_file is not None:
-                    self.status_file.maybe_write(lambda at=now: self._own_status(at))
+                    self.status_file.maybe_write(functools.partial(self._own_status, now))
                 next_tick = now + TICK_INTERVAL_S
             self._commit_and_send()
 

@@ -361,7 +361,7 @@ class Host:
             if slot.attempt is not None:
                 wake = min(wake, slot.attempt.deadline)
         timeout_ms = min(100.0, max(0.0, (wake - now) * 1000))
-        for item, _ in poller.poll(timeout_ms):
+        for item, _ in poller.poll(int(timeout_ms)):
             if item is self.sock:
                 self._drain()
             elif isinstance(item, int) and item in by_fd:

@@ -109,7 +109,7 @@ def _sync_rows(table: DataTable[str], rows: dict[str, tuple[str, ...]], *, fit: 
     widen columns to the new cells first (see `_widen_to_fit`)."""
     if fit:
         _widen_to_fit(table, rows.values())
-    existing = {key.value for key in table.rows}
+    existing = {key.value for key in table.rows if key.value is not None}  # rows are added with str keys
     for key in existing - rows.keys():
         table.remove_row(key)
     columns = list(table.columns)
@@ -287,9 +287,9 @@ class MonitorScreen(Screen[None]):
     def _sync_dags(self, dags: list[dict[str, Any]]) -> None:
         view = self.query_one("#dags", ListView)
         items = {item.dag_id: item for item in view.query(DagItem)}
-        for dag_id, item in items.items():
+        for dag_id, gone in items.items():
             if dag_id not in {d["dag_id"] for d in dags}:
-                item.remove()
+                gone.remove()
         for summary in dags:
             item = items.get(summary["dag_id"])
             if item is None:

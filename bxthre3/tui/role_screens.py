@@ -33,8 +33,8 @@ REFRESH_S = 0.5
 
 def _sync_table(table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
     """Update cells in place, add new rows, drop gone ones (no flicker, cursor kept)."""
-    for key in [k.value for k in table.rows if k.value not in rows]:
-        table.remove_row(key)
+    for gone in [k for k in table.rows if k.value not in rows]:
+        table.remove_row(gone)
     columns = list(table.columns)
     for key, row in rows.items():
         if key in table.rows:
