@@ -12,9 +12,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import zmq
 
@@ -453,16 +453,14 @@ class Controller:
         """Status, progress and results: answered even while the journal cannot be written."""
         match msg:
             case protocol.StatusRequest():
-                extra = {
-                    "controller": {
-                        "dropped_frames": self.dropped_frames,
-                        "auth_failures": self.guard.failures if self.guard else 0,
-                        "version": __version__,
-                        "submissions_validating": self.submissions.queued,
-                        "journal_error": str(self.journal_error) if self.journal_error else None,
-                    }
+                stats: views.ControllerStats = {
+                    "dropped_frames": self.dropped_frames,
+                    "auth_failures": self.guard.failures if self.guard else 0,
+                    "version": __version__,
+                    "submissions_validating": self.submissions.queued,
+                    "journal_error": str(self.journal_error) if self.journal_error else None,
                 }
-                self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))
+                self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, stats))
             case protocol.ProgressRequest():
                 dag = self._dag_named(identity, msg.req_id, msg.dag_id)
                 if dag is not None:
@@ -519,7 +517,8 @@ class Controller:
             return
         self._apply(self.scheduler.handle(DagRetried(msg.dag_id, now)))
         log.info("DAG %s: %d task(s) retried on request", msg.dag_id, again)
-        self._reply(identity, msg.req_id, {**views.dag_summary(dag, now), "retried": again})
+        retried: views.RetriedSummary = {**views.dag_summary(dag, now), "retried": again}
+        self._reply(identity, msg.req_id, retried)
 
     def _submit(
         self, identity: bytes, req_id: int, *, payload: bytes | None = None, message: protocol.Submit | None = None
@@ -661,8 +660,9 @@ class Controller:
                 rto = host.rtt.rto if host.rtt.srtt is not None else 0.0
                 self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit, rto_s=rto)))
 
-    def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:
-        self._send(identity, protocol.Reply(req_id, True, data, ""))
+    def _reply(self, identity: bytes, req_id: int, data: Mapping[str, Any]) -> None:
+        """Answer a request; ``data`` is a plain dict or one of `views`' TypedDicts (dicts too)."""
+        self._send(identity, protocol.Reply(req_id, True, cast("dict[str, Any]", data), ""))
 
     def _send(self, identity: bytes, message: protocol.Message) -> None:
         """Queue a frame for after the batch's commit (see ``_commit_and_send``).
@@ -778,7 +778,7 @@ class Controller:
             del self.watchers[identity]
         if not self.watchers:
             return
-        data = views.status_view(self.scheduler, now, {"controller": {"dropped_frames": self.dropped_frames}})
+        data = views.status_view(self.scheduler, now, {"dropped_frames": self.dropped_frames})
         fingerprint = (
             data["totals"], [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
             [(h["node_id"], h["running"], h["succeeded"], h["failed"]) for h in data["hosts"]],
@@ -787,7 +787,7 @@ class Controller:
             return
         self._last_pushed = fingerprint
         self._watch_seq += 1
-        frame = protocol.encode(protocol.Update(self._watch_seq, data))
+        frame = protocol.encode(protocol.Update(self._watch_seq, cast("dict[str, Any]", data)))  # a TypedDict is a dict
         for identity in self.watchers:
             self.outbox.append((identity, frame))
 
