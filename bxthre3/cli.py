@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
@@ -21,6 +21,9 @@ from .errors import Bxthre3Error, ClusterError
 from .stop_event import StopEvent
 from .user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, range_problem
 from .zmq_util import is_loopback
+
+if TYPE_CHECKING:
+    from .views import ResultsView
 
 MAX_SLOTS = 64
 """Most executor processes one host may run: each is a process and a share of memory."""
@@ -901,7 +904,7 @@ def _run_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_named_outputs(client: Any, dag_id: str, results: dict[str, Any], out: Path) -> list[Path]:
+def _write_named_outputs(client: Any, dag_id: str, results: ResultsView, out: Path) -> list[Path]:
     """Fetch and write every succeeded task's named outputs as OUT/<task>/<name>, one task per request
     (a task's files can add up to 16 MiB: a whole DAG's would not fit one reply)."""
     from .outputs import write_named_outputs
@@ -961,7 +964,7 @@ def _run_submit(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_final(spec: Any, results: dict[str, Any], out: Path) -> list[Path]:
+def _write_final(spec: Any, results: ResultsView, out: Path) -> list[Path]:
     from .outputs import write_final_outputs
 
     return write_final_outputs(spec, results, out)
@@ -1024,7 +1027,7 @@ def _run_results(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_one_output(results: dict[str, Any], task_id: str) -> int:
+def _print_one_output(results: ResultsView, task_id: str) -> int:
     """`results ID --task T`: the task's whole stdout, byte for byte into a file or a pipe (`> img.pgm`).
 
     On a terminal, text has its control characters escaped (a module must not be able to rewrite the
@@ -1097,7 +1100,7 @@ def _run_retry(args: argparse.Namespace) -> int:
         return _wait_and_print(client, args.dag_id, name, total, as_json=False)
 
 
-def _print_results(results: dict[str, Any], *, as_json: bool) -> int:
+def _print_results(results: ResultsView, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(results, indent=2, default=_json_default))
     else:

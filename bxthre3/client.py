@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 
@@ -27,6 +27,9 @@ from .dag_model import DagSpec
 from .errors import Bxthre3Error, ClusterError, ProtocolError
 from .security import CurveKeys, secure_client
 from .zmq_util import configure, is_loopback
+
+if TYPE_CHECKING:
+    from .views import DagSummary, ResultsView, RetriedSummary, StatusView
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 """How long a CLI request waits for the controller's reply once it is connected and trusted."""
@@ -132,7 +135,7 @@ class ControllerClient:
         """A refused handshake: final for this client (its keys do not change; ZeroMQ may not even retry)."""
         self.sock.connect(address.endpoint)
         self._ids = itertools.count(1)
-        self._latest_update: dict[str, Any] | None = None
+        self._latest_update: StatusView | None = None
         """A pushed update that arrived while a request waited for its reply: kept, not lost."""
 
     def close(self) -> None:
@@ -171,7 +174,7 @@ class ControllerClient:
                 raise ClusterError(verdict)
             if now >= deadline:
                 raise ClusterError(self._no_reply())
-            ready = dict(self._poller.poll(max(0.0, min(deadline - now, 0.1)) * 1000))
+            ready = dict(self._poller.poll(int(max(0.0, min(deadline - now, 0.1)) * 1000)))
             if gone and self.sock not in ready:
                 raise ClusterError(self._gone())
             if self.sock in ready:
@@ -180,7 +183,7 @@ class ControllerClient:
                 except ProtocolError:
                     continue
                 if isinstance(reply, protocol.Update):
-                    self._latest_update = reply.data
+                    self._latest_update = cast("StatusView", reply.data)
                     continue
                 if isinstance(reply, protocol.Reply) and reply.req_id == req_id:
                     if not reply.ok:
@@ -320,54 +323,59 @@ class ControllerClient:
         data = self.request(lambda r: protocol.Submit(r, spec.to_wire()))
         return str(data["dag_id"])
 
-    def status(self) -> dict[str, Any]:
-        return self.request(lambda r: protocol.StatusRequest(r))
+    # The replies below are the controller's `views` shapes: the casts name what it sends.
 
-    def progress(self, dag_id: str) -> dict[str, Any]:
-        return self.request(lambda r: protocol.ProgressRequest(r, dag_id))
+    def status(self) -> StatusView:
+        return cast("StatusView", self.request(lambda r: protocol.StatusRequest(r)))
+
+    def progress(self, dag_id: str) -> DagSummary:
+        return cast("DagSummary", self.request(lambda r: protocol.ProgressRequest(r, dag_id)))
 
     def results(
         self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0, with_files: bool = False
-    ) -> dict[str, Any]:
+    ) -> ResultsView:
         """One DAG's tasks; ``with_output=False`` leaves out outputs, ``task_id`` asks for one task only,
         ``limit`` caps the tasks sent (unfinished and failed first, then the most recently finished),
         ``with_files`` adds the contents of named outputs (ask per task: they can be 16 MiB each)."""
-        return self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id, limit, with_files))
+        return cast(
+            "ResultsView",
+            self.request(lambda r: protocol.ResultsRequest(r, dag_id, with_output, task_id, limit, with_files)),
+        )
 
     def watch(self, lease: float = 10.0) -> dict[str, Any]:
         """Subscribe to pushed updates; call again before ``lease`` seconds pass to keep them coming."""
         return self.request(lambda r: protocol.WatchRequest(r, lease))
 
-    def next_update(self, timeout: float) -> dict[str, Any] | None:
+    def next_update(self, timeout: float) -> StatusView | None:
         """The newest pushed status within ``timeout`` seconds (older queued ones are skipped), or None."""
         latest, self._latest_update = self._latest_update, None
         deadline = time.monotonic() + timeout
         while True:
             wait_ms = 0 if latest is not None else max(0.0, deadline - time.monotonic()) * 1000
-            if not self.sock.poll(wait_ms, zmq.POLLIN):
+            if not self.sock.poll(int(wait_ms), zmq.POLLIN):
                 return latest
             try:
                 msg = protocol.decode(self.sock.recv())
             except ProtocolError:
                 continue
             if isinstance(msg, protocol.Update):
-                latest = msg.data
+                latest = cast("StatusView", msg.data)
 
-    def cancel(self, dag_id: str) -> dict[str, Any]:
-        return self.request(lambda r: protocol.CancelRequest(r, dag_id))
+    def cancel(self, dag_id: str) -> DagSummary:
+        return cast("DagSummary", self.request(lambda r: protocol.CancelRequest(r, dag_id)))
 
-    def retry(self, dag_id: str) -> dict[str, Any]:
+    def retry(self, dag_id: str) -> RetriedSummary:
         """Start the DAG's failed and cancelled tasks again; the reply is its summary plus ``retried``."""
-        return self.request(lambda r: protocol.RetryRequest(r, dag_id))
+        return cast("RetriedSummary", self.request(lambda r: protocol.RetryRequest(r, dag_id)))
 
     def wait(
         self,
         dag_id: str,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[DagSummary], None] | None = None,
         *,
         interval: float = 0.1,
         timeout: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> DagSummary:
         """Poll progress until the DAG ends; returns the last progress snapshot.
 
         Polls every 10 ms at first, backing off to ``interval``: a small DAG ends within

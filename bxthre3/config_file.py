@@ -280,7 +280,7 @@ class Effective:
 
 
 def effective(
-    parser: argparse.ArgumentParser, flags: dict[str, str], config: ConfigFile | None = None
+    parser: argparse.ArgumentParser, flags: dict[str, Any], config: ConfigFile | None = None
 ) -> list[Effective]:
     """Each setting's value and where it comes from: ``flags`` (as typed), environment, file, default."""
     config = config or load()

@@ -6,14 +6,15 @@ Everything here is translation and bookkeeping of connections; policy lives in
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import zmq
 
@@ -38,6 +39,7 @@ from .scheduler import (
     AttemptEnded,
     DagCancelled,
     DagFinished,
+    DagRecord,
     DagRetried,
     DagSubmitted,
     ForgetHost,
@@ -96,6 +98,11 @@ _FREE_KINDS = (protocol.Welcome, protocol.Reject, protocol.Reregister, protocol.
 
 _READ_REQUESTS = (protocol.StatusRequest, protocol.WatchRequest, protocol.ProgressRequest, protocol.ResultsRequest)
 _WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest)
+
+HostMessage: TypeAlias = protocol.Register | protocol.Heartbeat | protocol.Result | protocol.Bye
+"""What hosts send (the host protocol, docs/protocol.md)."""
+ReadRequest: TypeAlias = protocol.StatusRequest | protocol.ProgressRequest | protocol.ResultsRequest
+WriteRequest: TypeAlias = protocol.Submit | protocol.CancelRequest | protocol.RetryRequest
 
 
 class Controller:
@@ -260,7 +267,7 @@ class Controller:
         poller.register(self.submissions.fileno(), zmq.POLLIN)
         while not stop.is_set():
             timeout_ms = max(0.0, (next_tick - self.clock()) * 1000)
-            events = dict(poller.poll(timeout_ms))
+            events = dict(poller.poll(int(timeout_ms)))
             if self.sock in events:
                 self._drain()
             if self.submissions.fileno() in events:
@@ -286,7 +293,7 @@ class Controller:
                 if self.watchers and now >= self._next_push:
                     self._push_updates(now)
                 if self.status_file is not None:
-                    self.status_file.maybe_write(lambda at=now: self._own_status(at))
+                    self.status_file.maybe_write(functools.partial(self._own_status, now))
                 next_tick = now + TICK_INTERVAL_S
             self._commit_and_send()
 
@@ -349,119 +356,64 @@ class Controller:
             log.warning("dropped a bad frame (%s); %d dropped so far", why, self.dropped_frames)
 
     def _handle(self, identity: bytes, msg: protocol.Message) -> None:
+        """Route one message by kind: the host protocol, client requests, or a UI's subscription."""
         now = self.clock()
+        self._handling_read = type(msg) in _READ_REQUESTS  # its reply promises nothing durable (see _send)
+        match msg:
+            case protocol.Result() | protocol.Heartbeat() | protocol.Register() | protocol.Bye():
+                self._from_host(identity, msg, now)
+            case protocol.Submit() | protocol.CancelRequest() | protocol.RetryRequest():
+                self._write_request(identity, msg, now)
+            case protocol.StatusRequest() | protocol.ProgressRequest() | protocol.ResultsRequest():
+                self._read_request(identity, msg, now)
+            case protocol.WatchRequest():
+                self._watch(identity, msg, now)
+            case _:
+                self._drop(f"unexpected {type(msg).__name__} from a peer")
+
+    # ------------------------------------------------------------------ the host protocol
+
+    def _from_host(self, identity: bytes, msg: HostMessage, now: float) -> None:
         host_id = identity.hex()
-        kind = type(msg)
-        self._handling_read = kind in _READ_REQUESTS  # its reply promises nothing durable (see _send)
-        if self.journal_error is not None and kind in _WRITE_REQUESTS:
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))  # type: ignore[attr-defined]
-            return
-        if (kind is protocol.Result or kind is protocol.Heartbeat) and host_id not in self.scheduler.hosts:
-            # A host we do not know (we restarted, or declared it dead): have it register again
-            # now instead of after its liveness runs out; its results come again after that.
-            self._send(identity, protocol.Reregister())
-            return
-        if kind is protocol.Result:
-            assert isinstance(msg, protocol.Result)
-            reason = _parse_reason(msg.reason)
-            error, files = msg.error, msg.files or None
-            if files is not None:
-                reason, error, files = _check_files(reason, error, files, len(msg.output))
-            self._apply(
-                self.scheduler.handle(
-                    TaskFinished(
-                        host_id=host_id,
-                        dag_id=msg.dag_id,
-                        task_id=msg.task_id,
-                        attempt=msg.attempt,
-                        now=now,
-                        output=msg.output,
-                        stderr=msg.stderr,
-                        exit_code=msg.exit_code,
-                        reason=reason,
-                        error=error,
-                        duration=msg.duration,
-                        files=files,
-                    )
+        match msg:
+            case protocol.Register():
+                self._register(identity, host_id, msg, now)
+            case protocol.Bye():
+                self._apply(self.scheduler.handle(HostLeft(host_id, now, HOST_SAID_GOODBYE)))
+            case _ if host_id not in self.scheduler.hosts:
+                # A host we do not know (we restarted, or declared it dead): have it register again
+                # now instead of after its liveness runs out; its results come again after that.
+                self._send(identity, protocol.Reregister())
+            case protocol.Result():
+                self._result(host_id, msg, now)
+            case protocol.Heartbeat():
+                # The echo of one of our stamps: a round trip, less the time the host held it (our clock only).
+                rtt = now - msg.echo - max(0.0, msg.held) if msg.echo > 0 else None
+                self._apply(self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb, msg.paused[:200], rtt)))
+
+    def _result(self, host_id: str, msg: protocol.Result, now: float) -> None:
+        reason = _parse_reason(msg.reason)
+        error, files = msg.error, msg.files or None
+        if files is not None:
+            reason, error, files = _check_files(reason, error, files, len(msg.output))
+        self._apply(
+            self.scheduler.handle(
+                TaskFinished(
+                    host_id=host_id,
+                    dag_id=msg.dag_id,
+                    task_id=msg.task_id,
+                    attempt=msg.attempt,
+                    now=now,
+                    output=msg.output,
+                    stderr=msg.stderr,
+                    exit_code=msg.exit_code,
+                    reason=reason,
+                    error=error,
+                    duration=msg.duration,
+                    files=files,
                 )
             )
-        elif kind is protocol.Heartbeat:
-            assert isinstance(msg, protocol.Heartbeat)
-            # The echo of one of our stamps: a round trip, less the time the host held it (our clock only).
-            rtt = now - msg.echo - max(0.0, msg.held) if msg.echo > 0 else None
-            self._apply(self.scheduler.handle(HostSeen(host_id, now, msg.rss_mb, msg.paused[:200], rtt)))
-        elif kind is protocol.Register:
-            assert isinstance(msg, protocol.Register)
-            self._register(identity, host_id, msg, now)
-        elif kind is protocol.Bye:
-            self._apply(self.scheduler.handle(HostLeft(host_id, now, HOST_SAID_GOODBYE)))
-        elif kind is protocol.Submit:
-            assert isinstance(msg, protocol.Submit)
-            self._submit(identity, msg.req_id, message=msg)
-        elif kind is protocol.StatusRequest:
-            extra = {
-                "controller": {
-                    "dropped_frames": self.dropped_frames,
-                    "auth_failures": self.guard.failures if self.guard else 0,
-                    "version": __version__,
-                    "submissions_validating": self.submissions.queued,
-                    "journal_error": str(self.journal_error) if self.journal_error else None,
-                }
-            }
-            self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, extra))  # type: ignore[attr-defined]
-        elif kind is protocol.WatchRequest:
-            assert isinstance(msg, protocol.WatchRequest)
-            lease = min(60.0, max(1.0, msg.lease)) if msg.lease == msg.lease else 10.0
-            if identity not in self.watchers and len(self.watchers) >= MAX_WATCHERS:
-                self._send(identity, protocol.Reply(msg.req_id, False, {}, f"too many watchers ({MAX_WATCHERS})"))
-                return
-            self.watchers[identity] = now + lease
-            self._last_pushed = None  # a new subscriber gets the current state at once
-            self._reply(identity, msg.req_id, {"lease": lease, "push_interval": PUSH_INTERVAL_S})
-        elif kind is protocol.CancelRequest:
-            assert isinstance(msg, protocol.CancelRequest)
-            dag = self.scheduler.dags.get(msg.dag_id)
-            if dag is None:
-                self._send(identity, protocol.Reply(msg.req_id, False, {}, f"no DAG with id {msg.dag_id!r}"))
-                return
-            self._apply(self.scheduler.handle(DagCancelled(msg.dag_id, now)))
-            log.info("DAG %s cancelled on request", msg.dag_id)
-            self._reply(identity, msg.req_id, views.dag_summary(dag, now))
-        elif kind is protocol.RetryRequest:
-            assert isinstance(msg, protocol.RetryRequest)
-            self._retry(identity, msg, now)
-        elif kind is protocol.ProgressRequest or kind is protocol.ResultsRequest:
-            dag = self.scheduler.dags.get(msg.dag_id)  # type: ignore[attr-defined]
-            if dag is None:
-                self._send(identity, protocol.Reply(msg.req_id, False, {}, f"no DAG with id {msg.dag_id!r}"))  # type: ignore[attr-defined]
-            elif kind is protocol.ProgressRequest:
-                self._reply(identity, msg.req_id, views.dag_summary(dag, now))  # type: ignore[attr-defined]
-            else:
-                assert isinstance(msg, protocol.ResultsRequest)
-                if msg.task_id and msg.task_id not in dag.tasks:
-                    error = f"no task {msg.task_id!r} in DAG {msg.dag_id!r}"
-                    self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
-                    return
-                view = views.results_view(
-                    dag, self.scheduler, now, msg.with_output, msg.task_id, max(0, msg.limit), msg.with_files
-                )
-                self._reply(identity, msg.req_id, view)
-        else:
-            self._drop(f"unexpected {kind.__name__} from a peer")
-
-    def _retry(self, identity: bytes, msg: protocol.RetryRequest, now: float) -> None:
-        dag = self.scheduler.dags.get(msg.dag_id)
-        if dag is None:
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, f"no DAG with id {msg.dag_id!r}"))
-            return
-        again = len(self.scheduler.tasks_to_retry(dag))
-        if again == 0:
-            error = f"DAG {msg.dag_id!r} has no failed, upstream-failed or cancelled task to retry"
-            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
-            return
-        self._apply(self.scheduler.handle(DagRetried(msg.dag_id, now)))
-        log.info("DAG %s: %d task(s) retried on request", msg.dag_id, again)
-        self._reply(identity, msg.req_id, {**views.dag_summary(dag, now), "retried": again})
+        )
 
     def _register(self, identity: bytes, host_id: str, msg: protocol.Register, now: float) -> None:
         if msg.slots < 1 or msg.slots > 1024 or msg.ram_mb < 0 or not msg.node_id or len(msg.node_id) > 128:
@@ -494,6 +446,79 @@ class Controller:
             log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
             self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
         self._apply(instructions)
+
+    # ------------------------------------------------------------------ client requests
+
+    def _read_request(self, identity: bytes, msg: ReadRequest, now: float) -> None:
+        """Status, progress and results: answered even while the journal cannot be written."""
+        match msg:
+            case protocol.StatusRequest():
+                stats: views.ControllerStats = {
+                    "dropped_frames": self.dropped_frames,
+                    "auth_failures": self.guard.failures if self.guard else 0,
+                    "version": __version__,
+                    "submissions_validating": self.submissions.queued,
+                    "journal_error": str(self.journal_error) if self.journal_error else None,
+                }
+                self._reply(identity, msg.req_id, views.status_view(self.scheduler, now, stats))
+            case protocol.ProgressRequest():
+                dag = self._dag_named(identity, msg.req_id, msg.dag_id)
+                if dag is not None:
+                    self._reply(identity, msg.req_id, views.dag_summary(dag, now))
+            case protocol.ResultsRequest():
+                dag = self._dag_named(identity, msg.req_id, msg.dag_id)
+                if dag is None:
+                    return
+                if msg.task_id and msg.task_id not in dag.tasks:
+                    error = f"no task {msg.task_id!r} in DAG {msg.dag_id!r}"
+                    self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+                    return
+                view = views.results_view(
+                    dag, self.scheduler, now, msg.with_output, msg.task_id, max(0, msg.limit), msg.with_files
+                )
+                self._reply(identity, msg.req_id, view)
+
+    def _write_request(self, identity: bytes, msg: WriteRequest, now: float) -> None:
+        """Submit, cancel and retry: refused while the journal cannot be written."""
+        if self.journal_error is not None:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))
+            return
+        match msg:
+            case protocol.Submit():
+                self._submit(identity, msg.req_id, message=msg)
+            case protocol.CancelRequest():
+                self._cancel(identity, msg, now)
+            case protocol.RetryRequest():
+                self._retry(identity, msg, now)
+
+    def _dag_named(self, identity: bytes, req_id: int, dag_id: str) -> DagRecord | None:
+        """The DAG a request names, or None once the client is told there is none."""
+        dag = self.scheduler.dags.get(dag_id)
+        if dag is None:
+            self._send(identity, protocol.Reply(req_id, False, {}, f"no DAG with id {dag_id!r}"))
+        return dag
+
+    def _cancel(self, identity: bytes, msg: protocol.CancelRequest, now: float) -> None:
+        dag = self._dag_named(identity, msg.req_id, msg.dag_id)
+        if dag is None:
+            return
+        self._apply(self.scheduler.handle(DagCancelled(msg.dag_id, now)))
+        log.info("DAG %s cancelled on request", msg.dag_id)
+        self._reply(identity, msg.req_id, views.dag_summary(dag, now))
+
+    def _retry(self, identity: bytes, msg: protocol.RetryRequest, now: float) -> None:
+        dag = self._dag_named(identity, msg.req_id, msg.dag_id)
+        if dag is None:
+            return
+        again = len(self.scheduler.tasks_to_retry(dag))
+        if again == 0:
+            error = f"DAG {msg.dag_id!r} has no failed, upstream-failed or cancelled task to retry"
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            return
+        self._apply(self.scheduler.handle(DagRetried(msg.dag_id, now)))
+        log.info("DAG %s: %d task(s) retried on request", msg.dag_id, again)
+        retried: views.RetriedSummary = {**views.dag_summary(dag, now), "retried": again}
+        self._reply(identity, msg.req_id, retried)
 
     def _submit(
         self, identity: bytes, req_id: int, *, payload: bytes | None = None, message: protocol.Submit | None = None
@@ -635,8 +660,9 @@ class Controller:
                 rto = host.rtt.rto if host.rtt.srtt is not None else 0.0
                 self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit, rto_s=rto)))
 
-    def _reply(self, identity: bytes, req_id: int, data: dict[str, Any]) -> None:
-        self._send(identity, protocol.Reply(req_id, True, data, ""))
+    def _reply(self, identity: bytes, req_id: int, data: Mapping[str, Any]) -> None:
+        """Answer a request; ``data`` is a plain dict or one of `views`' TypedDicts (dicts too)."""
+        self._send(identity, protocol.Reply(req_id, True, cast("dict[str, Any]", data), ""))
 
     def _send(self, identity: bytes, message: protocol.Message) -> None:
         """Queue a frame for after the batch's commit (see ``_commit_and_send``).
@@ -735,6 +761,16 @@ class Controller:
             out.extend((identity, frame) for frame in protocol.batched(host_frames))
         return out
 
+    def _watch(self, identity: bytes, msg: protocol.WatchRequest, now: float) -> None:
+        """Subscribe a UI client to pushed updates (or renew its lease)."""
+        lease = min(60.0, max(1.0, msg.lease)) if msg.lease == msg.lease else 10.0
+        if identity not in self.watchers and len(self.watchers) >= MAX_WATCHERS:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, f"too many watchers ({MAX_WATCHERS})"))
+            return
+        self.watchers[identity] = now + lease
+        self._last_pushed = None  # a new subscriber gets the current state at once
+        self._reply(identity, msg.req_id, {"lease": lease, "push_interval": PUSH_INTERVAL_S})
+
     def _push_updates(self, now: float) -> None:
         """One coalesced snapshot to every live subscriber, only if it changed since the last push."""
         self._next_push = now + PUSH_INTERVAL_S
@@ -742,7 +778,7 @@ class Controller:
             del self.watchers[identity]
         if not self.watchers:
             return
-        data = views.status_view(self.scheduler, now, {"controller": {"dropped_frames": self.dropped_frames}})
+        data = views.status_view(self.scheduler, now, {"dropped_frames": self.dropped_frames})
         fingerprint = (
             data["totals"], [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
             [(h["node_id"], h["running"], h["succeeded"], h["failed"]) for h in data["hosts"]],
@@ -751,7 +787,7 @@ class Controller:
             return
         self._last_pushed = fingerprint
         self._watch_seq += 1
-        frame = protocol.encode(protocol.Update(self._watch_seq, data))
+        frame = protocol.encode(protocol.Update(self._watch_seq, cast("dict[str, Any]", data)))  # a TypedDict is a dict
         for identity in self.watchers:
             self.outbox.append((identity, frame))
 

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import wasm3
 
@@ -35,6 +36,9 @@ from bxthre3.wasi import (
 )
 from bxthre3.wasm_inspect import inspect_module
 from bxthre3.wasm_sandbox import MEMORY_FLAG_EXPORT
+
+if TYPE_CHECKING:
+    from _ctypes import CFuncPtr
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +280,8 @@ class _Wasm3Memory:
     def get_memory(self, index: int) -> memoryview:
         view = self._view
         if self.base == self._view_base and view is not None and self._trust_header:
-            if _size_at(self._header, 16)[0] == self._view_size:  # the common case: nothing changed
+            # `_header` is set whenever `_view` is (no check here: this runs on every WASI call).
+            if _size_at(self._header, 16)[0] == self._view_size:  # type: ignore[arg-type]  # nothing changed
                 return view
         return self._refresh()
 
@@ -380,7 +385,7 @@ class _RawImports:
         self._wasi_module = abi.WASI_MODULE.encode()
         self._names = {name: name.encode() for name in SIGNATURES}
 
-    def _callback(self, name: str, signature: str) -> ctypes._CFuncPtr:
+    def _callback(self, name: str, signature: str) -> CFuncPtr:
         """One C-callable host function: Wasm3 passes arguments and takes the result in 8-byte slots."""
         returns = signature[0] != "v"
         # The result's slot comes first, then one slot per argument (an i32 in its low half).
@@ -398,13 +403,14 @@ class _RawImports:
                 offset = slots - stack.low
                 if not 0 <= offset < stack.span:
                     offset = stack.place(slots)
-                view = stack.view
+                view: memoryview = stack.view  # type: ignore[assignment]  # set by `place` while span > 0
                 shim = bound.current
                 if shim is None:  # a module kept running past its shim: refuse, do not crash
                     result = EBADF
                 else:
                     try:
-                        result = method(shim, *layout.unpack_from(view, offset))
+                        # None only from void functions, whose result is not packed (`returns`).
+                        result = method(shim, *layout.unpack_from(view, offset))  # type: ignore[assignment]
                     except ERRNO_EXCEPTIONS as error:
                         result = errno_of(error)
                 if returns:
@@ -510,8 +516,8 @@ class _RuntimeReclaimer:
     """sizeof(m3_runtime) in pywasm3 0.5.0 on 64-bit: PyObject_HEAD, env, IM3Runtime."""
 
     def __init__(self) -> None:
-        self._free_runtime: ctypes._CFuncPtr | None = None
-        self._get_memory: ctypes._CFuncPtr | None = None
+        self._free_runtime: CFuncPtr | None = None
+        self._get_memory: CFuncPtr | None = None
         self._confirmed = False
         """True once a runtime's pointer was checked against its memory."""
         if wasm3.Runtime.__basicsize__ != self._RUNTIME_BASICSIZE or ctypes.sizeof(ctypes.c_void_p) != 8:

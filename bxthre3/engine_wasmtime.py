@@ -155,7 +155,7 @@ class WasmtimeEngine:
                     values[0].i32 = result
                 return 0
             except BaseException as exc:  # noqa: BLE001  (re-raised by wasmtime-py after the call)
-                _func.LAST_EXCEPTION = exc
+                _func.LAST_EXCEPTION = exc  # type: ignore[assignment]  # wasmtime-py stores BaseException too
                 return ctypes.cast(ffi.wasmtime_trap_new(_TRAP_TEXT, len(_TRAP_TEXT)), ctypes.c_void_p).value or 0
 
         raw = ffi.wasmtime_func_unchecked_callback_t(callback)

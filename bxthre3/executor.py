@@ -321,7 +321,7 @@ class Executor:
                 os.close(fd)
             raise
         finally:
-            if log is not subprocess.DEVNULL:
+            if not isinstance(log, int):  # a file, not subprocess.DEVNULL
                 log.close()
         os.close(jobs_read)
         os.close(results_write)

@@ -357,7 +357,7 @@ class Host:
         now = self.clock()
         wake = min(self.last_sent + self.heartbeat_interval, self.work.next_deadline())
         timeout_ms = min(100.0, max(0.0, (wake - now) * 1000))
-        for item, _ in poller.poll(timeout_ms):
+        for item, _ in poller.poll(int(timeout_ms)):
             if item is self.sock:
                 self._drain()
             elif isinstance(item, int) and item in by_fd:

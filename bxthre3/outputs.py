@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .dag_model import DagSpec, id_problem, path_problem
 from .errors import Bxthre3Error
+
+if TYPE_CHECKING:
+    from .views import FileView, ResultsView
 
 _HARMLESS_FORMAT = frozenset("\u200c\u200d")
 """Zero-width (non-)joiners: they build emoji and join scripts, and move no cursor."""
@@ -65,7 +68,7 @@ def final_task_ids(spec: DagSpec) -> list[str]:
     return [task.id for task in spec.tasks if task.id not in upstream]
 
 
-def write_final_outputs(spec: DagSpec, results: dict[str, Any], directory: Path) -> list[Path]:
+def write_final_outputs(spec: DagSpec, results: ResultsView, directory: Path) -> list[Path]:
     """Write each succeeded final task's output; returns the paths written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -75,9 +78,9 @@ def write_final_outputs(spec: DagSpec, results: dict[str, Any], directory: Path)
     written = []
     for task_id in final_task_ids(spec):
         task = outputs.get(task_id)
-        if not task or task.get("state") != "succeeded" or task.get("output") is None:
+        data = task.get("output") if task else None
+        if not task or task.get("state") != "succeeded" or data is None:
             continue
-        data = task["output"]
         path = directory / f"{task_id}{extension_for(data)}"
         try:
             path.write_bytes(data)
@@ -96,7 +99,7 @@ def named_output_path(directory: Path, task_id: str, name: str) -> Path:
     return directory.joinpath(task_id, *name.split("/"))
 
 
-def write_named_outputs(directory: Path, task_id: str, files: list[dict[str, Any]]) -> list[Path]:
+def write_named_outputs(directory: Path, task_id: str, files: list[FileView]) -> list[Path]:
     """Write one task's named outputs (entries with `name` and `data`) as `directory/task_id/name`.
 
     Names are checked by `named_output_path`; on top, every directory is created by us and

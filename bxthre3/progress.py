@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +28,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+if TYPE_CHECKING:
+    from .views import DagSummary, ResultsView, StatusView, TaskView
 
 STALL_NOTICE_S = 10.0
 """Seconds without any task changing state before the waiter says what the DAG waits for."""
@@ -69,7 +72,7 @@ class StallWatch:
         """Seconds since the last change seen."""
         return now - self._since
 
-    def update(self, snapshot: dict[str, Any], now: float) -> bool:
+    def update(self, snapshot: DagSummary, now: float) -> bool:
         """Take a snapshot; True when an explanation is due (first after `after` s still, then every `repeat` s)."""
         key = (snapshot.get("state"), snapshot.get("done"), tuple(sorted((snapshot.get("counts") or {}).items())))
         if key != self._key:
@@ -93,7 +96,7 @@ def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
-def describe_stall(results: dict[str, Any], status: dict[str, Any], idle_s: float) -> list[str]:
+def describe_stall(results: ResultsView, status: StatusView, idle_s: float) -> list[str]:
     """Why a DAG has not moved for `idle_s` seconds, from the controller's own snapshots (pure).
 
     `results` is `bxthre3 results --json`'s shape (without outputs; running tasks first), `status`
@@ -101,7 +104,7 @@ def describe_stall(results: dict[str, Any], status: dict[str, Any], idle_s: floa
     and elapsed times, then why the rest wait.
     """
     counts: dict[str, int] = results.get("counts") or {}
-    tasks: list[dict[str, Any]] = results.get("tasks") or []
+    tasks: list[TaskView] = results.get("tasks") or []
     hosts = {h.get("node_id"): h for h in status.get("hosts") or []}
     done = f"{results.get('done', 0)}/{results.get('total', 0)} done"
     lines = [f"no progress for {_seconds(idle_s)} ({done}); waiting on:"]
@@ -112,8 +115,9 @@ def describe_stall(results: dict[str, Any], status: dict[str, Any], idle_s: floa
         for t in running[:MAX_NAMED_TASKS]:
             node = t.get("node_id") or "?"
             bit = f"{_printable(t['task_id'])} on {_printable(node)}"
-            if t.get("running_s") is not None:
-                bit += f" for {_seconds(float(t['running_s']))}"
+            running_s = t.get("running_s")
+            if running_s is not None:
+                bit += f" for {_seconds(float(running_s))}"
             if int(t.get("attempts") or 1) > 1:
                 bit += f" (attempt {t['attempts']})"
             host = hosts.get(node)
@@ -163,7 +167,7 @@ def describe_stall(results: dict[str, Any], status: dict[str, Any], idle_s: floa
     return lines
 
 
-def finished_counts(snapshot: dict[str, Any]) -> tuple[int, int]:
+def finished_counts(snapshot: DagSummary) -> tuple[int, int]:
     """(tasks that ran to an end, tasks cancelled) of a DAG snapshot.
 
     The snapshot's ``done`` counts every task in a final state, cancelled ones too; shown as is, a DAG
@@ -172,7 +176,7 @@ def finished_counts(snapshot: dict[str, Any]) -> tuple[int, int]:
     return max(0, int(snapshot.get("done", 0) or 0) - cancelled), cancelled
 
 
-def done_text(snapshot: dict[str, Any]) -> str:
+def done_text(snapshot: DagSummary) -> str:
     """'12/65' or, when tasks were cancelled, '12/65, 53 cancelled' (never a completed-looking count)."""
     ran, cancelled = finished_counts(snapshot)
     text = f"{ran}/{snapshot.get('total', 0)}"
@@ -227,7 +231,7 @@ class DagProgress:
             out = self._plain or sys.stderr
             print(line, file=out, flush=True)
 
-    def update(self, snapshot: dict[str, Any]) -> None:
+    def update(self, snapshot: DagSummary) -> None:
         now = self.clock()
         counts = snapshot.get("counts", {})
         keys = ("running", "failed", "cancelled")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from .outputs import terminal_safe
 from .progress import done_text
+
+if TYPE_CHECKING:
+    from .views import ResultsView, StatusView
 
 _STATE_STYLE = {
     "succeeded": "green",
@@ -53,7 +56,7 @@ def _safe(text: object) -> str:
     return escape(terminal_safe(str(text)))
 
 
-def print_results(results: dict[str, Any], console: Console | None = None) -> None:
+def print_results(results: ResultsView, console: Console | None = None) -> None:
     """A DAG's results for people. On a terminal every task-controlled string is escaped;
     in a pipe a text output goes out as it is (`--json` is the byte-exact form)."""
     console = console or Console(highlight=False, soft_wrap=True)
@@ -109,7 +112,7 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
-def print_status(status: dict[str, Any], console: Console | None = None) -> None:
+def print_status(status: StatusView, console: Console | None = None) -> None:
     console = console or _console()
     t = status.get("totals", {})
     console.print(

@@ -54,6 +54,9 @@ The token and cluster id stay: hosts keep their cluster."""
 DISK_FULL = "the controller's disk is full"
 """How a refused write starts, on the controller's log and in the reply a client prints."""
 
+_SQLITE_FULL = 13
+"""SQLite's SQLITE_FULL result code: `sqlite3.SQLITE_FULL` exists only from Python 3.11 (3.10 lacks the name)."""
+
 
 class JournalError(Bxthre3Error):
     """The journal on disk cannot be trusted (empty, damaged, not ours): the controller refuses to start."""
@@ -78,7 +81,7 @@ def _write_error(exc: BaseException, where: Path | str) -> JournalWriteError:
     """One error for every way a write can fail, telling a full disk from the rest."""
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
-        full = code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+        full = code == _SQLITE_FULL or "disk is full" in str(exc)
         what = str(exc)
     else:
         full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -234,7 +237,7 @@ class Store:
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
                 raise Bxthre3Error(f"cannot open the controller state in {state_dir}: {DISK_FULL}") from exc
             raise damaged(state_dir, f"is damaged (SQLite: {exc})") from exc
         except JournalError:
@@ -345,7 +348,7 @@ class Store:
     def _file_rows(self, dag_id: str, t: TaskRecord) -> list[tuple[Any, ...]]:
         """One `task_files` row per named output; large contents go to a file first (fsynced)."""
         assert t.files is not None
-        rows = []
+        rows: list[tuple[str, str, str, bytes | None, str | None]] = []
         for name, data in t.files.items():
             if len(data) > INLINE_OUTPUT_BYTES and self.dir is not None:
                 folder = self.dir / "outputs" / dag_id / "+files" / t.spec.id

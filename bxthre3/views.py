@@ -1,13 +1,16 @@
 """Read-only snapshots of scheduler state, as msgpack/JSON-friendly dicts.
 
-The same shapes serve `bxthre3 status --json`, `results --json` and (later) the TUI, so
-they live in one pure module and are documented by the tests that check them.
+The same shapes serve `bxthre3 status --json`, `results --json` and the TUI, so they live in one
+pure module. Each shape is a TypedDict below: the contract between the controller that builds it,
+the client that returns it and the CLI and TUI that read it (docs/JSON.md documents the fields;
+`tests/integration/test_json_formats.py` checks both against each other and a live controller).
+Bytes stay bytes on the wire; `--json` prints them as text or `{"base64": ...}`.
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import TypedDict
 
 from .digests import sha256_hex
 from .liveness import silence_limit
@@ -15,6 +18,161 @@ from .scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
 
 JSON_FORMAT = 1
 """Version of the `status` and `results` shapes (docs/JSON.md); bumped only when a field changes meaning or goes."""
+
+
+class HostView(TypedDict):
+    """One of `status`'s `hosts`."""
+
+    node_id: str
+    device: str
+    device_id: str
+    platform: str
+    engine: str
+    ram_mb: int
+    rss_mb: int
+    slots: int
+    running: list[str]
+    succeeded: int
+    failed: int
+    recent: list[str]
+    modules: int
+    last_seen_s: float
+    state: str
+    paused: str
+    uptime_s: float
+    rtt_ms: float | None
+    silence_limit_s: float
+
+
+class DeviceView(TypedDict):
+    """One of `status`'s `devices`, keyed by device id."""
+
+    name: str
+    hosts: int
+    slots: int
+    ram_mb: int
+    platform: str
+    ram_total_mb: int
+    cpus: int
+    node_ids: list[str]
+
+
+class Totals(TypedDict):
+    """`status`'s `totals`: the cluster as one machine."""
+
+    devices: int
+    hosts: int
+    slots: int
+    ram_mb: int
+    running: int
+    ready: int
+    dags: int
+    succeeded: int
+    failed: int
+    tasks_per_s: float
+
+
+class ControllerStats(TypedDict, total=False):
+    """`status`'s `controller`: all of these in a reply to a status request, only `dropped_frames` in
+    a pushed update."""
+
+    dropped_frames: int
+    auth_failures: int
+    version: str
+    submissions_validating: int
+    journal_error: str | None
+
+
+class DagSummary(TypedDict):
+    """One of `status`'s `dags`, the reply to `progress` and `cancel`, and the top of `results`."""
+
+    dag_id: str
+    name: str
+    state: str
+    total: int
+    done: int
+    counts: dict[str, int]
+    failures: dict[str, int]
+    elapsed_s: float
+
+
+class RetriedSummary(DagSummary):
+    """The reply to `retry`: the summary and how many tasks start again."""
+
+    retried: int
+
+
+class _StatusFromController(TypedDict, total=False):
+    controller: ControllerStats
+    """In replies and pushed updates; not in the status file's copy."""
+
+
+class StatusView(_StatusFromController):
+    """`bxthre3 status`: the whole cluster (also pushed to subscribers, and in the status file)."""
+
+    format: int
+    totals: Totals
+    waiting: list[str]
+    hosts: list[HostView]
+    devices: dict[str, DeviceView]
+    dags: list[DagSummary]
+
+
+class _FileData(TypedDict, total=False):
+    data: bytes
+    """Only when asked for (`with_files`): named outputs can be 16 MiB each."""
+
+
+class FileView(_FileData):
+    """One of a task's `files`: a named output."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+class AttemptView(TypedDict):
+    """One of a task's `history`."""
+
+    attempt: int
+    node_id: str
+    reason: str | None
+    error: str
+
+
+class _TaskOutputs(TypedDict, total=False):
+    """Only with `with_output` (the TUI's task table asks without)."""
+
+    output: bytes | None
+    stderr: bytes
+    files: list[FileView]
+
+
+class TaskView(_TaskOutputs):
+    """One of `results`' `tasks`."""
+
+    task_id: str
+    state: str
+    module: str
+    node_id: str | None
+    attempts: int
+    recorded: int
+    duration_s: float
+    finished_at: float | None
+    exit_code: int | None
+    reason: str | None
+    error: str
+    memory_mb: int | None
+    running_s: float | None
+    history: list[AttemptView]
+
+
+class ResultsView(DagSummary):
+    """`bxthre3 results`: a DAG's summary, its format number and (some of) its tasks."""
+
+    format: int
+    tasks: list[TaskView]
+
 
 def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
     """busy / idle / paused, or silent once two heartbeats are missing (declared dead after its silence limit)."""
@@ -25,7 +183,7 @@ def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
     return "busy" if host.running else "idle"
 
 
-def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liveness: int = 3) -> dict[str, Any]:
+def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liveness: int = 3) -> HostView:
     return {
         "node_id": host.node_id,
         "device": host.device,
@@ -53,7 +211,7 @@ def counts_view(dag: DagRecord) -> dict[str, int]:
     return {state.value: dag.counts[state] for state in TaskState}
 
 
-def dag_summary(dag: DagRecord, now: float) -> dict[str, Any]:
+def dag_summary(dag: DagRecord, now: float) -> DagSummary:
     end = dag.finished_at if dag.finished_at is not None else now
     return {
         "dag_id": dag.id,
@@ -97,10 +255,11 @@ def dag_end_line(dag: DagRecord) -> str:
     return line
 
 
-def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | None = None) -> StatusView:
+    """The cluster's status; ``controller`` adds the controller's own figures (as its last field)."""
     beat = scheduler.config.heartbeat_interval
     hosts = [host_view(h, now, beat, scheduler.config.liveness) for h in scheduler.hosts.values()]
-    devices: dict[str, dict[str, Any]] = {}
+    devices: dict[str, DeviceView] = {}
     for h in scheduler.hosts.values():
         # By device id: same-named devices (clones, one phone model) are still several devices.
         d = devices.setdefault(
@@ -112,7 +271,7 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
         d["hosts"] += 1
         d["slots"] += h.slots
         d["ram_mb"] += h.ram_mb
-    return {
+    view: StatusView = {
         "format": JSON_FORMAT,
         "totals": {
             "devices": len(devices),
@@ -130,8 +289,10 @@ def status_view(scheduler: Scheduler, now: float, extra: dict[str, Any] | None =
         "hosts": hosts,
         "devices": devices,
         "dags": [dag_summary(d, now) for d in scheduler.dags.values()],
-        **(extra or {}),
     }
+    if controller is not None:
+        view["controller"] = controller
+    return view
 
 
 def _waiting_for(task: TaskRecord, scheduler: Scheduler) -> str:
@@ -144,7 +305,7 @@ def _waiting_for(task: TaskRecord, scheduler: Scheduler) -> str:
     return f"waiting: needs {need} MB; the largest host offers {largest} MB"
 
 
-def files_view(task: TaskRecord, with_data: bool = False) -> list[dict[str, Any]]:
+def files_view(task: TaskRecord, with_data: bool = False) -> list[FileView]:
     """A task's named outputs by name: `name`, `size`, `sha256`, and with `with_data` the bytes.
 
     Digests are computed here, when someone asks, not when the result arrives: the controller's
@@ -154,7 +315,7 @@ def files_view(task: TaskRecord, with_data: bool = False) -> list[dict[str, Any]
     out = []
     for name in sorted(task.files):
         data = task.files[name]
-        entry: dict[str, Any] = {"name": name, "size": len(data), "sha256": sha256_hex(data)}
+        entry: FileView = {"name": name, "size": len(data), "sha256": sha256_hex(data)}
         if with_data:
             entry["data"] = data
         out.append(entry)
@@ -163,9 +324,9 @@ def files_view(task: TaskRecord, with_data: bool = False) -> list[dict[str, Any]
 
 def task_view(
     task: TaskRecord, scheduler: Scheduler, with_output: bool, with_files: bool = False, now: float | None = None
-) -> dict[str, Any]:
+) -> TaskView:
     last = task.attempts[-1] if task.attempts else None
-    view: dict[str, Any] = {
+    view: TaskView = {
         "task_id": task.spec.id,
         "state": task.state.value,
         "module": task.spec.module_name,
@@ -208,7 +369,7 @@ def results_view(
     task_id: str = "",
     limit: int = 0,
     with_files: bool = False,
-) -> dict[str, Any]:
+) -> ResultsView:
     """The DAG's summary and its tasks: all of them, only ``task_id`` (KeyError if unknown), or at
     most ``limit`` chosen by `pick_tasks` (a UI's table of a 100,000-task DAG needs a page, not all).
     ``with_files`` adds the bytes of each named output (with ``with_output``)."""

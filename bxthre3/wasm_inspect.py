@@ -373,8 +373,8 @@ def check_wasi_command(data: bytes, *, name: str, scan_code: bool = True) -> Mod
         from bxthre3.wasm_normalize import normalize, refusal  # not needed by processes that only inspect
 
         features = normalize(data, name=name).features
-        problem = refusal(features)
-        if problem:
-            raise ModuleError(problem, module=name)
+        refused = refusal(features)
+        if refused:
+            raise ModuleError(refused, module=name)
         info = dataclasses.replace(info, features=features)
     return info

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from ..outputs import terminal_safe
+
+if TYPE_CHECKING:
+    from ..views import HostView, TaskView, Totals
 
 MAX_TEXT_SHOWN = 64 * 1024
 """The output viewer shows at most this many characters of a text output."""
@@ -46,7 +49,7 @@ def describe_output(data: bytes | str | None) -> str:
     return "\n".join(lines)
 
 
-def totals_line(totals: dict[str, Any]) -> str:
+def totals_line(totals: Totals) -> str:
     """One line of cluster totals from `status_view()["totals"]`."""
     return (
         f"{totals.get('devices', 0)} devices · {totals.get('hosts', 0)} hosts · "
@@ -67,7 +70,7 @@ def cell(value: object) -> str:
     return escape(terminal_safe(str(value), keep=""))
 
 
-def host_row(host: dict[str, Any]) -> tuple[str, ...]:
+def host_row(host: HostView) -> tuple[str, ...]:
     return (
         cell(host["node_id"]),
         cell(host.get("device") or ""),
@@ -83,14 +86,14 @@ def host_row(host: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _ram_use(host: dict[str, Any]) -> str:
+def _ram_use(host: HostView) -> str:
     """``use/limit MB``: what the host and its executors hold now, against its tasks' limit."""
     rss = host.get("rss_mb", -1)
     limit = host.get("ram_mb", 0)
     return f"{rss}/{limit} MB" if isinstance(rss, int) and rss >= 0 else f"?/{limit} MB"
 
 
-def task_row(task: dict[str, Any]) -> tuple[str, ...]:
+def task_row(task: TaskView) -> tuple[str, ...]:
     return (
         cell(task["task_id"]),
         cell(task.get("state", "")),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from .roles import RoleConfig
+
+if TYPE_CHECKING:
+    from ..views import ResultsView, StatusView, TaskView
 
 
 class RolePicked(Message):
@@ -31,7 +34,7 @@ class ClusterSnapshot(Message):
     High-rate: a burst coalesces into the latest one (toolong's `can_replace` pattern).
     """
 
-    def __init__(self, status: dict[str, Any], results: dict[str, Any] | None) -> None:
+    def __init__(self, status: StatusView, results: ResultsView | None) -> None:
         super().__init__()
         self.status = status
         self.results = results
@@ -73,7 +76,7 @@ class TaskOutput(Message):
     ``key`` is what was asked for (DAG, task, state, attempts): a reply to an older question is dropped.
     """
 
-    def __init__(self, key: tuple[Any, ...], task: dict[str, Any] | None, error: str = "") -> None:
+    def __init__(self, key: tuple[Any, ...], task: TaskView | None, error: str = "") -> None:
         super().__init__()
         self.key = key
         self.task = task

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -34,6 +34,9 @@ from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, cell, counts_line, describe_output, host_row, task_row, totals_line
 from .keyed_table import sync_rows
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
+
+if TYPE_CHECKING:
+    from ..views import DagSummary, ResultsView, StatusView, TaskView
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class DagItem(ListItem):
     def __init__(self, dag_id: str) -> None:
         super().__init__(id=f"dag-{dag_id}")
         self.dag_id = dag_id
-        self._pending: dict[str, Any] | None = None
+        self._pending: DagSummary | None = None
         """A summary that arrived before the children existed; applied on mount."""
 
     def compose(self) -> ComposeResult:
@@ -67,7 +70,7 @@ class DagItem(ListItem):
         if self._pending is not None:
             self.call_after_refresh(self.update, self._pending)
 
-    def update(self, summary: dict[str, Any]) -> None:
+    def update(self, summary: DagSummary) -> None:
         if not self.query(".dag-label"):
             self._pending = summary  # a second snapshot can arrive before compose has run
             return
@@ -116,8 +119,8 @@ class MonitorScreen(Screen[None]):
         self.updates_received = 0
         """Pushed updates applied so far (the monitor's update rate, for measurements)."""
         self.set_reactive(MonitorScreen.address, address)
-        self._results: dict[str, Any] | None = None
-        self._tasks_by_id: dict[str, dict[str, Any]] = {}
+        self._results: ResultsView | None = None
+        self._tasks_by_id: dict[str, TaskView] = {}
         self._task_rows: dict[str, tuple[str, ...]] = {}
         """The rows in the task table, by task id: what the next update is compared with."""
         self._slots: list[str] = []
@@ -187,7 +190,7 @@ class MonitorScreen(Screen[None]):
         client = None
         last_key: tuple[Any, ...] | None = None
         renew_at = 0.0
-        status: dict[str, Any] = {}
+        status: StatusView  # set by the first request of each connection
         try:
             while not worker.is_cancelled:
                 started = time.monotonic()
@@ -213,7 +216,7 @@ class MonitorScreen(Screen[None]):
                     if summary is not None:
                         key = (dag_id, summary["state"], summary["done"], tuple(summary["counts"].items()))
                         if key != last_key:
-                            results = client.results(dag_id, with_output=False, limit=MAX_TASK_ROWS)  # type: ignore[arg-type]
+                            results = client.results(summary["dag_id"], with_output=False, limit=MAX_TASK_ROWS)
                             last_key = key
                     self.post_message(ClusterSnapshot(status, results))
                 except Exception as exc:  # unreachable, refused, or a broken reply: say so, retry
@@ -250,12 +253,12 @@ class MonitorScreen(Screen[None]):
             self.write_log(f"controller unreachable: {message.error}", error=True)
             self.query_one("#totals", Static).update(f"Unreachable: {self.address}")
 
-    def _sync_dags(self, dags: list[dict[str, Any]]) -> None:
+    def _sync_dags(self, dags: list[DagSummary]) -> None:
         view = self.query_one("#dags", ListView)
         items = {item.dag_id: item for item in view.query(DagItem)}
-        for dag_id, item in items.items():
+        for dag_id, gone in items.items():
             if dag_id not in {d["dag_id"] for d in dags}:
-                item.remove()
+                gone.remove()
         for summary in dags:
             item = items.get(summary["dag_id"])
             if item is None:
@@ -290,7 +293,7 @@ class MonitorScreen(Screen[None]):
             self.query_one("#tasks", DataTable).clear()
             self._show_output(None)
 
-    def _show_results(self, results: dict[str, Any]) -> None:
+    def _show_results(self, results: ResultsView) -> None:
         self._results = results
         tasks = results.get("tasks", [])
         self._tasks_by_id = {t["task_id"]: t for t in tasks}
@@ -377,8 +380,8 @@ class MonitorScreen(Screen[None]):
             log.info("output of %s/%s: %s", dag_id, task_id, exc)
             self.post_message(TaskOutput(key, None, str(exc)))
             return
-        tasks = results.get("tasks") or [None]
-        self.post_message(TaskOutput(key, tasks[0]))
+        tasks = results.get("tasks")
+        self.post_message(TaskOutput(key, tasks[0] if tasks else None))
 
     def on_task_output(self, message: TaskOutput) -> None:
         if message.key != self._output_key:
@@ -390,7 +393,7 @@ class MonitorScreen(Screen[None]):
         else:
             self._show_output(message.task)
 
-    def _show_output(self, task: dict[str, Any] | None, *, loading: bool = False) -> None:
+    def _show_output(self, task: TaskView | None, *, loading: bool = False) -> None:
         if task is None:
             text, title = "(select a task)", "Output"
         elif loading:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from bxthre3.client import ControllerClient
 from bxthre3.dag_loader import load_dag
@@ -73,3 +74,27 @@ def test_status_and_results_json_match_the_documentation(
     listed = [f for t in results["tasks"] for f in t["files"]]
     assert len(listed) == 5 and all(set(f) == named_output for f in listed)
     assert all(isinstance(f["size"], int) and re.fullmatch("[0-9a-f]{64}", f["sha256"]) for f in listed)
+
+
+def test_the_view_types_name_the_documented_fields() -> None:
+    """`bxthre3.views`' TypedDicts, which the CLI and TUI are type-checked against, name exactly the
+    fields docs/JSON.md lists (no controller needed: this is the contract, the test above its output)."""
+    from bxthre3 import views
+
+    def keys(shape: Any) -> set[str]:
+        return set(shape.__required_keys__ | shape.__optional_keys__)
+
+    status_top, totals, host, device, summary, task, named_output = documented_tables()
+    lines = (REPO / "docs" / "JSON.md").read_text().splitlines()
+    [controller_row] = [line for line in lines if line.startswith("| `controller` |")]
+    assert keys(views.StatusView) == status_top
+    assert keys(views.ControllerStats) == set(re.findall(r"`([a-z_]+)` \(", controller_row))
+    assert keys(views.Totals) == totals
+    assert keys(views.HostView) == host
+    assert keys(views.DeviceView) == device
+    assert keys(views.DagSummary) == summary
+    assert keys(views.ResultsView) == summary | {"format", "tasks"}
+    assert keys(views.TaskView) == task
+    assert keys(views.AttemptView) == {"attempt", "node_id", "reason", "error"}
+    assert keys(views.FileView) == named_output | {"data"}  # `data`: only when asked for, never in --json
+    assert views.FileView.__optional_keys__ == {"data"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.failures import FailureReason
 from bxthre3.scheduler import (
@@ -131,3 +133,17 @@ def test_in_memory_store_works_and_keeps_nothing() -> None:
     s.handle(DagSubmitted("d1", spec(t("a")), 1.0))
     assert store.flush(s) >= 1
     store.close()
+
+
+def test_a_full_disk_is_told_apart_where_sqlite3_names_no_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.10's sqlite3 has no `SQLITE_FULL` (nor `sqlite_errorcode`): telling a full disk must not raise there."""
+    import sqlite3
+
+    from bxthre3.store import _write_error
+
+    monkeypatch.delattr(sqlite3, "SQLITE_FULL", raising=False)
+    assert _write_error(sqlite3.OperationalError("database or disk is full"), "/state").disk_full
+    by_code = sqlite3.OperationalError("disk I/O error")
+    by_code.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL, as 3.11+ sets it
+    assert _write_error(by_code, "/state").disk_full
+    assert not _write_error(sqlite3.OperationalError("disk I/O error"), "/state").disk_full
