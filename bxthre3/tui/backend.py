@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ..addresses import Address
-from ..client import ControllerClient
-from ..dag_model import DagSpec
-from ..security import TOKEN_ENV, CurveKeys, TokenError
+from ..client.connection import ControllerClient
+from ..dag.spec import DagSpec
+from ..wire.addresses import Address
+from ..wire.security import TOKEN_ENV, CurveKeys, TokenError
 from .role_process import RoleProcess
 from .roles import RoleConfig
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..outputs import terminal_safe
+from ..client.outputs import terminal_safe
 
 MAX_TEXT_SHOWN = 64 * 1024
 """The output viewer shows at most this many characters of a text output."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
-from bxthre3.failures import FailureReason
+from bxthre3.common.failures import FailureReason
+from bxthre3.controller.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.scheduler import (
     DagRetried,
     DagState,
@@ -17,7 +18,6 @@ from bxthre3.scheduler import (
     TaskFinished,
     TaskState,
 )
-from bxthre3.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
 from tests.conftest import WASM_MODULES
 
 MODULE = (WASM_MODULES / "noop.wasm").read_bytes()
