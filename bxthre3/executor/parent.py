@@ -149,7 +149,7 @@ class ExecJob:
 
 @dataclass(frozen=True, slots=True)
 class ExecResult:
-    """How one job ended; mirrors :class:`bxthre3.wasm.wasm3.RunResult` plus the job id."""
+    """How one job ended; mirrors :class:`bxthre3.wasm.contract.RunResult` plus the job id."""
 
     job_id: int
     exit_code: int | None

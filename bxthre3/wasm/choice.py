@@ -18,11 +18,13 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bxthre3.common.errors import Bxthre3Error
+
+if TYPE_CHECKING:  # the host imports this module: it stays free of even the engines' contract
+    from bxthre3.wasm.contract import Engine
 
 WASM3 = "wasm3"
 WASMTIME = "wasmtime"
@@ -142,7 +144,7 @@ def resolve(choice: str) -> str:
     return choice
 
 
-def runner(name: str) -> Callable[..., Any]:
+def runner(name: str) -> Engine:
     """The named engine's `run_module`, importing the engine (executor child only)."""
     if name == WASMTIME:
         from bxthre3.wasm import wasmtime as engine_wasmtime

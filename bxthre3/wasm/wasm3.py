@@ -18,13 +18,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import wasm3
 
 from bxthre3.common import limits
 from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
+from bxthre3.wasm.contract import Engine, RunResult
 from bxthre3.wasm.inspect import inspect_module
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import (
@@ -49,26 +49,6 @@ call: measured on x86-64 with an 8 MiB native stack, 1 MiB here still ends unbou
 recursion in a clean "stack overflow" trap but 2 MiB crashes the process, so 256 KiB
 keeps a wide margin (and suits threads with ~1 MiB stacks).
 """
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """How one run of a module ended.
-
-    `reason` is None on success (exit code 0). On failure `error` says what happened in
-    one line; `stdout` and `stderr` hold whatever the module wrote before it ended.
-    """
-
-    exit_code: int | None
-    """The module's exit code; None when it did not exit (trap, limit, invalid)."""
-    stdout: bytes
-    stderr: bytes
-    reason: FailureReason | None
-    error: str
-    duration: float
-    """Wall-clock seconds from loading the module to its end."""
-    files: dict[str, bytes] = field(default_factory=dict)
-    """Every regular file the module left under `/out` (relative '/'-path -> contents), whatever the outcome."""
 
 
 def run_module(
@@ -570,3 +550,7 @@ def _environment() -> wasm3.Environment:
     if environment is None:
         environment = _local.environment = wasm3.Environment()
     return environment
+
+
+_SATISFIES: Engine = run_module
+"""A type checker's proof that this `run_module` is an :class:`Engine`."""

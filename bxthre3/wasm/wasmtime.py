@@ -1,8 +1,8 @@
 """Run one WASI command module in wasmtime: the optional fast engine.
 
-Same contract as :func:`bxthre3.wasm.wasm3.run_module` (Wasm3): the same WASI and in-memory
+Same contract as Wasm3 (:class:`bxthre3.wasm.contract.Engine`): the same WASI and in-memory
 `/in`,`/out` (the very same :class:`~bxthre3.wasm.wasi.WasiShim`), the same module bytes with the same
-memory cap rewritten into them, the same :class:`~bxthre3.wasm.wasm3.RunResult`. What
+memory cap rewritten into them, the same :class:`~bxthre3.wasm.contract.RunResult`. What
 differs is speed: wasmtime compiles a module to machine code once (kept per executor
 in a small cache) and runs compute kernels near native speed, where Wasm3 interprets
 and recompiles every function on every run.
@@ -13,7 +13,8 @@ survives and the host does not pay a process restart. The host's kill stays as t
 backstop. wasmtime publishes Android wheels for 64-bit phones only (arm64, x86_64, since 33.0);
 other Termux hosts, and any where it does not load, keep Wasm3 (see :mod:`bxthre3.wasm.choice`).
 
-Only the executor child imports this module (through :mod:`bxthre3.wasm.choice`).
+Only the executor child imports this module (through :mod:`bxthre3.wasm.choice`); it never imports
+the Wasm3 engine (tests/unit/test_layering.py).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import wasmtime
 from bxthre3.common import limits
 from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
+from bxthre3.wasm.contract import Engine, RunResult
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import SIGNATURES, WasiShim, forwarders, shim_ending
-from bxthre3.wasm.wasm3 import RunResult
 
 COMPILED_CACHE_ENTRIES = 32
 """Most compiled modules kept per executor (machine code is a few times the .wasm size)."""
@@ -431,3 +432,7 @@ def run_module(
         timeout_s=timeout_s,
         files=files,
     )
+
+
+_SATISFIES: Engine = run_module
+"""A type checker's proof that this `run_module` is an :class:`Engine`."""

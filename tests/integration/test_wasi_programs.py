@@ -20,7 +20,7 @@ from bxthre3.common.failures import FailureReason
 from bxthre3.executor.parent import ExecJob, Executor
 from bxthre3.wasm import abi
 from bxthre3.wasm import choice as engines
-from bxthre3.wasm.wasm3 import RunResult
+from bxthre3.wasm.contract import RunResult
 from tests.conftest import ENGINES
 
 SOURCES = Path(__file__).resolve().parents[1] / "data" / "wasi"
