@@ -2,6 +2,6 @@
 
 import sys
 
-from bxthre3.executor.parent import main
+from bxthre3.executor.child import main
 
 sys.exit(main())
