@@ -1,6 +1,6 @@
 """The validated shape of a DAG: tasks, their inputs, their modules. Pure: no I/O.
 
-Two doors lead in. The YAML loader (`dag_loader`) builds a :class:`DagSpec` from a
+Two doors lead in. The YAML loader (`dag.yaml_loader`) builds a :class:`DagSpec` from a
 file the user wrote; :meth:`DagSpec.from_wire` rebuilds one from a msgpack'd dict that
 arrived over the network and so may be hostile. Both end in :func:`validate_graph`,
 so the controller never holds a DAG the client would have refused, and the graph

@@ -242,7 +242,7 @@ class _DagBuilder:
     """Walks the node tree of one DAG file, reading modules and file inputs as it goes.
 
     Remembers the line of every task and field, so that the graph checks of
-    `dag_model` (which know nothing of lines) can be reported at the right place.
+    `dag.spec` (which know nothing of lines) can be reported at the right place.
     """
 
     def __init__(self, source: str, base_dir: Path) -> None:

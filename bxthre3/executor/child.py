@@ -55,7 +55,7 @@ class _ModuleCache:
         self, max_entries: int = MODULE_CACHE_ENTRIES, max_bytes: int = MODULE_CACHE_BYTES, engine: str = engines.WASM3
     ) -> None:
         self.engine = engine
-        """The engine the prepared bytes are checked for (wasm_sandbox.prepare_module)."""
+        """The engine the prepared bytes are checked for (wasm.sandbox.prepare_module)."""
         self._entries: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
         self._max_entries = max_entries

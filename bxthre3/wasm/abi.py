@@ -71,7 +71,7 @@ def import_hint(module: str, name: str, kind: str) -> str | None:
     """How to build without an import a task module may not have, or None when there is no general advice.
 
     Most refused imports come from a build flag or the wrong target, not from the program:
-    the message should name the flag (see wasm_inspect.check_wasi_command).
+    the message should name the flag (see wasm.inspect.check_wasi_command).
     """
     if module == "env" and kind == "memory":
         return "env.memory: build without -Wl,--import-memory (a task module defines its own memory)"

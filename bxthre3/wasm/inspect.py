@@ -129,7 +129,7 @@ class ModuleInfo:
     exports: tuple[Export, ...]
     memory: MemoryLimits | None
     features: frozenset[str] = frozenset()
-    """Post-MVP features the code uses (wasm_normalize.FEATURES); filled by check_wasi_command."""
+    """Post-MVP features the code uses (wasm.normalize.FEATURES); filled by check_wasi_command."""
 
     def export_kind(self, name: str) -> ExternKind | None:
         """The kind of the export called `name`, or None when there is none."""
@@ -335,7 +335,7 @@ def check_wasi_command(data: bytes, *, name: str, scan_code: bool = True) -> Mod
     A task is a WASI command: it may import only the `wasi_snapshot_preview1`
     functions the engine implements and must export `_start`. Every offending import
     is listed at once so the user fixes them in one round. With `scan_code` every
-    instruction is decoded (wasm_normalize) to find the WebAssembly features it uses:
+    instruction is decoded (wasm.normalize) to find the WebAssembly features it uses:
     one that neither engine runs is refused with the compiler flag that avoids it, and
     the features are returned in ``info.features`` (for "runs on wasmtime only" notes).
     """

@@ -131,7 +131,7 @@ FEATURES: dict[str, Feature] = {
 tests/unit/test_wasm_normalize.py): Wasm3 0.5.0 runs memory.copy/fill but not memory.init
 ("restricted opcode"), no element segment other than flag 0, no extended constants. Features
 that neither runs *after preparation* include multi-memory and memory64, which wasmtime could
-load but the memory cap (wasm_sandbox) cannot bound, legacy exceptions, which wasmtime
+load but the memory cap (wasm.sandbox) cannot bound, legacy exceptions, which wasmtime
 51 rejects unless configured for them, and more than MAX_FUNCTIONS functions."""
 
 

@@ -119,7 +119,7 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
 def prepare_module(data: bytes, *, engine: str, limit_bytes: int = 0, name: str = "module") -> bytes:
     """What an executor runs: the module normalised, checked for `engine`, memory capped.
 
-    Normalising (wasm_normalize) first means both engines load the same canonical bytes,
+    Normalising (wasm.normalize) first means both engines load the same canonical bytes,
     find functions by export name only, and that the cap's rewrite reads canonical code.
     Raises ModuleError (naming the compiler flag that avoids the problem) when `engine`
     cannot run the module, MemoryLimitError when its initial memory is over the limit.

@@ -69,7 +69,7 @@ def run_module(
 
     The module sees `program_name` as argv[0], `args` as argv[1..] and exactly `env` as
     its environment: the caller adds BXTHRE3_INPUT_SIZES and BXTHRE3_TASK_ID.
-    `memory_limit_bytes` says the module was rewritten by `wasm_sandbox.cap_memory`
+    `memory_limit_bytes` says the module was rewritten by `wasm.sandbox.cap_memory`
     with that limit, so a trap raised by its growth check is reported as memory_limit.
     `files` become the module's read-only `/in`; what it leaves under `/out` comes back
     in `RunResult.files`. Wasm3 cannot be interrupted, so the host enforces `timeout_s`

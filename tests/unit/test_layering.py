@@ -17,6 +17,7 @@ with them); only imports under ``if TYPE_CHECKING:`` are skipped, since they loa
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -244,6 +245,25 @@ def test_an_engine_never_imports_the_other() -> None:
 def test_every_module_lives_in_a_package() -> None:
     flat = {module_name(p, PACKAGE_DIR) for p in PACKAGE_DIR.glob("*.py")} - TOP_LEVEL
     assert flat == set(), "put new modules in the package of the process they run in (docs/ARCHITECTURE.md)"
+
+
+def test_the_tree_in_architecture_md_names_every_module() -> None:
+    """docs/ARCHITECTURE.md opens with the tree; a module added to a package must appear on its line."""
+    doc = (PACKAGE_DIR.parent / "docs" / "ARCHITECTURE.md").read_text()
+    tree = doc.split("## The tree", 1)[1].split("```")[1]
+    lines: dict[str, set[str]] = {}
+    current = ""
+    for line in tree.splitlines():
+        if line.startswith(("├── ", "└── ")) and "/" in line.split()[1]:
+            current = line.split()[1].rstrip("/")
+        elif not line.startswith("│ "):
+            current = ""
+        if current:
+            lines.setdefault(current, set()).update(re.findall(r"\w+", line))
+    for package in sorted(p for p in PACKAGE_DIR.iterdir() if (p / "__init__.py").exists()):
+        assert package.name in lines, f"the tree has no line for {package.name}/"
+        missing = {m.stem for m in package.glob("*.py")} - {"__init__"} - lines[package.name]
+        assert not missing, f"{package.name}/: {sorted(missing)} missing from the tree in docs/ARCHITECTURE.md"
 
 
 # -- the checker finds what it must (on a small tree of its own) ---------------------------------------
