@@ -1,7 +1,7 @@
 """The conformance suite's machinery: toolchains, cached builds, and running a program natively and in each engine.
 
 Every program under `programs/` takes its input and output directories as its first two arguments:
-`prog IN_DIR OUT_DIR [ARGS...]`. The WebAssembly builds run in the real executor (`bxthre3.executor.parent`) with
+`prog IN_DIR OUT_DIR [ARGS...]`. The WebAssembly builds run in the real executor (`bxthre3.executor`) with
 `IN_DIR=/in` (the job's read-only `files`) and `OUT_DIR=/out` (what comes back as `ExecResult.files`); the
 native build of the same source runs with two temporary directories holding the same files, the same
 argv after argv[0], exactly the same environment and the same stdin. The programs never print their
