@@ -10,7 +10,7 @@ import pytest
 
 from bxthre3.cli import main
 from bxthre3.common.errors import Bxthre3Error, ClusterError
-from bxthre3.controller.server import views
+from bxthre3.controller import views
 from bxthre3.host.module_cache import ModuleCache
 from bxthre3.host.session import Host, HostConfig
 from bxthre3.node import device_identity as di
