@@ -26,7 +26,7 @@ if [ "$NEWEST" = 1 ]; then VENV="${BXTHRE3_VENV:-$ROOT/.venv-newest}"; else VENV
 PYTHON="${PYTHON:-python3}"
 SYSFS_ROOT="${SYSFS_ROOT:-/sys}"
 PROC_ROOT="${PROC_ROOT:-/proc}"
-# The same limits as bxthre3/user_input.py (a test keeps them equal): RAM per host, in MB.
+# The same limits as bxthre3/common/user_input.py (a test keeps them equal): RAM per host, in MB.
 MIN_NODE_RAM_MB=16
 MAX_NODE_RAM_MB=4096
 DEFAULT_RAM_MB=128
@@ -182,10 +182,10 @@ ensure_wasmtime() {
         return 0
     fi
     if [ "$DRY_RUN" -eq 1 ]; then
-        printf 'would run: check that wasmtime loads (bxthre3.engines.wasmtime_problem)\n'
+        printf 'would run: check that wasmtime loads (bxthre3.wasm.choice.wasmtime_problem)\n'
         return 0
     fi
-    why="$("$VENV/bin/python" -c 'from bxthre3.engines import wasmtime_problem as p; print(p() or "")' \
+    why="$("$VENV/bin/python" -c 'from bxthre3.wasm.choice import wasmtime_problem as p; print(p() or "")' \
         2>/dev/null)" || why="the load check could not run"
     [ -z "$why" ] && return 0
     log "wasmtime installed but does not load here ($why): removing it, hosts run tasks in Wasm3"
@@ -424,7 +424,7 @@ max_nodes() {
     echo "$cpus"
 }
 
-# Why a RAM figure is refused (the wording of bxthre3/user_input.py), or nothing.
+# Why a RAM figure is refused (the wording of bxthre3/common/user_input.py), or nothing.
 ram_problem() {
     case "$1" in
         ''|*[!0-9]*) echo "RAM per node must be a whole number of MB, not '$1'"; return ;;

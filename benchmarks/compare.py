@@ -93,10 +93,10 @@ def tree_rss_mb(pid: int) -> float:
 def bxthre3_figures(args: argparse.Namespace, engine: str, big_dag: bool) -> Figures:
     from core_throughput import chain, free_port, independent, module, stop_processes
 
-    from bxthre3.addresses import Address
-    from bxthre3.client import ControllerClient
-    from bxthre3.dag_model import DagSpec, TaskSpec
-    from bxthre3.security import CurveKeys, new_token
+    from bxthre3.client.connection import ControllerClient
+    from bxthre3.dag.spec import DagSpec, TaskSpec
+    from bxthre3.wire.addresses import Address
+    from bxthre3.wire.security import CurveKeys, new_token
 
     token = new_token()
     env = dict(os.environ, PYTHONPATH=str(REPO), BXTHRE3_TOKEN=token)
@@ -178,8 +178,8 @@ def bxthre3_big_dag(start: Callable[..., subprocess.Popen[bytes]], port: int, ke
     """A second controller with no hosts: submit a 100,000-task DAG, measure RSS with it queued."""
     from core_throughput import free_port, independent
 
-    from bxthre3.addresses import Address
-    from bxthre3.client import ControllerClient
+    from bxthre3.client.connection import ControllerClient
+    from bxthre3.wire.addresses import Address
 
     big_port = free_port()
     controller = start("controller", "--host", "127.0.0.1", "--port", str(big_port), "--state-dir", f"{tmp}/big")

@@ -24,11 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bxthre3.addresses import Address  # noqa: E402
-from bxthre3.client import ControllerClient  # noqa: E402
-from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec  # noqa: E402
-from bxthre3.security import CurveKeys, new_token  # noqa: E402
-from bxthre3.wasm_inspect import check_wasi_command  # noqa: E402
+from bxthre3.client.connection import ControllerClient  # noqa: E402
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec  # noqa: E402
+from bxthre3.wasm.inspect import check_wasi_command  # noqa: E402
+from bxthre3.wire.addresses import Address  # noqa: E402
+from bxthre3.wire.security import CurveKeys, new_token  # noqa: E402
 
 
 def free_port() -> int:

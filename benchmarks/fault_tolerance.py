@@ -37,9 +37,9 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from bxthre3.client import ControllerClient  # noqa: E402
-from bxthre3.dag_model import DagSpec, TaskSpec  # noqa: E402
-from bxthre3.errors import ClusterError  # noqa: E402
+from bxthre3.client.connection import ControllerClient  # noqa: E402
+from bxthre3.common.errors import ClusterError  # noqa: E402
+from bxthre3.dag.spec import DagSpec, TaskSpec  # noqa: E402
 from tests.chaos_support import TEST_MODULES, WASM_MODULES, ChaosCluster, controller_flags, wait_until  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 
 1. Compiles wasm_modules/src/mandel_tile.c natively (gcc -O2 -ffp-contract=off, the same
    source the module is built from) into a temporary directory, renders the whole image
-   of dags/mandelbrot.yaml as one tile natively and in Wasm3 (bxthre3.engine.run_module),
+   of dags/mandelbrot.yaml as one tile natively and in Wasm3 (bxthre3.wasm.wasm3.run_module),
    checks both give the same bytes, and prints the slowdown. The native time includes
    starting a process (~1 ms); the Wasm3 time includes loading the module.
 2. Runs dags/mandelbrot.yaml on LocalCluster(hosts=1) and LocalCluster(hosts=2): one
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 if TYPE_CHECKING:
-    from bxthre3.dag_model import DagSpec
+    from bxthre3.dag.spec import DagSpec
 
 DAG = REPO / "dags" / "mandelbrot.yaml"
 SRC = REPO / "wasm_modules" / "src"
@@ -68,7 +68,7 @@ def time_native(binary: Path, repeat: int) -> tuple[float, bytes]:
 
 
 def time_wasm(repeat: int) -> tuple[float, bytes]:
-    from bxthre3.engine import run_module
+    from bxthre3.wasm.wasm3 import run_module
 
     wasm = WASM.read_bytes()
     times, out = [], b""
@@ -100,8 +100,8 @@ def native_vs_wasm(repeat: int) -> None:
 
 
 def load_spec(max_iter: int | None) -> DagSpec:
-    from bxthre3 import workloads
-    from bxthre3.dag_loader import load_dag, parse_dag
+    from bxthre3.dag import workloads
+    from bxthre3.dag.yaml_loader import load_dag, parse_dag
 
     if max_iter is None:
         return load_dag(DAG)
@@ -110,7 +110,7 @@ def load_spec(max_iter: int | None) -> DagSpec:
 
 
 def run_cluster(spec: DagSpec, hosts: int, repeat: int) -> tuple[float, float, float]:
-    from bxthre3.local_cluster import LocalCluster
+    from bxthre3.commands.local_cluster import LocalCluster
 
     elapsed, wall, work = [], [], []
     with (

@@ -25,11 +25,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import psutil  # noqa: E402
 import zmq  # noqa: E402
 
-from bxthre3 import protocol  # noqa: E402
-from bxthre3.addresses import Address  # noqa: E402
-from bxthre3.client import ControllerClient  # noqa: E402
-from bxthre3.errors import ProtocolError  # noqa: E402
-from bxthre3.security import CurveKeys, new_token, secure_client  # noqa: E402
+from bxthre3.client.connection import ControllerClient  # noqa: E402
+from bxthre3.common.errors import ProtocolError  # noqa: E402
+from bxthre3.wire import protocol  # noqa: E402
+from bxthre3.wire.addresses import Address  # noqa: E402
+from bxthre3.wire.security import CurveKeys, new_token, secure_client  # noqa: E402
 
 
 def main() -> int:

@@ -54,11 +54,11 @@ def drive(args: argparse.Namespace) -> None:
     """Submit the DAG once all hosts are registered, follow it, print JSON lines (see `main`)."""
     import hashlib
 
-    from bxthre3.addresses import parse_address
-    from bxthre3.client import ControllerClient
-    from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
-    from bxthre3.errors import ClusterError
-    from bxthre3.security import CurveKeys
+    from bxthre3.client.connection import ControllerClient
+    from bxthre3.common.errors import ClusterError
+    from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
+    from bxthre3.wire.addresses import parse_address
+    from bxthre3.wire.security import CurveKeys
 
     def emit(**fields: Any) -> None:
         print(json.dumps({"t": time.monotonic(), **fields}), flush=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bxthre3.local_cluster import LocalCluster  # noqa: E402
+from bxthre3.commands.local_cluster import LocalCluster  # noqa: E402
 
 
 def main() -> int:

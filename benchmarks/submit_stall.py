@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bxthre3.addresses import Address  # noqa: E402
-from bxthre3.client import ControllerClient  # noqa: E402
-from bxthre3.security import CurveKeys, new_token  # noqa: E402
+from bxthre3.client.connection import ControllerClient  # noqa: E402
+from bxthre3.wire.addresses import Address  # noqa: E402
+from bxthre3.wire.security import CurveKeys, new_token  # noqa: E402
 
 HEARTBEAT_S = 0.25
 LIVENESS = 4

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
-from .errors import Bxthre3Error, ClusterError
-from .stop_event import StopEvent
-from .user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, range_problem
-from .zmq_util import is_loopback
+from .common.errors import Bxthre3Error, ClusterError
+from .common.stop_event import StopEvent
+from .common.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, range_problem
+from .wire.addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
+from .wire.sockets import is_loopback
 
 if TYPE_CHECKING:
-    from .views import ResultsView
+    from .controller.views import ResultsView
 
 MAX_SLOTS = 64
 """Most executor processes one host may run: each is a process and a share of memory."""
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def _apply_config_file(parser: argparse.ArgumentParser, argv: list[str] | None) -> int | None:
     """The config file's values become the command's defaults (flags > environment > file > defaults);
     a bad file is one line and exit code 2, like any bad flag."""
-    from .config_file import apply
+    from .commands.config_file import apply
 
     try:
         apply(parser, sys.argv[1:] if argv is None else list(argv))
@@ -97,14 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retry(sub)
     _add_token(sub)
     _add_validate(sub)
-    from . import examples, workloads
+    from .dag import examples, workloads
 
     workloads.register_cli(sub)
     examples.register_cli(sub)
-    from .device_identity import register_cli as register_device_id
+    from .node.device_identity import register_cli as register_device_id
 
     register_device_id(sub)
-    from .conventions import register_cli as register_conventions
+    from .commands.conventions import register_cli as register_conventions
 
     register_conventions(sub)  # completion, config, systemd
     return parser
@@ -142,7 +142,7 @@ def _add_log_options(p: argparse.ArgumentParser, default_level: str) -> None:
 
 def _role_log(args: argparse.Namespace, name: str) -> Path:
     """The role's log file: --log-file, else <name> in logs.default_log_dir() (never ./logs)."""
-    from .logs import role_log_file
+    from .common.logs import role_log_file
 
     return role_log_file(args.log_file, name)
 
@@ -172,7 +172,7 @@ def _add_token_options(p: argparse.ArgumentParser, *, controller: bool = False) 
 
 def _member_token(args: argparse.Namespace) -> str | None:
     """The token a member (host, node manager, CLI, UI) presents; None with --insecure."""
-    from .security import default_state_dir, resolve_token
+    from .wire.security import default_state_dir, resolve_token
 
     if getattr(args, "insecure", False):
         return None
@@ -180,7 +180,7 @@ def _member_token(args: argparse.Namespace) -> str | None:
 
 
 def _member_keys(args: argparse.Namespace) -> Any:
-    from .security import CurveKeys
+    from .wire.security import CurveKeys
 
     token = _member_token(args)
     return CurveKeys.from_token(token) if token else None
@@ -188,7 +188,7 @@ def _member_keys(args: argparse.Namespace) -> Any:
 
 def _controller_token(args: argparse.Namespace, state_dir: Path | str) -> str | None:
     """--token > $BXTHRE3_TOKEN > the state dir's token (created on first start); None with --insecure."""
-    from .security import TOKEN_ENV, check_token, load_or_create_token, new_token
+    from .wire.security import TOKEN_ENV, check_token, load_or_create_token, new_token
 
     if args.insecure:
         return None
@@ -210,7 +210,7 @@ def _add_token(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_token(args: argparse.Namespace) -> int:
-    from .security import default_state_dir, load_or_create_token
+    from .wire.security import default_state_dir, load_or_create_token
 
     print(load_or_create_token(args.state_dir or default_state_dir()))
     return EXIT_OK
@@ -234,7 +234,7 @@ def _find_controller(args: argparse.Namespace) -> Address:
     explicit = controller_from_env_or(args.controller)
     if explicit is not None:
         return explicit
-    from .discovery import find_controller
+    from .wire.discovery import find_controller
 
     print(
         f"bxthre3: no --controller given; listening for a controller's beacon on UDP {args.discovery_port} "
@@ -244,7 +244,7 @@ def _find_controller(args: argparse.Namespace) -> Address:
     )
     cluster_id = args.cluster_id
     if cluster_id is None:
-        from .security import CurveKeys, cluster_id_for
+        from .wire.security import CurveKeys, cluster_id_for
 
         token = _member_token(args)
         # Only beacons naming our token's cluster: a stranger's forged beacon is ignored like another cluster's.
@@ -268,7 +268,7 @@ def _controller_address(args: argparse.Namespace) -> Address:
 
 def _client(args: argparse.Namespace) -> Any:
     """The CLI's controller client: --controller, --timeout, and the member keys (or --insecure)."""
-    from .client import ControllerClient
+    from .client.connection import ControllerClient
 
     return ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args))
 
@@ -285,8 +285,8 @@ STALL_TASKS = 50
 
 def _wait_with_progress(client: Any, dag_id: str, name: str, total: int) -> None:
     """Progress until the DAG ends; when it stops moving, what runs where and why the rest waits."""
-    from .errors import ClusterError
-    from .progress import DagProgress, describe_stall
+    from .client.progress import DagProgress, describe_stall
+    from .common.errors import ClusterError
 
     def explain(idle_s: float) -> list[str]:
         try:
@@ -366,26 +366,26 @@ def _stop_on_signals() -> StopEvent:
 def _run_controller(args: argparse.Namespace) -> int:
     if getattr(args, "with_ui", False) and sys.stdin.isatty() and sys.stdout.isatty():
         return _run_all_with_ui(args)
-    from .controller import Controller
-    from .logs import setup_logging
+    from .common.logs import setup_logging
+    from .controller.server import Controller
     from .scheduler import SchedulerConfig
 
     setup_logging(args.log_level, _role_log(args, "controller.log"))
-    from .security import default_state_dir
-    from .store import PrunePolicy
+    from .controller.store import PrunePolicy
+    from .wire.security import default_state_dir
 
     config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
     state_dir = args.state_dir or default_state_dir()
     prune = PrunePolicy(keep=args.keep_dags, max_age_s=args.keep_days * 86_400)
     metrics = None
     if getattr(args, "metrics_port", None) is not None:
-        from .metrics import Metrics
+        from .controller.metrics import Metrics
 
         metrics = Metrics()
     if args.insecure and not is_loopback(args.host):
         raise Bxthre3Error(f"--insecure serves plaintext, so only on loopback (--host 127.0.0.1), not {args.host}")
     token = _controller_token(args, state_dir)
-    from .security import CurveKeys
+    from .wire.security import CurveKeys
 
     controller = Controller(
         host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics,
@@ -409,8 +409,8 @@ def _run_controller(args: argparse.Namespace) -> int:
                 raise ClusterError(f"cannot serve metrics on {args.host}:{args.metrics_port}: {exc.strerror}") from exc
             print(f"metrics on http://{args.host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
         if not args.no_beacon and not is_loopback(args.host):
-            from .discovery import Beacon, BeaconSender
-            from .security import cluster_id_for
+            from .wire.discovery import Beacon, BeaconSender
+            from .wire.security import cluster_id_for
 
             cluster_id = args.cluster_id or (
                 cluster_id_for(controller.keys) if controller.keys else _cluster_id(state_dir)
@@ -433,14 +433,14 @@ def _run_controller(args: argparse.Namespace) -> int:
 
 def _first_start(state_dir: Path | str) -> bool:
     """A persistent state dir without a journal yet: this controller has never run there."""
-    from .store import JOURNAL_FILE
+    from .controller.store import JOURNAL_FILE
 
     return str(state_dir) != ":memory:" and not (Path(state_dir) / JOURNAL_FILE).exists()
 
 
 def _print_join_hint(args: argparse.Namespace, port: int, state_dir: Path | str) -> None:
-    from .join_hint import join_lines
-    from .security import default_state_dir, token_path
+    from .controller.join_hint import join_lines
+    from .wire.security import default_state_dir, token_path
 
     file = token_path(state_dir)
     command = "bxthre3 token"
@@ -454,7 +454,7 @@ def _print_join_hint(args: argparse.Namespace, port: int, state_dir: Path | str)
 
 def _open_journal(controller: Any, state_dir: Path | str, *, reset: bool) -> None:
     """Restore the journal; with --reset-state a damaged one is moved aside (never deleted) first."""
-    from .store import JournalError, reset_state
+    from .controller.store import JournalError, reset_state
 
     try:
         controller.open_state()
@@ -571,7 +571,7 @@ def _add_host(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_device_id_option(p: argparse.ArgumentParser) -> None:
-    from .device_identity import DEVICE_ID_ENV
+    from .node.device_identity import DEVICE_ID_ENV
 
     p.add_argument(
         "--device-id", metavar="ID",
@@ -581,7 +581,7 @@ def _add_device_id_option(p: argparse.ArgumentParser) -> None:
 
 
 def _add_engine_option(p: argparse.ArgumentParser) -> None:
-    from .engines import CHOICES, default_choice
+    from .wasm.choice import CHOICES, default_choice
 
     p.add_argument(
         "--engine", choices=CHOICES, default=default_choice(),
@@ -598,7 +598,7 @@ def _add_status_file_option(p: argparse.ArgumentParser) -> None:
 
 
 def _status_file(args: argparse.Namespace) -> Any:
-    from .status_file import StatusFile
+    from .common.status_file import StatusFile
 
     return StatusFile(args.status_file) if getattr(args, "status_file", None) else None
 
@@ -606,12 +606,12 @@ def _status_file(args: argparse.Namespace) -> Any:
 def _run_host(args: argparse.Namespace) -> int:
     import socket
 
-    from .device_identity import HOST_HINT, default_host_id, resolve_device_id
-    from .engines import resolve as resolve_engine
-    from .host import Host, HostConfig
-    from .logs import setup_logging
-    from .module_cache import ModuleCache, default_cache_dir
-    from .security import load_or_create_host_key, new_host_key
+    from .common.logs import setup_logging
+    from .host.module_cache import ModuleCache, default_cache_dir
+    from .host.session import Host, HostConfig
+    from .node.device_identity import HOST_HINT, default_host_id, resolve_device_id
+    from .wasm.choice import resolve as resolve_engine
+    from .wire.security import load_or_create_host_key, new_host_key
 
     if args.node_id is not None:
         check_node_id(args.node_id)  # it names files: `a/b` wrote logs/host_a/b.log
@@ -702,7 +702,7 @@ def _ram_per_node(args: argparse.Namespace) -> int:
         value = int(env) if env else 128
     except ValueError:
         raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
-    from .user_input import ram_problem
+    from .common.user_input import ram_problem
 
     problem = ram_problem(value)
     if problem:
@@ -715,9 +715,9 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
     --insecure when it is None."""
     import socket
 
-    from .device_identity import resolve_device_id
-    from .node_manager import NodeManager, ScalingPolicy
-    from .ram_probe import is_android
+    from .node.device_identity import resolve_device_id
+    from .node.manager import NodeManager, ScalingPolicy
+    from .node.ram_probe import is_android
 
     if args.device_name:
         check_node_id(args.device_name, "--device-name")  # it starts every host's node id and log name
@@ -733,10 +733,10 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
     if mode not in ("auto", "on", "off"):
         raise Bxthre3Error(f"--phone-manners (or $BXTHRE3_PHONE_MANNERS) must be auto, on or off, not {mode!r}")
     if mode == "on" or (mode == "auto" and is_android()):
-        from .phone_manners import PhoneManners
+        from .node.phone_manners import PhoneManners
 
         manners = PhoneManners(log_dir / f"{args.device_name or socket.gethostname()}.paused")
-    from .engines import resolve as resolve_engine
+    from .wasm.choice import resolve as resolve_engine
 
     engine = resolve_engine(getattr(args, "engine", "auto"))  # refuse a missing engine now, not in every host
     return NodeManager(
@@ -746,7 +746,7 @@ def _node_manager(args: argparse.Namespace, controller: Address, token: str | No
 
 
 def _run_node_manager(args: argparse.Namespace) -> int:
-    from .logs import setup_logging
+    from .common.logs import setup_logging
 
     controller_from_env_or(args.controller)  # a bad address is refused before anything starts
     setup_logging(args.log_level, _role_log(args, "node_manager.log"))
@@ -756,7 +756,7 @@ def _run_node_manager(args: argparse.Namespace) -> int:
         manager.host_args.append("--remember-controller")  # the first host to register makes it the "last used"
     stop = _stop_on_signals()
     print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
-    from .reachability import why_unreachable
+    from .wire.reachability import why_unreachable
 
     problem = why_unreachable(manager.controller)  # said here once, not only deep in every host's log
     if problem:
@@ -805,8 +805,8 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ui(args: argparse.Namespace) -> int:
-    from .security import check_token
     from .tui.app import run_tui
+    from .wire.security import check_token
 
     controller = controller_from_env_or(args.controller) if args.controller else None
     token = check_token(args.token, "--token") if args.token else None
@@ -827,8 +827,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .dag_loader import load_dag
-    from .examples import dag_file
+    from .dag.examples import dag_file
+    from .dag.yaml_loader import load_dag
 
     spec = load_dag(dag_file(args.dag))
     size = sum(len(m) for m in spec.modules.values())
@@ -840,8 +840,8 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def _engine_notes(spec: Any) -> list[str]:
     """Modules only wasmtime hosts can run: OK would otherwise promise what a Wasm3 host refuses."""
-    from .errors import printable
-    from .wasm_normalize import WASM3, normalize, refusal
+    from .common.errors import printable
+    from .wasm.normalize import WASM3, normalize, refusal
 
     notes = []
     for digest, data in spec.modules.items():
@@ -877,13 +877,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from .dag_loader import load_dag
-    from .engines import resolve as resolve_engine
-    from .examples import dag_file
-    from .local_cluster import LocalCluster
-    from .logs import chosen_log_dir, setup_logging
-    from .progress import stage_printer
-    from .scratch import exit_on_termination_signals
+    from .client.progress import stage_printer
+    from .commands.local_cluster import LocalCluster
+    from .common.logs import chosen_log_dir, setup_logging
+    from .common.scratch import exit_on_termination_signals
+    from .dag.examples import dag_file
+    from .dag.yaml_loader import load_dag
+    from .wasm.choice import resolve as resolve_engine
 
     spec = load_dag(dag_file(args.dag))
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
@@ -907,7 +907,7 @@ def _run_run(args: argparse.Namespace) -> int:
 def _write_named_outputs(client: Any, dag_id: str, results: ResultsView, out: Path) -> list[Path]:
     """Fetch and write every succeeded task's named outputs as OUT/<task>/<name>, one task per request
     (a task's files can add up to 16 MiB: a whole DAG's would not fit one reply)."""
-    from .outputs import write_named_outputs
+    from .client.outputs import write_named_outputs
 
     written: list[Path] = []
     for task in results.get("tasks", []):
@@ -940,8 +940,8 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from .dag_loader import load_dag
-    from .examples import dag_file
+    from .dag.examples import dag_file
+    from .dag.yaml_loader import load_dag
 
     if args.out is not None and not args.wait:
         raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
@@ -965,13 +965,13 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 
 def _write_final(spec: Any, results: ResultsView, out: Path) -> list[Path]:
-    from .outputs import write_final_outputs
+    from .client.outputs import write_final_outputs
 
     return write_final_outputs(spec, results, out)
 
 
 def _say_written(paths: list[Path]) -> None:
-    from .outputs import terminal_safe
+    from .client.outputs import terminal_safe
 
     for path in paths:
         print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
@@ -994,7 +994,7 @@ def _run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=_json_default))
     else:
-        from .render import print_status
+        from .client.render import print_status
 
         print_status(status)
     return EXIT_OK
@@ -1043,7 +1043,7 @@ def _print_one_output(results: ResultsView, task_id: str) -> int:
     raw = task.get("output") or b""
     data = raw.encode() if isinstance(raw, str) else raw
     if sys.stdout.isatty():
-        from .outputs import terminal_safe
+        from .client.outputs import terminal_safe
 
         try:
             text = data.decode("utf-8")
@@ -1104,7 +1104,7 @@ def _print_results(results: ResultsView, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(results, indent=2, default=_json_default))
     else:
-        from .render import print_results
+        from .client.render import print_results
 
         print_results(results)
     state = results.get("state")

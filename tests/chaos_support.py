@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import psutil
 import yaml
 
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.errors import ClusterError
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common.errors import ClusterError
+from bxthre3.wire.addresses import Address
 from tests.conftest import TEST_KEYS, subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -290,7 +290,7 @@ def tile_output(task: dict[str, Any]) -> bytes:
 
 def tile_cpu_seconds(task: dict[str, Any], sample_iterations: int = 2_000_000) -> float:
     """Estimated CPU seconds of an interior tile task in Wasm3, from a small in-process run."""
-    from bxthre3.engine import run_module
+    from bxthre3.wasm.wasm3 import run_module
 
     width, height, x0, y0, w, h, max_iter = (int(a) for a in task["inputs"])
     module = (WASM_MODULES / "mandel_tile.wasm").read_bytes()

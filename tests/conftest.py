@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import zmq
 
-from bxthre3 import scratch
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.controller import Controller
-from bxthre3.engines import ENGINE_ENV, WASM3, WASMTIME, wasmtime_installed
-from bxthre3.logs import LOG_DIR_ENV
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common import scratch
+from bxthre3.common.logs import LOG_DIR_ENV
+from bxthre3.controller.server import Controller
 from bxthre3.scheduler import SchedulerConfig
-from bxthre3.security import TOKEN_ENV, CurveKeys
+from bxthre3.wasm.choice import ENGINE_ENV, WASM3, WASMTIME, wasmtime_installed
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.security import TOKEN_ENV, CurveKeys
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_MODULES = REPO / "tests" / "data" / "modules"

@@ -25,9 +25,9 @@ from collections import deque
 
 import zmq
 
-from bxthre3 import protocol
-from bxthre3.errors import ProtocolError
-from bxthre3.security import TOKEN_ENV, CurveKeys, new_host_key, secure_client
+from bxthre3.common.errors import ProtocolError
+from bxthre3.wire import protocol
+from bxthre3.wire.security import TOKEN_ENV, CurveKeys, new_host_key, secure_client
 
 PING_INTERVAL_S = 0.01
 

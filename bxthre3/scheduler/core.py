@@ -14,10 +14,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ..dag_model import DagSpec, InputKind, TaskInput
-from ..failures import FailureReason
-from ..limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
-from ..liveness import silence_limit
+from ..common.failures import FailureReason
+from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
+from ..dag.spec import DagSpec, InputKind, TaskInput
+from ..wire.liveness import silence_limit
 from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
 from .instructions import (
     AbortAttempt,

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..dag_model import DagSpec
-from ..failures import FailureReason
+from ..common.failures import FailureReason
+from ..dag.spec import DagSpec
 
 if TYPE_CHECKING:
     from .core import PreparedDag

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..dag_model import DagSpec, TaskSpec
-from ..failures import FailureReason
-from ..liveness import RttEstimate
+from ..common.failures import FailureReason
+from ..dag.spec import DagSpec, TaskSpec
+from ..wire.liveness import RttEstimate
 
 
 class TaskState(str, Enum):

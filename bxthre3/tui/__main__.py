@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..addresses import controller_from_env_or
-from ..errors import Bxthre3Error
+from ..common.errors import Bxthre3Error
+from ..wire.addresses import controller_from_env_or
 from .roles import ROLES_BY_KEY
 
 

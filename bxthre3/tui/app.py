@@ -16,10 +16,10 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from .. import scratch
-from ..addresses import Address
-from ..discovery import DISCOVERY_PORT, listen_for_controller
-from ..errors import ClusterError
+from ..common import scratch
+from ..common.errors import ClusterError
+from ..wire.addresses import Address
+from ..wire.discovery import DISCOVERY_PORT, listen_for_controller
 from .backend import Backend
 from .help_screen import HelpScreen
 from .messages import LogLine, RolePicked, StartRequested
@@ -215,7 +215,7 @@ def make_app(
 
 def local_token() -> str | None:
     """$BXTHRE3_TOKEN, else the token of a controller on this device, else None (never raises)."""
-    from ..security import TokenError, default_state_dir, resolve_token
+    from ..wire.security import TokenError, default_state_dir, resolve_token
 
     try:
         return resolve_token(None, state_dir=default_state_dir())
@@ -251,7 +251,7 @@ def run_tui(
     insecure: bool = False,
 ) -> int:
     """Run the TUI in this terminal; logs go to `log_file` only (never to the terminal)."""
-    from ..logs import role_log_file, setup_logging
+    from ..common.logs import role_log_file, setup_logging
 
     setup_logging("INFO", role_log_file(log_file, "ui.log"), console=False)
     scratch.sweep_stale()  # role directories of a UI that was killed with SIGKILL

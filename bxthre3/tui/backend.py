@@ -13,15 +13,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..addresses import Address
-from ..client import ControllerClient
-from ..dag_model import DagSpec
-from ..security import TOKEN_ENV, CurveKeys, TokenError
+from ..client.connection import ControllerClient
+from ..dag.spec import DagSpec
+from ..wire.addresses import Address
+from ..wire.security import TOKEN_ENV, CurveKeys, TokenError
 from .role_process import RoleProcess
 from .roles import RoleConfig
 
 if TYPE_CHECKING:
-    from ..views import DagSummary, ResultsView, RetriedSummary, StatusView
+    from ..controller.views import DagSummary, ResultsView, RetriedSummary, StatusView
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from ..outputs import terminal_safe
+from ..client.outputs import terminal_safe
 
 if TYPE_CHECKING:
-    from ..views import HostView, TaskView, Totals
+    from ..controller.views import HostView, TaskView, Totals
 
 MAX_TEXT_SHOWN = 64 * 1024
 """The output viewer shows at most this many characters of a text output."""

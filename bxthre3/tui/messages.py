@@ -9,7 +9,7 @@ from textual.message import Message
 from .roles import RoleConfig
 
 if TYPE_CHECKING:
-    from ..views import ResultsView, StatusView, TaskView
+    from ..controller.views import ResultsView, StatusView, TaskView
 
 
 class RolePicked(Message):

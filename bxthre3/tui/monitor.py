@@ -26,9 +26,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, ListItem, ListView, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
-from ..addresses import Address
-from ..outputs import terminal_safe
-from ..progress import finished_counts
+from ..client.outputs import terminal_safe
+from ..client.progress import finished_counts
+from ..wire.addresses import Address
 from .backend import Backend
 from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, cell, counts_line, describe_output, host_row, task_row, totals_line
@@ -36,7 +36,7 @@ from .keyed_table import sync_rows
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
 if TYPE_CHECKING:
-    from ..views import DagSummary, ResultsView, StatusView, TaskView
+    from ..controller.views import DagSummary, ResultsView, StatusView, TaskView
 
 log = logging.getLogger(__name__)
 
@@ -478,8 +478,8 @@ class MonitorScreen(Screen[None]):
 
     @work(thread=True, group="submit", exit_on_error=False)
     def submit_dag(self, address: Address, path: str) -> None:
-        from ..dag_loader import load_dag
-        from ..errors import Bxthre3Error
+        from ..common.errors import Bxthre3Error
+        from ..dag.yaml_loader import load_dag
 
         try:
             spec = load_dag(path)

@@ -14,11 +14,11 @@ from textual.screen import Screen
 from textual.validation import Integer
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
-from ..addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
-from ..device_identity import form_host_id
-from ..errors import Bxthre3Error
-from ..security import TOKEN_ENV, check_token
-from ..user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, ram_problem
+from ..common.errors import Bxthre3Error
+from ..common.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, ram_problem
+from ..node.device_identity import form_host_id
+from ..wire.addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
+from ..wire.security import TOKEN_ENV, check_token
 from .messages import StartRequested
 from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
 
@@ -105,7 +105,7 @@ class RoleFormScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="ram-probe")
     def probe_ram(self) -> None:
-        from ..ram_probe import available_ram_mb
+        from ..node.ram_probe import available_ram_mb
 
         probe = self.ram_probe or available_ram_mb
         try:

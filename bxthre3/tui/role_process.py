@@ -3,7 +3,7 @@
 Why a child and not a thread: the controller's and host's loops would share the UI's GIL
 (a 10,000-task DAG made key presses wait seconds), a crash in a role must not take the UI
 with it, and quitting must stop everything, which a process group does reliably. The child
-reports its own state through a status file (see `bxthre3.status_file`); its stderr goes
+reports its own state through a status file (see `bxthre3.common.status_file`); its stderr goes
 to a file the role screen tails, never to the terminal under the TUI.
 """
 
@@ -19,10 +19,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .. import scratch
-from ..logs import rotate_if_large
-from ..processes import child_env, die_with_parent
-from ..status_file import read_status_file
+from ..common import scratch
+from ..common.logs import rotate_if_large
+from ..common.processes import child_env, die_with_parent
+from ..common.status_file import read_status_file
 
 log = logging.getLogger(__name__)
 

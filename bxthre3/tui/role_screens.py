@@ -19,9 +19,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Static
 
-from ..addresses import Address, parse_address
-from ..errors import Bxthre3Error
-from ..outputs import terminal_safe
+from ..client.outputs import terminal_safe
+from ..common.errors import Bxthre3Error
+from ..wire.addresses import Address, parse_address
 from . import role_views
 from .keyed_table import sync_rows
 from .role_process import RoleProcess

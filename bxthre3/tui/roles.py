@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..addresses import Address
+from ..wire.addresses import Address
 
 RESERVED_RAM_MB = 512
 """RAM left to the device's owner when computing how many hosts fit (as the node manager does)."""

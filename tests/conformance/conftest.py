@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.engines import WASM3, WASMTIME
-from bxthre3.executor import ExecJob, Executor
+from bxthre3.executor.parent import ExecJob, Executor
+from bxthre3.wasm.choice import WASM3, WASMTIME
 from tests.conftest import ENGINES
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"

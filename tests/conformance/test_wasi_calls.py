@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bxthre3.engines import WASM3, WASMTIME, wasmtime_installed
+from bxthre3.wasm.choice import WASM3, WASMTIME, wasmtime_installed
 from tests.conformance.conftest import (
     ENGINE_PARAMS,
     Builder,

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from bxthre3 import protocol
-from bxthre3.dag_model import DagSpec, TaskSpec
-from bxthre3.errors import ClusterError
-from bxthre3.limits import SUBMIT_BURST
-from bxthre3.security import secure_client
+from bxthre3.common.errors import ClusterError
+from bxthre3.common.limits import SUBMIT_BURST
+from bxthre3.dag.spec import DagSpec, TaskSpec
+from bxthre3.wire import protocol
+from bxthre3.wire.security import secure_client
 from tests.chaos_support import REPO, WASM_MODULES, ChaosCluster, kill_pid, retry, wait_until
 from tests.conftest import TEST_KEYS, RunningController, subprocess_env
 

@@ -502,8 +502,8 @@ def test_a_link_to_another_checkout_is_not_taken_over_silently(machine: Machine)
 
 def test_bootstrap_limits_are_the_cli_and_tui_limits(machine: Machine) -> None:
     """Papercut: the CLI, the TUI and bootstrap each accepted a different RAM range."""
+    from bxthre3.common.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB
     from bxthre3.tui.role_form import MAX_RAM_MB, MIN_RAM_MB
-    from bxthre3.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB
 
     text = BOOTSTRAP.read_text()
     assert f"\nMIN_NODE_RAM_MB={MIN_NODE_RAM_MB}\n" in text and f"\nMAX_NODE_RAM_MB={MAX_NODE_RAM_MB}\n" in text

@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
 from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, subprocess_env, wait_for
 
 

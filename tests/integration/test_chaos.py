@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bxthre3.dag_loader import load_dag
+from bxthre3.dag.yaml_loader import load_dag
 from tests.chaos_support import (
     TEST_MODULES,
     WASM_MODULES,

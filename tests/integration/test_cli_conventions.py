@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.security import TOKEN_ENV
+from bxthre3.wire.security import TOKEN_ENV
 from tests.conftest import REPO, TEST_TOKEN, RunningController, subprocess_env
 
 

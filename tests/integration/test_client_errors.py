@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bxthre3.security import new_token
+from bxthre3.wire.security import new_token
 from tests.conftest import REPO, subprocess_env, wait_for
 from tests.integration.test_cli import free_port
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 import zmq
 
-from bxthre3 import limits, protocol
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
-from bxthre3.security import secure_client
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common import limits
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.wire import protocol
+from bxthre3.wire.security import secure_client
 from tests.conftest import (
     REPO,
     TEST_KEYS,
@@ -192,7 +193,7 @@ def test_invalid_submission_is_rejected_with_a_reason_and_nothing_breaks(
 ) -> None:
     import pytest
 
-    from bxthre3.errors import ClusterError
+    from bxthre3.common.errors import ClusterError
 
     good = load_dag(REPO / "dags" / "hello_fanout.yaml").to_wire()
     cyclic = dict(good)
@@ -210,8 +211,8 @@ def test_invalid_submission_is_rejected_with_a_reason_and_nothing_breaks(
 def test_client_reports_an_unreachable_controller_quickly() -> None:
     import pytest
 
-    from bxthre3.addresses import Address
-    from bxthre3.errors import ClusterError
+    from bxthre3.common.errors import ClusterError
+    from bxthre3.wire.addresses import Address
 
     with ControllerClient(Address("127.0.0.1", 9), timeout=0.3) as c:
         started = time.monotonic()

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bxthre3.addresses import CONTROLLER_ENV, Address
-from bxthre3.discovery import (
+from bxthre3.wire.addresses import CONTROLLER_ENV, Address
+from bxthre3.wire.discovery import (
     Beacon,
     BeaconSender,
     DiscoveryTimeout,

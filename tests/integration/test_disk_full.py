@@ -169,9 +169,9 @@ def test_the_store_keeps_every_change_through_enospc_on_an_output_file(tmp_path:
     partial file is left to eat the space, the rows stay dirty, and the next flush writes them."""
     import hashlib
 
-    from bxthre3.dag_model import DagSpec, TaskSpec
+    from bxthre3.controller.store import INLINE_OUTPUT_BYTES, JournalWriteError, Store
+    from bxthre3.dag.spec import DagSpec, TaskSpec
     from bxthre3.scheduler import DagSubmitted, HostJoined, Scheduler, TaskFinished
-    from bxthre3.store import INLINE_OUTPUT_BYTES, JournalWriteError, Store
 
     module = (REPO / "wasm_modules" / "noop.wasm").read_bytes()
     sha = hashlib.sha256(module).hexdigest()

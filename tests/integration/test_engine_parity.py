@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import limits
-from bxthre3.engines import WASM3
-from bxthre3.errors import ModuleError
-from bxthre3.executor import ExecJob, ExecResult, Executor, ExecutorDied
-from bxthre3.failures import FailureReason
-from bxthre3.host import EXECUTOR_OVERHEAD_MB
-from bxthre3.wasm_inspect import check_wasi_command
-from bxthre3.wasm_normalize import MAX_FUNCTIONS, uleb
+from bxthre3.common import limits
+from bxthre3.common.errors import ModuleError
+from bxthre3.common.failures import FailureReason
+from bxthre3.executor.parent import ExecJob, ExecResult, Executor, ExecutorDied
+from bxthre3.host.session import EXECUTOR_OVERHEAD_MB
+from bxthre3.wasm.choice import WASM3
+from bxthre3.wasm.inspect import check_wasi_command
+from bxthre3.wasm.normalize import MAX_FUNCTIONS, uleb
 from tests.conftest import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.engines import wasmtime_installed
-from bxthre3.executor import ExecJob, ExecResult, Executor, ExecutorDied
-from bxthre3.failures import FailureReason
+from bxthre3.common.failures import FailureReason
+from bxthre3.executor.parent import ExecJob, ExecResult, Executor, ExecutorDied
+from bxthre3.wasm.choice import wasmtime_installed
 from tests.conftest import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,8 +224,8 @@ def test_close_shuts_the_child_down_politely(tmp_path: Path) -> None:
 
 def test_parent_side_does_not_import_wasm3_or_zmq() -> None:
     code = (
-        "import sys, bxthre3.executor;"
-        "bad = {'wasm3', 'zmq', 'bxthre3.engine'} & set(sys.modules);"
+        "import sys, bxthre3.executor.parent;"
+        "bad = {'wasm3', 'zmq', 'bxthre3.wasm.wasm3'} & set(sys.modules);"
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -240,7 +240,7 @@ def test_a_child_of_a_big_parent_does_not_retire_after_every_job() -> None:
         "block = bytearray(200 << 20)\n"
         "for i in range(0, len(block), 4096): block[i] = 1\n"
         "del block\n"
-        "from bxthre3.executor import Executor, ExecJob\n"
+        "from bxthre3.executor.parent import Executor, ExecJob\n"
         "from tests.integration.test_executor import make_job, run\n"
         "ex = Executor(); ex.start(); pid = ex.pid; job = make_job('noop')\n"
         "for k in range(5):\n"
@@ -361,7 +361,7 @@ def test_jobs_and_results_far_larger_than_a_pipe_cross_at_any_pipeline_depth(eng
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_largest_stdin_and_stdout_cross_the_pipes(engine: str, tmp_path: Path) -> None:
     """32 MiB of stdin (limits.MAX_TASK_INPUT_BYTES) and 16 MiB of stdout (MAX_OUTPUT_BYTES), pipelined."""
-    from bxthre3.limits import MAX_OUTPUT_BYTES, MAX_TASK_INPUT_BYTES
+    from bxthre3.common.limits import MAX_OUTPUT_BYTES, MAX_TASK_INPUT_BYTES
 
     executor = Executor(log_path=tmp_path / "executor.log", engine=engine, depth=2)
     executor.start()

@@ -17,14 +17,14 @@ import pytest
 import yaml
 import zmq
 
-from bxthre3 import protocol
-from bxthre3.abi import SUPPORTED_WASI_IMPORTS
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.controller import Controller
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.controller.server import Controller
+from bxthre3.dag.yaml_loader import load_dag
 from bxthre3.scheduler import SchedulerConfig
-from bxthre3.security import secure_client
+from bxthre3.wasm.abi import SUPPORTED_WASI_IMPORTS
+from bxthre3.wire import protocol
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.security import secure_client
 from tests import image_reference as ref
 from tests.conftest import (
     ENGINES,

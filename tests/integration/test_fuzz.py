@@ -20,15 +20,15 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bxthre3 import protocol
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
-from bxthre3.errors import Bxthre3Error
-from bxthre3.executor import ExecJob, Executor, ExecutorDied
-from bxthre3.ram_probe import resident_mb
-from bxthre3.security import secure_client, secure_server
-from bxthre3.wasm_inspect import check_wasi_command
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common.errors import Bxthre3Error
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.executor.parent import ExecJob, Executor, ExecutorDied
+from bxthre3.node.ram_probe import resident_mb
+from bxthre3.wasm.inspect import check_wasi_command
+from bxthre3.wire import protocol
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.security import secure_client, secure_server
 from tests.conftest import REPO, TEST_KEYS, WASM_MODULES, HostProcesses, RunningController, wait_for
 
 FUZZ = settings(

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from bxthre3 import protocol
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
-from bxthre3.security import secure_server
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.wire import protocol
+from bxthre3.wire.security import secure_server
 from tests.conftest import (
     REPO,
     TEST_KEYS,
@@ -62,7 +62,7 @@ def test_queued_work_starts_after_a_timeout_kill(tmp_path: Path, hosts: HostProc
     secure_server(router, TEST_KEYS)  # a scripted controller of the test cluster (no ZAP handler: any member)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     try:
-        from bxthre3.addresses import Address
+        from bxthre3.wire.addresses import Address
 
         hosts.start(Address("127.0.0.1", port), "scripted", slots=1)
         identity, reg = recv_kind(router, protocol.Register)
@@ -229,7 +229,7 @@ def test_a_host_whose_executor_stalls_under_a_large_job_keeps_heartbeating_and_t
 
     import psutil
 
-    from bxthre3.addresses import Address
+    from bxthre3.wire.addresses import Address
 
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)

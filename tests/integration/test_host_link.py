@@ -13,12 +13,12 @@ from pathlib import Path
 
 import zmq
 
-from bxthre3 import protocol
-from bxthre3.addresses import parse_address
-from bxthre3.host import Host, HostConfig
-from bxthre3.liveness import CONNECT_TIMEOUT_S
-from bxthre3.module_cache import ModuleCache
-from bxthre3.zmq_util import configure
+from bxthre3.host.module_cache import ModuleCache
+from bxthre3.host.session import Host, HostConfig
+from bxthre3.wire import protocol
+from bxthre3.wire.addresses import parse_address
+from bxthre3.wire.liveness import CONNECT_TIMEOUT_S
+from bxthre3.wire.sockets import configure
 
 
 def _receive(router: zmq.Socket, host: Host, kind: type, timeout: float = 5.0) -> tuple[bytes, protocol.Message]:

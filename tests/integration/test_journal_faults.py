@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.dag_model import DagSpec, TaskSpec
+from bxthre3.controller.store import INLINE_OUTPUT_BYTES, Store
+from bxthre3.dag.spec import DagSpec, TaskSpec
 from bxthre3.scheduler import DagSubmitted, HostJoined, Scheduler, TaskFinished
-from bxthre3.store import INLINE_OUTPUT_BYTES, Store
 from tests.conftest import REPO, TEST_TOKEN, WASM_MODULES, subprocess_env
 
 MODULE = (WASM_MODULES / "noop.wasm").read_bytes()

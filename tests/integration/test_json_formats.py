@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
 from tests.conftest import HostProcesses, RunningController, subprocess_env, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,9 +77,9 @@ def test_status_and_results_json_match_the_documentation(
 
 
 def test_the_view_types_name_the_documented_fields() -> None:
-    """`bxthre3.views`' TypedDicts, which the CLI and TUI are type-checked against, name exactly the
+    """`bxthre3.controller.views`' TypedDicts, which the CLI and TUI are type-checked against, name exactly the
     fields docs/JSON.md lists (no controller needed: this is the contract, the test above its output)."""
-    from bxthre3 import views
+    from bxthre3.controller import views
 
     def keys(shape: Any) -> set[str]:
         return set(shape.__required_keys__ | shape.__optional_keys__)

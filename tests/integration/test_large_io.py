@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
 from tests.conftest import ENGINES, TEST_MODULES, HostProcesses, RunningController, wait_for_hosts
 
 MiB = 1024 * 1024

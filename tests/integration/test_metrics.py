@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 
 from bxthre3 import __version__
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.wire.addresses import Address
 from tests.conftest import REPO, TEST_KEYS, TEST_MODULES, HostProcesses, subprocess_env, wait_for
 from tests.integration.test_cli import free_port
 
@@ -103,6 +103,6 @@ def _up(port: int) -> bool:
 
 
 def _engine() -> str:
-    from bxthre3.engines import AUTO, resolve
+    from bxthre3.wasm.choice import AUTO, resolve
 
     return resolve(AUTO)

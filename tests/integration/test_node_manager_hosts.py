@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bxthre3.client import ControllerClient
-from bxthre3.node_manager import NodeManager, ScalingPolicy
+from bxthre3.client.connection import ControllerClient
+from bxthre3.node.manager import NodeManager, ScalingPolicy
 from bxthre3.scheduler import SchedulerConfig
 from tests.conftest import HostProcesses, RunningController, wait_for
 

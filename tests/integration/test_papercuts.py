@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.addresses import Address
 from bxthre3.cli import main
-from bxthre3.client import ControllerClient
-from bxthre3.node_manager import HostState, NodeManager, ScalingPolicy
+from bxthre3.client.connection import ControllerClient
+from bxthre3.node.manager import HostState, NodeManager, ScalingPolicy
+from bxthre3.wire.addresses import Address
 from tests.conftest import HostProcesses, RunningController, subprocess_env, wait_for, wait_for_hosts
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
 from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, subprocess_env, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

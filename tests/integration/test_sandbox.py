@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
-from bxthre3.errors import DagError
-from bxthre3.executor import ExecJob, Executor
-from bxthre3.failures import FailureReason
-from bxthre3.limits import MiB
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common.errors import DagError
+from bxthre3.common.failures import FailureReason
+from bxthre3.common.limits import MiB
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.executor.parent import ExecJob, Executor
 from tests.conftest import ENGINES, TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, wait_for_hosts
 
 GREET = str(WASM_MODULES / "greet_2.wasm")

@@ -20,12 +20,12 @@ import pytest
 import yaml
 import zmq
 
-from bxthre3 import protocol
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
-from bxthre3.errors import ClusterError
-from bxthre3.security import CurveKeys, TokenError, check_token, new_token, secure_client
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common.errors import ClusterError
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.wire import protocol
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.security import CurveKeys, TokenError, check_token, new_token, secure_client
 from tests.conftest import (
     TEST_KEYS,
     TEST_MODULES,
@@ -139,7 +139,7 @@ def test_the_wire_carries_no_plaintext_with_curve(
 
 def test_the_relay_would_see_plaintext_without_curve(tmp_path: Path, hosts: HostProcesses) -> None:
     """The control experiment: with --insecure (loopback only) the same bytes show the secret."""
-    from bxthre3.controller import Controller
+    from bxthre3.controller.server import Controller
     from bxthre3.scheduler import SchedulerConfig
 
     ctx = zmq.Context()
@@ -241,7 +241,7 @@ def test_token_is_created_once_with_mode_0600_and_used_by_the_controller(tmp_pat
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     try:
-        from bxthre3.status_file import read_status_file
+        from bxthre3.common.status_file import read_status_file
 
         wait_for(lambda: (read_status_file(status_file) or {}).get("controller"), 20, "the controller's status")
         data = read_status_file(status_file) or {}
@@ -283,7 +283,7 @@ def test_a_member_socket_without_keys_is_refused_by_a_secure_host_path() -> None
     try:
         server = ctx.socket(zmq.ROUTER)
         server.setsockopt(zmq.LINGER, 0)
-        from bxthre3.security import secure_server
+        from bxthre3.wire.security import secure_server
 
         secure_server(server, TEST_KEYS)
         port = server.bind_to_random_port("tcp://127.0.0.1")
@@ -299,7 +299,7 @@ def test_a_member_socket_without_keys_is_refused_by_a_secure_host_path() -> None
 
 
 def test_a_member_flooding_submissions_is_slowed_down(controller: RunningController, client: ControllerClient) -> None:
-    from bxthre3.limits import SUBMIT_BURST
+    from bxthre3.common.limits import SUBMIT_BURST
 
     spec = load_dag(Path(__file__).resolve().parents[2] / "dags" / "hello_fanout.yaml")
     accepted, refused = 0, []
@@ -320,8 +320,8 @@ def test_a_member_flooding_submissions_is_slowed_down(controller: RunningControl
 def test_a_forged_beacon_cannot_make_a_host_join_a_rogue_controller(tmp_path: Path) -> None:
     """A beacon carries no secret: a host follows it, but only a controller with the token's keys gets
     anything from the host. Rogues (other keys, or plaintext) receive not a single frame."""
-    from bxthre3.discovery import Beacon, BeaconSender
-    from bxthre3.security import cluster_id_for, secure_server
+    from bxthre3.wire.discovery import Beacon, BeaconSender
+    from bxthre3.wire.security import cluster_id_for, secure_server
 
     ours = cluster_id_for(TEST_KEYS)
     rogue_keys = CurveKeys.from_token(new_token())

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from bxthre3.client import ControllerClient
-from bxthre3.device_identity import display_name
+from bxthre3.client.connection import ControllerClient
+from bxthre3.node.device_identity import display_name
 from tests.chaos_support import interior_pixels
 from tests.conftest import WASM_MODULES, RunningController, subprocess_env
 from tests.netns_support import NetnsLan, NetnsUnavailable, remove_stale
@@ -42,10 +42,10 @@ PORT = 5000
 CLIENT = """
 import json, os, sys
 from pathlib import Path
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
-from bxthre3.security import CurveKeys
+from bxthre3.wire.addresses import Address
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.wire.security import CurveKeys
 
 client = ControllerClient(Address("127.0.0.1", int(sys.argv[1])), timeout=5,
                           keys=CurveKeys.from_token(os.environ["BXTHRE3_TOKEN"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from bxthre3.client import ControllerClient
+from bxthre3.client.connection import ControllerClient
 from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, subprocess_env, wait_for_hosts
 
 WAIT_S = 40.0

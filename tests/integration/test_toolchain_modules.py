@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.executor import ExecJob, Executor
-from bxthre3.limits import MiB
+from bxthre3.common.limits import MiB
+from bxthre3.executor.parent import ExecJob, Executor
 from tests.conftest import ENGINES, REPO
 from tests.integration.test_cli import bxthre3
 from tests.unit.test_wasm_normalize import CANONICAL, HEADER, LEGACY_EXCEPTIONS

@@ -23,14 +23,14 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bxthre3 import protocol
-from bxthre3.addresses import Address
-from bxthre3.client import ControllerClient
-from bxthre3.controller import Controller
-from bxthre3.dag_model import DagSpec, TaskSpec
-from bxthre3.errors import ProtocolError
+from bxthre3.client.connection import ControllerClient
+from bxthre3.common.errors import ProtocolError
+from bxthre3.controller.server import Controller
+from bxthre3.dag.spec import DagSpec, TaskSpec
 from bxthre3.scheduler import SchedulerConfig
-from bxthre3.security import secure_client
+from bxthre3.wire import protocol
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.security import secure_client
 from tests.conftest import TEST_KEYS, WASM_MODULES, subprocess_env, wait_for
 
 NOOP = (WASM_MODULES / "noop.wasm").read_bytes()

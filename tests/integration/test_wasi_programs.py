@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import abi, engines
-from bxthre3.engine import RunResult
-from bxthre3.executor import ExecJob, Executor
-from bxthre3.failures import FailureReason
+from bxthre3.common.failures import FailureReason
+from bxthre3.executor.parent import ExecJob, Executor
+from bxthre3.wasm import abi
+from bxthre3.wasm import choice as engines
+from bxthre3.wasm.contract import RunResult
 from tests.conftest import ENGINES
 
 SOURCES = Path(__file__).resolve().parents[1] / "data" / "wasi"
@@ -205,7 +206,7 @@ def test_files_cross_the_executor_pipe(build: Callable[[str], bytes], tmp_path: 
     wasm = build("files")
     path = tmp_path / "files.wasm"
     path.write_bytes(wasm)
-    from bxthre3.digests import sha256_hex
+    from bxthre3.common.digests import sha256_hex
 
     with Executor(engine=engine) as executor:
         executor.submit(
@@ -242,7 +243,7 @@ def test_out_bytes_and_stdout_share_the_output_limit(
 def test_out_holds_at_most_max_output_files_entries(
     build: Callable[[str], bytes], run: Callable[..., RunResult]
 ) -> None:
-    from bxthre3 import limits
+    from bxthre3.common import limits
 
     wasm = build("limits")
     full = run(wasm, args=("files", str(limits.MAX_OUTPUT_FILES)), stdin=b"", env={})
@@ -273,7 +274,7 @@ def test_readdir_continues_from_cookies_over_many_calls(
 
 def test_a_real_libc_program_passes_the_submission_check(build: Callable[[str], bytes]) -> None:
     """wasi-libc's file functions import path_open, fd_readdir, fd_filestat_get...: all accepted."""
-    from bxthre3.wasm_inspect import check_wasi_command
+    from bxthre3.wasm.inspect import check_wasi_command
 
     info = check_wasi_command(build("files"), name="files.wasm")
     imported = {imp.name for imp in info.imports}

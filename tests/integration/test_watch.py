@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
 from tests.conftest import WASM_MODULES, HostProcesses, RunningController
 
 

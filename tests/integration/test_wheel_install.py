@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import paths
+from bxthre3.common import paths
 from tests.conftest import REPO
 from tests.integration.test_workloads import mandel_pixels
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bxthre3 import engines, workloads
-from bxthre3.dag_loader import load_dag
-from bxthre3.engine import run_module
-from bxthre3.local_cluster import LocalCluster
+from bxthre3.commands.local_cluster import LocalCluster
+from bxthre3.dag import workloads
+from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.wasm import choice as engines
+from bxthre3.wasm.wasm3 import run_module
 from tests.conftest import ENGINES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ import copy
 import threading
 from typing import Any
 
-from bxthre3.addresses import Address
 from bxthre3.tui.backend import Backend
+from bxthre3.wire.addresses import Address
 
 STATES = ("pending", "ready", "running", "retrying", "succeeded", "failed", "upstream_failed", "cancelled")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bxthre3.addresses import Address
 from bxthre3.tui.app import Bxthre3App, make_app
+from bxthre3.wire.addresses import Address
 
 from .fake_backend import FakeBackend
 

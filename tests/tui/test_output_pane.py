@@ -8,8 +8,8 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
-from bxthre3.client import ControllerClient
-from bxthre3.dag_loader import load_dag
+from bxthre3.client.connection import ControllerClient
+from bxthre3.dag.yaml_loader import load_dag
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
 from bxthre3.tui.monitor import MonitorScreen

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
-from bxthre3.dag_loader import load_dag
+from bxthre3.dag.yaml_loader import load_dag
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
 from bxthre3.tui.monitor import MonitorScreen
@@ -156,8 +156,8 @@ def test_a_role_that_exits_says_so_with_its_error(tmp_path: Path) -> None:
 def test_the_form_fills_in_the_controller_heard_by_its_beacon() -> None:
     import socket
 
-    from bxthre3.discovery import Beacon, BeaconSender
     from bxthre3.tui.app import beacon_listener
+    from bxthre3.wire.discovery import Beacon, BeaconSender
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from bxthre3.addresses import Address
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
 from bxthre3.tui.role_process import RoleProcess
 from bxthre3.tui.roles import RoleConfig
+from bxthre3.wire.addresses import Address
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from bxthre3.addresses import Address, controller_from_env_or, parse_address
-from bxthre3.errors import Bxthre3Error
+from bxthre3.common.errors import Bxthre3Error
+from bxthre3.wire.addresses import Address, controller_from_env_or, parse_address
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 from bxthre3 import __version__
-from bxthre3.dag_model import DagSpec, TaskSpec
-from bxthre3.failures import FailureReason
-from bxthre3.metrics import Metrics
+from bxthre3.common.failures import FailureReason
+from bxthre3.controller.metrics import Metrics
+from bxthre3.dag.spec import DagSpec, TaskSpec
 from bxthre3.scheduler import (
     Assign,
     AttemptEnded,

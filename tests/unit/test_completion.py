@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bxthre3.cli import build_parser
-from bxthre3.completion import script
+from bxthre3.commands.completion import script
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bxthre3 import cli
-from bxthre3.config_file import apply, config_path, load
+from bxthre3.commands.config_file import apply, config_path, load
 
 TOKEN = "bxt1-" + "F" * 43
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.dag_loader import parse_dag
-from bxthre3.errors import DagError
+from bxthre3.common.errors import DagError
+from bxthre3.dag.yaml_loader import parse_dag
 from tests.conftest import WASM_MODULES
 
 NOOP = WASM_MODULES / "noop.wasm"

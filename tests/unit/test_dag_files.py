@@ -10,9 +10,16 @@ from typing import Any
 import msgpack
 import pytest
 
-from bxthre3 import protocol
-from bxthre3.dag_loader import load_dag
-from bxthre3.dag_model import (
+from bxthre3.common.errors import DagError, ProtocolError
+from bxthre3.common.failures import FailureReason
+from bxthre3.common.limits import (
+    MAX_NAME_BYTES,
+    MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_FILES,
+    MAX_PATH_BYTES,
+    MAX_TASK_INPUT_BYTES,
+)
+from bxthre3.dag.spec import (
     DagSpec,
     InputKind,
     TaskFile,
@@ -22,10 +29,9 @@ from bxthre3.dag_model import (
     path_problem,
     paths_problem,
 )
-from bxthre3.errors import DagError, ProtocolError
-from bxthre3.failures import FailureReason
-from bxthre3.limits import MAX_NAME_BYTES, MAX_OUTPUT_BYTES, MAX_OUTPUT_FILES, MAX_PATH_BYTES, MAX_TASK_INPUT_BYTES
+from bxthre3.dag.yaml_loader import load_dag
 from bxthre3.scheduler import Assign, DagSubmitted, HostJoined, Scheduler, SchedulerConfig, TaskFinished, TaskState
+from bxthre3.wire import protocol
 
 MODULES = Path(__file__).resolve().parents[1] / "data" / "dags" / "modules"
 OK = (MODULES / "ok.wasm").read_bytes()
@@ -215,7 +221,7 @@ def test_hostile_wire_files_are_refused(files: Any, expected: str) -> None:
 
 
 def test_wire_files_count_against_the_submission_size() -> None:
-    from bxthre3.limits import MAX_DAG_BYTES
+    from bxthre3.common.limits import MAX_DAG_BYTES
 
     half = b"x" * (MAX_DAG_BYTES // 2)
     files = [{"path": "x", "kind": "file", "value": "v", "data": half},

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import dag_loader
-from bxthre3.dag_loader import load_dag, parse_dag
-from bxthre3.dag_model import DagSpec, InputKind, TaskInput, topological_order
-from bxthre3.errors import DagError
+from bxthre3.common.errors import DagError
+from bxthre3.dag import yaml_loader as dag_loader
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, topological_order
+from bxthre3.dag.yaml_loader import load_dag, parse_dag
 
 DAGS = Path(__file__).resolve().parents[1] / "data" / "dags"
 OK = (DAGS / "modules" / "ok.wasm").read_bytes()

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from bxthre3 import dag_model
-from bxthre3.dag_loader import parse_dag
-from bxthre3.dag_model import (
+from bxthre3.common.errors import DagError
+from bxthre3.common.limits import MAX_INPUTS_PER_TASK, MAX_MODULE_BYTES, MAX_TASKS_PER_DAG
+from bxthre3.dag import spec as dag_model
+from bxthre3.dag.spec import (
     DagSpec,
     InputKind,
     TaskInput,
@@ -21,8 +22,7 @@ from bxthre3.dag_model import (
     topological_order,
     validate_graph,
 )
-from bxthre3.errors import DagError
-from bxthre3.limits import MAX_INPUTS_PER_TASK, MAX_MODULE_BYTES, MAX_TASKS_PER_DAG
+from bxthre3.dag.yaml_loader import parse_dag
 
 MODULES = Path(__file__).resolve().parents[1] / "data" / "dags" / "modules"
 OK = (MODULES / "ok.wasm").read_bytes()
@@ -421,7 +421,7 @@ def test_random_wire_corruption_only_raises_dag_error() -> None:
 
 
 def test_a_long_cycle_is_shortened_to_one_readable_line() -> None:
-    from bxthre3.dag_model import _cycle_text
+    from bxthre3.dag.spec import _cycle_text
 
     ids = [f"t{i}" for i in range(1000)] + ["t0"]
     text = _cycle_text(ids)
@@ -431,7 +431,7 @@ def test_a_long_cycle_is_shortened_to_one_readable_line() -> None:
 
 
 def test_error_messages_escape_control_characters() -> None:
-    from bxthre3.errors import DagError
+    from bxthre3.common.errors import DagError
 
     message = str(DagError("bad id", file="x.yaml", task="evil\u202e\x1b[2Jid\n"))
     assert "\u202e" not in message and "\x1b" not in message and "\n" not in message

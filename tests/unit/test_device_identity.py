@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import device_identity as di
-from bxthre3 import protocol, views
-from bxthre3.addresses import Address
 from bxthre3.cli import main
-from bxthre3.errors import Bxthre3Error, ClusterError
-from bxthre3.host import Host, HostConfig
-from bxthre3.module_cache import ModuleCache
-from bxthre3.node_manager import NodeManager, ScalingPolicy
+from bxthre3.common.errors import Bxthre3Error, ClusterError
+from bxthre3.controller import views
+from bxthre3.host.module_cache import ModuleCache
+from bxthre3.host.session import Host, HostConfig
+from bxthre3.node import device_identity as di
+from bxthre3.node.manager import NodeManager, ScalingPolicy
 from bxthre3.scheduler import HostJoined, RefuseHost, Scheduler, SchedulerConfig
-from bxthre3.security import host_key_pin
+from bxthre3.wire import protocol
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.security import host_key_pin
 
 ID_A, ID_B = "3fa2c1" + "0" * 26, "9b07e4" + "1" * 26
 
@@ -137,7 +138,7 @@ def test_node_managers_of_one_hostname_name_their_hosts_apart(tmp_path: Path, mo
 
 
 def test_hosts_of_a_node_manager_carry_its_device_id_and_its_fix(tmp_path: Path) -> None:
-    from bxthre3.node_manager import _ManagedHost
+    from bxthre3.node.manager import _ManagedHost
 
     cmd = _manager(None, ID_A, tmp_path)._command(_ManagedHost("twin-3fa2c1-1", 1))
     assert cmd[cmd.index("--device-id") + 1] == ID_A
@@ -208,7 +209,7 @@ def test_status_counts_devices_by_id_and_shows_their_name() -> None:
 
 
 def test_the_node_manager_logs_the_line_its_host_exited_with(tmp_path: Path) -> None:
-    from bxthre3.node_manager import _last_error_line
+    from bxthre3.node.manager import _last_error_line
 
     path = tmp_path / "host_twin-3fa2c1-1.stderr"
     path.write_text(

@@ -11,8 +11,9 @@ from collections import namedtuple
 
 import pytest
 
-from bxthre3 import discovery
-from bxthre3.discovery import (
+from bxthre3.common.errors import Bxthre3Error, ProtocolError
+from bxthre3.wire import discovery
+from bxthre3.wire.discovery import (
     BEACON_MAGIC,
     MAX_BEACON_BYTES,
     Beacon,
@@ -23,8 +24,7 @@ from bxthre3.discovery import (
     last_controller,
     remember_controller,
 )
-from bxthre3.errors import Bxthre3Error, ProtocolError
-from bxthre3.protocol import PROTOCOL_VERSION
+from bxthre3.wire.protocol import PROTOCOL_VERSION
 
 # --------------------------------------------------------------------------- beacon
 
@@ -200,7 +200,7 @@ def test_missing_psutil_uses_kernel_ioctls(monkeypatch: pytest.MonkeyPatch) -> N
 def test_kernel_ioctls_list_what_psutil_lists() -> None:
     """Names, addresses, netmasks and broadcasts from SIOCGIFCONF & co. equal psutil's (netlink) view."""
     psutil = pytest.importorskip("psutil")
-    from bxthre3.net_interfaces import ipv4_interfaces
+    from bxthre3.wire.net_interfaces import ipv4_interfaces
 
     theirs = sorted(
         (name, a.address, a.netmask, a.broadcast)
@@ -213,7 +213,7 @@ def test_kernel_ioctls_list_what_psutil_lists() -> None:
 
 
 def test_limited_broadcast_only_when_both_sources_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bxthre3 import net_interfaces
+    from bxthre3.wire import net_interfaces
 
     def denied() -> list:
         raise PermissionError(1, "ioctl denied")

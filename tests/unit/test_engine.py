@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import abi, engines, wasi
-from bxthre3.engine import RunResult, run_module
-from bxthre3.failures import FailureReason
+from bxthre3.common.failures import FailureReason
+from bxthre3.wasm import abi, wasi
+from bxthre3.wasm import choice as engines
+from bxthre3.wasm.contract import RunResult
+from bxthre3.wasm.wasm3 import run_module
 from tests.conftest import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]

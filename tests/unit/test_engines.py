@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import engines
-from bxthre3.errors import Bxthre3Error
+from bxthre3.common.errors import Bxthre3Error
+from bxthre3.wasm import choice as engines
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +113,7 @@ def test_choosing_does_not_import_an_engine() -> None:
     import sys
 
     code = (
-        "import sys; from bxthre3 import engines; engines.resolve('auto');"
+        "import sys; from bxthre3.wasm import choice as engines; engines.resolve('auto');"
         "print('wasm3' in sys.modules, 'wasmtime' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
@@ -124,13 +124,13 @@ def test_choosing_does_not_import_an_engine() -> None:
 def test_wasmtime_links_wasi_through_raw_callbacks() -> None:
     """The fast path (raw values, ~3x cheaper per WASI call) is in use with this wasmtime; a release
     without it falls back to wasmtime-py's boxed callbacks, which this test would flag."""
-    from bxthre3.engine_wasmtime import WasmtimeEngine
+    from bxthre3.wasm.wasmtime import WasmtimeEngine
 
     engine = WasmtimeEngine()
     assert len(engine._callbacks) == 2 * len(engines_signatures())
 
 
 def engines_signatures() -> dict[str, str]:
-    from bxthre3.wasi import SIGNATURES
+    from bxthre3.wasm.wasi import SIGNATURES
 
     return SIGNATURES

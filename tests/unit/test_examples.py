@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import examples
-from bxthre3.dag_loader import load_dag
-from bxthre3.errors import DagError
+from bxthre3.common.errors import DagError
+from bxthre3.dag import examples
+from bxthre3.dag.yaml_loader import load_dag
 from tests.conftest import REPO
 
 MODULES = REPO / "wasm_modules"

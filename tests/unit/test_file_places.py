@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import bxthre3
-from bxthre3 import scratch
-from bxthre3.addresses import Address
-from bxthre3.logs import LOG_DIR_ENV, LOG_MAX_BYTES, default_log_dir, role_log_file, rotate_if_large
-from bxthre3.node_manager import NodeManager, ScalingPolicy
-from bxthre3.scratch import OWNER_FILE, Owner
+from bxthre3.common import scratch
+from bxthre3.common.logs import LOG_DIR_ENV, LOG_MAX_BYTES, default_log_dir, role_log_file, rotate_if_large
+from bxthre3.common.scratch import OWNER_FILE, Owner
+from bxthre3.node.manager import NodeManager, ScalingPolicy
+from bxthre3.wire.addresses import Address
 from tests.conftest import subprocess_env, wait_for
 
 
@@ -103,7 +103,7 @@ def test_make_dir_is_private_has_an_owner_and_sweeps_first(monkeypatch: pytest.M
 PROBE = """
 import sys, time
 import bxthre3
-from bxthre3 import scratch
+from bxthre3.common import scratch
 scratch.exit_on_termination_signals()
 print(scratch.make_dir("probe"), flush=True)
 time.sleep(30)

@@ -25,7 +25,7 @@ from bxthre3.scheduler import (
     TaskState,
     Tick,
 )
-from bxthre3.security import HOST_KEY_BYTES, host_key_path, host_key_pin, load_or_create_host_key
+from bxthre3.wire.security import HOST_KEY_BYTES, host_key_path, host_key_pin, load_or_create_host_key
 from tests.unit.test_scheduler import dag, task
 
 REAL, THIEF = host_key_pin(b"r" * 32), host_key_pin(b"t" * 32)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bxthre3.failures import FailureReason
-from bxthre3.host_slots import (
+from bxthre3.common.failures import FailureReason
+from bxthre3.host.slots import (
     AbortReceived,
     Assigned,
     Event,
@@ -34,7 +34,7 @@ from bxthre3.host_slots import (
     Welcomed,
     attempt_key,
 )
-from bxthre3.protocol import Assign
+from bxthre3.wire.protocol import Assign
 
 SHORT = 0.01
 """A task duration below `pipeline_below_s`: the slot then queues the next job in its executor."""

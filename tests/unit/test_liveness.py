@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from bxthre3.liveness import (
+from bxthre3.wire.liveness import (
     CONNECT_TIMEOUT_S,
     MAX_CONNECT_TIMEOUT_S,
     MAX_SILENCE_S,

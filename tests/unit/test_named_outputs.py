@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import views
-from bxthre3.controller import _check_files
-from bxthre3.dag_model import DagSpec, TaskSpec
-from bxthre3.errors import Bxthre3Error
-from bxthre3.failures import FailureReason
-from bxthre3.outputs import named_output_path, write_named_outputs
+from bxthre3.client.outputs import named_output_path, write_named_outputs
+from bxthre3.common.errors import Bxthre3Error
+from bxthre3.common.failures import FailureReason
+from bxthre3.controller import views
+from bxthre3.controller.server import _check_files
+from bxthre3.controller.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
+from bxthre3.dag.spec import DagSpec, TaskSpec
 from bxthre3.scheduler import DagSubmitted, HostJoined, Scheduler, SchedulerConfig, TaskFinished, TaskState
-from bxthre3.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
 from tests.conftest import WASM_MODULES
 
 MODULE = (WASM_MODULES / "noop.wasm").read_bytes()

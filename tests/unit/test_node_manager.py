@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import node_manager, ram_probe
-from bxthre3.addresses import Address
-from bxthre3.errors import Bxthre3Error
-from bxthre3.node_manager import (
+from bxthre3.common.errors import Bxthre3Error
+from bxthre3.node import manager as node_manager
+from bxthre3.node import ram_probe
+from bxthre3.node.manager import (
     PHANTOM_KILLER_HELP,
     KillBurst,
     NodeManager,
@@ -22,6 +22,7 @@ from bxthre3.node_manager import (
     plan,
     target_nodes,
 )
+from bxthre3.wire.addresses import Address
 
 # ---------------------------------------------------------------------- RAM probe
 

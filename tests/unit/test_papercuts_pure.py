@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bxthre3.addresses import Address
 from bxthre3.cli import main
-from bxthre3.dag_model import DagSpec, TaskSpec
-from bxthre3.failures import FailureReason
-from bxthre3.join_hint import join_lines
-from bxthre3.node_manager import NodeManager, ScalingPolicy
-from bxthre3.progress import DagProgress, done_text
-from bxthre3.reachability import why_unreachable
-from bxthre3.render import print_results, print_status
+from bxthre3.client.progress import DagProgress, done_text
+from bxthre3.client.render import print_results, print_status
+from bxthre3.common.failures import FailureReason
+from bxthre3.common.user_input import check_node_id, ram_problem
+from bxthre3.controller.join_hint import join_lines
+from bxthre3.controller.views import dag_end_line, dag_summary, results_view, status_view
+from bxthre3.dag.spec import DagSpec, TaskSpec
+from bxthre3.node.manager import NodeManager, ScalingPolicy
 from bxthre3.scheduler import DagCancelled, DagSubmitted, HostJoined, Scheduler, SchedulerConfig, TaskFinished
 from bxthre3.scheduler.instructions import Assign
-from bxthre3.user_input import check_node_id, ram_problem
-from bxthre3.views import dag_end_line, dag_summary, results_view, status_view
+from bxthre3.wire.addresses import Address
+from bxthre3.wire.reachability import why_unreachable
 
 MODULE = b"\x00asm\x01\x00\x00\x00"
 SHA = hashlib.sha256(MODULE).hexdigest()

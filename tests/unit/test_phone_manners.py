@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.phone_manners import (
+from bxthre3.node.phone_manners import (
     BatteryReading,
     MannersPolicy,
     PhoneManners,

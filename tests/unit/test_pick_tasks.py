@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bxthre3.dag_model import TaskSpec
+from bxthre3.controller.views import pick_tasks
+from bxthre3.dag.spec import TaskSpec
 from bxthre3.scheduler import TaskRecord, TaskState
-from bxthre3.views import pick_tasks
 
 
 def t(i: int, state: str, finished_at: float | None = None) -> TaskRecord:

@@ -9,7 +9,7 @@ import threading
 import msgpack
 import pytest
 
-from bxthre3.pipe_framing import HEADER, FrameDecoder, SendBuffer, encode_frame, write_frame_now, write_some
+from bxthre3.executor.pipe_framing import HEADER, FrameDecoder, SendBuffer, encode_frame, write_frame_now, write_some
 
 LIMIT = 64 * 1024 * 1024
 

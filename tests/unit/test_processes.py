@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bxthre3.processes import PACKAGE_ROOT, child_env
+from bxthre3.common.processes import PACKAGE_ROOT, child_env
 
 CHILD = """
 import os, sys
-from bxthre3.processes import die_with_parent
+from bxthre3.common.processes import die_with_parent
 die_with_parent()  # as a preexec_fn calls it
 die_with_parent(os.getppid())  # the parent it was told is its parent: carry on
 print("alive", flush=True)

@@ -7,12 +7,12 @@ import io
 
 from rich.console import Console
 
-from bxthre3.dag_model import DagSpec, TaskSpec
-from bxthre3.failures import FailureReason
-from bxthre3.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
+from bxthre3.client.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
+from bxthre3.common.failures import FailureReason
+from bxthre3.controller.views import dag_summary, results_view, status_view
+from bxthre3.dag.spec import DagSpec, TaskSpec
 from bxthre3.scheduler import DagSubmitted, HostJoined, HostSeen, Scheduler, SchedulerConfig, TaskFinished
 from bxthre3.scheduler.instructions import Assign
-from bxthre3.views import dag_summary, results_view, status_view
 
 MODULE = b"\x00asm\x01\x00\x00\x00"
 SHA = hashlib.sha256(MODULE).hexdigest()

@@ -8,8 +8,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from bxthre3 import limits, protocol
-from bxthre3.errors import ProtocolError
+from bxthre3.common import limits
+from bxthre3.common.errors import ProtocolError
+from bxthre3.wire import protocol
 
 SAMPLES: list[protocol.Message] = [
     protocol.Register("host-001", 2, 128, "linux-x86_64", "wasm3", ["ab" * 32], 4242, "0.1.0"),
@@ -135,7 +136,7 @@ def test_frames_that_would_amplify_in_memory_are_refused_cheaply() -> None:
     import struct
     import time
 
-    from bxthre3.ram_probe import resident_mb
+    from bxthre3.node.ram_probe import resident_mb
 
     n = 16 * 1024 * 1024
     before, started = resident_mb([os.getpid()]), time.monotonic()
@@ -161,7 +162,7 @@ def test_a_huge_kind_makes_a_short_error() -> None:
 
 
 def test_loopback_means_a_loopback_address_not_a_prefix() -> None:
-    from bxthre3.zmq_util import is_loopback
+    from bxthre3.wire.sockets import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("127.9.9.9") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("127.attacker.example") and not is_loopback("127.0.0.1.nip.io")

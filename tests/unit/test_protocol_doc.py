@@ -1,4 +1,4 @@
-"""docs/protocol.md's message tables against the message classes of `bxthre3/protocol.py`.
+"""docs/protocol.md's message tables against the message classes of `bxthre3/wire/protocol.py`.
 
 protocol.md is the spec other implementations are written from, and a newcomer reads it before the code:
 a field listed in the wrong order, with the wrong type or without the default the decoder fills in would
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bxthre3 import protocol
+from bxthre3.wire import protocol
 
 SPEC = Path(__file__).parents[2] / "docs" / "protocol.md"
 

@@ -8,8 +8,8 @@ import io
 from rich.console import Console
 from rich.text import Text
 
-from bxthre3.outputs import terminal_safe
-from bxthre3.render import print_results, print_status
+from bxthre3.client.outputs import terminal_safe
+from bxthre3.client.render import print_results, print_status
 from bxthre3.tui.formatting import cell, describe_output, host_row, task_row
 
 HOSTILE = "evil\x1b]0;title\x07\x1b[2J\r\x08\u009b1m\u202e\u2066[bold red]x[/bold red]\u2028"

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
-from bxthre3.failures import FailureReason
+from bxthre3.common.failures import FailureReason
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.scheduler import (
     AbortAttempt,
     AckResult,
@@ -329,7 +329,7 @@ def test_memory_limit_is_not_retried() -> None:
 
 
 def test_failures_are_counted_by_reason_for_status() -> None:
-    from bxthre3.views import dag_summary
+    from bxthre3.controller.views import dag_summary
 
     s = Scheduler(SchedulerConfig(default_retries=0, retry_backoff=0.0))
     s.handle(DagSubmitted("d1", dag(task("a"), task("b"), task("c", "a")), 0.0))

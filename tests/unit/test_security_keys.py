@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from bxthre3.rate_limit import PerPeerLimit, TokenBucket
-from bxthre3.security import CurveKeys, TokenError, check_token, new_token, resolve_token
+from bxthre3.controller.rate_limit import PerPeerLimit, TokenBucket
+from bxthre3.wire.security import CurveKeys, TokenError, check_token, new_token, resolve_token
 
 
 def test_new_tokens_are_well_formed_and_different() -> None:
@@ -62,7 +62,7 @@ def test_zap_handler_admits_only_the_member_key_and_survives_malformed_requests(
     import zmq
     from zmq.utils import z85
 
-    from bxthre3.security import CurveKeys, HandshakeGuard, new_token
+    from bxthre3.wire.security import CurveKeys, HandshakeGuard, new_token
 
     keys = CurveKeys.from_token(new_token())
     guard = HandshakeGuard(zmq.Context.instance(), keys)  # not started: the reply logic alone

@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from bxthre3.status_file import MAX_STATUS_BYTES, StatusFile, read_status_file
+from bxthre3.common.status_file import MAX_STATUS_BYTES, StatusFile, read_status_file
 
 
 def test_write_read_and_rate_limit(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import time
 
 import zmq
 
-from bxthre3.stop_event import StopEvent, wake_fd
+from bxthre3.common.stop_event import StopEvent, wake_fd
 
 
 def test_its_fd_turns_readable_when_set_and_stays_readable() -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.dag_model import DagSpec, InputKind, TaskInput, TaskSpec
-from bxthre3.failures import FailureReason
+from bxthre3.common.failures import FailureReason
+from bxthre3.controller.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.scheduler import (
     DagRetried,
     DagState,
@@ -19,7 +20,6 @@ from bxthre3.scheduler import (
     TaskFinished,
     TaskState,
 )
-from bxthre3.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
 from tests.conftest import WASM_MODULES
 
 MODULE = (WASM_MODULES / "noop.wasm").read_bytes()
@@ -139,7 +139,7 @@ def test_a_full_disk_is_told_apart_where_sqlite3_names_no_codes(monkeypatch: pyt
     """Python 3.10's sqlite3 has no `SQLITE_FULL` (nor `sqlite_errorcode`): telling a full disk must not raise there."""
     import sqlite3
 
-    from bxthre3.store import _write_error
+    from bxthre3.controller.store import _write_error
 
     monkeypatch.delattr(sqlite3, "SQLITE_FULL", raising=False)
     assert _write_error(sqlite3.OperationalError("database or disk is full"), "/state").disk_full

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import msgpack
 
-from bxthre3 import protocol
+from bxthre3.controller.store import Store, spec_blob
+from bxthre3.controller.submissions import SubmitJob, is_submit, prepare_submission
 from bxthre3.scheduler import DagSubmitted, HostJoined, Scheduler, TaskState
 from bxthre3.scheduler.core import prepare_dag
 from bxthre3.scheduler.ready_queue import ReadyQueue
-from bxthre3.store import Store, spec_blob
-from bxthre3.submissions import SubmitJob, is_submit, prepare_submission
+from bxthre3.wire import protocol
 from tests.unit.test_store import spec, t
 
 

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bxthre3 import abi, engines, limits, vfs, wasi
-from bxthre3.failures import FailureReason
-from bxthre3.wasm_normalize import sleb, uleb
+from bxthre3.common import limits
+from bxthre3.common.failures import FailureReason
+from bxthre3.wasm import abi, vfs, wasi
+from bxthre3.wasm import choice as engines
+from bxthre3.wasm.normalize import sleb, uleb
 from tests.conftest import ENGINES
 
 # -- the shim against a plain bytearray ------------------------------------------------------

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3.errors import ModuleError
-from bxthre3.limits import MAX_MODULE_BYTES
-from bxthre3.wasm_inspect import (
+from bxthre3.common.errors import ModuleError
+from bxthre3.common.limits import MAX_MODULE_BYTES
+from bxthre3.wasm.inspect import (
     Export,
     ExternKind,
     Import,
@@ -18,7 +18,7 @@ from bxthre3.wasm_inspect import (
     check_wasi_command,
     inspect_module,
 )
-from bxthre3.wasm_normalize import uleb
+from bxthre3.wasm.normalize import uleb
 
 MODULES = Path(__file__).resolve().parents[1] / "data" / "dags" / "modules"
 HEADER = b"\x00asm\x01\x00\x00\x00"

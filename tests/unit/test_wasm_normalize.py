@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bxthre3 import engines
-from bxthre3.errors import ModuleError
-from bxthre3.limits import MiB
-from bxthre3.wasm_inspect import check_wasi_command
-from bxthre3.wasm_normalize import FEATURES, WASM3, WASMTIME, memory_grows, normalize, refusal, sleb, uleb
-from bxthre3.wasm_sandbox import prepare_module
+from bxthre3.common.errors import ModuleError
+from bxthre3.common.limits import MiB
+from bxthre3.wasm import choice as engines
+from bxthre3.wasm.inspect import check_wasi_command
+from bxthre3.wasm.normalize import FEATURES, WASM3, WASMTIME, memory_grows, normalize, refusal, sleb, uleb
+from bxthre3.wasm.sandbox import prepare_module
 from tests.conftest import ENGINES, WASM_MODULES
 
 TOOLCHAIN = Path(__file__).resolve().parents[1] / "data" / "modules" / "toolchain"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bxthre3 import engines
-from bxthre3.engine import run_module
-from bxthre3.errors import ModuleError
-from bxthre3.failures import FailureReason
-from bxthre3.limits import MiB
-from bxthre3.wasm_inspect import PAGE_BYTES, check_wasi_command
-from bxthre3.wasm_sandbox import (
+from bxthre3.common.errors import ModuleError
+from bxthre3.common.failures import FailureReason
+from bxthre3.common.limits import MiB
+from bxthre3.wasm import choice as engines
+from bxthre3.wasm.inspect import PAGE_BYTES, check_wasi_command
+from bxthre3.wasm.sandbox import (
     MEMORY_FLAG_EXPORT,
     MemoryLimitError,
     _cap_memory_section,
@@ -18,6 +17,7 @@ from bxthre3.wasm_sandbox import (
     cap_memory,
     uleb,
 )
+from bxthre3.wasm.wasm3 import run_module
 from tests.conftest import ENGINES, TEST_MODULES, WASM_MODULES
 
 

@@ -1,4 +1,4 @@
-"""The benchmark DAG generators (bxthre3/workloads.py): shapes, ids, coverage, CLI."""
+"""The benchmark DAG generators (bxthre3/dag/workloads.py): shapes, ids, coverage, CLI."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bxthre3 import workloads
-from bxthre3.dag_loader import parse_dag
-from bxthre3.errors import DagError
+from bxthre3.common.errors import DagError
+from bxthre3.dag import workloads
+from bxthre3.dag.yaml_loader import parse_dag
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -216,6 +216,6 @@ def test_cli_bad_size_is_a_dag_error() -> None:
 
 def test_importing_workloads_is_cheap() -> None:
     heavy = ("yaml", "zmq", "wasm3", "msgpack")
-    code = f"import sys, bxthre3.workloads; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, bxthre3.dag.workloads; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"

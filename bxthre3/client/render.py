@@ -1,0 +1,159 @@
+"""Human-readable rendering of status and results snapshots (rich tables on stdout)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .outputs import terminal_safe
+from .progress import done_text
+
+if TYPE_CHECKING:
+    from ..controller.views import ResultsView, StatusView
+
+_STATE_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "running": "yellow",
+    "ready": "cyan",
+    "pending": "dim",
+    "retrying": "yellow",
+    "cancelled": "magenta",
+}
+
+
+HOST_COLUMNS = (
+    "node", "device", "platform", "engine", "RAM use/limit", "slots", "running", "done", "failed", "seen", "state"
+)  # fmt: skip
+
+def describe_output(data: bytes | str | None, limit: int = 4096) -> str:
+    """Text as text; binary as its size and a hex head, so a terminal never gets garbage."""
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(data):,} bytes of binary: {data[:32].hex(' ')}{' …' if len(data) > 32 else ''}>"
+    if len(text) > limit:
+        return text[:limit] + f"\n… ({len(data):,} bytes in all; use --json for everything)"
+    return text
+
+
+def _safe(text: object) -> str:
+    """Text from a task or a host, for rich markup: control sequences escaped, `[` literal.
+
+    A module (or a member's host) must not be able to move the cursor, clear the screen,
+    retitle the window, reverse the text or style it with rich markup.
+    """
+    return escape(terminal_safe(str(text)))
+
+
+def print_results(results: ResultsView, console: Console | None = None) -> None:
+    """A DAG's results for people. On a terminal every task-controlled string is escaped;
+    in a pipe a text output goes out as it is (`--json` is the byte-exact form)."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    state = results.get("state", "?")
+    style = _STATE_STYLE.get(state, "")
+    console.print(
+        f"[bold]{_safe(results.get('name', ''))}[/] ({results.get('dag_id')}): [{style}]{state}[/] — "
+        f"{done_text(results)} tasks in {results.get('elapsed_s', 0):.2f}s"
+    )
+    for task in results.get("tasks", []):
+        tstate = task["state"]
+        where = f" on {_safe(task['node_id'])}" if task.get("node_id") else ""
+        took = f", {task['duration_s'] * 1000:.1f} ms" if task.get("duration_s") else ""
+        tries = f", {task['attempts']} attempts" if task.get("attempts", 0) > 1 else ""
+        console.rule(
+            f"[bold]{_safe(task['task_id'])}[/] [{_STATE_STYLE.get(tstate, '')}]{tstate}[/]{where}{took}{tries}",
+            align="left",
+        )
+        if tstate == "succeeded":
+            text = describe_output(task.get("output")).rstrip("\n")
+            if text and console.is_terminal:
+                console.out(terminal_safe(text), highlight=False)
+            elif text:  # rich would drop carriage returns and expand tabs
+                console.file.write(text + "\n")
+                console.file.flush()
+            for f in task.get("files") or []:  # named outputs: what the task wrote under /out
+                label = escape(terminal_safe(f"{task['task_id']}/{f['name']}", keep=""))
+                console.print(f"[cyan]{label}[/] {f['size']:,} bytes, sha256 {f['sha256']}")
+        else:
+            reason = task.get("reason") or ""
+            error = task.get("error") or ""
+            if reason or error:
+                console.print(f"[red]{_safe(reason)}[/] {_safe(error)}")
+            stderr = describe_output(task.get("stderr")).rstrip("\n")
+            if stderr:
+                tail = "\n".join(stderr.split("\n")[-10:])  # not splitlines(): it also splits at \r, \x1c, \x85
+                console.print(f"[dim]stderr (tail):[/]\n{_safe(tail)}")
+
+
+def _failed_cell(counts: dict[str, int], failures: dict[str, int]) -> str:
+    """'3 (timeout 2, trap 1) +5 upstream': failures by reason, then what they took down."""
+    failed = counts.get("failed", 0)
+    text = str(failed)
+    if failures:
+        text += " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(failures.items())) + ")"
+    if counts.get("upstream_failed"):
+        text += f" +{counts['upstream_failed']} upstream"
+    return text
+
+
+def _console() -> Console:
+    """On a terminal, its width; in a pipe or a file, wide enough that tables never fold ids."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def print_status(status: StatusView, console: Console | None = None) -> None:
+    console = console or _console()
+    t = status.get("totals", {})
+    console.print(
+        f"[bold]cluster[/]: {t.get('devices', 0)} devices, {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, "
+        f"{t.get('ram_mb', 0)} MB RAM, "
+        f"{t.get('running', 0)} running, {t.get('ready', 0)} queued, "
+        f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
+    )
+    hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in HOST_COLUMNS:
+        hosts.add_column(col, overflow="fold", no_wrap=col == "node")
+    for h in status.get("hosts", []):
+        hosts.add_row(
+            _safe(h["node_id"]),
+            _safe(h.get("device", "")),
+            _safe(h.get("platform", "")),
+            _safe(h.get("engine", "")),
+            f"{h['rss_mb'] if h.get('rss_mb', -1) >= 0 else '?'}/{h.get('ram_mb')} MB",
+            str(h.get("slots")),
+            _safe(", ".join(h.get("running", []))) or "-",
+            str(h.get("succeeded")),
+            str(h.get("failed")),
+            f"{h.get('last_seen_s', 0):.1f}s ago",
+            _safe(h.get("state", "")),
+        )
+    for reason in status.get("waiting", []):
+        console.print(f"[yellow]waiting:[/] {_safe(reason)}")
+    console.print(hosts)
+    dags = Table(title="DAGs", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("id", "name", "state", "done", "running", "failed", "elapsed"):
+        dags.add_column(col, overflow="fold")
+    for d in status.get("dags", []):
+        counts = d.get("counts", {})
+        style = _STATE_STYLE.get(d["state"], "")
+        dags.add_row(
+            d["dag_id"],
+            _safe(d["name"]),
+            f"[{style}]{d['state']}[/]",
+            done_text(d),
+            str(counts.get("running", 0)),
+            _failed_cell(counts, d.get("failures", {})),
+            f"{d.get('elapsed_s', 0):.2f}s",
+        )
+    console.print(dags)

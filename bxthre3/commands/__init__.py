@@ -1,0 +1,1 @@
+"""Modules only the CLI process runs: config file, completion, conventions, systemd units, the embedded cluster."""

@@ -1,0 +1,1 @@
+"""Leaves shared by every process: errors, limits, failure reasons, digests, paths, logging, child processes."""

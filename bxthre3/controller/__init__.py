@@ -1,0 +1,1 @@
+"""The controller process: its ROUTER loop, submissions worker, SQLite journal, views and metrics."""

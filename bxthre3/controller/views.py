@@ -1,0 +1,409 @@
+"""Read-only snapshots of scheduler state, as msgpack/JSON-friendly dicts.
+
+The same shapes serve `bxthre3 status --json`, `results --json` and the TUI, so they live in one
+pure module. Each shape is a TypedDict below: the contract between the controller that builds it,
+the client that returns it and the CLI and TUI that read it (docs/JSON.md documents the fields;
+`tests/integration/test_json_formats.py` checks both against each other and a live controller).
+Bytes stay bytes on the wire; `--json` prints them as text or `{"base64": ...}`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TypedDict
+
+from ..common.digests import sha256_hex
+from ..scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
+from ..wire.liveness import silence_limit
+
+JSON_FORMAT = 1
+"""Version of the `status` and `results` shapes (docs/JSON.md); bumped only when a field changes meaning or goes."""
+
+
+class HostView(TypedDict):
+    """One of `status`'s `hosts`."""
+
+    node_id: str
+    device: str
+    device_id: str
+    platform: str
+    engine: str
+    ram_mb: int
+    rss_mb: int
+    slots: int
+    running: list[str]
+    succeeded: int
+    failed: int
+    recent: list[str]
+    modules: int
+    last_seen_s: float
+    state: str
+    paused: str
+    uptime_s: float
+    rtt_ms: float | None
+    silence_limit_s: float
+
+
+class DeviceView(TypedDict):
+    """One of `status`'s `devices`, keyed by device id."""
+
+    name: str
+    hosts: int
+    slots: int
+    ram_mb: int
+    platform: str
+    ram_total_mb: int
+    cpus: int
+    node_ids: list[str]
+
+
+class Totals(TypedDict):
+    """`status`'s `totals`: the cluster as one machine."""
+
+    devices: int
+    hosts: int
+    slots: int
+    ram_mb: int
+    running: int
+    ready: int
+    dags: int
+    succeeded: int
+    failed: int
+    tasks_per_s: float
+
+
+class ControllerStats(TypedDict, total=False):
+    """`status`'s `controller`: all of these in a reply to a status request, only `dropped_frames` in
+    a pushed update."""
+
+    dropped_frames: int
+    auth_failures: int
+    version: str
+    submissions_validating: int
+    journal_error: str | None
+
+
+class DagSummary(TypedDict):
+    """One of `status`'s `dags`, the reply to `progress` and `cancel`, and the top of `results`."""
+
+    dag_id: str
+    name: str
+    state: str
+    total: int
+    done: int
+    counts: dict[str, int]
+    failures: dict[str, int]
+    elapsed_s: float
+
+
+class RetriedSummary(DagSummary):
+    """The reply to `retry`: the summary and how many tasks start again."""
+
+    retried: int
+
+
+class _StatusFromController(TypedDict, total=False):
+    controller: ControllerStats
+    """In replies and pushed updates; not in the status file's copy."""
+
+
+class StatusView(_StatusFromController):
+    """`bxthre3 status`: the whole cluster (also pushed to subscribers, and in the status file)."""
+
+    format: int
+    totals: Totals
+    waiting: list[str]
+    hosts: list[HostView]
+    devices: dict[str, DeviceView]
+    dags: list[DagSummary]
+
+
+class _FileData(TypedDict, total=False):
+    data: bytes
+    """Only when asked for (`with_files`): named outputs can be 16 MiB each."""
+
+
+class FileView(_FileData):
+    """One of a task's `files`: a named output."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+class AttemptView(TypedDict):
+    """One of a task's `history`."""
+
+    attempt: int
+    node_id: str
+    reason: str | None
+    error: str
+
+
+class _TaskOutputs(TypedDict, total=False):
+    """Only with `with_output` (the TUI's task table asks without)."""
+
+    output: bytes | None
+    stderr: bytes
+    files: list[FileView]
+
+
+class TaskView(_TaskOutputs):
+    """One of `results`' `tasks`."""
+
+    task_id: str
+    state: str
+    module: str
+    node_id: str | None
+    attempts: int
+    recorded: int
+    duration_s: float
+    finished_at: float | None
+    exit_code: int | None
+    reason: str | None
+    error: str
+    memory_mb: int | None
+    running_s: float | None
+    history: list[AttemptView]
+
+
+class ResultsView(DagSummary):
+    """`bxthre3 results`: a DAG's summary, its format number and (some of) its tasks."""
+
+    format: int
+    tasks: list[TaskView]
+
+
+def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
+    """busy / idle / paused, or silent once two heartbeats are missing (declared dead after its silence limit)."""
+    if now - host.last_seen > 2 * heartbeat_interval:
+        return "silent"
+    if host.paused:
+        return "paused"
+    return "busy" if host.running else "idle"
+
+
+def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liveness: int = 3) -> HostView:
+    return {
+        "node_id": host.node_id,
+        "device": host.device,
+        "device_id": host.device_id,
+        "platform": host.platform,
+        "engine": host.engine,
+        "ram_mb": host.ram_mb,
+        "rss_mb": host.rss_mb,
+        "slots": host.slots,
+        "running": [f"{d}/{t}" for d, t in host.running],
+        "succeeded": host.succeeded,
+        "failed": host.failed,
+        "recent": list(host.recent),
+        "modules": len(host.modules),
+        "last_seen_s": round(max(0.0, now - host.last_seen), 3),
+        "state": host_state(host, now, heartbeat_interval),
+        "paused": host.paused,
+        "uptime_s": round(max(0.0, now - host.joined_at), 3),
+        "rtt_ms": round(host.rtt.srtt * 1000, 1) if host.rtt.srtt is not None else None,
+        "silence_limit_s": round(silence_limit(heartbeat_interval, liveness, host.rtt), 3),
+    }
+
+
+def counts_view(dag: DagRecord) -> dict[str, int]:
+    return {state.value: dag.counts[state] for state in TaskState}
+
+
+def dag_summary(dag: DagRecord, now: float) -> DagSummary:
+    end = dag.finished_at if dag.finished_at is not None else now
+    return {
+        "dag_id": dag.id,
+        "name": dag.spec.name,
+        "state": dag.state.value,
+        "total": len(dag.tasks),
+        "done": dag.done,
+        "counts": counts_view(dag),
+        "failures": dict(dag.failures),
+        "elapsed_s": round(end - dag.submitted_at, 3),
+    }
+
+
+MAX_FAILURES_LOGGED = 3
+"""Failed tasks named one by one in the controller's "DAG … failed" line; the rest are counted."""
+
+
+def dag_end_line(dag: DagRecord) -> str:
+    """The controller's log line for a DAG that ended: which task(s) failed and why, not just "failed".
+
+    Failed tasks come in the DAG's own order; each with its failure reason and the first line of its
+    error (a module's text: escaped, and cut short so one line stays one line)."""
+    from ..common.errors import printable
+
+    line = f"DAG {dag.id} ({printable(dag.spec.name)}) {dag.state.value}"
+    failed = [t for t in dag.tasks.values() if t.state is TaskState.FAILED]
+    if failed:
+        named = []
+        for task in failed[:MAX_FAILURES_LOGGED]:
+            reason = task.reason.value if task.reason is not None else "failed"
+            error = printable((task.error or "").strip().split("\n")[0])[:160]
+            named.append(f"{printable(task.spec.id)} ({reason}{': ' + error if error else ''})")
+        more = len(failed) - len(named)
+        line += ": task " + "; ".join(named) + (f"; and {more} more failed" if more > 0 else "")
+    skipped = dag.counts.get(TaskState.UPSTREAM_FAILED, 0)
+    if skipped:
+        line += f"; {skipped} downstream task(s) not run"
+    cancelled = dag.counts.get(TaskState.CANCELLED, 0)
+    if cancelled:
+        line += f"; {cancelled} task(s) cancelled"
+    return line
+
+
+def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | None = None) -> StatusView:
+    """The cluster's status; ``controller`` adds the controller's own figures (as its last field)."""
+    beat = scheduler.config.heartbeat_interval
+    hosts = [host_view(h, now, beat, scheduler.config.liveness) for h in scheduler.hosts.values()]
+    devices: dict[str, DeviceView] = {}
+    for h in scheduler.hosts.values():
+        # By device id: same-named devices (clones, one phone model) are still several devices.
+        d = devices.setdefault(
+            h.device_id or h.device or h.node_id,
+            {"name": h.device or h.node_id, "hosts": 0, "slots": 0, "ram_mb": 0, "platform": h.platform,
+             "ram_total_mb": h.device_ram_mb, "cpus": h.device_cpus, "node_ids": []},
+        )  # fmt: skip
+        d["node_ids"].append(h.node_id)
+        d["hosts"] += 1
+        d["slots"] += h.slots
+        d["ram_mb"] += h.ram_mb
+    view: StatusView = {
+        "format": JSON_FORMAT,
+        "totals": {
+            "devices": len(devices),
+            "hosts": len(hosts),
+            "slots": sum(h.slots for h in scheduler.hosts.values()),
+            "ram_mb": sum(h.ram_mb for h in scheduler.hosts.values()),
+            "running": sum(len(h.running) for h in scheduler.hosts.values()),
+            "ready": len(scheduler.ready),
+            "dags": len(scheduler.dags),
+            "succeeded": scheduler.total_succeeded,
+            "failed": scheduler.total_failed,
+            "tasks_per_s": round(scheduler.tasks_per_second(), 2),
+        },
+        "waiting": scheduler.waiting_reasons(),
+        "hosts": hosts,
+        "devices": devices,
+        "dags": [dag_summary(d, now) for d in scheduler.dags.values()],
+    }
+    if controller is not None:
+        view["controller"] = controller
+    return view
+
+
+def _waiting_for(task: TaskRecord, scheduler: Scheduler) -> str:
+    need = task.spec.memory
+    if task.state is not TaskState.READY or not need:
+        return ""
+    largest = max((h.ram_mb for h in scheduler.hosts.values()), default=0)
+    if need <= largest:
+        return ""
+    return f"waiting: needs {need} MB; the largest host offers {largest} MB"
+
+
+def files_view(task: TaskRecord, with_data: bool = False) -> list[FileView]:
+    """A task's named outputs by name: `name`, `size`, `sha256`, and with `with_data` the bytes.
+
+    Digests are computed here, when someone asks, not when the result arrives: the controller's
+    result path stays as cheap as it was, and `results` is not on any hot path."""
+    if not task.files:
+        return []
+    out = []
+    for name in sorted(task.files):
+        data = task.files[name]
+        entry: FileView = {"name": name, "size": len(data), "sha256": sha256_hex(data)}
+        if with_data:
+            entry["data"] = data
+        out.append(entry)
+    return out
+
+
+def task_view(
+    task: TaskRecord, scheduler: Scheduler, with_output: bool, with_files: bool = False, now: float | None = None
+) -> TaskView:
+    last = task.attempts[-1] if task.attempts else None
+    view: TaskView = {
+        "task_id": task.spec.id,
+        "state": task.state.value,
+        "module": task.spec.module_name,
+        "node_id": last.node_id if last else None,
+        "attempts": task.attempt,
+        "recorded": task.recorded,
+        "duration_s": round(task.duration, 6),
+        "finished_at": task.finished_at,
+        "exit_code": task.exit_code,
+        "reason": task.reason.value if task.reason else None,
+        "error": task.error or _waiting_for(task, scheduler),
+        "memory_mb": task.spec.memory,
+        "running_s": (
+            round(max(0.0, now - task.started_at), 3)
+            if now is not None and task.state is TaskState.RUNNING and task.started_at is not None
+            else None
+        ),
+        "history": [
+            {
+                "attempt": a.attempt,
+                "node_id": a.node_id,
+                "reason": a.reason.value if a.reason else None,
+                "error": a.error,
+            }
+            for a in task.attempts
+        ],
+    }
+    if with_output:
+        view["output"] = task.output
+        view["stderr"] = task.stderr
+        view["files"] = files_view(task, with_files)
+    return view
+
+
+def results_view(
+    dag: DagRecord,
+    scheduler: Scheduler,
+    now: float,
+    with_output: bool = True,
+    task_id: str = "",
+    limit: int = 0,
+    with_files: bool = False,
+) -> ResultsView:
+    """The DAG's summary and its tasks: all of them, only ``task_id`` (KeyError if unknown), or at
+    most ``limit`` chosen by `pick_tasks` (a UI's table of a 100,000-task DAG needs a page, not all).
+    ``with_files`` adds the bytes of each named output (with ``with_output``)."""
+    if task_id:
+        tasks: list[TaskRecord] = [dag.tasks[task_id]]
+    elif limit > 0:
+        tasks = pick_tasks(list(dag.tasks.values()), limit)
+    else:
+        tasks = list(dag.tasks.values())
+    return {
+        "format": JSON_FORMAT,
+        **dag_summary(dag, now),
+        "tasks": [task_view(t, scheduler, with_output=with_output, with_files=with_files, now=now) for t in tasks],
+    }
+
+
+_FINISHED_OK = frozenset({TaskState.SUCCEEDED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})
+"""Finished and not failed: the tasks that make room for the others when a DAG is big."""
+
+_STATE_RANK = {TaskState.RUNNING: 0, TaskState.RETRYING: 1, TaskState.FAILED: 2, TaskState.READY: 3}
+
+
+def pick_tasks(tasks: list[TaskRecord], limit: int) -> list[TaskRecord]:
+    """At most ``limit`` tasks in DAG order: unfinished and failed first (running, retrying, failed,
+    ready, pending), then the most recently finished."""
+    if len(tasks) <= limit:
+        return tasks
+
+    def rank(item: tuple[int, TaskRecord]) -> tuple[int, float, int]:
+        i, task = item
+        if task.state in _FINISHED_OK:
+            return (1, -(task.finished_at or 0.0), i)
+        return (0, _STATE_RANK.get(task.state, 4), i)
+
+    chosen = heapq.nsmallest(limit, enumerate(tasks), key=rank)
+    chosen.sort(key=lambda item: item[0])
+    return [task for _, task in chosen]

@@ -1,0 +1,289 @@
+"""Generators of benchmark DAGs: Mandelbrot tiles, tiled integer matrix product, iterated SHA-256.
+
+Each generator is pure (arguments in, DAG YAML text out) and uses only the standard library,
+so `bxthre3 dag ...` starts fast. The modules they name live in `wasm_modules/` (and in the
+package: see examples.py) and their sources (`wasm_modules/src/mandel_*.c`, `matmul_*.c`,
+`pwhash_*.c`) document the exact arithmetic, so a test can recompute every output in Python:
+
+- mandelbrot: `tile_r<row>_c<col>` tasks each render a rectangle; `image` joins them into one
+  binary PGM. The escape-time loop uses IEEE doubles in a fixed order (see mandel_tile.c).
+- matmul: A and B come from one xorshift32 stream seeded with `seed` (see matmul_common.h);
+  `tile_r<i>_c<j>` tasks compute blocks of C = A x B in exact int64; `checksum` joins them,
+  spot-checks entries and prints `n=... tiles=... sum=... xor=...`.
+- pwhash: `chunk_<k>` tasks hash their passwords (argv literals): h0 = sha256(password),
+  h_{k+1} = sha256(h_k), output h_iterations in hex; `digests` concatenates the chunks in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..common import limits
+from ..common.errors import DagError
+
+MAX_SIDE = 65536
+"""Largest Mandelbrot image width or height in pixels (mandel_tile.c)."""
+
+MAX_IMAGE_BYTES = 15 * limits.MiB
+"""Largest Mandelbrot image or tile in pixels (bytes): under the 16 MiB output limit."""
+
+MAX_ITERATIONS = 100_000_000
+"""Largest Mandelbrot max_iter and SHA-256 iteration count the modules accept."""
+
+MAX_MATMUL_N = 1024
+"""Largest matrix side of the matmul workload (matmul_common.h)."""
+
+MAX_FAN_IN = limits.MAX_INPUTS_PER_TASK
+"""Most tiles or chunks one DAG may have: the joining task lists each as an input."""
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def split_range(total: int, parts: int) -> list[tuple[int, int]]:
+    """Half-open bounds of `parts` near-equal slices covering range(total) exactly.
+
+    Slice k is [k*total//parts, (k+1)*total//parts): sizes differ by at most one and
+    none is empty when parts <= total.
+    """
+    if not 1 <= parts <= total:
+        raise ValueError(f"cannot split {total} into {parts} non-empty parts")
+    return [(k * total // parts, (k + 1) * total // parts) for k in range(parts)]
+
+
+def blocks(total: int, size: int) -> list[tuple[int, int]]:
+    """Half-open bounds of consecutive blocks of `size` covering range(total); the last may be shorter."""
+    if size < 1:
+        raise ValueError(f"block size must be at least 1, not {size}")
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'4x4' -> (columns, rows)."""
+    cols, sep, rows = text.lower().partition("x")
+    if not sep or not cols.isdigit() or not rows.isdigit() or int(cols) < 1 or int(rows) < 1:
+        raise ValueError(f"tile grid must look like COLSxROWS, e.g. 4x4, not {text!r}")
+    return int(cols), int(rows)
+
+
+def xorshift32(state: int) -> int:
+    """One step of Marsaglia's xorshift32 (13, 17, 5); the same generator as matmul_common.h."""
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    state ^= (state << 5) & 0xFFFFFFFF
+    return state
+
+
+def passwords(count: int, seed: int) -> list[str]:
+    """`count` deterministic passwords of 8-12 lowercase letters and digits, from xorshift32(seed)."""
+    _check_seed(seed)
+    state = seed
+    result = []
+    for _ in range(count):
+        state = xorshift32(state)
+        length = 8 + state % 5
+        chars = []
+        for _ in range(length):
+            state = xorshift32(state)
+            chars.append(_ALPHABET[state % len(_ALPHABET)])
+        result.append("".join(chars))
+    return result
+
+
+def _check_seed(seed: int) -> None:
+    if not 1 <= seed <= 0xFFFFFFFF:
+        raise ValueError(f"seed must be in [1, 4294967295] (xorshift32 state), not {seed}")
+
+
+def _check(value: int, name: str, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], not {value}")
+
+
+def _digits(count: int) -> int:
+    return len(str(max(count - 1, 0)))
+
+
+def _task(task_id: str, module: str, inputs: Sequence[str], depends_on: Sequence[str] = ()) -> str:
+    lines = [f"  - id: {task_id}", f"    module: {module}", f"    inputs: [{', '.join(json.dumps(i) for i in inputs)}]"]
+    if depends_on:
+        lines.append(f"    depends_on: [{', '.join(depends_on)}]")
+    return "\n".join(lines) + "\n"
+
+
+MODULES_NOTE = "# Modules: beside this file, ../wasm_modules/, $BXTHRE3_MODULE_PATH, then bxthre3's bundled ones."
+
+
+def _document(command: str, description: Sequence[str], name: str, summary: str, tasks: Sequence[str]) -> str:
+    header = [
+        "# Generated by bxthre3/dag/workloads.py; regenerate rather than edit:",
+        f"#   bxthre3 dag {command}",
+        *(f"# {line}" if line else "#" for line in description),
+        MODULES_NOTE,
+    ]
+    return "\n".join(header) + f"\nname: {name}\ndescription: {summary}\ntasks:\n" + "\n".join(tasks)
+
+
+# ---------------------------------------------------------------------- generators
+
+
+def mandelbrot_dag(width: int = 512, height: int = 512, cols: int = 4, rows: int = 4, max_iter: int = 256) -> str:
+    """A `cols` x `rows` grid of mandel_tile tasks feeding one mandel_assemble task `image`."""
+    _check(width, "width", 1, MAX_SIDE)
+    _check(height, "height", 1, MAX_SIDE)
+    _check(cols, "tile columns", 1, width)
+    _check(rows, "tile rows", 1, height)
+    _check(max_iter, "max_iter", 1, MAX_ITERATIONS)
+    if width * height > MAX_IMAGE_BYTES:
+        raise ValueError(f"a {width}x{height} image is over the {MAX_IMAGE_BYTES // limits.MiB} MiB output budget")
+    if cols * rows > MAX_FAN_IN:
+        raise ValueError(f"{cols * rows} tiles is over the limit of {MAX_FAN_IN} inputs per task")
+    rd, cd = _digits(rows), _digits(cols)
+    tasks, ids = [], []
+    for r, (y0, y1) in enumerate(split_range(height, rows)):
+        for c, (x0, x1) in enumerate(split_range(width, cols)):
+            task_id = f"tile_r{r:0{rd}d}_c{c:0{cd}d}"
+            ids.append(task_id)
+            args = [width, height, x0, y0, x1 - x0, y1 - y0, max_iter]
+            tasks.append(_task(task_id, "mandel_tile.wasm", [str(a) for a in args]))
+    joins = [f"output_of_{i}" for i in ids]
+    tasks.append(_task("image", "mandel_assemble.wasm", [str(width), str(height), str(len(ids)), *joins], ids))
+    command = f"mandelbrot --width {width} --height {height} --tiles {cols}x{rows} --max-iter {max_iter}"
+    description = [
+        f"{cols}x{rows} tiles render a {width}x{height} Mandelbrot image (max_iter {max_iter}); tile args:",
+        "width height x0 y0 w h max_iter. `image` joins them into one binary PGM (P5).",
+    ]
+    summary = f"Mandelbrot image, {width}x{height} pixels in {cols * rows} tiles, joined into one PGM"
+    return _document(command, description, "mandelbrot", summary, tasks)
+
+
+def matmul_dag(n: int = 128, tile: int = 32, seed: int = 1) -> str:
+    """Tiles of C = A x B (n x n, int64) as matmul_tile tasks, joined by matmul_check `checksum`."""
+    _check(n, "n", 1, MAX_MATMUL_N)
+    _check(tile, "tile", 1, n)
+    _check_seed(seed)
+    spans = blocks(n, tile)
+    if len(spans) ** 2 > MAX_FAN_IN:
+        raise ValueError(f"{len(spans) ** 2} tiles is over the limit of {MAX_FAN_IN} inputs per task")
+    digits = _digits(len(spans))
+    tasks, ids = [], []
+    for bi, (i0, i1) in enumerate(spans):
+        for bj, (j0, j1) in enumerate(spans):
+            task_id = f"tile_r{bi:0{digits}d}_c{bj:0{digits}d}"
+            ids.append(task_id)
+            tasks.append(_task(task_id, "matmul_tile.wasm", [str(a) for a in (n, seed, i0, i1, j0, j1)]))
+    joins = [f"output_of_{i}" for i in ids]
+    tasks.append(_task("checksum", "matmul_check.wasm", [str(n), str(seed), str(len(ids)), *joins], ids))
+    description = [
+        f"C = A x B for {n}x{n} int64 matrices drawn from xorshift32(seed={seed}), in {len(ids)} tiles of",
+        f"up to {tile}x{tile}; tile args: n seed i0 i1 j0 j1. `checksum` prints n, tiles, sum and xor of C.",
+    ]
+    summary = f"{n}x{n} int64 matrix product in {len(ids)} tiles, with a checksum"
+    return _document(f"matmul --n {n} --tile {tile} --seed {seed}", description, "matrix_mul", summary, tasks)
+
+
+def pwhash_dag(count: int = 64, chunk: int = 8, iterations: int = 1000, seed: int = 1) -> str:
+    """`count` passwords in chunks of `chunk` as pwhash_chunk tasks, joined by pwhash_collect `digests`."""
+    _check(count, "passwords", 1, 1_000_000)
+    _check(chunk, "chunk", 1, count)
+    _check(iterations, "iterations", 0, MAX_ITERATIONS)
+    words = passwords(count, seed)
+    spans = blocks(count, chunk)
+    if len(spans) > MAX_FAN_IN:
+        raise ValueError(f"{len(spans)} chunks is over the limit of {MAX_FAN_IN} inputs per task")
+    digits = _digits(len(spans))
+    tasks, ids = [], []
+    for k, (start, end) in enumerate(spans):
+        task_id = f"chunk_{k:0{digits}d}"
+        ids.append(task_id)
+        tasks.append(_task(task_id, "pwhash_chunk.wasm", [str(iterations), *words[start:end]]))
+    joins = [f"output_of_{i}" for i in ids]
+    tasks.append(_task("digests", "pwhash_collect.wasm", [str(len(ids)), *joins], ids))
+    description = [
+        f"{count} passwords from xorshift32(seed={seed}), {len(ids)} chunks of up to {chunk}; each prints",
+        f"password<TAB>hex(h_{iterations}), h_0 = sha256(password), h_k+1 = sha256(h_k).",
+        "`digests` concatenates the chunks in order.",
+    ]
+    command = f"pwhash --passwords {count} --chunk {chunk} --iterations {iterations} --seed {seed}"
+    summary = f"{iterations} rounds of SHA-256 over {count} generated passwords, in {len(ids)} chunks"
+    return _document(command, description, "password_hash", summary, tasks)
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `dag {mandelbrot,matmul,pwhash}` to the `bxthre3` command line."""
+    p = subparsers.add_parser("dag", help="generate a benchmark DAG (mandelbrot, matmul, pwhash) as YAML")
+    workloads = p.add_subparsers(title="workloads", metavar="WORKLOAD", dest="workload", required=True)
+
+    m = workloads.add_parser("mandelbrot", help="Mandelbrot image in tiles, joined into one PGM")
+    m.add_argument("--width", type=int, default=512, help="image width in pixels (default 512)")
+    m.add_argument("--height", type=int, default=512, help="image height in pixels (default 512)")
+    m.add_argument("--tiles", default="4x4", help="tile grid COLSxROWS (default 4x4)")
+    m.add_argument("--max-iter", type=int, default=256, help="escape-time iterations (default 256)")
+    m.set_defaults(handler=_run_mandelbrot)
+
+    x = workloads.add_parser("matmul", help="tiled int64 matrix product with a checksum")
+    x.add_argument("--n", type=int, default=128, help="matrix side (default 128)")
+    x.add_argument("--tile", type=int, default=32, help="tile side (default 32)")
+    x.add_argument("--seed", type=int, default=1, help="xorshift32 seed, 1-4294967295 (default 1)")
+    x.set_defaults(handler=_run_matmul)
+
+    h = workloads.add_parser("pwhash", help="iterated SHA-256 of generated passwords, in chunks")
+    h.add_argument("--passwords", type=int, default=64, help="number of passwords (default 64)")
+    h.add_argument("--chunk", type=int, default=8, help="passwords per task (default 8)")
+    h.add_argument("--iterations", type=int, default=1000, help="extra SHA-256 rounds (default 1000)")
+    h.add_argument("--seed", type=int, default=1, help="xorshift32 seed, 1-4294967295 (default 1)")
+    h.set_defaults(handler=_run_pwhash)
+
+    for sub in (m, x, h):
+        sub.add_argument(
+            "-o",
+            "--output",
+            type=Path,
+            metavar="FILE",
+            help="write the YAML here (default stdout); its modules resolve beside it, in ../wasm_modules/, "
+            "$BXTHRE3_MODULE_PATH or among the bundled ones, so it runs from anywhere",
+        )
+
+
+def _emit(args: argparse.Namespace, make: Callable[[], str]) -> int:
+    try:
+        text = make()
+    except ValueError as exc:
+        raise DagError(f"{args.workload}: {exc}") from exc
+    if args.output is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `bxthre3 dag ... | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    else:
+        args.output.write_text(text)
+        tasks = text.count("\n  - id: ")
+        print(f"wrote {args.output} ({tasks} tasks)", file=sys.stderr)
+    return 0
+
+
+def _run_mandelbrot(args: argparse.Namespace) -> int:
+    def make() -> str:
+        cols, rows = parse_grid(args.tiles)
+        return mandelbrot_dag(args.width, args.height, cols, rows, args.max_iter)
+
+    return _emit(args, make)
+
+
+def _run_matmul(args: argparse.Namespace) -> int:
+    return _emit(args, lambda: matmul_dag(args.n, args.tile, args.seed))
+
+
+def _run_pwhash(args: argparse.Namespace) -> int:
+    return _emit(args, lambda: pwhash_dag(args.passwords, args.chunk, args.iterations, args.seed))

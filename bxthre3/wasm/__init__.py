@@ -1,0 +1,1 @@
+"""WebAssembly in the executor child: the ABI, module inspection and rewriting, WASI, and the two engines."""

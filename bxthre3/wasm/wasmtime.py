@@ -1,0 +1,438 @@
+"""Run one WASI command module in wasmtime: the optional fast engine.
+
+Same contract as Wasm3 (:class:`bxthre3.wasm.contract.Engine`): the same WASI and in-memory
+`/in`,`/out` (the very same :class:`~bxthre3.wasm.wasi.WasiShim`), the same module bytes with the same
+memory cap rewritten into them, the same :class:`~bxthre3.wasm.contract.RunResult`. What
+differs is speed: wasmtime compiles a module to machine code once (kept per executor
+in a small cache) and runs compute kernels near native speed, where Wasm3 interprets
+and recompiles every function on every run.
+
+It also stops a runaway module itself: epoch interruption (a watchdog thread bumps the
+engine's epoch when a run's deadline passes) traps a run past its timeout, so the executor
+survives and the host does not pay a process restart. The host's kill stays as the
+backstop. wasmtime publishes Android wheels for 64-bit phones only (arm64, x86_64, since 33.0);
+other Termux hosts, and any where it does not load, keep Wasm3 (see :mod:`bxthre3.wasm.choice`).
+
+Only the executor child imports this module (through :mod:`bxthre3.wasm.choice`); it never imports
+the Wasm3 engine (tests/unit/test_layering.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import wasmtime
+
+from bxthre3.common import limits
+from bxthre3.common.failures import FailureReason
+from bxthre3.wasm import abi
+from bxthre3.wasm.contract import Engine, RunResult
+from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
+from bxthre3.wasm.wasi import SIGNATURES, WasiShim, forwarders, shim_ending
+
+COMPILED_CACHE_ENTRIES = 32
+"""Most compiled modules kept per executor (machine code is a few times the .wasm size)."""
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+"""Timeouts from here on (and none at all) are left to the host's own deadline."""
+
+MAX_WASM_STACK_BYTES = 512 * 1024
+"""wasmtime's own stack budget per run; deep recursion ends in a clean trap beyond it."""
+
+_TYPES = {"i": wasmtime.ValType.i32(), "I": wasmtime.ValType.i64()}
+
+_TRAP_TEXT = b"python exception"
+
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
+"""A NULL finalizer: the raw callbacks carry no data for wasmtime to free, and a Python one could
+already be gone when a linker is freed at interpreter exit."""
+
+
+def _func_type(signature: str) -> wasmtime.FuncType:
+    """wasmtime's type for a pywasm3 signature string such as ``i(iIii)``."""
+    result, params = signature[0], signature[2:-1]
+    return wasmtime.FuncType([_TYPES[p] for p in params], [] if result == "v" else [_TYPES[result]])
+
+
+_WINDOW = ctypes.c_ubyte * (1 << 32)
+"""A ctypes type as big as wasm32's address space, placed over linear memory and sliced to its size
+(one type: ctypes keeps every array type it makes, so a type per memory size would pile up)."""
+
+
+class _Memory:
+    """Presents the running instance's linear memory the way the shim asks Wasm3 for it.
+
+    The view is kept while the memory's size stays the same: its address changes only when it
+    grows, and building a view costs more than the rest of a simple WASI call.
+    """
+
+    __slots__ = ("memory", "store", "_view", "_size")
+
+    def __init__(self) -> None:
+        self.memory: wasmtime.Memory | None = None
+        self.store: wasmtime.Store | None = None
+        self._view: memoryview | None = None
+        self._size = -1
+
+    def get_memory(self, index: int) -> memoryview:
+        if self.memory is None or self.store is None:
+            raise RuntimeError("no memory")
+        size = self.memory.data_len(self.store)
+        if size != self._size or self._view is None:
+            address = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+            self._view = memoryview(_WINDOW.from_address(address)).cast("B")[:size]
+            self._size = size
+        return self._view
+
+    def bind(self, memory: wasmtime.Memory | None, store: wasmtime.Store | None) -> None:
+        """Serve `memory` of `store` from now on (None: no memory, or the run ended)."""
+        self.memory, self.store, self._view, self._size = memory, store, None, -1
+
+
+class WasmtimeEngine:
+    """One wasmtime engine per executor: config, linker, watchdog and compiled modules."""
+
+    def __init__(self, reservation_bytes: int = 0) -> None:
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        config.parallel_compilation = False  # one core per executor, like every other task
+        config.max_wasm_stack = MAX_WASM_STACK_BYTES
+        # Linear memory sits in a reservation as big as the host's memory limit instead of
+        # wasmtime's default 4 GiB, so the executor's RLIMIT_AS cap (what it maps now plus
+        # its RAM budget) still holds, and growing up to the limit never copies memory.
+        config.memory_reservation = reservation_bytes
+        config.memory_guard_size = 64 * 1024
+        config.memory_reservation_for_growth = 0
+        self.engine = wasmtime.Engine(config)
+        self.linker = wasmtime.Linker(self.engine)
+        self._memory = _Memory()
+        self._shim: WasiShim | None = None
+        self._compiled: OrderedDict[bytes, wasmtime.Module] = OrderedDict()
+        self._link_shim()
+        self.watchdog = _Watchdog(self.engine)
+
+    def _link_shim(self) -> None:
+        """Define every supported WASI import once; each forwards to the run's shim."""
+        functions = forwarders()
+        self._callbacks: list[Any] = []
+        """ctypes callbacks handed to wasmtime: they must live as long as the linker."""
+        for name, signature in SIGNATURES.items():
+            function = functions[name]
+            if not self._define_unchecked(name, signature, function):
+                self.linker.define_func(abi.WASI_MODULE, name, _func_type(signature), function)
+
+    def _define_unchecked(self, name: str, signature: str, function: Any) -> bool:
+        """Define `name` through wasmtime's raw-values callback; False when this wasmtime lacks it.
+
+        wasmtime-py's own callbacks box every argument and result in Val objects and compare
+        value types on each call: ~40 µs per WASI call, most of a trivial task's run. This
+        reads and writes the raw values (all i32, one i64) directly: a few µs. A Python
+        exception inside is handed to wasmtime-py the way its own callbacks do, so
+        `ProcExit` and `OutputLimitExceeded` come out of the call as before.
+        """
+        try:
+            from wasmtime import _ffi as ffi
+            from wasmtime import _func
+        except ImportError:
+            return False
+        if not all(
+            hasattr(ffi, attribute)
+            for attribute in ("wasmtime_linker_define_func_unchecked", "wasmtime_func_unchecked_callback_t",
+                              "wasmtime_trap_new")
+        ) or not hasattr(_func, "LAST_EXCEPTION"):  # fmt: skip
+            return False
+        wide = [kind == "I" for kind in signature[2:-1]]
+        returns = signature[0] != "v"
+        count = len(wide)
+
+        def callback(_env: Any, _caller: Any, values: Any, _size: int) -> int:
+            try:
+                result = function(*[values[i].i64 if wide[i] else values[i].i32 for i in range(count)])
+                if returns:
+                    values[0].i32 = result
+                return 0
+            except BaseException as exc:  # noqa: BLE001  (re-raised by wasmtime-py after the call)
+                _func.LAST_EXCEPTION = exc  # type: ignore[assignment]  # wasmtime-py stores BaseException too
+                return ctypes.cast(ffi.wasmtime_trap_new(_TRAP_TEXT, len(_TRAP_TEXT)), ctypes.c_void_p).value or 0
+
+        raw = ffi.wasmtime_func_unchecked_callback_t(callback)
+        func_type = _func_type(signature)
+        self._callbacks += [raw, func_type]
+        module, field = abi.WASI_MODULE.encode(), name.encode()
+        error = ffi.wasmtime_linker_define_func_unchecked(
+            self.linker.ptr(),
+            ctypes.create_string_buffer(module), len(module),
+            ctypes.create_string_buffer(field), len(field),
+            func_type.ptr(), raw, None, _NO_FINALIZER,
+        )  # fmt: skip
+        return not error
+
+    def compiled(self, wasm: bytes) -> wasmtime.Module:
+        """The module compiled to machine code, from the cache when it was seen before."""
+        module = self._compiled.get(wasm)
+        if module is not None:
+            self._compiled.move_to_end(wasm)
+            return module
+        module = wasmtime.Module(self.engine, wasm)
+        self._compiled[wasm] = module
+        while len(self._compiled) > COMPILED_CACHE_ENTRIES:
+            self._compiled.popitem(last=False)
+        return module
+
+    def run(
+        self,
+        wasm: bytes,
+        *,
+        args: Sequence[str],
+        stdin: bytes,
+        env: Mapping[str, str],
+        program_name: str,
+        max_stdout: int,
+        max_stderr: int,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+        files: Mapping[str, bytes] | None = None,
+    ) -> RunResult:
+        started = time.perf_counter()
+        timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
+        shim = WasiShim(
+            args=[program_name, *args],
+            env=env,
+            stdin=stdin,
+            max_stdout=max_stdout,
+            max_stderr=max_stderr,
+            files=files,
+            timeout_s=timeout_s if timed else None,
+        )
+
+        def finish(exit_code: int | None, reason: FailureReason | None, error: str) -> RunResult:
+            duration = time.perf_counter() - started
+            return RunResult(exit_code, shim.stdout, shim.stderr, reason, error, duration, shim.files)
+
+        store = wasmtime.Store(self.engine)
+        if memory_limit_bytes:
+            store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
+        store.set_epoch_deadline(1)  # the watchdog's next bump, at the deadline, ends the run
+        if timed:
+            self.watchdog.arm(timeout_s)  # type: ignore[arg-type]
+        instance = None
+        try:
+            try:
+                module = self.compiled(wasm)
+            except Exception as exc:  # not wasm, or a feature this wasmtime refuses
+                try:
+                    if isinstance(exc, wasmtime.WasmtimeError):
+                        return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
+                    return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
+                finally:
+                    _drop_tracebacks(exc)
+            # Bound before instantiating: the start function runs then and may call WASI (proc_exit).
+            # Its memory is not reachable until the instance exists, so pointers are EFAULT there.
+            self._memory.bind(None, store)
+            shim.bind(self._memory)
+            try:
+                instance = self.linker.instantiate(store, module)
+            except Exception as exc:
+                try:
+                    return self._not_instantiated(exc, finish, store, memory_limit_bytes, timeout_s)
+                finally:
+                    _drop_tracebacks(exc)
+            exports = instance.exports(store)
+            memory = exports.get("memory")
+            entry = exports.get(abi.ENTRY_POINT)
+            if not isinstance(entry, wasmtime.Func):
+                return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
+            self._memory.bind(memory if isinstance(memory, wasmtime.Memory) else None, store)
+            try:
+                entry(store)
+            except Exception as exc:
+                try:
+                    return self._ended(exc, finish, instance, store, memory_limit_bytes, timeout_s)
+                finally:
+                    _drop_tracebacks(exc)
+            return finish(0, None, "")
+        finally:
+            if timed:
+                self.watchdog.disarm()
+            shim.unbind()
+            self._memory.bind(None, None)
+
+    @classmethod
+    def _not_instantiated(
+        cls,
+        exc: Exception,
+        finish: Any,
+        store: wasmtime.Store,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+    ) -> RunResult:
+        """Why instantiating failed: the module does not fit (invalid) or its start function ended the run.
+
+        A trap without wasm frames happened while placing data or element segments (out of
+        bounds), which Wasm3 refuses when loading: an invalid module on both. A link error is one
+        too. Anything the start function did ends the run the way `_start` would have.
+        """
+        if isinstance(exc, wasmtime.Trap) and not exc.frames:
+            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_trap_message(exc)}")
+        if isinstance(exc, wasmtime.WasmtimeError):
+            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
+        return cls._ended(exc, finish, None, store, memory_limit_bytes, timeout_s)
+
+    @staticmethod
+    def _ended(
+        exc: Exception,
+        finish: Any,
+        instance: wasmtime.Instance | None,
+        store: wasmtime.Store,
+        memory_limit_bytes: int | None,
+        timeout_s: float | None,
+    ) -> RunResult:
+        """How a run that raised ended, in the same reasons and words as Wasm3's."""
+        ending = shim_ending(exc, timeout_s)
+        if ending is not None:
+            return finish(*ending)
+        if isinstance(exc, wasmtime.Trap):
+            if memory_limit_bytes and instance is not None and _memory_flag_set(instance, store):
+                error = f"needed more than this host's {memory_limit_bytes // limits.MiB} MiB memory limit"
+                return finish(None, FailureReason.MEMORY_LIMIT, error)
+            if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                return finish(None, FailureReason.TIMEOUT, f"stopped after the {timeout_s:g}s timeout")
+            return finish(None, FailureReason.TRAP, "trap: " + _trap_message(exc))
+        if isinstance(exc, wasmtime.WasmtimeError):
+            return finish(None, FailureReason.TRAP, "trap: " + _first_line(exc))
+        if isinstance(exc, MemoryError):
+            return finish(None, FailureReason.MEMORY_LIMIT, "the executor ran out of address space")
+        return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")  # a bug in the shim
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Cut an ended run's exception loose from the frames it was raised through.
+
+    wasmtime re-raises a host function's exception from a frame that holds it, a
+    reference cycle through frames that also hold the run's Store: each Store (and its
+    reservation of linear memory) would then live until the cycle collector runs, and
+    a few runs would exhaust the executor's address-space cap.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__
+        seen += 1
+
+
+class _Watchdog:
+    """Bumps the engine's epoch once when the running module's deadline passes, and otherwise sleeps.
+
+    A thread ticking every few milliseconds would cost every task: its wake-ups contend for
+    the GIL with the executor's loop (measured: a 10 ms ticker took trivial tasks from
+    ~2,300 to ~1,700 a second on two hosts). This one wakes only at deadlines: arming a
+    deadline later than the one it already sleeps towards (a stream of tasks with the same
+    timeout) does not even wake it. Bumps happen under the lock, so once `disarm` returns
+    no stale bump can land in the next run.
+    """
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Condition()
+        self._deadline: float | None = None
+        self._wake_at = float("inf")
+        threading.Thread(target=self._run, name="wasmtime-watchdog", daemon=True).start()
+
+    def arm(self, seconds: float) -> None:
+        with self._lock:
+            self._deadline = time.monotonic() + seconds
+            if self._deadline < self._wake_at:
+                self._lock.notify()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._deadline = None
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                if self._deadline is not None and now >= self._deadline:
+                    self._engine.increment_epoch()
+                    self._deadline = None
+                self._wake_at = self._deadline if self._deadline is not None else float("inf")
+                self._lock.wait(None if self._deadline is None else self._wake_at - now)
+
+
+def _memory_flag_set(instance: wasmtime.Instance, store: wasmtime.Store) -> bool:
+    flag = instance.exports(store).get(MEMORY_FLAG_EXPORT)
+    return isinstance(flag, wasmtime.Global) and bool(flag.value(store))
+
+
+_TRAP_WORDS = {
+    wasmtime.TrapCode.STACK_OVERFLOW: "stack overflow",
+    wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS: "out of bounds memory access",
+    wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO: "integer divide by zero",
+    wasmtime.TrapCode.INTEGER_OVERFLOW: "integer overflow",
+    wasmtime.TrapCode.UNREACHABLE: "unreachable executed",
+    wasmtime.TrapCode.INDIRECT_CALL_TO_NULL: "indirect call to null",
+    wasmtime.TrapCode.BAD_SIGNATURE: "indirect call type mismatch",
+    wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER: "invalid conversion to integer",
+    wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS: "undefined element",
+}
+"""Trap codes in Wasm3's words, so a failure reads the same whichever engine ran it."""
+
+
+def _trap_message(trap: wasmtime.Trap) -> str:
+    words = _TRAP_WORDS.get(trap.trap_code) if trap.trap_code is not None else None
+    return words or _first_line(trap)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or ["unknown error"])[0][:300]
+
+
+_local = threading.local()
+
+
+def run_module(
+    wasm: bytes,
+    *,
+    args: Sequence[str],
+    stdin: bytes,
+    env: Mapping[str, str],
+    program_name: str = "task",
+    max_stdout: int = limits.MAX_OUTPUT_BYTES,
+    max_stderr: int = limits.MAX_STDERR_BYTES,
+    memory_limit_bytes: int | None = None,
+    timeout_s: float | None = None,
+    files: Mapping[str, bytes] | None = None,
+) -> RunResult:
+    """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
+
+    See :func:`bxthre3.wasm.wasm3.run_module`; `timeout_s` also stops the run from inside.
+    """
+    # A host gives every task the same memory limit, so this is one engine per executor.
+    reservation = 0 if not memory_limit_bytes else memory_limit_bytes + limits.MiB
+    engines: dict[int, WasmtimeEngine] = _local.__dict__.setdefault("engines", {})
+    engine = engines.get(reservation)
+    if engine is None:
+        engines.clear()  # its compiled modules go with it
+        engine = engines[reservation] = WasmtimeEngine(reservation)
+    return engine.run(
+        wasm,
+        args=args,
+        stdin=stdin,
+        env=env,
+        program_name=program_name,
+        max_stdout=max_stdout,
+        max_stderr=max_stderr,
+        memory_limit_bytes=memory_limit_bytes,
+        timeout_s=timeout_s,
+        files=files,
+    )
+
+
+_SATISFIES: Engine = run_module
+"""A type checker's proof that this `run_module` is an :class:`Engine`."""
