@@ -29,6 +29,7 @@ from .instructions import (
     Instruction,
     RefuseHost,
 )
+from .invariants import check as check_invariants
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
@@ -197,6 +198,12 @@ class Scheduler:
         if not isinstance(event, HostSeen) or self._pause_changed:
             self._dispatch(event.now, out)
         return out
+
+    def validate(self) -> None:
+        """Raise `InvariantError` if the records contradict each other (see `invariants`).
+
+        For tests, after every event: it walks every task, so the controller does not call it."""
+        check_invariants(self)
 
     # ------------------------------------------------------------------ handlers
 
