@@ -9,8 +9,8 @@ because the scheduler deliberately leaves them behind rather than search for the
 - the ready queue and the retry heap may hold entries for tasks no longer READY / RETRYING
   (adopted, cancelled, retried, of a forgotten DAG): dispatch and `Tick` skip them, so a
   READY task may also be queued more than once (cancelled, then retried);
-- a host's `running` may hold attempts that are no longer the task's live one (taken back
-  from a wedged host, or superseded): the slot stays counted as busy until the host answers.
+- a host's `running` may hold attempts that are no longer the task's live one (superseded, or
+  taken back from this wedged host as lost): the slot stays counted as busy until it answers.
 """
 
 from __future__ import annotations
@@ -179,8 +179,18 @@ def _check_hosts(scheduler: Scheduler, problems: list[str]) -> None:
         for (dag_id, task_id), attempt in host.running.items():
             dag = scheduler.dags.get(dag_id)
             task = dag.tasks.get(task_id) if dag else None
-            if task is not None and not 1 <= attempt <= task.attempt:
+            if task is None:
+                continue  # its DAG was pruned: the host still owes an answer
+            if not 1 <= attempt <= task.attempt:
                 problems.append(f"{where}: holds attempt {attempt} of {dag_id}/{task_id}, issued {task.attempt}")
+            elif attempt == task.attempt and task.state is not TaskState.RUNNING:
+                # Its latest attempt, not running: only an attempt taken back from this very host (lost).
+                record = task.attempts[-1] if task.attempts else None
+                if record is None or record.host_id != host_id or record.reason is not FailureReason.HOST_LOST:
+                    problems.append(
+                        f"{where}: holds attempt {attempt} of {dag_id}/{task_id} ({task.state.value}), "
+                        "which was not taken back from it"
+                    )
 
 
 def _check_limbo(scheduler: Scheduler, problems: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from bxthre3.scheduler import (
     HostJoined,
     HostLeft,
     HostSeen,
+    InvariantError,
     SchedulerConfig,
     TaskFinished,
     TaskState,
@@ -742,3 +744,42 @@ def test_queue_depth_covers_a_slow_hosts_round_trip() -> None:
     s.hosts["phone"].mean_task_s = 10.0  # a round trip is 4 % of such a task: no queue either
     held += finish(next(a for a in held if a.host_id == "phone"), 20.0)
     assert len(s.hosts["phone"].running) == 2 * (1 + per_slot) - 1
+
+
+def _mid_run() -> RealScheduler:
+    """d1: a runs on h1, b waits for a, c is queued (h1 has one slot)."""
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b", "a"), task("c")), 0.0))
+    join(s, "h1")
+    s.validate()
+    return s
+
+
+def _end_keeping_the_slot(s: RealScheduler) -> None:
+    """What a cancel that forgot to free the host's slot would leave: a ended, still held by h1."""
+    d = s.dags["d1"]
+    d.tasks["a"].host_id = None
+    d.tasks["a"].attempts[-1].ended_at = 1.0
+    d.set_state(d.tasks["a"], TaskState.CANCELLED)
+
+
+BREAKAGES = {  # how the records are broken -> what the error says (one line of it)
+    "counts": (lambda s: s.dags["d1"].counts.update([TaskState.READY]), "DAG d1: counts {"),
+    "unqueued": (lambda s: s.ready.pop_for(1 << 30), "d1/c (ready): ready, but not in the ready queue"),
+    "unheld": (lambda s: s.hosts["h1"].running.clear(), "d1/a (running): attempt 1 is given to h1, but held by []"),
+    "twice": (lambda s: setattr(s.dags["d1"].tasks["a"], "recorded", 2), "d1/a (running): its end was recorded 2"),
+    "waiting": (lambda s: setattr(s.dags["d1"].tasks["b"], "waiting_on", 0), "d1/b (pending): waiting_on 0, but 1"),
+    "finished": (lambda s: setattr(s.dags["d1"], "state", DagState.FAILED), "DAG d1: failed, but has tasks not"),
+    "limbo": (lambda s: s.limbo.update({("d1", "c"): 9.0}), "d1/c (ready): in limbo, but not running"),
+    "failures": (lambda s: s.dags["d1"].failures.update(["trap"]), "DAG d1: failures by reason {'trap': 1}"),
+    "kept slot": (_end_keeping_the_slot, "host h1: holds attempt 1 of d1/a (cancelled), which was not taken back"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_validate_names_the_broken_rule(breakage: str) -> None:
+    s = _mid_run()
+    breaks, message = BREAKAGES[breakage]
+    breaks(s)
+    with pytest.raises(InvariantError, match=re.escape(message)):
+        s.validate()
