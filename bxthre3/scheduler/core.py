@@ -526,8 +526,13 @@ class Scheduler:
     def _lose_host(
         self, host: HostRecord, now: float, why: str, out: list[Instruction], forget: bool = True
     ) -> None:
-        """Requeue what the host was running, at the front: those tasks have waited longest."""
+        """Requeue what the host was running, at the front: those tasks have waited longest.
+
+        Only its live attempts: one taken back from it may have been adopted since by its node's new
+        connection (see `_adopt`), which runs it now."""
         for (dag_id, task_id), attempt in list(host.running.items()):
+            if self._live_attempt(host, (dag_id, task_id), attempt) is None:
+                continue
             self._requeue_lost(dag_id, task_id, attempt, now, f"host {host.node_id} lost: {why}", out)
         host.running.clear()
         if forget:

@@ -33,7 +33,7 @@ from bxthre3.scheduler import (
     Tick,
 )
 from bxthre3.scheduler import Scheduler as UncheckedScheduler
-from bxthre3.scheduler.core import ASSIGNMENT_GRACE_S
+from bxthre3.scheduler.core import ASSIGNMENT_GRACE_S, REPLACED
 from bxthre3.scheduler.events import Event
 from bxthre3.scheduler.instructions import Instruction
 from bxthre3.scheduler.model import DagRecord
@@ -641,6 +641,25 @@ def test_attempts_queued_behind_a_wedged_one_are_taken_back_with_it_and_the_host
     answered = assigns(ok(s, stale_answer, b"late", now=16.0))  # ignored as stale, but it frees a place
     assert [(x.task_id, x.host_id) for x in answered] == [("c", "wedged")]
     assert d.tasks["a"].attempt == 2 and d.tasks["a"].output is None
+
+
+def test_an_attempt_taken_back_and_adopted_by_its_nodes_new_connection_stays_adopted() -> None:
+    # The node's old connection is wedged: its attempt is taken back, and it keeps the slot. The node then
+    # registers from a new connection, declaring that attempt: it is adopted, and replacing the old
+    # connection must not requeue it again (it did: the adopted attempt's result was thrown away as stale
+    # and the task ran again, with one more host loss counted against it).
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0, default_timeout=1.0, assignment_grace=2.0))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(s.handle(HostJoined("old", "n1", 1, 128, 0.0, key="k")))
+    s.handle(HostSeen("old", 3.5))
+    s.handle(Tick(3.5))  # timeout + grace: taken back, while the old connection still counts it
+    t = s.dags["d1"].tasks["t"]
+    assert t.state is TaskState.READY and t.host_losses == 1
+    out_ = s.handle(HostJoined("new", "n1", 1, 128, 3.6, holding=(("d1", "t", 1),), key="k"))
+    assert out_ == [ForgetHost("old", REPLACED, "n1")]
+    assert (t.state, t.host_id, t.host_losses) == (TaskState.RUNNING, "new", 1)
+    done = s.handle(TaskFinished("new", "d1", "t", 1, 4.0, output=b"done"))
+    assert DagFinished("d1", DagState.SUCCEEDED) in done and t.output == b"done"
 
 
 def queue_depth_scheduler(deep_prefetch_min_ready: int) -> RealScheduler:
