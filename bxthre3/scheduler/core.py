@@ -238,6 +238,7 @@ class Scheduler:
             task.error = "cancelled"
             task.finished_at = ev.now
             dag.set_state(task, TaskState.CANCELLED)
+        self.ready.discard_dag(dag.id)
         dag.state = DagState.CANCELLED
         dag.finished_at = ev.now
         dag.dag_dirty = True

@@ -7,8 +7,9 @@ not a later one that trips over it. The controller never calls it: it walks ever
 The rules follow from the transitions in `core.py`. Two kinds of stale entry are allowed,
 because the scheduler deliberately leaves them behind rather than search for them:
 - the ready queue and the retry heap may hold entries for tasks no longer READY / RETRYING
-  (adopted, cancelled, retried, of a forgotten DAG): dispatch and `Tick` skip them, so a
-  READY task may also be queued more than once (cancelled, then retried);
+  (adopted while queued, retried after a cancel, of a forgotten DAG): dispatch and `Tick` skip
+  them, and an adopted task requeued later is queued twice. A cancel empties the ready queue of
+  its DAG (those entries counted as waiting work), so it holds no cancelled task;
 - a host's `running` may hold attempts that are no longer the task's live one (superseded, or
   taken back from this wedged host as lost): the slot stays counted as busy until it answers.
 """
@@ -46,6 +47,11 @@ def check(scheduler: Scheduler) -> None:
     delayed = {(dag_id, task_id, not_before) for not_before, dag_id, task_id in scheduler.delayed}
     for dag in scheduler.dags.values():
         _check_dag(scheduler, dag, queued, delayed, problems)
+    for dag_id, task_id in queued:
+        dag = scheduler.dags.get(dag_id)
+        task = dag.tasks.get(task_id) if dag else None
+        if task is not None and task.state is TaskState.CANCELLED:
+            problems.append(f"ready queue: holds {dag_id}/{task_id}, which is cancelled")
     if len(scheduler.ready) != queued.total():
         problems.append(f"ready queue: says it holds {len(scheduler.ready)}, but holds {queued.total()}")
     _check_hosts(scheduler, problems)

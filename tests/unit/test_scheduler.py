@@ -662,6 +662,17 @@ def test_an_attempt_taken_back_and_adopted_by_its_nodes_new_connection_stays_ado
     assert DagFinished("d1", DagState.SUCCEEDED) in done and t.output == b"done"
 
 
+def test_a_cancelled_dags_tasks_leave_the_ready_queue() -> None:
+    # They stayed until a dispatch popped and skipped them, which needs a free host: meanwhile `status` and
+    # the queue-depth metric counted them ("2 ready task(s) wait for a host"), and a retry queued each twice.
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b")), 0.0))
+    s.handle(DagCancelled("d1", 1.0))
+    assert len(s.ready) == 0 and s.waiting_reasons() == []
+    s.handle(DagRetried("d1", 2.0))
+    assert list(s.ready) == [("d1", "a"), ("d1", "b")]
+
+
 def queue_depth_scheduler(deep_prefetch_min_ready: int) -> RealScheduler:
     """Queues of 0 / 1 / 4 per slot for tasks of >= 100 ms / 20-100 ms / < 20 ms."""
     config = SchedulerConfig(
