@@ -465,7 +465,8 @@ class Scheduler:
             _, dag_id, task_id = heapq.heappop(self.delayed)
             dag = self.dags.get(dag_id)
             task = dag.tasks.get(task_id) if dag else None
-            if dag is not None and task is not None and task.state is TaskState.RETRYING:
+            # An entry of an older backoff (the task was cancelled, retried and failed again) is not its own.
+            if dag is not None and task is not None and task.state is TaskState.RETRYING and task.not_before <= ev.now:
                 self._make_ready(dag, task)
         for key, reclaim_by in list(self.limbo.items()):
             if ev.now >= reclaim_by:

@@ -673,6 +673,22 @@ def test_a_cancelled_dags_tasks_leave_the_ready_queue() -> None:
     assert list(s.ready) == [("d1", "a"), ("d1", "b")]
 
 
+def test_a_retried_dags_task_waits_out_its_new_backoff_not_the_old_one() -> None:
+    # Cancelled while waiting out a backoff, then retried and failed again: the old backoff's entry in the
+    # retry heap ended the new backoff early (at 11 s instead of 14 s).
+    s = Scheduler(SchedulerConfig(retry_backoff=10.0, retry_jitter=0.0, default_retries=3))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [first] = assigns(join(s, "h1"))
+    fail(s, first, now=1.0)  # backoff until 11
+    s.handle(DagCancelled("d1", 2.0))
+    [second] = assigns(s.handle(DagRetried("d1", 3.0)))
+    fail(s, second, now=4.0)  # backoff until 14
+    s.handle(HostSeen("h1", 11.5))
+    assert assigns(s.handle(Tick(11.5))) == []
+    s.handle(HostSeen("h1", 14.0))
+    assert [a.attempt for a in assigns(s.handle(Tick(14.0)))] == [3]
+
+
 def queue_depth_scheduler(deep_prefetch_min_ready: int) -> RealScheduler:
     """Queues of 0 / 1 / 4 per slot for tasks of >= 100 ms / 20-100 ms / < 20 ms."""
     config = SchedulerConfig(
