@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -33,6 +32,7 @@ from bxthre3.scheduler import (
     Tick,
 )
 from bxthre3.scheduler.core import prepare_dag
+from bxthre3.scheduler.events import Event
 
 MODULES = {hashlib.sha256(b).hexdigest(): b for b in (b"\x00asm\x01\x00\x00\x00A", b"\x00asm\x01\x00\x00\x00B")}
 SHAS = tuple(MODULES)
@@ -99,11 +99,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         """Every assignment made, as (host, dag, task, attempt): results, stale ones included, come from here."""
         self.submitted = 0
 
-    def handle(self, event: Any) -> list[Instruction]:
+    def handle(self, event: Event) -> list[Instruction]:
         out = self.scheduler.handle(event)
         for instruction in out:
             if isinstance(instruction, Assign):
-                assert instruction.host_id in self.scheduler.hosts, "assigned to a host it does not know"
+                host = self.scheduler.hosts.get(instruction.host_id)
+                assert host is not None, f"assigned to {instruction.host_id}, which it does not know"
+                assert not host.paused, f"assigned to {host.id}, which is paused"
                 self.given.append((instruction.host_id, instruction.dag_id, instruction.task_id, instruction.attempt))
         return out
 
