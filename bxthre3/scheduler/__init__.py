@@ -17,6 +17,7 @@ from .instructions import (
     Instruction,
     RefuseHost,
 )
+from .invariants import InvariantError
 from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "HostRecord",
     "HostSeen",
     "Instruction",
+    "InvariantError",
     "RefuseHost",
     "Scheduler",
     "SchedulerConfig",

@@ -29,6 +29,7 @@ from .instructions import (
     Instruction,
     RefuseHost,
 )
+from .invariants import check as check_invariants
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
@@ -198,6 +199,12 @@ class Scheduler:
             self._dispatch(event.now, out)
         return out
 
+    def validate(self) -> None:
+        """Raise `InvariantError` if the records contradict each other (see `invariants`).
+
+        For tests, after every event: it walks every task, so the controller does not call it."""
+        check_invariants(self)
+
     # ------------------------------------------------------------------ handlers
 
     def _on_dag_submitted(self, ev: DagSubmitted, out: list[Instruction]) -> None:
@@ -231,6 +238,7 @@ class Scheduler:
             task.error = "cancelled"
             task.finished_at = ev.now
             dag.set_state(task, TaskState.CANCELLED)
+        self.ready.discard_dag(dag.id)
         dag.state = DagState.CANCELLED
         dag.finished_at = ev.now
         dag.dag_dirty = True
@@ -455,7 +463,8 @@ class Scheduler:
             _, dag_id, task_id = heapq.heappop(self.delayed)
             dag = self.dags.get(dag_id)
             task = dag.tasks.get(task_id) if dag else None
-            if dag is not None and task is not None and task.state is TaskState.RETRYING:
+            # An entry of an older backoff (the task was cancelled, retried and failed again) is not its own.
+            if dag is not None and task is not None and task.state is TaskState.RETRYING and task.not_before <= ev.now:
                 self._make_ready(dag, task)
         for key, reclaim_by in list(self.limbo.items()):
             if ev.now >= reclaim_by:
@@ -517,8 +526,13 @@ class Scheduler:
     def _lose_host(
         self, host: HostRecord, now: float, why: str, out: list[Instruction], forget: bool = True
     ) -> None:
-        """Requeue what the host was running, at the front: those tasks have waited longest."""
+        """Requeue what the host was running, at the front: those tasks have waited longest.
+
+        Only its live attempts: one taken back from it may have been adopted since by its node's new
+        connection (see `_adopt`), which runs it now."""
         for (dag_id, task_id), attempt in list(host.running.items()):
+            if self._live_attempt(host, (dag_id, task_id), attempt) is None:
+                continue
             self._requeue_lost(dag_id, task_id, attempt, now, f"host {host.node_id} lost: {why}", out)
         host.running.clear()
         if forget:

@@ -68,6 +68,14 @@ class ReadyQueue:
         self._len -= 1
         return dag_id, task_id, best_memory
 
+    def discard_dag(self, dag_id: str) -> None:
+        """Drop every entry of one DAG (it was cancelled). Dispatch would skip them, but only once a host is
+        free: until then they count as queued. O(queue): fine for a user's cancel, not per task."""
+        for memory, bucket in self._buckets.items():
+            kept = deque(entry for entry in bucket if entry[1] != dag_id)
+            self._len -= len(bucket) - len(kept)
+            self._buckets[memory] = kept
+
     def waiting_above(self, ram_mb: int) -> dict[int, int]:
         """Memory need -> number of queued tasks that need more than ``ram_mb``."""
         return {m: len(b) for m, b in sorted(self._buckets.items()) if b and m > ram_mb}

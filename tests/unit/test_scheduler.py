@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
+from typing import Any
 
 import pytest
 
@@ -24,13 +26,40 @@ from bxthre3.scheduler import (
     HostJoined,
     HostLeft,
     HostSeen,
+    InvariantError,
     SchedulerConfig,
     TaskFinished,
     TaskState,
     Tick,
 )
-from bxthre3.scheduler import Scheduler as RealScheduler
-from bxthre3.scheduler.core import ASSIGNMENT_GRACE_S
+from bxthre3.scheduler import Scheduler as UncheckedScheduler
+from bxthre3.scheduler.core import ASSIGNMENT_GRACE_S, REPLACED
+from bxthre3.scheduler.events import Event
+from bxthre3.scheduler.instructions import Instruction
+from bxthre3.scheduler.model import DagRecord
+
+
+class RealScheduler(UncheckedScheduler):
+    """The real scheduler, checking its invariants after every event and restore: every test here checks
+    them too, so a transition that leaves its records inconsistent fails the test that made it."""
+
+    validate_every = 1
+    """Events between checks: a check walks every task, so a test of thousands of events on thousands
+    of tasks checks every so often instead (quadratic otherwise: 2,000 x 2,000 tasks took 16 s)."""
+    _events = 0
+
+    def handle(self, event: Event) -> list[Instruction]:
+        out = super().handle(event)
+        self._events += 1
+        if self._events % self.validate_every == 0:
+            self.validate()
+        return out
+
+    def restore_dag(self, *args: Any, **kwargs: Any) -> DagRecord:
+        dag = super().restore_dag(*args, **kwargs)
+        self.validate()
+        return dag
+
 
 MODULE = b"\x00asm\x01\x00\x00\x00"
 SHA = hashlib.sha256(MODULE).hexdigest()
@@ -236,6 +265,7 @@ def test_too_many_host_losses_fail_the_task() -> None:
 def test_counts_stay_consistent_over_a_long_chain() -> None:
     n = 2000
     s = Scheduler()
+    s.validate_every = 100  # each check walks all 2,000 tasks
     s.handle(DagSubmitted("d1", dag(task("t0"), *(task(f"t{i}", f"t{i - 1}") for i in range(1, n))), 0.0))
     [a] = assigns(join(s, "h1"))
     for i in range(n - 1):
@@ -243,15 +273,18 @@ def test_counts_stay_consistent_over_a_long_chain() -> None:
     assert effects(ok(s, a, b"end")) == [DagFinished("d1", DagState.SUCCEEDED)]
     d = s.dags["d1"]
     assert sum(d.counts.values()) == n and d.counts[TaskState.SUCCEEDED] == n
+    s.validate()
 
 
 def test_failure_at_the_head_of_a_long_chain_does_not_recurse() -> None:
     n = 50_000
     s = Scheduler(SchedulerConfig(default_retries=0, retry_backoff=0.0))
+    s.validate_every = n  # each check walks all 50,000 tasks: checked once, at the end
     s.handle(DagSubmitted("d1", dag(task("t0"), *(task(f"t{i}", f"t{i - 1}") for i in range(1, n))), 0.0))
     [a] = assigns(join(s, "h1"))
     assert effects(fail(s, a)) == [DagFinished("d1", DagState.FAILED)]
     assert s.dags["d1"].counts[TaskState.UPSTREAM_FAILED] == n - 1
+    s.validate()
 
 
 @pytest.mark.parametrize("slots", [1, 3])
@@ -610,6 +643,52 @@ def test_attempts_queued_behind_a_wedged_one_are_taken_back_with_it_and_the_host
     assert d.tasks["a"].attempt == 2 and d.tasks["a"].output is None
 
 
+def test_an_attempt_taken_back_and_adopted_by_its_nodes_new_connection_stays_adopted() -> None:
+    # The node's old connection is wedged: its attempt is taken back, and it keeps the slot. The node then
+    # registers from a new connection, declaring that attempt: it is adopted, and replacing the old
+    # connection must not requeue it again (it did: the adopted attempt's result was thrown away as stale
+    # and the task ran again, with one more host loss counted against it).
+    s = Scheduler(SchedulerConfig(retry_backoff=0.0, default_timeout=1.0, assignment_grace=2.0))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [a] = assigns(s.handle(HostJoined("old", "n1", 1, 128, 0.0, key="k")))
+    s.handle(HostSeen("old", 3.5))
+    s.handle(Tick(3.5))  # timeout + grace: taken back, while the old connection still counts it
+    t = s.dags["d1"].tasks["t"]
+    assert t.state is TaskState.READY and t.host_losses == 1
+    out_ = s.handle(HostJoined("new", "n1", 1, 128, 3.6, holding=(("d1", "t", 1),), key="k"))
+    assert out_ == [ForgetHost("old", REPLACED, "n1")]
+    assert (t.state, t.host_id, t.host_losses) == (TaskState.RUNNING, "new", 1)
+    done = s.handle(TaskFinished("new", "d1", "t", 1, 4.0, output=b"done"))
+    assert DagFinished("d1", DagState.SUCCEEDED) in done and t.output == b"done"
+
+
+def test_a_cancelled_dags_tasks_leave_the_ready_queue() -> None:
+    # They stayed until a dispatch popped and skipped them, which needs a free host: meanwhile `status` and
+    # the queue-depth metric counted them ("2 ready task(s) wait for a host"), and a retry queued each twice.
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b")), 0.0))
+    s.handle(DagCancelled("d1", 1.0))
+    assert len(s.ready) == 0 and s.waiting_reasons() == []
+    s.handle(DagRetried("d1", 2.0))
+    assert list(s.ready) == [("d1", "a"), ("d1", "b")]
+
+
+def test_a_retried_dags_task_waits_out_its_new_backoff_not_the_old_one() -> None:
+    # Cancelled while waiting out a backoff, then retried and failed again: the old backoff's entry in the
+    # retry heap ended the new backoff early (at 11 s instead of 14 s).
+    s = Scheduler(SchedulerConfig(retry_backoff=10.0, retry_jitter=0.0, default_retries=3))
+    s.handle(DagSubmitted("d1", dag(task("t")), 0.0))
+    [first] = assigns(join(s, "h1"))
+    fail(s, first, now=1.0)  # backoff until 11
+    s.handle(DagCancelled("d1", 2.0))
+    [second] = assigns(s.handle(DagRetried("d1", 3.0)))
+    fail(s, second, now=4.0)  # backoff until 14
+    s.handle(HostSeen("h1", 11.5))
+    assert assigns(s.handle(Tick(11.5))) == []
+    s.handle(HostSeen("h1", 14.0))
+    assert [a.attempt for a in assigns(s.handle(Tick(14.0)))] == [3]
+
+
 def queue_depth_scheduler(deep_prefetch_min_ready: int) -> RealScheduler:
     """Queues of 0 / 1 / 4 per slot for tasks of >= 100 ms / 20-100 ms / < 20 ms."""
     config = SchedulerConfig(
@@ -711,3 +790,42 @@ def test_queue_depth_covers_a_slow_hosts_round_trip() -> None:
     s.hosts["phone"].mean_task_s = 10.0  # a round trip is 4 % of such a task: no queue either
     held += finish(next(a for a in held if a.host_id == "phone"), 20.0)
     assert len(s.hosts["phone"].running) == 2 * (1 + per_slot) - 1
+
+
+def _mid_run() -> RealScheduler:
+    """d1: a runs on h1, b waits for a, c is queued (h1 has one slot)."""
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a"), task("b", "a"), task("c")), 0.0))
+    join(s, "h1")
+    s.validate()
+    return s
+
+
+def _end_keeping_the_slot(s: RealScheduler) -> None:
+    """What a cancel that forgot to free the host's slot would leave: a ended, still held by h1."""
+    d = s.dags["d1"]
+    d.tasks["a"].host_id = None
+    d.tasks["a"].attempts[-1].ended_at = 1.0
+    d.set_state(d.tasks["a"], TaskState.CANCELLED)
+
+
+BREAKAGES = {  # how the records are broken -> what the error says (one line of it)
+    "counts": (lambda s: s.dags["d1"].counts.update([TaskState.READY]), "DAG d1: counts {"),
+    "unqueued": (lambda s: s.ready.pop_for(1 << 30), "d1/c (ready): ready, but not in the ready queue"),
+    "unheld": (lambda s: s.hosts["h1"].running.clear(), "d1/a (running): attempt 1 is given to h1, but held by []"),
+    "twice": (lambda s: setattr(s.dags["d1"].tasks["a"], "recorded", 2), "d1/a (running): its end was recorded 2"),
+    "waiting": (lambda s: setattr(s.dags["d1"].tasks["b"], "waiting_on", 0), "d1/b (pending): waiting_on 0, but 1"),
+    "finished": (lambda s: setattr(s.dags["d1"], "state", DagState.FAILED), "DAG d1: failed, but has tasks not"),
+    "limbo": (lambda s: s.limbo.update({("d1", "c"): 9.0}), "d1/c (ready): in limbo, but not running"),
+    "failures": (lambda s: s.dags["d1"].failures.update(["trap"]), "DAG d1: failures by reason {'trap': 1}"),
+    "kept slot": (_end_keeping_the_slot, "host h1: holds attempt 1 of d1/a (cancelled), which was not taken back"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_validate_names_the_broken_rule(breakage: str) -> None:
+    s = _mid_run()
+    breaks, message = BREAKAGES[breakage]
+    breaks(s)
+    with pytest.raises(InvariantError, match=re.escape(message)):
+        s.validate()

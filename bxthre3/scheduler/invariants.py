@@ -1,0 +1,210 @@
+"""The scheduler's invariants, checked on demand: what must hold between any two events.
+
+`Scheduler.validate` runs this after every event in the tests (as dask's `validate_state`
+does), so a transition that leaves the records inconsistent fails the test that made it,
+not a later one that trips over it. The controller never calls it: it walks every task.
+
+The rules follow from the transitions in `core.py`. Two kinds of stale entry are allowed,
+because the scheduler deliberately leaves them behind rather than search for them:
+- the ready queue and the retry heap may hold entries for tasks no longer READY / RETRYING
+  (adopted while queued, retried after a cancel, of a forgotten DAG): dispatch and `Tick` skip
+  them, and an adopted task requeued later is queued twice. A cancel empties the ready queue of
+  its DAG (those entries counted as waiting work), so it holds no cancelled task;
+- a host's `running` may hold attempts that are no longer the task's live one (superseded, or
+  taken back from this wedged host as lost): the slot stays counted as busy until it answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from ..common.failures import FailureReason
+from .model import DagRecord, DagState, TaskState
+
+if TYPE_CHECKING:
+    from .core import Scheduler
+
+
+class InvariantError(AssertionError):
+    """The scheduler's records contradict each other; the message lists every rule broken."""
+
+
+_MAX_LISTED = 20
+"""Problems listed in one error: one bad transition can break a rule for thousands of tasks."""
+
+_IDLE_STATES = frozenset({TaskState.PENDING, TaskState.READY, TaskState.RETRYING})
+"""States in which no host holds the task's live attempt (its `host_id` is None)."""
+
+_RESTARTABLE = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})
+"""End states a DAG retry starts again: a PENDING task never depends on one (it would have ended too)."""
+
+
+def check(scheduler: Scheduler) -> None:
+    """Raise `InvariantError` naming every broken rule; return None when all hold."""
+    problems: list[str] = []
+    queued = Counter(scheduler.ready)
+    delayed = {(dag_id, task_id, not_before) for not_before, dag_id, task_id in scheduler.delayed}
+    for dag in scheduler.dags.values():
+        _check_dag(scheduler, dag, queued, delayed, problems)
+    for dag_id, task_id in queued:
+        owner = scheduler.dags.get(dag_id)
+        task = owner.tasks.get(task_id) if owner else None
+        if task is not None and task.state is TaskState.CANCELLED:
+            problems.append(f"ready queue: holds {dag_id}/{task_id}, which is cancelled")
+    if len(scheduler.ready) != queued.total():
+        problems.append(f"ready queue: says it holds {len(scheduler.ready)}, but holds {queued.total()}")
+    _check_hosts(scheduler, problems)
+    _check_limbo(scheduler, problems)
+    if problems:
+        shown = problems[:_MAX_LISTED]
+        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        raise InvariantError("scheduler invariants broken:\n  " + "\n  ".join(shown) + more)
+
+
+def _check_dag(
+    scheduler: Scheduler,
+    dag: DagRecord,
+    queued: Counter[tuple[str, str]],
+    delayed: set[tuple[str, str, float]],
+    problems: list[str],
+) -> None:
+    name = f"DAG {dag.id}"
+    actual = Counter(task.state for task in dag.tasks.values())
+    if +dag.counts != actual or any(n < 0 for n in dag.counts.values()):
+        problems.append(f"{name}: counts {_states(dag.counts)} but its tasks are {_states(actual)}")
+    failures = Counter(
+        (task.reason.value if task.reason else FailureReason.INTERNAL.value)
+        for task in dag.tasks.values()
+        if task.state is TaskState.FAILED
+    )
+    if +dag.failures != failures:
+        problems.append(f"{name}: failures by reason {dict(+dag.failures)} but its failed tasks say {dict(failures)}")
+    all_ended = all(task.state.terminal for task in dag.tasks.values())
+    if dag.state is DagState.RUNNING:
+        if all_ended:
+            problems.append(f"{name}: running, but every task has ended")
+        if dag.finished_at is not None:
+            problems.append(f"{name}: running, but has a finish time")
+    else:
+        if not all_ended:
+            problems.append(f"{name}: {dag.state.value}, but has tasks not ended: {_states(actual)}")
+        if dag.finished_at is None:
+            problems.append(f"{name}: {dag.state.value}, but has no finish time")
+        all_ok = actual[TaskState.SUCCEEDED] == len(dag.tasks)
+        if (dag.state is DagState.SUCCEEDED) != all_ok and dag.state is not DagState.CANCELLED:
+            problems.append(f"{name}: {dag.state.value}, but its tasks are {_states(actual)}")
+    succeeded = TaskState.SUCCEEDED
+    tasks = dag.tasks
+    for task_id, task in tasks.items():
+        state = task.state
+        deps = task.spec.depends_on
+        if len(deps) > 1:
+            deps = tuple(set(deps))
+        not_done = sum(1 for dep in deps if tasks[dep].state is not succeeded)
+        found: list[str] = []
+        if task.waiting_on != not_done:
+            found.append(f"waiting_on {task.waiting_on}, but {not_done} of its inputs are not done")
+        if state is TaskState.PENDING:
+            if not_done == 0:
+                found.append("pending, but every task it depends on succeeded")
+            ended = [dep for dep in deps if tasks[dep].state in _RESTARTABLE]
+            if ended:
+                found.append(f"pending, but depends on tasks that ended badly: {sorted(ended)}")
+        elif state is TaskState.UPSTREAM_FAILED:
+            if not_done == 0:
+                found.append("every task it depends on succeeded")
+        elif not_done and not state.terminal:
+            found.append(f"started, but {not_done} of its inputs are not done")
+        if task.host_id is not None and state in _IDLE_STATES:
+            found.append(f"no attempt runs, but it names host {task.host_id}")
+        if state is TaskState.READY and queued[dag.id, task_id] == 0:
+            found.append("ready, but not in the ready queue")
+        elif state is TaskState.RETRYING and (dag.id, task_id, task.not_before) not in delayed:
+            found.append(f"retrying, but not in the retry heap at {task.not_before}")
+        if state is TaskState.RUNNING:
+            _check_running(scheduler, dag, task_id, found)
+        elif scheduler.limbo and (dag.id, task_id) in scheduler.limbo:
+            found.append("in limbo, but not running")
+        if task.recorded:
+            if task.recorded > 1:
+                found.append(f"its end was recorded {task.recorded} times")
+            elif not state.terminal:
+                found.append("an end is recorded, but it has not ended")
+        elif state is succeeded:
+            found.append("succeeded, but its result is not recorded")
+        if task.attempts:
+            numbers = [a.attempt for a in task.attempts]
+            if numbers != sorted(set(numbers)) or numbers[-1] > task.attempt:
+                found.append(f"attempt {task.attempt}, but its attempt records are numbered {numbers}")
+            last = task.attempts[-1]
+            if (last.ended_at is None) != (state is TaskState.RUNNING):
+                found.append(
+                    f"its latest attempt ({last.attempt}) {'has not' if last.ended_at is None else 'has'} ended"
+                )
+        if found:
+            problems.extend(f"task {dag.id}/{task_id} ({state.value}): {p}" for p in found)
+
+
+def _check_running(scheduler: Scheduler, dag: DagRecord, task_id: str, found: list[str]) -> None:
+    """A running attempt is held by exactly one host -- the one the task names -- or waits in limbo."""
+    task = dag.tasks[task_id]
+    key = (dag.id, task_id)
+    holders = sorted(h.id for h in scheduler.hosts.values() if h.running.get(key) == task.attempt)
+    if not task.attempts or task.attempts[-1].attempt != task.attempt:
+        found.append(f"attempt {task.attempt} is running, but has no attempt record")
+    if task.host_id is None:
+        if key not in scheduler.limbo:
+            found.append("runs on no host and is not in limbo")
+        if holders:
+            found.append(f"in limbo, but held by {holders}")
+        return
+    if key in scheduler.limbo:
+        found.append(f"in limbo, but held by host {task.host_id}")
+    if task.host_id not in scheduler.hosts:
+        found.append(f"held by host {task.host_id}, which is gone")
+    if holders != [task.host_id]:
+        found.append(f"attempt {task.attempt} is given to {task.host_id}, but held by {holders}")
+    if task.attempts and task.attempts[-1].host_id != task.host_id:
+        found.append(f"held by {task.host_id}, but its attempt record says {task.attempts[-1].host_id}")
+
+
+def _check_hosts(scheduler: Scheduler, problems: list[str]) -> None:
+    nodes = Counter(host.node_id for host in scheduler.hosts.values())
+    for node_id, n in nodes.items():
+        if n > 1:
+            problems.append(f"node {node_id}: {n} live hosts (a node has one)")
+    for host_id, host in scheduler.hosts.items():
+        where = f"host {host_id}"
+        if host.id != host_id:
+            problems.append(f"{where}: filed under another id ({host.id})")
+        if host.slots < 1:
+            problems.append(f"{where}: {host.slots} slots")
+        if host.head is not None and host.head not in host.running:
+            problems.append(f"{where}: times {host.head}, which it does not hold")
+        for (dag_id, task_id), attempt in host.running.items():
+            dag = scheduler.dags.get(dag_id)
+            task = dag.tasks.get(task_id) if dag else None
+            if task is None:
+                continue  # its DAG was pruned: the host still owes an answer
+            if not 1 <= attempt <= task.attempt:
+                problems.append(f"{where}: holds attempt {attempt} of {dag_id}/{task_id}, issued {task.attempt}")
+            elif attempt == task.attempt and task.state is not TaskState.RUNNING:
+                # Its latest attempt, not running: only an attempt taken back from this very host (lost).
+                record = task.attempts[-1] if task.attempts else None
+                if record is None or record.host_id != host_id or record.reason is not FailureReason.HOST_LOST:
+                    problems.append(
+                        f"{where}: holds attempt {attempt} of {dag_id}/{task_id} ({task.state.value}), "
+                        "which was not taken back from it"
+                    )
+
+
+def _check_limbo(scheduler: Scheduler, problems: list[str]) -> None:
+    for dag_id, task_id in scheduler.limbo:
+        dag = scheduler.dags.get(dag_id)
+        if dag is None or task_id not in dag.tasks:
+            problems.append(f"limbo: holds {dag_id}/{task_id}, which does not exist")
+
+
+def _states(counts: Counter[TaskState]) -> dict[str, int]:
+    return {state.value: n for state, n in sorted(counts.items()) if n}
