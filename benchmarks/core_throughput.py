@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bxthre3.client.connection import ControllerClient  # noqa: E402
+from bxthre3.common.errors import ClusterError  # noqa: E402
 from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec  # noqa: E402
 from bxthre3.wasm.inspect import check_wasi_command  # noqa: E402
 from bxthre3.wire.addresses import Address  # noqa: E402
@@ -119,7 +120,12 @@ def main() -> int:
                   "--slots", str(args.slots), "--cache-dir", f"{tmp.name}/cache")  # fmt: skip
         with ControllerClient(Address("127.0.0.1", port), keys=CurveKeys.from_token(token)) as client:
             deadline = time.monotonic() + 30
-            while client.status()["totals"]["hosts"] < 2:
+            while True:
+                try:  # the controller may not be listening yet: a refused connect is told at once
+                    if client.status()["totals"]["hosts"] >= 2:
+                        break
+                except ClusterError:
+                    pass
                 if time.monotonic() > deadline:
                     raise SystemExit("hosts did not register")
                 time.sleep(0.05)
