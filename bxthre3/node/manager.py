@@ -4,17 +4,8 @@ The node manager is a supervisor (the model is dask's ``nanny.py``): every ``int
 reads the available RAM and decides how many ``bxthre3 host`` processes this device should
 run, starts or stops hosts to match, and restarts hosts that died.
 
-The decision is pure (:func:`target_nodes`, :func:`plan`)::
-
-    effective = available_ram + hosts_we_run * ram_per_node
-    target    = clamp(floor((effective - min_free_ram) / ram_per_node), 0, max_nodes)
-
-Counting the RAM our own hosts hold is what keeps the manager from oscillating: starting a
-host lowers the available RAM, but it raises the credit by ``ram_per_node``, so the target
-stays put. In effect a host is added when ``available >= min_free + ram_per_node`` and one is
-removed only when ``available < min_free``: a dead band one host wide. It would oscillate
-only if a host really used more than ``ram_per_node`` (``--ram-limit`` caps a task's
-linear memory, not the whole process, so keep ``ram_per_node`` at or above a busy host's RSS).
+The decisions are pure and live in :mod:`bxthre3.node.scaling` (the formula, its dead band one host
+wide, the restart backoff, kill bursts); this module is the I/O around them.
 
 Stopping takes the newest host first (SIGTERM: the host says goodbye and the controller
 requeues its running tasks at once; SIGKILL after :data:`STOP_GRACE_S`). A host that exits on
@@ -46,41 +37,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ..common.errors import Bxthre3Error
 from ..common.logs import default_log_dir, rotate_if_large
 from ..common.processes import child_env, die_with_parent
 from ..wire.addresses import Address
 from ..wire.security import TOKEN_ENV
+from . import scaling
 from .device_identity import new_device_id, node_manager_hint, node_prefix
 from .phone_manners import PhoneManners
 from .ram_probe import available_ram_mb, cpu_count, is_android
+from .scaling import RESTART_BACKOFF_MIN_S, KillBurst, effective_ram, max_nodes_for, next_backoff, plan, target_nodes
 
 log = logging.getLogger("bxthre3.node_manager")  # the name log lines show: kept from before the move to packages
 
-DEFAULT_RAM_PER_NODE_MB = 128
-"""MB reserved per host, and the ``--ram-limit`` each host is started with."""
-
-DEFAULT_MIN_FREE_RAM_MB = 512
-"""MB of available RAM the manager always leaves to the device's owner."""
-
-ANDROID_MAX_NODES = 4
-"""Default host cap on Android: 4 hosts = 9 processes, well under the phantom process limit of 32."""
-
 STOP_GRACE_S = 5.0
 """Seconds a host has to say goodbye after SIGTERM before it is SIGKILLed."""
-
-RESTART_BACKOFF_MIN_S = 1.0
-"""First delay before restarting a host that exited unexpectedly."""
-
-RESTART_BACKOFF_MAX_S = 60.0
-"""The restart delay doubles up to this."""
 
 RESTART_BACKOFF_RESET_S = 60.0
 """A host that has stayed up this long gets its restart delay reset to the minimum."""
@@ -91,12 +67,6 @@ FAILED_AT_START_S = 30.0
 GIVE_UP_AFTER = 5
 """Failures at start, the same way each time (exit code and last line of stderr), before a host is given up:
 restarting it again cannot help until someone changes what it is started with."""
-
-KILL_BURST_WINDOW_S = 10.0
-"""Window in which SIGKILL deaths are counted to recognise Android's phantom process killer."""
-
-KILL_BURST_COUNT = 2
-"""SIGKILL deaths within the window that trigger :data:`PHANTOM_KILLER_HELP` (on Android)."""
 
 PHANTOM_KILLER_HELP = """\
 Hosts are being killed by SIGKILL: on Android this is the phantom process killer, which kills
@@ -112,76 +82,21 @@ Until then, run fewer hosts (--max-nodes 2) or keep Termux in the foreground."""
 """Logged (once per burst) when hosts die by SIGKILL in a burst on Android."""
 
 
-# ---------------------------------------------------------------------- pure core
+# ---------------------------------------------------------------------- this device's policy
 
 
 def default_max_nodes() -> int:
-    """One host per CPU; on Android at most :data:`ANDROID_MAX_NODES`."""
-    cpus = cpu_count()
-    return min(cpus, ANDROID_MAX_NODES) if is_android() else cpus
+    """One host per CPU of this device; on Android at most :data:`scaling.ANDROID_MAX_NODES`."""
+    return max_nodes_for(cpu_count(), is_android())
 
 
 @dataclass(frozen=True, slots=True)
-class ScalingPolicy:
-    ram_per_node: int = DEFAULT_RAM_PER_NODE_MB
-    """MB reserved per host (and each host's ``--ram-limit``)."""
-    min_free_ram: int = DEFAULT_MIN_FREE_RAM_MB
-    """MB of available RAM left untouched."""
+class ScalingPolicy(scaling.ScalingPolicy):
+    """:class:`scaling.ScalingPolicy` with ``max_nodes`` defaulting to this device's CPUs (reading them is I/O,
+    so the default lives here); the same class name, so the line `node-manager` prints is unchanged."""
+
     max_nodes: int = field(default_factory=default_max_nodes)
     """Never more hosts than this."""
-
-    def __post_init__(self) -> None:
-        if self.ram_per_node < 1:
-            raise Bxthre3Error(f"ram per node must be at least 1 MB, not {self.ram_per_node}")
-        if self.min_free_ram < 0:
-            raise Bxthre3Error(f"min free RAM cannot be negative ({self.min_free_ram})")
-        if self.max_nodes < 0:
-            raise Bxthre3Error(f"max nodes cannot be negative ({self.max_nodes})")
-
-
-def effective_ram(available_ram_mb: int, running_nodes: int, policy: ScalingPolicy) -> int:
-    """Available RAM plus what our own hosts hold (each counted at ``ram_per_node``)."""
-    return available_ram_mb + running_nodes * policy.ram_per_node
-
-
-def target_nodes(available_ram_mb: int, running_nodes: int, policy: ScalingPolicy) -> int:
-    """How many hosts this device should run, given a RAM reading taken while ``running_nodes`` ran."""
-    spare = effective_ram(available_ram_mb, running_nodes, policy) - policy.min_free_ram
-    return max(0, min(policy.max_nodes, math.floor(spare / policy.ram_per_node)))
-
-
-def plan(current: list[str], target: int, make_id: Callable[[], str]) -> tuple[list[str], list[str]]:
-    """Node ids to start and to stop to go from ``current`` (oldest first) to ``target`` hosts.
-
-    The ids to stop are the newest, newest first; new ids come from ``make_id``.
-    """
-    target = max(0, target)
-    if target > len(current):
-        return [make_id() for _ in range(target - len(current))], []
-    return [], list(reversed(current[target:]))
-
-
-def next_backoff(delay: float) -> float:
-    """The restart delay after ``delay``: doubled, at most :data:`RESTART_BACKOFF_MAX_S`."""
-    return min(RESTART_BACKOFF_MAX_S, max(RESTART_BACKOFF_MIN_S, delay * 2))
-
-
-class KillBurst:
-    """Counts SIGKILL deaths in a sliding window; ``record`` is True when a burst is complete."""
-
-    def __init__(self, window: float = KILL_BURST_WINDOW_S, count: int = KILL_BURST_COUNT) -> None:
-        self.window = window
-        self.count = count
-        self.times: deque[float] = deque()
-
-    def record(self, now: float) -> bool:
-        self.times.append(now)
-        while self.times and now - self.times[0] > self.window:
-            self.times.popleft()
-        if len(self.times) >= self.count:
-            self.times.clear()  # report each burst once
-            return True
-        return False
 
 
 # ---------------------------------------------------------------------- I/O shell
@@ -240,7 +155,7 @@ class NodeManager:
     def __init__(
         self,
         controller: Address,
-        policy: ScalingPolicy,
+        policy: scaling.ScalingPolicy,
         *,
         name: str | None = None,
         probe: Callable[[], int] = available_ram_mb,

@@ -4,9 +4,9 @@ Every import counts, including the lazy ones inside functions (the codebase keep
 with them); only imports under ``if TYPE_CHECKING:`` are skipped, since they load nothing. The rules:
 
 - **pure modules** (the scheduler, the DAG spec, the wire protocol, liveness, the Wasm inspection and
-  rewriting, the executor's pipe framing, the controller's views) import no sockets, threads, clocks,
-  files, subprocesses, ZeroMQ, SQLite, psutil, Textual or engine, and only other pure modules of
-  bxthre3: their tests read "these inputs give exactly these outputs";
+  rewriting, the executor's pipe framing, the node manager's scaling, the controller's views) import
+  no sockets, threads, clocks, files, subprocesses, ZeroMQ, SQLite, psutil, Textual or engine, and
+  only other pure modules of bxthre3: their tests read "these inputs give exactly these outputs";
 - **the host** (`host/*`, the executor's parent handle) never imports an engine, the scheduler,
   SQLite, OpenSSL or Textual, directly or through what it imports at load time: a host is a small
   process on a phone, killable, with no OpenSSL (docs/SECURITY.md);
@@ -43,6 +43,7 @@ PURE = (
     "bxthre3.wasm.vfs",
     "bxthre3.executor.pipe_framing",
     "bxthre3.host.slots",
+    "bxthre3.node.scaling",
     "bxthre3.controller.views",
     "bxthre3.controller.rate_limit",
     "bxthre3.common.errors",

@@ -1,4 +1,5 @@
-"""The node manager's pure parts (scaling formula, plans, backoff, kill bursts) and the RAM probe."""
+"""The node manager's pure parts (`node.scaling`: formula, plans, backoff, kill bursts), the RAM probe and its
+bookkeeping."""
 
 from __future__ import annotations
 
@@ -12,16 +13,8 @@ import pytest
 from bxthre3.common.errors import Bxthre3Error
 from bxthre3.node import manager as node_manager
 from bxthre3.node import ram_probe
-from bxthre3.node.manager import (
-    PHANTOM_KILLER_HELP,
-    KillBurst,
-    NodeManager,
-    ScalingPolicy,
-    _ManagedHost,
-    next_backoff,
-    plan,
-    target_nodes,
-)
+from bxthre3.node.manager import PHANTOM_KILLER_HELP, NodeManager, _ManagedHost
+from bxthre3.node.scaling import KillBurst, ScalingPolicy, max_nodes_for, next_backoff, plan, target_nodes
 from bxthre3.wire.addresses import Address
 
 # ---------------------------------------------------------------------- RAM probe
@@ -102,20 +95,35 @@ def test_cpu_count_is_positive(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------- scaling policy
 
 
+def test_max_nodes_for() -> None:
+    assert [max_nodes_for(8, False), max_nodes_for(8, True), max_nodes_for(2, True)] == [8, 4, 2]
+
+
 def test_default_max_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manager's ScalingPolicy reads this device's CPUs for its default cap (the pure one has none)."""
     monkeypatch.setattr(node_manager, "cpu_count", lambda: 8)
     monkeypatch.setattr(node_manager, "is_android", lambda: False)
-    assert ScalingPolicy().max_nodes == 8
+    assert node_manager.ScalingPolicy().max_nodes == 8
     monkeypatch.setattr(node_manager, "is_android", lambda: True)
-    assert ScalingPolicy().max_nodes == 4
+    assert node_manager.ScalingPolicy().max_nodes == 4
     monkeypatch.setattr(node_manager, "cpu_count", lambda: 2)
-    assert ScalingPolicy().max_nodes == 2
+    assert node_manager.ScalingPolicy().max_nodes == 2
+    with pytest.raises(TypeError):
+        ScalingPolicy()  # type: ignore[call-arg]
+
+
+def test_the_policy_prints_as_before() -> None:
+    """`node-manager` prints its policy on start: the subclass keeps the name and the fields."""
+    shown = "ScalingPolicy(ram_per_node=64, min_free_ram=0, max_nodes=2)"
+    assert repr(node_manager.ScalingPolicy(64, 0, 2)) == repr(ScalingPolicy(64, 0, max_nodes=2)) == shown
 
 
 @pytest.mark.parametrize("kwargs", [{"ram_per_node": 0}, {"min_free_ram": -1}, {"max_nodes": -1}])
 def test_policy_rejects_nonsense(kwargs: dict[str, int]) -> None:
     with pytest.raises(Bxthre3Error):
-        ScalingPolicy(**kwargs)
+        ScalingPolicy(**{"max_nodes": 4, **kwargs})
+    with pytest.raises(Bxthre3Error):
+        node_manager.ScalingPolicy(**kwargs)
 
 
 POLICY = ScalingPolicy(ram_per_node=128, min_free_ram=512, max_nodes=4)
