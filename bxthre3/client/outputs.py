@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..common.errors import Bxthre3Error
-from ..dag.spec import DagSpec, id_problem, path_problem
+from ..dag.fields import id_problem, path_problem
+from ..dag.spec import DagSpec
 
 if TYPE_CHECKING:
     from ..controller.views import FileView, ResultsView

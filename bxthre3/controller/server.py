@@ -32,7 +32,7 @@ from ..common.limits import (
 )
 from ..common.status_file import StatusFile
 from ..common.stop_event import wake_fd
-from ..dag.spec import output_files_problem
+from ..dag.fields import output_files_problem
 from ..scheduler import (
     AbortAttempt,
     AckResult,

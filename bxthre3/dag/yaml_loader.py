@@ -37,24 +37,18 @@ from bxthre3.common.limits import (
 )
 from bxthre3.dag import examples
 from bxthre3.dag.examples import MODULE_PATH_ENV
-from bxthre3.dag.spec import (
-    OUTPUT_PREFIX,
-    DagSpec,
-    InputKind,
-    TaskFile,
-    TaskInput,
-    TaskSpec,
+from bxthre3.dag.fields import (
     check_limits,
     did_you_mean,
     id_problem,
     memory_problem,
-    parse_input,
     path_problem,
     paths_problem,
     retries_problem,
     timeout_problem,
-    validate_graph,
 )
+from bxthre3.dag.graph import validate_graph
+from bxthre3.dag.spec import OUTPUT_PREFIX, DagSpec, InputKind, TaskFile, TaskInput, TaskSpec, parse_input
 from bxthre3.wasm.inspect import check_wasi_command
 
 _EventLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -242,7 +236,7 @@ class _DagBuilder:
     """Walks the node tree of one DAG file, reading modules and file inputs as it goes.
 
     Remembers the line of every task and field, so that the graph checks of
-    `dag.spec` (which know nothing of lines) can be reported at the right place.
+    `dag.graph` (which know nothing of lines) can be reported at the right place.
     """
 
     def __init__(self, source: str, base_dir: Path) -> None:

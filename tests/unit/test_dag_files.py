@@ -19,16 +19,8 @@ from bxthre3.common.limits import (
     MAX_PATH_BYTES,
     MAX_TASK_INPUT_BYTES,
 )
-from bxthre3.dag.spec import (
-    DagSpec,
-    InputKind,
-    TaskFile,
-    TaskInput,
-    TaskSpec,
-    output_files_problem,
-    path_problem,
-    paths_problem,
-)
+from bxthre3.dag.fields import output_files_problem, path_problem, paths_problem
+from bxthre3.dag.spec import DagSpec, InputKind, TaskFile, TaskInput, TaskSpec
 from bxthre3.dag.yaml_loader import load_dag
 from bxthre3.scheduler import Assign, DagSubmitted, HostJoined, Scheduler, SchedulerConfig, TaskFinished, TaskState
 from bxthre3.wire import protocol

@@ -12,7 +12,8 @@ import pytest
 
 from bxthre3.common.errors import DagError
 from bxthre3.dag import yaml_loader as dag_loader
-from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, topological_order
+from bxthre3.dag.graph import topological_order
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput
 from bxthre3.dag.yaml_loader import load_dag, parse_dag
 
 DAGS = Path(__file__).resolve().parents[1] / "data" / "dags"

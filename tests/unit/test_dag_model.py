@@ -13,15 +13,9 @@ import pytest
 
 from bxthre3.common.errors import DagError
 from bxthre3.common.limits import MAX_INPUTS_PER_TASK, MAX_MODULE_BYTES, MAX_TASKS_PER_DAG
-from bxthre3.dag import spec as dag_model
-from bxthre3.dag.spec import (
-    DagSpec,
-    InputKind,
-    TaskInput,
-    TaskSpec,
-    topological_order,
-    validate_graph,
-)
+from bxthre3.dag import fields
+from bxthre3.dag.graph import topological_order, validate_graph
+from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
 from bxthre3.dag.yaml_loader import parse_dag
 
 MODULES = Path(__file__).resolve().parents[1] / "data" / "dags" / "modules"
@@ -421,7 +415,7 @@ def test_random_wire_corruption_only_raises_dag_error() -> None:
 
 
 def test_a_long_cycle_is_shortened_to_one_readable_line() -> None:
-    from bxthre3.dag.spec import _cycle_text
+    from bxthre3.dag.graph import _cycle_text
 
     ids = [f"t{i}" for i in range(1000)] + ["t0"]
     text = _cycle_text(ids)
@@ -456,8 +450,8 @@ def test_error_messages_escape_control_characters() -> None:
     ],
 )
 def test_yaml_and_wire_form_share_one_rule_per_task_field(field: str, value: float, rule: str | None) -> None:
-    """The YAML loader and the controller's wire door ask `dag_model.<field>_problem`: same bounds, same words."""
-    assert getattr(dag_model, f"{field}_problem")(value) == rule
+    """The YAML loader and the controller's wire door ask `dag.fields.<field>_problem`: same bounds, same words."""
+    assert getattr(fields, f"{field}_problem")(value) == rule
     wire = dag(task("a")).to_wire()
     wire["tasks"][0][field] = value
     yaml_text = f"name: t\ntasks:\n  - id: a\n    module: ok.wasm\n    {field}: {value}\n"

@@ -3,10 +3,11 @@
 Every import counts, including the lazy ones inside functions (the codebase keeps its heaviest rules
 with them); only imports under ``if TYPE_CHECKING:`` are skipped, since they load nothing. The rules:
 
-- **pure modules** (the scheduler, the DAG spec, the wire protocol, liveness, the Wasm inspection and
-  rewriting, the executor's pipe framing, the node manager's scaling, the controller's views) import
-  no sockets, threads, clocks, files, subprocesses, ZeroMQ, SQLite, psutil, Textual or engine, and
-  only other pure modules of bxthre3: their tests read "these inputs give exactly these outputs";
+- **pure modules** (the scheduler, the DAG spec, field rules, graph checks and wire form, the wire
+  protocol, liveness, the Wasm inspection and rewriting, the executor's pipe framing, the node
+  manager's scaling, the controller's views) import no sockets, threads, clocks, files, subprocesses,
+  ZeroMQ, SQLite, psutil, Textual or engine, and only other pure modules of bxthre3: their tests read
+  "these inputs give exactly these outputs";
 - **the host** (`host/*`, the executor's parent handle) never imports an engine, the scheduler,
   SQLite, OpenSSL or Textual, directly or through what it imports at load time: a host is a small
   process on a phone, killable, with no OpenSSL (docs/SECURITY.md);
@@ -33,6 +34,9 @@ PURE = (
     "bxthre3.scheduler",
     "bxthre3.scheduler.*",
     "bxthre3.dag.spec",
+    "bxthre3.dag.fields",
+    "bxthre3.dag.graph",
+    "bxthre3.dag.wire_form",
     "bxthre3.wire.protocol",
     "bxthre3.wire.liveness",
     "bxthre3.wasm.abi",
