@@ -1,36 +1,26 @@
 """The `bxthre3` command line. ``main(argv) -> int`` so tests call it directly.
 
-Imports are lazy per subcommand: `bxthre3 host` must not pull in Textual or rich, and
-`bxthre3 validate` must not start ZeroMQ.
+This module builds the parser (one `_add_<command>` per subcommand) and dispatches; each command's
+wiring lives in `commands/`, and the handler a subcommand is given here imports it only when that
+command runs. Imports are lazy per subcommand: `bxthre3 host` must not pull in Textual or rich (nor
+the controller's wiring), and `bxthre3 validate` must not start ZeroMQ.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import __version__
-from .common.errors import Bxthre3Error, ClusterError
-from .common.stop_event import StopEvent
-from .common.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, range_problem
-from .wire.addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, controller_from_env_or
-from .wire.sockets import is_loopback
-
-if TYPE_CHECKING:
-    from .controller.views import ResultsView
+from .common.errors import EXIT_INTERRUPTED, EXIT_OK, Bxthre3Error, ClusterError
+from .common.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, range_problem
+from .wire.addresses import CONTROLLER_ENV, DEFAULT_PORT
 
 MAX_SLOTS = 64
 """Most executor processes one host may run: each is a process and a share of memory."""
-
-EXIT_OK = 0
-EXIT_DAG_FAILED = 1
-EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,13 +130,6 @@ def _add_log_options(p: argparse.ArgumentParser, default_level: str) -> None:
     )  # fmt: skip
 
 
-def _role_log(args: argparse.Namespace, name: str) -> Path:
-    """The role's log file: --log-file, else <name> in logs.default_log_dir() (never ./logs)."""
-    from .common.logs import role_log_file
-
-    return role_log_file(args.log_file, name)
-
-
 def _add_controller_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--controller",
@@ -170,39 +153,6 @@ def _add_token_options(p: argparse.ArgumentParser, *, controller: bool = False) 
     )  # fmt: skip
 
 
-def _member_token(args: argparse.Namespace) -> str | None:
-    """The token a member (host, node manager, CLI, UI) presents; None with --insecure."""
-    from .wire.security import default_state_dir, resolve_token
-
-    if getattr(args, "insecure", False):
-        return None
-    return resolve_token(getattr(args, "token", None), state_dir=default_state_dir())
-
-
-def _member_keys(args: argparse.Namespace) -> Any:
-    from .wire.security import CurveKeys
-
-    token = _member_token(args)
-    return CurveKeys.from_token(token) if token else None
-
-
-def _controller_token(args: argparse.Namespace, state_dir: Path | str) -> str | None:
-    """--token > $BXTHRE3_TOKEN > the state dir's token (created on first start); None with --insecure."""
-    from .wire.security import TOKEN_ENV, check_token, load_or_create_token, new_token
-
-    if args.insecure:
-        return None
-    if args.token:
-        return check_token(args.token, "--token")
-    if os.environ.get(TOKEN_ENV, "").strip():
-        return check_token(os.environ[TOKEN_ENV], f"${TOKEN_ENV}")
-    if str(state_dir) == ":memory:":
-        token = new_token()
-        print(f"cluster token (this run only; hosts need it): {token}", file=sys.stderr, flush=True)
-        return token
-    return load_or_create_token(state_dir)
-
-
 def _add_token(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="print this device's cluster token (created if there is none yet)")
     p.add_argument("--state-dir", help="the controller's state dir (default ~/.local/share/bxthre3/controller)")
@@ -210,10 +160,9 @@ def _add_token(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_token(args: argparse.Namespace) -> int:
-    from .wire.security import default_state_dir, load_or_create_token
+    from .commands import cluster_access
 
-    print(load_or_create_token(args.state_dir or default_state_dir()))
-    return EXIT_OK
+    return cluster_access._run_token(args)
 
 
 def _add_discovery_options(p: argparse.ArgumentParser) -> None:
@@ -227,77 +176,6 @@ def _add_discovery_options(p: argparse.ArgumentParser) -> None:
         help="UDP port of discovery beacons (default 5001)",
     )  # fmt: skip
     p.add_argument("--discovery-bind", default="", help=argparse.SUPPRESS)  # tests listen on loopback only
-
-
-def _find_controller(args: argparse.Namespace) -> Address:
-    """--controller, else $BXTHRE3_CONTROLLER, else a beacon on the LAN, else the last one that worked."""
-    explicit = controller_from_env_or(args.controller)
-    if explicit is not None:
-        return explicit
-    from .wire.discovery import find_controller
-
-    print(
-        f"bxthre3: no --controller given; listening for a controller's beacon on UDP {args.discovery_port} "
-        f"for up to {args.discovery_timeout:g}s",
-        file=sys.stderr,
-        flush=True,
-    )
-    cluster_id = args.cluster_id
-    if cluster_id is None:
-        from .wire.security import CurveKeys, cluster_id_for
-
-        token = _member_token(args)
-        # Only beacons naming our token's cluster: a stranger's forged beacon is ignored like another cluster's.
-        cluster_id = cluster_id_for(CurveKeys.from_token(token)) if token else None
-    address = find_controller(
-        None,
-        timeout=args.discovery_timeout,
-        cluster_id=cluster_id,
-        port=args.discovery_port,
-        bind_host=args.discovery_bind,
-        remember=False,  # a host remembers it once it registered there (see Host.remember_controller)
-    )
-    args.discovered = True
-    print(f"bxthre3: found controller {address}", file=sys.stderr, flush=True)
-    return address
-
-
-def _controller_address(args: argparse.Namespace) -> Address:
-    return controller_from_env_or(args.controller) or Address("127.0.0.1", DEFAULT_PORT)
-
-
-def _client(args: argparse.Namespace) -> Any:
-    """The CLI's controller client: --controller, --timeout, and the member keys (or --insecure)."""
-    from .client.connection import ControllerClient
-
-    return ControllerClient(_controller_address(args), timeout=args.timeout, keys=_member_keys(args))
-
-
-def _wait_and_print(client: Any, dag_id: str, name: str, total: int, *, as_json: bool) -> int:
-    """`--wait`: a progress bar until the DAG ends, then its results (exit code by its state)."""
-    _wait_with_progress(client, dag_id, name, total)
-    return _print_results(client.results(dag_id), as_json=as_json)
-
-
-STALL_TASKS = 50
-"""Tasks asked for when a DAG stalls (the controller picks running ones first)."""
-
-
-def _wait_with_progress(client: Any, dag_id: str, name: str, total: int) -> None:
-    """Progress until the DAG ends; when it stops moving, what runs where and why the rest waits."""
-    from .client.progress import DagProgress, describe_stall
-    from .common.errors import ClusterError
-
-    def explain(idle_s: float) -> list[str]:
-        try:
-            results = client.results(dag_id, with_output=False, limit=STALL_TASKS)
-            status = client.status()
-        except ClusterError as exc:
-            return [f"no progress for {idle_s:.0f} s, and the controller does not say why: {exc}"]
-        return describe_stall(results, status, idle_s)
-
-    with DagProgress(name, total, explain=explain) as progress:
-        client.wait(dag_id, progress.update)
 
 
 # ---------------------------------------------------------------------- controller
@@ -351,179 +229,10 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_controller)
 
 
-def _stop_on_signals() -> StopEvent:
-    stop = StopEvent()
-
-    def handler(signum: int, frame: object) -> None:
-        stop.signal = signum  # type: ignore[attr-defined]
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
-
-
 def _run_controller(args: argparse.Namespace) -> int:
-    if getattr(args, "with_ui", False) and sys.stdin.isatty() and sys.stdout.isatty():
-        return _run_all_with_ui(args)
-    from .common.logs import setup_logging
-    from .controller.server import Controller
-    from .scheduler import SchedulerConfig
+    from .commands import controller_role
 
-    setup_logging(args.log_level, _role_log(args, "controller.log"))
-    from .controller.store import PrunePolicy
-    from .wire.security import default_state_dir
-
-    config = SchedulerConfig(heartbeat_interval=args.heartbeat, liveness=args.liveness)
-    state_dir = args.state_dir or default_state_dir()
-    prune = PrunePolicy(keep=args.keep_dags, max_age_s=args.keep_days * 86_400)
-    metrics = None
-    if getattr(args, "metrics_port", None) is not None:
-        from .controller.metrics import Metrics
-
-        metrics = Metrics()
-    if args.insecure and not is_loopback(args.host):
-        raise Bxthre3Error(f"--insecure serves plaintext, so only on loopback (--host 127.0.0.1), not {args.host}")
-    token = _controller_token(args, state_dir)
-    from .wire.security import CurveKeys
-
-    controller = Controller(
-        host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics,
-        status_file=_status_file(args), keys=CurveKeys.from_token(token) if token else None,
-    )  # fmt: skip
-    controller.token = token
-    controller.owns_process = True
-    stop = _stop_on_signals()
-    beacon = None
-    first_start = _first_start(state_dir)
-    try:
-        _open_journal(controller, state_dir, reset=getattr(args, "reset_state", False))
-        port = controller.bind()
-        print(f"bxthre3 controller listening on {args.host}:{port}, state in {state_dir}", file=sys.stderr, flush=True)
-        if first_start:
-            _print_join_hint(args, port, state_dir)
-        if metrics is not None:
-            try:
-                metrics_port = metrics.serve(args.metrics_port, args.host)
-            except OSError as exc:
-                raise ClusterError(f"cannot serve metrics on {args.host}:{args.metrics_port}: {exc.strerror}") from exc
-            print(f"metrics on http://{args.host}:{metrics_port}/metrics", file=sys.stderr, flush=True)
-        if not args.no_beacon and not is_loopback(args.host):
-            from .wire.discovery import Beacon, BeaconSender
-            from .wire.security import cluster_id_for
-
-            cluster_id = args.cluster_id or (
-                cluster_id_for(controller.keys) if controller.keys else _cluster_id(state_dir)
-            )
-            beacon = BeaconSender(Beacon(cluster_id, port), port=args.discovery_port)
-            beacon.start()
-            print(f"announcing cluster {cluster_id!r} on UDP {args.discovery_port}", file=sys.stderr, flush=True)
-        if args.with_node_manager:
-            _serve_with_node_manager(controller, stop, args, port)
-        else:
-            controller.serve(stop)
-    finally:
-        if beacon is not None:
-            beacon.stop()
-        if metrics is not None:
-            metrics.close()
-        controller.close()
-    return EXIT_OK
-
-
-def _first_start(state_dir: Path | str) -> bool:
-    """A persistent state dir without a journal yet: this controller has never run there."""
-    from .controller.store import JOURNAL_FILE
-
-    return str(state_dir) != ":memory:" and not (Path(state_dir) / JOURNAL_FILE).exists()
-
-
-def _print_join_hint(args: argparse.Namespace, port: int, state_dir: Path | str) -> None:
-    from .controller.join_hint import join_lines
-    from .wire.security import default_state_dir, token_path
-
-    file = token_path(state_dir)
-    command = "bxthre3 token"
-    if Path(state_dir).resolve() != Path(default_state_dir()).resolve():
-        command += f" --state-dir {state_dir}"
-    lines = join_lines(
-        args.host, port, token_file=file if file.exists() else None, insecure=bool(args.insecure), token_command=command
-    )
-    print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def _open_journal(controller: Any, state_dir: Path | str, *, reset: bool) -> None:
-    """Restore the journal; with --reset-state a damaged one is moved aside (never deleted) first."""
-    from .controller.store import JournalError, reset_state
-
-    try:
-        controller.open_state()
-    except JournalError as exc:
-        if not reset or str(state_dir) == ":memory:":
-            raise
-        moved = reset_state(state_dir)
-        names = ", ".join(str(p) for p in moved)
-        print(f"bxthre3: {exc.summary}; moved aside: {names}", file=sys.stderr, flush=True)
-        controller.open_state()
-        return
-    if reset:
-        print(f"bxthre3: the journal in {state_dir} is healthy; --reset-state moved nothing", file=sys.stderr)
-
-
-def _run_all_with_ui(args: argparse.Namespace) -> int:
-    """`bxthre3 all` on a terminal: the TUI runs controller + node manager as its child (the same
-    command without a terminal), so the roles never compete with the screen for the GIL."""
-    from .tui.app import run_tui
-    from .tui.roles import RoleConfig
-
-    forwarded = ["--host", args.host, "--min-free-ram", str(args.min_free_ram), "--log-level", args.log_level]
-    if args.state_dir:
-        forwarded += ["--state-dir", args.state_dir]
-    if args.max_nodes is not None:
-        forwarded += ["--max-nodes", str(args.max_nodes)]
-    if args.device_name:
-        forwarded += ["--device-name", args.device_name]
-    if args.device_id:
-        forwarded += ["--device-id", args.device_id]
-    if args.insecure:
-        forwarded.append("--insecure")
-    config = RoleConfig("all", port=args.port, ram_per_node=_ram_per_node(args))
-    log_file = _role_log(args, "ui_node.log")
-    return run_tui(
-        start_config=config, role_args={"all": forwarded}, token=args.token, insecure=args.insecure, log_file=log_file
-    )
-
-
-def _serve_with_node_manager(controller: Any, stop: threading.Event, args: argparse.Namespace, port: int) -> None:
-    """Controller loop in a thread, node manager on the main thread (its hosts die with it)."""
-    worker = threading.Thread(target=controller.serve, args=(stop,), name="bxthre3-controller", daemon=True)
-    worker.start()
-    manager = _node_manager(args, Address("127.0.0.1", port), controller.token)
-    controller.status_extra = lambda: {"node_manager": manager.snapshot()}
-    try:
-        manager.run(stop)
-    finally:
-        stop.set()
-        worker.join(5)
-
-
-def _cluster_id(state_dir: Path | str) -> str:
-    """A random cluster id, kept in the state dir so the cluster keeps its name across restarts."""
-    if str(state_dir) == ":memory:":
-        return f"bx-{os.urandom(4).hex()}"
-    path = Path(state_dir) / "cluster_id"
-    try:
-        text = path.read_text().strip()
-        if text:
-            return text[:64]
-    except OSError:
-        pass
-    cluster_id = f"bx-{os.urandom(4).hex()}"
-    try:
-        path.write_text(cluster_id + "\n")
-    except OSError as exc:
-        print(f"bxthre3: warning: cannot keep the cluster id in {path}: {exc.strerror}", file=sys.stderr)
-    return cluster_id
+    return controller_role._run_controller(args)
 
 
 # ---------------------------------------------------------------------- host
@@ -597,54 +306,10 @@ def _add_status_file_option(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _status_file(args: argparse.Namespace) -> Any:
-    from .common.status_file import StatusFile
-
-    return StatusFile(args.status_file) if getattr(args, "status_file", None) else None
-
-
 def _run_host(args: argparse.Namespace) -> int:
-    import socket
+    from .commands import host_role
 
-    from .common.logs import setup_logging
-    from .host.module_cache import ModuleCache, default_cache_dir
-    from .host.session import Host, HostConfig
-    from .node.device_identity import HOST_HINT, default_host_id, resolve_device_id
-    from .wasm.choice import resolve as resolve_engine
-    from .wire.security import load_or_create_host_key, new_host_key
-
-    if args.node_id is not None:
-        check_node_id(args.node_id)  # it names files: `a/b` wrote logs/host_a/b.log
-    device_id = resolve_device_id(args.device_id)
-    address = _find_controller(args)
-    node_id = args.node_id or default_host_id(device_id, os.getpid())
-    setup_logging(args.log_level, _role_log(args, f"host_{node_id}.log"))
-    # A chosen node id keeps its key on this device, so a restarted host takes over its old self; the
-    # default id (with the pid) is never used twice, so its key lives only as long as the process.
-    key = load_or_create_host_key(node_id) if args.node_id else new_host_key()
-    config = HostConfig(
-        node_id=node_id,
-        ram_mb=args.ram_limit,
-        slots=args.slots,
-        heartbeat_interval=args.heartbeat,
-        liveness=args.liveness,
-        device=args.device or socket.gethostname(),
-        device_id=device_id,
-        duplicate_hint=args.duplicate_hint or HOST_HINT,
-        executor_idle_s=args.executor_idle,
-        engine=resolve_engine(args.engine),
-        warm_executors=args.warm_executors,
-        key=key,
-    )
-    cache = ModuleCache(args.cache_dir or default_cache_dir())
-    host = Host(
-        address, config, cache=cache, status_file=_status_file(args), keys=_member_keys(args),
-        pause_file=args.pause_file, remember_controller=args.remember_controller or getattr(args, "discovered", False),
-    )  # fmt: skip
-    stop = _stop_on_signals()
-    print(f"bxthre3 host {node_id} connecting to {address}", file=sys.stderr, flush=True)
-    host.run(stop)
-    return EXIT_INTERRUPTED if getattr(stop, "signal", None) == signal.SIGINT else EXIT_OK
+    return host_role._run_host(args)
 
 
 # ---------------------------------------------------------------------- node manager
@@ -694,80 +359,10 @@ def _add_node_manager(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_node_manager)
 
 
-def _ram_per_node(args: argparse.Namespace) -> int:
-    if args.ram_per_node is not None:
-        return int(args.ram_per_node)
-    env = os.environ.get("RAM_PER_NODE", "").strip()
-    try:
-        value = int(env) if env else 128
-    except ValueError:
-        raise Bxthre3Error(f"RAM_PER_NODE must be a whole number of MB, not {env!r}") from None
-    from .common.user_input import ram_problem
-
-    problem = ram_problem(value)
-    if problem:
-        raise Bxthre3Error(f"RAM_PER_NODE {problem} (or pass --ram-per-node)")
-    return value
-
-
-def _node_manager(args: argparse.Namespace, controller: Address, token: str | None) -> Any:
-    """The node manager; its hosts get ``token`` through their environment (argv is public), or
-    --insecure when it is None."""
-    import socket
-
-    from .node.device_identity import resolve_device_id
-    from .node.manager import NodeManager, ScalingPolicy
-    from .node.ram_probe import is_android
-
-    if args.device_name:
-        check_node_id(args.device_name, "--device-name")  # it starts every host's node id and log name
-
-    policy = ScalingPolicy(
-        ram_per_node=_ram_per_node(args),
-        min_free_ram=args.min_free_ram,
-        **({"max_nodes": args.max_nodes} if args.max_nodes is not None else {}),
-    )
-    log_dir = _role_log(args, "node_manager.log").parent
-    manners = None
-    mode = getattr(args, "phone_manners", "off")
-    if mode not in ("auto", "on", "off"):
-        raise Bxthre3Error(f"--phone-manners (or $BXTHRE3_PHONE_MANNERS) must be auto, on or off, not {mode!r}")
-    if mode == "on" or (mode == "auto" and is_android()):
-        from .node.phone_manners import PhoneManners
-
-        manners = PhoneManners(log_dir / f"{args.device_name or socket.gethostname()}.paused")
-    from .wasm.choice import resolve as resolve_engine
-
-    engine = resolve_engine(getattr(args, "engine", "auto"))  # refuse a missing engine now, not in every host
-    return NodeManager(
-        controller, policy, name=args.device_name, log_dir=log_dir, token=token, insecure=token is None,
-        manners=manners, host_args=["--engine", engine], device_id=resolve_device_id(args.device_id),
-    )  # fmt: skip
-
-
 def _run_node_manager(args: argparse.Namespace) -> int:
-    from .common.logs import setup_logging
+    from .commands import node_manager_role
 
-    controller_from_env_or(args.controller)  # a bad address is refused before anything starts
-    setup_logging(args.log_level, _role_log(args, "node_manager.log"))
-    token = _member_token(args)
-    manager = _node_manager(args, _find_controller(args), token)
-    if getattr(args, "discovered", False):
-        manager.host_args.append("--remember-controller")  # the first host to register makes it the "last used"
-    stop = _stop_on_signals()
-    print(f"bxthre3 node manager for {manager.controller} ({manager.policy})", file=sys.stderr, flush=True)
-    from .wire.reachability import why_unreachable
-
-    problem = why_unreachable(manager.controller)  # said here once, not only deep in every host's log
-    if problem:
-        print(f"bxthre3: warning: {problem} (its hosts keep trying)", file=sys.stderr, flush=True)
-    status = _status_file(args)
-    if status is not None:
-        status.start_thread(stop, lambda: {"role": "node-manager", "node_manager": manager.snapshot()})
-    manager.run(stop)
-    if status is not None:
-        status.write({"role": "node-manager", "node_manager": manager.snapshot(), "state": "stopped"})
-    return EXIT_INTERRUPTED if getattr(stop, "signal", None) == signal.SIGINT else EXIT_OK
+    return node_manager_role._run_node_manager(args)
 
 
 def _add_all(sub: argparse._SubParsersAction) -> None:
@@ -805,16 +400,9 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ui(args: argparse.Namespace) -> int:
-    from .tui.app import run_tui
-    from .wire.security import check_token
+    from .commands import ui_role
 
-    controller = controller_from_env_or(args.controller) if args.controller else None
-    token = check_token(args.token, "--token") if args.token else None
-    return int(
-        run_tui(
-            controller=controller, start_role=args.role, log_file=args.log_file, token=token, insecure=args.insecure
-        )
-    )
+    return ui_role._run_ui(args)
 
 
 # ---------------------------------------------------------------------- validate
@@ -827,30 +415,9 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .dag.examples import dag_file
-    from .dag.yaml_loader import load_dag
+    from .commands import validate_dag
 
-    spec = load_dag(dag_file(args.dag))
-    size = sum(len(m) for m in spec.modules.values())
-    print(f"{args.dag}: OK — DAG '{spec.name}', {len(spec.tasks)} tasks, {len(spec.modules)} modules ({size:,} bytes)")
-    for note in _engine_notes(spec):
-        print(f"{args.dag}: note: {note}")
-    return EXIT_OK
-
-
-def _engine_notes(spec: Any) -> list[str]:
-    """Modules only wasmtime hosts can run: OK would otherwise promise what a Wasm3 host refuses."""
-    from .common.errors import printable
-    from .wasm.normalize import WASM3, normalize, refusal
-
-    notes = []
-    for digest, data in spec.modules.items():
-        problem = refusal(normalize(data, name=digest[:12]).features, engine=WASM3)
-        if problem:
-            names = sorted({t.module_name for t in spec.tasks if t.module == digest})
-            label = ", ".join(printable(n) for n in names) or digest[:12]
-            notes.append(f"module {label} runs on wasmtime hosts only: it {problem}")
-    return notes
+    return validate_dag._run_validate(args)
 
 
 # ---------------------------------------------------------------------- run
@@ -877,46 +444,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from .client.progress import stage_printer
-    from .commands.local_cluster import LocalCluster
-    from .common.logs import chosen_log_dir, setup_logging
-    from .common.scratch import exit_on_termination_signals
-    from .dag.examples import dag_file
-    from .dag.yaml_loader import load_dag
-    from .wasm.choice import resolve as resolve_engine
+    from .commands import run_local
 
-    spec = load_dag(dag_file(args.dag))
-    log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
-    setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
-    engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
-    exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
-    with LocalCluster(
-        hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
-    ) as cluster:
-        assert cluster.client is not None
-        dag_id = cluster.client.submit(spec)
-        _wait_with_progress(cluster.client, dag_id, spec.name, len(spec.tasks))
-        results = cluster.client.results(dag_id)
-        written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
-    code = _print_results(results, as_json=args.json)
-    if args.out is not None:
-        _say_written(_write_final(spec, results, args.out) + written)
-    return code
-
-
-def _write_named_outputs(client: Any, dag_id: str, results: ResultsView, out: Path) -> list[Path]:
-    """Fetch and write every succeeded task's named outputs as OUT/<task>/<name>, one task per request
-    (a task's files can add up to 16 MiB: a whole DAG's would not fit one reply)."""
-    from .client.outputs import write_named_outputs
-
-    written: list[Path] = []
-    for task in results.get("tasks", []):
-        if task.get("state") != "succeeded" or not task.get("files"):
-            continue
-        full = client.results(dag_id, task_id=task["task_id"], with_files=True)
-        for one in full.get("tasks", []):
-            written += write_named_outputs(out, one["task_id"], one.get("files", []))
-    return written
+    return run_local._run_run(args)
 
 
 # ---------------------------------------------------------------------- submit / status / results
@@ -940,41 +470,9 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from .dag.examples import dag_file
-    from .dag.yaml_loader import load_dag
+    from .commands import dag_requests
 
-    if args.out is not None and not args.wait:
-        raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
-    spec = load_dag(dag_file(args.dag))
-    with _client(args) as client:
-        dag_id = client.submit(spec)
-        if args.json and not args.wait:
-            print(json.dumps({"dag_id": dag_id}), flush=True)
-            return EXIT_OK
-        # With --wait --json, stdout is the results document alone (`| jq` must parse it): the id goes aside.
-        print(dag_id, file=sys.stderr if args.json else sys.stdout, flush=True)
-        if not args.wait:
-            return EXIT_OK
-        _wait_with_progress(client, dag_id, spec.name, len(spec.tasks))
-        results = client.results(dag_id)
-        written = _write_named_outputs(client, dag_id, results, args.out) if args.out is not None else []
-    code = _print_results(results, as_json=args.json)
-    if args.out is not None:
-        _say_written(_write_final(spec, results, args.out) + written)
-    return code
-
-
-def _write_final(spec: Any, results: ResultsView, out: Path) -> list[Path]:
-    from .client.outputs import write_final_outputs
-
-    return write_final_outputs(spec, results, out)
-
-
-def _say_written(paths: list[Path]) -> None:
-    from .client.outputs import terminal_safe
-
-    for path in paths:
-        print(f"wrote {terminal_safe(str(path), keep='')}", file=sys.stderr)  # names come from modules
+    return dag_requests._run_submit(args)
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
@@ -985,19 +483,9 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from .commands import dag_requests
 
-    with _client(args) as client:
-        status = client.status()
-    journal_error = status.get("controller", {}).get("journal_error")
-    if journal_error:  # the one thing about the controller itself a user must act on
-        print(f"bxthre3: warning: {journal_error}", file=sys.stderr, flush=True)
-    if args.json:
-        print(json.dumps(status, indent=2, default=_json_default))
-    else:
-        from .client.render import print_status
-
-        print_status(status)
-    return EXIT_OK
+    return dag_requests._run_status(args)
 
 
 def _add_results(sub: argparse._SubParsersAction) -> None:
@@ -1016,48 +504,9 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_results(args: argparse.Namespace) -> int:
+    from .commands import dag_requests
 
-    with _client(args) as client:
-        results = client.results(args.dag_id, task_id=args.task) if args.task else client.results(args.dag_id)
-        written = _write_named_outputs(client, args.dag_id, results, args.out) if args.out is not None else []
-    if args.task and not args.json:
-        return _print_one_output(results, args.task)
-    code = _print_results(results, as_json=args.json)
-    _say_written(written)
-    return code
-
-
-def _print_one_output(results: ResultsView, task_id: str) -> int:
-    """`results ID --task T`: the task's whole stdout, byte for byte into a file or a pipe (`> img.pgm`).
-
-    On a terminal, text has its control characters escaped (a module must not be able to rewrite the
-    screen) and binary is not written at all: it would only garble the terminal."""
-    tasks = [t for t in results.get("tasks", []) if t.get("task_id") == task_id]
-    if not tasks:
-        raise Bxthre3Error(f"DAG {results.get('dag_id')} has no task {task_id!r} (`bxthre3 results ID` lists them)")
-    task = tasks[0]
-    if task.get("state") != "succeeded":
-        why = f": {task.get('reason')} {task.get('error') or ''}".rstrip() if task.get("reason") else ""
-        print(f"bxthre3: task {task_id} is {task.get('state')}{why}", file=sys.stderr)
-        return EXIT_DAG_FAILED
-    raw = task.get("output") or b""
-    data = raw.encode() if isinstance(raw, str) else raw
-    if sys.stdout.isatty():
-        from .client.outputs import terminal_safe
-
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Bxthre3Error(
-                f"task {task_id}'s output is {len(data):,} bytes of binary: redirect it (`> {task_id}.bin`) "
-                "or save it with --out DIR"
-            ) from None
-        sys.stdout.write(terminal_safe(text))
-        sys.stdout.flush()
-        return EXIT_OK
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
-    return EXIT_OK
+    return dag_requests._run_results(args)
 
 
 def _add_cancel(sub: argparse._SubParsersAction) -> None:
@@ -1068,15 +517,9 @@ def _add_cancel(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cancel(args: argparse.Namespace) -> int:
+    from .commands import dag_requests
 
-    with _client(args) as client:
-        summary = client.cancel(args.dag_id)
-    counts = summary.get("counts", {})
-    print(
-        f"{args.dag_id}: {summary.get('state')} ({counts.get('cancelled', 0)} cancelled, "
-        f"{counts.get('succeeded', 0)} had succeeded)"
-    )
-    return EXIT_OK
+    return dag_requests._run_cancel(args)
 
 
 def _add_retry(sub: argparse._SubParsersAction) -> None:
@@ -1090,41 +533,9 @@ def _add_retry(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_retry(args: argparse.Namespace) -> int:
+    from .commands import dag_requests
 
-    with _client(args) as client:
-        summary = client.retry(args.dag_id)
-        print(f"{args.dag_id}: {summary.get('retried', 0)} task(s) started again, DAG {summary.get('state')}")
-        if not args.wait:
-            return EXIT_OK
-        name, total = str(summary.get("name", args.dag_id)), int(summary.get("total", 0))
-        return _wait_and_print(client, args.dag_id, name, total, as_json=False)
-
-
-def _print_results(results: ResultsView, *, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(results, indent=2, default=_json_default))
-    else:
-        from .client.render import print_results
-
-        print_results(results)
-    state = results.get("state")
-    if state == "succeeded":
-        return EXIT_OK
-    if state in ("running",):
-        return EXIT_OK
-    return EXIT_DAG_FAILED
-
-
-def _json_default(value: object) -> object:
-    """Outputs are bytes: text when they decode as UTF-8, else base64 with a marker."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            import base64
-
-            return {"base64": base64.b64encode(value).decode("ascii")}
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    return dag_requests._run_retry(args)
 
 
 __all__ = ["main", "ClusterError"]

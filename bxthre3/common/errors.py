@@ -85,3 +85,10 @@ class ClusterError(Bxthre3Error):
     """The cluster could not do what was asked: controller unreachable, request rejected."""
 
     exit_code = 3
+
+
+# The exit codes a command ends with when no error is raised (README, "Exit codes"); an error's is its
+# class's `exit_code` above. Here rather than in cli.py: commands/ returns them, and cli.py maps errors.
+EXIT_OK = 0
+EXIT_DAG_FAILED = 1
+EXIT_INTERRUPTED = 130

@@ -100,7 +100,7 @@ def test_host_without_controller_says_how_to_give_one() -> None:
 
 def test_host_command_does_not_import_textual_or_wasm3() -> None:
     code = (
-        "import sys, bxthre3.cli as c, bxthre3.host.session, bxthre3.executor.parent;"
+        "import sys, bxthre3.cli as c, bxthre3.commands.host_role, bxthre3.host.session, bxthre3.executor.parent;"
         "bad = [m for m in ('textual', 'wasm3', 'rich') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from bxthre3 import cli
+from bxthre3.commands.cluster_access import _controller_address, _member_token
 from bxthre3.commands.config_file import apply, config_path, load
+from bxthre3.commands.node_manager_role import _ram_per_node
 
 TOKEN = "bxt1-" + "F" * 43
 
@@ -35,13 +37,13 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_precedence_is_flag_then_environment_then_file_then_default(
     config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert cli._ram_per_node(parse("node-manager")) == 128
+    assert _ram_per_node(parse("node-manager")) == 128
     config.write_text("[limits]\nram_per_node = 256\nmin_free_ram = 100\n\n[host]\nengine = 'wasm3'\n")
     args = parse("node-manager")
-    assert (cli._ram_per_node(args), args.min_free_ram, args.engine) == (256, 100, "wasm3")
+    assert (_ram_per_node(args), args.min_free_ram, args.engine) == (256, 100, "wasm3")
     monkeypatch.setenv("RAM_PER_NODE", "64")
-    assert cli._ram_per_node(parse("node-manager")) == 64
-    assert cli._ram_per_node(parse("node-manager", "--ram-per-node", "32")) == 32
+    assert _ram_per_node(parse("node-manager")) == 64
+    assert _ram_per_node(parse("node-manager", "--ram-per-node", "32")) == 32
     assert parse("node-manager", "--min-free-ram", "0").min_free_ram == 0
 
 
@@ -51,15 +53,15 @@ def test_controller_address_and_token_from_the_file_yield_to_the_environment(
     (config.parent / "token").write_text(TOKEN + "\n")
     config.write_text("[controller]\naddress = '127.0.0.1:6001'\n[security]\ntoken_file = 'token'\n")
     args = parse("status")
-    assert str(cli._controller_address(args)) == "127.0.0.1:6001"
-    assert cli._member_token(args) == TOKEN
+    assert str(_controller_address(args)) == "127.0.0.1:6001"
+    assert _member_token(args) == TOKEN
     monkeypatch.setenv("BXTHRE3_CONTROLLER", "127.0.0.1:7002")
     other = "bxt1-" + "E" * 43
     monkeypatch.setenv("BXTHRE3_TOKEN", other)
     args = parse("status")
-    assert (str(cli._controller_address(args)), cli._member_token(args)) == ("127.0.0.1:7002", other)
+    assert (str(_controller_address(args)), _member_token(args)) == ("127.0.0.1:7002", other)
     args = parse("status", "--controller", "127.0.0.1:7003")
-    assert str(cli._controller_address(args)) == "127.0.0.1:7003"
+    assert str(_controller_address(args)) == "127.0.0.1:7003"
 
 
 def test_settings_reach_only_the_commands_they_are_for(config: Path) -> None:

@@ -118,8 +118,10 @@ def test_the_node_manager_cli_turns_manners_on_as_if_on_android(
     code = (
         "import sys; sys.platform = 'android'\n"
         "from bxthre3 import cli\n"
+        "from bxthre3.commands.node_manager_role import _node_manager\n"
+        "from bxthre3.wire.addresses import Address\n"
         "args = cli.build_parser().parse_args(['node-manager', '--controller', '127.0.0.1:9', '--insecure'])\n"
-        "nm = cli._node_manager(args, cli.Address('127.0.0.1', 9), None)\n"
+        "nm = _node_manager(args, Address('127.0.0.1', 9), None)\n"
         "print(nm.manners is not None, '--pause-file' in nm.host_args)\n"
     )
     env = {**os.environ, "BXTHRE3_PHONE_MANNERS": "auto", "XDG_STATE_HOME": str(tmp_path)}  # its device id

@@ -1,0 +1,37 @@
+"""`bxthre3 run`: one DAG on an embedded local cluster (local_cluster.py), with the progress, results
+and outputs `submit --wait` shows for a running controller (dag_results.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .dag_results import _print_results, _say_written, _wait_with_progress, _write_final, _write_named_outputs
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from ..client.progress import stage_printer
+    from ..common.logs import chosen_log_dir, setup_logging
+    from ..common.scratch import exit_on_termination_signals
+    from ..dag.examples import dag_file
+    from ..dag.yaml_loader import load_dag
+    from ..wasm.choice import resolve as resolve_engine
+    from .local_cluster import LocalCluster
+
+    spec = load_dag(dag_file(args.dag))
+    log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
+    setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
+    engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
+    exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
+    with LocalCluster(
+        hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
+    ) as cluster:
+        assert cluster.client is not None
+        dag_id = cluster.client.submit(spec)
+        _wait_with_progress(cluster.client, dag_id, spec.name, len(spec.tasks))
+        results = cluster.client.results(dag_id)
+        written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
+    code = _print_results(results, as_json=args.json)
+    if args.out is not None:
+        _say_written(_write_final(spec, results, args.out) + written)
+    return code
