@@ -623,6 +623,7 @@ main() {
             export BXTHRE3_REQUIRE_TOOLCHAINS="${BXTHRE3_REQUIRE_TOOLCHAINS:-1}"
             test_other_pythons
             act "$VENV/bin/python" -m ruff check bxthre3 tests benchmarks
+            act "$VENV/bin/python" -m ruff format --check bxthre3 tests benchmarks
             if [ "$DRY_RUN" -eq 1 ]; then
                 printf 'would run: env BXTHRE3_REQUIRE_TOOLCHAINS=%s %s\n' "$BXTHRE3_REQUIRE_TOOLCHAINS" \
                     "$VENV/bin/python -m pytest $*"

@@ -286,6 +286,7 @@ def ray_figures_here(args: argparse.Namespace) -> Figures:
     try:
         ray.get([rnoop.remote() for _ in range(50)])
         time.sleep(2.0)
+
         def cmdline(p: psutil.Process) -> str:
             return " ".join(p.info["cmdline"] or [])
 

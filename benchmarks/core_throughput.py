@@ -107,7 +107,10 @@ def main() -> int:
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "bxthre3", *cmd, "--log-level", "WARNING"],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )  # fmt: skip
         )
 

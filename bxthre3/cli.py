@@ -388,9 +388,7 @@ def _add_all(sub: argparse._SubParsersAction) -> None:
 def _add_ui(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui", help="the terminal UI: pick a role, watch the cluster, submit DAGs (`bxthre3` alone)")
     p.add_argument("--controller", metavar="ADDR", help="open the monitor on this controller at once")
-    p.add_argument(
-        "--role", choices=["ui", "controller", "node-manager", "host", "all"], help="skip the role picker"
-    )
+    p.add_argument("--role", choices=["ui", "controller", "node-manager", "host", "all"], help="skip the role picker")
     p.add_argument(
         "--log-file", type=Path,
         help="the UI's log (default: ui.log in $BXTHRE3_LOG_DIR, else ~/.local/state/bxthre3/logs; never the terminal)",

@@ -107,9 +107,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 class RunningController:
     def __init__(self, config: SchedulerConfig) -> None:
         self.context = zmq.Context()
-        self.controller = Controller(
-            host="127.0.0.1", port=0, config=config, context=self.context, keys=TEST_KEYS
-        )
+        self.controller = Controller(host="127.0.0.1", port=0, config=config, context=self.context, keys=TEST_KEYS)
         self.port = self.controller.bind()
         self.address = Address("127.0.0.1", self.port)
         self.stop = threading.Event()

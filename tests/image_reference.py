@@ -67,11 +67,21 @@ def edges(im: Image) -> Image:
     out = bytearray()
     for y in range(h):
         for x in range(w):
-            gx = at(x + 1, y - 1) + 2 * at(x + 1, y) + at(x + 1, y + 1) - at(x - 1, y - 1) - 2 * at(x - 1, y) - at(
-                x - 1, y + 1
+            gx = (
+                at(x + 1, y - 1)
+                + 2 * at(x + 1, y)
+                + at(x + 1, y + 1)
+                - at(x - 1, y - 1)
+                - 2 * at(x - 1, y)
+                - at(x - 1, y + 1)
             )
-            gy = at(x - 1, y + 1) + 2 * at(x, y + 1) + at(x + 1, y + 1) - at(x - 1, y - 1) - 2 * at(x, y - 1) - at(
-                x + 1, y - 1
+            gy = (
+                at(x - 1, y + 1)
+                + 2 * at(x, y + 1)
+                + at(x + 1, y + 1)
+                - at(x - 1, y - 1)
+                - 2 * at(x, y - 1)
+                - at(x + 1, y - 1)
             )
             out.append(min(255, (abs(gx) + abs(gy)) // 4))
     return Image(w, h, 1, bytes(out))

@@ -38,6 +38,7 @@ def name_re(prefix: str) -> re.Pattern[str]:
     """The leftover pattern of namespaces made with another ``prefix`` (a test of its own, e.g. ``b3id-``)."""
     return re.compile(rf"^{re.escape(prefix)}[0-9a-f]{{8}}-[a-z0-9]{{1,8}}$")
 
+
 STALE_AFTER = 600.0
 """A bx3 namespace older than this (seconds) is a leftover: no run of the test lasts that long."""
 

@@ -32,6 +32,7 @@ HOST_COLUMNS = (
     "node", "device", "platform", "engine", "RAM use/limit", "slots", "running", "done", "failed", "seen", "state"
 )  # fmt: skip
 
+
 def describe_output(data: bytes | str | None, limit: int = 4096) -> str:
     """Text as text; binary as its size and a hex head, so a terminal never gets garbage."""
     if data is None:

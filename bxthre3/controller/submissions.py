@@ -224,4 +224,3 @@ class SubmissionWorker:
                 gc.unfreeze()  # into the oldest generation, still unscanned: collected as usual later
             gc.enable()
         return outcome
-

@@ -67,8 +67,7 @@ def validate_graph(spec: DagSpec) -> None:
                 )
             if item.value not in index:
                 raise DagError(
-                    f"input {_show(item.text)} reads unknown task "
-                    f"{_show(item.value)}{did_you_mean(item.value, index)}",
+                    f"input {_show(item.text)} reads unknown task {_show(item.value)}{did_you_mean(item.value, index)}",
                     file=src,
                     task=task.id,
                     field=task.field_of(item),

@@ -90,9 +90,7 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
 
 
 _TOP_KEYS = frozenset({"name", "tasks", "modules", "description"})
-_TASK_KEYS = frozenset(
-    {"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"}
-)
+_TASK_KEYS = frozenset({"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"})
 _INPUT_KEYS = frozenset({"kind", "value", "data", "output"})
 _FILE_KEYS = _INPUT_KEYS | {"path"}
 _KINDS = {k.value: k for k in InputKind}

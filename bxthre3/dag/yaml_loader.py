@@ -392,9 +392,7 @@ class _DagBuilder:
         retries = retries if retries is not None else self.defaults.get("retries")  # type: ignore[assignment]
         memory = memory if memory is not None else self.defaults.get("memory")  # type: ignore[assignment]
         files = self.files(fields["files"][1], task_id) if "files" in fields else ()
-        return TaskSpec(
-            task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory, files
-        )
+        return TaskSpec(task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory, files)
 
     def files(self, node: Node, task_id: str) -> tuple[TaskFile, ...]:
         """`files:` maps names under `/in` to `file:PATH`, `output_of_T` or `output_of_T/NAME`."""
@@ -408,9 +406,7 @@ class _DagBuilder:
                 "files",
             )
         if len(node.value) > MAX_INPUTS_PER_TASK:
-            raise self.fail(
-                f"{len(node.value)} files, over the limit of {MAX_INPUTS_PER_TASK}", node, task_id, "files"
-            )
+            raise self.fail(f"{len(node.value)} files, over the limit of {MAX_INPUTS_PER_TASK}", node, task_id, "files")
         out: list[TaskFile] = []
         for key, value in node.value:
             if key.tag != _STR:
@@ -458,9 +454,7 @@ class _DagBuilder:
         text = str(node.value)
         return self.resolve_input(parse_input(text), text, node, f"input #{number}", task_id, "inputs")
 
-    def resolve_input(
-        self, item: TaskInput, text: str, node: Node, where: str, task_id: str, field: str
-    ) -> TaskInput:
+    def resolve_input(self, item: TaskInput, text: str, node: Node, where: str, task_id: str, field: str) -> TaskInput:
         """Check an `output_of_T/NAME` name; read a `file:` input's content (relative to the DAG file)."""
         if item.kind is InputKind.OUTPUT:
             if "/" in text:

@@ -523,9 +523,7 @@ class Scheduler:
         dag.dag_dirty = True
         out.append(DagFinished(dag.id, dag.state))
 
-    def _lose_host(
-        self, host: HostRecord, now: float, why: str, out: list[Instruction], forget: bool = True
-    ) -> None:
+    def _lose_host(self, host: HostRecord, now: float, why: str, out: list[Instruction], forget: bool = True) -> None:
         """Requeue what the host was running, at the front: those tasks have waited longest.
 
         Only its live attempts: one taken back from it may have been adopted since by its node's new
@@ -633,9 +631,7 @@ class Scheduler:
             host.head = None
             host.head_since = now
 
-    def _count_finished(
-        self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None
-    ) -> None:
+    def _count_finished(self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None) -> None:
         self.finished_times.append(now)
         if ok:
             self.total_succeeded += 1

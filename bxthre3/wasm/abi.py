@@ -67,6 +67,7 @@ stdin. What a task cannot do (sockets, links) answers with the errno the spec gi
 Imports from any other namespace are refused at submission.
 """
 
+
 def import_hint(module: str, name: str, kind: str) -> str | None:
     """How to build without an import a task module may not have, or None when there is no general advice.
 

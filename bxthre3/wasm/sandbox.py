@@ -168,8 +168,9 @@ def _hook_body(flag_global: int) -> bytes:
         b"\x46"  # i32.eq
         b"\x04\x40"  # if
         b"\x41\x01"  # i32.const 1
-        b"\x24" + uleb(flag_global) +  # global.set flag
-        b"\x00"  # unreachable
+        b"\x24"
+        + uleb(flag_global)  # global.set flag
+        + b"\x00"  # unreachable
         b"\x0b"  # end
         b"\x20\x01"  # local.get 1
         b"\x0b"  # end

@@ -305,9 +305,7 @@ class _Trampolines:
 
     def __init__(self) -> None:
         self.current: WasiShim | None = None
-        self.functions: dict[str, Callable[..., int | None]] = {
-            name: self._forwarder(name) for name in SIGNATURES
-        }
+        self.functions: dict[str, Callable[..., int | None]] = {name: self._forwarder(name) for name in SIGNATURES}
 
     def _forwarder(self, name: str) -> Callable[..., int | None]:
         method: Callable[..., int | None] = getattr(WasiShim, name)

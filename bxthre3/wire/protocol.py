@@ -71,16 +71,15 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "list[int]": _list_of(_is_int),
     "list[bytes]": _list_of(lambda v: isinstance(v, bytes)),
     "dict[str, Any]": lambda v: isinstance(v, dict),
-    "dict[str, bytes]": lambda v: isinstance(v, dict)
-    and all(isinstance(k, str) and isinstance(x, bytes) for k, x in v.items()),
+    "dict[str, bytes]": lambda v: (
+        isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, bytes) for k, x in v.items())
+    ),
     "int | None": _optional(_is_int),
     "str | None": _optional(lambda v: isinstance(v, str)),
     "list[AttemptRef]": _list_of(
-        lambda v: isinstance(v, list)
-        and len(v) == 3
-        and isinstance(v[0], str)
-        and isinstance(v[1], str)
-        and _is_int(v[2])
+        lambda v: (
+            isinstance(v, list) and len(v) == 3 and isinstance(v[0], str) and isinstance(v[1], str) and _is_int(v[2])
+        )
     ),
 }
 
@@ -91,6 +90,7 @@ _FIELD_CHECKS: dict[tuple[str, str], Callable[[object], bool]] = {
 
 AttemptRef = list
 """[dag_id, task_id, attempt] on the wire: one attempt a host holds (running or finished, unacknowledged)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -354,9 +354,26 @@ class Batch(Message):
 _KINDS: dict[str, type[Message]] = {
     cls.KIND: cls
     for cls in (
-        Register, Heartbeat, Result, Bye, Welcome, Reject, Reregister, Assign, Ack, Abort, Batch,
-        Submit, StatusRequest, ProgressRequest, ResultsRequest, CancelRequest, RetryRequest, WatchRequest,
-        Update, Reply,
+        Register,
+        Heartbeat,
+        Result,
+        Bye,
+        Welcome,
+        Reject,
+        Reregister,
+        Assign,
+        Ack,
+        Abort,
+        Batch,
+        Submit,
+        StatusRequest,
+        ProgressRequest,
+        ResultsRequest,
+        CancelRequest,
+        RetryRequest,
+        WatchRequest,
+        Update,
+        Reply,
     )
 }
 _SPECS = {kind: _field_specs(cls) for kind, cls in _KINDS.items()}

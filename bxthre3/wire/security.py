@@ -53,7 +53,6 @@ class TokenError(Bxthre3Error):
     """No token, or one that is not a Bxthre3 token."""
 
 
-
 def default_state_dir() -> Path:
     """The controller's state dir (journal, token): where a member on the same device finds the token.
 
@@ -61,6 +60,7 @@ def default_state_dir() -> Path:
     SQLite and the scheduler.
     """
     return paths.data_home() / "controller"
+
 
 def new_token() -> str:
     return _PREFIX + base64.urlsafe_b64encode(os.urandom(32)).decode("ascii").rstrip("=")
@@ -390,4 +390,3 @@ def _protocol_error(value: object) -> str:
         getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", -1): "cryptographic error: a wrong token?",
     }
     return names.get(value, f"ZMTP error {value}") if isinstance(value, int) else "no detail"
-

@@ -34,8 +34,8 @@ class Machine:
         (self.include / "Python.h").write_text("")
         self.installed_debs: set[str] = set()
         self.stub("cc")
-        self.stub("apt-get", "echo apt-get-ran >> \"$STUB_LOG\"")
-        self.stub("pkg", "echo pkg-ran >> \"$STUB_LOG\"")
+        self.stub("apt-get", 'echo apt-get-ran >> "$STUB_LOG"')
+        self.stub("pkg", 'echo pkg-ran >> "$STUB_LOG"')
         self.stub("sudo", 'exec "$@"')
         self.python(venv_ok=True, headers=True)
         tools = root / "tools"  # only what the script needs from the system: no cc, python3, sudo, apt-get
@@ -172,7 +172,8 @@ def test_test_command_installs_the_missing_toolchains_with_one_apt_update(machin
     assert [a for a in done if "apt-get update" in a] == ["env DEBIAN_FRONTEND=noninteractive apt-get update -qq"]
     installs = [a.split(" --no-install-recommends ")[1].split() for a in done if "apt-get install" in a]
     assert installs == [["gcc", "libc6-dev"], [d for d in TEST_DEBS if d not in {"iproute2", "clang-14", "wasi-libc"}]]
-    assert done[-2] == f"{machine.venv}/bin/python -m ruff check bxthre3 tests benchmarks"
+    assert done[-3] == f"{machine.venv}/bin/python -m ruff check bxthre3 tests benchmarks"
+    assert done[-2] == f"{machine.venv}/bin/python -m ruff format --check bxthre3 tests benchmarks"
     assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -x tests/conformance"
 
 

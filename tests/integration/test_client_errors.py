@@ -28,7 +28,9 @@ BOUND_S = 3.0
 """Each verdict, measured from the CLI's start to its exit (Python start-up included)."""
 
 
-def cli(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess[str], float]:  # noqa: E501
+def cli(
+    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess[str], float]:  # noqa: E501
     started = time.monotonic()
     proc = subprocess.run([*prefix, sys.executable, "-m", "bxthre3", *args], capture_output=True, text=True,
                           timeout=30, env=env or subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL)  # fmt: skip

@@ -378,7 +378,6 @@ def test_the_largest_stdin_and_stdout_cross_the_pipes(engine: str, tmp_path: Pat
     assert (results[2].reason, results[2].stdout == biggest_out) == (None, True)
 
 
-
 def test_a_retiring_child_hands_its_half_written_queue_to_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs written (in part) to a child that retires are sent whole to its successor."""
     monkeypatch.setenv("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES", "1")  # retire after every job

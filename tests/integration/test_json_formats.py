@@ -63,7 +63,10 @@ def test_status_and_results_json_match_the_documentation(
     assert set(results) == summary | {"format", "tasks"}
     assert all(set(t) == task for t in results["tasks"])
     assert {h2 for t in results["tasks"] for entry in t["history"] for h2 in entry} == {
-        "attempt", "node_id", "reason", "error"
+        "attempt",
+        "node_id",
+        "reason",
+        "error",
     }
 
     # Named outputs: the image pipeline writes files under /out.

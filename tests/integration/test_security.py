@@ -352,11 +352,27 @@ def test_a_forged_beacon_cannot_make_a_host_join_a_rogue_controller(tmp_path: Pa
             senders.append(sender)
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "bxthre3", "host", "--node-id", f"victim-{name}",
-                     "--discovery-bind", "127.255.255.255", "--discovery-port", str(discovery_port),
-                     "--discovery-timeout", "10", "--cache-dir", str(tmp_path / name), "--log-file",
-                     str(tmp_path / f"{name}.log")],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        sys.executable,
+                        "-m",
+                        "bxthre3",
+                        "host",
+                        "--node-id",
+                        f"victim-{name}",
+                        "--discovery-bind",
+                        "127.255.255.255",
+                        "--discovery-port",
+                        str(discovery_port),
+                        "--discovery-timeout",
+                        "10",
+                        "--cache-dir",
+                        str(tmp_path / name),
+                        "--log-file",
+                        str(tmp_path / f"{name}.log"),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                     env=subprocess_env(),
                 )  # fmt: skip
             )

@@ -33,7 +33,7 @@ INPUTS = {"greeting.txt": b"Hi there", "sub/data.txt": b"data!"}
 def _find_compiler(workdir: Path) -> list[str] | None:
     """A clang command line that links a wasm32-wasi command, or None."""
     probe = workdir / "probe.c"
-    probe.write_text("#include <stdio.h>\nint main(void){puts(\"ok\");return 0;}\n")
+    probe.write_text('#include <stdio.h>\nint main(void){puts("ok");return 0;}\n')
     for name in COMPILERS:
         path = shutil.which(name)
         if path is None:

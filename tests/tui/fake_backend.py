@@ -163,9 +163,7 @@ class FakeClient:
     def status(self) -> dict[str, Any]:
         return copy.deepcopy(self._status)
 
-    def results(
-        self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0
-    ) -> dict[str, Any]:
+    def results(self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0) -> dict[str, Any]:
         if dag_id != self._results["dag_id"]:
             raise KeyError(dag_id)
         tasks = [t for t in self._results["tasks"] if not task_id or t["task_id"] == task_id]

@@ -89,7 +89,7 @@ def test_a_dag_without_files_keeps_its_wire_form() -> None:
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
-        ('      /etc/passwd: file:x.txt', "must be relative (no leading '/')"),
+        ("      /etc/passwd: file:x.txt", "must be relative (no leading '/')"),
         ("      ../up: file:x.txt", "has a '..' component"),
         ("      a/./b: file:x.txt", "has a '.' component"),
         ("      a//b: file:x.txt", "has an empty component"),

@@ -22,12 +22,12 @@ MODULES = ROOT / "wasm_modules"
 TEST_MODULES = ROOT / "tests" / "data" / "modules"
 
 
-
 @pytest.fixture(autouse=True, params=ENGINES)
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test here runs on each engine: `run_module` is that engine's."""
     monkeypatch.setitem(globals(), "run_module", engines.runner(request.param))
     return str(request.param)
+
 
 def module(name: str) -> bytes:
     """A built module: example modules first, then test-only ones."""

@@ -66,9 +66,7 @@ SHA = hashlib.sha256(MODULE).hexdigest()
 
 
 def task(tid: str, *deps: str, inputs: tuple[TaskInput, ...] = (), retries: int | None = None) -> TaskSpec:
-    return TaskSpec(
-        id=tid, module=SHA, module_name="m.wasm", inputs=inputs, depends_on=deps, retries=retries
-    )
+    return TaskSpec(id=tid, module=SHA, module_name="m.wasm", inputs=inputs, depends_on=deps, retries=retries)
 
 
 def out(tid: str) -> TaskInput:

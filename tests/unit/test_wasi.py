@@ -547,7 +547,12 @@ def test_readdir_cookies_dot_entries_and_small_buffers(shim: Shim) -> None:
     assert shim.call("path_create_directory", 4, "dir") == 0
     entries = shim.listing(4)
     assert [(cookie, name) for cookie, _, _, name in entries] == [
-        (1, "."), (2, ".."), (3, "b"), (4, "a"), (5, "c"), (6, "dir"),
+        (1, "."),
+        (2, ".."),
+        (3, "b"),
+        (4, "a"),
+        (5, "c"),
+        (6, "dir"),
     ]  # fmt: skip  (creation order)
     types = {name: filetype for _, _, filetype, name in entries}
     assert types["dir"] == types["."] == wasi.FILETYPE_DIRECTORY and types["a"] == wasi.FILETYPE_REGULAR_FILE

@@ -309,6 +309,7 @@ def test_refused_imports_name_the_build_flag_that_avoids_them() -> None:
     message = str(err.value)
     assert "\n" not in message
     assert "env.memory: build without -Wl,--import-memory" in message
-    assert "wasi.thread-spawn: built for wasm32-wasi-threads; build for --target=wasm32-wasi without -pthread" \
-        in message
+    assert (
+        "wasi.thread-spawn: built for wasm32-wasi-threads; build for --target=wasm32-wasi without -pthread" in message
+    )
     assert "env.compute: a function the linker left undefined (-Wl,--allow-undefined" in message
