@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 10_000
 """Period of the cgroup quota: short, so a throttled host is slow evenly rather than in 100 ms bursts."""
@@ -111,6 +113,19 @@ class CpuCgroup:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+
+def _wait_dead(procs: list[psutil.Process], timeout: float) -> None:
+    """Until every process is gone or a zombie (an orphan's reaper is not ours to wait for), at most `timeout`."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        while time.monotonic() < deadline:
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(0.01)
 
 
 class _DutyCycle(threading.Thread):
@@ -196,6 +211,10 @@ class SlowHost:
             self._duty.close()
         proc = self.proc
         if proc is not None:
+            try:  # its executors, by PID, before it can exit and orphan them
+                children = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.Error:
+                children = []
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             try:
@@ -203,11 +222,13 @@ class SlowHost:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
-            if self.cgroup is None:  # executors left in its process group (the cgroup case kills them below)
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            if self.cgroup is None:  # executors still alive (the cgroup case kills them below)
+                for child in children:
+                    try:
+                        child.kill()
+                    except psutil.Error:
+                        pass
+                _wait_dead(children, timeout)
             if proc.stderr:
                 proc.stderr.close()
         if self.cgroup is not None:

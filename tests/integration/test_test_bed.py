@@ -10,7 +10,11 @@ built yet, so the last test pins today's behaviour: a lie is recorded as the res
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
+
+import psutil
+import pytest
 
 from bxthre3.client.connection import ControllerClient
 from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
@@ -24,7 +28,7 @@ from tests.conftest import (
     wait_for_hosts,
 )
 from tests.hostile_host import HostileHost, corrupt
-from tests.slow_hosts import SlowHost
+from tests.slow_hosts import SlowHost, slowing_method
 
 PWHASH = (WASM_MODULES / "pwhash_chunk.wasm").read_bytes()
 PWHASH_SHA = hashlib.sha256(PWHASH).hexdigest()
@@ -58,6 +62,40 @@ def run_one(client: ControllerClient, name: str, iterations: int) -> float:
     task = client.results(dag_id)["tasks"][0]
     assert task["output"] == expected_pwhash("pw0", iterations)
     return task["duration_s"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+BUSY = "import os\nos.fork()\nwhile True: pass"
+"""A parent and a child spinning: the slowing must cover the children a process starts, as a host's executors."""
+
+
+@pytest.mark.parametrize("method", ["kernel", "duty-cycle"])
+def test_both_slowing_methods_cap_a_process_tree_to_a_fraction_of_a_cpu(method: str) -> None:
+    """Two spinning processes (a parent and its child) slowed 8x with one slot get 1/8 of a CPU between
+    them: their CPU time over ~1 s of wall time stays far under what they would take unslowed (2 CPUs
+    on this machine). `kernel` is the cgroup when this machine has a usable CPU controller (skipped
+    otherwise); `duty-cycle` is the SIGSTOP/SIGCONT fallback, tested everywhere."""
+    if method == "kernel" and slowing_method() == "duty-cycle":
+        pytest.skip("no writable CPU controller here: only the duty cycle is available")
+    with SlowHost(["-c", BUSY], factor=FACTOR, method=None if method == "kernel" else "duty-cycle") as slow:
+        wait_for(lambda: len(psutil.Process(slow.pid).children()) == 1, 10, "the busy child")
+        tree = [psutil.Process(slow.pid), *psutil.Process(slow.pid).children()]
+        before = sum(sum(p.cpu_times()[:2]) for p in tree)
+        started = time.monotonic()
+        time.sleep(1.0)
+        used = sum(sum(p.cpu_times()[:2]) for p in tree) - before
+        wall = time.monotonic() - started
+        pids = [p.pid for p in tree]
+    assert not [p for p in pids if alive(p)], "SlowHost.close() left a process of the tree running"
+    share = used / wall
+    print(f"\n{slow.method}: {share:.3f} CPUs for a tree that would take 2")
+    assert share < 0.4, (slow.method, share)  # 1/8 = 0.125 expected; unslowed it would be ~2 (or ~1 if busy)
 
 
 def test_a_slowed_host_runs_a_cpu_bound_task_about_factor_times_slower(
