@@ -18,7 +18,9 @@ normal host with the same number of slots. Two ways, the first that works:
 
 Everything is bounded: :meth:`SlowHost.close` stops the duty thread, SIGTERMs the host, kills by PID
 whatever is left in its cgroup (or process group) after a few seconds, and removes the cgroup, also
-when starting failed. Needs root for the cgroup; the duty cycle works for any user.
+when starting failed. The first cgroup a process makes also sweeps the ``bxthre3-slow-*`` cgroups of
+runs that were killed (their owner PID is gone). Needs root for the cgroup; the duty cycle works for
+any user.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class SlowHost:
         try:
             argv = [sys.executable, *cmd]
             if found is not None:
+                _sweep_once()
                 self.cgroup = CpuCgroup(slots / factor, version=found[0], root=found[1])
                 procs = str(self.cgroup.path / "cgroup.procs")
                 # The shell joins the cgroup, then becomes the host: nothing runs outside the quota.
@@ -241,6 +244,16 @@ class SlowHost:
         self.close()
 
 
+_swept = False
+
+
+def _sweep_once() -> None:
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep_leftovers()
+
+
 def sweep_leftovers() -> list[str]:
     """Remove cgroups a killed test run left behind (their processes killed by PID first)."""
     found = _cpu_controller()
@@ -252,8 +265,8 @@ def sweep_leftovers() -> list[str]:
             owner = int(path.name[len(PREFIX) :].split("-")[0])
         except ValueError:
             continue
-        if owner != os.getpid() and Path(f"/proc/{owner}").exists():
-            continue  # another live test run's
+        if Path(f"/proc/{owner}").exists():
+            continue  # a live run's (this one's included)
         group = CpuCgroup.__new__(CpuCgroup)
         group.path, group.version = path, found[0]
         try:
