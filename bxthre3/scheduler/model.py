@@ -104,6 +104,8 @@ class DagRecord:
     """Tasks failed for good, by failure reason (kept as they happen: status must stay cheap)."""
     dirty: set[str] = field(default_factory=set)
     """Tasks changed since the journal last wrote them; the store empties it."""
+    served_at: float = 0.0
+    """When the DAG was last given a slot (or submitted): aging counts from here (not journalled)."""
     dag_dirty: bool = True
     """The DAG row itself (state, finish time) changed since the journal last wrote it."""
 
