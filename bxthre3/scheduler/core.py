@@ -178,6 +178,8 @@ class Scheduler:
         self.total_failed = 0
         self.retries_total = 0
         self._pause_changed = False
+        self._now = 0.0
+        """The current event's time (for `_make_ready`, which most transitions reach without it)."""
         self.failures_by_reason: Counter[str] = Counter()
         """Tasks failed for good since start, by reason (for metrics)."""
         self._handlers = {
@@ -197,6 +199,7 @@ class Scheduler:
         """Apply one event; return what the shell must do, assignments last."""
         out: list[Instruction] = []
         self._pause_changed = False
+        self._now = event.now
         self._handlers[type(event)](event, out)  # type: ignore[operator]
         if not isinstance(event, HostSeen) or self._pause_changed:
             self._dispatch(event.now, out)
@@ -485,6 +488,8 @@ class Scheduler:
 
     def _make_ready(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
         dag.set_state(task, TaskState.READY)
+        if not self.ready.queued(dag.id):
+            dag.waiting_since = self._now  # it waits from now: the time it had nothing queued does not age it
         self.ready.push(dag.id, task.spec.id, task.spec.memory or 0, front=front)
 
     def _retry_later(self, dag: DagRecord, task: TaskRecord, now: float) -> None:
@@ -702,7 +707,7 @@ class Scheduler:
             dag = dags.get(dag_id)
             if dag is None:
                 return (0, 0)  # stale entries: dispatch skips them whatever their rank
-            waited = now - max(dag.served_at, dag.submitted_at)
+            waited = now - max(dag.waiting_since, dag.submitted_at)
             return (-(dag.spec.priority + int(waited // aging)), dag.counts[running])
 
         return rank
@@ -801,7 +806,7 @@ class Scheduler:
         files: Mapping[str, bytes] | None = None,
     ) -> Assign:
         spec = task.spec
-        dag.served_at = now
+        dag.waiting_since = now
         task.attempt += 1
         task.host_id = host.id
         task.started_at = now
@@ -844,9 +849,11 @@ class Scheduler:
         computing and will re-register holding them. They wait ``reclaim_grace`` seconds
         in limbo, then are requeued as lost.
         """
+        self._now = now
         dag = self._new_dag_record(dag_id, spec, submitted_at)
         dag.state = state
         dag.finished_at = finished_at
+        dag.waiting_since = now
         dag.counts.clear()
         for task_id, record in dag.tasks.items():
             old = saved.get(task_id)

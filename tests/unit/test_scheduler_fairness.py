@@ -76,3 +76,18 @@ def test_one_dag_keeps_fifo_order_across_memory_buckets() -> None:
     s.handle(DagSubmitted("d", wide(5), 0.0))
     first = assigns(join(s, "h", slots=5, now=0.0))
     assert [x.task_id for x in first] == ["t0", "t1", "t2", "t3", "t4"]
+
+
+def test_time_with_nothing_queued_does_not_age_a_dag() -> None:
+    """A chain's next task waited on its parent, not for a slot: that time gives it no boost."""
+    config = SchedulerConfig(retry_backoff=0.0, priority_aging_s=10.0)
+    s = Scheduler(config)
+    s.handle(DagSubmitted("chain", dag(task("a"), task("b", "a")), 0.0))
+    (a,) = assigns(join(s, "h1", slots=1, now=0.0))
+    s.handle(DagSubmitted("high", wide(100, priority=1, prefix="h"), 0.0))
+    (h,) = assigns(join(s, "h2", slots=1, now=0.0))
+    for now in range(1, 50):  # high is served every second on h2 while the chain's a runs 50 s on h1
+        (h,) = assigns(ok(s, h, b"", now=float(now)))
+        assert h.dag_id == "high"
+    nxt = assigns(ok(s, a, b"", now=50.0))
+    assert [x.dag_id for x in nxt] == ["high"], "b has waited 0 s, not 50 s: high (1) outranks it (0)"
