@@ -661,7 +661,7 @@ class Scheduler:
         # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
         deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
         free = [h for h in self.hosts.values() if self._capacity(h, deep) > 0 and not h.paused]
-        rank = self._ranker(now) if len(self.ready.dag_ids()) > 1 else None
+        rank = self._ranker(now) if self.ready.dag_count > 1 else None
         while self.ready and free:
             entry = self.ready.pop_for(max(h.ram_mb for h in free), rank)
             if entry is None:

@@ -34,6 +34,11 @@ class ReadyQueue:
     def __bool__(self) -> bool:
         return self._len > 0
 
+    @property
+    def dag_count(self) -> int:
+        """How many DAGs have at least one queued task."""
+        return len(self._dags)
+
     def dag_ids(self) -> list[str]:
         """The DAGs with at least one queued task."""
         return list(self._dags)
