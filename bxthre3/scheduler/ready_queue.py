@@ -82,16 +82,6 @@ class ReadyQueue:
         for seq, (task_id, memory) in enumerate(tasks, start):
             buckets.setdefault(memory, deque()).append((seq, task_id))
 
-    @staticmethod
-    def _head(buckets: Buckets, ram_mb: int) -> tuple[deque[tuple[int, str]] | None, int]:
-        """The bucket whose head is the DAG's oldest task needing at most ``ram_mb``, and its memory."""
-        best: deque[tuple[int, str]] | None = None
-        best_memory = 0
-        for memory, bucket in buckets.items():
-            if bucket and memory <= ram_mb and (best is None or bucket[0][0] < best[0][0]):
-                best, best_memory = bucket, memory
-        return best, best_memory
-
     def pop_for(self, ram_mb: int, rank: Callable[[str], Any] | None = None) -> tuple[str, str, int] | None:
         """The next task needing at most ``ram_mb``: (dag id, task id, memory).
 
@@ -100,15 +90,24 @@ class ReadyQueue:
         best: deque[tuple[int, str]] | None = None
         best_memory = 0
         best_dag = ""
-        best_key: Any = None
-        ranked = rank is not None and len(self._dags) > 1
-        for dag_id, buckets in self._dags.items():
-            bucket, memory = self._head(buckets, ram_mb)
-            if bucket is None:
-                continue
-            key = (rank(dag_id), bucket[0][0]) if ranked else bucket[0][0]  # type: ignore[misc]
-            if best is None or key < best_key:
-                best, best_memory, best_dag, best_key = bucket, memory, dag_id, key
+        if rank is None or len(self._dags) == 1:
+            for dag_id, buckets in self._dags.items():  # per result on the hot path: kept inline
+                for memory, bucket in buckets.items():
+                    if bucket and memory <= ram_mb and (best is None or bucket[0][0] < best[0][0]):
+                        best, best_memory, best_dag = bucket, memory, dag_id
+        else:
+            best_key: Any = None
+            for dag_id, buckets in self._dags.items():
+                head: deque[tuple[int, str]] | None = None
+                head_memory = 0
+                for memory, bucket in buckets.items():
+                    if bucket and memory <= ram_mb and (head is None or bucket[0][0] < head[0][0]):
+                        head, head_memory = bucket, memory
+                if head is None:
+                    continue
+                key = (rank(dag_id), head[0][0])
+                if best is None or key < best_key:
+                    best, best_memory, best_dag, best_key = head, head_memory, dag_id, key
         if best is None:
             return None
         _, task_id = best.popleft()

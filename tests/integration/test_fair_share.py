@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from bxthre3.client.connection import ControllerClient
 from bxthre3.dag.yaml_loader import load_dag
-from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, wait_for, wait_for_hosts
+from tests.conftest import (
+    TEST_MODULES,
+    WASM_MODULES,
+    HostProcesses,
+    RunningController,
+    subprocess_env,
+    wait_for,
+    wait_for_hosts,
+)
 
 SPIN_S = 2
 """Each long task spins until its timeout kills it: a known length (the host stops it ~0.5 s later)."""
@@ -45,3 +56,24 @@ def test_a_one_task_dag_starts_when_the_first_slot_frees(
     assert small_end - ended[0] < SPIN_S / 2, (small_end, ended)
     assert len(ended) <= 2 or small_end < ended[2], "it did not wait for a second round of long tasks"
     client.cancel(long_id)
+
+
+def test_submit_priority_overrides_the_file_and_status_shows_it(
+    tmp_path: Path, controller: RunningController, client: ControllerClient
+) -> None:
+    path = tmp_path / "p.yaml"
+    tasks = [{"id": "one", "module": str(WASM_MODULES / "noop.wasm")}]
+    path.write_text(yaml.safe_dump({"name": "p", "priority": 2, "tasks": tasks}))
+    ids = {}
+    for given in ([], ["--priority", "-7"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bxthre3", "submit", str(path), "--json", "--controller", str(controller.address),
+             *given],
+            capture_output=True, text=True, timeout=30, env=subprocess_env(),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        ids[tuple(given)] = json.loads(proc.stdout)["dag_id"]
+    shown = {d["dag_id"]: d for d in client.status()["dags"]}
+    assert shown[ids[()]]["priority"] == 2
+    assert shown[ids[("--priority", "-7")]]["priority"] == -7
+    assert shown[ids[()]]["share"] == 0.0, "no host: no slot, no share"

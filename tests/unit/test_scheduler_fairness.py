@@ -91,3 +91,14 @@ def test_time_with_nothing_queued_does_not_age_a_dag() -> None:
         assert h.dag_id == "high"
     nxt = assigns(ok(s, a, b"", now=50.0))
     assert [x.dag_id for x in nxt] == ["high"], "b has waited 0 s, not 50 s: high (1) outranks it (0)"
+
+
+def test_queued_prefetches_follow_the_same_order() -> None:
+    s = Scheduler(prefetch=1)
+    s.handle(DagSubmitted("low", wide(4, prefix="l"), 0.0))
+    s.handle(DagSubmitted("high", wide(4, priority=1, prefix="h"), 0.0))
+    first = assigns(join(s, "h", slots=1, now=0.0))
+    assert [(x.dag_id, x.task_id) for x in first] == [("high", "h0"), ("high", "h1")], "running and queued"
+    s.handle(DagSubmitted("other", wide(4, prefix="o"), 0.0))
+    nxt = assigns(ok(s, first[0], b"", now=1.0))
+    assert [x.dag_id for x in nxt] == ["high"], "the freed place goes to the highest priority still"
