@@ -48,7 +48,8 @@ class ReadyQueue:
         return self._dag_len.get(dag_id, 0)
 
     def push(self, dag_id: str, task_id: str, memory: int = 0, *, front: bool = False) -> None:
-        """Queue a task; ``front`` puts it ahead of everything (requeued after a lost host)."""
+        """Queue a task; ``front`` puts it ahead of its DAG's queued tasks, and of other DAGs' where their
+        rank ties (requeued after a lost host)."""
         buckets = self._dags.get(dag_id)
         if buckets is None:
             buckets = self._dags[dag_id] = {}
