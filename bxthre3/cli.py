@@ -431,6 +431,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--log-dir", type=Path, help="write controller and host logs here (default: $BXTHRE3_LOG_DIR, else none kept)"
     )
     _add_engine_option(p)
+    _add_priority_option(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -463,8 +464,18 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
         help="with --wait: write each final task's output to DIR/<task id><ext> and every file a task wrote "
         "under /out to DIR/<task id>/<name> (as `run --out`)",
     )  # fmt: skip
+    _add_priority_option(p)
     _add_controller_option(p)
     p.set_defaults(handler=_run_submit)
+
+
+def _add_priority_option(p: argparse.ArgumentParser) -> None:
+    from .dag.fields import MAX_PRIORITY
+
+    p.add_argument(
+        "--priority", type=_number(int, -MAX_PRIORITY, MAX_PRIORITY, "--priority"), metavar="N",
+        help="the DAG's priority, overriding its `priority:` (default: the file's, else 0; higher goes first)",
+    )  # fmt: skip
 
 
 def _run_submit(args: argparse.Namespace) -> int:

@@ -143,7 +143,7 @@ def print_status(status: StatusView, console: Console | None = None) -> None:
         console.print(f"[yellow]waiting:[/] {_safe(reason)}")
     console.print(hosts)
     dags = Table(title="DAGs", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("id", "name", "state", "done", "running", "failed", "elapsed"):
+    for col in ("id", "name", "state", "prio", "done", "running", "share", "failed", "elapsed"):
         dags.add_column(col, overflow="fold")
     for d in status.get("dags", []):
         counts = d.get("counts", {})
@@ -152,8 +152,10 @@ def print_status(status: StatusView, console: Console | None = None) -> None:
             d["dag_id"],
             _safe(d["name"]),
             f"[{style}]{d['state']}[/]",
+            str(d.get("priority", 0)),
             done_text(d),
             str(counts.get("running", 0)),
+            f"{d.get('share', 0.0):.0%}" if d["state"] == "running" else "-",
             _failed_cell(counts, d.get("failures", {})),
             f"{d.get('elapsed_s', 0):.2f}s",
         )

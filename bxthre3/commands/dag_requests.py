@@ -6,6 +6,7 @@ Each opens one client (cluster_access.py) and presents the reply as `run` does (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ def _run_submit(args: argparse.Namespace) -> int:
     if args.out is not None and not args.wait:
         raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
     spec = load_dag(dag_file(args.dag))
+    if args.priority is not None:
+        spec = dataclasses.replace(spec, priority=args.priority)
     with _client(args) as client:
         dag_id = client.submit(spec)
         if args.json and not args.wait:

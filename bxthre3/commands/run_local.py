@@ -5,6 +5,7 @@ and outputs `submit --wait` shows for a running controller (dag_results.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from .dag_results import _print_results, _say_written, _wait_with_progress, _write_final, _write_named_outputs
 
@@ -19,6 +20,8 @@ def _run_run(args: argparse.Namespace) -> int:
     from .local_cluster import LocalCluster
 
     spec = load_dag(dag_file(args.dag))
+    if args.priority is not None:
+        spec = dataclasses.replace(spec, priority=args.priority)
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
     engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr

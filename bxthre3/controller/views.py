@@ -13,7 +13,7 @@ import heapq
 from typing import TypedDict
 
 from ..common.digests import sha256_hex
-from ..scheduler import DagRecord, HostRecord, Scheduler, TaskRecord, TaskState
+from ..scheduler import DagRecord, DagState, HostRecord, Scheduler, TaskRecord, TaskState
 from ..wire.liveness import silence_limit
 
 JSON_FORMAT = 1
@@ -94,6 +94,10 @@ class DagSummary(TypedDict):
     counts: dict[str, int]
     failures: dict[str, int]
     elapsed_s: float
+    priority: int
+    """Its `priority:` (or `--priority`); 0 when it has none."""
+    share: float
+    """Its running attempts over the cluster's slots (0.0 in replies other than `status`, or with no slot)."""
 
 
 class RetriedSummary(DagSummary):
@@ -211,8 +215,10 @@ def counts_view(dag: DagRecord) -> dict[str, int]:
     return {state.value: dag.counts[state] for state in TaskState}
 
 
-def dag_summary(dag: DagRecord, now: float) -> DagSummary:
+def dag_summary(dag: DagRecord, now: float, slots: int = 0) -> DagSummary:
+    """``slots``: the cluster's slots, for `share` (0: share 0.0)."""
     end = dag.finished_at if dag.finished_at is not None else now
+    running = dag.counts[TaskState.RUNNING]
     return {
         "dag_id": dag.id,
         "name": dag.spec.name,
@@ -222,6 +228,8 @@ def dag_summary(dag: DagRecord, now: float) -> DagSummary:
         "counts": counts_view(dag),
         "failures": dict(dag.failures),
         "elapsed_s": round(end - dag.submitted_at, 3),
+        "priority": dag.spec.priority,
+        "share": round(running / slots, 3) if slots and dag.state is DagState.RUNNING else 0.0,
     }
 
 
@@ -271,12 +279,13 @@ def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | 
         d["hosts"] += 1
         d["slots"] += h.slots
         d["ram_mb"] += h.ram_mb
+    slots = sum(h.slots for h in scheduler.hosts.values())
     view: StatusView = {
         "format": JSON_FORMAT,
         "totals": {
             "devices": len(devices),
             "hosts": len(hosts),
-            "slots": sum(h.slots for h in scheduler.hosts.values()),
+            "slots": slots,
             "ram_mb": sum(h.ram_mb for h in scheduler.hosts.values()),
             "running": sum(len(h.running) for h in scheduler.hosts.values()),
             "ready": len(scheduler.ready),
@@ -288,7 +297,7 @@ def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | 
         "waiting": scheduler.waiting_reasons(),
         "hosts": hosts,
         "devices": devices,
-        "dags": [dag_summary(d, now) for d in scheduler.dags.values()],
+        "dags": [dag_summary(d, now, slots) for d in scheduler.dags.values()],
     }
     if controller is not None:
         view["controller"] = controller

@@ -72,6 +72,17 @@ def retries_problem(retries: object) -> str | None:
     return f"must be between 0 and {MAX_RETRIES}"
 
 
+MAX_PRIORITY = 1000
+"""A DAG's `priority:` lies in [-MAX_PRIORITY, MAX_PRIORITY] (default 0; higher goes first)."""
+
+
+def priority_problem(priority: object) -> str | None:
+    """What is wrong with `priority` as a DAG's priority, or None."""
+    if isinstance(priority, int) and not isinstance(priority, bool) and -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        return None
+    return f"must be a whole number between {-MAX_PRIORITY} and {MAX_PRIORITY}"
+
+
 def memory_problem(mb: object) -> str | None:
     """What is wrong with `mb` as a task's declared memory in MB, or None."""
     if isinstance(mb, int) and not isinstance(mb, bool) and 1 <= mb <= MAX_TASK_MEMORY_MB:

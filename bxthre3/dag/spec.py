@@ -118,6 +118,8 @@ class DagSpec:
     source: str = "<submission>"
     """Where the DAG came from (a file path or a peer), used in every error message."""
     description: str = ""
+    priority: int = 0
+    """Higher goes first when DAGs compete for slots (see the scheduler's `_rank`); 0 when absent."""
 
     def __post_init__(self) -> None:
         # Frozen means frozen: callers cannot mutate the lists or dict they passed in.

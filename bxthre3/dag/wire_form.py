@@ -30,6 +30,7 @@ from bxthre3.dag.fields import (
     memory_problem,
     path_problem,
     paths_problem,
+    priority_problem,
     retries_problem,
     timeout_problem,
 )
@@ -49,6 +50,8 @@ def to_wire(spec: DagSpec) -> dict[str, Any]:
     }
     if spec.description:
         wire["description"] = spec.description
+    if spec.priority:
+        wire["priority"] = spec.priority  # absent means 0: older controllers and journals never wrote it
     return wire
 
 
@@ -89,7 +92,7 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
     return wire
 
 
-_TOP_KEYS = frozenset({"name", "tasks", "modules", "description"})
+_TOP_KEYS = frozenset({"name", "tasks", "modules", "description", "priority"})
 _TASK_KEYS = frozenset({"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"})
 _INPUT_KEYS = frozenset({"kind", "value", "data", "output"})
 _FILE_KEYS = _INPUT_KEYS | {"path"}
@@ -135,6 +138,10 @@ class _WireReader:
         if not name or not name.isprintable():
             raise self.fail("must be a non-empty printable string", field="name")
         description = self.string(obj.get("description", ""), None, "description", MAX_NAME_CHARS)
+        priority = obj.get("priority", 0)
+        problem = priority_problem(priority)
+        if problem:
+            raise self.fail(f"{problem}, not {_show(priority)}", field="priority")
         raw_tasks = obj["tasks"]
         if not isinstance(raw_tasks, (list, tuple)):
             raise self.fail(f"must be a list, not {type(raw_tasks).__name__}", field="tasks")
@@ -144,7 +151,7 @@ class _WireReader:
             raise self.fail(f"{len(raw_tasks)} tasks, over the limit of {MAX_TASKS_PER_DAG}", field="tasks")
         tasks = tuple(self.task(raw, n) for n, raw in enumerate(raw_tasks, 1))
         modules = self.modules(obj["modules"], tasks)
-        spec = DagSpec(name, tasks, modules, source=self.source, description=description)
+        spec = DagSpec(name, tasks, modules, source=self.source, description=description, priority=priority)
         check_limits(spec)
         self.check_modules(spec)
         validate_graph(spec)

@@ -44,6 +44,7 @@ from bxthre3.dag.fields import (
     memory_problem,
     path_problem,
     paths_problem,
+    priority_problem,
     retries_problem,
     timeout_problem,
 )
@@ -75,7 +76,7 @@ _TYPE_WORDS = {
     _MAP: "a mapping",
 }
 
-_TOP_KEYS = ("name", "description", "defaults", "tasks")
+_TOP_KEYS = ("name", "description", "priority", "defaults", "tasks")
 _DEFAULT_KEYS = ("timeout", "retries", "memory")
 _TASK_KEYS = ("id", "module", "inputs", "files", "depends_on", "timeout", "retries", "memory")
 
@@ -308,6 +309,7 @@ class _DagBuilder:
         description = ""
         if "description" in top:
             description = self.string(top["description"][1], None, "description")
+        priority = self.priority(top["priority"][1]) if "priority" in top else 0
         self.defaults: dict[str, object] = {}
         if "defaults" in top:
             fields = self.mapping(top["defaults"][1], _DEFAULT_KEYS, None, "defaults")
@@ -335,7 +337,7 @@ class _DagBuilder:
                 )
             first_line[task.id] = _line(item)
             tasks.append(task)
-        spec = DagSpec(name, tuple(tasks), self.modules, source=self.source, description=description)
+        spec = DagSpec(name, tuple(tasks), self.modules, source=self.source, description=description, priority=priority)
         try:
             check_limits(spec)
             validate_graph(spec)
@@ -515,6 +517,16 @@ class _DagBuilder:
         value = self.scalar_value(node, task_id, "retries")
         if not isinstance(value, int) or retries_problem(value):
             raise self.fail(f"{retries_problem(value)}, not {node.value}", node, task_id, "retries")
+        return value
+
+    def priority(self, node: Node) -> int:
+        if not (isinstance(node, ScalarNode) and node.tag == _INT):
+            shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
+            raise self.fail(f"must be a whole number, not {_kind(node)}{shown}", node, None, "priority")
+        value = self.scalar_value(node, None, "priority")
+        problem = priority_problem(value)
+        if not isinstance(value, int) or problem:
+            raise self.fail(f"{problem}, not {node.value}", node, None, "priority")
         return value
 
     def memory(self, node: Node, task_id: str | None) -> int | None:

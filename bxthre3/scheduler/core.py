@@ -107,6 +107,9 @@ class SchedulerConfig:
     away ran ~1 task of 0.1 s per round trip without it; the queue lasts about one round trip, so it can
     hold back at most that much work from other hosts at a DAG's end."""
     max_rtt_prefetch: int = 32
+    priority_aging_s: float = 10.0
+    """Aging: a DAG with ready tasks gains one priority level for every this many seconds since it was last
+    given a slot (or submitted), so a higher-priority DAG delays a lower one but never starves it."""
     """Most assignments per slot queued to cover a round trip (bounds a host's backlog on a bad link)."""
 
 
@@ -175,6 +178,8 @@ class Scheduler:
         self.total_failed = 0
         self.retries_total = 0
         self._pause_changed = False
+        self._now = 0.0
+        """The current event's time (for `_make_ready`, which most transitions reach without it)."""
         self.failures_by_reason: Counter[str] = Counter()
         """Tasks failed for good since start, by reason (for metrics)."""
         self._handlers = {
@@ -194,6 +199,7 @@ class Scheduler:
         """Apply one event; return what the shell must do, assignments last."""
         out: list[Instruction] = []
         self._pause_changed = False
+        self._now = event.now
         self._handlers[type(event)](event, out)  # type: ignore[operator]
         if not isinstance(event, HostSeen) or self._pause_changed:
             self._dispatch(event.now, out)
@@ -482,6 +488,8 @@ class Scheduler:
 
     def _make_ready(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
         dag.set_state(task, TaskState.READY)
+        if not self.ready.queued(dag.id):
+            dag.waiting_since = self._now  # it waits from now: the time it had nothing queued does not age it
         self.ready.push(dag.id, task.spec.id, task.spec.memory or 0, front=front)
 
     def _retry_later(self, dag: DagRecord, task: TaskRecord, now: float) -> None:
@@ -653,8 +661,9 @@ class Scheduler:
         # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
         deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
         free = [h for h in self.hosts.values() if self._capacity(h, deep) > 0 and not h.paused]
+        rank = self._ranker(now) if self.ready.dag_count > 1 else None
         while self.ready and free:
-            entry = self.ready.pop_for(max(h.ram_mb for h in free))
+            entry = self.ready.pop_for(max(h.ram_mb for h in free), rank)
             if entry is None:
                 return  # every queued task needs more memory than any free host offers
             dag_id, task_id, memory = entry
@@ -683,6 +692,25 @@ class Scheduler:
             out.append(self._assign(dag, task, host, parts, now, files))
             if self._capacity(host, deep) == 0:
                 free.remove(host)
+
+    def _ranker(self, now: float) -> Callable[[str], tuple[int, int]]:
+        """Which DAG's ready task goes next (smallest first): the highest effective priority, then the DAG
+        with the fewest running attempts (fair share), then the oldest queued task (`ReadyQueue.pop_for`).
+
+        Effective priority = `priority` + one level per `priority_aging_s` since the DAG was last served.
+        Read afresh for each pick: an assignment changes the DAG's running count and served time."""
+        dags = self.dags
+        aging = self.config.priority_aging_s
+        running = TaskState.RUNNING
+
+        def rank(dag_id: str) -> tuple[int, int]:
+            dag = dags.get(dag_id)
+            if dag is None:
+                return (0, 0)  # stale entries: dispatch skips them whatever their rank
+            waited = now - max(dag.waiting_since, dag.submitted_at)
+            return (-(dag.spec.priority + int(waited // aging)), dag.counts[running])
+
+        return rank
 
     def _capacity(self, host: HostRecord, deep: bool) -> int:
         """How many more attempts `host` may hold: its slots, plus a queue per slot (see SchedulerConfig)."""
@@ -778,6 +806,7 @@ class Scheduler:
         files: Mapping[str, bytes] | None = None,
     ) -> Assign:
         spec = task.spec
+        dag.waiting_since = now
         task.attempt += 1
         task.host_id = host.id
         task.started_at = now
@@ -820,9 +849,11 @@ class Scheduler:
         computing and will re-register holding them. They wait ``reclaim_grace`` seconds
         in limbo, then are requeued as lost.
         """
+        self._now = now
         dag = self._new_dag_record(dag_id, spec, submitted_at)
         dag.state = state
         dag.finished_at = finished_at
+        dag.waiting_since = now
         dag.counts.clear()
         for task_id, record in dag.tasks.items():
             old = saved.get(task_id)

@@ -54,6 +54,12 @@ def check(scheduler: Scheduler) -> None:
             problems.append(f"ready queue: holds {dag_id}/{task_id}, which is cancelled")
     if len(scheduler.ready) != queued.total():
         problems.append(f"ready queue: says it holds {len(scheduler.ready)}, but holds {queued.total()}")
+    per_dag = Counter(dag_id for dag_id, _ in queued.elements())
+    for dag_id in set(per_dag) | set(scheduler.ready.dag_ids()):
+        if scheduler.ready.queued(dag_id) != per_dag[dag_id]:
+            problems.append(
+                f"ready queue: says {scheduler.ready.queued(dag_id)} of {dag_id} wait, but holds {per_dag[dag_id]}"
+            )
     _check_hosts(scheduler, problems)
     _check_limbo(scheduler, problems)
     if problems:

@@ -104,6 +104,9 @@ class DagRecord:
     """Tasks failed for good, by failure reason (kept as they happen: status must stay cheap)."""
     dirty: set[str] = field(default_factory=set)
     """Tasks changed since the journal last wrote them; the store empties it."""
+    waiting_since: float = 0.0
+    """Aging counts from here: when the DAG was last given a slot, or when its first ready task since it held
+    none was queued (submission, restore). Not journalled: a restore sets it to the restart's time."""
     dag_dirty: bool = True
     """The DAG row itself (state, finish time) changed since the journal last wrote it."""
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
@@ -62,6 +63,16 @@ def totals_line(totals: Totals) -> str:
 def counts_line(counts: dict[str, int]) -> str:
     """Non-zero task-state counts, e.g. ``succeeded 3 · running 1``."""
     return " · ".join(f"{state} {n}" for state, n in counts.items() if n)
+
+
+def share_text(summary: Mapping[str, Any]) -> str:
+    """A DAG's priority (when not 0) and, while it runs, its share of the slots: `` · prio 2 · share 50%``."""
+    parts = []
+    if summary.get("priority"):
+        parts.append(f"prio {summary['priority']}")
+    if summary.get("state") == "running":
+        parts.append(f"share {float(summary.get('share') or 0.0):.0%}")
+    return "".join(f" · {p}" for p in parts)
 
 
 def cell(value: object) -> str:

@@ -31,7 +31,16 @@ from ..client.progress import finished_counts
 from ..wire.addresses import Address
 from .backend import Backend
 from .file_picker import FilePickerScreen, PathSuggester
-from .formatting import MAX_TASK_ROWS, cell, counts_line, describe_output, host_row, task_row, totals_line
+from .formatting import (
+    MAX_TASK_ROWS,
+    cell,
+    counts_line,
+    describe_output,
+    host_row,
+    share_text,
+    task_row,
+    totals_line,
+)
 from .keyed_table import sync_rows
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
@@ -82,7 +91,7 @@ class DagItem(ListItem):
             Text.assemble(
                 (str(summary.get("name", "")), "bold"),
                 (f" {self.dag_id}", "dim"),
-                f" · {state} · {finished_counts(summary)[0]}/{summary.get('total', 0)} · ",
+                f" · {state}{share_text(summary)} · {finished_counts(summary)[0]}/{summary.get('total', 0)} · ",
                 (counts_line(summary.get("counts") or {}), "dim"),
             )
         )

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from bxthre3.client.outputs import terminal_safe
 from bxthre3.client.render import print_results, print_status
-from bxthre3.tui.formatting import cell, describe_output, host_row, task_row
+from bxthre3.tui.formatting import cell, describe_output, host_row, share_text, task_row
 
 HOSTILE = "evil\x1b]0;title\x07\x1b[2J\r\x08\u009b1m\u202e\u2066[bold red]x[/bold red]\u2028"
 ESCAPED = "evil\\x1b]0;title\\x07\\x1b[2J\\r\\x08\\x9b1m\\u202e\\u2066[bold red]x[/bold red]\\u2028"
@@ -72,3 +72,10 @@ def test_the_monitor_shows_coloured_text_as_text_and_escapes_table_cells() -> No
     assert host_row({"node_id": "[b]h", "state": "idle"})[0] == "\\[b]h"
     row = task_row({"task_id": "t", "node_id": "\x1b[2Jh", "reason": "[red]"})
     assert [Text.from_markup(row[i]).plain for i in (2, 5)] == ["\\x1b[2Jh", "[red]"]  # as DataTable renders them
+
+
+def test_share_text_shows_priority_and_share_of_running_dags() -> None:
+    assert share_text({"state": "running", "priority": 0, "share": 0.5}) == " · share 50%"
+    assert share_text({"state": "running", "priority": -2, "share": 0.0}) == " · prio -2 · share 0%"
+    assert share_text({"state": "succeeded", "priority": 3, "share": 0.0}) == " · prio 3"
+    assert share_text({"state": "succeeded"}) == "", "a summary from an older controller"

@@ -81,7 +81,8 @@ def dag_specs(draw: st.DrawFn) -> DagSpec:
                 files=files,
             )
         )
-    return DagSpec(name="random", tasks=tuple(tasks), modules=MODULES)
+    priority = draw(st.sampled_from((0, 0, 1, -2)))
+    return DagSpec(name="random", tasks=tuple(tasks), modules=MODULES, priority=priority)
 
 
 outcomes = st.one_of(st.none(), st.sampled_from(list(FailureReason)))
