@@ -119,6 +119,8 @@ def _scenario(dag_state: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "counts": counts,
         "failures": {},
         "elapsed_s": elapsed,
+        "priority": 0,
+        "share": counts["running"] / max(1, sum(h["slots"] for h in hosts)),  # as views.status_view computes it
     }
     status = {
         "totals": {

@@ -70,7 +70,7 @@ def test_monitor_with_a_running_dag(size: tuple[int, int]) -> None:
             screen = app.screen
             [item] = list(screen.query(DagItem))
             label = str(item.query_one(".dag-label", Label).render())
-            assert "hello_fanout" in label and "running · 2/5" in label
+            assert "hello_fanout" in label and "running · share 50% · 2/5" in label
             bar = item.query_one(".dag-bar", ProgressBar)
             assert (bar.progress, bar.total) == (2, 5)
             tasks = screen.query_one("#tasks", DataTable)
