@@ -46,7 +46,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from tests.netns_support import NETNS_DIR, PREFIX, NetnsUnavailable, _ip, delete_namespace, kill_tree
+from tests.netns_support import NETNS_DIR, PREFIX, NamespaceProcesses, NetnsUnavailable, _ip
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -170,7 +170,7 @@ def _command(words: list[str], imp: Impairment, now: float) -> None:
         print(json.dumps(imp.counts), flush=True)
 
 
-class ImpairedLink:
+class ImpairedLink(NamespaceProcesses):
     """Two namespaces, 'ctl' and 'phone', joined only by the impairing forwarder.
 
     ``ip[device]`` is each side's address; processes run in a side with :meth:`popen`/:meth:`run` (the
@@ -237,30 +237,8 @@ class ImpairedLink:
         assert self.forwarder is not None and self.forwarder.stdout is not None
         return json.loads(self.forwarder.stdout.readline())
 
-    # ------------------------------------------------------------------ processes (as NetnsLan)
-
-    def exec_argv(self, device: str, argv: list[str]) -> list[str]:
-        return [shutil.which("ip") or "ip", "netns", "exec", self.ns[device], *argv]
-
-    def popen(self, device: str, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.exec_argv(device, argv), **kwargs)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
-
-    def run(self, device: str, argv: list[str], timeout: float, **kwargs: object) -> subprocess.CompletedProcess:
-        return subprocess.run(  # type: ignore[call-overload]
-            self.exec_argv(device, argv), timeout=timeout, stdin=subprocess.DEVNULL, capture_output=True, **kwargs
-        )
-
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                kill_tree(proc.pid)
-        for proc in self.procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+        self.stop_processes()
         if self.forwarder is not None:
             if self.forwarder.stdin is not None:
                 try:
@@ -275,9 +253,7 @@ class ImpairedLink:
             if self.forwarder.stdout is not None:
                 self.forwarder.stdout.close()
             self.forwarder = None
-        for ns in reversed(self.created):
-            delete_namespace(ns)
-        self.created.clear()
+        self.delete_namespaces()
 
     def __enter__(self) -> ImpairedLink:
         try:

@@ -24,10 +24,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 
 PREFIX = "bx3-"
 NAME_RE = re.compile(r"^bx3-[0-9a-f]{8}-[a-z0-9]{1,8}$")
@@ -129,7 +131,69 @@ def remove_stale(now: float | None = None, prefix: str = PREFIX) -> list[str]:
     return removed
 
 
-class NetnsLan:
+class NamespaceProcesses:
+    """The processes a test starts inside namespaces of its own, and the namespaces themselves.
+
+    Shared by :class:`NetnsLan` and :class:`~tests.impaired_link.ImpairedLink`: each fills ``ns`` (device
+    -> namespace name) and appends every namespace it made to ``created``; ``close`` kills what was started
+    (by PID, with descendants) before deleting the namespaces, newest first.
+    """
+
+    ns: dict[str, str]
+    created: list[str]
+    procs: list[subprocess.Popen[bytes]]
+
+    def exec_argv(self, device: str, argv: Sequence[str]) -> list[str]:
+        return [shutil.which("ip") or "ip", "netns", "exec", self.ns[device], *argv]
+
+    def popen(self, device: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(self.exec_argv(device, argv), **kwargs)  # type: ignore[call-overload]
+        self.procs.append(proc)
+        return proc
+
+    def run(self, device: str, argv: Sequence[str], timeout: float, **kwargs: object) -> subprocess.CompletedProcess:
+        return subprocess.run(  # type: ignore[call-overload]
+            self.exec_argv(device, argv), timeout=timeout, stdin=subprocess.DEVNULL, capture_output=True, **kwargs
+        )
+
+    def stop_processes(self) -> None:
+        """Kill every process started here (with its descendants), reap it and close its pipes."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                kill_tree(proc.pid)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream:
+                    stream.close()
+
+    def delete_namespaces(self) -> None:
+        for ns in reversed(self.created):
+            delete_namespace(ns)
+        self.created.clear()
+
+
+def serve_or_skip(net: Any) -> Iterator[Any]:
+    """For a fixture: create ``net``'s namespaces, yield it, tear it down; skip the test where namespaces
+    cannot be made (not root, no `ip`, no TUN). Anything else that fails while creating is an error."""
+    try:
+        net.create()
+    except NetnsUnavailable as e:
+        net.close()
+        pytest.skip(f"network namespaces unavailable: {e}")
+    except BaseException:
+        net.close()
+        raise
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+class NetnsLan(NamespaceProcesses):
     """Device namespaces on one bridged /24, each with its veth `eth0` and address 10.77.<n>.<k>."""
 
     def __init__(self, devices: Sequence[str], prefix: str = PREFIX) -> None:
@@ -171,19 +235,6 @@ class NetnsLan:
 
     # ------------------------------------------------------------------ processes
 
-    def exec_argv(self, device: str, argv: Sequence[str]) -> list[str]:
-        return [shutil.which("ip") or "ip", "netns", "exec", self.ns[device], *argv]
-
-    def popen(self, device: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(self.exec_argv(device, argv), **kwargs)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
-
-    def run(self, device: str, argv: Sequence[str], timeout: float, **kwargs: object) -> subprocess.CompletedProcess:
-        return subprocess.run(  # type: ignore[call-overload]
-            self.exec_argv(device, argv), timeout=timeout, stdin=subprocess.DEVNULL, capture_output=True, **kwargs
-        )
-
     def kill_device(self, device: str) -> list[int]:
         """SIGKILL every process we started in the device's namespace, with all descendants."""
         killed = []
@@ -197,20 +248,8 @@ class NetnsLan:
     # ------------------------------------------------------------------ teardown
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                kill_tree(proc.pid)
-        for proc in self.procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream:
-                    stream.close()
-        for ns in reversed(self.created):
-            delete_namespace(ns)
-        self.created.clear()
+        self.stop_processes()
+        self.delete_namespaces()
 
     def __enter__(self) -> NetnsLan:
         return self

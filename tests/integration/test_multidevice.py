@@ -27,7 +27,7 @@ import pytest
 
 from tests.chaos_support import interior_pixels, tile_output
 from tests.conftest import REPO, WASM_MODULES, subprocess_env
-from tests.netns_support import NetnsLan, NetnsUnavailable, remove_stale
+from tests.netns_support import NetnsLan, remove_stale, serve_or_skip
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,18 +45,7 @@ def lan() -> Any:
         net = NetnsLan(DEVICES)
     except Exception as e:  # pragma: no cover - environment dependent
         pytest.skip(f"network namespaces unavailable: {e}")
-    try:
-        net.create()
-    except NetnsUnavailable as e:
-        net.close()
-        pytest.skip(f"network namespaces unavailable: {e}")
-    except BaseException:
-        net.close()
-        raise
-    try:
-        yield net
-    finally:
-        net.close()
+    yield from serve_or_skip(net)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import REPO, subprocess_env
 from tests.impaired_link import ImpairedLink, sleep_module
-from tests.netns_support import NetnsUnavailable, remove_stale
+from tests.netns_support import remove_stale, serve_or_skip
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,20 +38,8 @@ TASK_S = 0.1
 
 @pytest.fixture
 def link() -> Any:
-    try:
-        remove_stale()
-        net = ImpairedLink(delay=0.2, jitter=0.1, loss=0.05, seed=16)
-        net.create()
-    except NetnsUnavailable as e:  # pragma: no cover - environment dependent
-        net.close()
-        pytest.skip(f"network namespaces unavailable: {e}")
-    except BaseException:
-        net.close()
-        raise
-    try:
-        yield net
-    finally:
-        net.close()
+    remove_stale()
+    yield from serve_or_skip(ImpairedLink(delay=0.2, jitter=0.1, loss=0.05, seed=16))
 
 
 def cli(net: ImpairedLink, *args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,7 @@ from bxthre3.client.connection import ControllerClient
 from bxthre3.node.device_identity import display_name
 from tests.chaos_support import interior_pixels
 from tests.conftest import WASM_MODULES, RunningController, subprocess_env
-from tests.netns_support import NetnsLan, NetnsUnavailable, remove_stale
+from tests.netns_support import NetnsLan, remove_stale, serve_or_skip
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -76,18 +76,7 @@ def lan() -> Any:
         net = NetnsLan(("ctl", *DEVICES), prefix=PREFIX)
     except Exception as e:  # pragma: no cover - environment dependent
         pytest.skip(f"network namespaces unavailable: {e}")
-    try:
-        net.create()
-    except NetnsUnavailable as e:
-        net.close()
-        pytest.skip(f"network namespaces unavailable: {e}")
-    except BaseException:
-        net.close()
-        raise
-    try:
-        yield net
-    finally:
-        net.close()
+    yield from serve_or_skip(net)
 
 
 class Client:
