@@ -28,6 +28,8 @@ class FailureReason(str, Enum):
     """The executor process died while running the attempt (signal, OS kill)."""
     HOST_LOST = "host_lost"
     """The host running the attempt went away; the task is requeued."""
+    UNVERIFIED = "unverified"
+    """`verify: N`: the replicas' outputs did not reach a majority of distinct devices (or no devices were left)."""
     INTERNAL = "internal"
     """A bug in Bxthre3 itself; the message says what."""
 
@@ -45,5 +47,7 @@ _DETERMINISTIC = frozenset(
         FailureReason.MEMORY_LIMIT,
         # Its upstream task succeeded without that file, and succeeded tasks are not run again.
         FailureReason.MISSING_INPUT,
+        # Replicas on distinct devices already disagreed past the replica budget.
+        FailureReason.UNVERIFIED,
     }
 )

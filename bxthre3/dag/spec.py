@@ -83,6 +83,12 @@ class TaskSpec:
     """MB of RAM the task needs; it runs only on a host whose --ram-limit is at least this."""
     files: tuple[TaskFile, ...] = ()
     """Its `/in` directory, in the order written (most tasks have none: they cost nothing then)."""
+    verify: int = 1
+    """Distinct devices whose outputs must agree (sha256 of exit code, stdout and `/out` files) before
+    the result counts; 1: trusted as is. A verified task sees deterministic clocks and random bytes."""
+    speculate: bool = True
+    """May run a backup attempt on an idle fast host while a slow one runs it (False: never runs twice,
+    e.g. a task with effects outside its outputs)."""
 
     @property
     def args(self) -> tuple[str, ...]:

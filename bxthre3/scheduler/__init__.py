@@ -6,7 +6,17 @@ carries out the instructions that come back. Keeping policy here makes it testab
 """
 
 from .core import Scheduler, SchedulerConfig
-from .events import DagCancelled, DagRetried, DagSubmitted, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .events import (
+    DagCancelled,
+    DagRetried,
+    DagSubmitted,
+    DeviceTrusted,
+    HostJoined,
+    HostLeft,
+    HostSeen,
+    TaskFinished,
+    Tick,
+)
 from .instructions import (
     AbortAttempt,
     AckResult,
@@ -18,7 +28,7 @@ from .instructions import (
     RefuseHost,
 )
 from .invariants import InvariantError
-from .model import DagRecord, DagState, HostRecord, TaskRecord, TaskState
+from .model import DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState
 
 __all__ = [
     "AbortAttempt",
@@ -45,4 +55,6 @@ __all__ = [
     "TaskRecord",
     "TaskState",
     "Tick",
+    "DeviceTrusted",
+    "QuarantineRecord",
 ]

@@ -18,7 +18,18 @@ from ..common.failures import FailureReason
 from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from ..dag.spec import DagSpec, InputKind, TaskInput
 from ..wire.liveness import silence_limit
-from .events import DagCancelled, DagRetried, DagSubmitted, Event, HostJoined, HostLeft, HostSeen, TaskFinished, Tick
+from .events import (
+    DagCancelled,
+    DagRetried,
+    DagSubmitted,
+    DeviceTrusted,
+    Event,
+    HostJoined,
+    HostLeft,
+    HostSeen,
+    TaskFinished,
+    Tick,
+)
 from .instructions import (
     AbortAttempt,
     AckResult,
@@ -30,7 +41,7 @@ from .instructions import (
     RefuseHost,
 )
 from .invariants import check as check_invariants
-from .model import AttemptRecord, DagRecord, DagState, HostRecord, TaskRecord, TaskState
+from .model import AttemptRecord, DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState
 from .ready_queue import ReadyQueue
 
 ASSIGNMENT_GRACE_S = 10.0
@@ -182,10 +193,16 @@ class Scheduler:
         """The current event's time (for `_make_ready`, which most transitions reach without it)."""
         self.failures_by_reason: Counter[str] = Counter()
         """Tasks failed for good since start, by reason (for metrics)."""
+        self.quarantined: dict[str, QuarantineRecord] = {}
+        """Devices (by device id) whose hosts get no tasks: their verified outputs lost the vote too often.
+        Journalled by the controller; `DeviceTrusted` lifts it."""
+        self.mismatches: Counter[str] = Counter()
+        """Verified tasks on which each device's output lost the vote (by device id), since it was last trusted."""
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,
             DagRetried: self._on_dag_retried,
+            DeviceTrusted: self._on_device_trusted,
             HostJoined: self._on_host_joined,
             HostSeen: self._on_host_seen,
             HostLeft: self._on_host_left,
@@ -289,6 +306,11 @@ class Scheduler:
             )
             if task.waiting_on == 0:
                 self._make_ready(dag, task)
+
+    def _on_device_trusted(self, ev: DeviceTrusted, out: list[Instruction]) -> None:
+        """Its hosts get tasks again (dispatch follows) and its mismatch count starts from zero."""
+        self.quarantined.pop(ev.device_id, None)
+        self.mismatches.pop(ev.device_id, None)
 
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
         # A node id is pinned to the key of the live host holding it: another key is refused and the

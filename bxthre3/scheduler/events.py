@@ -108,10 +108,20 @@ class DagRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceTrusted:
+    """A user vouched for a quarantined device (`bxthre3 hosts trust DEVICE`): its hosts get tasks again."""
+
+    device_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; the scheduler checks host liveness."""
 
     now: float
 
 
-Event = DagSubmitted | DagCancelled | DagRetried | HostJoined | HostSeen | HostLeft | TaskFinished | Tick
+Event = (
+    DagSubmitted | DagCancelled | DagRetried | DeviceTrusted | HostJoined | HostSeen | HostLeft | TaskFinished | Tick
+)

@@ -24,6 +24,9 @@ class Assign:
     timeout: float
     files: Mapping[str, bytes] | None = None
     """The task's `/in` directory, resolved: relative path -> bytes."""
+    deterministic: bool = False
+    """Run with deterministic clocks and random bytes seeded from ``task_id`` (a verified task: replicas
+    on different devices must produce the same bytes)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,7 +161,28 @@ class HostRecord:
     """The pin of its identity key (see `HostJoined.key`)."""
     rtt: RttEstimate = field(default_factory=RttEstimate)
     """Its measured round trip (heartbeat echoes): sets its silence limit and how deep its queue is."""
+    speed: float = 1.0
+    """How fast it runs tasks relative to the cluster's reference (2.0: twice as fast), learned from the
+    tasks it finished (see `Scheduler._learn_speed`); 1.0 until it finished one."""
+    speed_samples: int = 0
+    """How many finished tasks `speed` is learned from (0: a guess)."""
 
     @property
     def free_slots(self) -> int:
         return self.slots - len(self.running)
+
+
+@dataclass(slots=True)
+class QuarantineRecord:
+    """A device whose verified outputs disagreed with the majority too often: its hosts get no tasks.
+
+    Kept by device id (every host of that device is out) until `bxthre3 hosts trust DEVICE`."""
+
+    device_id: str
+    device: str
+    """The device's name when it was quarantined (for `status`; the id is what identifies it)."""
+    since: float
+    mismatches: int
+    """Verified tasks on which its output lost the vote."""
+    reason: str
+    """One line: which task's vote it lost last, e.g. "output of dag-3/tile-7 disagreed with 2 devices"."""
