@@ -7,6 +7,7 @@ that already holds the module (so bytes are shipped once), then the one with the
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 import random
@@ -41,7 +42,7 @@ from .instructions import (
     RefuseHost,
 )
 from .invariants import check as check_invariants
-from .model import AttemptRecord, DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState
+from .model import AttemptRecord, DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState, Vote
 from .ready_queue import ReadyQueue
 
 ASSIGNMENT_GRACE_S = 10.0
@@ -54,8 +55,51 @@ restart (~0.1 s, more on a phone) and a heartbeat interval or two. The clock of 
 when it can have started at the latest (see `Scheduler._expire_overdue`), so this is the whole
 margin: a wedged but heartbeating host holds an attempt at most timeout + 10 s past that point."""
 
+_ENVIRONMENTAL = frozenset(
+    {FailureReason.TIMEOUT, FailureReason.EXECUTOR_CRASHED, FailureReason.HOST_LOST, FailureReason.INTERNAL}
+)
+"""Failures that say something about where an attempt ran, not about what the task computes: a verified
+task's replica ending so casts no vote."""
+
+_MEASURABLE_S = 0.005
+"""Shorter tasks do not teach a host's speed: startup and I/O overheads dominate them."""
+
+_IDLE_SCAN_S = 0.05
+"""Least time between two scans for work idle hosts could steal or back up (outside ticks)."""
+
+
+def _outcome_digest(
+    reason: FailureReason | None, exit_code: int | None, output: bytes, files: Mapping[str, bytes] | None
+) -> bytes:
+    """sha256 over everything a verified task's replicas must agree on, each part length-prefixed
+    (stderr is left out: diagnostics may differ where results do not)."""
+    h = hashlib.sha256()
+    for part in (
+        (reason.value if reason is not None else "").encode(),
+        str(exit_code).encode(),
+        output,
+        *(piece for name in sorted(files or ()) for piece in (name.encode(), (files or {})[name])),
+    ):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.digest()
+
+
 REPLACED = "replaced by a new registration"
 """Why a host was forgotten when its node id registered again from another connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How an attempt ended, as its host reported it (a failure: ``reason`` is set)."""
+
+    reason: FailureReason
+    error: str
+    output: bytes
+    files: Mapping[str, bytes] | None
+    stderr: bytes
+    exit_code: int | None
+    duration: float
 
 
 class _MissingInput(Exception):
@@ -118,10 +162,20 @@ class SchedulerConfig:
     away ran ~1 task of 0.1 s per round trip without it; the queue lasts about one round trip, so it can
     hold back at most that much work from other hosts at a DAG's end."""
     max_rtt_prefetch: int = 32
+    """Most assignments per slot queued to cover a round trip (bounds a host's backlog on a bad link)."""
     priority_aging_s: float = 10.0
     """Aging: a DAG with ready tasks gains one priority level for every this many seconds since it was last
     given a slot (or submitted), so a higher-priority DAG delays a lower one but never starves it."""
-    """Most assignments per slot queued to cover a round trip (bounds a host's backlog on a bad link)."""
+    speculate_min_s: float = 0.5
+    """A running task gets a backup only if a backup is expected to finish it this many seconds sooner: below
+    that, shipping inputs and a round trip eat the gain (and trivial tasks at a DAG's end never run twice)."""
+    speculate_overrun: float = 2.0
+    """An attempt that has run this many times its expected time is presumed slow, whatever its host's speed
+    estimate says (a host's first tasks show its speed only when they end)."""
+    quarantine_after: int = 2
+    """Verified tasks on which a device's output may lose the vote before the device is quarantined."""
+    verify_replica_factor: int = 2
+    """`verify: N` runs at most factor x N + 1 replicas before the task fails `unverified`."""
 
 
 @dataclass(slots=True)
@@ -196,6 +250,11 @@ class Scheduler:
         self.quarantined: dict[str, QuarantineRecord] = {}
         """Devices (by device id) whose hosts get no tasks: their verified outputs lost the vote too often.
         Journalled by the controller; `DeviceTrusted` lifts it."""
+        self.quarantine_changed = False
+        """`quarantined` changed since the controller last journalled it (it clears this)."""
+        self.module_cost: dict[str, float] = {}
+        """Mean run time of each module (by sha256) on a speed-1.0 host: what speeds are measured against."""
+        self._idle_scan_at = 0.0
         self.mismatches: Counter[str] = Counter()
         """Verified tasks on which each device's output lost the vote (by device id), since it was last trusted."""
         self._handlers = {
@@ -219,7 +278,7 @@ class Scheduler:
         self._now = event.now
         self._handlers[type(event)](event, out)  # type: ignore[operator]
         if not isinstance(event, HostSeen) or self._pause_changed:
-            self._dispatch(event.now, out)
+            self._dispatch(event.now, out, tick=isinstance(event, Tick))
         return out
 
     def validate(self) -> None:
@@ -250,14 +309,10 @@ class Scheduler:
             if task.state.terminal:
                 continue
             if task.state is TaskState.RUNNING:
-                self.limbo.pop((dag.id, task.spec.id), None)
-                host = self.hosts.get(task.host_id) if task.host_id else None
-                if host is not None:
-                    self._release(host, (dag.id, task.spec.id), ev.now)
-                    out.append(AbortAttempt(host.id, dag.id, task.spec.id, task.attempt))
-                task.attempts[-1].ended_at = ev.now
-                task.attempts[-1].error = "cancelled"
-                self._attempt_ended(dag.id, task, "cancelled", ev.now - task.attempts[-1].started_at, out)
+                if self.limbo.pop((dag.id, task.spec.id), None) is not None:
+                    task.live[task.attempt] = ""  # held by nobody known: ended below like the rest
+                self._abort_live(dag, task, ev.now, "cancelled", out)
+            task.votes.clear()
             task.error = "cancelled"
             task.finished_at = ev.now
             dag.set_state(task, TaskState.CANCELLED)
@@ -284,7 +339,7 @@ class Scheduler:
             dag.set_state(task, TaskState.PENDING)
             task.failures = 0
             task.host_losses = 0
-            task.host_id = None
+            task.votes.clear()
             task.output = None
             task.files = None
             task.stderr = b""
@@ -309,7 +364,8 @@ class Scheduler:
 
     def _on_device_trusted(self, ev: DeviceTrusted, out: list[Instruction]) -> None:
         """Its hosts get tasks again (dispatch follows) and its mismatch count starts from zero."""
-        self.quarantined.pop(ev.device_id, None)
+        if self.quarantined.pop(ev.device_id, None) is not None:
+            self.quarantine_changed = True
         self.mismatches.pop(ev.device_id, None)
 
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
@@ -369,10 +425,10 @@ class Scheduler:
         """Take over an attempt a (re)joining host declares, or tell it to let go of it."""
         dag = self.dags.get(dag_id)
         task = dag.tasks.get(task_id) if dag else None
-        if dag is None or task is None or task.attempt != attempt or not task.attempts:
+        given = task.attempt_record(attempt) if task is not None else None
+        if dag is None or task is None or given is None:
             out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
             return
-        given = task.attempts[-1]
         if given.node_id != host.node_id or (given.key and given.key != host.key):
             # Given to another node, or to this node id's earlier holder with another key (the key is
             # unknown only after a controller restart): not this host's to claim.
@@ -382,28 +438,29 @@ class Scheduler:
             out.append(AckResult(host.id, dag_id, task_id, attempt))  # recorded already; the ack was lost
             return
         key = (dag_id, task_id)
-        if task.state is TaskState.RUNNING:
-            previous = self.hosts.get(task.host_id) if task.host_id else None
+        if task.state is TaskState.RUNNING and attempt in task.live:
+            previous = self.hosts.get(task.live[attempt])
             if previous is not None and previous.node_id != host.node_id:
                 out.append(AbortAttempt(host.id, dag_id, task_id, attempt))  # someone else holds it
                 return
             if previous is not None:
                 self._release(previous, key, now)
-            self.limbo.pop(key, None)
-        elif task.state is TaskState.READY:
+        elif task.state is TaskState.RUNNING and attempt == task.attempt and key in self.limbo:
+            del self.limbo[key]
+        elif task.state is TaskState.READY and attempt == task.attempt:
             # Requeued when this host was declared dead, and not handed out again yet: take it back.
-            record = task.attempts[-1]
-            record.ended_at = None
-            record.reason = None
-            record.error = ""
+            given.ended_at = None
+            given.reason = None
+            given.error = ""
             dag.set_state(task, TaskState.RUNNING)
         else:
+            # Taken back from it while another attempt runs the task (or not its latest): let go.
             out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
             return
-        task.host_id = host.id
-        task.attempts[-1].host_id = host.id
-        task.attempts[-1].node_id = host.node_id
-        task.attempts[-1].key = host.key
+        task.live[attempt] = host.id
+        given.host_id = host.id
+        given.node_id = host.node_id
+        given.key = host.key
         host.running[key] = attempt
         dag.touch(task)
 
@@ -436,52 +493,100 @@ class Scheduler:
             self._release(host, key, ev.now)
         dag = self.dags.get(ev.dag_id)
         task = dag.tasks.get(ev.task_id) if dag else None
-        if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != ev.attempt:
-            return  # stale or duplicate: the attempt was reassigned, cancelled or already recorded
-        if task.host_id != ev.host_id:
-            return  # only the host that holds the attempt may end it
-        record = task.attempts[-1]
+        if (
+            dag is None
+            or task is None
+            or task.state is not TaskState.RUNNING
+            or task.live.get(ev.attempt) != ev.host_id
+        ):
+            # Stale or duplicate: the attempt was reassigned, cancelled, lost a race or was already recorded;
+            # and only the host that holds an attempt may end it.
+            return
+        record = task.attempt_record(ev.attempt)
+        if record is None:
+            return  # cannot happen (validate() checks every live attempt has a record)
+        del task.live[ev.attempt]
         record.ended_at = ev.now
         record.reason = ev.reason
         record.error = ev.error
         outcome = ev.reason.value if ev.reason is not None else TaskState.SUCCEEDED.value
-        self._attempt_ended(dag.id, task, outcome, ev.duration, out)
-        task.stderr = ev.stderr
-        task.exit_code = ev.exit_code
-        task.duration = ev.duration
+        self._attempt_ended(dag.id, task, outcome, ev.duration, out, record)
         if ev.duration >= 0:  # also refuses NaN
             host.mean_task_s += (ev.duration - host.mean_task_s) * 0.3
+            if ev.reason is None or ev.reason is FailureReason.EXIT_CODE:
+                self._learn_speed(host, task.spec.module, ev.duration)
         dag.touch(task)
-        if ev.reason is None:
-            task.output = ev.output
-            task.files = dict(ev.files) if ev.files else None
-            task.reason = None
-            task.error = ""
-            task.finished_at = ev.now
-            task.recorded += 1
-            dag.set_state(task, TaskState.SUCCEEDED)
-            self._count_finished(ev.now, ok=True, host=host, key=key)
-            for child_id in dag.dependents[task.spec.id]:
-                child = dag.tasks[child_id]
-                child.waiting_on -= 1
-                if child.waiting_on == 0 and child.state is TaskState.PENDING:
-                    self._make_ready(dag, child)
+        if task.spec.verify > 1:
+            self._vote(dag, task, host, ev, out)
+        elif ev.reason is None:
+            self._abort_live(dag, task, ev.now, f"attempt {ev.attempt} on {host.node_id} finished first", out)
+            self._succeed(dag, task, host, ev.output, ev.files, ev.stderr, ev.exit_code, ev.duration, ev.now)
+        elif task.live and ev.reason.retryable:
+            host.failed += 1  # a backup attempt still runs it: that one decides
         else:
-            task.reason = ev.reason
-            task.error = ev.error
-            retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
-            if ev.reason is FailureReason.INTERNAL:
-                host.modules.discard(task.spec.module)  # e.g. a corrupt cache file: ship it again
-            if ev.reason.retryable and task.failures < retries:
-                task.failures += 1
-                task.host_id = None
-                self._retry_later(dag, task, ev.now)
-                host.failed += 1
-            else:
-                task.recorded += 1
-                self._fail_task(dag, task, ev.now, out)
-                self._count_finished(ev.now, ok=False, host=host, key=key)
+            self._abort_live(dag, task, ev.now, f"attempt {ev.attempt} failed: {ev.reason.value}", out)
+            result = _Outcome(ev.reason, ev.error, ev.output, ev.files, ev.stderr, ev.exit_code, ev.duration)
+            self._fail_or_retry(dag, task, host, result, ev.now, out)
         self._check_dag_done(dag, ev.now, out)
+
+    def _succeed(
+        self,
+        dag: DagRecord,
+        task: TaskRecord,
+        host: HostRecord | None,
+        output: bytes,
+        files: Mapping[str, bytes] | None,
+        stderr: bytes,
+        exit_code: int | None,
+        duration: float,
+        now: float,
+    ) -> None:
+        """Record the task's result (exactly once) and make its dependents ready."""
+        task.stderr = stderr
+        task.exit_code = exit_code
+        task.duration = duration
+        task.output = output
+        task.files = dict(files) if files else None
+        task.reason = None
+        task.error = ""
+        task.finished_at = now
+        task.recorded += 1
+        dag.set_state(task, TaskState.SUCCEEDED)
+        self._count_finished(now, ok=True, host=host, key=(dag.id, task.spec.id))
+        for child_id in dag.dependents[task.spec.id]:
+            child = dag.tasks[child_id]
+            child.waiting_on -= 1
+            if child.waiting_on == 0 and child.state is TaskState.PENDING:
+                self._make_ready(dag, child)
+
+    def _fail_or_retry(
+        self,
+        dag: DagRecord,
+        task: TaskRecord,
+        host: HostRecord | None,
+        result: _Outcome,
+        now: float,
+        out: list[Instruction],
+    ) -> None:
+        """The task's (only) attempt failed: run it again after a backoff while retries last, else fail it."""
+        reason = result.reason
+        task.stderr = result.stderr
+        task.exit_code = result.exit_code
+        task.duration = result.duration
+        task.reason = reason
+        task.error = result.error
+        retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
+        if reason is FailureReason.INTERNAL and host is not None:
+            host.modules.discard(task.spec.module)  # e.g. a corrupt cache file: ship it again
+        if reason.retryable and task.failures < retries:
+            task.failures += 1
+            self._retry_later(dag, task, now)
+            if host is not None:
+                host.failed += 1
+        else:
+            task.recorded += 1
+            self._fail_task(dag, task, now, out)
+            self._count_finished(now, ok=False, host=host, key=(dag.id, task.spec.id))
 
     def _on_tick(self, ev: Tick, out: list[Instruction]) -> None:
         for host in [h for h in self.hosts.values() if ev.now - h.last_seen > self.silence_limit(h)]:
@@ -573,17 +678,26 @@ class Scheduler:
         """End an attempt that will never report, without using up the task's retries."""
         dag = self.dags.get(dag_id)
         task = dag.tasks.get(task_id) if dag else None
-        if dag is None or task is None or task.state is not TaskState.RUNNING or task.attempt != attempt:
+        if dag is None or task is None or task.state is not TaskState.RUNNING:
             return
-        record = task.attempts[-1]
+        if attempt in task.live:
+            del task.live[attempt]
+        elif attempt != task.attempt or task.live:
+            return  # over already (or not in limbo: another attempt runs the task)
+        record = task.attempt_record(attempt)
+        if record is None:
+            return
         record.ended_at = now
         record.reason = FailureReason.HOST_LOST
         record.error = error
-        self._attempt_ended(dag_id, task, FailureReason.HOST_LOST.value, now - record.started_at, out)
-        task.host_losses += 1
-        task.host_id = None
+        self._attempt_ended(dag_id, task, FailureReason.HOST_LOST.value, now - record.started_at, out, record)
         dag.touch(task)
+        if task.live:  # a backup or another replica still runs it
+            self._want_replicas(dag, task)
+            return
+        task.host_losses += 1
         if task.host_losses > self.config.max_host_losses:
+            task.votes.clear()
             task.reason = FailureReason.HOST_LOST
             task.error = f"lost {task.host_losses} attempts with their hosts; last: {error}"
             task.recorded += 1
@@ -594,13 +708,315 @@ class Scheduler:
             self._make_ready(dag, task, front=True)
 
     def _attempt_ended(
-        self, dag_id: str, task: TaskRecord, outcome: str, duration: float, out: list[Instruction]
+        self,
+        dag_id: str,
+        task: TaskRecord,
+        outcome: str,
+        duration: float,
+        out: list[Instruction],
+        record: AttemptRecord,
     ) -> None:
-        """Report the end of the task's latest attempt, with the engine of the host it ran on."""
-        record = task.attempts[-1]
+        """Report the end of one of the task's attempts, with the engine of the host it ran on."""
         host = self.hosts.get(record.host_id)
         engine = host.engine if host is not None else ""
         out.append(AttemptEnded(dag_id, task.spec.id, record.attempt, outcome, engine, duration))
+
+    def _withdraw(
+        self, dag: DagRecord, task: TaskRecord, attempt: int, now: float, why: str, out: list[Instruction]
+    ) -> None:
+        """Stop one running attempt on its host; its record ends with `why` and its result will be stale."""
+        key = (dag.id, task.spec.id)
+        host = self.hosts.get(task.live.pop(attempt, ""))
+        if host is not None:
+            self._release(host, key, now)
+            out.append(AbortAttempt(host.id, dag.id, task.spec.id, attempt))
+        record = task.attempt_record(attempt)
+        if record is not None and record.ended_at is None:
+            record.ended_at = now
+            record.error = why
+            self._attempt_ended(dag.id, task, "cancelled", now - record.started_at, out, record)
+        dag.touch(task)
+
+    def _abort_live(self, dag: DagRecord, task: TaskRecord, now: float, why: str, out: list[Instruction]) -> None:
+        """Stop every attempt of `task` still running (the losers of a race, or all of them on cancel)."""
+        for attempt in list(task.live):
+            self._withdraw(dag, task, attempt, now, why, out)
+
+    # ------------------------------------------------------------------ verification by replication
+
+    @staticmethod
+    def _device_of(host: HostRecord) -> str:
+        """What counts as one device for `verify` and quarantine: its random device id (a node id if it sent none)."""
+        return host.device_id or host.node_id
+
+    def _needed_votes(self, task: TaskRecord) -> int:
+        """More agreeing votes the leading outcome needs: N in all, and more than half of every vote cast."""
+        n = task.spec.verify
+        if not task.votes:
+            return n
+        lead = Counter(v.digest for v in task.votes).most_common(1)[0][1]
+        return max(n - lead, len(task.votes) - 2 * lead + 1, 0)
+
+    def _replica_budget(self, task: TaskRecord) -> int:
+        """Replicas still allowed before the task fails `unverified` (factor x N + 1 in all)."""
+        return self.config.verify_replica_factor * task.spec.verify + 1 - len(task.votes)
+
+    def _replicas_missing(self, task: TaskRecord) -> int:
+        """Attempts a running verified task should be given now, beyond those already running."""
+        if task.spec.verify < 2:
+            return 0
+        return max(0, min(self._needed_votes(task), self._replica_budget(task)) - len(task.live))
+
+    def _want_replicas(self, dag: DagRecord, task: TaskRecord) -> None:
+        """Queue what a verified task still needs: a READY entry if nothing runs it, else one entry per replica.
+
+        Entries of a running task are consumed by `_dispatch` only while replicas are missing, so a
+        spare entry (a vote made one unnecessary) is dropped when it is popped."""
+        if not task.live:
+            if task.spec.verify < 2 or self._needed_votes(task) > 0:
+                self._make_ready(dag, task, front=True)
+            return
+        memory = task.spec.memory or 0
+        for _ in range(self._replicas_missing(task)):
+            self.ready.push(dag.id, task.spec.id, memory, front=True)
+
+    def _may_run(self, dag_id: str, task: TaskRecord, host: HostRecord) -> bool:
+        """May `host` take an attempt of `task`? Not one it holds already; for `verify`, not on a device that
+        voted or runs a replica (replicas on one device prove nothing)."""
+        if not task.live:
+            return True if task.spec.verify < 2 else self._device_of(host) not in {v.device_id for v in task.votes}
+        if host.id in task.live.values():
+            return False
+        if task.spec.verify < 2:
+            return True
+        device = self._device_of(host)
+        if any(v.device_id == device for v in task.votes):
+            return False
+        return not any(
+            (other := self.hosts.get(host_id)) is not None and self._device_of(other) == device
+            for host_id in task.live.values()
+        )
+
+    def _vote(
+        self, dag: DagRecord, task: TaskRecord, host: HostRecord, ev: TaskFinished, out: list[Instruction]
+    ) -> None:
+        """A replica of a verified task ended: count what its device says, decide once a majority agrees."""
+        reason = ev.reason
+        if reason in _ENVIRONMENTAL:
+            # Says nothing about the output (the device was slow, crashed or went away): run another
+            # replica while retries last, else the task fails with that reason like an unverified one.
+            assert reason is not None
+            retries = task.spec.retries if task.spec.retries is not None else self.config.default_retries
+            if task.failures < retries:
+                task.failures += 1
+                host.failed += 1
+                if task.live:
+                    self._want_replicas(dag, task)
+                else:
+                    task.reason = reason
+                    task.error = ev.error
+                    self._retry_later(dag, task, ev.now)
+                return
+            self._abort_live(dag, task, ev.now, f"replica {ev.attempt} failed: {reason.value}", out)
+            task.votes.clear()
+            result = _Outcome(reason, ev.error, ev.output, ev.files, ev.stderr, ev.exit_code, ev.duration)
+            self._fail_or_retry(dag, task, host, result, ev.now, out)
+            return
+        device = self._device_of(host)
+        if device in self.quarantined or any(v.device_id == device for v in task.votes):
+            self._want_replicas(dag, task)  # its word does not count (twice, or at all)
+            return
+        digest = _outcome_digest(reason, ev.exit_code, ev.output, ev.files)
+        task.votes.append(
+            Vote(
+                device, host.device or host.node_id, digest, ev.attempt, host.id, reason, ev.error,
+                ev.output, dict(ev.files) if ev.files else None, ev.stderr, ev.exit_code, ev.duration,
+            )
+        )  # fmt: skip
+        self._tally(dag, task, ev.now, out)
+
+    def _tally(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
+        """Accept the outcome N distinct devices and a majority agree on; else ask for more replicas, or give up."""
+        counts = Counter(v.digest for v in task.votes)
+        leader, lead = counts.most_common(1)[0]
+        if lead >= task.spec.verify and 2 * lead > len(task.votes):
+            self._decide(dag, task, leader, now, out)
+            return
+        if self._needed_votes(task) <= self._replica_budget(task):
+            self._want_replicas(dag, task)
+            return
+        self._abort_live(dag, task, now, "its task could not be verified", out)
+        outcomes = ", ".join(f"{n} x sha256 {digest.hex()[:12]}" for digest, n in counts.most_common(4))
+        task.votes.clear()
+        task.reason = FailureReason.UNVERIFIED
+        task.error = (
+            f"{sum(counts.values())} devices disagreed on its output ({outcomes}); verify: {task.spec.verify} "
+            f"needs {task.spec.verify} agreeing devices and a majority"
+        )
+        task.recorded += 1
+        self._fail_task(dag, task, now, out)
+        self._count_finished(now, ok=False, host=None, key=None)
+
+    def _decide(self, dag: DagRecord, task: TaskRecord, digest: bytes, now: float, out: list[Instruction]) -> None:
+        """The majority's outcome becomes the task's; replicas still running stop; dissenters get a mismatch."""
+        winners = [v for v in task.votes if v.digest == digest]
+        losers = [v for v in task.votes if v.digest != digest]
+        task.votes.clear()
+        self._abort_live(dag, task, now, f"verified by {len(winners)} devices before it ended", out)
+        for vote in losers:
+            self._mismatch(vote, dag, task, len(winners), now, out)
+        won = winners[0]
+        host = self.hosts.get(won.host_id)
+        if won.reason is None:
+            self._succeed(dag, task, host, won.output, won.files, won.stderr, won.exit_code, won.duration, now)
+        else:
+            result = _Outcome(won.reason, won.error, won.output, won.files, won.stderr, won.exit_code, won.duration)
+            self._fail_or_retry(dag, task, host, result, now, out)
+
+    def _mismatch(
+        self, vote: Vote, dag: DagRecord, task: TaskRecord, majority: int, now: float, out: list[Instruction]
+    ) -> None:
+        """A device's output lost a vote; at `quarantine_after` such votes its hosts get no more tasks."""
+        device = vote.device_id
+        self.mismatches[device] += 1
+        count = self.mismatches[device]
+        reason = f"its output of {dag.id}/{task.spec.id} disagreed with {majority} devices"
+        held = self.quarantined.get(device)
+        if held is not None:
+            held.mismatches = count
+            held.reason = reason
+            self.quarantine_changed = True
+        elif count >= self.config.quarantine_after:
+            self.quarantined[device] = QuarantineRecord(device, vote.device, now, count, reason)
+            self.quarantine_changed = True
+            self._evict_device(device, now, out)
+
+    def _evict_device(self, device: str, now: float, out: list[Instruction]) -> None:
+        """A quarantined device's attempts are taken back (their results could not be trusted) and run
+        elsewhere, and its votes still open are struck out."""
+        for host in [h for h in self.hosts.values() if self._device_of(h) == device]:
+            for (dag_id, task_id), attempt in list(host.running.items()):
+                task = self._live_attempt(host, (dag_id, task_id), attempt)
+                if task is None:
+                    continue
+                dag = self.dags[dag_id]
+                self._withdraw(dag, task, attempt, now, f"device {host.device or device} was quarantined", out)
+                self._want_replicas(dag, task)
+        for dag in self.dags.values():
+            if dag.state is not DagState.RUNNING:
+                continue
+            for task in dag.tasks.values():
+                if task.votes and any(v.device_id == device for v in task.votes):
+                    task.votes = [v for v in task.votes if v.device_id != device]
+                    if task.state is TaskState.RUNNING:
+                        self._want_replicas(dag, task)
+
+    # ------------------------------------------------------------------ speeds, stealing and backups
+
+    def _learn_speed(self, host: HostRecord, module: str, duration: float) -> None:
+        """Learn how fast `host` is from one finished task, against what its module costs elsewhere.
+
+        ``module_cost`` is a module's mean run time on a speed-1.0 host. A host's speed moves towards
+        expected / actual in log space: fast for its first samples (the first one decides outright),
+        then as a moving average, since tasks of one module differ (a Mandelbrot tile's cost depends
+        on where it is). Tasks shorter than `_MEASURABLE_S` say more about overheads than speed."""
+        if duration < _MEASURABLE_S:
+            return
+        cost = self.module_cost.get(module)
+        if cost is None:
+            self.module_cost[module] = duration * host.speed
+            return
+        ratio = min(64.0, max(1 / 64, cost / host.speed / duration))
+        weight = 1.0 / (host.speed_samples + 1) if host.speed_samples < 3 else 0.3
+        host.speed = min(256.0, max(1 / 256, host.speed * ratio**weight))
+        host.speed_samples += 1
+        self.module_cost[module] = cost + 0.2 * (duration * host.speed - cost)
+
+    def _use_idle(self, now: float, hosts: list[HostRecord], tick: bool, out: list[Instruction]) -> None:
+        """Idle slots and nothing ready for them: take queued work from busy hosts, then back up slow attempts.
+
+        Scans every host's attempts, so it runs at most every `_IDLE_SCAN_S` (and on every tick)."""
+        idle = [h for h in hosts if h.free_slots > 0]
+        if not idle or (not tick and now < self._idle_scan_at):
+            return
+        self._idle_scan_at = now + _IDLE_SCAN_S
+        idle.sort(key=lambda h: -h.speed)
+        for thief in idle:
+            while thief.free_slots > 0 and self._steal_one(thief, now, out):
+                pass
+        idle = [h for h in idle if h.free_slots > 0]
+        if idle and self.module_cost:
+            self._speculate(now, idle, out)
+
+    def _steal_one(self, thief: HostRecord, now: float, out: list[Instruction]) -> bool:
+        """Move the last attempt queued (not started) on the busiest host to `thief`'s idle slot."""
+        best: tuple[int, HostRecord, tuple[str, str], int] | None = None
+        for host in self.hosts.values():
+            queued = len(host.running) - host.slots
+            if host is thief or queued <= 0 or (best is not None and queued <= best[0]):
+                continue
+            key, attempt = next(reversed(host.running.items()))
+            best = (queued, host, key, attempt)
+        if best is None:
+            return False
+        _, victim, key, attempt = best
+        task = self._live_attempt(victim, key, attempt)
+        dag = self.dags.get(key[0])
+        if task is None or dag is None or not self._may_run(dag.id, task, thief):
+            return False
+        if (task.spec.memory or 0) > thief.ram_mb:
+            return False
+        parts = self._stdin_parts(dag, task)  # its inputs exist: it was assigned with them
+        files = self._in_files(dag, task) if task.spec.files else None
+        self._withdraw(dag, task, attempt, now, f"moved to idle host {thief.node_id} before it started", out)
+        out.append(self._assign(dag, task, thief, parts, now, files))
+        return True
+
+    def _speculate(self, now: float, idle: list[HostRecord], out: list[Instruction]) -> None:
+        """Back up the running attempts expected to end last, on idle hosts expected to end them sooner.
+
+        A running attempt's remaining time is its module's cost over its host's speed, minus what it ran
+        already; one that ran `speculate_overrun` times that estimate is presumed to need as long again.
+        A backup must beat it by `speculate_min_s`, plus the idle host's round trip. The first result
+        wins (`_on_task_finished`); the other attempt is aborted and its result never recorded."""
+        candidates: list[tuple[float, str, str, int, float]] = []  # (-remaining, dag, task, attempt, cost)
+        for host in self.hosts.values():
+            for started, (key, attempt) in enumerate(host.running.items()):
+                if started >= host.slots:
+                    break  # queued behind the host's running attempts: stealing's business
+                task = self._live_attempt(host, key, attempt)
+                if task is None or len(task.live) > 1 or not task.spec.speculate or task.spec.verify > 1:
+                    continue
+                cost = self.module_cost.get(task.spec.module)
+                record = task.attempt_record(attempt)
+                if cost is None or record is None:
+                    continue
+                expected = cost / host.speed
+                elapsed = now - record.started_at
+                remaining = elapsed if elapsed > self.config.speculate_overrun * expected else expected - elapsed
+                if remaining > self.config.speculate_min_s:
+                    candidates.append((-remaining, key[0], key[1], attempt, cost))
+        if not candidates:
+            return
+        candidates.sort()
+        for neg_remaining, dag_id, task_id, _attempt, cost in candidates:
+            if not idle:
+                return
+            dag = self.dags[dag_id]
+            task = dag.tasks[task_id]
+            memory = task.spec.memory or 0
+            fits = [h for h in idle if h.ram_mb >= memory and self._may_run(dag_id, task, h)]
+            if not fits:
+                continue
+            thief = fits[0]  # the fastest idle host (`idle` is sorted by speed)
+            round_trip = thief.rtt.rto if thief.rtt.srtt is not None else 0.0
+            if cost / thief.speed + round_trip + self.config.speculate_min_s > -neg_remaining:
+                continue
+            parts = self._stdin_parts(dag, task)
+            files = self._in_files(dag, task) if task.spec.files else None
+            out.append(self._assign(dag, task, thief, parts, now, files))
+            if thief.free_slots <= 0:
+                idle.remove(thief)
 
     def _expire_overdue(self, now: float, out: list[Instruction]) -> None:
         """Backstop for hosts that stay alive but never answer an attempt (a wedged executor).
@@ -630,7 +1046,8 @@ class Scheduler:
                     if host.head is not None:  # the previous oldest ended unnoticed: count from now
                         host.head_since = now
                     host.head = key
-                started = task.started_at if task.started_at is not None else now
+                record = task.attempt_record(attempt)
+                started = record.started_at if record is not None else now
                 timeout = task.spec.timeout if task.spec.timeout is not None else self.config.default_timeout
                 if now <= max(started, host.head_since) + timeout + grace:
                     break
@@ -650,7 +1067,7 @@ class Scheduler:
         """The task whose current attempt `host` holds under `key`, or None when that attempt is over."""
         dag = self.dags.get(key[0])
         task = dag.tasks.get(key[1]) if dag else None
-        if task is None or task.state is not TaskState.RUNNING or task.attempt != attempt or task.host_id != host.id:
+        if task is None or task.state is not TaskState.RUNNING or task.live.get(attempt) != host.id:
             return None
         return task
 
@@ -677,21 +1094,37 @@ class Scheduler:
 
     # ------------------------------------------------------------------ placement
 
-    def _dispatch(self, now: float, out: list[Instruction]) -> None:
-        if not self.ready:
-            return
+    def _dispatch(self, now: float, out: list[Instruction], tick: bool = False) -> None:
+        hosts = [h for h in self.hosts.values() if not h.paused]
+        if self.quarantined:
+            hosts = [h for h in hosts if self._device_of(h) not in self.quarantined]
+        if self.ready:
+            self._dispatch_ready(now, hosts, out)
+        self._use_idle(now, hosts, tick, out)
+
+    def _dispatch_ready(self, now: float, hosts: list[HostRecord], out: list[Instruction]) -> None:
+        """Hand out ready tasks (and replicas verified tasks still need) while hosts have room."""
         # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
         deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
-        free = [h for h in self.hosts.values() if self._capacity(h, deep) > 0 and not h.paused]
+        free = [h for h in hosts if self._capacity(h, deep) > 0]
         rank = self._ranker(now) if self.ready.dag_count > 1 else None
+        deferred: list[tuple[str, str, int]] = []  # replicas no free host may run (same device): queued again
         while self.ready and free:
             entry = self.ready.pop_for(max(h.ram_mb for h in free), rank)
             if entry is None:
-                return  # every queued task needs more memory than any free host offers
+                break  # every queued task needs more memory than any free host offers
             dag_id, task_id, memory = entry
             dag = self.dags.get(dag_id)
             task = dag.tasks.get(task_id) if dag else None
-            if dag is None or task is None or task.state is not TaskState.READY:
+            if dag is None or task is None:
+                continue
+            if task.state is not TaskState.READY and not (
+                task.state is TaskState.RUNNING and self._replicas_missing(task) > 0
+            ):
+                continue  # stale: assigned, cancelled or done since it was queued
+            candidates = [h for h in free if h.ram_mb >= memory and self._may_run(dag_id, task, h)]
+            if not candidates:
+                deferred.append(entry)
                 continue
             try:
                 parts = self._stdin_parts(dag, task)
@@ -710,10 +1143,14 @@ class Scheduler:
                 task.error = f"{what} up to {size:,} bytes, over the {MAX_TASK_INPUT_BYTES:,}-byte limit"
                 self._fail_before_start(dag, task, now, out)
                 continue
-            host = self._place(task, [h for h in free if h.ram_mb >= memory], deep)
+            host = self._place(task, candidates, deep)
             out.append(self._assign(dag, task, host, parts, now, files))
+            if task.spec.verify > 1:
+                self._want_replicas(dag, task)
             if self._capacity(host, deep) == 0:
                 free.remove(host)
+        for dag_id, task_id, memory in reversed(deferred):
+            self.ready.push(dag_id, task_id, memory, front=True)
 
     def _ranker(self, now: float) -> Callable[[str], tuple[int, int]]:
         """Which DAG's ready task goes next (smallest first): the highest effective priority, then the DAG
@@ -830,9 +1267,12 @@ class Scheduler:
         spec = task.spec
         dag.waiting_since = now
         task.attempt += 1
-        task.host_id = host.id
-        task.started_at = now
-        dag.set_state(task, TaskState.RUNNING)
+        task.live[task.attempt] = host.id
+        if task.state is TaskState.RUNNING:
+            dag.touch(task)  # a backup or a replica: the task runs already
+        else:
+            task.started_at = now
+            dag.set_state(task, TaskState.RUNNING)
         task.attempts.append(AttemptRecord(task.attempt, host.id, host.node_id, now, key=host.key))
         key = (dag.id, spec.id)
         self._release(host, key, now)  # an older attempt given up on this host: the new one goes last
@@ -851,6 +1291,7 @@ class Scheduler:
             input_sizes=tuple(len(p) for p in parts),
             timeout=spec.timeout if spec.timeout is not None else self.config.default_timeout,
             files=files,
+            deterministic=spec.verify > 1,
         )
 
     # ------------------------------------------------------------------ restart
@@ -882,7 +1323,13 @@ class Scheduler:
             if old is not None:
                 for name in _RESTORED_FIELDS:
                     setattr(record, name, getattr(old, name))
-            record.host_id = None
+                for attempt in record.attempts:
+                    # Only the latest attempt of a running task waits in limbo; backups and replicas that ran
+                    # beside it are over (their hosts are told to let go when they declare them).
+                    latest = attempt.attempt == record.attempt and record.state is TaskState.RUNNING
+                    if attempt.ended_at is None and not latest:
+                        attempt.ended_at = now
+                        attempt.error = "the controller restarted while it ran"
             dag.counts[record.state] += 1
         for record in dag.tasks.values():
             record.waiting_on = sum(

@@ -122,8 +122,12 @@ def _check_dag(
                 found.append("every task it depends on succeeded")
         elif not_done and not state.terminal:
             found.append(f"started, but {not_done} of its inputs are not done")
-        if task.host_id is not None and state in _IDLE_STATES:
-            found.append(f"no attempt runs, but it names host {task.host_id}")
+        if task.live and state is not TaskState.RUNNING:
+            found.append(f"not running, but attempts {sorted(task.live)} run")
+        if task.votes and (state.terminal or task.spec.verify < 2):
+            found.append(
+                f"{len(task.votes)} replica votes are open, but it is {state.value} (verify: {task.spec.verify})"
+            )
         if state is TaskState.READY and queued[dag.id, task_id] == 0:
             found.append("ready, but not in the ready queue")
         elif state is TaskState.RETRYING and (dag.id, task_id, task.not_before) not in delayed:
@@ -143,36 +147,48 @@ def _check_dag(
             numbers = [a.attempt for a in task.attempts]
             if numbers != sorted(set(numbers)) or numbers[-1] > task.attempt:
                 found.append(f"attempt {task.attempt}, but its attempt records are numbered {numbers}")
-            last = task.attempts[-1]
-            if (last.ended_at is None) != (state is TaskState.RUNNING):
-                found.append(
-                    f"its latest attempt ({last.attempt}) {'has not' if last.ended_at is None else 'has'} ended"
-                )
+            open_ = sorted(a.attempt for a in task.attempts if a.ended_at is None)
+            expected = sorted(task.live)
+            if state is TaskState.RUNNING and not task.live:
+                expected = [task.attempt]  # in limbo: its latest attempt waits to be claimed
+            if open_ != expected:
+                found.append(f"attempts {open_} have not ended, but attempts {expected} run")
         if found:
             problems.extend(f"task {dag.id}/{task_id} ({state.value}): {p}" for p in found)
 
 
 def _check_running(scheduler: Scheduler, dag: DagRecord, task_id: str, found: list[str]) -> None:
-    """A running attempt is held by exactly one host -- the one the task names -- or waits in limbo."""
+    """Each running attempt is held by exactly the host the task names for it -- or, with none, the task waits in
+    limbo; replicas of a verified task run on distinct devices."""
     task = dag.tasks[task_id]
     key = (dag.id, task_id)
-    holders = sorted(h.id for h in scheduler.hosts.values() if h.running.get(key) == task.attempt)
-    if not task.attempts or task.attempts[-1].attempt != task.attempt:
-        found.append(f"attempt {task.attempt} is running, but has no attempt record")
-    if task.host_id is None:
+    if not task.live:
+        holders = sorted(h.id for h in scheduler.hosts.values() if h.running.get(key) == task.attempt)
         if key not in scheduler.limbo:
             found.append("runs on no host and is not in limbo")
         if holders:
             found.append(f"in limbo, but held by {holders}")
         return
     if key in scheduler.limbo:
-        found.append(f"in limbo, but held by host {task.host_id}")
-    if task.host_id not in scheduler.hosts:
-        found.append(f"held by host {task.host_id}, which is gone")
-    if holders != [task.host_id]:
-        found.append(f"attempt {task.attempt} is given to {task.host_id}, but held by {holders}")
-    if task.attempts and task.attempts[-1].host_id != task.host_id:
-        found.append(f"held by {task.host_id}, but its attempt record says {task.attempts[-1].host_id}")
+        found.append(f"in limbo, but attempts {sorted(task.live)} run")
+    for attempt, host_id in task.live.items():
+        record = task.attempt_record(attempt)
+        if record is None:
+            found.append(f"attempt {attempt} is running, but has no attempt record")
+        elif record.host_id != host_id:
+            found.append(f"attempt {attempt} is held by {host_id}, but its record says {record.host_id}")
+        host = scheduler.hosts.get(host_id)
+        if host is None:
+            found.append(f"attempt {attempt} is held by host {host_id}, which is gone")
+        elif host.running.get(key) != attempt:
+            found.append(f"attempt {attempt} is given to {host_id}, which holds {host.running.get(key)}")
+    if task.spec.verify > 1:
+        devices = [
+            scheduler._device_of(h) for h in (scheduler.hosts.get(i) for i in task.live.values()) if h is not None
+        ]
+        devices += [v.device_id for v in task.votes]
+        if len(devices) != len(set(devices)):
+            found.append(f"replicas share a device: {sorted(devices)}")
 
 
 def _check_hosts(scheduler: Scheduler, problems: list[str]) -> None:
@@ -195,9 +211,14 @@ def _check_hosts(scheduler: Scheduler, problems: list[str]) -> None:
                 continue  # its DAG was pruned: the host still owes an answer
             if not 1 <= attempt <= task.attempt:
                 problems.append(f"{where}: holds attempt {attempt} of {dag_id}/{task_id}, issued {task.attempt}")
-            elif attempt == task.attempt and task.state is not TaskState.RUNNING:
+            elif attempt in task.live:
+                if task.live[attempt] != host_id:
+                    problems.append(
+                        f"{where}: holds attempt {attempt} of {dag_id}/{task_id}, given to {task.live[attempt]}"
+                    )
+            elif attempt == task.attempt and not (task.state is TaskState.RUNNING and not task.live):
                 # Its latest attempt, not running: only an attempt taken back from this very host (lost).
-                record = task.attempts[-1] if task.attempts else None
+                record = task.attempt_record(attempt)
                 if record is None or record.host_id != host_id or record.reason is not FailureReason.HOST_LOST:
                     problems.append(
                         f"{where}: holds attempt {attempt} of {dag_id}/{task_id} ({task.state.value}), "

@@ -72,7 +72,12 @@ class TaskRecord:
     """The task's own failures, counted against its retries."""
     host_losses: int = 0
     """Attempts lost with their host; counted separately so a flaky device does not use up retries."""
-    host_id: str | None = None
+    live: dict[int, str] = field(default_factory=dict)
+    """Attempt number -> id of the host running it, for every attempt running now: one, or more while a
+    speculative backup or `verify` replicas run. Empty when the task is not running (or is in limbo)."""
+    votes: list[Vote] = field(default_factory=list)
+    """`verify: N`: the outcomes replicas on distinct devices reported so far in this round (not journalled:
+    after a restart the vote starts again)."""
     output: bytes | None = None
     files: Mapping[str, bytes] | None = None
     """Named outputs once it succeeded: what it left under `/out`, by relative path (None: none)."""
@@ -88,6 +93,39 @@ class TaskRecord:
     recorded: int = 0
     """How many times an end result was recorded: exactly-once means this never exceeds 1."""
     attempts: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def host_id(self) -> str | None:
+        """The host running its latest attempt (None when that attempt is not running)."""
+        return self.live.get(self.attempt)
+
+    def attempt_record(self, attempt: int) -> AttemptRecord | None:
+        """The record of attempt number `attempt` (live ones are at the end: searched from there)."""
+        for record in reversed(self.attempts):
+            if record.attempt == attempt:
+                return record
+            if record.attempt < attempt:
+                return None
+        return None
+
+
+@dataclass(slots=True)
+class Vote:
+    """One replica's outcome of a verified task: what its device says the task produced."""
+
+    device_id: str
+    device: str
+    digest: bytes
+    """sha256 over the failure reason, exit code, stdout and every `/out` file (name and bytes)."""
+    attempt: int
+    host_id: str
+    reason: FailureReason | None
+    error: str
+    output: bytes
+    files: Mapping[str, bytes] | None
+    stderr: bytes
+    exit_code: int | None
+    duration: float
 
 
 @dataclass(slots=True)

@@ -803,7 +803,7 @@ def _mid_run() -> RealScheduler:
 def _end_keeping_the_slot(s: RealScheduler) -> None:
     """What a cancel that forgot to free the host's slot would leave: a ended, still held by h1."""
     d = s.dags["d1"]
-    d.tasks["a"].host_id = None
+    d.tasks["a"].live.clear()
     d.tasks["a"].attempts[-1].ended_at = 1.0
     d.set_state(d.tasks["a"], TaskState.CANCELLED)
 
@@ -811,7 +811,7 @@ def _end_keeping_the_slot(s: RealScheduler) -> None:
 BREAKAGES = {  # how the records are broken -> what the error says (one line of it)
     "counts": (lambda s: s.dags["d1"].counts.update([TaskState.READY]), "DAG d1: counts {"),
     "unqueued": (lambda s: s.ready.pop_for(1 << 30), "d1/c (ready): ready, but not in the ready queue"),
-    "unheld": (lambda s: s.hosts["h1"].running.clear(), "d1/a (running): attempt 1 is given to h1, but held by []"),
+    "unheld": (lambda s: s.hosts["h1"].running.clear(), "d1/a (running): attempt 1 is given to h1, which holds None"),
     "twice": (lambda s: setattr(s.dags["d1"].tasks["a"], "recorded", 2), "d1/a (running): its end was recorded 2"),
     "waiting": (lambda s: setattr(s.dags["d1"].tasks["b"], "waiting_on", 0), "d1/b (pending): waiting_on 0, but 1"),
     "finished": (lambda s: setattr(s.dags["d1"], "state", DagState.FAILED), "DAG d1: failed, but has tasks not"),
