@@ -434,7 +434,7 @@ class Scheduler:
             # unknown only after a controller restart): not this host's to claim.
             out.append(AbortAttempt(host.id, dag_id, task_id, attempt))
             return
-        if task.state.terminal:
+        if task.state.terminal or any(v.attempt == attempt for v in task.votes):
             out.append(AckResult(host.id, dag_id, task_id, attempt))  # recorded already; the ack was lost
             return
         key = (dag_id, task_id)
@@ -447,7 +447,7 @@ class Scheduler:
                 self._release(previous, key, now)
         elif task.state is TaskState.RUNNING and attempt == task.attempt and key in self.limbo:
             del self.limbo[key]
-        elif task.state is TaskState.READY and attempt == task.attempt:
+        elif task.state is TaskState.READY and attempt == task.attempt and given.reason is FailureReason.HOST_LOST:
             # Requeued when this host was declared dead, and not handed out again yet: take it back.
             given.ended_at = None
             given.reason = None
@@ -1330,6 +1330,10 @@ class Scheduler:
                     if attempt.ended_at is None and not latest:
                         attempt.ended_at = now
                         attempt.error = "the controller restarted while it ran"
+                if record.state is TaskState.RUNNING and (
+                    not record.attempts or record.attempts[-1].ended_at is not None
+                ):
+                    record.state = TaskState.READY  # its latest attempt had ended: nothing to wait for
             dag.counts[record.state] += 1
         for record in dag.tasks.values():
             record.waiting_on = sum(

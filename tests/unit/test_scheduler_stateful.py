@@ -22,6 +22,7 @@ from bxthre3.scheduler import (
     DagCancelled,
     DagRetried,
     DagSubmitted,
+    DeviceTrusted,
     HostJoined,
     HostLeft,
     HostSeen,
@@ -39,6 +40,8 @@ SHAS = tuple(MODULES)
 CONNECTIONS = ("c0", "c1", "c2", "c3", "c4")
 """Host connection identities: more than nodes, so a node re-registers from a new connection."""
 NODES = ("n0", "n1", "n2")
+DEVICES = ("dev-a", "dev-b", "dev-c")
+"""Devices hosts run on: fewer than connections, so replicas of a verified task must skip some hosts."""
 KEYS = ("k0", "k1")
 """Two identity keys: a node id claimed with the other key is refused while its holder lives."""
 
@@ -53,6 +56,7 @@ CONFIG = SchedulerConfig(
     reclaim_grace=3.0,
     assignment_grace=2.0,
     deep_prefetch_min_ready=1,
+    speculate_min_s=0.1,
 )
 """Small numbers, so that the few steps of one example reach retries, timeouts, host losses and limbo."""
 
@@ -79,6 +83,8 @@ def dag_specs(draw: st.DrawFn) -> DagSpec:
                 retries=draw(st.sampled_from((None, 0, 2))),
                 memory=draw(st.sampled_from((None, None, 100, 2000))),
                 files=files,
+                verify=draw(st.sampled_from((1, 1, 2, 3))),
+                speculate=draw(st.booleans()),
             )
         )
     priority = draw(st.sampled_from((0, 0, 1, -2)))
@@ -116,7 +122,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.scheduler.validate()
         self.submit(spec, prepared=False)
         for i, n in enumerate(slots):
-            self.handle(HostJoined(CONNECTIONS[i], NODES[i], n, 1024, self.now, key=KEYS[0]))
+            self.handle(HostJoined(CONNECTIONS[i], NODES[i], n, 1024, self.now, key=KEYS[0], device_id=DEVICES[i]))
 
     # ---------------------------------------------------------------- the user
 
@@ -152,10 +158,19 @@ class SchedulerMachine(RuleBasedStateMachine):
         slots=st.integers(1, 3),
         ram=st.sampled_from((64, 256, 1024)),
         modules=st.sets(st.sampled_from(SHAS)),
+        device=st.sampled_from(DEVICES),
         data=st.data(),
     )
     def join(
-        self, host: str, node: str, key: str, slots: int, ram: int, modules: set[str], data: st.DataObject
+        self,
+        host: str,
+        node: str,
+        key: str,
+        slots: int,
+        ram: int,
+        modules: set[str],
+        device: str,
+        data: st.DataObject,
     ) -> None:
         """A host registers, declaring attempts it holds: any given so far (its own, another node's, stale)."""
         holding: list[tuple[str, str, int]] = []
@@ -163,7 +178,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             picked = data.draw(st.lists(st.sampled_from(self.given), max_size=3), label="holding")
             holding = [(dag_id, task_id, attempt) for _, dag_id, task_id, attempt in picked]
         self.handle(HostJoined(host, node, slots, ram, self.now, modules=frozenset(modules),
-                               holding=tuple(holding), key=key))  # fmt: skip
+                               holding=tuple(holding), key=key, device_id=device))  # fmt: skip
 
     @rule(
         host=st.sampled_from(CONNECTIONS),
@@ -178,21 +193,35 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.handle(HostLeft(host, self.now))
 
     def report(
-        self, host: str, attempt: tuple[str, str, int], outcome: FailureReason | None, named: bool, duration: float
+        self,
+        host: str,
+        attempt: tuple[str, str, int],
+        outcome: FailureReason | None,
+        named: bool,
+        duration: float,
+        lie: bool = False,
     ) -> None:
         dag_id, task_id, number = attempt
         files = {"x": b"X"} if named and outcome is None else None
-        self.handle(TaskFinished(host, dag_id, task_id, number, self.now, output=b"out",
+        self.handle(TaskFinished(host, dag_id, task_id, number, self.now, output=b"lie" if lie else b"out",
                                  exit_code=0 if outcome is None else 1, reason=outcome,
                                  error="" if outcome is None else "boom", duration=duration, files=files))  # fmt: skip
 
     @precondition(lambda self: any(h.running for h in self.scheduler.hosts.values()))
-    @rule(data=st.data(), outcome=outcomes, named=st.booleans(), duration=st.sampled_from((0.001, 0.05, 2.0)))
-    def finish(self, data: st.DataObject, outcome: FailureReason | None, named: bool, duration: float) -> None:
-        """A host reports an attempt it holds (maybe one taken back from it, or superseded)."""
+    @rule(
+        data=st.data(),
+        outcome=outcomes,
+        named=st.booleans(),
+        duration=st.sampled_from((0.001, 0.05, 2.0)),
+        lie=st.sampled_from((False, False, True)),
+    )
+    def finish(
+        self, data: st.DataObject, outcome: FailureReason | None, named: bool, duration: float, lie: bool
+    ) -> None:
+        """A host reports an attempt it holds (maybe one taken back from it, or superseded), maybe a wrong output."""
         held = [(h.id, key, n) for h in self.scheduler.hosts.values() for key, n in h.running.items()]
         host, key, number = data.draw(st.sampled_from(held), label="held")
-        self.report(host, (*key, number), outcome, named, duration)
+        self.report(host, (*key, number), outcome, named, duration, lie)
 
     @precondition(lambda self: bool(self.given))
     @rule(
@@ -219,6 +248,10 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.handle(HostSeen(host, self.now))
         self.handle(Tick(self.now))
 
+    @rule(device=st.sampled_from(DEVICES))
+    def trust(self, device: str) -> None:
+        self.handle(DeviceTrusted(device, self.now))
+
     @rule(rejoin=st.booleans())
     def restart(self, rejoin: bool) -> None:
         """The controller restarts: a new scheduler restores every DAG from its records, as the journal
@@ -236,7 +269,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         for host in old.hosts.values() if rejoin else ():
             holding = tuple((*key, attempt) for key, attempt in host.running.items())
             self.handle(HostJoined(host.id, host.node_id, host.slots, host.ram_mb, self.now,
-                                   modules=frozenset(host.modules), holding=holding, key=host.key))  # fmt: skip
+                                   modules=frozenset(host.modules), holding=holding, key=host.key,
+                                   device_id=host.device_id))  # fmt: skip
 
     @invariant()
     def consistent(self) -> None:
