@@ -429,3 +429,23 @@ def test_a_host_runs_a_deterministic_assignment_deterministically(
     assert verified.reason is None, verified
     assert verified.output == _clocks(engine, wasm, "t1", True, wait_ms="10").stdout
     assert b"year 2000" not in plain.output
+
+
+def test_the_hostile_test_host_answers_a_deterministic_assignment_as_a_real_host(
+    build: Callable[[str], bytes],
+) -> None:
+    from bxthre3.common.digests import sha256_hex
+    from bxthre3.wire import protocol
+    from bxthre3.wire.addresses import parse_address
+    from tests.conftest import TEST_KEYS
+    from tests.hostile_host import HostileHost
+
+    wasm = build("clocks")
+    honest = HostileHost(parse_address("127.0.0.1:1"), TEST_KEYS, lie_fraction=0.0)
+    try:
+        assign = protocol.Assign("d1", "t1", 1, sha256_hex(wasm), wasm, ["10"], b"", [], 30.0, {}, True)
+        result = honest._answer(assign)
+    finally:
+        honest.context.term()
+    assert result.reason is None, result
+    assert result.output == _clocks(engines.WASM3, wasm, "t1", True, wait_ms="10").stdout
