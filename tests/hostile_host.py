@@ -9,7 +9,9 @@ flipped (same length, exit code 0, reason None), which no framing or decoding ch
 Which tasks it lies about: ``lie_fraction`` of them (1.0: every task), chosen deterministically from
 ``seed`` and the task id (sha256 of both), so a test knows in advance which outputs are wrong; see
 :meth:`HostileHost.lies_about`. Honest outputs come from running the module in this process on Wasm3
-(``bxthre3.wasm.wasm3.run_module``, the engine every host has), one task at a time.
+(``bxthre3.wasm.wasm3.run_module``, the engine every host has), one task at a time, as a host runs them:
+argv[0] is the task id and an assignment marked ``deterministic`` (a verified task) runs deterministically,
+so its honest outputs are byte for byte those of the real hosts that run the other replicas.
 
 It runs as a thread of the test (or benchmark) with a ZeroMQ context of its own; ``close()`` says Bye
 and joins it within a few seconds. Only loopback addresses are used by the tests that start it.
@@ -119,8 +121,15 @@ class HostileHost(threading.Thread):
             self.modules[assign.module_sha] = assign.module
         started = time.monotonic()
         wasm = self.modules.get(assign.module_sha, b"")
-        run = run_module(
-            wasm, args=assign.args, stdin=assign.stdin, env=env, timeout_s=assign.timeout, files=assign.files
+        run = run_module(  # as a real host runs it: argv[0] is the task id, verified tasks are deterministic
+            wasm,
+            args=assign.args,
+            stdin=assign.stdin,
+            env=env,
+            program_name=assign.task_id,
+            timeout_s=assign.timeout,
+            files=assign.files,
+            deterministic=assign.deterministic,
         )
         output = run.stdout
         if run.reason is None and self.lies_about(assign.task_id):

@@ -603,6 +603,7 @@ class Controller:
                     list(ins.input_sizes),
                     ins.timeout,
                     dict(ins.files) if ins.files else _NO_FILES,
+                    ins.deterministic,
                 )
                 if identity is None:
                     self._apply(self.scheduler.handle(HostLeft(ins.host_id, self.clock(), "unreachable")))

@@ -167,6 +167,8 @@ class TaskView(_TaskOutputs):
     reason: str | None
     error: str
     memory_mb: int | None
+    verify: int
+    speculate: bool
     running_s: float | None
     history: list[AttemptView]
 
@@ -348,6 +350,8 @@ def task_view(
         "reason": task.reason.value if task.reason else None,
         "error": task.error or _waiting_for(task, scheduler),
         "memory_mb": task.spec.memory,
+        "verify": task.spec.verify,
+        "speculate": task.spec.speculate,
         "running_s": (
             round(max(0.0, now - task.started_at), 3)
             if now is not None and task.state is TaskState.RUNNING and task.started_at is not None

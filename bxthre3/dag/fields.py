@@ -1,6 +1,6 @@
 """The rules for one field of a DAG, asked by both doors in: the YAML loader and the wire form. Pure.
 
-A task's id, `timeout`, `retries`, `memory`, its `/in` file names and the DAG's size limits are
+A task's id, `timeout`, `retries`, `memory`, `verify`, `speculate`, its `/in` file names and the DAG's size limits are
 checked twice: by `dag.yaml_loader`, which names the line, and by `dag.wire_form`, since the controller
 trusts no client. Each rule is written once, here, so the two cannot disagree; each door adds the
 value as it was written. (The same path rule holds for the names of the files a host reports.)
@@ -88,6 +88,30 @@ def memory_problem(mb: object) -> str | None:
     if isinstance(mb, int) and not isinstance(mb, bool) and 1 <= mb <= MAX_TASK_MEMORY_MB:
         return None
     return f"must be between 1 and {MAX_TASK_MEMORY_MB} MB"
+
+
+MAX_VERIFY = 9
+"""Most distinct devices one task may be verified on (`verify:`): each replica repeats the whole task."""
+
+
+def verify_problem(verify: object) -> str | None:
+    """What is wrong with `verify` as a task's replica count (1: off), or None."""
+    if isinstance(verify, int) and not isinstance(verify, bool):
+        if 1 <= verify <= MAX_VERIFY:
+            return None
+        if verify > MAX_VERIFY:
+            return (
+                f"must be at most {MAX_VERIFY} (each replica repeats the whole task on another device: "
+                f"verify: N costs N times the work)"
+            )
+    return f"must be a whole number from 1 (off) to {MAX_VERIFY} (N >= 2 runs the task on N distinct devices)"
+
+
+def speculate_problem(speculate: object) -> str | None:
+    """What is wrong with `speculate` as a task's permission to run a backup attempt, or None."""
+    if isinstance(speculate, bool):
+        return None
+    return "must be true or false"
 
 
 def path_problem(path: str) -> str | None:

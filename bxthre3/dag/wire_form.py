@@ -32,7 +32,9 @@ from bxthre3.dag.fields import (
     paths_problem,
     priority_problem,
     retries_problem,
+    speculate_problem,
     timeout_problem,
+    verify_problem,
 )
 from bxthre3.dag.graph import validate_graph
 from bxthre3.dag.spec import OUTPUT_PREFIX, DagSpec, InputKind, TaskFile, TaskInput, TaskSpec
@@ -89,11 +91,18 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
         wire["retries"] = task.retries
     if task.memory is not None:
         wire["memory"] = task.memory
+    if task.verify != 1:  # absent means 1 and True: older controllers and journals never wrote them
+        wire["verify"] = task.verify
+    if not task.speculate:
+        wire["speculate"] = False
     return wire
 
 
 _TOP_KEYS = frozenset({"name", "tasks", "modules", "description", "priority"})
-_TASK_KEYS = frozenset({"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"})
+_TASK_KEYS = frozenset(
+    {"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"}
+    | {"verify", "speculate"}
+)
 _INPUT_KEYS = frozenset({"kind", "value", "data", "output"})
 _FILE_KEYS = _INPUT_KEYS | {"path"}
 _KINDS = {k.value: k for k in InputKind}
@@ -200,8 +209,28 @@ class _WireReader:
             problem = memory_problem(memory)
             if problem:
                 raise self.fail(f"{problem}, not {memory}", task_id, "memory")
+        verify = raw.get("verify", 1)
+        problem = verify_problem(verify)
+        if problem:
+            raise self.fail(f"{problem}, not {_show(verify)}", task_id, "verify")
+        speculate = raw.get("speculate", True)
+        problem = speculate_problem(speculate)
+        if problem:
+            raise self.fail(f"{problem}, not {_show(speculate)}", task_id, "speculate")
         files = self.files(raw["files"], task_id) if "files" in raw else ()
-        return TaskSpec(task_id, module, module_name, inputs, depends_on, timeout, retries, memory, files)
+        return TaskSpec(
+            task_id,
+            module,
+            module_name,
+            inputs,
+            depends_on,
+            timeout,
+            retries,
+            memory,
+            files,
+            verify=verify,
+            speculate=speculate,
+        )
 
     def files(self, raw: object, task_id: str) -> tuple[TaskFile, ...]:
         out: list[TaskFile] = []

@@ -46,7 +46,9 @@ from bxthre3.dag.fields import (
     paths_problem,
     priority_problem,
     retries_problem,
+    speculate_problem,
     timeout_problem,
+    verify_problem,
 )
 from bxthre3.dag.graph import validate_graph
 from bxthre3.dag.spec import OUTPUT_PREFIX, DagSpec, InputKind, TaskFile, TaskInput, TaskSpec, parse_input
@@ -77,8 +79,8 @@ _TYPE_WORDS = {
 }
 
 _TOP_KEYS = ("name", "description", "priority", "defaults", "tasks")
-_DEFAULT_KEYS = ("timeout", "retries", "memory")
-_TASK_KEYS = ("id", "module", "inputs", "files", "depends_on", "timeout", "retries", "memory")
+_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate")
+_TASK_KEYS = ("id", "module", "inputs", "files", "depends_on", "timeout", "retries", "memory", "verify", "speculate")
 
 
 def load_dag(path: str | os.PathLike[str]) -> DagSpec:
@@ -313,7 +315,13 @@ class _DagBuilder:
         self.defaults: dict[str, object] = {}
         if "defaults" in top:
             fields = self.mapping(top["defaults"][1], _DEFAULT_KEYS, None, "defaults")
-            parsers = {"timeout": self.timeout, "retries": self.retries, "memory": self.memory}
+            parsers = {
+                "timeout": self.timeout,
+                "retries": self.retries,
+                "memory": self.memory,
+                "verify": self.verify,
+                "speculate": self.speculate,
+            }
             for key, (_, value_node) in fields.items():
                 value = parsers[key](value_node, None)
                 if value is not None:
@@ -393,8 +401,24 @@ class _DagBuilder:
         timeout = timeout if timeout is not None else self.defaults.get("timeout")  # type: ignore[assignment]
         retries = retries if retries is not None else self.defaults.get("retries")  # type: ignore[assignment]
         memory = memory if memory is not None else self.defaults.get("memory")  # type: ignore[assignment]
+        verify = self.verify(fields["verify"][1], task_id) if "verify" in fields else None
+        speculate = self.speculate(fields["speculate"][1], task_id) if "speculate" in fields else None
+        verify = verify if verify is not None else self.defaults.get("verify", 1)  # type: ignore[assignment]
+        speculate = speculate if speculate is not None else self.defaults.get("speculate", True)  # type: ignore[assignment]
         files = self.files(fields["files"][1], task_id) if "files" in fields else ()
-        return TaskSpec(task_id, digest, module_name, tuple(inputs), tuple(depends_on), timeout, retries, memory, files)
+        return TaskSpec(
+            task_id,
+            digest,
+            module_name,
+            tuple(inputs),
+            tuple(depends_on),
+            timeout,
+            retries,
+            memory,
+            files,
+            verify=verify,  # type: ignore[arg-type]
+            speculate=speculate,  # type: ignore[arg-type]
+        )
 
     def files(self, node: Node, task_id: str) -> tuple[TaskFile, ...]:
         """`files:` maps names under `/in` to `file:PATH`, `output_of_T` or `output_of_T/NAME`."""
@@ -540,6 +564,40 @@ class _DagBuilder:
             raise self.fail(
                 f"{memory_problem(value)} (wasm32 addresses at most 4 GiB), not {node.value}", node, task_id, "memory"
             )
+        return value
+
+    def verify(self, node: Node, task_id: str | None) -> int | None:
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
+            return None
+        if not (isinstance(node, ScalarNode) and node.tag == _INT):
+            shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
+            raise self.fail(
+                f"must be a whole number of devices (1: off, 2 to 9: run on that many and compare), "
+                f"not {_kind(node)}{shown}",
+                node,
+                task_id,
+                "verify",
+            )
+        value = self.scalar_value(node, task_id, "verify")
+        problem = verify_problem(value)
+        if not isinstance(value, int) or problem:
+            raise self.fail(f"{problem}, not {node.value}", node, task_id, "verify")
+        return value
+
+    def speculate(self, node: Node, task_id: str | None) -> bool | None:
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
+            return None
+        if not (isinstance(node, ScalarNode) and node.tag == _BOOL):
+            shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
+            raise self.fail(
+                f"{speculate_problem(None)} (false: never run a backup copy of this task), not {_kind(node)}{shown}",
+                node,
+                task_id,
+                "speculate",
+            )
+        value = self.scalar_value(node, task_id, "speculate")
+        if not isinstance(value, bool):  # pragma: no cover  (the tag says bool)
+            raise self.fail(f"{speculate_problem(value)}, not {node.value}", node, task_id, "speculate")
         return value
 
     # -- modules

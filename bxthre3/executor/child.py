@@ -179,6 +179,7 @@ def _run_job(job: ExecJob, cache: _ModuleCache, run_module: Callable[..., Any]) 
             memory_limit_bytes=job.memory_limit_bytes or None,
             timeout_s=job.timeout_s or None,
             files=job.files,
+            deterministic=job.deterministic,
         )
     except Exception as exc:  # run_module must not raise; if it does, that is our bug
         return failed(FailureReason.INTERNAL, f"engine error: {exc!r}")

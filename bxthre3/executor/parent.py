@@ -74,6 +74,8 @@ class ExecJob:
     """The task's timeout (0: none); engines that can interrupt a run stop it themselves."""
     files: dict[str, bytes] = field(default_factory=dict)
     """The task's read-only `/in` directory: relative path ('/'-separated) -> contents."""
+    deterministic: bool = False
+    """Run with logical clocks and random bytes seeded from `program_name` (a verified task)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,7 @@ class ExecJob:
             "max_stdout": self.max_stdout,
             "timeout_s": self.timeout_s,
             "files": self.files,
+            "deterministic": self.deterministic,
         }
 
     @classmethod
@@ -105,6 +108,7 @@ class ExecJob:
                 memory_limit_bytes=data.get("memory_limit_bytes", 0),
                 timeout_s=float(data.get("timeout_s", 0.0)),
                 files=dict(data.get("files", {})),
+                deterministic=data.get("deterministic", False),
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise ValueError(f"malformed job: {exc!r}") from exc
@@ -116,6 +120,7 @@ class ExecJob:
             (job.max_stdout, int),
             (job.program_name, str),
             (job.memory_limit_bytes, int),
+            (job.deterministic, bool),
         )
         if not all(isinstance(a, str) for a in job.args) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in job.env.items()

@@ -561,6 +561,7 @@ class Host:
             timeout_s=launch.timeout_s,
             stdin=assign.stdin,
             files=assign.files,
+            deterministic=assign.deterministic,
             env={INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes), TASK_ID_ENV: assign.task_id},
         )
         return self._submit(launch.slot, job)

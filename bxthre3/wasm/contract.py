@@ -42,6 +42,9 @@ class Engine(Protocol):
     The keyword-only parameters are the ones every engine takes, with the same defaults (an engine may
     add its own, with defaults: Wasm3's `stack_bytes`). `tests/unit/test_engine_contract.py` checks
     both engines against this signature; the executor child calls only what is declared here.
+
+    `deterministic` runs the module with logical clocks and random bytes seeded from `program_name`
+    (hosts pass the task id): the same bytes on any device and either engine (see `wasm.wasi`).
     """
 
     def __call__(
@@ -57,4 +60,5 @@ class Engine(Protocol):
         memory_limit_bytes: int | None = None,
         timeout_s: float | None = None,
         files: Mapping[str, bytes] | None = None,
+        deterministic: bool = False,
     ) -> RunResult: ...

@@ -23,6 +23,11 @@ What a task sees:
   never past the task's deadline: :class:`DeadlineExceeded` then ends the run as a
   timeout; stdio and files are always ready), `proc_exit`, and `proc_raise`, which traps.
 - Sockets: none exist, so `sock_*` is EBADF for a closed descriptor, else ENOTSOCK.
+- In a deterministic run (`seed` given: a verified task, whose replicas on other devices must
+  write the same bytes) nothing a task reads depends on the device, the engine or real time:
+  every clock is a logical one (:class:`LogicalClock`), `random_get` a stream seeded from the
+  task id (:class:`SeededRandom`), and `poll_oneoff` moves the logical clock to the deadline
+  instead of sleeping.
 
 Nothing is set up for a task that never touches a file: the descriptor table and the
 filesystem are built on first use, and stdio has a fast path without them.
@@ -33,6 +38,7 @@ This module does not import wasm3: it only needs objects with `get_memory` and
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -67,6 +73,7 @@ ENOTSOCK = 57
 ESPIPE = 70
 __all__ = [  # errnos from vfs are re-exported: the shim's callers and tests name them all here
     "DeadlineExceeded", "OutputLimitExceeded", "ProcExit", "ProcRaise", "WasiShim", "forwarders", "shim_ending",
+    "DETERMINISTIC_EPOCH_NS", "DETERMINISTIC_STEP_NS", "LogicalClock", "SeededRandom", "task_seed",
     "EBADF", "EEXIST", "EFAULT", "EINVAL", "EISDIR", "EMFILE", "ENAMETOOLONG", "ENOTCAPABLE", "ENOTDIR",
     "ENOTSOCK", "ESPIPE", "ESUCCESS",
 ]  # fmt: skip
@@ -139,6 +146,7 @@ _CLOCK_REALTIME = 0
 _CLOCK_MONOTONIC = 1
 _CLOCK_PROCESS_CPUTIME = 2
 _CLOCK_THREAD_CPUTIME = 3
+_CLOCKS = frozenset((_CLOCK_REALTIME, _CLOCK_MONOTONIC, _CLOCK_PROCESS_CPUTIME, _CLOCK_THREAD_CPUTIME))
 _EVENTTYPE_CLOCK, _EVENTTYPE_FD_READ, _EVENTTYPE_FD_WRITE = 0, 1, 2
 _SUBCLOCK_ABSTIME = 1
 _EVENTRWFLAGS_HANGUP = 1
@@ -218,6 +226,66 @@ SIGNATURES: dict[str, str] = {
 The keys are the single source of what the shim implements; a test checks they equal
 :data:`bxthre3.wasm.abi.SUPPORTED_WASI_IMPORTS`.
 """
+
+
+DETERMINISTIC_EPOCH_NS = 946_684_800 * 1_000_000_000
+"""The realtime clock's first reading in a deterministic run: 2000-01-01T00:00:00Z, in ns since 1970."""
+
+DETERMINISTIC_STEP_NS = 1_000_000
+"""How far the logical clock moves at each `clock_time_get` in a deterministic run: 1 ms (also what
+`clock_res_get` answers). A loop that waits for time to pass by reading the clock still ends: waiting
+for one second costs a thousand reads."""
+
+
+def task_seed(task_id: str) -> bytes:
+    """The seed of a deterministic run of task `task_id`: sha256 of its UTF-8 bytes. Every replica
+    of the task, on any device and engine, gets the same one."""
+    return hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).digest()
+
+
+class SeededRandom:
+    """`random_get`'s bytes in a deterministic run: SHA-256 in counter mode.
+
+    Block i is sha256(seed || i as 8 little-endian bytes), i = 0, 1, 2, ...; the blocks are
+    concatenated and handed out in order, however the task splits its requests. Nothing depends on
+    Python's `random` (whose streams may change between versions) or on the platform.
+    """
+
+    __slots__ = ("_seed", "_counter", "_pending")
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+        self._counter = 0
+        self._pending = b""
+
+    def __call__(self, length: int) -> bytes:
+        pending = self._pending
+        if len(pending) < length:
+            blocks = -(-(length - len(pending)) // 32)
+            start, seed = self._counter, self._seed
+            pending += b"".join(hashlib.sha256(seed + _U64.pack(i)).digest() for i in range(start, start + blocks))
+            self._counter = start + blocks
+        self._pending = pending[length:]
+        return pending[:length]
+
+
+class LogicalClock:
+    """Every clock of a deterministic run: `now` nanoseconds since the run's logical start.
+
+    Each `clock_time_get` answers the current value and then moves it on by DETERMINISTIC_STEP_NS;
+    `poll_oneoff` moves it to the deadline it would have slept until. realtime reads
+    DETERMINISTIC_EPOCH_NS + now; monotonic, process and thread CPU time read `now`.
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def read(self, clock_id: int) -> int:
+        now = self.now
+        self.now = now + DETERMINISTIC_STEP_NS
+        return DETERMINISTIC_EPOCH_NS + now if clock_id == _CLOCK_REALTIME else now
 
 
 class ProcExit(Exception):
@@ -403,7 +471,8 @@ class WasiShim:
     One shim serves one run. stdout and the files under /out share an output budget of
     `max_stdout` bytes (passing it stops the run); stderr keeps only its last
     `max_stderr` bytes, because the tail of a log is what explains a failure. `files`
-    become the read-only /in; `timeout_s` bounds how long `poll_oneoff` may sleep.
+    become the read-only /in; `timeout_s` bounds how long `poll_oneoff` may sleep. With
+    `seed` (:func:`task_seed`) the run is deterministic: logical clocks, seeded random bytes.
     """
 
     __slots__ = (
@@ -423,6 +492,8 @@ class WasiShim:
         "_deadline",
         "_runtime",
         "_random",
+        "_clock",
+        "_logical_limit",
         "stdout_overflowed",
     )
 
@@ -437,6 +508,7 @@ class WasiShim:
         random: Callable[[int], bytes] = os.urandom,
         files: Mapping[str, bytes] | None = None,
         timeout_s: float | None = None,
+        seed: bytes | None = None,
     ) -> None:
         self._args = _encode_strings(args)
         self._args_size = sum(len(a) for a in self._args)
@@ -454,7 +526,14 @@ class WasiShim:
         self._vfs: Vfs | None = None
         self._deadline = time.monotonic() + timeout_s if timeout_s and timeout_s > 0 else None
         self._runtime: Runtime | None = None
-        self._random = random
+        self._random: Callable[[int], bytes] = random if seed is None else SeededRandom(seed)
+        self._clock = None if seed is None else LogicalClock()
+        """The logical clock of a deterministic run (`seed` given); None: the device's clocks."""
+        self._logical_limit: int | None = None
+        """The task's timeout on the logical clock: sleeping past it ends a deterministic run as a timeout.
+        None at or past MAX_TIMEOUT_S, as wasmtime's watchdog, so both engines end the same runs."""
+        if self._clock is not None and timeout_s is not None and 0 < timeout_s < limits.MAX_TIMEOUT_S:
+            self._logical_limit = round(timeout_s * 1e9)
         self.stdout_overflowed = False
         """True once the module tried to write more output than the budget allows."""
 
@@ -1096,7 +1175,9 @@ class WasiShim:
     def poll_oneoff(self, subscriptions: int, events: int, count: int, nevents_out: int) -> int:
         """Wait for the first subscription: stdio and files are ready at once, clocks sleep.
 
-        A sleep never passes the task's deadline: there the run ends as a timeout.
+        A sleep never passes the task's deadline: there the run ends as a timeout. In a
+        deterministic run nothing sleeps: the logical clock moves to the earliest deadline
+        (a deadline past the task's timeout on that clock ends the run as a timeout at once).
         """
         memory = self._memory()
         subscriptions &= _MASK32
@@ -1107,8 +1188,9 @@ class WasiShim:
         self._check(memory, subscriptions, _SUBSCRIPTION.size * count)
         self._check(memory, events, _EVENT.size * count)
         ready: list[tuple[int, int, int, int, int]] = []  # userdata, error, type, nbytes, flags
-        clocks: list[tuple[int, int]] = []  # (deadline in monotonic ns, userdata)
-        now = time.monotonic_ns()
+        clocks: list[tuple[int, int]] = []  # (deadline in monotonic ns, or logical ns, userdata)
+        logical = self._clock
+        now = time.monotonic_ns() if logical is None else logical.now
         for index in range(count):
             userdata, tag, ident, timeout, _precision, flags = _SUBSCRIPTION.unpack_from(
                 memory, subscriptions + _SUBSCRIPTION.size * index
@@ -1116,6 +1198,8 @@ class WasiShim:
             if tag == _EVENTTYPE_CLOCK:
                 if ident == _CLOCK_MONOTONIC:
                     deadline = timeout if flags & _SUBCLOCK_ABSTIME else now + timeout
+                elif ident == _CLOCK_REALTIME and logical is not None:
+                    deadline = timeout - DETERMINISTIC_EPOCH_NS if flags & _SUBCLOCK_ABSTIME else now + timeout
                 elif ident == _CLOCK_REALTIME:
                     deadline = now + (timeout - time.time_ns() if flags & _SUBCLOCK_ABSTIME else timeout)
                 else:
@@ -1128,8 +1212,13 @@ class WasiShim:
                 return EINVAL
         if not ready and clocks:
             wake = min(deadline for deadline, _ in clocks)
-            self._sleep_until(wake)
-            now = time.monotonic_ns()
+            if logical is not None:  # no sleep: the logical clock jumps to the wake-up time
+                if self._logical_limit is not None and wake > self._logical_limit:
+                    raise DeadlineExceeded
+                logical.now = now = max(now, wake)
+            else:
+                self._sleep_until(wake)
+                now = time.monotonic_ns()
         ready += [(userdata, 0, _EVENTTYPE_CLOCK, 0, 0) for deadline, userdata in clocks if deadline <= now]
         for index, event in enumerate(ready):
             _EVENT.pack_into(memory, events + _EVENT.size * index, *event)
@@ -1165,6 +1254,11 @@ class WasiShim:
     # -- clocks, randomness, scheduling, signals, exit ------------------------------------
 
     def clock_time_get(self, clock_id: int, precision: int, time_out: int) -> int:
+        if self._clock is not None:
+            if clock_id not in _CLOCKS:
+                return EINVAL
+            self._put_u64(self._memory(), time_out, self._clock.read(clock_id))
+            return ESUCCESS
         if clock_id == _CLOCK_REALTIME:
             now = time.time_ns()
         elif clock_id == _CLOCK_MONOTONIC:
@@ -1179,16 +1273,11 @@ class WasiShim:
         return ESUCCESS
 
     def clock_res_get(self, clock_id: int, resolution_out: int) -> int:
-        if clock_id not in (
-            _CLOCK_REALTIME,
-            _CLOCK_MONOTONIC,
-            _CLOCK_PROCESS_CPUTIME,
-            _CLOCK_THREAD_CPUTIME,
-        ):
+        if clock_id not in _CLOCKS:
             return EINVAL
         # Python's *_ns clocks report nanoseconds; claiming 1 µs stays honest on
-        # platforms whose clocks are coarser than their unit.
-        self._put_u64(self._memory(), resolution_out, 1_000)
+        # platforms whose clocks are coarser than their unit. A logical clock ticks by its step.
+        self._put_u64(self._memory(), resolution_out, 1_000 if self._clock is None else DETERMINISTIC_STEP_NS)
         return ESUCCESS
 
     def random_get(self, buffer: int, length: int) -> int:

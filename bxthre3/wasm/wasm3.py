@@ -36,6 +36,7 @@ from bxthre3.wasm.wasi import (
     errno_of,
     host_method,
     shim_ending,
+    task_seed,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def run_module(
     memory_limit_bytes: int | None = None,
     timeout_s: float | None = None,
     files: Mapping[str, bytes] | None = None,
+    deterministic: bool = False,
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
@@ -78,6 +80,8 @@ def run_module(
     `files` become the module's read-only `/in`; what it leaves under `/out` comes back
     in `RunResult.files`. Wasm3 cannot be interrupted, so the host enforces `timeout_s`
     by killing the executor; the shim only refuses to sleep (`poll_oneoff`) past it.
+    `deterministic`: logical clocks and random bytes seeded from `program_name` (the task id), so
+    every device and engine gives the same bytes (`wasm.wasi.LogicalClock`, `SeededRandom`).
     """
     started = time.perf_counter()
     shim = WasiShim(
@@ -88,6 +92,7 @@ def run_module(
         max_stderr=max_stderr,
         files=files,
         timeout_s=timeout_s,
+        seed=task_seed(program_name) if deterministic else None,
     )
 
     def finish(exit_code: int | None, reason: FailureReason | None, error: str) -> RunResult:

@@ -33,7 +33,7 @@ from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
 from bxthre3.wasm.contract import Engine, RunResult
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
-from bxthre3.wasm.wasi import SIGNATURES, WasiShim, forwarders, shim_ending
+from bxthre3.wasm.wasi import SIGNATURES, WasiShim, forwarders, shim_ending, task_seed
 
 COMPILED_CACHE_ENTRIES = 32
 """Most compiled modules kept per executor (machine code is a few times the .wasm size)."""
@@ -197,6 +197,7 @@ class WasmtimeEngine:
         memory_limit_bytes: int | None,
         timeout_s: float | None,
         files: Mapping[str, bytes] | None = None,
+        deterministic: bool = False,
     ) -> RunResult:
         started = time.perf_counter()
         timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
@@ -208,6 +209,7 @@ class WasmtimeEngine:
             max_stderr=max_stderr,
             files=files,
             timeout_s=timeout_s if timed else None,
+            seed=task_seed(program_name) if deterministic else None,
         )
 
         def finish(exit_code: int | None, reason: FailureReason | None, error: str) -> RunResult:
@@ -408,6 +410,7 @@ def run_module(
     memory_limit_bytes: int | None = None,
     timeout_s: float | None = None,
     files: Mapping[str, bytes] | None = None,
+    deterministic: bool = False,
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
@@ -431,6 +434,7 @@ def run_module(
         memory_limit_bytes=memory_limit_bytes,
         timeout_s=timeout_s,
         files=files,
+        deterministic=deterministic,
     )
 
 

@@ -250,6 +250,9 @@ class Assign(Message):
     timeout: float
     files: dict[str, bytes] = field(default_factory=dict)
     """The task's read-only `/in` directory: relative path -> contents (resolved by the controller)."""
+    deterministic: bool = False
+    """Run with logical clocks and random bytes seeded from the task id (a task with `verify:` >= 2, whose
+    replicas on other devices must produce the same bytes). A host older than this field ignores it."""
 
 
 # ---------------------------------------------------------------- client <-> controller

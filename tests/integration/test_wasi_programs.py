@@ -7,6 +7,8 @@ tests skip and say so. They are stripped (`-Wl,--strip-all`) like every module w
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import shutil
 import subprocess
@@ -305,3 +307,145 @@ def test_runs_with_files_do_not_grow_memory(build: Callable[[str], bytes], run: 
         assert run(wasm, args=("listing", "50"), stdin=b"", env={}).reason is None
     grown_kib = (int(statm.read_text().split()[1]) - before) * os.sysconf("SC_PAGE_SIZE") // 1024
     assert grown_kib < 8 * 1024, f"RSS grew {grown_kib} KiB over 150 runs"
+
+
+# -- deterministic runs (verified tasks): the same bytes on any device and either engine ----------------------
+
+
+def _clocks(engine: str, wasm: bytes, task_id: str, deterministic: bool, wait_ms: str = "5000") -> RunResult:
+    result = engines.runner(engine)(
+        wasm, args=(wait_ms,), stdin=b"", env={}, program_name=task_id, deterministic=deterministic, timeout_s=30.0
+    )
+    assert result.reason is None, result
+    return result
+
+
+def _lines(result: RunResult) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in result.stdout.decode().splitlines())
+
+
+EXPECTED_CLOCKS = {
+    "time": "946684800 year 2000",
+    "realtime": "946684800.001000000",
+    "monotonic": "0.002000000",
+    "process": "0.003000000",
+    "thread": "0.004000000",
+    "resolution": "1000000 ns",
+    "slept": "201 ms",  # the 200 ms nanosleep moved the logical clock, plus the one read after it
+    "waited": "5000 ms",  # 5,000 reads of a 1 ms clock: a busy wait ends at once
+}
+
+
+def test_a_deterministic_run_is_byte_identical_across_runs_and_engines(build: Callable[[str], bytes]) -> None:
+    wasm = build("clocks")
+    available = [engines.WASM3, *([engines.WASMTIME] if engines.wasmtime_installed() else [])]
+    started = time.perf_counter()
+    runs = [_clocks(engine, wasm, "t1", True) for engine in available for _ in range(2)]
+    assert time.perf_counter() - started < 10.0  # nothing slept for real, nothing busy-waited 5 s
+    assert len({(r.stdout, r.stderr) for r in runs}) == 1, [r.stdout for r in runs]
+    lines = _lines(runs[0])
+    assert {k: v for k, v in lines.items() if k in EXPECTED_CLOCKS} == EXPECTED_CLOCKS
+    seed = hashlib.sha256(b"t1").digest()
+    assert (
+        lines["getentropy"]
+        == hashlib.sha256(seed + bytes(8)).hexdigest()
+        + hashlib.sha256(seed + (1).to_bytes(8, "little")).hexdigest()[:16]
+    )
+    other = _lines(_clocks(available[-1], wasm, "t2", True))
+    assert other["getentropy"] != lines["getentropy"] and other["arc4random"] != lines["arc4random"]
+    assert {k: v for k, v in other.items() if k in EXPECTED_CLOCKS} == EXPECTED_CLOCKS  # time is the same
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_run_that_is_not_deterministic_sees_real_time_and_chance(build: Callable[[str], bytes], engine: str) -> None:
+    wasm = build("clocks")
+    first, second = (_lines(_clocks(engine, wasm, "t1", False, wait_ms="20")) for _ in range(2))
+    assert int(first["time"].split(" year ")[1]) >= 2026
+    assert abs(float(first["realtime"]) - time.time()) < 60
+    assert first["resolution"] == "1000 ns"
+    assert int(first["slept"].split()[0]) >= 200
+    assert first["getentropy"] != second["getentropy"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_executor_child_runs_a_deterministic_job(
+    build: Callable[[str], bytes], tmp_path: Path, engine: str
+) -> None:
+    """ExecJob.deterministic crosses the pipe to the engine; program_name (the task id) seeds it."""
+    from bxthre3.common.digests import sha256_hex
+
+    wasm = build("clocks")
+    path = tmp_path / "clocks.wasm"
+    path.write_bytes(wasm)
+    job = ExecJob(1, sha256_hex(wasm), str(path), ("10",), b"", {}, program_name="t1", deterministic=True)
+    with Executor(engine=engine) as executor:
+        executor.submit(job)
+        first = executor.read_result()
+        executor.submit(dataclasses.replace(job, job_id=2, deterministic=False))
+        second = executor.read_result()
+    assert first.reason is None, first
+    assert first.stdout == _clocks(engine, wasm, "t1", True, wait_ms="10").stdout
+    assert b"time 946684800 year 2000\n" in first.stdout and b"year 2000" not in second.stdout
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_host_runs_a_deterministic_assignment_deterministically(
+    build: Callable[[str], bytes], tmp_path: Path, engine: str
+) -> None:
+    """`assign` with `deterministic` through a real Host (its session, slots and executor) to the engine."""
+    import zmq
+
+    from bxthre3.common.digests import sha256_hex
+    from bxthre3.host.module_cache import ModuleCache
+    from bxthre3.host.session import Host, HostConfig
+    from bxthre3.wire import protocol
+    from bxthre3.wire.addresses import parse_address
+    from bxthre3.wire.sockets import configure
+    from tests.integration.test_host_link import _receive
+
+    wasm = build("clocks")
+    context = zmq.Context()
+    router = configure(context.socket(zmq.ROUTER))
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    config = HostConfig(node_id="det-1", engine=engine)
+    host = Host(parse_address(f"127.0.0.1:{port}"), config, cache=ModuleCache(tmp_path / "c"), context=context)
+    try:
+        host._connect()
+        identity, _ = _receive(router, host, protocol.Register)
+        router.send_multipart([identity, protocol.encode(protocol.Welcome("det-1", 1.0, 3))])
+        results = []
+        for attempt, deterministic in ((1, True), (2, False)):
+            assign = protocol.Assign(
+                "d1", "t1", attempt, sha256_hex(wasm), wasm, ["10"], b"", [], 30.0, {}, deterministic
+            )
+            router.send_multipart([identity, protocol.encode(assign)])
+            _, result = _receive(router, host, protocol.Result, timeout=20.0)
+            results.append(result)
+    finally:
+        host._shutdown()
+        router.close(linger=0)
+        context.term()
+    verified, plain = results
+    assert verified.reason is None, verified
+    assert verified.output == _clocks(engine, wasm, "t1", True, wait_ms="10").stdout
+    assert b"year 2000" not in plain.output
+
+
+def test_the_hostile_test_host_answers_a_deterministic_assignment_as_a_real_host(
+    build: Callable[[str], bytes],
+) -> None:
+    from bxthre3.common.digests import sha256_hex
+    from bxthre3.wire import protocol
+    from bxthre3.wire.addresses import parse_address
+    from tests.conftest import TEST_KEYS
+    from tests.hostile_host import HostileHost
+
+    wasm = build("clocks")
+    honest = HostileHost(parse_address("127.0.0.1:1"), TEST_KEYS, lie_fraction=0.0)
+    try:
+        assign = protocol.Assign("d1", "t1", 1, sha256_hex(wasm), wasm, ["10"], b"", [], 30.0, {}, True)
+        result = honest._answer(assign)
+    finally:
+        honest.context.term()
+    assert result.reason is None, result
+    assert result.output == _clocks(engines.WASM3, wasm, "t1", True, wait_ms="10").stdout
