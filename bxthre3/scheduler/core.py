@@ -198,6 +198,8 @@ class Scheduler:
         Journalled by the controller; `DeviceTrusted` lifts it."""
         self.mismatches: Counter[str] = Counter()
         """Verified tasks on which each device's output lost the vote (by device id), since it was last trusted."""
+        self.quarantine_changed = False
+        """`quarantined` changed since the controller last journalled it (it clears this after a commit)."""
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,
@@ -309,7 +311,8 @@ class Scheduler:
 
     def _on_device_trusted(self, ev: DeviceTrusted, out: list[Instruction]) -> None:
         """Its hosts get tasks again (dispatch follows) and its mismatch count starts from zero."""
-        self.quarantined.pop(ev.device_id, None)
+        if self.quarantined.pop(ev.device_id, None) is not None:
+            self.quarantine_changed = True
         self.mismatches.pop(ev.device_id, None)
 
     def _on_host_joined(self, ev: HostJoined, out: list[Instruction]) -> None:
