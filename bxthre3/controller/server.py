@@ -43,6 +43,7 @@ from ..scheduler import (
     DagRecord,
     DagRetried,
     DagSubmitted,
+    DeviceTrusted,
     ForgetHost,
     HostJoined,
     HostLeft,
@@ -59,6 +60,7 @@ from ..wire import protocol
 from ..wire.security import CurveKeys, HandshakeGuard, host_key_pin, secure_server
 from ..wire.sockets import configure, is_loopback
 from . import views
+from .quarantine import resolve as resolve_quarantined
 from .rate_limit import PerPeerLimit, TokenBucket
 from .store import DISK_FULL, MEMORY, JournalWriteError, PrunePolicy, Store
 from .submissions import DECODE_OFF_LOOP_BYTES, SubmissionWorker, SubmitJob, SubmitOutcome, is_submit
@@ -99,12 +101,12 @@ _FREE_KINDS = (protocol.Welcome, protocol.Reject, protocol.Reregister, protocol.
 """Frames that promise nothing the journal holds: they go out even while it cannot be written."""
 
 _READ_REQUESTS = (protocol.StatusRequest, protocol.WatchRequest, protocol.ProgressRequest, protocol.ResultsRequest)
-_WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest)
+_WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest, protocol.TrustRequest)
 
 HostMessage: TypeAlias = protocol.Register | protocol.Heartbeat | protocol.Result | protocol.Bye
 """What hosts send (the host protocol, docs/protocol.md)."""
 ReadRequest: TypeAlias = protocol.StatusRequest | protocol.ProgressRequest | protocol.ResultsRequest
-WriteRequest: TypeAlias = protocol.Submit | protocol.CancelRequest | protocol.RetryRequest
+WriteRequest: TypeAlias = protocol.Submit | protocol.CancelRequest | protocol.RetryRequest | protocol.TrustRequest
 
 
 class Controller:
@@ -364,7 +366,7 @@ class Controller:
         match msg:
             case protocol.Result() | protocol.Heartbeat() | protocol.Register() | protocol.Bye():
                 self._from_host(identity, msg, now)
-            case protocol.Submit() | protocol.CancelRequest() | protocol.RetryRequest():
+            case protocol.Submit() | protocol.CancelRequest() | protocol.RetryRequest() | protocol.TrustRequest():
                 self._write_request(identity, msg, now)
             case protocol.StatusRequest() | protocol.ProgressRequest() | protocol.ResultsRequest():
                 self._read_request(identity, msg, now)
@@ -481,7 +483,7 @@ class Controller:
                 self._reply(identity, msg.req_id, view)
 
     def _write_request(self, identity: bytes, msg: WriteRequest, now: float) -> None:
-        """Submit, cancel and retry: refused while the journal cannot be written."""
+        """Submit, cancel, retry and trust: refused while the journal cannot be written."""
         if self.journal_error is not None:
             self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))
             return
@@ -492,6 +494,8 @@ class Controller:
                 self._cancel(identity, msg, now)
             case protocol.RetryRequest():
                 self._retry(identity, msg, now)
+            case protocol.TrustRequest():
+                self._trust(identity, msg, now)
 
     def _dag_named(self, identity: bytes, req_id: int, dag_id: str) -> DagRecord | None:
         """The DAG a request names, or None once the client is told there is none."""
@@ -521,6 +525,20 @@ class Controller:
         log.info("DAG %s: %d task(s) retried on request", msg.dag_id, again)
         retried: views.RetriedSummary = {**views.dag_summary(dag, now), "retried": again}
         self._reply(identity, msg.req_id, retried)
+
+    def _trust(self, identity: bytes, msg: protocol.TrustRequest, now: float) -> None:
+        """Lift a device's quarantine; the reply is the device as it was (journalled before it goes out)."""
+        record, error = resolve_quarantined(self.scheduler.quarantined, self.scheduler.hosts.values(), msg.device)
+        if record is None:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            return
+        trusted = views.quarantine_view(record, self.scheduler.hosts.values())
+        self._apply(self.scheduler.handle(DeviceTrusted(record.device_id, now)))
+        log.warning(
+            "device %r (%s) trusted again on request: it was quarantined for %d mismatch(es) (%s)",
+            record.device, record.device_id, record.mismatches, record.reason,
+        )  # fmt: skip
+        self._reply(identity, msg.req_id, trusted)
 
     def _submit(
         self, identity: bytes, req_id: int, *, payload: bytes | None = None, message: protocol.Submit | None = None
@@ -784,6 +802,7 @@ class Controller:
         fingerprint = (
             data["totals"], [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
             [(h["node_id"], h["running"], h["succeeded"], h["failed"]) for h in data["hosts"]],
+            [q["device_id"] for q in data["quarantined"]],
         )  # fmt: skip
         if fingerprint == self._last_pushed:
             return
