@@ -38,7 +38,7 @@ def resolve(
         return None, "give a device id (4 or more characters of it) or name; `bxthre3 status` lists quarantined ones"
     if len(text) > MAX_DEVICE_TEXT:
         return None, f"a device id or name is at most {MAX_DEVICE_TEXT} characters, not {len(text)}"
-    shown = repr(printable(text))
+    shown = f"'{printable(text)}'"
     if text in quarantined:
         return quarantined[text], ""
     if len(text) >= MIN_PREFIX:

@@ -754,7 +754,7 @@ class Controller:
         if now - self._journal_logged_at >= JOURNAL_LOG_EVERY_S:
             self._journal_logged_at = now
             log.error(
-                "%s; for %.0f s: submissions, cancels and retries are refused, %d ack(s)/assignment(s) wait; "
+                "%s; for %.0f s: submissions, cancels, retries and trusts are refused, %d ack(s)/assignment(s) wait; "
                 "status and results still answer; free space and it resumes by itself",
                 exc, now - self._journal_failed_at, len(self.held),
             )  # fmt: skip
