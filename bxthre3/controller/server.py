@@ -174,6 +174,8 @@ class Controller:
         self._journal_retry_at = 0.0
         self._journal_logged_at = float("-inf")
         self._handling_read = False
+        self._quarantine_logged: set[str] = set()
+        """Quarantined device ids the log has told of (a new one gets a warning at the next flush)."""
         self.ready = threading.Event()
         """Set once the socket is bound; ``port`` then holds the real port."""
         self.submissions = SubmissionWorker()
@@ -206,6 +208,11 @@ class Controller:
         if restored:
             running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
             log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
+        if self.scheduler.quarantined:
+            self._quarantine_logged = set(self.scheduler.quarantined)
+            names = ", ".join(f"{q.device!r} ({q.device_id})" for q in self.scheduler.quarantined.values())
+            log.warning("%d device(s) still quarantined: %s; `bxthre3 hosts trust DEVICE` lets one back",
+                        len(self.scheduler.quarantined), names)  # fmt: skip
         return restored
 
     def bind(self) -> int:
@@ -723,6 +730,8 @@ class Controller:
     def _flush(self) -> bool:
         """Commit what changed; False while the journal cannot be written (tried again every second)."""
         assert self.store is not None
+        if self.scheduler.quarantine_changed:
+            self._log_quarantine()
         if self.journal_error is not None and time.monotonic() < self._journal_retry_at:
             return False
         try:
@@ -738,6 +747,17 @@ class Controller:
             self.journal_error = None
             self._journal_logged_at = float("-inf")
         return True
+
+    def _log_quarantine(self) -> None:
+        """One warning per device newly quarantined (the scheduler, being pure, logs nothing)."""
+        now = self.scheduler.quarantined
+        for device_id in now.keys() - self._quarantine_logged:
+            q = now[device_id]
+            log.warning(
+                "device %r (%s) quarantined after %d mismatch(es): %s; its hosts get no tasks until "
+                "`bxthre3 hosts trust DEVICE`", q.device, q.device_id, q.mismatches, q.reason,
+            )  # fmt: skip
+        self._quarantine_logged = set(now)
 
     def _journal_failed(self, exc: JournalWriteError) -> None:
         """A commit failed: hold what it should have made true, refuse writes, log once a minute.

@@ -155,3 +155,32 @@ def test_a_trust_request_with_a_bad_value_gets_one_line(
     assert code == 3 and "\x1b" not in err and "tab\\x1b[31mlet" in err
     code, out, _ = cli(capsys, running.address, "hosts", "trust", "tablet")
     assert code == 0 and "trusted device tablet" in out
+
+
+def test_the_controller_log_tells_of_each_device_quarantined_once(
+    state_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scheduler is pure and logs nothing: the controller says which device went into quarantine,
+    once, at the flush after it did, and at start which ones still are."""
+    controller = Controller(host="127.0.0.1", port=0, keys=TEST_KEYS, state_dir=state_dir)
+    try:
+        with caplog.at_level("WARNING", logger="bxthre3.controller"):
+            controller.open_state()
+            [start] = [r.getMessage() for r in caplog.records]
+            assert start.startswith("3 device(s) still quarantined: 'phone' (3f2a") and "hosts trust" in start
+            caplog.clear()
+            s = controller.scheduler
+            s.quarantined[LAPTOP] = QuarantineRecord(LAPTOP, "laptop", 2000.0, 4, REASON)
+            s.quarantine_changed = True
+            assert controller._flush() and not s.quarantine_changed
+            s.quarantine_changed = True  # changed again, nothing new: no second line
+            assert controller._flush()
+        assert [r.getMessage() for r in caplog.records] == [
+            f"device 'laptop' ({LAPTOP}) quarantined after 4 mismatch(es): {REASON}; its hosts get no tasks "
+            "until `bxthre3 hosts trust DEVICE`"
+        ]
+    finally:
+        controller.close()
+    fresh = Scheduler()
+    Store(state_dir).load(fresh, 3000.0)
+    assert sorted(fresh.quarantined) == sorted([PHONE_A, PHONE_B, TABLET, LAPTOP])
