@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results(sub)
     _add_cancel(sub)
     _add_retry(sub)
+    _add_hosts(sub)
     _add_token(sub)
     _add_validate(sub)
     from .dag import examples, workloads
@@ -545,6 +546,55 @@ def _run_retry(args: argparse.Namespace) -> int:
     from .commands import dag_requests
 
     return dag_requests._run_retry(args)
+
+
+def _add_hosts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hosts",
+        help="list the hosts (device, speed, quarantined or not); `hosts trust DEVICE` lifts a device's quarantine",
+        description="Without an action: list the hosts, as `status` does, and the quarantined devices.",
+    )
+    _add_hosts_options(p)
+    p.set_defaults(handler=_run_hosts_list)
+    actions = p.add_subparsers(title="actions", metavar="ACTION", dest="hosts_action")
+    listing = actions.add_parser(
+        "list", help="the hosts with their device, speed and state, and the quarantined devices (the default)"
+    )
+    _add_hosts_options(listing, inherit=True)
+    listing.set_defaults(handler=_run_hosts_list)
+    trust = actions.add_parser(
+        "trust",
+        help="lift a device's quarantine: its hosts get tasks again",
+        description="A device whose verified outputs disagreed with the majority too often is quarantined; "
+        "trust it again once you have checked it. DEVICE is its id, 4 or more characters of it, or its name "
+        "when no other quarantined device has that name (`bxthre3 status` lists them).",
+    )
+    trust.add_argument("device", metavar="DEVICE", help="the device's id, a prefix of it (4+ characters), or its name")
+    _add_hosts_options(trust, inherit=True)
+    trust.set_defaults(handler=_run_hosts_trust)
+
+
+def _add_hosts_options(p: argparse.ArgumentParser, *, inherit: bool = False) -> None:
+    """--json and the controller options; an action's own (``inherit``) leave those given before it alone:
+    `hosts --controller X trust D` and `hosts trust D --controller X` mean the same."""
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    _add_controller_option(p)
+    if inherit:
+        for action in p._actions:
+            if action.dest != "help":
+                action.default = argparse.SUPPRESS
+
+
+def _run_hosts_list(args: argparse.Namespace) -> int:
+    from .commands import host_requests
+
+    return host_requests._run_hosts_list(args)
+
+
+def _run_hosts_trust(args: argparse.Namespace) -> int:
+    from .commands import host_requests
+
+    return host_requests._run_hosts_trust(args)
 
 
 __all__ = ["main", "ClusterError"]

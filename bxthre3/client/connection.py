@@ -29,7 +29,7 @@ from ..wire.security import CurveKeys, secure_client
 from ..wire.sockets import configure, is_loopback
 
 if TYPE_CHECKING:
-    from ..controller.views import DagSummary, ResultsView, RetriedSummary, StatusView
+    from ..controller.views import DagSummary, QuarantineView, ResultsView, RetriedSummary, StatusView
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 """How long a CLI request waits for the controller's reply once it is connected and trusted."""
@@ -367,6 +367,11 @@ class ControllerClient:
     def retry(self, dag_id: str) -> RetriedSummary:
         """Start the DAG's failed and cancelled tasks again; the reply is its summary plus ``retried``."""
         return cast("RetriedSummary", self.request(lambda r: protocol.RetryRequest(r, dag_id)))
+
+    def trust(self, device: str) -> QuarantineView:
+        """Lift a device's quarantine (its id, a 4+ character prefix of it, or its name if unique);
+        the reply is the device as it was. ClusterError if nothing quarantined matches, saying why."""
+        return cast("QuarantineView", self.request(lambda r: protocol.TrustRequest(r, device)))
 
     def wait(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -29,7 +30,8 @@ _STATE_STYLE = {
 
 
 HOST_COLUMNS = (
-    "node", "device", "platform", "engine", "RAM use/limit", "slots", "running", "done", "failed", "seen", "state"
+    "node", "device", "platform", "engine", "RAM use/limit", "slots", "running", "done", "failed", "speed", "seen",
+    "state",
 )  # fmt: skip
 
 
@@ -113,19 +115,12 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
-def print_status(status: StatusView, console: Console | None = None) -> None:
-    console = console or _console()
-    t = status.get("totals", {})
-    console.print(
-        f"[bold]cluster[/]: {t.get('devices', 0)} devices, {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, "
-        f"{t.get('ram_mb', 0)} MB RAM, "
-        f"{t.get('running', 0)} running, {t.get('ready', 0)} queued, "
-        f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
-    )
+def _hosts_table(status: StatusView) -> Table:
     hosts = Table(title="hosts", title_justify="left", box=box.SIMPLE_HEAD)
     for col in HOST_COLUMNS:
         hosts.add_column(col, overflow="fold", no_wrap=col == "node")
     for h in status.get("hosts", []):
+        state = _safe(h.get("state", ""))
         hosts.add_row(
             _safe(h["node_id"]),
             _safe(h.get("device", "")),
@@ -136,12 +131,54 @@ def print_status(status: StatusView, console: Console | None = None) -> None:
             _safe(", ".join(h.get("running", []))) or "-",
             str(h.get("succeeded")),
             str(h.get("failed")),
+            f"{h.get('speed', 1.0):.2f}",
             f"{h.get('last_seen_s', 0):.1f}s ago",
-            _safe(h.get("state", "")),
+            f"[bold red]{state}[/]" if h.get("quarantined") else state,
         )
+    return hosts
+
+
+def _when(at: float) -> str:
+    """A wall-clock time of the controller's, in this machine's local time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def print_hosts(status: StatusView, console: Console | None = None) -> None:
+    """The hosts table and, when there are any, the quarantined devices (`status`, `hosts`)."""
+    console = console or _console()
+    console.print(_hosts_table(status))
+    quarantined = status.get("quarantined") or []
+    if not quarantined:
+        return
+    table = Table(title="quarantined devices (no tasks)", title_justify="left", title_style="bold red",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+    for col in ("device id", "name", "since", "mismatches", "hosts", "reason"):
+        table.add_column(col, overflow="fold", no_wrap=col == "device id")
+    for q in quarantined:
+        table.add_row(
+            _safe(q["device_id"]),
+            _safe(q["device"]),
+            _when(q["since"]),
+            str(q["mismatches"]),
+            _safe(", ".join(q.get("node_ids", []))) or "-",
+            _safe(q["reason"]),
+        )
+    console.print(table)
+    console.print("[dim]`bxthre3 hosts trust DEVICE` gives a device tasks again once you have checked it[/]")
+
+
+def print_status(status: StatusView, console: Console | None = None) -> None:
+    console = console or _console()
+    t = status.get("totals", {})
+    console.print(
+        f"[bold]cluster[/]: {t.get('devices', 0)} devices, {t.get('hosts', 0)} hosts, {t.get('slots', 0)} slots, "
+        f"{t.get('ram_mb', 0)} MB RAM, "
+        f"{t.get('running', 0)} running, {t.get('ready', 0)} queued, "
+        f"{t.get('succeeded', 0)} succeeded, {t.get('failed', 0)} failed, {t.get('tasks_per_s', 0)} tasks/s"
+    )
     for reason in status.get("waiting", []):
         console.print(f"[yellow]waiting:[/] {_safe(reason)}")
-    console.print(hosts)
+    print_hosts(status, console)
     dags = Table(title="DAGs", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("id", "name", "state", "prio", "done", "running", "share", "failed", "elapsed"):
         dags.add_column(col, overflow="fold")

@@ -54,7 +54,7 @@ class Setting:
         return f"[{self.section}] {self.key}"
 
 
-_MEMBERS = ("host", "node-manager", "submit", "status", "results", "cancel", "retry")
+_MEMBERS = ("host", "node-manager", "submit", "status", "results", "cancel", "retry", "hosts")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("controller", "address", "controller", "--controller", "BXTHRE3_CONTROLLER", _MEMBERS,

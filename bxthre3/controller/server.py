@@ -43,6 +43,7 @@ from ..scheduler import (
     DagRecord,
     DagRetried,
     DagSubmitted,
+    DeviceTrusted,
     ForgetHost,
     HostJoined,
     HostLeft,
@@ -59,6 +60,7 @@ from ..wire import protocol
 from ..wire.security import CurveKeys, HandshakeGuard, host_key_pin, secure_server
 from ..wire.sockets import configure, is_loopback
 from . import views
+from .quarantine import resolve as resolve_quarantined
 from .rate_limit import PerPeerLimit, TokenBucket
 from .store import DISK_FULL, MEMORY, JournalWriteError, PrunePolicy, Store
 from .submissions import DECODE_OFF_LOOP_BYTES, SubmissionWorker, SubmitJob, SubmitOutcome, is_submit
@@ -99,12 +101,12 @@ _FREE_KINDS = (protocol.Welcome, protocol.Reject, protocol.Reregister, protocol.
 """Frames that promise nothing the journal holds: they go out even while it cannot be written."""
 
 _READ_REQUESTS = (protocol.StatusRequest, protocol.WatchRequest, protocol.ProgressRequest, protocol.ResultsRequest)
-_WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest)
+_WRITE_REQUESTS = (protocol.Submit, protocol.CancelRequest, protocol.RetryRequest, protocol.TrustRequest)
 
 HostMessage: TypeAlias = protocol.Register | protocol.Heartbeat | protocol.Result | protocol.Bye
 """What hosts send (the host protocol, docs/protocol.md)."""
 ReadRequest: TypeAlias = protocol.StatusRequest | protocol.ProgressRequest | protocol.ResultsRequest
-WriteRequest: TypeAlias = protocol.Submit | protocol.CancelRequest | protocol.RetryRequest
+WriteRequest: TypeAlias = protocol.Submit | protocol.CancelRequest | protocol.RetryRequest | protocol.TrustRequest
 
 
 class Controller:
@@ -172,6 +174,8 @@ class Controller:
         self._journal_retry_at = 0.0
         self._journal_logged_at = float("-inf")
         self._handling_read = False
+        self._quarantine_logged: set[str] = set()
+        """Quarantined device ids the log has told of (a new one gets a warning at the next flush)."""
         self.ready = threading.Event()
         """Set once the socket is bound; ``port`` then holds the real port."""
         self.submissions = SubmissionWorker()
@@ -204,6 +208,11 @@ class Controller:
         if restored:
             running = sum(1 for d in self.scheduler.dags.values() if d.state.value == "running")
             log.info("restored %d DAG(s) from %s (%d still running)", restored, self.state_dir, running)
+        if self.scheduler.quarantined:
+            self._quarantine_logged = set(self.scheduler.quarantined)
+            names = ", ".join(f"{q.device!r} ({q.device_id})" for q in self.scheduler.quarantined.values())
+            log.warning("%d device(s) still quarantined: %s; `bxthre3 hosts trust DEVICE` lets one back",
+                        len(self.scheduler.quarantined), names)  # fmt: skip
         return restored
 
     def bind(self) -> int:
@@ -364,7 +373,7 @@ class Controller:
         match msg:
             case protocol.Result() | protocol.Heartbeat() | protocol.Register() | protocol.Bye():
                 self._from_host(identity, msg, now)
-            case protocol.Submit() | protocol.CancelRequest() | protocol.RetryRequest():
+            case protocol.Submit() | protocol.CancelRequest() | protocol.RetryRequest() | protocol.TrustRequest():
                 self._write_request(identity, msg, now)
             case protocol.StatusRequest() | protocol.ProgressRequest() | protocol.ResultsRequest():
                 self._read_request(identity, msg, now)
@@ -481,7 +490,7 @@ class Controller:
                 self._reply(identity, msg.req_id, view)
 
     def _write_request(self, identity: bytes, msg: WriteRequest, now: float) -> None:
-        """Submit, cancel and retry: refused while the journal cannot be written."""
+        """Submit, cancel, retry and trust: refused while the journal cannot be written."""
         if self.journal_error is not None:
             self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))
             return
@@ -492,6 +501,8 @@ class Controller:
                 self._cancel(identity, msg, now)
             case protocol.RetryRequest():
                 self._retry(identity, msg, now)
+            case protocol.TrustRequest():
+                self._trust(identity, msg, now)
 
     def _dag_named(self, identity: bytes, req_id: int, dag_id: str) -> DagRecord | None:
         """The DAG a request names, or None once the client is told there is none."""
@@ -521,6 +532,20 @@ class Controller:
         log.info("DAG %s: %d task(s) retried on request", msg.dag_id, again)
         retried: views.RetriedSummary = {**views.dag_summary(dag, now), "retried": again}
         self._reply(identity, msg.req_id, retried)
+
+    def _trust(self, identity: bytes, msg: protocol.TrustRequest, now: float) -> None:
+        """Lift a device's quarantine; the reply is the device as it was (journalled before it goes out)."""
+        record, error = resolve_quarantined(self.scheduler.quarantined, self.scheduler.hosts.values(), msg.device)
+        if record is None:
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, error))
+            return
+        trusted = views.quarantine_view(record, self.scheduler.hosts.values())
+        self._apply(self.scheduler.handle(DeviceTrusted(record.device_id, now)))
+        log.warning(
+            "device %r (%s) trusted again on request: it was quarantined for %d mismatch(es) (%s)",
+            record.device, record.device_id, record.mismatches, record.reason,
+        )  # fmt: skip
+        self._reply(identity, msg.req_id, trusted)
 
     def _submit(
         self, identity: bytes, req_id: int, *, payload: bytes | None = None, message: protocol.Submit | None = None
@@ -706,6 +731,8 @@ class Controller:
     def _flush(self) -> bool:
         """Commit what changed; False while the journal cannot be written (tried again every second)."""
         assert self.store is not None
+        if self.scheduler.quarantine_changed:
+            self._log_quarantine()
         if self.journal_error is not None and time.monotonic() < self._journal_retry_at:
             return False
         try:
@@ -722,6 +749,17 @@ class Controller:
             self._journal_logged_at = float("-inf")
         return True
 
+    def _log_quarantine(self) -> None:
+        """One warning per device newly quarantined (the scheduler, being pure, logs nothing)."""
+        now = self.scheduler.quarantined
+        for device_id in now.keys() - self._quarantine_logged:
+            q = now[device_id]
+            log.warning(
+                "device %r (%s) quarantined after %d mismatch(es): %s; its hosts get no tasks until "
+                "`bxthre3 hosts trust DEVICE`", q.device, q.device_id, q.mismatches, q.reason,
+            )  # fmt: skip
+        self._quarantine_logged = set(now)
+
     def _journal_failed(self, exc: JournalWriteError) -> None:
         """A commit failed: hold what it should have made true, refuse writes, log once a minute.
 
@@ -737,7 +775,7 @@ class Controller:
         if now - self._journal_logged_at >= JOURNAL_LOG_EVERY_S:
             self._journal_logged_at = now
             log.error(
-                "%s; for %.0f s: submissions, cancels and retries are refused, %d ack(s)/assignment(s) wait; "
+                "%s; for %.0f s: submissions, cancels, retries and trusts are refused, %d ack(s)/assignment(s) wait; "
                 "status and results still answer; free space and it resumes by itself",
                 exc, now - self._journal_failed_at, len(self.held),
             )  # fmt: skip
@@ -785,6 +823,7 @@ class Controller:
         fingerprint = (
             data["totals"], [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
             [(h["node_id"], h["running"], h["succeeded"], h["failed"]) for h in data["hosts"]],
+            [q["device_id"] for q in data["quarantined"]],
         )  # fmt: skip
         if fingerprint == self._last_pushed:
             return

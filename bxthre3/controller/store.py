@@ -11,6 +11,8 @@ Large outputs live in files beside the database (``outputs/<dag>/<task>``), writ
 fsynced before the row that points at them is committed. Named outputs (the files a task left
 under ``/out``) have rows of their own in ``task_files``, the large ones in
 ``outputs/<dag>/+files/<task>/<sha256 of the name>`` (a name never becomes a path on disk).
+Quarantined devices (``Scheduler.quarantined``) have a row each in ``quarantined``, rewritten whole in
+the flush after the set changed (``Scheduler.quarantine_changed``), so a restart keeps them out.
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ from ..common.digests import sha256_hex
 from ..common.errors import Bxthre3Error
 from ..common.failures import FailureReason
 from ..dag.spec import DagSpec, TaskSpec
-from ..scheduler import DagRecord, DagState, Scheduler, TaskRecord, TaskState
+from ..scheduler import DagRecord, DagState, QuarantineRecord, Scheduler, TaskRecord, TaskState
 from ..scheduler.model import AttemptRecord
 
 log = logging.getLogger("bxthre3.store")  # the name log lines show: kept from before the move to packages
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: dags, tasks, task_files, modules; 2 added `quarantined` (an older controller refuses a journal of 2
+rather than run tasks on devices it would not know are quarantined)."""
+
+_MIGRATIONS: dict[int, str] = {1: ""}
+"""SQL that takes a journal from schema N to N + 1, beyond what `_SCHEMA` (all ``IF NOT EXISTS``) creates
+anyway: 1 -> 2 only adds a table, which `_SCHEMA` has just made."""
 
 INLINE_OUTPUT_BYTES = 256 * 1024
 """Outputs up to this size are stored in the database row; larger ones in a file beside it."""
@@ -161,6 +169,10 @@ CREATE TABLE IF NOT EXISTS task_files (
     dag_id TEXT NOT NULL, task_id TEXT NOT NULL, name TEXT NOT NULL, data BLOB, data_file TEXT,
     PRIMARY KEY (dag_id, task_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantined (
+    device_id TEXT PRIMARY KEY, device TEXT NOT NULL, since REAL NOT NULL, mismatches INTEGER NOT NULL,
+    reason TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 _UPSERT_FILE = "INSERT OR REPLACE INTO task_files (dag_id, task_id, name, data, data_file) VALUES (?, ?, ?, ?, ?)"
@@ -235,6 +247,9 @@ class Store:
                 if existed:
                     raise damaged(state_dir, "is not a Bxthre3 journal (no schema version)")
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0].isdigit() and int(row[0]) in _MIGRATIONS:
+                self._migrate(int(row[0]))
+                row = (str(SCHEMA_VERSION),)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
@@ -249,6 +264,23 @@ class Store:
         self._in_tx = False
         self.existed = existed
         """The journal was there before (a restart): :meth:`load` checks its pages."""
+
+    def _migrate(self, version: int) -> None:
+        """Bring a journal of an older schema to SCHEMA_VERSION, in one transaction (all or nothing)."""
+        start = version
+        self.db.execute("BEGIN")
+        try:
+            while version < SCHEMA_VERSION:
+                if _MIGRATIONS[version]:
+                    self.db.executescript(_MIGRATIONS[version])
+                version += 1
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        log.info("journal schema brought from %d to %d", start, SCHEMA_VERSION)
 
     def close(self) -> None:
         if self._in_tx:
@@ -318,6 +350,15 @@ class Store:
                         "UPDATE dags SET state=?, finished_at=? WHERE id=?", (dag.state.value, dag.finished_at, dag.id)
                     )
                     rows += 1
+            quarantine = scheduler.quarantine_changed
+            if quarantine:
+                self._begin()
+                self.db.execute("DELETE FROM quarantined")
+                self.db.executemany(
+                    "INSERT INTO quarantined VALUES (?, ?, ?, ?, ?)",
+                    [(q.device_id, q.device, q.since, q.mismatches, q.reason) for q in scheduler.quarantined.values()],
+                )
+                rows += 1
             if self._in_tx:
                 self.db.execute("COMMIT")
                 self._in_tx = False
@@ -327,6 +368,8 @@ class Store:
         for dag in written:
             dag.dirty.clear()
             dag.dag_dirty = False
+        if quarantine:
+            scheduler.quarantine_changed = False
         return rows
 
     def _task_row(self, dag: DagRecord, t: TaskRecord) -> tuple[Any, ...]:
@@ -438,7 +481,16 @@ class Store:
                 "FROM tasks WHERE dag_id=?", (dag_id,))}  # fmt: skip
             scheduler.restore_dag(dag_id, spec, submitted_at, DagState(state), finished_at, saved, now)
             count += 1
+        self._load_quarantine(scheduler)
         return count
+
+    def _load_quarantine(self, scheduler: Scheduler) -> None:
+        """Quarantined devices stay out across a restart (until `bxthre3 hosts trust`)."""
+        for device_id, device, since, mismatches, reason in self.db.execute(
+            "SELECT device_id, device, since, mismatches, reason FROM quarantined ORDER BY since"
+        ).fetchall():
+            scheduler.quarantined[device_id] = QuarantineRecord(device_id, device, since, mismatches, reason)
+            scheduler.mismatches[device_id] = max(scheduler.mismatches[device_id], mismatches)
 
     def _task_record(
         self, specs: dict[str, TaskSpec], row: tuple[Any, ...], files: dict[str, bytes] | None = None

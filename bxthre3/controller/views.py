@@ -10,10 +10,11 @@ Bytes stay bytes on the wire; `--json` prints them as text or `{"base64": ...}`.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from typing import TypedDict
 
 from ..common.digests import sha256_hex
-from ..scheduler import DagRecord, DagState, HostRecord, Scheduler, TaskRecord, TaskState
+from ..scheduler import DagRecord, DagState, HostRecord, QuarantineRecord, Scheduler, TaskRecord, TaskState
 from ..wire.liveness import silence_limit
 
 JSON_FORMAT = 1
@@ -42,6 +43,22 @@ class HostView(TypedDict):
     uptime_s: float
     rtt_ms: float | None
     silence_limit_s: float
+    speed: float
+    """How fast it runs tasks against the cluster's reference (1.0; learned from the tasks it finished)."""
+    quarantined: bool
+    """Its device is quarantined: it gets no new tasks (`state` says `quarantined`)."""
+
+
+class QuarantineView(TypedDict):
+    """One of `status`'s `quarantined`, and the reply to `trust` (the device as it was)."""
+
+    device_id: str
+    device: str
+    since: float
+    mismatches: int
+    reason: str
+    node_ids: list[str]
+    """Its hosts registered now (none while it is switched off)."""
 
 
 class DeviceView(TypedDict):
@@ -120,6 +137,7 @@ class StatusView(_StatusFromController):
     hosts: list[HostView]
     devices: dict[str, DeviceView]
     dags: list[DagSummary]
+    quarantined: list[QuarantineView]
 
 
 class _FileData(TypedDict, total=False):
@@ -180,16 +198,21 @@ class ResultsView(DagSummary):
     tasks: list[TaskView]
 
 
-def host_state(host: HostRecord, now: float, heartbeat_interval: float) -> str:
-    """busy / idle / paused, or silent once two heartbeats are missing (declared dead after its silence limit)."""
+def host_state(host: HostRecord, now: float, heartbeat_interval: float, quarantined: bool = False) -> str:
+    """busy / idle / paused / quarantined (its device is), or silent once two heartbeats are missing
+    (declared dead after its silence limit)."""
     if now - host.last_seen > 2 * heartbeat_interval:
         return "silent"
+    if quarantined:
+        return "quarantined"
     if host.paused:
         return "paused"
     return "busy" if host.running else "idle"
 
 
-def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liveness: int = 3) -> HostView:
+def host_view(
+    host: HostRecord, now: float, heartbeat_interval: float = 1.0, liveness: int = 3, quarantined: bool = False
+) -> HostView:
     return {
         "node_id": host.node_id,
         "device": host.device,
@@ -205,11 +228,24 @@ def host_view(host: HostRecord, now: float, heartbeat_interval: float = 1.0, liv
         "recent": list(host.recent),
         "modules": len(host.modules),
         "last_seen_s": round(max(0.0, now - host.last_seen), 3),
-        "state": host_state(host, now, heartbeat_interval),
+        "state": host_state(host, now, heartbeat_interval, quarantined),
         "paused": host.paused,
         "uptime_s": round(max(0.0, now - host.joined_at), 3),
         "rtt_ms": round(host.rtt.srtt * 1000, 1) if host.rtt.srtt is not None else None,
         "silence_limit_s": round(silence_limit(heartbeat_interval, liveness, host.rtt), 3),
+        "speed": round(host.speed, 2),
+        "quarantined": quarantined,
+    }
+
+
+def quarantine_view(record: QuarantineRecord, hosts: Iterable[HostRecord]) -> QuarantineView:
+    return {
+        "device_id": record.device_id,
+        "device": record.device,
+        "since": record.since,
+        "mismatches": record.mismatches,
+        "reason": record.reason,
+        "node_ids": [h.node_id for h in hosts if h.device_id == record.device_id],
     }
 
 
@@ -267,8 +303,11 @@ def dag_end_line(dag: DagRecord) -> str:
 
 def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | None = None) -> StatusView:
     """The cluster's status; ``controller`` adds the controller's own figures (as its last field)."""
-    beat = scheduler.config.heartbeat_interval
-    hosts = [host_view(h, now, beat, scheduler.config.liveness) for h in scheduler.hosts.values()]
+    beat, out = scheduler.config.heartbeat_interval, scheduler.quarantined
+    hosts = [
+        host_view(h, now, beat, scheduler.config.liveness, bool(out) and h.device_id in out)
+        for h in scheduler.hosts.values()
+    ]
     devices: dict[str, DeviceView] = {}
     for h in scheduler.hosts.values():
         # By device id: same-named devices (clones, one phone model) are still several devices.
@@ -300,6 +339,7 @@ def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | 
         "hosts": hosts,
         "devices": devices,
         "dags": [dag_summary(d, now, slots) for d in scheduler.dags.values()],
+        "quarantined": [quarantine_view(q, scheduler.hosts.values()) for q in out.values()],
     }
     if controller is not None:
         view["controller"] = controller

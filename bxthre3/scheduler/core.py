@@ -257,6 +257,8 @@ class Scheduler:
         self._idle_scan_at = 0.0
         self.mismatches: Counter[str] = Counter()
         """Verified tasks on which each device's output lost the vote (by device id), since it was last trusted."""
+        self.quarantine_changed = False
+        """`quarantined` changed since the controller last journalled it (it clears this after a commit)."""
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,

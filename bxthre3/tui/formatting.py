@@ -10,7 +10,7 @@ from rich.markup import escape
 from ..client.outputs import terminal_safe
 
 if TYPE_CHECKING:
-    from ..controller.views import HostView, TaskView, Totals
+    from ..controller.views import HostView, QuarantineView, TaskView, Totals
 
 MAX_TEXT_SHOWN = 64 * 1024
 """The output viewer shows at most this many characters of a text output."""
@@ -50,13 +50,24 @@ def describe_output(data: bytes | str | None) -> str:
     return "\n".join(lines)
 
 
-def totals_line(totals: Totals) -> str:
-    """One line of cluster totals from `status_view()["totals"]`."""
-    return (
+def totals_line(totals: Totals, quarantined: int = 0) -> str:
+    """One line of cluster totals from `status_view()["totals"]`; quarantined devices first (a narrow
+    screen cuts the end of the line, and they need someone to act)."""
+    line = f"{quarantined} device{'s' if quarantined > 1 else ''} quarantined · " if quarantined else ""
+    return line + (
         f"{totals.get('devices', 0)} devices · {totals.get('hosts', 0)} hosts · "
         f"{totals.get('slots', 0)} slots · {totals.get('ram_mb', 0)} MB · "
         f"{totals.get('running', 0)} running · {totals.get('ready', 0)} ready · "
         f"{totals.get('tasks_per_s', 0)} tasks/s"
+    )
+
+
+def quarantine_line(device: QuarantineView) -> str:
+    """The log's line for a device that was just quarantined: which, why, and the way back."""
+    return (
+        f"device {device.get('device', '')} ({str(device.get('device_id', ''))[:8]}…) quarantined after "
+        f"{device.get('mismatches', 0)} mismatch(es): {device.get('reason', '')}; its hosts get no tasks until "
+        "`bxthre3 hosts trust DEVICE`"
     )
 
 
@@ -82,8 +93,11 @@ def cell(value: object) -> str:
 
 
 def host_row(host: HostView) -> tuple[str, ...]:
+    """The monitor's columns (`monitor.HOST_COLUMNS`): the state second, so it shows in a narrow pane."""
+    state = cell(host.get("state", ""))
     return (
         cell(host["node_id"]),
+        f"[bold red]{state}[/]" if host.get("quarantined") else state,
         cell(host.get("device") or ""),
         cell(host.get("platform") or ""),
         cell(host.get("engine") or ""),
@@ -92,8 +106,8 @@ def host_row(host: HostView) -> tuple[str, ...]:
         str(len(host.get("running") or ())),
         str(host.get("succeeded", 0)),
         str(host.get("failed", 0)),
+        f"{float(host.get('speed', 1.0)):.2f}",
         f"{float(host.get('last_seen_s', 0.0)):.1f}",
-        cell(host.get("state", "")),
     )
 
 

@@ -37,6 +37,7 @@ from .formatting import (
     counts_line,
     describe_output,
     host_row,
+    quarantine_line,
     share_text,
     task_row,
     totals_line,
@@ -45,7 +46,7 @@ from .keyed_table import sync_rows
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
 
 if TYPE_CHECKING:
-    from ..controller.views import DagSummary, ResultsView, StatusView, TaskView
+    from ..controller.views import DagSummary, QuarantineView, ResultsView, StatusView, TaskView
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ CANCEL_CONFIRM_S = 3.0
 """How long the first `c` waits for the second."""
 
 HOST_COLUMNS = (
-    "node", "device", "platform", "engine", "RAM use", "slots", "running", "done", "failed", "seen s", "state"
+    "node", "state", "device", "platform", "engine", "RAM use", "slots", "running", "done", "failed", "speed", "seen s"
 )  # fmt: skip
 TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
 TASK_COLUMN_WIDTHS = {"task": 16, "state": 15, "node": 12, "attempts": 8, "duration": 9, "reason": 14}
@@ -140,6 +141,8 @@ class MonitorScreen(Screen[None]):
         self._unreachable = False
         self._cancel_armed: tuple[str, float] | None = None
         """(DAG, until when) after a first `c`: the second press cancels."""
+        self._quarantined: set[str] | None = None
+        """Device ids quarantined in the last snapshot (None before the first): new ones are told in the log."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -249,12 +252,27 @@ class MonitorScreen(Screen[None]):
             self._unreachable = False
             self.write_log("controller reachable")
         status = message.status
-        self.query_one("#totals", Static).update(totals_line(status.get("totals", {})))
+        quarantined = status.get("quarantined") or []
+        self.query_one("#totals", Static).update(totals_line(status.get("totals", {}), len(quarantined)))
         hosts = {h["node_id"]: host_row(h) for h in status.get("hosts", [])}
         sync_rows(self.query_one("#hosts", DataTable), hosts, fit=True)
+        self._tell_quarantine(quarantined)
         self._sync_dags(status.get("dags", []))
         if message.results is not None and message.results.get("dag_id") == self.selected_dag:
             self._show_results(message.results)
+
+    def _tell_quarantine(self, quarantined: list[QuarantineView]) -> None:
+        """A log line (and a notice) for each device quarantined since the last snapshot, one for each trusted."""
+        now = {q["device_id"]: q for q in quarantined}
+        before, self._quarantined = self._quarantined, set(now)
+        for device_id, device in now.items():
+            if before is None or device_id not in before:
+                self.write_log(quarantine_line(device), error=True)
+                if before is not None:
+                    name = terminal_safe(str(device["device"]), keep="")
+                    self.notify(f"Device {name} quarantined: its hosts get no tasks.", severity="warning", markup=False)
+        for device_id in (before or set()) - set(now):
+            self.write_log(f"device {device_id[:8]}… trusted again: its hosts get tasks")
 
     def on_cluster_unreachable(self, message: ClusterUnreachable) -> None:
         if not self._unreachable:

@@ -311,6 +311,18 @@ class RetryRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class TrustRequest(Message):
+    """Lift a device's quarantine (`bxthre3 hosts trust DEVICE`): its hosts get tasks again.
+
+    ``device`` is what the user typed: a quarantined device's id, a unique prefix of it (4 characters
+    or more), or its name when no other quarantined device has it; the controller resolves it."""
+
+    KIND: ClassVar[str] = "trust"
+    req_id: int
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
 class WatchRequest(Message):
     """Subscribe to pushed cluster updates for ``lease`` seconds (renew by sending it again)."""
 
@@ -374,6 +386,7 @@ _KINDS: dict[str, type[Message]] = {
         ResultsRequest,
         CancelRequest,
         RetryRequest,
+        TrustRequest,
         WatchRequest,
         Update,
         Reply,

@@ -44,7 +44,7 @@ def bxthre3_json(*args: str) -> dict:
 def test_status_and_results_json_match_the_documentation(
     controller: RunningController, client: ControllerClient, hosts: HostProcesses
 ) -> None:
-    status_top, totals, host, device, summary, task, named_output = documented_tables()
+    status_top, totals, host, device, quarantined, summary, task, named_output = documented_tables()
     hosts.start(controller.address, "json-host")
     dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
     assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
@@ -57,6 +57,7 @@ def test_status_and_results_json_match_the_documentation(
     assert set(h) == host
     assert 5 < h["rss_mb"] < 1024 and h["state"] in ("idle", "busy")
     assert all(set(d) == device for d in status["devices"].values())
+    assert status["quarantined"] == [] and h["quarantined"] is False and h["speed"] > 0
     assert set(status["dags"][0]) == summary
 
     results = bxthre3_json("results", dag_id, "--controller", str(controller.address))
@@ -87,7 +88,7 @@ def test_the_view_types_name_the_documented_fields() -> None:
     def keys(shape: Any) -> set[str]:
         return set(shape.__required_keys__ | shape.__optional_keys__)
 
-    status_top, totals, host, device, summary, task, named_output = documented_tables()
+    status_top, totals, host, device, quarantined, summary, task, named_output = documented_tables()
     lines = (REPO / "docs" / "JSON.md").read_text().splitlines()
     [controller_row] = [line for line in lines if line.startswith("| `controller` |")]
     assert keys(views.StatusView) == status_top
@@ -95,6 +96,7 @@ def test_the_view_types_name_the_documented_fields() -> None:
     assert keys(views.Totals) == totals
     assert keys(views.HostView) == host
     assert keys(views.DeviceView) == device
+    assert keys(views.QuarantineView) == quarantined
     assert keys(views.DagSummary) == summary
     assert keys(views.ResultsView) == summary | {"format", "tasks"}
     assert keys(views.TaskView) == task

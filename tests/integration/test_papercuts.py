@@ -70,6 +70,8 @@ def test_a_host_failing_the_same_way_at_start_is_given_up(tmp_path: Path, caplog
         ["submit", str(DAGS / "hello_fanout.yaml")],
         ["results", "d"],
         ["cancel", "d"],
+        ["hosts"],
+        ["hosts", "trust", "d"],
         ["ui"],
     ],
 )

@@ -164,7 +164,7 @@ def _packable(value: object) -> object:
 _HOST_KINDS = [protocol.Register, protocol.Heartbeat, protocol.Result, protocol.Bye, protocol.Batch]
 _CLIENT_KINDS = [
     protocol.Submit, protocol.StatusRequest, protocol.ProgressRequest, protocol.ResultsRequest,
-    protocol.CancelRequest, protocol.RetryRequest, protocol.WatchRequest,
+    protocol.CancelRequest, protocol.RetryRequest, protocol.TrustRequest, protocol.WatchRequest,
 ]  # fmt: skip
 _OTHER_KINDS = [k for k in protocol._KINDS.values() if k not in _HOST_KINDS and k not in _CLIENT_KINDS]
 

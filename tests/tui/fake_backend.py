@@ -70,9 +70,27 @@ def _hosts(running: list[list[str]], succeeded: tuple[int, int]) -> list[dict[st
             "state": "busy" if running[i] else "idle",
             "rss_mb": 61 + 7 * i,
             "uptime_s": 120.0,
+            "speed": (1.25, 0.87)[i],
+            "quarantined": False,
         }
         for i in range(2)
     ]
+
+
+QUARANTINED_ID = "9c01" + "b" * 28
+
+
+def quarantine(status: dict[str, Any]) -> dict[str, Any]:
+    """`status` with node-1 on a second device, "old-phone", quarantined (as views.status_view shows it)."""
+    status = copy.deepcopy(status)
+    host = status["hosts"][1]
+    host.update(device="old-phone", device_id=QUARANTINED_ID, state="quarantined", quarantined=True)
+    status["totals"]["devices"] = 2
+    status["quarantined"] = [
+        {"device_id": QUARANTINED_ID, "device": "old-phone", "since": 1000.0, "mismatches": 3,
+         "reason": "output of d-0001/hello_fr disagreed with 2 devices", "node_ids": ["node-1"]},
+    ]  # fmt: skip
+    return status
 
 
 def _scenario(dag_state: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -149,6 +167,7 @@ def _scenario(dag_state: str) -> tuple[dict[str, Any], dict[str, Any]]:
             },
         },  # fmt: skip
         "dags": [summary],
+        "quarantined": [],
     }
     return status, {**summary, "tasks": tasks}
 
@@ -201,9 +220,11 @@ class FakeClient:
 class FakeBackend(Backend):
     """Connects to the fake controller; starts nothing."""
 
-    def __init__(self, dag_state: str = "running") -> None:
+    def __init__(self, dag_state: str = "running", *, quarantined: bool = False) -> None:
         super().__init__(hosts=2)
         self.status, self.results = _scenario(dag_state)
+        if quarantined:
+            self.status = quarantine(self.status)
         self._stop = threading.Event()
 
     def connect(self, address: Address) -> FakeClient:  # type: ignore[override]

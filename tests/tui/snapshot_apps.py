@@ -15,9 +15,11 @@ def picker_app() -> Bxthre3App:
 CONTROLLER = Address("127.0.0.1", 5000)
 
 
-def monitor_app(dag_state: str) -> Bxthre3App:
-    """The monitor of a fake controller with one hello_fanout DAG, "running" or "succeeded"."""
-    app = make_app(controller=CONTROLLER, backend=FakeBackend(dag_state), environ={}, ram_probe=lambda: 4096)
+def monitor_app(dag_state: str, *, quarantined: bool = False) -> Bxthre3App:
+    """The monitor of a fake controller with one hello_fanout DAG, "running" or "succeeded" (and with
+    ``quarantined``, node-1's device quarantined)."""
+    backend = FakeBackend(dag_state, quarantined=quarantined)
+    app = make_app(controller=CONTROLLER, backend=backend, environ={}, ram_probe=lambda: 4096)
     app.animation_level = "none"  # progress bars must not be caught mid-animation
     return app
 

@@ -81,6 +81,14 @@ def test_monitor_with_a_running_dag(size: tuple[int, int]) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 34)], ids=["80x24", "120x34"])
+def test_monitor_with_a_quarantined_device(snap_compare, size: tuple[int, int]) -> None:
+    """node-1's device is quarantined: its state reads `quarantined` (second column, in red), the totals
+    count it and the log says which device, why, and how to let it back."""
+    app = monitor_app("succeeded", quarantined=True)
+    assert snap_compare(app, terminal_size=size, run_before=_settle_monitor(5, "prepared 3 greetings"))
+
+
 def test_help_screen_80x24(snap_compare) -> None:
     async def open_help(pilot) -> None:
         await pilot.pause()

@@ -49,6 +49,7 @@ PURE = (
     "bxthre3.host.slots",
     "bxthre3.node.scaling",
     "bxthre3.controller.views",
+    "bxthre3.controller.quarantine",
     "bxthre3.controller.rate_limit",
     "bxthre3.common.errors",
     "bxthre3.common.failures",

@@ -35,6 +35,7 @@ SAMPLES: list[protocol.Message] = [
     protocol.Abort("dag-1", "t", 3),
     protocol.CancelRequest(6, "dag-1"),
     protocol.RetryRequest(9, "dag-1"),
+    protocol.TrustRequest(10, "3f2a9c01"),
     protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
     protocol.Batch([protocol.encode(protocol.Ack("dag-1", "t", 2)), protocol.encode(protocol.Heartbeat())]),
 ]
@@ -74,6 +75,9 @@ def _frame(*items: object) -> bytes:
         (_frame(V, "assign", "d", "t", 1, "s", "not-bytes", [], b"", [], 1.0), "'module' has the wrong type"),
         (_frame(V, "assign", "d", "t", 1, "s", b"", [1, 2], b"", [], 1.0), "'args' has the wrong type"),
         (_frame(V, "submit", 1, ["not", "a", "map"]), "'dag' has the wrong type"),
+        (_frame(V, "trust", 1, b"3f2a9c01"), "'device' has the wrong type"),
+        (_frame(V, "trust", 1, ["3f2a9c01"]), "'device' has the wrong type"),
+        (_frame(V, "trust", 1), "missing field 'device'"),
         (b"\xdd\xff\xff\xff\xff", "not msgpack"),
         (_frame(V, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t"]]), "'holding' has the wrong type"),
         (_frame(V, "register", "n", 1, 1, "p", "e", [], 1, "v", [["d", "t", "1"]]), "'holding' has the wrong type"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bxthre3.common.errors import Bxthre3Error
 from bxthre3.common.failures import FailureReason
 from bxthre3.controller.store import INLINE_OUTPUT_BYTES, PrunePolicy, Store
 from bxthre3.dag.spec import DagSpec, InputKind, TaskInput, TaskSpec
@@ -14,7 +15,9 @@ from bxthre3.scheduler import (
     DagRetried,
     DagState,
     DagSubmitted,
+    DeviceTrusted,
     HostJoined,
+    QuarantineRecord,
     Scheduler,
     SchedulerConfig,
     TaskFinished,
@@ -147,3 +150,83 @@ def test_a_full_disk_is_told_apart_where_sqlite3_names_no_codes(monkeypatch: pyt
     by_code.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL, as 3.11+ sets it
     assert _write_error(by_code, "/state").disk_full
     assert not _write_error(sqlite3.OperationalError("disk I/O error"), "/state").disk_full
+
+
+def _quarantine(s: Scheduler, device_id: str, device: str, since: float = 50.0, mismatches: int = 3) -> None:
+    """What the scheduler does when a device loses too many votes (its own tests cover when)."""
+    reason = f"output of d1/t{mismatches} disagreed with 2 devices"
+    s.quarantined[device_id] = QuarantineRecord(device_id, device, since, mismatches, reason)
+    s.mismatches[device_id] = mismatches
+    s.quarantine_changed = True
+
+
+def test_a_quarantined_device_is_still_quarantined_after_a_restart(tmp_path: Path) -> None:
+    s = Scheduler()
+    store = Store(tmp_path)
+    _quarantine(s, "3f2a9c01aa", "phone")
+    _quarantine(s, "9c01ffee00", "phone", since=60.0, mismatches=4)
+    assert store.flush(s) == 1 and not s.quarantine_changed
+    assert store.flush(s) == 0, "an unchanged quarantine is not written again"
+    s.handle(DeviceTrusted("9c01ffee00", 70.0))
+    assert s.quarantine_changed and "9c01ffee00" not in s.quarantined
+    store.flush(s)
+    store.close()
+
+    fresh = Scheduler()
+    store2 = Store(tmp_path)
+    assert store2.load(fresh, 100.0) == 0
+    assert fresh.quarantined == {
+        "3f2a9c01aa": QuarantineRecord("3f2a9c01aa", "phone", 50.0, 3, "output of d1/t3 disagreed with 2 devices")
+    }
+    assert fresh.mismatches["3f2a9c01aa"] == 3 and not fresh.quarantine_changed
+    fresh.handle(DeviceTrusted("3f2a9c01aa", 101.0))
+    store2.flush(fresh)
+    store2.close()
+    again = Scheduler()
+    Store(tmp_path).load(again, 102.0)
+    assert again.quarantined == {}
+
+
+def test_an_unflushed_quarantine_is_not_in_the_journal(tmp_path: Path) -> None:
+    s = Scheduler()
+    store = Store(tmp_path)
+    _quarantine(s, "3f2a9c01aa", "phone")
+    store.close()
+    fresh = Scheduler()
+    Store(tmp_path).load(fresh, 1.0)
+    assert fresh.quarantined == {}
+
+
+def test_a_journal_of_schema_1_is_migrated_and_keeps_its_dags(tmp_path: Path) -> None:
+    """Schema 2 added `quarantined`: a journal written before it opens, gains the table, and says 2."""
+    import sqlite3
+
+    s = Scheduler()
+    store = Store(tmp_path)
+    store.add_dag("d1", spec(t("a")), 1.0)
+    store.close()
+    db = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    db.execute("DROP TABLE quarantined")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    db.close()
+
+    store = Store(tmp_path)
+    assert store.load(s, 2.0) == 1 and "d1" in s.dags
+    assert store.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    _quarantine(s, "3f2a9c01aa", "phone")
+    store.flush(s)
+    store.close()
+    fresh = Scheduler()
+    Store(tmp_path).load(fresh, 3.0)
+    assert list(fresh.quarantined) == ["3f2a9c01aa"]
+
+
+def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    Store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    db.execute("UPDATE meta SET value='3' WHERE key='schema'")
+    db.close()
+    with pytest.raises(Bxthre3Error, match="holds state of schema 3; this controller reads 2"):
+        Store(tmp_path)
