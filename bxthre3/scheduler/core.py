@@ -250,8 +250,6 @@ class Scheduler:
         self.quarantined: dict[str, QuarantineRecord] = {}
         """Devices (by device id) whose hosts get no tasks: their verified outputs lost the vote too often.
         Journalled by the controller; `DeviceTrusted` lifts it."""
-        self.quarantine_changed = False
-        """`quarantined` changed since the controller last journalled it (it clears this)."""
         self.module_cost: dict[str, float] = {}
         """Mean run time of each module (by sha256) on a speed-1.0 host: what speeds are measured against."""
         self._idle_scan_at = 0.0
