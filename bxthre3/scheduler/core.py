@@ -253,6 +253,7 @@ class Scheduler:
         self.module_cost: dict[str, float] = {}
         """Mean run time of each module (by sha256) on a speed-1.0 host: what speeds are measured against."""
         self._idle_scan_at = 0.0
+        self._verify_by_dag: dict[str, int] = {}
         self.mismatches: Counter[str] = Counter()
         """Verified tasks on which each device's output lost the vote (by device id), since it was last trusted."""
         self.quarantine_changed = False
@@ -1193,13 +1194,20 @@ class Scheduler:
         return silence_limit(self.config.heartbeat_interval, self.config.liveness, host.rtt)
 
     def _place(self, task: TaskRecord, candidates: list[HostRecord], deep: bool) -> HostRecord:
-        """An idle slot first (a queued task waits behind another), then a host that already holds
-        the module, then the one with the most room."""
+        """An idle slot first (a queued task waits behind another); for a long task (its module's cost is
+        known to be `long_task_s` or more) the fastest such host, since run time then outweighs shipping
+        the module; then a host that already holds the module, then the one with the most room."""
         sha = task.spec.module
+        long_task = self.module_cost.get(sha, 0.0) >= self.config.long_task_s
         best = candidates[0]
-        best_key = (best.free_slots > 0, sha in best.modules, self._capacity(best, deep))
+        best_key = (
+            best.free_slots > 0,
+            best.speed if long_task else 0.0,
+            sha in best.modules,
+            self._capacity(best, deep),
+        )
         for h in candidates[1:]:
-            key = (h.free_slots > 0, sha in h.modules, self._capacity(h, deep))
+            key = (h.free_slots > 0, h.speed if long_task else 0.0, sha in h.modules, self._capacity(h, deep))
             if key > best_key:
                 best, best_key = h, key
         return best
@@ -1360,8 +1368,16 @@ class Scheduler:
         dag = self.dags.get(dag_id)
         if dag is not None and dag.state is not DagState.RUNNING:
             del self.dags[dag_id]
+            self._verify_by_dag.pop(dag_id, None)
 
     # ------------------------------------------------------------------ queries
+
+    def _most_verify(self, dag: DagRecord) -> int:
+        """The largest `verify` among the DAG's tasks (remembered: `status` asks every second)."""
+        most = self._verify_by_dag.get(dag.id)
+        if most is None:
+            most = self._verify_by_dag[dag.id] = max((t.verify for t in dag.spec.tasks), default=1)
+        return most
 
     def tasks_per_second(self) -> float:
         window = self.config.throughput_window
@@ -1380,7 +1396,24 @@ class Scheduler:
         if not self.hosts:
             return [f"{len(self.ready)} ready task(s) wait for a host to register"]
         largest = max(h.ram_mb for h in self.hosts.values())
-        return [
+        reasons = [
             f"{count} ready task(s) need {memory} MB; the largest host offers {largest} MB"
             for memory, count in self.ready.waiting_above(largest).items()
         ]
+        devices = {self._device_of(h) for h in self.hosts.values()} - set(self.quarantined)
+        short: Counter[int] = Counter()
+        needs = max((self._most_verify(d) for d in self.dags.values() if d.state is DagState.RUNNING), default=1)
+        for dag_id, task_id in set(self.ready) if needs > len(devices) else ():
+            dag = self.dags.get(dag_id)
+            task = dag.tasks.get(task_id) if dag else None
+            if task is not None and task.spec.verify > 1 and not task.state.terminal:
+                free = devices - {v.device_id for v in task.votes}
+                if len(free) < self._needed_votes(task):
+                    short[task.spec.verify] += 1
+        for verify, count in sorted(short.items()):
+            quarantined = f" and {len(self.quarantined)} quarantined" if self.quarantined else ""
+            reasons.append(
+                f"{count} task(s) with verify: {verify} wait for distinct devices: {len(devices)} trusted "
+                f"device(s) registered{quarantined}"
+            )
+        return reasons
