@@ -416,8 +416,8 @@ class Scheduler:
         existing = self.hosts.get(ev.host_id)
         if existing is not None:
             # Same connection registering again (it restarted): what it did not declare is lost.
-            for key in [k for k in existing.running if k not in host.running]:
-                self._requeue_lost(*key, existing.running[key], ev.now, f"host {ev.node_id} re-registered", out)
+            for key, attempt in [(k, n) for k, n in existing.running.items() if host.running.get(k) != n]:
+                self._requeue_lost(*key, attempt, ev.now, f"host {ev.node_id} re-registered", out)
         self.hosts[ev.host_id] = host
 
     def _adopt(
@@ -439,6 +439,19 @@ class Scheduler:
             out.append(AckResult(host.id, dag_id, task_id, attempt))  # recorded already; the ack was lost
             return
         key = (dag_id, task_id)
+        device = self._device_of(host)
+        if task.spec.verify > 1 and (
+            any(v.device_id == device for v in task.votes)
+            or any(
+                (other := self.hosts.get(holder)) is not None
+                and other.node_id != host.node_id
+                and self._device_of(other) == device
+                for number, holder in task.live.items()
+                if number != attempt
+            )
+        ):
+            out.append(AbortAttempt(host.id, dag_id, task_id, attempt))  # its device voted or runs another replica
+            return
         if task.state is TaskState.RUNNING and attempt in task.live:
             previous = self.hosts.get(task.live[attempt])
             if previous is not None and previous.node_id != host.node_id:
