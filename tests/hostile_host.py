@@ -50,12 +50,15 @@ class HostileHost(threading.Thread):
         lie_fraction: float = 1.0,
         seed: int = 0,
         heartbeat: float = 0.25,
+        device_id: str = "",
     ) -> None:
         super().__init__(daemon=True, name=f"hostile-host-{node_id}")
         if not 0.0 <= lie_fraction <= 1.0:
             raise ValueError("lie_fraction must be within [0, 1]")
         self.address, self.keys, self.node_id = address, keys, node_id
         self.lie_fraction, self.seed, self.heartbeat = lie_fraction, seed, heartbeat
+        self.device_id = device_id or ("hostile" + "".join(c for c in node_id.lower() if c.isalnum()))[:64]
+        """The device it claims to be (replicas of a verified task go to distinct devices)."""
         self.key = os.urandom(32)
         self.context = zmq.Context()
         self.stop = threading.Event()
@@ -76,7 +79,13 @@ class HostileHost(threading.Thread):
         return int.from_bytes(digest[:8], "big") / 2**64 < self.lie_fraction
 
     def _register(self, sock: zmq.Socket) -> None:
-        sock.send(protocol.encode(protocol.Register(self.node_id, 1, 1024, "linux", "wasm3", key=self.key)))
+        sock.send(
+            protocol.encode(
+                protocol.Register(
+                    self.node_id, 1, 1024, "linux", "wasm3", key=self.key, device=self.node_id, device_id=self.device_id
+                )
+            )
+        )
 
     def run(self) -> None:
         sock = self.context.socket(zmq.DEALER)

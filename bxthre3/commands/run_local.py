@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..dag.spec import DagSpec
 from .dag_results import _print_results, _say_written, _wait_with_progress, _write_final, _write_named_outputs
 
 
@@ -20,6 +21,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from .local_cluster import LocalCluster
 
     spec = load_dag(dag_file(args.dag))
+    _refuse_verified(spec)
     if args.priority is not None:
         spec = dataclasses.replace(spec, priority=args.priority)
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
@@ -38,3 +40,16 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.out is not None:
         _say_written(_write_final(spec, results, args.out) + written)
     return code
+
+
+def _refuse_verified(spec: DagSpec) -> None:
+    """`verify: N` needs N distinct devices; the embedded cluster is this one device, so it could only hang."""
+    from ..common.errors import DagError
+
+    task = max(spec.tasks, key=lambda t: t.verify, default=None)
+    if task is not None and task.verify > 1:
+        raise DagError(
+            f"{spec.source}: task {task.id!r}: verify: {task.verify} runs it on {task.verify} distinct devices, "
+            "and `bxthre3 run` is one device; submit it to a cluster with `bxthre3 submit`, or set verify: 1 "
+            "to run it here unverified"
+        )

@@ -61,6 +61,18 @@ def test_run_exits_non_zero_when_the_dag_fails(tmp_path: Path) -> None:
     assert "something went wrong" in result["tasks"][0]["stderr"]
 
 
+def test_run_refuses_a_verified_dag_in_one_line_saying_what_to_do(tmp_path: Path) -> None:
+    """`verify: 2` needs two devices; the embedded cluster is one: refused at once rather than hanging."""
+    dag = tmp_path / "verified.yaml"
+    module = REPO / "tests" / "data" / "modules" / "exit3.wasm"
+    dag.write_text(f"name: v\ndefaults:\n  verify: 2\ntasks:\n  - id: sure\n    module: {module}\n")
+    proc = bxthre3("run", str(dag), timeout=20)
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert f"{dag}: task 'sure': verify: 2 runs it on 2 distinct devices" in line
+    assert "bxthre3 submit" in line and "verify: 1" in line
+
+
 def test_validate_accepts_the_seed_dag() -> None:
     proc = bxthre3("validate", HELLO)
     assert proc.returncode == 0, proc.stderr

@@ -4,13 +4,14 @@ Both are real against a real controller on loopback: `tests/slow_hosts.py` runs 
 process (and its executors) in a CPU cgroup of the test's own (or a stop/continue duty cycle where
 no CPU controller is writable), `tests/hostile_host.py` is a member speaking the host protocol that
 corrupts outputs. These tests prove the tools work; the scheduling they are for (items 1-3) is not
-built yet, so the last test pins today's behaviour: a lie is recorded as the result.
+they serve are tested at the end: a lie is recorded for an unverified task, and outvoted with `verify: 2`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -131,14 +132,11 @@ def test_a_slowed_host_runs_a_cpu_bound_task_about_factor_times_slower(
     assert 4 <= ratio <= 20, (slow.method, fast_s, slow_s)
 
 
-def test_todays_controller_records_a_hostile_hosts_wrong_output_as_the_result(
+def test_an_unverified_task_trusts_its_host_so_a_lie_is_recorded(
     controller: RunningController, client: ControllerClient
 ) -> None:
-    """Today's behaviour, pinned on purpose (issue 19 item 3 will change it): the controller trusts every
-    member, so an output a hostile host corrupted is recorded as the task's result, `succeeded`, with
-    nothing in the results to tell it from an honest one. With `verify: N` the task would run on N
-    devices, the hashes would disagree and the liar would be outvoted; when that lands this test must
-    be turned around (the corrupted output must never be the recorded one)."""
+    """Without `verify:` the controller trusts every member (as Dask and Ray do): an output a hostile host
+    corrupted is recorded as the task's result, `succeeded`. This is the gap `verify: N` closes (below)."""
     liar = HostileHost(controller.address, TEST_KEYS, node_id="liar", lie_fraction=0.5, seed=7)
     liar.start()
     try:
@@ -154,10 +152,48 @@ def test_todays_controller_records_a_hostile_hosts_wrong_output_as_the_result(
             task, honest = tasks[f"h{i}"], expected_pwhash(f"pw{i}", iterations)
             assert (task["state"], task["node_id"], task["reason"]) == ("succeeded", "liar", None)
             if liar.lies_about(f"h{i}"):
-                # The gap: a wrong output, same length, recorded as the result.
                 assert task["output"] == corrupt(honest) != honest
             else:
                 assert task["output"] == honest
         assert sorted(t for _, t in liar.lied) == sorted(f"h{i}" for i in range(8) if liar.lies_about(f"h{i}"))
+    finally:
+        liar.close()
+
+
+def test_verify_outvotes_a_lying_device_quarantines_it_and_trust_restores_it(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses
+) -> None:
+    """Two honest hosts on two devices and a liar on a third, `verify: 2`: every recorded output is the
+    honest one, the liar's device is quarantined after `quarantine_after` (2) lost votes and gets no more
+    tasks, `status` says so, and `trust` lets it back in."""
+    for name in ("honesta", "honestb"):
+        hosts.start(controller.address, name, extra=("--device-id", f"dev{name}"))
+    liar = HostileHost(controller.address, TEST_KEYS, node_id="liar", lie_fraction=1.0)
+    liar.start()
+    try:
+        wait_for(liar.registered.is_set, 10, "the hostile host to register")
+        wait_for_hosts(client, 3)
+        iterations = 200
+        dag = pwhash_dag("verified", 12, iterations)
+        dag = DagSpec(name=dag.name, tasks=tuple(replace(t, verify=2) for t in dag.tasks), modules=dag.modules)
+        dag_id = client.submit(dag)
+        summary = client.wait(dag_id, timeout=60)
+        assert summary["state"] == "succeeded", summary
+        tasks = {t["task_id"]: t for t in client.results(dag_id)["tasks"]}
+        for i in range(12):
+            assert tasks[f"h{i}"]["output"] == expected_pwhash(f"pw{i}", iterations), f"h{i}"
+        # It answers at once, so it may have lied about every task it held before two votes were counted;
+        # each lie cost one more replica, and none was recorded.
+        assert liar.lied and not liar.honest
+        status = client.status()
+        [quarantined] = status["quarantined"]
+        assert quarantined["device_id"] == liar.device_id and quarantined["mismatches"] == 2
+        assert [h["quarantined"] for h in status["hosts"] if h["node_id"] == "liar"] == [True]
+        lied_before = len(liar.lied)
+        again = client.submit(DagSpec(name="after", tasks=dag.tasks[:4], modules=dag.modules))
+        assert client.wait(again, timeout=60)["state"] == "succeeded"
+        assert len(liar.lied) == lied_before and not liar.honest, "a quarantined device gets no tasks"
+        assert client.trust(liar.device_id)["device_id"] == liar.device_id
+        assert client.status()["quarantined"] == []
     finally:
         liar.close()
