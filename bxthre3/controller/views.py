@@ -15,6 +15,7 @@ from typing import TypedDict
 
 from ..common.digests import sha256_hex
 from ..scheduler import DagRecord, DagState, HostRecord, QuarantineRecord, Scheduler, TaskRecord, TaskState
+from ..scheduler.model import AttemptRecord
 from ..wire.liveness import silence_limit
 
 JSON_FORMAT = 1
@@ -373,10 +374,20 @@ def files_view(task: TaskRecord, with_data: bool = False) -> list[FileView]:
     return out
 
 
+def _shown_attempt(task: TaskRecord) -> AttemptRecord | None:
+    """The attempt whose result was recorded -- not always the latest: a backup that lost its race, or a
+    verified task's later replicas, ended after it -- else the latest one."""
+    if task.state is TaskState.SUCCEEDED:
+        for record in reversed(task.attempts):
+            if record.ended_at is not None and record.reason is None and not record.error:
+                return record
+    return task.attempts[-1] if task.attempts else None
+
+
 def task_view(
     task: TaskRecord, scheduler: Scheduler, with_output: bool, with_files: bool = False, now: float | None = None
 ) -> TaskView:
-    last = task.attempts[-1] if task.attempts else None
+    last = _shown_attempt(task)
     view: TaskView = {
         "task_id": task.spec.id,
         "state": task.state.value,

@@ -878,6 +878,9 @@ class Scheduler:
         task.votes.clear()
         self._abort_live(dag, task, now, f"verified by {len(winners)} devices before it ended", out)
         for vote in losers:
+            record = task.attempt_record(vote.attempt)
+            if record is not None:
+                record.error = f"outvoted: its output differed from {len(winners)} other devices'"
             self._mismatch(vote, dag, task, len(winners), now, out)
         won = winners[0]
         host = self.hosts.get(won.host_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from bxthre3.common.failures import FailureReason
+from bxthre3.controller.views import task_view
 from bxthre3.dag.spec import TaskSpec
 from bxthre3.scheduler import (
     AbortAttempt,
@@ -63,6 +64,10 @@ def test_a_disagreement_runs_a_third_replica_and_the_majority_wins() -> None:
     assert (t.state, t.output) == (TaskState.SUCCEEDED, b"right")
     assert DagFinished("d", DagState.SUCCEEDED) in out
     assert s.mismatches["devb"] == 1 and "devb" not in s.quarantined, "one lost vote: not yet quarantined"
+    outvoted = t.attempt_record(r2.attempt)
+    assert outvoted is not None and outvoted.error == "outvoted: its output differed from 2 other devices'"
+    view = task_view(t, s, with_output=False)
+    assert view["node_id"] == "n2", "the node whose result was recorded, not the outvoted one"
 
 
 def test_a_device_losing_votes_repeatedly_is_quarantined_gets_no_tasks_until_trusted() -> None:
