@@ -20,6 +20,11 @@ Rounds (``--repeat``, default 3) alternate (1) and (3) and the median ratio is p
    <= 1.15). Also printed: how many tasks the slow host ran and how long its longest one took. The slow host is
    started for each round's (3) and stopped after it.
 
+4. **A liar among 3 hosts** (`tests/hostile_host.py`, corrupting every output; once, `--liar-tasks`):
+   the same kind of DAG unverified, then with `verify: 2`; prints the lies recorded in each, whether and
+   after how many lost votes the liar was quarantined, and the work overhead (attempts issued, verified /
+   unverified; goal <= 2.1).
+
 The hosts are warmed first by a small DAG (module cached, executors started). On a 2-core
 machine the 2 normal hosts already fill the CPUs; the slowed host adds 1/factor of a CPU.
 """
@@ -27,6 +32,7 @@ machine the 2 normal hosts already fill the CPUs; the slowed host adds 1/factor 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import platform
@@ -115,6 +121,51 @@ def wait_behind(client: ControllerClient, args: argparse.Namespace) -> tuple[flo
     return waited, done
 
 
+def verify_against_a_liar(client: ControllerClient, keys: CurveKeys, port: int, args: argparse.Namespace) -> None:
+    """4. The 2 normal hosts and a hostile member that corrupts every output it returns: the same DAG
+    unverified (lies recorded), then with `verify: 2` (every output checked against the honest hash chain,
+    the liar quarantined); work = attempts issued, makespans from submission to the end."""
+    from tests.hostile_host import HostileHost
+
+    liar = HostileHost(Address("127.0.0.1", port), keys, node_id="liar", lie_fraction=1.0)
+    liar.start()
+    try:
+        wait_hosts(client, 3)
+        n, iterations = args.liar_tasks, args.iterations
+        plain = pwhash_dag("trusting", n, iterations)
+        plain_s, plain_id = run(client, plain, args.timeout)
+        plain_tasks = client.results(plain_id)["tasks"]
+        lies = sum(1 for t in plain_tasks if t["output"] != expected(t["task_id"], "trusting", iterations))
+        plain_work = sum(t["attempts"] for t in plain_tasks)
+        verified = pwhash_dag("verified", n, iterations)
+        verified = DagSpec(name=verified.name, modules=verified.modules,
+                           tasks=tuple(dataclasses.replace(t, verify=2) for t in verified.tasks))  # fmt: skip
+        verified_s, verified_id = run(client, verified, args.timeout)
+        tasks = client.results(verified_id)["tasks"]
+        wrong = sum(1 for t in tasks if t["output"] != expected(t["task_id"], "verified", iterations))
+        work = sum(t["attempts"] for t in tasks)
+        quarantined = client.status()["quarantined"]
+        mismatches = quarantined[0]["mismatches"] if quarantined else 0
+        print(f"4. a liar among 3 hosts, {n} tasks: unverified {plain_s:.2f} s, {plain_work} attempts, {lies} lies "
+              f"recorded; verify: 2 {verified_s:.2f} s, {work} attempts, {wrong} wrong outputs recorded, liar "
+              f"{'quarantined after ' + str(mismatches) + ' lost votes' if quarantined else 'NOT quarantined'} "
+              f"({len(liar.lied)} lies sent); work overhead {work / plain_work:.2f}x (goal <= 2.1), "
+              f"makespan {verified_s / plain_s:.2f}x")  # fmt: skip
+        if quarantined:
+            client.trust(quarantined[0]["device_id"])
+    finally:
+        liar.close()
+
+
+def expected(task_id: str, name: str, iterations: int) -> bytes:
+    """What pwhash_chunk prints for task `task_id` of `pwhash_dag(name, ...)`: its password's hash chain."""
+    password = f"{name}-{int(task_id[1:])}"
+    digest = hashlib.sha256(password.encode()).digest()
+    for _ in range(iterations):
+        digest = hashlib.sha256(digest).digest()
+    return f"{password}\t{digest.hex()}\n".encode()
+
+
 def main() -> int:
     from core_throughput import free_port, stop_processes
 
@@ -125,6 +176,7 @@ def main() -> int:
     ap.add_argument("--factor", type=float, default=8.0, help="how much slower the slow host is")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of (1) and (3), alternated (the machine is shared)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per DAG")
+    ap.add_argument("--liar-tasks", type=int, default=128, help="tasks of the liar figure (4.; 0: skip it)")
     args = ap.parse_args()
     token = new_token()
     keys = CurveKeys.from_token(token)
@@ -188,6 +240,8 @@ def main() -> int:
         ratios = sorted(m / a for m, a in zip(mixed, alone, strict=True))
         print(f"makespan ratio, mixed / alone: median {statistics.median(ratios):.2f} "
               f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}; goal <= 1.15)")  # fmt: skip
+        if args.liar_tasks:
+            verify_against_a_liar(client, keys, port, args)
         client.close()
     finally:
         if slow is not None:
