@@ -100,7 +100,13 @@ def run(client: ControllerClient, dag: DagSpec, timeout: float) -> tuple[float, 
     dag_id = client.submit(dag)
     state = client.wait(dag_id, interval=0.05, timeout=timeout)["state"]
     if state != "succeeded":
-        raise SystemExit(f"{dag.name} ended {state}")
+        failed = [t for t in client.results(dag_id, with_output=False)["tasks"] if t["state"] != "succeeded"]
+        first = (
+            f": {failed[0]['task_id']} {failed[0]['state']} {failed[0]['reason']}: {failed[0]['error']}"
+            if failed
+            else ""
+        )
+        raise SystemExit(f"{dag.name} ended {state}, {len(failed)} tasks not succeeded{first}")
     return time.monotonic() - start, dag_id
 
 

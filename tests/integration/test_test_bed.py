@@ -197,3 +197,37 @@ def test_verify_outvotes_a_lying_device_quarantines_it_and_trust_restores_it(
         assert client.status()["quarantined"] == []
     finally:
         liar.close()
+
+
+def test_an_idle_host_backs_up_the_slowed_hosts_task_and_its_result_wins(
+    controller: RunningController, client: ControllerClient, hosts: HostProcesses, tmp_path: Path
+) -> None:
+    """Issue 19 item 2 on real processes: one normal host and one slowed 8x, a DAG of CPU-bound tasks. The
+    slowed host's tasks end up on the normal host once that is idle -- backed up (it overran twice the
+    module's measured cost) or, if still queued there, moved -- the normal host's result is the recorded
+    one, and the slowed attempt is stopped, its history saying why. Structural checks only: no wall-clock bound that a busy machine could break."""
+    iterations = 30_000  # ~0.2 s on this machine's Wasm3; ~1.6 s slowed
+    hosts.start(controller.address, "normal", extra=("--device-id", "devnormal"))
+    wait_for_hosts(client, 1)
+    run_one(client, "warm", iterations)  # module cached, executors up: its cost is measured here
+    cmd = [
+        "-m", "bxthre3", "host", "--controller", str(controller.address), "--node-id", "slow", "--slots", "1",
+        "--cache-dir", str(tmp_path / "cache-slow"), "--heartbeat", "0.25", "--log-file", str(tmp_path / "slow.log"),
+        "--device-id", "devslow",
+    ]  # fmt: skip
+    with SlowHost(cmd, factor=FACTOR, env=subprocess_env()):
+        wait_for_hosts(client, 2, timeout=30)
+        dag_id = client.submit(pwhash_dag("raced", 3, iterations))
+        assert client.wait(dag_id, timeout=60)["state"] == "succeeded"
+        tasks = client.results(dag_id)["tasks"]
+    for i, task in enumerate(sorted(tasks, key=lambda t: t["task_id"])):
+        assert task["output"] == expected_pwhash(f"pw{i}", iterations)
+    raced = [t for t in tasks if len(t["history"]) > 1]
+    assert raced, [t["history"] for t in tasks]
+    for task in raced:
+        assert task["node_id"] == "normal" and task["recorded"] == 1, task
+        [lost] = [a for a in task["history"] if a["node_id"] == "slow"]
+        # A backup that won, or -- when the slowed host had it queued behind another (its slow heartbeat
+        # echoes give it a round-trip queue) -- moved to the idle host before it started.
+        raced_and_lost = lost["error"].startswith("attempt ") and lost["error"].endswith(" on normal finished first")
+        assert raced_and_lost or lost["error"] == "moved to idle host normal before it started", lost
