@@ -64,6 +64,12 @@ task's replica ending so casts no vote."""
 _MEASURABLE_S = 0.005
 """Shorter tasks do not teach a host's speed: startup and I/O overheads dominate them."""
 
+_AVOID_AFTER_LOSSES = 2
+"""A task that lost this many attempts with their hosts is not given again to the node that lost the latest
+one while another node could run it: a host that flaps (a phone dropping off its network, a member that
+stops heartbeating while it computes) took the same task back at once and lost it again, until the task
+failed `host_lost`."""
+
 _IDLE_SCAN_S = 0.05
 """Least time between two scans for work idle hosts could steal or back up (outside ticks)."""
 
@@ -797,6 +803,12 @@ class Scheduler:
     def _may_run(self, dag_id: str, task: TaskRecord, host: HostRecord) -> bool:
         """May `host` take an attempt of `task`? Not one it holds already; for `verify`, not on a device that
         voted or runs a replica (replicas on one device prove nothing)."""
+        if (
+            task.host_losses >= _AVOID_AFTER_LOSSES
+            and self._lost_it_last(task, host)
+            and self._another_may_run(task, host)
+        ):
+            return False
         if not task.live:
             return True if task.spec.verify < 2 else self._device_of(host) not in {v.device_id for v in task.votes}
         if host.id in task.live.values():
@@ -809,6 +821,24 @@ class Scheduler:
         return not any(
             (other := self.hosts.get(host_id)) is not None and self._device_of(other) == device
             for host_id in task.live.values()
+        )
+
+    @staticmethod
+    def _lost_it_last(task: TaskRecord, host: HostRecord) -> bool:
+        """Did `host`'s node lose the task's latest attempt (its connection dropped, or it went silent)?"""
+        last = task.attempts[-1] if task.attempts else None
+        return last is not None and last.reason is FailureReason.HOST_LOST and last.node_id == host.node_id
+
+    def _another_may_run(self, task: TaskRecord, host: HostRecord) -> bool:
+        """Is there a host other than `host`, of another node, that could run `task` (busy or not)?"""
+        memory = task.spec.memory or 0
+        return any(
+            other.node_id != host.node_id
+            and other.ram_mb >= memory
+            and not other.paused
+            and self._device_of(other) not in self.quarantined
+            and (task.spec.verify < 2 or self._device_of(other) not in {v.device_id for v in task.votes})
+            for other in self.hosts.values()
         )
 
     def _vote(

@@ -205,7 +205,8 @@ def test_an_idle_host_backs_up_the_slowed_hosts_task_and_its_result_wins(
     """Issue 19 item 2 on real processes: one normal host and one slowed 8x, a DAG of CPU-bound tasks. The
     slowed host's tasks end up on the normal host once that is idle -- backed up (it overran twice the
     module's measured cost) or, if still queued there, moved -- the normal host's result is the recorded
-    one, and the slowed attempt is stopped, its history saying why. Structural checks only: no wall-clock bound that a busy machine could break."""
+    one, and the slowed attempt is stopped, its history saying why. Structural checks only: no wall-clock
+    bound that a busy machine could break."""
     iterations = 30_000  # ~0.2 s on this machine's Wasm3; ~1.6 s slowed
     hosts.start(controller.address, "normal", extra=("--device-id", "devnormal"))
     wait_for_hosts(client, 1)

@@ -14,6 +14,7 @@ from bxthre3.scheduler import (
     DagState,
     DagSubmitted,
     HostJoined,
+    HostLeft,
     HostSeen,
     SchedulerConfig,
     TaskFinished,
@@ -164,3 +165,22 @@ def test_a_queued_attempt_moves_to_a_host_that_is_idle() -> None:
     # The busy host's answer for the moved attempt, had it started it anyway, is stale.
     stale = done(s, held[3], 1.0, 0.5, output=b"stale")
     assert [type(i) for i in stale] == [AckResult] and t3.state is TaskState.RUNNING
+
+
+def test_a_task_lost_twice_with_one_flapping_node_waits_for_another_node_rather_than_go_back() -> None:
+    s = pool(max_host_losses=5)
+    s.handle(DagSubmitted("d", dag(task("long"), task("other")), 0.0))
+    [first] = assigns(join(s, "flappy"))
+    [busy] = assigns(join(s, "steady"))
+    assert (first.task_id, busy.task_id) == ("long", "other")
+    now = 0.0
+    for loss in (1, 2):
+        now += 1.0
+        s.handle(HostLeft("flappy", now))  # its connection dropped with the task
+        again = assigns(join(s, "flappy", now=now))
+        assert s.dags["d"].tasks["long"].host_losses == loss
+        if loss == 1:
+            assert [a.host_id for a in again] == ["flappy"], "lost once: it may take it back"
+    assert again == [], "lost twice with it: the task waits for 'steady' rather than go back"
+    [moved] = assigns(done(s, busy, now + 0.5, 0.5))
+    assert (moved.task_id, moved.host_id) == ("long", "steady")
