@@ -20,9 +20,12 @@ and joins it within a few seconds. Only loopback addresses are used by the tests
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import zmq
 
@@ -31,6 +34,30 @@ from bxthre3.wasm.abi import INPUT_SIZES_ENV, TASK_ID_ENV
 from bxthre3.wire import protocol
 from bxthre3.wire.addresses import Address
 from bxthre3.wire.security import CurveKeys, secure_client
+
+_HonestRun = tuple[bytes, bytes, int | None, str | None, str, dict[str, bytes]]
+"""stdout, stderr, exit code, failure reason (None: success), error, /out files."""
+
+
+def _honest_run(
+    wasm: bytes,
+    args: tuple[str, ...],
+    stdin: bytes,
+    env: dict[str, str],
+    task_id: str,
+    timeout: float,
+    files: dict[str, bytes] | None,
+    deterministic: bool,
+) -> _HonestRun:
+    """Run one task as a real host would (argv[0] is the task id; verified tasks run deterministically)."""
+    from bxthre3.wasm.wasm3 import run_module
+
+    run = run_module(
+        wasm, args=args, stdin=stdin, env=env, program_name=task_id, timeout_s=timeout, files=files,
+        deterministic=deterministic,
+    )  # fmt: skip
+    reason = None if run.reason is None else run.reason.value
+    return run.stdout, run.stderr, run.exit_code, reason, run.error, dict(run.files)
 
 
 def corrupt(output: bytes) -> bytes:
@@ -68,6 +95,10 @@ class HostileHost(threading.Thread):
         self.honest: list[tuple[str, str]] = []
         """(dag_id, task_id) of every honest result sent."""
         self.error: BaseException | None = None
+        self.worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        """Runs tasks one at a time, as a one-slot host, in a process of its own (started with the first):
+        Wasm3 holds the GIL while it runs, and a member that stops heartbeating for a whole task is
+        declared dead, which is not the misbehaviour this host is for."""
         self.modules: dict[str, bytes] = {}
         """Modules by sha256, as a host's cache: the controller sends each one once per connection."""
 
@@ -95,12 +126,20 @@ class HostileHost(threading.Thread):
         try:
             self._register(sock)
             next_beat = time.monotonic()
+            backlog: deque[protocol.Assign] = deque()
+            running: tuple[protocol.Assign, float, Future[_HonestRun]] | None = None
             while not self.stop.is_set():
                 now = time.monotonic()
                 if now >= next_beat:
                     sock.send(protocol.encode(protocol.Heartbeat()))
                     next_beat = now + self.heartbeat
-                if not sock.poll(int(max(0.0, next_beat - now) * 1000)):
+                if running is not None and running[2].done():
+                    sock.send(protocol.encode(self._answer(*running)))
+                    running = None
+                if running is None and backlog:
+                    running = self._start(backlog.popleft())
+                wait = max(0.0, next_beat - now) if running is None else min(0.01, max(0.0, next_beat - now))
+                if not sock.poll(int(wait * 1000)):
                     continue
                 try:
                     messages = protocol.unbatch(protocol.decode(sock.recv()))
@@ -114,48 +153,46 @@ class HostileHost(threading.Thread):
                     elif isinstance(msg, protocol.Heartbeat) and msg.stamp:
                         sock.send(protocol.encode(protocol.Heartbeat(echo=msg.stamp)))
                     elif isinstance(msg, protocol.Assign):
-                        sock.send(protocol.encode(self._answer(msg)))
-                        next_beat = time.monotonic()  # a long task delayed the heartbeat: send one now
+                        backlog.append(msg)
+                    elif isinstance(msg, protocol.Abort):
+                        gone = (msg.dag_id, msg.task_id, msg.attempt)
+                        backlog = deque(a for a in backlog if (a.dag_id, a.task_id, a.attempt) != gone)
             sock.send(protocol.encode(protocol.Bye("test over")))
         except BaseException as exc:  # surfaced by close()
             self.error = exc
         finally:
             sock.close(linger=0)
 
-    def _answer(self, assign: protocol.Assign) -> protocol.Result:
-        from bxthre3.wasm.wasm3 import run_module  # only when a task comes: the engine is heavy
-
-        env = {INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes), TASK_ID_ENV: assign.task_id}
+    def _start(self, assign: protocol.Assign) -> tuple[protocol.Assign, float, Future[_HonestRun]]:
+        """Run the task honestly in the worker process: this thread keeps heartbeating meanwhile."""
         if assign.module:
             self.modules[assign.module_sha] = assign.module
-        started = time.monotonic()
-        wasm = self.modules.get(assign.module_sha, b"")
-        run = run_module(  # as a real host runs it: argv[0] is the task id, verified tasks are deterministic
-            wasm,
-            args=assign.args,
-            stdin=assign.stdin,
-            env=env,
-            program_name=assign.task_id,
-            timeout_s=assign.timeout,
-            files=assign.files,
-            deterministic=assign.deterministic,
-        )
-        output = run.stdout
-        if run.reason is None and self.lies_about(assign.task_id):
+        env = {INPUT_SIZES_ENV: ",".join(str(n) for n in assign.input_sizes), TASK_ID_ENV: assign.task_id}
+        future = self.worker.submit(
+            _honest_run, self.modules.get(assign.module_sha, b""), assign.args, assign.stdin, env, assign.task_id,
+            assign.timeout, dict(assign.files) if assign.files else None, assign.deterministic,
+        )  # fmt: skip
+        return assign, time.monotonic(), future
+
+    def _answer(self, assign: protocol.Assign, started: float, future: Future[_HonestRun]) -> protocol.Result:
+        """The honest run's result -- with its output corrupted if this host lies about the task."""
+        stdout, stderr, exit_code, reason, error, files = future.result()
+        output = stdout
+        if reason is None and self.lies_about(assign.task_id):
             output = corrupt(output)
             self.lied.append((assign.dag_id, assign.task_id))
         else:
             self.honest.append((assign.dag_id, assign.task_id))
         return protocol.Result(
-            assign.dag_id, assign.task_id, assign.attempt, run.exit_code, output, run.stderr,
-            None if run.reason is None else run.reason.value, run.error, time.monotonic() - started,
-            dict(run.files) if run.reason is None else {},
+            assign.dag_id, assign.task_id, assign.attempt, exit_code, output, stderr, reason, error,
+            time.monotonic() - started, files if reason is None else {},
         )  # fmt: skip
 
     def close(self, timeout: float = 5.0) -> None:
         self.stop.set()
         if self.is_alive():
             self.join(timeout)
+        self.worker.shutdown(wait=True, cancel_futures=True)
         self.context.destroy(linger=0)
         assert not self.is_alive(), "the hostile host did not stop"
         if self.error is not None:

@@ -444,8 +444,9 @@ def test_the_hostile_test_host_answers_a_deterministic_assignment_as_a_real_host
     honest = HostileHost(parse_address("127.0.0.1:1"), TEST_KEYS, lie_fraction=0.0)
     try:
         assign = protocol.Assign("d1", "t1", 1, sha256_hex(wasm), wasm, ["10"], b"", [], 30.0, {}, True)
-        result = honest._answer(assign)
+        result = honest._answer(*honest._start(assign))
     finally:
+        honest.worker.shutdown()
         honest.context.term()
     assert result.reason is None, result
     assert result.output == _clocks(engines.WASM3, wasm, "t1", True, wait_ms="10").stdout
