@@ -433,6 +433,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     _add_engine_option(p)
     _add_priority_option(p)
+    _add_stall_notice_option(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -466,8 +467,19 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
         "under /out to DIR/<task id>/<name> (as `run --out`)",
     )  # fmt: skip
     _add_priority_option(p)
+    _add_stall_notice_option(p)
     _add_controller_option(p)
     p.set_defaults(handler=_run_submit)
+
+
+def _add_stall_notice_option(p: argparse.ArgumentParser) -> None:
+    from .client.progress import STALL_NOTICE_S
+
+    p.add_argument(
+        "--stall-notice", type=_number(float, 0.5, 86_400, "--stall-notice"), metavar="SECONDS",
+        default=STALL_NOTICE_S,
+        help=f"while waiting: say why the DAG waits once nothing has moved for SECONDS (default {STALL_NOTICE_S:g})",
+    )  # fmt: skip
 
 
 def _add_priority_option(p: argparse.ArgumentParser) -> None:
@@ -538,6 +550,7 @@ def _add_retry(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dag_id", help="the id `submit` printed")
     p.add_argument("--wait", action="store_true", help="wait for the DAG to end, with a progress bar")
+    _add_stall_notice_option(p)
     _add_controller_option(p)
     p.set_defaults(handler=_run_retry)
 

@@ -96,6 +96,16 @@ def _checkout_log_files() -> set[str]:
 _CHECKOUT_LOGS_BEFORE = _checkout_log_files()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here rather than in pyproject.toml: bootstrap.sh reinstalls every venv when that file changes.
+    config.addinivalue_line(
+        "markers",
+        "one_python: what it proves does not depend on the Python version (mypy with its fixed python_version; "
+        "fuzzing and scale of pure code): the whole suite runs it, the fast subsets that `./bootstrap.sh test` "
+        "runs on Python 3.10 and 3.13 first leave it out (`-m 'not one_python'`)",
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when it left new files in the checkout's logs/ (a role that ignored $BXTHRE3_LOG_DIR)."""
     new = sorted(_checkout_log_files() - _CHECKOUT_LOGS_BEFORE)

@@ -45,7 +45,7 @@ def _run_submit(args: argparse.Namespace) -> int:
         print(dag_id, file=sys.stderr if args.json else sys.stdout, flush=True)
         if not args.wait:
             return EXIT_OK
-        _wait_with_progress(client, dag_id, spec.name, len(spec.tasks))
+        _wait_with_progress(client, dag_id, spec.name, len(spec.tasks), stall_notice=args.stall_notice)
         results = client.results(dag_id)
         written = _write_named_outputs(client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)
@@ -135,4 +135,4 @@ def _run_retry(args: argparse.Namespace) -> int:
         if not args.wait:
             return EXIT_OK
         name, total = str(summary.get("name", args.dag_id)), int(summary.get("total", 0))
-        return _wait_and_print(client, args.dag_id, name, total, as_json=False)
+        return _wait_and_print(client, args.dag_id, name, total, as_json=False, stall_notice=args.stall_notice)

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from ..controller.views import ResultsView
 
 
-def _wait_and_print(client: Any, dag_id: str, name: str, total: int, *, as_json: bool) -> int:
+def _wait_and_print(
+    client: Any, dag_id: str, name: str, total: int, *, as_json: bool, stall_notice: float | None = None
+) -> int:
     """`--wait`: a progress bar until the DAG ends, then its results (exit code by its state)."""
-    _wait_with_progress(client, dag_id, name, total)
+    _wait_with_progress(client, dag_id, name, total, stall_notice=stall_notice)
     return _print_results(client.results(dag_id), as_json=as_json)
 
 
@@ -26,9 +28,10 @@ STALL_TASKS = 50
 """Tasks asked for when a DAG stalls (the controller picks running ones first)."""
 
 
-def _wait_with_progress(client: Any, dag_id: str, name: str, total: int) -> None:
-    """Progress until the DAG ends; when it stops moving, what runs where and why the rest waits."""
-    from ..client.progress import DagProgress, describe_stall
+def _wait_with_progress(client: Any, dag_id: str, name: str, total: int, *, stall_notice: float | None = None) -> None:
+    """Progress until the DAG ends; when it stops moving for `stall_notice` seconds (`--stall-notice`,
+    default `STALL_NOTICE_S`), what runs where and why the rest waits."""
+    from ..client.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
     from ..common.errors import ClusterError
 
     def explain(idle_s: float) -> list[str]:
@@ -39,7 +42,8 @@ def _wait_with_progress(client: Any, dag_id: str, name: str, total: int) -> None
             return [f"no progress for {idle_s:.0f} s, and the controller does not say why: {exc}"]
         return describe_stall(results, status, idle_s)
 
-    with DagProgress(name, total, explain=explain) as progress:
+    watch = StallWatch(after=STALL_NOTICE_S if stall_notice is None else stall_notice)
+    with DagProgress(name, total, explain=explain, watch=watch) as progress:
         client.wait(dag_id, progress.update)
 
 

@@ -33,7 +33,7 @@ def _run_run(args: argparse.Namespace) -> int:
     ) as cluster:
         assert cluster.client is not None
         dag_id = cluster.client.submit(spec)
-        _wait_with_progress(cluster.client, dag_id, spec.name, len(spec.tasks))
+        _wait_with_progress(cluster.client, dag_id, spec.name, len(spec.tasks), stall_notice=args.stall_notice)
         results = cluster.client.results(dag_id)
         written = _write_named_outputs(cluster.client, dag_id, results, args.out) if args.out is not None else []
     code = _print_results(results, as_json=args.json)

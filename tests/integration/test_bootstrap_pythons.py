@@ -58,7 +58,7 @@ def installed_venv(machine: Machine, short: str, python: Path) -> None:
 
 def subset(venv: Path) -> list[str]:
     return [
-        f"{venv}/bin/python -m pytest -q -p no:cacheprovider tests/unit",
+        f"{venv}/bin/python -m pytest -q -p no:cacheprovider -m not one_python tests/unit",
         f"{venv}/bin/python -m pytest -q -p no:cacheprovider -m install tests",
     ]
 

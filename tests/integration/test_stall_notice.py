@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import selectors
 import signal
 import subprocess
@@ -17,10 +18,29 @@ from pathlib import Path
 import yaml
 
 from bxthre3.client.connection import ControllerClient
+from bxthre3.client.progress import STALL_NOTICE_S as DEFAULT_STALL_NOTICE_S
 from tests.conftest import TEST_MODULES, WASM_MODULES, HostProcesses, RunningController, subprocess_env, wait_for_hosts
 
+STALL_NOTICE_S = 2.0
+"""`--stall-notice`: the notice comes after this long without progress (10 s by default: waiting that out
+only made the tests slower, the threshold itself is checked below and in tests/unit/test_progress.py)."""
+
 WAIT_S = 40.0
-"""The notice comes after 10 s without progress; the rest is start-up on a busy machine."""
+"""Time for every asserted line to appear; the notice's own wait is a small part, the rest is start-up
+on a busy machine."""
+
+NOTICE = re.compile(r"no progress for (\d+(?:\.\d)?) s \(1/4 done\); waiting on:")
+"""The notice's headline once the DAG has settled: 'quick' done, the rest stuck."""
+
+
+def noticed_after(text: str) -> float:
+    """The idle time the settled DAG's first notice reports: not before `--stall-notice`, and well before
+    the default (so the option is what decided when it came)."""
+    found = NOTICE.search(text)
+    assert found, text
+    idle = float(found.group(1))
+    assert STALL_NOTICE_S <= idle < DEFAULT_STALL_NOTICE_S, text
+    return idle
 
 
 def stuck_dag(tmp_path: Path) -> Path:
@@ -70,19 +90,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def test_run_without_a_terminal_prints_plain_lines_and_why_the_dag_is_stuck(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bxthre3", "run", str(stuck_dag(tmp_path)), "--hosts", "1", "--engine", "wasm3"],
+        [sys.executable, "-m", "bxthre3", "run", str(stuck_dag(tmp_path)), "--hosts", "1", "--engine", "wasm3",
+         "--stall-notice", str(STALL_NOTICE_S)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env(),
     )  # fmt: skip
     assert proc.stderr is not None
     try:
-        needles = ["no progress for", "running: forever on local-1 for", "pending"]
+        needles = ["stuck: 1/4 done, 1 running", "(1/4 done); waiting on:", "running: forever on local-1 for",
+                   "  1 ready: needs 512 MB", "  1 pending: their upstream"]  # fmt: skip
         text = read_until(proc.stderr.fileno(), needles, WAIT_S)
     finally:
         stop(proc)
         proc.stderr.close()
     lines = text.splitlines()
     assert "stuck: 1/4 done, 1 running" in lines, text
-    assert any(line.startswith("no progress for 1") and "(1/4 done); waiting on:" in line for line in lines), text
+    assert any(NOTICE.fullmatch(line) for line in lines), text
+    noticed_after(text)
     assert "  1 ready: needs 512 MB; the largest host offers 128 MB" in lines, text
     assert "  1 pending: their upstream tasks have not finished" in lines, text
     assert "\x1b" not in text  # no terminal: no escape sequences
@@ -96,13 +119,15 @@ def test_submit_wait_on_a_terminal_draws_a_bar_and_explains_the_stall_above_it(
     master, slave = pty.openpty()
     env = {**subprocess_env(), "TERM": "xterm-256color", "COLUMNS": "160"}
     cmd = [sys.executable, "-m", "bxthre3", "submit", str(stuck_dag(tmp_path)), "--wait",
-           "--controller", str(controller.address)]  # fmt: skip
+           "--controller", str(controller.address), "--stall-notice", str(STALL_NOTICE_S)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
     os.close(slave)
     try:
-        text = read_until(master, ["needs 512 MB", "running: forever on only for", "pending"], WAIT_S)
+        needles = ["(1/4 done); waiting on:", "running: forever on only for", "needs 512 MB", "pending"]
+        text = read_until(master, needles, WAIT_S)
     finally:
         stop(proc)
         os.close(master)
     assert "━" in text and "stuck" in text, text  # rich's bar
-    assert "no progress for 1" in text and "1 ready: needs 512 MB; the largest host offers 128 MB" in text, text
+    noticed_after(text)
+    assert "1 ready: needs 512 MB; the largest host offers 128 MB" in text, text

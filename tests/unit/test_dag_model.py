@@ -173,6 +173,7 @@ def test_module_must_be_shipped() -> None:
     assert (err.value.task, err.value.field) == ("a", "module")
 
 
+@pytest.mark.one_python  # scale of pure graph code (the recursion limit is the same everywhere)
 def test_100k_chain_is_linear_and_iterative() -> None:
     n = 100_000
     tasks = [task("t0")] + [task(f"t{i}", f"t{i - 1}", inputs=(out(f"t{i - 1}"),)) for i in range(1, n)]
@@ -184,6 +185,7 @@ def test_100k_chain_is_linear_and_iterative() -> None:
     assert time.perf_counter() - started < 10
 
 
+@pytest.mark.one_python  # scale of pure graph code (the recursion limit is the same everywhere)
 def test_100k_chain_with_indirect_outputs_stays_fast() -> None:
     n = 100_000
     tasks = [task("t0"), task("t1", "t0")]
@@ -193,6 +195,7 @@ def test_100k_chain_with_indirect_outputs_stays_fast() -> None:
     assert time.perf_counter() - started < 20
 
 
+@pytest.mark.one_python  # scale of pure graph code (the recursion limit is the same everywhere)
 def test_100k_cycle_is_reported_without_recursion() -> None:
     n = 100_000
     tasks = [task(f"t{i}", f"t{(i - 1) % n}") for i in range(n)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 
+import pytest
 from rich.console import Console
 
+from bxthre3.cli import build_parser
 from bxthre3.client.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
 from bxthre3.common.failures import FailureReason
 from bxthre3.controller.views import dag_summary, results_view, status_view
@@ -143,3 +145,13 @@ def test_on_a_terminal_the_bar_says_how_long_nothing_moved_and_the_explanation_p
     assert "no progress for 10 s (0/4 done); waiting on:" in text
     assert "running: forever on phone-1 for 11 s" in text
     assert "1 running, no progress for 10 s" in text  # the bar's own detail column
+
+
+@pytest.mark.parametrize("command", [["run", "x.yaml"], ["submit", "x.yaml", "--wait"], ["retry", "dag-1", "--wait"]])
+def test_the_stall_notice_threshold_is_an_option_of_every_wait(command: list[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(command).stall_notice == STALL_NOTICE_S
+    assert parser.parse_args([*command, "--stall-notice", "2.5"]).stall_notice == 2.5
+    for refused in ("0", "-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--stall-notice", refused])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -278,4 +279,4 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None, database=None)
-test_scheduler_state_machine = SchedulerMachine.TestCase
+test_scheduler_state_machine = pytest.mark.one_python(SchedulerMachine.TestCase)  # pure scheduler code

@@ -196,6 +196,7 @@ def test_shipped_modules_normalise_to_a_fixed_point_and_use_nothing_new(path: Pa
     assert normalize(result.data, name=path.name).rewritten == 0
 
 
+@pytest.mark.one_python  # pure byte parsing; tests/unit runs its other tests on every Python
 def test_hostile_bytes_give_only_module_errors() -> None:
     rng = random.Random(7)
     bases = [p.read_bytes() for p in sorted(WASM_MODULES.glob("*.wasm"))[:4]] + [writer(OVERLONG, b"x\n")]
