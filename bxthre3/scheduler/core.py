@@ -979,14 +979,14 @@ class Scheduler:
         host.speed_samples += 1
         self.module_cost[module] = cost + 0.2 * (duration * host.speed - cost)
 
-    def _use_idle(self, now: float, hosts: list[HostRecord], tick: bool, out: list[Instruction]) -> None:
+    def _use_idle(self, now: float, out: list[Instruction]) -> None:
         """Idle slots and nothing ready for them: take queued work from busy hosts, then back up slow attempts.
 
         Scans every host's attempts, so it runs at most every `_IDLE_SCAN_S` (and on every tick)."""
-        idle = [h for h in hosts if h.free_slots > 0]
-        if not idle or (not tick and now < self._idle_scan_at):
-            return
         self._idle_scan_at = now + _IDLE_SCAN_S
+        idle = [h for h in self._open_hosts() if h.free_slots > 0]
+        if not idle:
+            return
         idle.sort(key=lambda h: -h.speed)
         for thief in idle:
             while thief.free_slots > 0 and self._steal_one(thief, now, out):
@@ -1142,18 +1142,22 @@ class Scheduler:
     # ------------------------------------------------------------------ placement
 
     def _dispatch(self, now: float, out: list[Instruction], tick: bool = False) -> None:
-        hosts = [h for h in self.hosts.values() if not h.paused]
-        if self.quarantined:
-            hosts = [h for h in hosts if self._device_of(h) not in self.quarantined]
         if self.ready:
-            self._dispatch_ready(now, hosts, out)
-        self._use_idle(now, hosts, tick, out)
+            self._dispatch_ready(now, out)
+        if tick or now >= self._idle_scan_at:  # checked first: this runs after every event
+            self._use_idle(now, out)
 
-    def _dispatch_ready(self, now: float, hosts: list[HostRecord], out: list[Instruction]) -> None:
+    def _open_hosts(self) -> list[HostRecord]:
+        """Hosts that may be given tasks: not paused by their device, not on a quarantined device."""
+        if self.quarantined:
+            return [h for h in self.hosts.values() if not h.paused and self._device_of(h) not in self.quarantined]
+        return [h for h in self.hosts.values() if not h.paused]
+
+    def _dispatch_ready(self, now: float, out: list[Instruction]) -> None:
         """Hand out ready tasks (and replicas verified tasks still need) while hosts have room."""
         # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
         deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
-        free = [h for h in hosts if self._capacity(h, deep) > 0]
+        free = [h for h in self._open_hosts() if self._capacity(h, deep) > 0]
         rank = self._ranker(now) if self.ready.dag_count > 1 else None
         deferred: list[tuple[str, str, int]] = []  # replicas no free host may run (same device): queued again
         while self.ready and free:
