@@ -86,7 +86,10 @@ def test_hosts_behind_a_slow_lossy_link_are_never_declared_dead(link: ImpairedLi
         assert len(res["tasks"]) == TASKS
         for t in res["tasks"]:
             assert t["state"] == "succeeded" and t["recorded"] == 1 and t["output"] == "ok\n", t
-            assert [a["reason"] for a in t["history"]] == [None], f"{t['task_id']} lost an attempt: {t['history']}"
+            # No attempt lost with its host (none declared dead); an attempt moved off a host's queue to an
+            # idle one before it started, or a backup that lost its race, is no loss.
+            lost = [a for a in t["history"] if a["reason"] is not None]
+            assert not lost, f"{t['task_id']} lost an attempt: {t['history']}"
         log = ctl_log.read_text(errors="replace")
         assert not re.findall(r"host \S+ removed: .*", log), re.findall(r"host \S+ removed: .*", log)
         for k in range(1, HOSTS + 1):
