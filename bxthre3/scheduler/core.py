@@ -1157,7 +1157,14 @@ class Scheduler:
         """Hand out ready tasks (and replicas verified tasks still need) while hosts have room."""
         # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
         deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
-        free = [h for h in self._open_hosts() if self._capacity(h, deep) > 0]
+        quarantined = self.quarantined
+        free = [
+            h
+            for h in self.hosts.values()
+            if not h.paused
+            and self._capacity(h, deep) > 0
+            and (not quarantined or self._device_of(h) not in quarantined)
+        ]
         rank = self._ranker(now) if self.ready.dag_count > 1 else None
         deferred: list[tuple[str, str, int]] = []  # replicas no free host may run (same device): queued again
         while self.ready and free:
