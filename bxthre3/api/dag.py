@@ -149,7 +149,29 @@ class Dag:
     ) -> Task:
         """Add a task running `module` with argv `args`; its stdin is the concatenation of `stdin`
         (tasks' stdout, named outputs, local files), its `/in` directory holds `files`. It depends on
-        every task it reads and on those in `after`. Options left out come from `defaults`."""
+        every task it reads and on those in `after`. Options left out come from `defaults`.
+        A task refused with a DagError leaves the DAG as it was."""
+        before = (dict(self._modules), dict(self._module_by_name), set(self._bytes_modules), self._carried)
+        try:
+            return self._add(task_id, module, args, stdin, files, after, timeout, retries, memory, verify, speculate)
+        except BaseException:
+            self._modules, self._module_by_name, self._bytes_modules, self._carried = before
+            raise
+
+    def _add(
+        self,
+        task_id: str,
+        module: ModuleRef,
+        args: Sequence[str | int | float],
+        stdin: Sequence[Source],
+        files: Mapping[str, Source] | None,
+        after: Sequence[Task | str],
+        timeout: float | None,
+        retries: int | None,
+        memory: int | None,
+        verify: int | None,
+        speculate: bool | None,
+    ) -> Task:
         src = self.source
         label = task_id if isinstance(task_id, str) else repr(task_id)
         problem = id_problem(task_id) if isinstance(task_id, str) else "a task id must be a string"

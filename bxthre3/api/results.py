@@ -80,11 +80,11 @@ class TaskResult:
     exit_code: int | None
     node_id: str | None
     duration_s: float
-    stdout: bytes = b""
-    stderr: bytes = b""
-    files: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    stdout: bytes = field(default=b"", repr=False)
+    stderr: bytes = field(default=b"", repr=False)
+    files: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     """Named outputs (`/out/<name>`) -> bytes; empty unless fetched (`results(files=True)`, the default)."""
-    history: tuple[Attempt, ...] = ()
+    history: tuple[Attempt, ...] = field(default=(), repr=False)
 
     @property
     def ok(self) -> bool:

@@ -186,3 +186,13 @@ def test_mistakes_only_python_can_make(tmp_path: Path) -> None:
 
 def test_the_docstring_examples_run() -> None:
     assert doctest.testmod(api_dag, raise_on_error=False).failed == 0
+
+
+def test_a_refused_task_leaves_the_dag_as_it_was(tmp_path: Path) -> None:
+    dag = Dag("x", base_dir=tmp_path)
+    dag.task("a", "init.wasm")
+    with pytest.raises(DagError):
+        dag.task("b", "noop.wasm", timeout=0)  # noop.wasm was read before the timeout was refused
+    with pytest.raises(DagError):
+        dag.task("b", NOOP, stdin=["x"])  # type: ignore[list-item]
+    assert len(dag) == 1 and len(dag.spec().modules) == 1
