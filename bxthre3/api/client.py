@@ -10,7 +10,6 @@ Async: `submit_async`, `wait_async` and `results_async` run the blocking call in
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -96,6 +95,8 @@ class Client:
         return DagHandle(self, dag_id, spec.name, len(spec.tasks))
 
     async def submit_async(self, dag: Dag | DagSpec | str | os.PathLike[str], **kw: Any) -> DagHandle:
+        import asyncio  # here: asyncio costs ~50 ms to import, and most scripts never await
+
         return await asyncio.to_thread(self.submit, dag, **kw)
 
     def dag(self, dag_id: str) -> DagHandle:
@@ -148,6 +149,8 @@ class DagHandle:
 
     async def wait_async(self, **kw: Any) -> DagStatus:
         """`wait` in a worker thread (`asyncio.to_thread`): ``status = await handle.wait_async()``."""
+        import asyncio  # here: asyncio costs ~50 ms to import, and most scripts never await
+
         return await asyncio.to_thread(self.wait, **kw)
 
     def results(self, *, files: bool = True) -> DagResults:
@@ -162,6 +165,8 @@ class DagHandle:
         return DagResults.from_view(view, named)
 
     async def results_async(self, **kw: Any) -> DagResults:
+        import asyncio  # here: asyncio costs ~50 ms to import, and most scripts never await
+
         return await asyncio.to_thread(self.results, **kw)
 
     def result(self, task: Task | str) -> TaskResult:
