@@ -66,6 +66,8 @@ class Client:
         self._lock = threading.RLock()
         self._conn: ControllerClient | None = ControllerClient(address, timeout=timeout, keys=keys)
         self.address = str(address)
+        self._one_device = False
+        """Connected to a LocalCluster: a task verified on N > 1 devices could only wait forever there."""
 
     def _call(self, request: Callable[[ControllerClient], R]) -> R:
         with self._lock:
@@ -91,6 +93,8 @@ class Client:
     def submit(self, dag: Dag | DagSpec | str | os.PathLike[str], *, priority: int | None = None) -> DagHandle:
         """Send a DAG (a `Dag`, a `DagSpec`, or the path of a YAML file) and return its handle."""
         spec = _spec_of(dag, priority)
+        if self._one_device:
+            _refuse_verified(spec)
         dag_id = self._call(lambda c: c.submit(spec))
         return DagHandle(self, dag_id, spec.name, len(spec.tasks))
 
@@ -237,3 +241,18 @@ def _spec_of(dag: object, priority: int | None) -> DagSpec:
             raise DagError(f"{problem}, not {priority!r}", file=spec.source, field="priority")
         spec = dataclasses.replace(spec, priority=priority)
     return spec
+
+
+def _refuse_verified(spec: DagSpec) -> None:
+    """`verify: N` needs N distinct devices; a LocalCluster is this one (as `bxthre3 run` refuses it)."""
+    from ..common.errors import DagError
+
+    task = max(spec.tasks, key=lambda t: t.verify)
+    if task.verify > 1:
+        raise DagError(
+            f"verify={task.verify} runs it on {task.verify} distinct devices, and a LocalCluster is one device: "
+            "submit it to a cluster of that many devices, or set verify=1 to run it here unverified",
+            file=spec.source,
+            task=task.id,
+            field="verify",
+        )

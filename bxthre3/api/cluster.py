@@ -22,7 +22,7 @@ class LocalCluster:
     """``with LocalCluster(hosts=2) as cluster: client = cluster.client()``.
 
     `engine` is auto (wasmtime when it loads, else Wasm3), wasm3 or wasmtime; each host has `slots`
-    slots and a RAM limit of `ram_mb` MB. One device: a task with ``verify`` > 1 would wait forever."""
+    slots and a RAM limit of `ram_mb` MB. One device: its clients refuse a DAG with a task verified on more than one."""
 
     def __init__(
         self,
@@ -78,6 +78,7 @@ class LocalCluster:
         embedded = self._running()
         assert embedded.address is not None
         client = Client._connect(embedded.address, embedded.keys, timeout)
+        client._one_device = True
         self._clients.append(client)
         return client
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bxthre3 import Client, Dag, LocalCluster
-from bxthre3.common.errors import Bxthre3Error, ClusterError
+from bxthre3.common.errors import Bxthre3Error, ClusterError, DagError
 from bxthre3.wire.security import new_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,6 +130,13 @@ def test_a_wrong_token_and_a_missing_controller_are_cluster_errors(cluster: Loca
     with pytest.raises(ClusterError, match="nothing is listening"):
         with Client(f"127.0.0.1:{port}", insecure=True) as client:
             client.status()
+
+
+def test_a_local_cluster_refuses_verified_tasks(cluster: LocalCluster) -> None:
+    dag = hello()
+    dag.task("checked", "noop.wasm", verify=2)
+    with pytest.raises(DagError, match="task 'checked': field 'verify': verify=2 runs it on 2 distinct devices"):
+        cluster.client().submit(dag)
 
 
 def test_a_stopped_or_unstarted_cluster_says_so() -> None:
