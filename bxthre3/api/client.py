@@ -135,8 +135,7 @@ class DagHandle:
         stderr (plain lines when stderr is no terminal), with why the DAG waits when it stalls.
         ClusterError after `timeout` seconds."""
         if not progress:
-            view = self.client._call(lambda c: c.wait(self.id, interval=interval, timeout=timeout))
-            return DagStatus.from_view(view)
+            return self._poll(None, timeout, interval)
         from ..client.progress import DagProgress, describe_stall
 
         def explain(idle_s: float) -> list[str]:
@@ -148,8 +147,23 @@ class DagHandle:
             return describe_stall(results, status, idle_s)
 
         with DagProgress(self.name, self.total, explain=explain) as bar:
-            view = self.client._call(lambda c: c.wait(self.id, bar.update, interval=interval, timeout=timeout))
-        return DagStatus.from_view(view)
+            return self._poll(bar.update, timeout, interval)
+
+    def _poll(self, on_progress: Callable[[Any], None] | None, timeout: float | None, interval: float) -> DagStatus:
+        """`ControllerClient.wait`'s loop, taking the connection for one request at a time: another
+        thread may `cancel` (or submit) while this one waits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(FIRST_POLL_S, interval)
+        while True:
+            view = self.client._call(lambda c: c.progress(self.id))
+            if on_progress is not None:
+                on_progress(view)
+            if view["state"] in DAG_END_STATES:
+                return DagStatus.from_view(view)
+            if deadline is not None and time.monotonic() > deadline:
+                raise ClusterError(f"DAG {self.id} still {view['state']} after {timeout:g}s")
+            time.sleep(pause)
+            pause = min(interval, pause * 1.5)
 
     async def wait_async(self, **kw: Any) -> DagStatus:
         """`wait` in a worker thread (`asyncio.to_thread`): ``status = await handle.wait_async()``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,6 +131,23 @@ def test_a_wrong_token_and_a_missing_controller_are_cluster_errors(cluster: Loca
     with pytest.raises(ClusterError, match="nothing is listening"):
         with Client(f"127.0.0.1:{port}", insecure=True) as client:
             client.status()
+
+
+def test_a_wait_in_one_thread_ends_when_another_cancels(cluster: LocalCluster) -> None:
+    dag = Dag("slow")
+    dag.task("slow", "mandel_tile.wasm", args=[512, 512, 0, 0, 512, 512, 1_000_000])  # minutes on Wasm3
+    run = cluster.client().submit(dag)
+    waited: list[object] = []
+    waiter = threading.Thread(target=lambda: waited.append(run.wait(timeout=60)))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while run.status().counts.get("running", 0) == 0:
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    assert run.cancel().state == "cancelled"
+    waiter.join(10)
+    assert not waiter.is_alive() and waited[0].state == "cancelled"  # type: ignore[attr-defined]
+    assert run.result("slow").state == "cancelled"
 
 
 def test_a_local_cluster_refuses_verified_tasks(cluster: LocalCluster) -> None:
