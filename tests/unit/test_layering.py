@@ -55,6 +55,7 @@ PURE = (
     "bxthre3.common.failures",
     "bxthre3.common.limits",
     "bxthre3.common.digests",
+    "bxthre3.api.results",
 )
 """Modules (fnmatch patterns) that compute and nothing else."""
 
