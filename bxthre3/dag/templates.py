@@ -101,7 +101,7 @@ def _lookup(name: str, scope: Mapping[str, str], hole: str) -> str:
         shown = ", ".join(known) if known else "none"
         raise TemplateError(
             f"unknown name {name!r} in {hole!r}{did_you_mean(name, known)}: declare it under params: "
-            f"(known: {shown}), or write $${{ for a literal ${{"
+            f"(known here: {shown}), or write $${{ for a literal ${{"
         )
     return value
 

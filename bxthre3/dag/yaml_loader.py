@@ -306,7 +306,8 @@ class _DagBuilder:
 
     def string(self, node: Node, task: str | None, field: str) -> str:
         if isinstance(node, ScalarNode) and node.tag == _STR:
-            return self.subst(str(node.value), node, task, field)
+            text = str(node.value)
+            return text if "$" not in text else self.subst(text, node, task, field)
         hint = f'; quote it: "{node.value}"' if isinstance(node, ScalarNode) and node.value else ""
         raise self.fail(f"must be a string, not {_kind(node)}{hint}", node, task, field)
 
@@ -450,17 +451,22 @@ class _DagBuilder:
                     )
         for name in self.overrides:
             if name not in declared:
-                where = "its params are: " + ", ".join(declared) if declared else "it declares no params"
+                fix = (
+                    f"its params are: {', '.join(declared)}"
+                    if declared
+                    else f"it declares none: add params: {{{name}: DEFAULT}} to use ${{{name}}} in it"
+                )
                 raise DagError(
-                    f"-p {name}=...: the DAG has no param {name!r}{did_you_mean(name, declared)}; {where} "
-                    f"(declare it under params: to use it)",
+                    f"-p {name}=...: the DAG has no param {name!r}{did_you_mean(name, declared)}; {fix}",
                     file=self.source,
                     line=self.lines.get((None, "params")),
                 )
         scope: dict[str, str] = {}
         for name, (key, default) in declared.items():
-            value = self.overrides.get(name, default)
-            if value is None:
+            if name in self.overrides:
+                scope[name] = self.overrides[name]  # as given: a -p value is never substituted
+                continue
+            if default is None:
                 raise self.fail(
                     f"param {name!r} has no default and was not given: run with -p {name}=VALUE, "
                     f"or give it a default ({name}: VALUE)",
@@ -468,7 +474,8 @@ class _DagBuilder:
                     None,
                     "params",
                 )
-            scope[name] = value
+            self.scope = scope  # a default may use the params above it: blocks: "${(n + tile - 1) / tile}"
+            scope[name] = self.subst(default, key, None, "params")
         return scope
 
     def expansions(self, items: list[Node]) -> dict[int, list[tuple[str, dict[str, str]]]]:
@@ -478,10 +485,10 @@ class _DagBuilder:
         out: dict[int, list[tuple[str, dict[str, str]]]] = {}
         total = len(items)
         for number, item in enumerate(items, 1):
-            if not isinstance(item, MappingNode):
+            if not isinstance(item, MappingNode) or not any(k.value == "for_each" for k, _ in item.value):
                 continue
             keys = {str(k.value): (k, v) for k, v in item.value}
-            if "for_each" not in keys or "id" not in keys:
+            if "id" not in keys:
                 continue
             id_node = keys["id"][1]
             base = self.string(id_node, f"#{number}", "id")
@@ -520,7 +527,6 @@ class _DagBuilder:
             raise self.fail(f"must {shape}, not {_kind(node)}", node, task, "for_each")
         names: list[str] = []
         columns: list[list[str]] = []
-        limit = MAX_TASKS_PER_DAG
         for key, value in node.value:
             name = str(key.value)
             if key.tag != _STR or not NAME_PATTERN.fullmatch(name):
@@ -529,42 +535,47 @@ class _DagBuilder:
                 )
             if name in self.params_scope:
                 raise self.fail(f"{name!r} is also a param: rename one of them", key, task, "for_each")
+            values: range | list[str]
             if isinstance(value, MappingNode):
-                values = self.range(value, name, task, limit)
+                values = self.range(value, name, task)
             elif isinstance(value, SequenceNode):
-                values = []
-                for entry in value.value:
-                    if not isinstance(entry, ScalarNode) or entry.tag == _NULL:
-                        raise self.fail(
-                            f"{name!r}: each value must be a string or number, not {_kind(entry)}",
-                            entry,
-                            task,
-                            "for_each",
-                        )
-                    text = self.subst(str(entry.value), entry, task, "for_each")
-                    if not _VALUE_PATTERN.fullmatch(text):
-                        raise self.fail(
-                            f"{name!r}: value {text!r} cannot be part of a task id ({task}[{name}=...]): use "
-                            "letters, digits, '_', '.' and '-'",
-                            entry,
-                            task,
-                            "for_each",
-                        )
-                    values.append(text)
+                values = [self.for_each_value(entry, name, task) for entry in value.value]
             else:
                 raise self.fail(
                     f"{name!r}: must be a list of values or {{range: ...}}, not {_kind(value)}", value, task, "for_each"
                 )
             if not values:
                 raise self.fail(f"{name!r} has no values, so the task would vanish", value, task, "for_each")
-            if len(values) > limit:
-                raise self.fail(f"makes over {MAX_TASKS_PER_DAG} tasks, the limit of a DAG", node, task, "for_each")
-            limit //= len(values)
+            sizes = [len(c) for c in columns] + [len(values)]
+            if math.prod(sizes) > MAX_TASKS_PER_DAG:
+                raise self.fail(
+                    f"{' x '.join(map(str, sizes))} = {math.prod(sizes)} tasks, over the limit of "
+                    f"{MAX_TASKS_PER_DAG} in a DAG",
+                    value,
+                    task,
+                    "for_each",
+                )
             names.append(name)
-            columns.append(values)
+            columns.append([str(v) for v in values] if isinstance(values, range) else values)
         return names, columns
 
-    def range(self, node: MappingNode, name: str, task: str, limit: int) -> list[str]:
+    def for_each_value(self, entry: Node, name: str, task: str) -> str:
+        if not isinstance(entry, ScalarNode) or entry.tag == _NULL:
+            raise self.fail(
+                f"{name!r}: each value must be a string or number, not {_kind(entry)}", entry, task, "for_each"
+            )
+        text = self.subst(str(entry.value), entry, task, "for_each")
+        if not _VALUE_PATTERN.fullmatch(text):
+            raise self.fail(
+                f"{name!r}: value {text!r} cannot be part of a task id ({task}[{name}=...]): use "
+                "letters, digits, '_', '.' and '-'",
+                entry,
+                task,
+                "for_each",
+            )
+        return text
+
+    def range(self, node: MappingNode, name: str, task: str) -> range:
         """`{range: STOP}`, `{range: [START, STOP]}` or `{range: [START, STOP, STEP]}`, as Python's range."""
         form = f"{name!r}: write {{range: STOP}}, {{range: [START, STOP]}} or {{range: [START, STOP, STEP]}}"
         if len(node.value) != 1 or node.value[0][0].value != "range":
@@ -581,29 +592,27 @@ class _DagBuilder:
                 raise self.fail(str(exc), entry, task, "for_each") from None
         if len(bounds) == 3 and bounds[2] == 0:
             raise self.fail(f"{name!r}: a range step must not be 0", value, task, "for_each")
-        numbers = range(*bounds)
-        if len(numbers) > limit:
-            raise self.fail(f"makes over {MAX_TASKS_PER_DAG} tasks, the limit of a DAG", value, task, "for_each")
-        return [str(n) for n in numbers]
+        return range(*bounds)
 
-    def references(self, text: str, node: Node, where: str, task_id: str, field: str) -> list[str]:
-        """The task ids `TASK` names: itself, or all of a for_each group for `tile[*]`."""
+    def references(self, text: str, node: Node, where: str, task_id: str, field: str, prefix: str) -> list[str]:
+        """The task ids `text` names: itself, or every task of a for_each group for `tile[*]`.
+        `where` says which entry it is, `prefix` how the entry writes a task (output_of_ or nothing)."""
         if text.endswith(_ALL):
             base = text[: -len(_ALL)]
             ids = self.groups.get(base)
             if ids is None:
                 raise self.fail(
-                    f"{where} {text!r}: {base!r} is not a for_each task{did_you_mean(base, self.groups)}",
+                    f"{where}: {base!r} is not a for_each task{did_you_mean(base, self.groups)}, so it has no [*]",
                     node,
                     task_id,
                     field,
                 )
             return ids
         if text in self.groups:
-            example = self.groups[text][0]
+            ids = self.groups[text]
             raise self.fail(
-                f"{where} {text!r}: {text!r} is a for_each task ({len(self.groups[text])} tasks): write "
-                f"{text}[*] for all of them or one like {example}",
+                f"{where}: {text!r} is a for_each task ({len(ids)} tasks): write {prefix}{text}[*] for all of "
+                f"them, or one of them like {prefix}{ids[0]}",
                 node,
                 task_id,
                 field,
@@ -659,7 +668,7 @@ class _DagBuilder:
         if "depends_on" in fields:
             for entry in self.sequence(fields["depends_on"][1], task_id, "depends_on"):
                 written = self.string(entry, task_id, "depends_on")
-                for dep in self.references(written, entry, "dependency", task_id, "depends_on"):
+                for dep in self.references(written, entry, f"dependency {written!r}", task_id, "depends_on", ""):
                     problem = id_problem(dep)
                     if problem:
                         raise self.fail(problem, entry, task_id, "depends_on")
@@ -763,7 +772,7 @@ class _DagBuilder:
                     f"{where}: {text!r} names many tasks; a file takes one: name one task", value, task_id, "files"
                 )
             if source.kind is InputKind.OUTPUT:
-                self.references(source.value, value, where, task_id, "files")
+                self.references(source.value, value, f"{where}: source {text!r}", task_id, "files", OUTPUT_PREFIX)
             out.append(TaskFile(name, self.resolve_input(source, text, value, where, task_id, "files")))
         problem = paths_problem(f.path for f in out)
         if problem:
@@ -790,7 +799,7 @@ class _DagBuilder:
             text = self.subst(text, node, task_id, "inputs")
         item = parse_input(text)
         if item.kind is InputKind.OUTPUT and ("[" in item.value or item.value in self.groups):
-            ids = self.references(item.value, node, where, task_id, "inputs")
+            ids = self.references(item.value, node, f"{where} {text!r}", task_id, "inputs", OUTPUT_PREFIX)
             items = [TaskInput(InputKind.OUTPUT, i, output=item.output) for i in ids]
             return [self.resolve_input(i, i.text, node, where, task_id, "inputs") for i in items]
         return [self.resolve_input(item, text, node, where, task_id, "inputs")]
@@ -815,7 +824,7 @@ class _DagBuilder:
             output = parts["file"][1] if "file" in parts else ""
             if "file" in parts and not output:
                 raise self.fail(f"{where}: 'file' must name one of the task's /out files", node, task_id, field)
-            ids = self.references(target, value_node, where, task_id, field)
+            ids = self.references(target, value_node, f"{where} {{output: {target}}}", task_id, field, "")
             items = [TaskInput(InputKind.OUTPUT, i, output=output) for i in ids]
             return [self.resolve_input(i, i.text, node, where, task_id, field) for i in items]
         raise self.fail(f"{where}: write {forms}, not a mapping with {', '.join(parts)}", node, task_id, field)

@@ -54,7 +54,7 @@ def test_valid_fanout() -> None:
 
 
 def test_a_reference_implies_its_dependency() -> None:
-    spec = load_dag(DAGS / "implied_dependency.yaml")  # b reads output_of_side without depends_on: [side]
+    spec = load_dag(DAGS / "valid_implied_dependency.yaml")  # b reads output_of_side without depends_on: [side]
     assert spec.task("b").depends_on == ("init", "side")
 
 
@@ -119,7 +119,7 @@ def test_error_fixture(fixture: str, line: int | None, task: str | None, field: 
 
 
 def test_every_fixture_is_covered() -> None:
-    fixtures = {p.name for p in DAGS.glob("*.yaml")} - {"valid_fanout.yaml", "implied_dependency.yaml"}
+    fixtures = {p.name for p in DAGS.glob("*.yaml")} - {"valid_fanout.yaml", "valid_implied_dependency.yaml"}
     assert fixtures == {c[0] for c in CASES}
 
 
