@@ -321,13 +321,13 @@ class _DagBuilder:
             raise self.fail(str(exc), node, task, field) from None
 
     def resolved(self, node: Node, task: str | None, field: str) -> Node:
-        """A number or boolean field after substitution: an unquoted `timeout: ${t}` reads the
-        value as YAML would have (30 -> a number); a quoted one stays a string."""
+        """A number or boolean field after substitution: `timeout: ${t}` (or "${t}", as a flow
+        mapping needs) reads the value as YAML reads an unquoted one (30 -> a number)."""
         if not (isinstance(node, ScalarNode) and node.tag == _STR and "$" in node.value):
             return node
         text = self.subst(str(node.value), node, task, field)
-        tag = _STR if node.style else str(self.resolver.resolve(ScalarNode, text, (True, False)))  # type: ignore[no-untyped-call]
-        return ScalarNode(tag, text, node.start_mark, node.end_mark, node.style)
+        tag = str(self.resolver.resolve(ScalarNode, text, (True, False)))  # type: ignore[no-untyped-call]
+        return ScalarNode(tag, text, node.start_mark, node.end_mark, None)
 
     def scalar_value(self, node: ScalarNode, task: str | None, field: str) -> object:
         try:
@@ -506,8 +506,7 @@ class _DagBuilder:
             total += count - 1
             if total > MAX_TASKS_PER_DAG:
                 raise self.fail(
-                    f"makes {count} tasks ({' x '.join(str(len(c)) for c in columns)}), which takes the DAG to "
-                    f"{total} tasks, over the limit of {MAX_TASKS_PER_DAG}",
+                    f"makes {count} tasks, which takes the DAG to {total}, over the limit of {MAX_TASKS_PER_DAG} tasks",
                     node,
                     base,
                     "for_each",
@@ -768,8 +767,13 @@ class _DagBuilder:
                     "files",
                 )
             if source.kind is InputKind.OUTPUT and source.value.endswith(_ALL):
+                group = self.groups.get(source.value[: -len(_ALL)], ["TASK"])
                 raise self.fail(
-                    f"{where}: {text!r} names many tasks; a file takes one: name one task", value, task_id, "files"
+                    f"{where}: {text!r} names many tasks, and a file holds one: "
+                    f"name one, like {OUTPUT_PREFIX}{group[0]}",
+                    value,
+                    task_id,
+                    "files",
                 )
             if source.kind is InputKind.OUTPUT:
                 self.references(source.value, value, f"{where}: source {text!r}", task_id, "files", OUTPUT_PREFIX)
