@@ -139,7 +139,9 @@ def parse_dag(text: str, *, source: str, base_dir: Path, params: Mapping[str, st
         raise DagError(f"DAG text is over the limit of {MAX_YAML_BYTES} bytes", file=source)
     with _gc_paused():
         root = _compose(text, source)
-        return _DagBuilder(source, Path(base_dir), params or {}).build(root)
+        builder = _DagBuilder(source, Path(base_dir), params or {})
+        builder.any_for_each = "for_each" in text  # else skip the expansion pass over every task
+        return builder.build(root)
 
 
 @contextmanager
@@ -274,6 +276,7 @@ class _DagBuilder:
         self.groups: dict[str, list[str]] = {}  # for_each task as written -> the ids it made
         self.resolver = Resolver()
         self.params_scope: dict[str, str] = {}
+        self.any_for_each = True
         self.lines: dict[tuple[str | None, str | None], int] = {}
         self.modules: dict[str, bytes] = {}
         self.module_by_name: dict[str, str] = {}  # as written -> sha256; most DAGs reuse a few
@@ -382,7 +385,7 @@ class _DagBuilder:
             raise self.fail("a DAG needs at least one task", tasks_node, None, "tasks")
         if len(items) > MAX_TASKS_PER_DAG:
             raise self.fail(f"{len(items)} tasks, over the limit of {MAX_TASKS_PER_DAG}", tasks_node, None, "tasks")
-        expansions = self.expansions(items)
+        expansions = self.expansions(items) if self.any_for_each else {}
         first_line: dict[str, int] = {}
         tasks: list[TaskSpec] = []
         for number, item in enumerate(items, 1):
@@ -485,7 +488,7 @@ class _DagBuilder:
         out: dict[int, list[tuple[str, dict[str, str]]]] = {}
         total = len(items)
         for number, item in enumerate(items, 1):
-            if not isinstance(item, MappingNode) or not any(k.value == "for_each" for k, _ in item.value):
+            if not isinstance(item, MappingNode) or "for_each" not in [k.value for k, _ in item.value]:
                 continue
             keys = {str(k.value): (k, v) for k, v in item.value}
             if "id" not in keys:
@@ -667,7 +670,12 @@ class _DagBuilder:
         if "depends_on" in fields:
             for entry in self.sequence(fields["depends_on"][1], task_id, "depends_on"):
                 written = self.string(entry, task_id, "depends_on")
-                for dep in self.references(written, entry, f"dependency {written!r}", task_id, "depends_on", ""):
+                deps = (
+                    [written]
+                    if written[-1:] != "]" and written not in self.groups
+                    else self.references(written, entry, f"dependency {written!r}", task_id, "depends_on", "")
+                )
+                for dep in deps:
                     problem = id_problem(dep)
                     if problem:
                         raise self.fail(problem, entry, task_id, "depends_on")
@@ -785,6 +793,15 @@ class _DagBuilder:
 
     def task_input(self, node: Node, number: int, task_id: str) -> list[TaskInput]:
         """One entry of `inputs:` -- usually one input; `output_of_tile[*]` is one per tile."""
+        if isinstance(node, ScalarNode) and node.tag == _STR:  # the common case, kept short: 100,000s of these
+            text = str(node.value)
+            if "$" in text:
+                text = self.subst(text, node, task_id, "inputs")
+            item = parse_input(text)
+            if item.kind is InputKind.LITERAL or (
+                item.kind is InputKind.OUTPUT and "/" not in text and "[" not in text and item.value not in self.groups
+            ):
+                return [item]
         where = f"input #{number}"
         if isinstance(node, MappingNode):
             return self.structured_input(node, where, task_id, "inputs")
@@ -1026,11 +1043,13 @@ def _implied_edges(tasks: list[TaskSpec], ids: Mapping[str, int]) -> list[TaskSp
     ones written (so `depends_on` is optional where a reference already says it). Unknown and
     self references are left for `validate_graph` to report."""
     out = tasks
+    output = InputKind.OUTPUT
     for k, task in enumerate(tasks):
         extra: list[str] = []
+        deps = task.depends_on
         for item in task.sources:
-            if item.kind is InputKind.OUTPUT and item.value != task.id and item.value in ids:
-                if item.value not in task.depends_on and item.value not in extra:
+            if item.kind is output and item.value not in deps and item.value != task.id and item.value in ids:
+                if item.value not in extra:
                     extra.append(item.value)
         if extra:
             if out is tasks:
