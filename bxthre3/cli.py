@@ -410,6 +410,7 @@ def _run_ui(args: argparse.Namespace) -> int:
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a DAG file without running it")
     p.add_argument("dag", type=Path, help="DAG YAML file")
+    _add_param_option(p)
     p.set_defaults(handler=_run_validate)
 
 
@@ -432,6 +433,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--log-dir", type=Path, help="write controller and host logs here (default: $BXTHRE3_LOG_DIR, else none kept)"
     )
     _add_engine_option(p)
+    _add_param_option(p)
     _add_priority_option(p)
     _add_stall_notice_option(p)
     p.add_argument(
@@ -466,6 +468,7 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
         help="with --wait: write each final task's output to DIR/<task id><ext> and every file a task wrote "
         "under /out to DIR/<task id>/<name> (as `run --out`)",
     )  # fmt: skip
+    _add_param_option(p)
     _add_priority_option(p)
     _add_stall_notice_option(p)
     _add_controller_option(p)
@@ -480,6 +483,23 @@ def _add_stall_notice_option(p: argparse.ArgumentParser) -> None:
         default=STALL_NOTICE_S,
         help=f"while waiting: say why the DAG waits once nothing has moved for SECONDS (default {STALL_NOTICE_S:g})",
     )  # fmt: skip
+
+
+def _add_param_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-p", "--param", type=_param, action="append", default=[], metavar="NAME=VALUE", dest="params",
+        help="set the DAG's param NAME (its `params:`) to VALUE, used as ${NAME} in the file; repeatable",
+    )  # fmt: skip
+
+
+def _param(text: str) -> tuple[str, str]:
+    """`-p NAME=VALUE` -> (NAME, VALUE); VALUE may be empty and hold '='."""
+    from .dag.templates import NAME_PATTERN
+
+    name, sep, value = text.partition("=")
+    if not sep or not NAME_PATTERN.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (a name of letters, digits and '_'), not {text!r}")
+    return name, value
 
 
 def _add_priority_option(p: argparse.ArgumentParser) -> None:

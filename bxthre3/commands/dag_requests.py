@@ -33,7 +33,7 @@ def _run_submit(args: argparse.Namespace) -> int:
 
     if args.out is not None and not args.wait:
         raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
-    spec = load_dag(dag_file(args.dag))
+    spec = load_dag(dag_file(args.dag), params=dict(args.params))
     if args.priority is not None:
         spec = dataclasses.replace(spec, priority=args.priority)
     with _client(args) as client:

@@ -20,7 +20,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from ..wasm.choice import resolve as resolve_engine
     from .local_cluster import LocalCluster
 
-    spec = load_dag(dag_file(args.dag))
+    spec = load_dag(dag_file(args.dag), params=dict(args.params))
     _refuse_verified(spec)
     if args.priority is not None:
         spec = dataclasses.replace(spec, priority=args.priority)

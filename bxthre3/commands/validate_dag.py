@@ -14,7 +14,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     from ..dag.examples import dag_file
     from ..dag.yaml_loader import load_dag
 
-    spec = load_dag(dag_file(args.dag))
+    spec = load_dag(dag_file(args.dag), params=dict(args.params))
     size = sum(len(m) for m in spec.modules.values())
     print(f"{args.dag}: OK — DAG '{spec.name}', {len(spec.tasks)} tasks, {len(spec.modules)} modules ({size:,} bytes)")
     for note in _engine_notes(spec):

@@ -49,7 +49,21 @@ def _description(path: Path) -> str:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return ""
     text = doc.get("description") if isinstance(doc, dict) else None
-    return str(text).strip().splitlines()[0] if text else ""
+    if not text:
+        return ""
+    line = str(text).strip().splitlines()[0]
+    params = doc.get("params")
+    if "$" in line and isinstance(params, dict):  # shown with the params' defaults
+        from bxthre3.dag.templates import TemplateError, substitute
+
+        try:
+            scope: dict[str, str] = {}
+            for name, value in params.items():
+                scope[str(name)] = substitute(str(value), scope)
+            line = substitute(line, scope)
+        except TemplateError:
+            pass
+    return line
 
 
 def examples() -> list[Example]:

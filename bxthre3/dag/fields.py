@@ -32,8 +32,9 @@ from bxthre3.common.limits import (
 if TYPE_CHECKING:
     from bxthre3.dag.spec import DagSpec
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-"""A task id: safe in file names, log lines and `output_of_<id>` references."""
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:\[[A-Za-z_]\w*=[\w.-]+(?:,[A-Za-z_]\w*=[\w.-]+)*\])?", re.ASCII)
+"""A task id: safe in file names, log lines and `output_of_<id>` references. The optional
+`[name=value,...]` suffix is how a YAML `for_each` names its tasks (e.g. `tile[r=0,c=1]`)."""
 
 MAX_RETRIES = 100
 """Most retries one task may ask for; more is a typo or an attempt to pin the cluster."""

@@ -11,10 +11,13 @@ last-wins in PyYAML) and more than one document.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import itertools
 import math
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,7 @@ from bxthre3.dag.fields import (
 )
 from bxthre3.dag.graph import validate_graph
 from bxthre3.dag.spec import OUTPUT_PREFIX, DagSpec, InputKind, TaskFile, TaskInput, TaskSpec, parse_input
+from bxthre3.dag.templates import NAME_PATTERN, TemplateError, evaluate_whole, substitute
 from bxthre3.wasm.inspect import check_wasi_command
 
 _EventLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -78,13 +82,32 @@ _TYPE_WORDS = {
     _MAP: "a mapping",
 }
 
-_TOP_KEYS = ("name", "description", "priority", "defaults", "tasks")
+_TOP_KEYS = ("name", "description", "params", "priority", "defaults", "tasks")
 _DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate")
-_TASK_KEYS = ("id", "module", "inputs", "files", "depends_on", "timeout", "retries", "memory", "verify", "speculate")
+_TASK_KEYS = (
+    "id",
+    "for_each",
+    "module",
+    "inputs",
+    "files",
+    "depends_on",
+    "timeout",
+    "retries",
+    "memory",
+    "verify",
+    "speculate",
+)
+_INPUT_FORMS = "{output: TASK}, {output: TASK, file: NAME}, {file: PATH} or {literal: TEXT}"
+_ALL = "[*]"
+"""`output_of_tile[*]`: every task a `for_each` made of `tile`, in expansion order."""
+_VALUE_PATTERN = re.compile(r"[\w.-]+", re.ASCII)
+"""A for_each value, as it appears in the task ids (`tile[r=0,c=1]`)."""
 
 
-def load_dag(path: str | os.PathLike[str]) -> DagSpec:
-    """Read, parse and fully validate the DAG file at `path`, modules included."""
+def load_dag(path: str | os.PathLike[str], params: Mapping[str, str] | None = None) -> DagSpec:
+    """Read, parse and fully validate the DAG file at `path`, modules included.
+
+    `params` set the file's `params:` by name (`bxthre3 run -p name=value`)."""
     p = Path(path)
     source = str(path)
     try:
@@ -106,16 +129,19 @@ def load_dag(path: str | os.PathLike[str]) -> DagSpec:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DagError(f"not UTF-8 text (bad byte 0x{raw[exc.start]:02x})", file=source, line=line) from None
-    return parse_dag(text, source=source, base_dir=p.parent)
+    return parse_dag(text, source=source, base_dir=p.parent, params=params)
 
 
-def parse_dag(text: str, *, source: str, base_dir: Path) -> DagSpec:
-    """Parse DAG YAML `text`; `source` names it in messages, `base_dir` anchors paths."""
+def parse_dag(text: str, *, source: str, base_dir: Path, params: Mapping[str, str] | None = None) -> DagSpec:
+    """Parse DAG YAML `text`; `source` names it in messages, `base_dir` anchors paths, `params`
+    set its `params:`."""
     if len(text) > MAX_YAML_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_YAML_BYTES:
         raise DagError(f"DAG text is over the limit of {MAX_YAML_BYTES} bytes", file=source)
     with _gc_paused():
         root = _compose(text, source)
-        return _DagBuilder(source, Path(base_dir)).build(root)
+        builder = _DagBuilder(source, Path(base_dir), params or {})
+        builder.any_for_each = "for_each" in text  # else skip the expansion pass over every task
+        return builder.build(root)
 
 
 @contextmanager
@@ -242,9 +268,15 @@ class _DagBuilder:
     `dag.graph` (which know nothing of lines) can be reported at the right place.
     """
 
-    def __init__(self, source: str, base_dir: Path) -> None:
+    def __init__(self, source: str, base_dir: Path, overrides: Mapping[str, str]) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.overrides = overrides
+        self.scope: dict[str, str] = {}  # params, then the for_each names of the task being read
+        self.groups: dict[str, list[str]] = {}  # for_each task as written -> the ids it made
+        self.resolver = Resolver()
+        self.params_scope: dict[str, str] = {}
+        self.any_for_each = True
         self.lines: dict[tuple[str | None, str | None], int] = {}
         self.modules: dict[str, bytes] = {}
         self.module_by_name: dict[str, str] = {}  # as written -> sha256; most DAGs reuse a few
@@ -277,9 +309,28 @@ class _DagBuilder:
 
     def string(self, node: Node, task: str | None, field: str) -> str:
         if isinstance(node, ScalarNode) and node.tag == _STR:
-            return str(node.value)
+            text = str(node.value)
+            return text if "$" not in text else self.subst(text, node, task, field)
         hint = f'; quote it: "{node.value}"' if isinstance(node, ScalarNode) and node.value else ""
         raise self.fail(f"must be a string, not {_kind(node)}{hint}", node, task, field)
+
+    def subst(self, text: str, node: Node, task: str | None, field: str) -> str:
+        """`text` with its `${...}` filled in from the params and for_each names in scope."""
+        if "$" not in text:
+            return text
+        try:
+            return substitute(text, self.scope)
+        except TemplateError as exc:
+            raise self.fail(str(exc), node, task, field) from None
+
+    def resolved(self, node: Node, task: str | None, field: str) -> Node:
+        """A number or boolean field after substitution: `timeout: ${t}` (or "${t}", as a flow
+        mapping needs) reads the value as YAML reads an unquoted one (30 -> a number)."""
+        if not (isinstance(node, ScalarNode) and node.tag == _STR and "$" in node.value):
+            return node
+        text = self.subst(str(node.value), node, task, field)
+        tag = str(self.resolver.resolve(ScalarNode, text, (True, False)))  # type: ignore[no-untyped-call]
+        return ScalarNode(tag, text, node.start_mark, node.end_mark, None)
 
     def scalar_value(self, node: ScalarNode, task: str | None, field: str) -> object:
         try:
@@ -305,13 +356,15 @@ class _DagBuilder:
         for required in ("name", "tasks"):
             if required not in top:
                 raise self.fail(f"missing required field '{required}'", root, None, required)
+        self.scope = self.params(top["params"][1] if "params" in top else None)
+        self.params_scope = self.scope
         name = self.string(top["name"][1], None, "name")
         if not name or len(name) > MAX_ID_LENGTH or not name.isprintable():
             raise self.fail(f"must be 1 to {MAX_ID_LENGTH} printable characters", top["name"][1], None, "name")
         description = ""
         if "description" in top:
             description = self.string(top["description"][1], None, "description")
-        priority = self.priority(top["priority"][1]) if "priority" in top else 0
+        priority = self.priority(self.resolved(top["priority"][1], None, "priority")) if "priority" in top else 0
         self.defaults: dict[str, object] = {}
         if "defaults" in top:
             fields = self.mapping(top["defaults"][1], _DEFAULT_KEYS, None, "defaults")
@@ -323,7 +376,7 @@ class _DagBuilder:
                 "speculate": self.speculate,
             }
             for key, (_, value_node) in fields.items():
-                value = parsers[key](value_node, None)
+                value = parsers[key](self.resolved(value_node, None, key), None)
                 if value is not None:
                     self.defaults[key] = value
         tasks_node = top["tasks"][1]
@@ -332,20 +385,35 @@ class _DagBuilder:
             raise self.fail("a DAG needs at least one task", tasks_node, None, "tasks")
         if len(items) > MAX_TASKS_PER_DAG:
             raise self.fail(f"{len(items)} tasks, over the limit of {MAX_TASKS_PER_DAG}", tasks_node, None, "tasks")
+        expansions = self.expansions(items) if self.any_for_each else {}
         first_line: dict[str, int] = {}
         tasks: list[TaskSpec] = []
         for number, item in enumerate(items, 1):
-            task = self.task(item, number)
-            if task.id in first_line:
-                raise self.fail(
-                    f"duplicate task id {task.id!r} (first defined on line {first_line[task.id]})",
-                    item,
-                    task.id,
-                    "id",
-                )
-            first_line[task.id] = _line(item)
-            tasks.append(task)
-        spec = DagSpec(name, tuple(tasks), self.modules, source=self.source, description=description, priority=priority)
+            expansion = expansions.get(number)
+            made = (
+                [self.task(item, number)]
+                if expansion is None
+                else [self.task(item, number, task_id, bindings) for task_id, bindings in expansion]
+            )
+            for task in made:
+                if task.id in first_line:
+                    raise self.fail(
+                        f"duplicate task id {task.id!r} (first defined on line {first_line[task.id]})",
+                        item,
+                        task.id,
+                        "id",
+                    )
+                first_line[task.id] = _line(item)
+                tasks.append(task)
+        self.scope = self.params_scope
+        spec = DagSpec(
+            name,
+            tuple(_implied_edges(tasks, first_line)),
+            self.modules,
+            source=self.source,
+            description=description,
+            priority=priority,
+        )
         try:
             check_limits(spec)
             validate_graph(spec)
@@ -354,19 +422,230 @@ class _DagBuilder:
             raise DagError(exc.message, file=self.source, line=line, task=exc.task, field=exc.field) from None
         return spec
 
-    def task(self, node: Node, number: int) -> TaskSpec:
+    # -- params and for_each
+
+    def params(self, node: Node | None) -> dict[str, str]:
+        """`params:` (name: default) with the `-p name=value` overrides; every value a string."""
+        declared: dict[str, tuple[ScalarNode, str | None]] = {}
+        if node is not None and not (isinstance(node, ScalarNode) and node.tag == _NULL):
+            if not isinstance(node, MappingNode):
+                raise self.fail(
+                    f"must map names to default values (size: 512), not {_kind(node)}", node, None, "params"
+                )
+            for key, value in node.value:
+                name = str(key.value)
+                if key.tag != _STR or not NAME_PATTERN.fullmatch(name):
+                    raise self.fail(
+                        f"param name {name!r} must be letters, digits and '_', not starting with a digit",
+                        key,
+                        None,
+                        "params",
+                    )
+                if isinstance(value, ScalarNode) and value.tag == _NULL:
+                    declared[name] = (key, None)
+                elif isinstance(value, ScalarNode):
+                    declared[name] = (key, str(value.value))
+                else:
+                    raise self.fail(
+                        f"param {name!r}: the default must be one value (a string or number), not {_kind(value)}",
+                        value,
+                        None,
+                        "params",
+                    )
+        for name in self.overrides:
+            if name not in declared:
+                fix = (
+                    f"its params are: {', '.join(declared)}"
+                    if declared
+                    else f"it declares none: add params: {{{name}: DEFAULT}} to use ${{{name}}} in it"
+                )
+                raise DagError(
+                    f"-p {name}=...: the DAG has no param {name!r}{did_you_mean(name, declared)}; {fix}",
+                    file=self.source,
+                    line=self.lines.get((None, "params")),
+                )
+        scope: dict[str, str] = {}
+        for name, (key, default) in declared.items():
+            if name in self.overrides:
+                scope[name] = self.overrides[name]  # as given: a -p value is never substituted
+                continue
+            if default is None:
+                raise self.fail(
+                    f"param {name!r} has no default and was not given: run with -p {name}=VALUE, "
+                    f"or give it a default ({name}: VALUE)",
+                    key,
+                    None,
+                    "params",
+                )
+            self.scope = scope  # a default may use the params above it: blocks: "${(n + tile - 1) / tile}"
+            scope[name] = self.subst(default, key, None, "params")
+        return scope
+
+    def expansions(self, items: list[Node]) -> dict[int, list[tuple[str, dict[str, str]]]]:
+        """Expand every task with `for_each`: task number -> [(id, scope)], and fill `self.groups`.
+
+        Done before any task is read, so `output_of_tile[*]` works wherever `tile` is written."""
+        out: dict[int, list[tuple[str, dict[str, str]]]] = {}
+        total = len(items)
+        for number, item in enumerate(items, 1):
+            if not isinstance(item, MappingNode) or "for_each" not in [k.value for k, _ in item.value]:
+                continue
+            keys = {str(k.value): (k, v) for k, v in item.value}
+            if "id" not in keys:
+                continue
+            id_node = keys["id"][1]
+            base = self.string(id_node, f"#{number}", "id")
+            problem = id_problem(base)
+            if problem or "[" in base:
+                raise self.fail(
+                    problem or "a for_each task's id must not hold '[': ids get [name=value,...] added",
+                    id_node,
+                    base,
+                    "id",
+                )
+            node = keys["for_each"][1]
+            names, columns = self.for_each(node, base)
+            count = math.prod(len(c) for c in columns)
+            total += count - 1
+            if total > MAX_TASKS_PER_DAG:
+                raise self.fail(
+                    f"makes {count} tasks, which takes the DAG to {total}, over the limit of {MAX_TASKS_PER_DAG} tasks",
+                    node,
+                    base,
+                    "for_each",
+                )
+            made: list[tuple[str, dict[str, str]]] = []
+            for combo in itertools.product(*columns):
+                task_id = base + "[" + ",".join(f"{n}={v}" for n, v in zip(names, combo, strict=True)) + "]"
+                made.append((task_id, {**self.params_scope, **dict(zip(names, combo, strict=True))}))
+            self.groups[base] = [task_id for task_id, _ in made]
+            out[number] = made
+        return out
+
+    def for_each(self, node: Node, task: str) -> tuple[list[str], list[list[str]]]:
+        """`for_each: {NAME: [values...] or {range: ...}, ...}` -> names and their values as text."""
+        shape = "map names to lists of values (r: [0, 1]) or ranges (r: {range: 4})"
+        if not isinstance(node, MappingNode) or not node.value:
+            raise self.fail(f"must {shape}, not {_kind(node)}", node, task, "for_each")
+        names: list[str] = []
+        columns: list[list[str]] = []
+        for key, value in node.value:
+            name = str(key.value)
+            if key.tag != _STR or not NAME_PATTERN.fullmatch(name):
+                raise self.fail(
+                    f"name {name!r} must be letters, digits and '_', not starting with a digit", key, task, "for_each"
+                )
+            if name in self.params_scope:
+                raise self.fail(f"{name!r} is also a param: rename one of them", key, task, "for_each")
+            values: range | list[str]
+            if isinstance(value, MappingNode):
+                values = self.range(value, name, task)
+            elif isinstance(value, SequenceNode):
+                values = [self.for_each_value(entry, name, task) for entry in value.value]
+            else:
+                raise self.fail(
+                    f"{name!r}: must be a list of values or {{range: ...}}, not {_kind(value)}", value, task, "for_each"
+                )
+            if not values:
+                raise self.fail(f"{name!r} has no values, so the task would vanish", value, task, "for_each")
+            sizes = [len(c) for c in columns] + [len(values)]
+            if math.prod(sizes) > MAX_TASKS_PER_DAG:
+                raise self.fail(
+                    f"{' x '.join(map(str, sizes))} = {math.prod(sizes)} tasks, over the limit of "
+                    f"{MAX_TASKS_PER_DAG} in a DAG",
+                    value,
+                    task,
+                    "for_each",
+                )
+            names.append(name)
+            columns.append([str(v) for v in values] if isinstance(values, range) else values)
+        return names, columns
+
+    def for_each_value(self, entry: Node, name: str, task: str) -> str:
+        if not isinstance(entry, ScalarNode) or entry.tag == _NULL:
+            raise self.fail(
+                f"{name!r}: each value must be a string or number, not {_kind(entry)}", entry, task, "for_each"
+            )
+        text = self.subst(str(entry.value), entry, task, "for_each")
+        if not _VALUE_PATTERN.fullmatch(text):
+            raise self.fail(
+                f"{name!r}: value {text!r} cannot be part of a task id ({task}[{name}=...]): use "
+                "letters, digits, '_', '.' and '-'",
+                entry,
+                task,
+                "for_each",
+            )
+        return text
+
+    def range(self, node: MappingNode, name: str, task: str) -> range:
+        """`{range: STOP}`, `{range: [START, STOP]}` or `{range: [START, STOP, STEP]}`, as Python's range."""
+        form = f"{name!r}: write {{range: STOP}}, {{range: [START, STOP]}} or {{range: [START, STOP, STEP]}}"
+        if len(node.value) != 1 or node.value[0][0].value != "range":
+            raise self.fail(form, node, task, "for_each")
+        value = node.value[0][1]
+        entries = value.value if isinstance(value, SequenceNode) else [value]
+        if not 1 <= len(entries) <= 3 or not all(isinstance(e, ScalarNode) for e in entries):
+            raise self.fail(form, value, task, "for_each")
+        bounds = []
+        for entry in entries:
+            try:
+                bounds.append(evaluate_whole(str(entry.value), self.params_scope, f"{name!r}: a range bound"))
+            except TemplateError as exc:
+                raise self.fail(str(exc), entry, task, "for_each") from None
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise self.fail(f"{name!r}: a range step must not be 0", value, task, "for_each")
+        return range(*bounds)
+
+    def references(self, text: str, node: Node, where: str, task_id: str, field: str, prefix: str) -> list[str]:
+        """The task ids `text` names: itself, or every task of a for_each group for `tile[*]`.
+        `where` says which entry it is, `prefix` how the entry writes a task (output_of_ or nothing)."""
+        if text.endswith(_ALL):
+            base = text[: -len(_ALL)]
+            ids = self.groups.get(base)
+            if ids is None:
+                raise self.fail(
+                    f"{where}: {base!r} is not a for_each task{did_you_mean(base, self.groups)}, so it has no [*]",
+                    node,
+                    task_id,
+                    field,
+                )
+            return ids
+        if text in self.groups:
+            ids = self.groups[text]
+            raise self.fail(
+                f"{where}: {text!r} is a for_each task ({len(ids)} tasks): write {prefix}{text}[*] for all of "
+                f"them, or one of them like {prefix}{ids[0]}",
+                node,
+                task_id,
+                field,
+            )
+        return [text]
+
+    # -- tasks
+
+    def task(
+        self, node: Node, number: int, expanded_id: str | None = None, bindings: dict[str, str] | None = None
+    ) -> TaskSpec:
         label = f"#{number}"
-        if isinstance(node, MappingNode):
+        if expanded_id is not None:
+            label = expanded_id
+        elif isinstance(node, MappingNode):
             for key, value in node.value:
                 if key.value == "id" and isinstance(value, ScalarNode) and value.tag == _STR:
                     label = str(value.value)
         fields = self.mapping(node, _TASK_KEYS, label, f"task {label}")
         if "id" not in fields:
             raise self.fail("missing required field 'id'", node, label, "id")
-        task_id = self.string(fields["id"][1], label, "id")
-        problem = id_problem(task_id)
-        if problem:
-            raise self.fail(problem, fields["id"][1], label, "id")
+        if expanded_id is None:
+            if "for_each" in fields:  # pragma: no cover  (expansions() read it)
+                raise self.fail("for_each needs an id", node, label, "for_each")
+            task_id = self.string(fields["id"][1], label, "id")
+            problem = id_problem(task_id)
+            if problem:
+                raise self.fail(problem, fields["id"][1], label, "id")
+        else:
+            task_id = expanded_id
+        self.scope = bindings if bindings is not None else self.params_scope
         self.lines[(task_id, None)] = _line(node)
         for key, (key_node, _) in fields.items():
             self.lines[(task_id, key)] = _line(key_node)
@@ -378,31 +657,54 @@ class _DagBuilder:
         inputs: list[TaskInput] = []
         if "inputs" in fields:
             entries = self.sequence(fields["inputs"][1], task_id, "inputs")
-            if len(entries) > MAX_INPUTS_PER_TASK:
+            for n, entry in enumerate(entries, 1):
+                inputs.extend(self.task_input(entry, n, task_id))
+            if len(inputs) > MAX_INPUTS_PER_TASK:
                 raise self.fail(
-                    f"{len(entries)} inputs, over the limit of {MAX_INPUTS_PER_TASK}",
+                    f"{len(inputs)} inputs, over the limit of {MAX_INPUTS_PER_TASK}",
                     fields["inputs"][1],
                     task_id,
                     "inputs",
                 )
-            inputs = [self.task_input(entry, n, task_id) for n, entry in enumerate(entries, 1)]
         depends_on: list[str] = []
         if "depends_on" in fields:
             for entry in self.sequence(fields["depends_on"][1], task_id, "depends_on"):
-                dep = self.string(entry, task_id, "depends_on")
-                problem = id_problem(dep)
-                if problem:
-                    raise self.fail(problem, entry, task_id, "depends_on")
-                depends_on.append(dep)
-        timeout = self.timeout(fields["timeout"][1], task_id) if "timeout" in fields else None
-        retries = self.retries(fields["retries"][1], task_id) if "retries" in fields else None
-        memory = self.memory(fields["memory"][1], task_id) if "memory" in fields else None
+                written = self.string(entry, task_id, "depends_on")
+                deps = (
+                    [written]
+                    if written[-1:] != "]" and written not in self.groups
+                    else self.references(written, entry, f"dependency {written!r}", task_id, "depends_on", "")
+                )
+                for dep in deps:
+                    problem = id_problem(dep)
+                    if problem:
+                        raise self.fail(problem, entry, task_id, "depends_on")
+                    depends_on.append(dep)
+        timeout = (
+            self.timeout(self.resolved(fields["timeout"][1], task_id, "timeout"), task_id)
+            if "timeout" in fields
+            else None
+        )
+        retries = (
+            self.retries(self.resolved(fields["retries"][1], task_id, "retries"), task_id)
+            if "retries" in fields
+            else None
+        )
+        memory = (
+            self.memory(self.resolved(fields["memory"][1], task_id, "memory"), task_id) if "memory" in fields else None
+        )
         # DAG-level `defaults:` fill what the task leaves out (the wire form carries the result).
         timeout = timeout if timeout is not None else self.defaults.get("timeout")  # type: ignore[assignment]
         retries = retries if retries is not None else self.defaults.get("retries")  # type: ignore[assignment]
         memory = memory if memory is not None else self.defaults.get("memory")  # type: ignore[assignment]
-        verify = self.verify(fields["verify"][1], task_id) if "verify" in fields else None
-        speculate = self.speculate(fields["speculate"][1], task_id) if "speculate" in fields else None
+        verify = (
+            self.verify(self.resolved(fields["verify"][1], task_id, "verify"), task_id) if "verify" in fields else None
+        )
+        speculate = (
+            self.speculate(self.resolved(fields["speculate"][1], task_id, "speculate"), task_id)
+            if "speculate" in fields
+            else None
+        )
         verify = verify if verify is not None else self.defaults.get("verify", 1)  # type: ignore[assignment]
         speculate = speculate if speculate is not None else self.defaults.get("speculate", True)  # type: ignore[assignment]
         files = self.files(fields["files"][1], task_id) if "files" in fields else ()
@@ -421,7 +723,8 @@ class _DagBuilder:
         )
 
     def files(self, node: Node, task_id: str) -> tuple[TaskFile, ...]:
-        """`files:` maps names under `/in` to `file:PATH`, `output_of_T` or `output_of_T/NAME`."""
+        """`files:` maps names under `/in` to `file:PATH`, `output_of_T` or `output_of_T/NAME`
+        (or their structured forms `{file: PATH}`, `{output: T}`, `{output: T, file: NAME}`)."""
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             return ()
         if not isinstance(node, MappingNode):
@@ -438,10 +741,22 @@ class _DagBuilder:
             if key.tag != _STR:
                 hint = f'file name {key.value!r} is {_kind(key)}; quote it: "{key.value}"'
                 raise self.fail(hint, key, task_id, "files")
-            name = str(key.value)
+            name = self.subst(str(key.value), key, task_id, "files")
             problem = path_problem(name)
             if problem:
                 raise self.fail(problem, key, task_id, "files")
+            where = f"file {name!r}"
+            if isinstance(value, MappingNode):
+                sources = self.structured_input(value, where, task_id, "files")
+                if len(sources) != 1:
+                    raise self.fail(
+                        f"{where}: a [*] source names {len(sources)} tasks; a file takes one: name one task",
+                        value,
+                        task_id,
+                        "files",
+                    )
+                out.append(TaskFile(name, sources[0]))
+                continue
             if not (isinstance(value, ScalarNode) and value.tag == _STR):
                 raise self.fail(
                     f"file {name!r}: the source is {_kind(value)}; write file:PATH, {OUTPUT_PREFIX}TASK "
@@ -450,9 +765,8 @@ class _DagBuilder:
                     task_id,
                     "files",
                 )
-            text = str(value.value)
+            text = self.subst(str(value.value), value, task_id, "files")
             source = parse_input(text)
-            where = f"file {name!r}"
             if source.kind is InputKind.LITERAL:
                 raise self.fail(
                     f"{where}: source {text!r} is neither file:PATH, {OUTPUT_PREFIX}TASK nor {OUTPUT_PREFIX}TASK/NAME",
@@ -460,13 +774,37 @@ class _DagBuilder:
                     task_id,
                     "files",
                 )
+            if source.kind is InputKind.OUTPUT and source.value.endswith(_ALL):
+                group = self.groups.get(source.value[: -len(_ALL)], ["TASK"])
+                raise self.fail(
+                    f"{where}: {text!r} names many tasks, and a file holds one: "
+                    f"name one, like {OUTPUT_PREFIX}{group[0]}",
+                    value,
+                    task_id,
+                    "files",
+                )
+            if source.kind is InputKind.OUTPUT:
+                self.references(source.value, value, f"{where}: source {text!r}", task_id, "files", OUTPUT_PREFIX)
             out.append(TaskFile(name, self.resolve_input(source, text, value, where, task_id, "files")))
         problem = paths_problem(f.path for f in out)
         if problem:
             raise self.fail(problem, node, task_id, "files")
         return tuple(out)
 
-    def task_input(self, node: Node, number: int, task_id: str) -> TaskInput:
+    def task_input(self, node: Node, number: int, task_id: str) -> list[TaskInput]:
+        """One entry of `inputs:` -- usually one input; `output_of_tile[*]` is one per tile."""
+        if isinstance(node, ScalarNode) and node.tag == _STR:  # the common case, kept short: 100,000s of these
+            text = str(node.value)
+            if "$" in text:
+                text = self.subst(text, node, task_id, "inputs")
+            item = parse_input(text)
+            if item.kind is InputKind.LITERAL or (
+                item.kind is InputKind.OUTPUT and "/" not in text and "[" not in text and item.value not in self.groups
+            ):
+                return [item]
+        where = f"input #{number}"
+        if isinstance(node, MappingNode):
+            return self.structured_input(node, where, task_id, "inputs")
         if not (isinstance(node, ScalarNode) and node.tag == _STR):
             shown = f" ({node.value})" if isinstance(node, ScalarNode) and node.value else ""
             hint = (
@@ -474,11 +812,43 @@ class _DagBuilder:
                 if isinstance(node, ScalarNode) and node.tag != _NULL
                 else '; write "" for an empty string'
                 if isinstance(node, ScalarNode)
-                else ""
+                else f"; write a string or one of {_INPUT_FORMS}"
             )
-            raise self.fail(f"input #{number} is {_kind(node)}{shown}, not a string{hint}", node, task_id, "inputs")
+            raise self.fail(f"{where} is {_kind(node)}{shown}, not a string{hint}", node, task_id, "inputs")
         text = str(node.value)
-        return self.resolve_input(parse_input(text), text, node, f"input #{number}", task_id, "inputs")
+        if "$" in text:
+            text = self.subst(text, node, task_id, "inputs")
+        item = parse_input(text)
+        if item.kind is InputKind.OUTPUT and ("[" in item.value or item.value in self.groups):
+            ids = self.references(item.value, node, f"{where} {text!r}", task_id, "inputs", OUTPUT_PREFIX)
+            items = [TaskInput(InputKind.OUTPUT, i, output=item.output) for i in ids]
+            return [self.resolve_input(i, i.text, node, where, task_id, "inputs") for i in items]
+        return [self.resolve_input(item, text, node, where, task_id, "inputs")]
+
+    def structured_input(self, node: MappingNode, where: str, task_id: str, field: str) -> list[TaskInput]:
+        """`{output: T}`, `{output: T, file: NAME}`, `{file: PATH}` or (inputs only) `{literal: TEXT}`."""
+        forms = _INPUT_FORMS if field == "inputs" else "{output: TASK}, {output: TASK, file: NAME} or {file: PATH}"
+        parts: dict[str, tuple[Node, str]] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            if name not in ("output", "file", "literal"):
+                raise self.fail(f"{where}: unknown key {name!r}; write {forms}", key, task_id, field)
+            parts[name] = (value, self.string(value, task_id, field))
+        keys = set(parts)
+        if keys == {"literal"} and field == "inputs":
+            return [TaskInput(InputKind.LITERAL, parts["literal"][1])]
+        if keys == {"file"}:
+            value_node, path = parts["file"]
+            return [self.resolve_input(TaskInput(InputKind.FILE, path), path, value_node, where, task_id, field)]
+        if keys in ({"output"}, {"output", "file"}):
+            value_node, target = parts["output"]
+            output = parts["file"][1] if "file" in parts else ""
+            if "file" in parts and not output:
+                raise self.fail(f"{where}: 'file' must name one of the task's /out files", node, task_id, field)
+            ids = self.references(target, value_node, f"{where} {{output: {target}}}", task_id, field, "")
+            items = [TaskInput(InputKind.OUTPUT, i, output=output) for i in ids]
+            return [self.resolve_input(i, i.text, node, where, task_id, field) for i in items]
+        raise self.fail(f"{where}: write {forms}, not a mapping with {', '.join(parts)}", node, task_id, field)
 
     def resolve_input(self, item: TaskInput, text: str, node: Node, where: str, task_id: str, field: str) -> TaskInput:
         """Check an `output_of_T/NAME` name; read a `file:` input's content (relative to the DAG file)."""
@@ -666,3 +1036,23 @@ def _kind(node: Node) -> str:
     if isinstance(node, MappingNode):
         return "a mapping"
     return _TYPE_WORDS.get(str(node.tag), "a string" if node.tag == _STR else "a value")
+
+
+def _implied_edges(tasks: list[TaskSpec], ids: Mapping[str, int]) -> list[TaskSpec]:
+    """Add to each task's `depends_on` the tasks its `output_of_...` references read, after the
+    ones written (so `depends_on` is optional where a reference already says it). Unknown and
+    self references are left for `validate_graph` to report."""
+    out = tasks
+    output = InputKind.OUTPUT
+    for k, task in enumerate(tasks):
+        extra: list[str] = []
+        deps = task.depends_on
+        for item in task.sources:
+            if item.kind is output and item.value not in deps and item.value != task.id and item.value in ids:
+                if item.value not in extra:
+                    extra.append(item.value)
+        if extra:
+            if out is tasks:
+                out = list(tasks)
+            out[k] = dataclasses.replace(task, depends_on=task.depends_on + tuple(extra))
+    return out

@@ -159,7 +159,7 @@ def test_mandelbrot_dag_image_is_pixel_exact(cluster: LocalCluster) -> None:
     out = run_dag(cluster, DAGS / "mandelbrot.yaml")
     assert out["image"] == pgm(512, 512, mandel_pixels(512, 512, 256))
     # One tile checked on its own too: header then its rectangle.
-    tile = out["tile_r1_c2"]
+    tile = out["tile[r=1,c=2]"]
     assert struct.unpack_from("<7I", tile, 4) == (512, 512, 256, 128, 128, 128, 256)
     assert tile[32:] == mandel_pixels(512, 512, 256, 256, 128, 128, 128)
 
@@ -168,7 +168,7 @@ def test_matrix_mul_dag_checksum_and_tiles_match_python(cluster: LocalCluster) -
     out = run_dag(cluster, DAGS / "matrix_mul.yaml")
     c = matmul(128, seed=1)
     assert out["checksum"].decode() == checksum_text(c, tiles=16)
-    for task_id in ("tile_r0_c0", "tile_r1_c3", "tile_r3_c3"):
+    for task_id in ("tile[r=0,c=0]", "tile[r=1,c=3]", "tile[r=3,c=3]"):
         (n, i0, i1, j0, j1), values = parse_matmul_tile(out[task_id])
         assert n == 128 and i1 - i0 == 32 and j1 - j0 == 32
         assert values == [c[i][j] for i in range(i0, i1) for j in range(j0, j1)]
@@ -178,7 +178,8 @@ def test_password_hash_dag_digests_match_hashlib(cluster: LocalCluster) -> None:
     out = run_dag(cluster, DAGS / "password_hash.yaml")
     expected = "".join(f"{pw}\t{pw_digest(pw, 1000)}\n" for pw in workloads.passwords(64, seed=1))
     assert out["digests"].decode() == expected
-    assert out["chunk_0"].decode() == expected[: len(out["chunk_0"])]
+    first = workloads.passwords(1, seed=1)[0]
+    assert out[f"hash[pw={first}]"].decode() == expected.splitlines(keepends=True)[0]
 
 
 # ---------------------------------------------------------------------- odd sizes, in-process

@@ -122,11 +122,15 @@ def test_files_must_be_a_mapping(tmp_path: Path) -> None:
     assert "must be a mapping of names under /in" in error.message and error.line == 5
 
 
+@pytest.mark.parametrize("task_b", ["    files: {x: output_of_a/out.txt}\n", "    inputs: [output_of_a/out.txt]\n"])
+def test_a_named_output_reference_implies_the_dependency(tmp_path: Path, task_b: str) -> None:
+    spec = load_dag(write(tmp_path, "  - id: a\n    module: m.wasm\n  - id: b\n    module: m.wasm\n" + task_b))
+    assert spec.tasks[1].depends_on == ("a",)
+
+
 @pytest.mark.parametrize(
     ("task_b", "field", "expected"),
     [
-        ("    files: {x: output_of_a/out.txt}\n", "files", "reads task 'a', which is not upstream"),
-        ("    inputs: [output_of_a/out.txt]\n", "inputs", "reads task 'a', which is not upstream"),
         ("    files: {x: output_of_nope/out.txt}\n", "files", "reads unknown task 'nope'"),
         ("    files: {x: output_of_b/out.txt}\n", "files", "a task cannot read its own output"),
         ("    inputs: [output_of_a/../x]\n", "inputs", "has a '..' component"),

@@ -48,9 +48,14 @@ def test_valid_fanout() -> None:
     assert greet_1.inputs == (TaskInput(InputKind.OUTPUT, "init"), TaskInput(InputKind.LITERAL, "hello"))
     assert (greet_1.timeout, greet_1.retries) == (30.0, 2)
     assert (greet_2.timeout, greet_2.retries) == (1.5, None)
-    assert aggregate.depends_on == ("greet_1", "greet_2")
+    assert aggregate.depends_on == ("greet_1", "greet_2", "init")  # init: implied by output_of_init
     assert [i.value for i in aggregate.stdin_inputs] == ["greet_1", "greet_2", "init"]
     assert topological_order(spec) == ["init", "greet_1", "greet_2", "aggregate"]
+
+
+def test_a_reference_implies_its_dependency() -> None:
+    spec = load_dag(DAGS / "valid_implied_dependency.yaml")  # b reads output_of_side without depends_on: [side]
+    assert spec.task("b").depends_on == ("init", "side")
 
 
 def test_loaded_dag_survives_the_wire() -> None:
@@ -77,7 +82,6 @@ CASES = [
     ("cycle.yaml", 7, "a", "depends_on", "dependency cycle: a -> c -> b -> a"),
     ("self_dependency.yaml", 7, "loop", "depends_on", "cannot depend on itself"),
     ("unknown_output_target.yaml", 7, "b", "inputs", "'output_of_ghost' reads unknown task 'ghost'"),
-    ("output_not_upstream.yaml", 10, "b", "inputs", "not upstream of this task: add 'side' to depends_on"),
     ("not_wasm.yaml", 4, "a", "module", "not a WebAssembly module (starts with 'This is '"),
     ("bad_imports.yaml", 6, "evil_task", "module", "unsupported imports: env.evil;"),
     ("no_start.yaml", 4, "lib", "module", "no '_start' export"),
@@ -115,7 +119,7 @@ def test_error_fixture(fixture: str, line: int | None, task: str | None, field: 
 
 
 def test_every_fixture_is_covered() -> None:
-    fixtures = {p.name for p in DAGS.glob("*.yaml")} - {"valid_fanout.yaml"}
+    fixtures = {p.name for p in DAGS.glob("*.yaml")} - {"valid_fanout.yaml", "valid_implied_dependency.yaml"}
     assert fixtures == {c[0] for c in CASES}
 
 

@@ -12,7 +12,8 @@ import yaml
 
 from bxthre3.common.errors import DagError
 from bxthre3.dag import workloads
-from bxthre3.dag.yaml_loader import parse_dag
+from bxthre3.dag.spec import DagSpec
+from bxthre3.dag.yaml_loader import load_dag, parse_dag
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -176,18 +177,52 @@ def test_pwhash_rejects_bad_sizes() -> None:
 # ---------------------------------------------------------------------- shipped DAGs and CLI
 
 
+def shape(spec: DagSpec) -> list[tuple[str, tuple[str, ...], tuple[int, ...], frozenset[int]]]:
+    """What a DAG runs, ids aside: per task its module, argv and the positions of the tasks it reads
+    and waits for -- equal shapes run the same modules on the same bytes, so give the same outputs."""
+    where = {t.id: n for n, t in enumerate(spec.tasks)}
+    return [
+        (
+            t.module_name,
+            t.args,
+            tuple(where[i.value] for i in t.stdin_inputs),
+            frozenset(where[d] for d in t.depends_on),
+        )
+        for t in spec.tasks
+    ]
+
+
 @pytest.mark.parametrize(
-    ("name", "text"),
+    ("name", "params", "text"),
     [
-        ("mandelbrot.yaml", workloads.mandelbrot_dag()),
-        ("matrix_mul.yaml", workloads.matmul_dag()),
-        ("password_hash.yaml", workloads.pwhash_dag()),
+        ("mandelbrot.yaml", {}, workloads.mandelbrot_dag()),
+        ("mandelbrot.yaml", {"width": "37", "height": "23", "cols": "5", "rows": "3", "max_iter": "40"},
+         workloads.mandelbrot_dag(37, 23, 5, 3, 40)),
+        ("mandelbrot.yaml", {"width": "64", "height": "64", "cols": "12", "rows": "2"},
+         workloads.mandelbrot_dag(64, 64, 12, 2)),
+        ("matrix_mul.yaml", {}, workloads.matmul_dag()),
+        ("matrix_mul.yaml", {"n": "10", "tile": "4", "seed": "12345"}, workloads.matmul_dag(10, 4, 12345)),
+        ("matrix_mul.yaml", {"n": "100", "tile": "32", "seed": "3"}, workloads.matmul_dag(100, 32, 3)),
     ],
-)
-def test_shipped_dags_are_the_generator_defaults_and_valid(name: str, text: str) -> None:
-    assert (DAGS / name).read_text() == text, f"dags/{name} is stale: regenerate it with `bxthre3 dag`"
-    spec = parse_dag(text, source=name, base_dir=DAGS)
-    assert len(spec.tasks) == len(tasks_of(text))
+)  # fmt: skip
+def test_shipped_param_dags_run_what_the_generators_write(name: str, params: dict[str, str], text: str) -> None:
+    shipped = load_dag(DAGS / name, params=params)
+    generated = parse_dag(text, source=name, base_dir=DAGS)
+    assert shape(shipped) == shape(generated)
+    assert shipped.description == generated.description
+
+
+def test_shipped_password_dag_hashes_what_the_generator_writes() -> None:
+    shipped = load_dag(DAGS / "password_hash.yaml")
+    generated = parse_dag(workloads.pwhash_dag(), source="g", base_dir=DAGS)
+    *hashes, digests = shipped.tasks
+    assert [t.args for t in hashes] == [("1000", pw) for pw in workloads.passwords(64, seed=1)]
+    assert [t.args[1:] for t in generated.tasks[:-1]] == [
+        tuple(workloads.passwords(64, seed=1)[k : k + 8]) for k in range(0, 64, 8)
+    ]
+    assert digests.args == ("64",) and [i.value for i in digests.stdin_inputs] == [t.id for t in hashes]
+    assert hashes[0].id == "hash[pw=n79rqkgfep98]"
+    assert load_dag(DAGS / "password_hash.yaml", params={"iterations": "0"}).tasks[0].args == ("0", "n79rqkgfep98")
 
 
 def run_cli(argv: list[str]) -> int:
