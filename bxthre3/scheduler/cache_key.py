@@ -27,25 +27,23 @@ def cache_key(
     deterministic: bool,
 ) -> str:
     """The hex sha256 naming a task's output in the cache (see the module docstring)."""
-    h = hashlib.sha256()
-
-    def part(data: bytes) -> None:
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-
-    part(CACHE_KEY_VERSION)
-    part(module_sha.encode())
-    part(str(len(args)).encode())
-    for arg in args:
-        part(arg.encode("utf-8", "surrogatepass"))
-    part(str(len(stdin_parts)).encode())
-    for data in stdin_parts:
-        part(data)
     names = sorted(files or ())
-    part(str(len(names)).encode())
+    parts: list[bytes] = [
+        CACHE_KEY_VERSION,
+        module_sha.encode(),
+        b"%d" % len(args),
+        *(arg.encode("utf-8", "surrogatepass") for arg in args),
+        b"%d" % len(stdin_parts),
+        *stdin_parts,
+        b"%d" % len(names),
+    ]
     for name in names:
-        part(name.encode("utf-8", "surrogatepass"))
-        part((files or {})[name])
-    part(b"" if memory is None else str(memory).encode())
-    part(b"seeded" if deterministic else b"free")
+        parts.append(name.encode("utf-8", "surrogatepass"))
+        parts.append((files or {})[name])
+    parts.append(b"" if memory is None else b"%d" % memory)
+    parts.append(b"seeded" if deterministic else b"free")
+    h = hashlib.sha256()
+    for part in parts:  # one update per part: joining would copy inputs of up to 32 MiB
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
     return h.hexdigest()
