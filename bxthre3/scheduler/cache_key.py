@@ -1,6 +1,7 @@
 """The result cache's key: what a task's output is a function of. Pure.
 
-A task's output depends on its module, its argv, the bytes it reads on stdin (in the parts they came
+A task's output depends on its id (a module sees it as argv[0] and in `BXTHRE3_TASK_ID`, and it seeds a
+verified task's clocks and random bytes), its module, its argv, the bytes it reads on stdin (in the parts they came
 in: the host tells the task their sizes), its `/in` files, its memory limit (a task may fail or
 behave differently near it) and whether it runs seeded (`verify` >= 2: deterministic clocks and
 random bytes). The key is sha256 over all of them, each part length-prefixed, so no two different
@@ -14,11 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-CACHE_KEY_VERSION = b"bxthre3-cache-key-1"
+CACHE_KEY_VERSION = b"bxthre3-cache-key-2"
 """Changed whenever what goes into a key changes: old entries then simply never match."""
 
 
 def cache_key(
+    task_id: str,
     module_sha: str,
     args: Sequence[str],
     stdin_parts: Sequence[bytes],
@@ -30,6 +32,7 @@ def cache_key(
     names = sorted(files or ())
     parts: list[bytes] = [
         CACHE_KEY_VERSION,
+        task_id.encode("utf-8", "surrogatepass"),
         module_sha.encode(),
         b"%d" % len(args),
         *(arg.encode("utf-8", "surrogatepass") for arg in args),

@@ -821,7 +821,7 @@ class Scheduler:
         except _MissingInput:
             return None
         spec = task.spec
-        return cache_key(spec.module, spec.args, parts, files, spec.memory, spec.verify > 1)
+        return cache_key(spec.id, spec.module, spec.args, parts, files, spec.memory, spec.verify > 1)
 
     def _try_serve(self, dag: DagRecord, task: TaskRecord) -> bool:
         """A READY task whose output the cache holds is asked of the shell instead of queued: True if so."""
