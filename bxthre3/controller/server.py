@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -144,7 +145,7 @@ class Controller:
         """Bytes the result cache may hold (`--cache-size`); 0 turns the cache off."""
         self.config = dataclasses.replace(config or SchedulerConfig(), result_cache=self.cache_size > 0)
         self.scheduler = Scheduler(self.config)
-        self._cache_asks: list[ServeCached] = []
+        self._cache_asks: deque[ServeCached] = deque()
         """ServeCached instructions not answered yet: answered one by one by the outermost `_apply` (a long
         chain of cached tasks would otherwise recurse once per task)."""
         self._answering = False
@@ -730,7 +731,7 @@ class Controller:
         self._answering = True
         try:
             while self._cache_asks:
-                ask = self._cache_asks.pop(0)
+                ask = self._cache_asks.popleft()
                 entry = self.store.cache_get(ask.key) if self.store is not None else None
                 now = self.clock()
                 if entry is None:
