@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cancel(sub)
     _add_retry(sub)
     _add_hosts(sub)
+    _add_cache(sub)
     _add_token(sub)
     _add_validate(sub)
     from .dag import examples, workloads
@@ -200,6 +201,11 @@ def _add_controller(sub: argparse._SubParsersAction) -> None:
         "--reset-state", action="store_true",
         help="if the journal in --state-dir is damaged or empty, move its files aside (renamed with a "
         "timestamp, never deleted) and start empty; a healthy journal is kept",
+    )  # fmt: skip
+    p.add_argument(
+        "--cache-size", type=_number(int, 0, 1 << 30, "--cache-size"), default=1024, metavar="MB",
+        help="MiB the result cache may hold in --state-dir, least recently used evicted first (default 1024; "
+        "0 turns it off)",
     )  # fmt: skip
     p.add_argument(
         "--keep-dags", type=_number(int, 0, 1_000_000, "--keep-dags"), default=100,
@@ -435,6 +441,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _add_engine_option(p)
     _add_param_option(p)
     _add_priority_option(p)
+    _add_no_cache_option(p)
     _add_stall_notice_option(p)
     p.add_argument(
         "--out",
@@ -470,9 +477,36 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     _add_param_option(p)
     _add_priority_option(p)
+    _add_no_cache_option(p)
     _add_stall_notice_option(p)
     _add_controller_option(p)
     p.set_defaults(handler=_run_submit)
+
+
+def _add_no_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-cache", action="store_true",
+        help="run every task: reuse no cached output and store none (see README 'Reuse of results')",
+    )  # fmt: skip
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache",
+        help="the controller's result cache: `cache stats` (entries, size, hits) or `cache clear`",
+        description="A running controller keeps the outputs of deterministic tasks, keyed by module, argv and "
+        "every input's bytes, and reuses them instead of running a task again (README 'Reuse of results').",
+    )
+    p.add_argument("cache_action", choices=("stats", "clear"), metavar="ACTION", help="stats or clear")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    _add_controller_option(p)
+    p.set_defaults(handler=_run_cache)
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from .commands import dag_requests
+
+    return dag_requests._run_cache(args)
 
 
 def _add_stall_notice_option(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from ..wire.security import CurveKeys, secure_client
 from ..wire.sockets import configure, is_loopback
 
 if TYPE_CHECKING:
-    from ..controller.views import DagSummary, QuarantineView, ResultsView, RetriedSummary, StatusView
+    from ..controller.views import CacheStats, DagSummary, QuarantineView, ResultsView, RetriedSummary, StatusView
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 """How long a CLI request waits for the controller's reply once it is connected and trusted."""
@@ -372,6 +372,10 @@ class ControllerClient:
         """Lift a device's quarantine (its id, a 4+ character prefix of it, or its name if unique);
         the reply is the device as it was. ClusterError if nothing quarantined matches, saying why."""
         return cast("QuarantineView", self.request(lambda r: protocol.TrustRequest(r, device)))
+
+    def cache(self, action: str) -> CacheStats:
+        """The result cache's figures (``action`` "stats"), or every entry dropped ("clear")."""
+        return cast("CacheStats", self.request(lambda r: protocol.CacheRequest(r, action)))
 
     def wait(
         self,

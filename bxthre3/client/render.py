@@ -74,6 +74,8 @@ def print_results(results: ResultsView, console: Console | None = None) -> None:
         where = f" on {_safe(task['node_id'])}" if task.get("node_id") else ""
         took = f", {task['duration_s'] * 1000:.1f} ms" if task.get("duration_s") else ""
         tries = f", {task['attempts']} attempts" if task.get("attempts", 0) > 1 else ""
+        if task.get("cached"):
+            where, took, tries = " [cyan]cached[/]", "", ""
         console.rule(
             f"[bold]{_safe(task['task_id'])}[/] [{_STATE_STYLE.get(tstate, '')}]{tstate}[/]{where}{took}{tries}",
             align="left",

@@ -49,6 +49,7 @@ def _run_controller(args: argparse.Namespace) -> int:
     controller = Controller(
         host=args.host, port=args.port, config=config, state_dir=state_dir, prune=prune, metrics=metrics,
         status_file=_status_file(args), keys=CurveKeys.from_token(token) if token else None,
+        cache_size=getattr(args, "cache_size", 1024) << 20,
     )  # fmt: skip
     controller.token = token
     controller.owns_process = True

@@ -36,6 +36,8 @@ def _run_submit(args: argparse.Namespace) -> int:
     spec = load_dag(dag_file(args.dag), params=dict(args.params))
     if args.priority is not None:
         spec = dataclasses.replace(spec, priority=args.priority)
+    if args.no_cache:
+        spec = dataclasses.replace(spec, cache=False)
     with _client(args) as client:
         dag_id = client.submit(spec)
         if args.json and not args.wait:
@@ -136,3 +138,23 @@ def _run_retry(args: argparse.Namespace) -> int:
             return EXIT_OK
         name, total = str(summary.get("name", args.dag_id)), int(summary.get("total", 0))
         return _wait_and_print(client, args.dag_id, name, total, as_json=False, stall_notice=args.stall_notice)
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    """`bxthre3 cache stats|clear`: the running controller's result cache."""
+    with _client(args) as client:
+        stats = client.cache(args.cache_action)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return EXIT_OK
+    if args.cache_action == "clear":
+        print(f"cleared {stats['cleared']:,} cache entries")
+        return EXIT_OK
+    state = "on" if stats["enabled"] else "off (--cache-size 0)"
+    where = " (in memory: gone when the controller stops)" if stats["in_memory"] else ""
+    print(f"result cache {state}{where}")
+    print(f"  entries  {stats['entries']:,}")
+    print(f"  size     {stats['bytes']:,} of {stats['cap']:,} bytes")
+    hits, misses = stats["hits"], stats["misses"]
+    print(f"  since start: {hits:,} hits (tasks served from it), {misses:,} misses (cacheable tasks run)")
+    return EXIT_OK

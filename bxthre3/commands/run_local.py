@@ -24,6 +24,8 @@ def _run_run(args: argparse.Namespace) -> int:
     _refuse_verified(spec)
     if args.priority is not None:
         spec = dataclasses.replace(spec, priority=args.priority)
+    if args.no_cache:
+        spec = dataclasses.replace(spec, cache=False)
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
     engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr

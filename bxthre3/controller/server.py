@@ -6,12 +6,14 @@ Everything here is translation and bookkeeping of connections; policy lives in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -38,6 +40,9 @@ from ..scheduler import (
     AckResult,
     Assign,
     AttemptEnded,
+    CacheEvicted,
+    CacheMissing,
+    CacheServed,
     DagCancelled,
     DagFinished,
     DagRecord,
@@ -52,6 +57,8 @@ from ..scheduler import (
     RefuseHost,
     Scheduler,
     SchedulerConfig,
+    ServeCached,
+    StoreCached,
     TaskFinished,
     Tick,
 )
@@ -62,7 +69,7 @@ from ..wire.sockets import configure, is_loopback
 from . import views
 from .quarantine import resolve as resolve_quarantined
 from .rate_limit import PerPeerLimit, TokenBucket
-from .store import DISK_FULL, MEMORY, JournalWriteError, PrunePolicy, Store
+from .store import DEFAULT_CACHE_BYTES, DISK_FULL, MEMORY, JournalWriteError, PrunePolicy, Store
 from .submissions import DECODE_OFF_LOOP_BYTES, SubmissionWorker, SubmitJob, SubmitOutcome, is_submit
 
 if TYPE_CHECKING:
@@ -125,6 +132,7 @@ class Controller:
         metrics: Metrics | None = None,
         status_file: StatusFile | None = None,
         keys: CurveKeys | None = None,
+        cache_size: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.bind_host = host
         self.keys = keys
@@ -133,8 +141,14 @@ class Controller:
         """The token the keys come from, shown to the local UI through the status file (mode 0600)."""
         self.guard: HandshakeGuard | None = None
         self.port = port
-        self.config = config or SchedulerConfig()
+        self.cache_size = max(0, cache_size)
+        """Bytes the result cache may hold (`--cache-size`); 0 turns the cache off."""
+        self.config = dataclasses.replace(config or SchedulerConfig(), result_cache=self.cache_size > 0)
         self.scheduler = Scheduler(self.config)
+        self._cache_asks: deque[ServeCached] = deque()
+        """ServeCached instructions not answered yet: answered one by one by the outermost `_apply` (a long
+        chain of cached tasks would otherwise recurse once per task)."""
+        self._answering = False
         self.clock = clock
         """Wall-clock seconds: times are journalled and must mean something after a restart."""
         self.state_dir = state_dir
@@ -191,6 +205,7 @@ class Controller:
         if self.store is not None:
             return 0
         store = Store(self.state_dir)
+        store.cache_cap = self.cache_size
         now = self.clock()
         try:
             restored = store.load(self.scheduler, now)
@@ -379,6 +394,8 @@ class Controller:
                 self._read_request(identity, msg, now)
             case protocol.WatchRequest():
                 self._watch(identity, msg, now)
+            case protocol.CacheRequest():
+                self._cache_request(identity, msg, now)
             case _:
                 self._drop(f"unexpected {type(msg).__name__} from a peer")
 
@@ -503,6 +520,37 @@ class Controller:
                 self._retry(identity, msg, now)
             case protocol.TrustRequest():
                 self._trust(identity, msg, now)
+
+    def _cache_request(self, identity: bytes, msg: protocol.CacheRequest, now: float) -> None:
+        """`bxthre3 cache stats|clear`: the result cache's figures, or every entry dropped (journalled first)."""
+        if msg.action not in ("stats", "clear"):
+            self._send(identity, protocol.Reply(msg.req_id, False, {}, f"unknown cache action {msg.action[:40]!r}"))
+            return
+        assert self.store is not None
+        cleared = 0
+        if msg.action == "clear":
+            if self.journal_error is not None:
+                self._send(identity, protocol.Reply(msg.req_id, False, {}, self._write_refusal()))
+                return
+            keys = self.store.cache_clear()
+            cleared = len(keys)
+            if keys:
+                self._apply(self.scheduler.handle(CacheEvicted(frozenset(keys), now)))
+            log.info("result cache cleared on request: %d entries dropped", cleared)
+        else:
+            self._handling_read = True
+        stats = self.store.cache_stats()
+        reply: views.CacheStats = {
+            "entries": stats["entries"],
+            "bytes": stats["bytes"],
+            "cap": stats["cap"],
+            "hits": self.scheduler.cache_hits,
+            "misses": self.scheduler.cache_misses,
+            "cleared": cleared,
+            "enabled": self.config.result_cache,
+            "in_memory": self.state_dir == MEMORY,
+        }
+        self._reply(identity, msg.req_id, reply)
 
     def _dag_named(self, identity: bytes, req_id: int, dag_id: str) -> DagRecord | None:
         """The DAG a request names, or None once the client is told there is none."""
@@ -658,6 +706,13 @@ class Controller:
                 dag = self.scheduler.dags.get(ins.dag_id)
                 line = views.dag_end_line(dag) if dag is not None else f"DAG {ins.dag_id} {ins.state.value}"
                 log.log(logging.WARNING if ins.state.value == "failed" else logging.INFO, "%s", line)
+            elif isinstance(ins, ServeCached):
+                self._cache_asks.append(ins)
+            elif isinstance(ins, StoreCached):
+                if self.store is not None:
+                    evicted = self.store.cache_put(ins.key, ins.output, ins.files)
+                    if evicted:
+                        self._apply(self.scheduler.handle(CacheEvicted(frozenset(evicted), self.clock())))
             elif isinstance(ins, RefuseHost):
                 # The live holder of the node id keeps its connection; only the claimant hears of it.
                 keep = ins.host_id in self.scheduler.hosts
@@ -666,6 +721,26 @@ class Controller:
                     self._send(identity, protocol.Reject(ins.reason, ins.duplicate))
                 log.warning("refused a registration as %r: the node id is held by a live host with another key",
                             ins.node_id)  # fmt: skip
+
+        if self._cache_asks and not self._answering:
+            self._answer_cache()
+
+    def _answer_cache(self) -> None:
+        """Answer each ServeCached from the store: the entry's output (the task succeeds, `cached`), or that it
+        is gone (the task runs). What those events release (dependents served in turn) is answered here too."""
+        self._answering = True
+        try:
+            while self._cache_asks:
+                ask = self._cache_asks.popleft()
+                entry = self.store.cache_get(ask.key) if self.store is not None else None
+                now = self.clock()
+                if entry is None:
+                    event: CacheServed | CacheMissing = CacheMissing(ask.dag_id, ask.task_id, ask.key, now)
+                else:
+                    event = CacheServed(ask.dag_id, ask.task_id, ask.key, now, entry[0], entry[1])
+                self._apply(self.scheduler.handle(event))
+        finally:
+            self._answering = False
 
     def _heartbeat_hosts(self, now: float) -> None:
         """Every interval, each host gets a heartbeat stamped with our clock (echoed back at once: its

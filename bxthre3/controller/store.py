@@ -24,6 +24,8 @@ import shutil
 import sqlite3
 import time
 import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +41,17 @@ from ..scheduler.model import AttemptRecord
 
 log = logging.getLogger("bxthre3.store")  # the name log lines show: kept from before the move to packages
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: dags, tasks, task_files, modules; 2 added `quarantined` (an older controller refuses a journal of 2
 rather than run tasks on devices it would not know are quarantined)."""
 
-_MIGRATIONS: dict[int, str] = {1: ""}
+_MIGRATIONS: dict[int, str] = {1: "", 2: ""}
 """SQL that takes a journal from schema N to N + 1, beyond what `_SCHEMA` (all ``IF NOT EXISTS``) creates
-anyway: 1 -> 2 only adds a table, which `_SCHEMA` has just made."""
+anyway: 1 -> 2 only adds a table, which `_SCHEMA` has just made; 2 -> 3 adds the `cache` table and the
+tasks' `cached` column (added by `_migrate` if missing: ALTER TABLE has no IF NOT EXISTS)."""
+
+DEFAULT_CACHE_BYTES = 1 << 30
+"""The result cache's size cap (`--cache-size`): outputs and `/out` files, least recently used evicted first."""
 
 INLINE_OUTPUT_BYTES = 256 * 1024
 """Outputs up to this size are stored in the database row; larger ones in a file beside it."""
@@ -162,13 +168,17 @@ CREATE TABLE IF NOT EXISTS tasks (
     dag_id TEXT NOT NULL, task_id TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,
     failures INTEGER NOT NULL, host_losses INTEGER NOT NULL, output BLOB, output_file TEXT,
     stderr BLOB, exit_code INTEGER, reason TEXT, error TEXT, started_at REAL, finished_at REAL,
-    duration REAL, not_before REAL, recorded INTEGER NOT NULL, attempts BLOB,
+    duration REAL, not_before REAL, recorded INTEGER NOT NULL, attempts BLOB, cached INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (dag_id, task_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS task_files (
     dag_id TEXT NOT NULL, task_id TEXT NOT NULL, name TEXT NOT NULL, data BLOB, data_file TEXT,
     PRIMARY KEY (dag_id, task_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY, output BLOB NOT NULL, files BLOB, size INTEGER NOT NULL, used INTEGER NOT NULL,
+    digest TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantined (
     device_id TEXT PRIMARY KEY, device TEXT NOT NULL, since REAL NOT NULL, mismatches INTEGER NOT NULL,
     reason TEXT NOT NULL
@@ -179,8 +189,8 @@ _UPSERT_FILE = "INSERT OR REPLACE INTO task_files (dag_id, task_id, name, data, 
 
 _UPSERT_TASK = """
 INSERT OR REPLACE INTO tasks (dag_id, task_id, state, attempt, failures, host_losses, output, output_file,
-    stderr, exit_code, reason, error, started_at, finished_at, duration, not_before, recorded, attempts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    stderr, exit_code, reason, error, started_at, finished_at, duration, not_before, recorded, attempts, cached)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -205,6 +215,12 @@ def spec_blob(spec: DagSpec) -> bytes:
         for task in value:  # one call per task: a single packb of 100,000 held the GIL ~70 ms
             packer.pack(task)
     return zlib.compress(packer.bytes(), 1)
+
+
+def _entry_digest(output: bytes, packed_files: bytes | None) -> str:
+    """sha256 of a cache entry's contents, length-prefixed: a damaged row is dropped, never served."""
+    parts = (output, packed_files or b"")
+    return sha256_hex(b"".join(len(p).to_bytes(8, "little") + p for p in parts))
 
 
 def _unpack_spec(blob: bytes) -> bytes:
@@ -262,6 +278,16 @@ class Store:
             self.db.close()
             raise Bxthre3Error(f"{state_dir} holds state of schema {row[0]}; this controller reads {SCHEMA_VERSION}")
         self._in_tx = False
+        self.cache_cap = DEFAULT_CACHE_BYTES
+        """Bytes the result cache may hold (0: no cache)."""
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        """Key -> size of every cache entry, least recently used first (loaded by `load`)."""
+        self.cache_bytes = 0
+        self._cache_seq = 0
+        self._cache_puts: dict[str, tuple[bytes, bytes | None, int, str]] = {}
+        """Entries added since the last commit: key -> (output, packed files, size, digest)."""
+        self._cache_drops: set[str] = set()
+        self._cache_uses: dict[str, int] = {}
         self.existed = existed
         """The journal was there before (a restart): :meth:`load` checks its pages."""
 
@@ -274,6 +300,8 @@ class Store:
                 if _MIGRATIONS[version]:
                     self.db.executescript(_MIGRATIONS[version])
                 version += 1
+            if "cached" not in {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}:
+                self.db.execute("ALTER TABLE tasks ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
             self.db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
             self.db.execute("COMMIT")
         except BaseException:
@@ -350,6 +378,9 @@ class Store:
                         "UPDATE dags SET state=?, finished_at=? WHERE id=?", (dag.state.value, dag.finished_at, dag.id)
                     )
                     rows += 1
+            if self._cache_puts or self._cache_drops or self._cache_uses:
+                self._begin()
+                rows += self._write_cache()
             quarantine = scheduler.quarantine_changed
             if quarantine:
                 self._begin()
@@ -365,6 +396,9 @@ class Store:
         except (sqlite3.Error, OSError) as exc:
             self._rollback()
             raise _write_error(exc, self.dir or MEMORY) from exc
+        self._cache_puts.clear()
+        self._cache_drops.clear()
+        self._cache_uses.clear()
         for dag in written:
             dag.dirty.clear()
             dag.dag_dirty = False
@@ -385,7 +419,7 @@ class Store:
         return (
             dag.id, t.spec.id, t.state.value, t.attempt, t.failures, t.host_losses, output, output_file,
             t.stderr, t.exit_code, t.reason.value if t.reason else None, t.error, t.started_at, t.finished_at,
-            t.duration, t.not_before, t.recorded, attempts,
+            t.duration, t.not_before, t.recorded, attempts, int(t.cached),
         )  # fmt: skip
 
     def _file_rows(self, dag_id: str, t: TaskRecord) -> list[tuple[Any, ...]]:
@@ -455,6 +489,7 @@ class Store:
             raise damaged(self.dir or MEMORY, what) from exc
 
     def _load(self, scheduler: Scheduler, now: float) -> int:
+        self._load_cache(scheduler)  # before the DAGs: their ready tasks may be served from it
         modules = self.modules()
         count = 0
         for dag_id, blob, state, submitted_at, finished_at in self.db.execute(
@@ -477,7 +512,7 @@ class Store:
                 files.setdefault(task_id, {})[name] = bytes(data or b"")
             saved = {row[0]: self._task_record(by_id, row, files.get(row[0])) for row in self.db.execute(
                 "SELECT task_id, state, attempt, failures, host_losses, output, output_file, stderr, exit_code, "
-                "reason, error, started_at, finished_at, duration, not_before, recorded, attempts "
+                "reason, error, started_at, finished_at, duration, not_before, recorded, attempts, cached "
                 "FROM tasks WHERE dag_id=?", (dag_id,))}  # fmt: skip
             scheduler.restore_dag(dag_id, spec, submitted_at, DagState(state), finished_at, saved, now)
             count += 1
@@ -496,7 +531,7 @@ class Store:
         self, specs: dict[str, TaskSpec], row: tuple[Any, ...], files: dict[str, bytes] | None = None
     ) -> TaskRecord:
         (task_id, state, attempt, failures, host_losses, output, output_file, stderr, exit_code, reason, error,
-         started_at, finished_at, duration, not_before, recorded, attempts) = row  # fmt: skip
+         started_at, finished_at, duration, not_before, recorded, attempts, cached) = row  # fmt: skip
         if output_file is not None and self.dir is not None:
             output = (self.dir / output_file).read_bytes()
         history = [
@@ -522,7 +557,120 @@ class Store:
             not_before=not_before or 0.0,
             recorded=recorded,
             attempts=history,
+            cached=bool(cached),
         )
+
+    # ------------------------------------------------------------------ the result cache
+
+    def _load_cache(self, scheduler: Scheduler) -> None:
+        """The cache's index (key, size, least recently used first), handed to the scheduler as its keys."""
+        self._cache.clear()
+        self.cache_bytes = 0
+        for key, size, used in self.db.execute("SELECT key, size, used FROM cache ORDER BY used").fetchall():
+            self._cache[key] = size
+            self.cache_bytes += size
+            self._cache_seq = max(self._cache_seq, used)
+        evicted = self._evict()  # the cap may be smaller than at the last run
+        scheduler.cache_keys = set(self._cache) if self.cache_cap > 0 else set()
+        if evicted:
+            log.info("result cache: %d entries evicted to fit --cache-size %d", len(evicted), self.cache_cap)
+
+    def cache_keys(self) -> frozenset[str]:
+        return frozenset(self._cache)
+
+    def cache_put(self, key: str, output: bytes, files: Mapping[str, bytes] | None) -> list[str]:
+        """Add an entry (written at the next commit); returns the keys evicted to stay under the cap, this one
+        included when it alone is larger than the cap."""
+        packed = msgpack.packb(dict(files), use_bin_type=True) if files else None
+        size = len(output) + len(packed or b"")
+        if key in self._cache:
+            self._touch(key)
+            return []
+        if size > self.cache_cap:
+            return [key]
+        self._cache[key] = size
+        self.cache_bytes += size
+        self._cache_drops.discard(key)
+        self._cache_puts[key] = (output, packed, size, _entry_digest(output, packed))
+        self._touch(key)
+        return self._evict()
+
+    def cache_get(self, key: str) -> tuple[bytes, dict[str, bytes] | None] | None:
+        """An entry's output and files, or None when it is gone or does not match its checksum (then dropped).
+        Counts as a use (LRU)."""
+        if key not in self._cache:
+            return None
+        pending = self._cache_puts.get(key)
+        if pending is not None:
+            output, packed, digest = pending[0], pending[1], pending[3]
+        else:
+            try:
+                row = self.db.execute("SELECT output, files, digest FROM cache WHERE key=?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                log.warning("result cache: entry %s unreadable (%s)", key[:12], exc)
+                row = None
+            if row is None:
+                self._drop(key)
+                return None
+            output, packed, digest = bytes(row[0]), bytes(row[1]) if row[1] is not None else None, row[2]
+        if _entry_digest(output, packed) != digest:
+            log.warning("result cache: entry %s does not match its checksum; dropped", key[:12])
+            self._drop(key)
+            return None
+        try:
+            files = msgpack.unpackb(packed, raw=False) if packed else None
+        except (ValueError, msgpack.UnpackException):
+            self._drop(key)
+            return None
+        self._touch(key)
+        return output, files
+
+    def cache_clear(self) -> list[str]:
+        """Drop every entry (at the next commit); returns their keys."""
+        keys = list(self._cache)
+        for key in keys:
+            self._drop(key)
+        return keys
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"entries": len(self._cache), "bytes": self.cache_bytes, "cap": self.cache_cap}
+
+    def _touch(self, key: str) -> None:
+        self._cache.move_to_end(key)
+        self._cache_seq += 1
+        self._cache_uses[key] = self._cache_seq
+
+    def _drop(self, key: str) -> None:
+        size = self._cache.pop(key, None)
+        if size is not None:
+            self.cache_bytes -= size
+        self._cache_puts.pop(key, None)
+        self._cache_uses.pop(key, None)
+        self._cache_drops.add(key)
+
+    def _evict(self) -> list[str]:
+        """Drop least recently used entries until the cache fits its cap."""
+        evicted: list[str] = []
+        while self._cache and self.cache_bytes > self.cache_cap:
+            key = next(iter(self._cache))
+            self._drop(key)
+            evicted.append(key)
+        return evicted
+
+    def _write_cache(self) -> int:
+        """Apply the cache's changes since the last commit, inside the flush's transaction."""
+        if self._cache_drops:
+            self.db.executemany("DELETE FROM cache WHERE key=?", [(k,) for k in self._cache_drops])
+        puts = [
+            (key, output, packed, size, self._cache_uses.get(key, self._cache_seq), digest)
+            for key, (output, packed, size, digest) in self._cache_puts.items()
+        ]
+        if puts:
+            self.db.executemany("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?)", puts)
+        uses = [(used, key) for key, used in self._cache_uses.items() if key not in self._cache_puts]
+        if uses:
+            self.db.executemany("UPDATE cache SET used=? WHERE key=?", uses)
+        return len(self._cache_drops) + len(puts) + len(uses)
 
     # ------------------------------------------------------------------ pruning
 

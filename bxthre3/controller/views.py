@@ -188,8 +188,22 @@ class TaskView(_TaskOutputs):
     memory_mb: int | None
     verify: int
     speculate: bool
+    cached: bool
     running_s: float | None
     history: list[AttemptView]
+
+
+class CacheStats(TypedDict):
+    """`bxthre3 cache stats|clear`: the controller's result cache."""
+
+    entries: int
+    bytes: int
+    cap: int
+    hits: int
+    misses: int
+    cleared: int
+    enabled: bool
+    in_memory: bool
 
 
 class ResultsView(DagSummary):
@@ -403,6 +417,7 @@ def task_view(
         "memory_mb": task.spec.memory,
         "verify": task.spec.verify,
         "speculate": task.spec.speculate,
+        "cached": task.cached,
         "running_s": (
             round(max(0.0, now - task.started_at), 3)
             if now is not None and task.state is TaskState.RUNNING and task.started_at is not None

@@ -115,6 +115,13 @@ def speculate_problem(speculate: object) -> str | None:
     return "must be true or false"
 
 
+def cache_problem(cache: object) -> str | None:
+    """What is wrong with `cache` as a task's permission to reuse a cached output, or None."""
+    if isinstance(cache, bool):
+        return None
+    return "must be true or false"
+
+
 def path_problem(path: str) -> str | None:
     """Why `path` cannot name a file under `/in` or `/out`, or None when it can.
 

@@ -89,6 +89,9 @@ class TaskSpec:
     speculate: bool = True
     """May run a backup attempt on an idle fast host while a slow one runs it (False: never runs twice,
     e.g. a task with effects outside its outputs)."""
+    cache: bool = True
+    """May reuse a cached output of the same module on the same inputs (False: always runs; see README 'Reuse
+    of results'). Only tasks that read no clock or random bytes, or run seeded (`verify` >= 2), are cached."""
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -126,11 +129,18 @@ class DagSpec:
     description: str = ""
     priority: int = 0
     """Higher goes first when DAGs compete for slots (see the scheduler's `_rank`); 0 when absent."""
+    cache: bool = True
+    """False (`--no-cache`): no task of this run is served from or stored in the result cache."""
+    volatile_modules: frozenset[str] = frozenset()
+    """Modules (sha256) that import a WASI call reading time or randomness (`wasm.abi.NONDETERMINISTIC_IMPORTS`):
+    their tasks are cached only when they run seeded (`verify` >= 2). Derived, not sent: `from_wire`
+    computes it while it inspects the modules."""
 
     def __post_init__(self) -> None:
         # Frozen means frozen: callers cannot mutate the lists or dict they passed in.
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "modules", MappingProxyType(dict(self.modules)))
+        object.__setattr__(self, "volatile_modules", frozenset(self.volatile_modules))
 
     def task(self, task_id: str) -> TaskSpec:
         """The task called `task_id` (KeyError when there is none)."""

@@ -25,6 +25,7 @@ from bxthre3.dag.fields import (
     _first_user,
     _module_label,
     _show,
+    cache_problem,
     check_limits,
     id_problem,
     memory_problem,
@@ -38,6 +39,7 @@ from bxthre3.dag.fields import (
 )
 from bxthre3.dag.graph import validate_graph
 from bxthre3.dag.spec import OUTPUT_PREFIX, DagSpec, InputKind, TaskFile, TaskInput, TaskSpec
+from bxthre3.wasm.abi import NONDETERMINISTIC_IMPORTS, WASI_MODULE
 from bxthre3.wasm.inspect import check_wasi_command
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -54,6 +56,8 @@ def to_wire(spec: DagSpec) -> dict[str, Any]:
         wire["description"] = spec.description
     if spec.priority:
         wire["priority"] = spec.priority  # absent means 0: older controllers and journals never wrote it
+    if not spec.cache:
+        wire["cache"] = False  # absent means True (`--no-cache` sets it)
     return wire
 
 
@@ -95,13 +99,15 @@ def _task_to_wire(task: TaskSpec) -> dict[str, Any]:
         wire["verify"] = task.verify
     if not task.speculate:
         wire["speculate"] = False
+    if not task.cache:
+        wire["cache"] = False
     return wire
 
 
-_TOP_KEYS = frozenset({"name", "tasks", "modules", "description", "priority"})
+_TOP_KEYS = frozenset({"name", "tasks", "modules", "description", "priority", "cache"})
 _TASK_KEYS = frozenset(
     {"id", "module", "module_name", "inputs", "depends_on", "timeout", "retries", "memory", "files"}
-    | {"verify", "speculate"}
+    | {"verify", "speculate", "cache"}
 )
 _INPUT_KEYS = frozenset({"kind", "value", "data", "output"})
 _FILE_KEYS = _INPUT_KEYS | {"path"}
@@ -151,6 +157,10 @@ class _WireReader:
         problem = priority_problem(priority)
         if problem:
             raise self.fail(f"{problem}, not {_show(priority)}", field="priority")
+        cache = obj.get("cache", True)
+        problem = cache_problem(cache)
+        if problem:
+            raise self.fail(f"{problem}, not {_show(cache)}", field="cache")
         raw_tasks = obj["tasks"]
         if not isinstance(raw_tasks, (list, tuple)):
             raise self.fail(f"must be a list, not {type(raw_tasks).__name__}", field="tasks")
@@ -160,10 +170,14 @@ class _WireReader:
             raise self.fail(f"{len(raw_tasks)} tasks, over the limit of {MAX_TASKS_PER_DAG}", field="tasks")
         tasks = tuple(self.task(raw, n) for n, raw in enumerate(raw_tasks, 1))
         modules = self.modules(obj["modules"], tasks)
-        spec = DagSpec(name, tasks, modules, source=self.source, description=description, priority=priority)
+        spec = DagSpec(
+            name, tasks, modules, source=self.source, description=description, priority=priority, cache=cache
+        )
         check_limits(spec)
-        self.check_modules(spec)
+        volatile = self.check_modules(spec)
         validate_graph(spec)
+        if volatile:
+            object.__setattr__(spec, "volatile_modules", volatile)  # derived from the modules just inspected
         return spec
 
     def task(self, raw: object, number: int) -> TaskSpec:
@@ -217,6 +231,10 @@ class _WireReader:
         problem = speculate_problem(speculate)
         if problem:
             raise self.fail(f"{problem}, not {_show(speculate)}", task_id, "speculate")
+        cache = raw.get("cache", True)
+        problem = cache_problem(cache)
+        if problem:
+            raise self.fail(f"{problem}, not {_show(cache)}", task_id, "cache")
         files = self.files(raw["files"], task_id) if "files" in raw else ()
         return TaskSpec(
             task_id,
@@ -230,6 +248,7 @@ class _WireReader:
             files,
             verify=verify,
             speculate=speculate,
+            cache=cache,
         )
 
     def files(self, raw: object, task_id: str) -> tuple[TaskFile, ...]:
@@ -361,8 +380,10 @@ class _WireReader:
             out[digest] = data
         return out
 
-    def check_modules(self, spec: DagSpec) -> None:
-        """Hash and inspect each module once (the costly part, so it runs after sizes)."""
+    def check_modules(self, spec: DagSpec) -> frozenset[str]:
+        """Hash and inspect each module once (the costly part, so it runs after sizes); returns the modules
+        that import a call reading time or randomness (`DagSpec.volatile_modules`)."""
+        volatile: set[str] = set()
         for digest, data in spec.modules.items():
             user = _first_user(spec, digest)
             if sha256_hex(data) != digest:
@@ -375,6 +396,9 @@ class _WireReader:
                 # Imports, exports and sections only: decoding every instruction costs ~0.15 ms per KB
                 # of code in the controller's loop (seconds for the largest DAGs). The client's loader
                 # does that scan before submitting, and each host refuses what its engine cannot run.
-                check_wasi_command(data, name=_module_label(spec, digest), scan_code=False)
+                info = check_wasi_command(data, name=_module_label(spec, digest), scan_code=False)
             except ModuleError as exc:
                 raise self.fail(str(exc), user, "module") from None
+            if any(i.module == WASI_MODULE and i.name in NONDETERMINISTIC_IMPORTS for i in info.imports):
+                volatile.add(digest)
+        return frozenset(volatile)

@@ -41,6 +41,7 @@ from bxthre3.common.limits import (
 from bxthre3.dag import examples
 from bxthre3.dag.examples import MODULE_PATH_ENV
 from bxthre3.dag.fields import (
+    cache_problem,
     check_limits,
     did_you_mean,
     id_problem,
@@ -83,7 +84,7 @@ _TYPE_WORDS = {
 }
 
 _TOP_KEYS = ("name", "description", "params", "priority", "defaults", "tasks")
-_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate")
+_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate", "cache")
 _TASK_KEYS = (
     "id",
     "for_each",
@@ -96,6 +97,7 @@ _TASK_KEYS = (
     "memory",
     "verify",
     "speculate",
+    "cache",
 )
 _INPUT_FORMS = "{output: TASK}, {output: TASK, file: NAME}, {file: PATH} or {literal: TEXT}"
 _ALL = "[*]"
@@ -374,6 +376,7 @@ class _DagBuilder:
                 "memory": self.memory,
                 "verify": self.verify,
                 "speculate": self.speculate,
+                "cache": self.cache,
             }
             for key, (_, value_node) in fields.items():
                 value = parsers[key](self.resolved(value_node, None, key), None)
@@ -707,6 +710,8 @@ class _DagBuilder:
         )
         verify = verify if verify is not None else self.defaults.get("verify", 1)  # type: ignore[assignment]
         speculate = speculate if speculate is not None else self.defaults.get("speculate", True)  # type: ignore[assignment]
+        cache = self.cache(self.resolved(fields["cache"][1], task_id, "cache"), task_id) if "cache" in fields else None
+        cache = cache if cache is not None else self.defaults.get("cache", True)  # type: ignore[assignment]
         files = self.files(fields["files"][1], task_id) if "files" in fields else ()
         return TaskSpec(
             task_id,
@@ -720,6 +725,7 @@ class _DagBuilder:
             files,
             verify=verify,  # type: ignore[arg-type]
             speculate=speculate,  # type: ignore[arg-type]
+            cache=cache,  # type: ignore[arg-type]
         )
 
     def files(self, node: Node, task_id: str) -> tuple[TaskFile, ...]:
@@ -968,6 +974,22 @@ class _DagBuilder:
         value = self.scalar_value(node, task_id, "speculate")
         if not isinstance(value, bool):  # pragma: no cover  (the tag says bool)
             raise self.fail(f"{speculate_problem(value)}, not {node.value}", node, task_id, "speculate")
+        return value
+
+    def cache(self, node: Node, task_id: str | None) -> bool | None:
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
+            return None
+        if not (isinstance(node, ScalarNode) and node.tag == _BOOL):
+            shown = f" ({node.value})" if isinstance(node, ScalarNode) else ""
+            raise self.fail(
+                f"{cache_problem(None)} (false: always run it, never reuse a cached output), not {_kind(node)}{shown}",
+                node,
+                task_id,
+                "cache",
+            )
+        value = self.scalar_value(node, task_id, "cache")
+        if not isinstance(value, bool):  # pragma: no cover  (the tag says bool)
+            raise self.fail(f"{cache_problem(value)}, not {node.value}", node, task_id, "cache")
         return value
 
     # -- modules

@@ -7,6 +7,10 @@ carries out the instructions that come back. Keeping policy here makes it testab
 
 from .core import Scheduler, SchedulerConfig
 from .events import (
+    CacheEvicted,
+    CacheLoaded,
+    CacheMissing,
+    CacheServed,
     DagCancelled,
     DagRetried,
     DagSubmitted,
@@ -26,11 +30,19 @@ from .instructions import (
     ForgetHost,
     Instruction,
     RefuseHost,
+    ServeCached,
+    StoreCached,
 )
 from .invariants import InvariantError
 from .model import DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState
 
 __all__ = [
+    "CacheEvicted",
+    "CacheLoaded",
+    "CacheMissing",
+    "CacheServed",
+    "ServeCached",
+    "StoreCached",
     "AbortAttempt",
     "AckResult",
     "Assign",

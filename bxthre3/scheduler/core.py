@@ -19,7 +19,12 @@ from ..common.failures import FailureReason
 from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from ..dag.spec import DagSpec, InputKind, TaskInput
 from ..wire.liveness import silence_limit
+from .cache_key import cache_key
 from .events import (
+    CacheEvicted,
+    CacheLoaded,
+    CacheMissing,
+    CacheServed,
     DagCancelled,
     DagRetried,
     DagSubmitted,
@@ -40,6 +45,8 @@ from .instructions import (
     ForgetHost,
     Instruction,
     RefuseHost,
+    ServeCached,
+    StoreCached,
 )
 from .invariants import check as check_invariants
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState, Vote
@@ -118,7 +125,7 @@ class _MissingInput(Exception):
 
 _RESTORED_FIELDS = (
     "state", "attempt", "failures", "host_losses", "output", "files", "stderr", "exit_code", "reason", "error",
-    "started_at", "finished_at", "duration", "not_before", "recorded", "attempts",
+    "started_at", "finished_at", "duration", "not_before", "recorded", "attempts", "cached",
 )  # fmt: skip
 
 
@@ -182,6 +189,9 @@ class SchedulerConfig:
     """Verified tasks on which a device's output may lose the vote before the device is quarantined."""
     verify_replica_factor: int = 2
     """`verify: N` runs at most factor x N + 1 replicas before the task fails `unverified`."""
+    result_cache: bool = False
+    """Keep cacheable outputs (`StoreCached`) and reuse them (`ServeCached`). The controller turns it on (unless
+    `--cache-size 0`); off by default here, so a bare scheduler runs every task it is given."""
 
 
 @dataclass(slots=True)
@@ -264,6 +274,18 @@ class Scheduler:
         """Verified tasks on which each device's output lost the vote (by device id), since it was last trusted."""
         self.quarantine_changed = False
         """`quarantined` changed since the controller last journalled it (it clears this after a commit)."""
+        self.cache_keys: set[str] = set()
+        """Keys of the shell's result cache (`CacheLoaded`, `StoreCached`, less `CacheEvicted`/`CacheMissing`)."""
+        self.serving: dict[tuple[str, str], str] = {}
+        """READY tasks whose output was asked of the cache (`ServeCached`), by (dag, task) -> key: out of the
+        ready queue until the shell answers. Entries of tasks no longer READY are stale, like the ready queue's."""
+        self.cache_hits = 0
+        """Tasks served from the cache since start."""
+        self.cache_misses = 0
+        """Cacheable tasks run since start because the cache did not hold their output."""
+        self._cache_out: list[Instruction] = []
+        """`ServeCached` made where no instruction list is at hand (`_make_ready`, `restore_dag`): sent with the
+        next event's instructions."""
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,
@@ -274,6 +296,10 @@ class Scheduler:
             HostLeft: self._on_host_left,
             TaskFinished: self._on_task_finished,
             Tick: self._on_tick,
+            CacheLoaded: self._on_cache_loaded,
+            CacheServed: self._on_cache_served,
+            CacheMissing: self._on_cache_missing,
+            CacheEvicted: self._on_cache_evicted,
         }
 
     # ------------------------------------------------------------------ entry point
@@ -286,6 +312,9 @@ class Scheduler:
         self._handlers[type(event)](event, out)  # type: ignore[operator]
         if not isinstance(event, HostSeen) or self._pause_changed:
             self._dispatch(event.now, out, tick=isinstance(event, Tick))
+        if self._cache_out:
+            out.extend(self._cache_out)
+            self._cache_out = []
         return out
 
     def validate(self) -> None:
@@ -301,7 +330,10 @@ class Scheduler:
         dag = prepared.record
         dag.id = ev.dag_id
         self.dags[dag.id] = dag
-        self.ready.push_many(dag.id, prepared.ready)
+        ready = prepared.ready
+        if self.cache_keys and dag.spec.cache:
+            ready = [entry for entry in ready if not self._try_serve(dag, dag.tasks[entry[0]])]
+        self.ready.push_many(dag.id, ready)
 
     def _new_dag_record(self, dag_id: str, spec: DagSpec, submitted_at: float) -> DagRecord:
         dag = new_dag_record(dag_id, spec, submitted_at)
@@ -357,6 +389,7 @@ class Scheduler:
             task.finished_at = None
             task.duration = 0.0
             task.recorded = 0
+            task.cached = False
         dag.failures.clear()  # every failed task is among those started again
         dag.state = DagState.RUNNING
         dag.finished_at = None
@@ -541,6 +574,7 @@ class Scheduler:
         elif ev.reason is None:
             self._abort_live(dag, task, ev.now, f"attempt {ev.attempt} on {host.node_id} finished first", out)
             self._succeed(dag, task, host, ev.output, ev.files, ev.stderr, ev.exit_code, ev.duration, ev.now)
+            self._offer_to_cache(dag, task, out)
         elif task.live and ev.reason.retryable:
             host.failed += 1  # a backup attempt still runs it: that one decides
         else:
@@ -635,6 +669,12 @@ class Scheduler:
 
     def _make_ready(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
         dag.set_state(task, TaskState.READY)
+        if self.cache_keys and self._try_serve(dag, task):
+            return
+        self._queue(dag, task, front)
+
+    def _queue(self, dag: DagRecord, task: TaskRecord, front: bool = False) -> None:
+        """Put a READY task in the ready queue."""
         if not self.ready.queued(dag.id):
             dag.waiting_since = self._now  # it waits from now: the time it had nothing queued does not age it
         self.ready.push(dag.id, task.spec.id, task.spec.memory or 0, front=front)
@@ -761,6 +801,87 @@ class Scheduler:
         """Stop every attempt of `task` still running (the losers of a race, or all of them on cancel)."""
         for attempt in list(task.live):
             self._withdraw(dag, task, attempt, now, why, out)
+
+    # ------------------------------------------------------------------ the result cache
+
+    @staticmethod
+    def cacheable(dag: DagRecord, task: TaskRecord) -> bool:
+        """May this task's output be reused, and stored for reuse? Not with `cache: false` or `--no-cache`;
+        not if its module reads time or randomness (`DagSpec.volatile_modules`), unless it runs seeded."""
+        spec = task.spec
+        if not (spec.cache and dag.spec.cache):
+            return False
+        return spec.verify > 1 or spec.module not in dag.spec.volatile_modules
+
+    def cache_key_of(self, dag: DagRecord, task: TaskRecord) -> str | None:
+        """The task's cache key from its inputs as they are now (None: an input is missing)."""
+        try:
+            parts = self._stdin_parts(dag, task)
+            files = self._in_files(dag, task) if task.spec.files else None
+        except _MissingInput:
+            return None
+        spec = task.spec
+        return cache_key(spec.id, spec.module, spec.args, parts, files, spec.memory, spec.verify > 1)
+
+    def _try_serve(self, dag: DagRecord, task: TaskRecord) -> bool:
+        """A READY task whose output the cache holds is asked of the shell instead of queued: True if so."""
+        if task.votes or not self.cacheable(dag, task):
+            return False
+        key = self.cache_key_of(dag, task)
+        if key is None or key not in self.cache_keys:
+            return False
+        self.serving[(dag.id, task.spec.id)] = key
+        self._cache_out.append(ServeCached(dag.id, task.spec.id, key))
+        return True
+
+    def _offer_to_cache(self, dag: DagRecord, task: TaskRecord, out: list[Instruction]) -> None:
+        """A task just succeeded by running: keep its output for reuse if it is cacheable."""
+        if not self.config.result_cache or not self.cacheable(dag, task):
+            return
+        self.cache_misses += 1
+        key = self.cache_key_of(dag, task)
+        if key is None or key in self.cache_keys:
+            return
+        self.cache_keys.add(key)
+        out.append(StoreCached(key, dag.id, task.spec.id, task.output or b"", task.files))
+
+    def _on_cache_loaded(self, ev: CacheLoaded, out: list[Instruction]) -> None:
+        self.cache_keys.update(ev.keys)
+
+    def _on_cache_evicted(self, ev: CacheEvicted, out: list[Instruction]) -> None:
+        self.cache_keys.difference_update(ev.keys)
+
+    def _answered(self, dag_id: str, task_id: str, key: str) -> tuple[DagRecord, TaskRecord] | None:
+        """The task a cache answer is for, if it still waits for that answer (else the answer is stale)."""
+        if self.serving.get((dag_id, task_id)) != key:
+            return None
+        del self.serving[(dag_id, task_id)]
+        dag = self.dags.get(dag_id)
+        task = dag.tasks.get(task_id) if dag else None
+        if dag is None or task is None or task.state is not TaskState.READY:
+            return None
+        return dag, task
+
+    def _on_cache_served(self, ev: CacheServed, out: list[Instruction]) -> None:
+        """A served task succeeds with the cached output, as if it had run: its dependents become ready."""
+        found = self._answered(ev.dag_id, ev.task_id, ev.key)
+        if found is None:
+            return
+        dag, task = found
+        self.cache_hits += 1
+        task.cached = True
+        task.started_at = ev.now
+        self._succeed(dag, task, None, ev.output, ev.files, b"", 0, 0.0, ev.now)
+        self._check_dag_done(dag, ev.now, out)
+
+    def _on_cache_missing(self, ev: CacheMissing, out: list[Instruction]) -> None:
+        """The entry is gone: forget its key, and run the task after all."""
+        self.cache_keys.discard(ev.key)
+        found = self._answered(ev.dag_id, ev.task_id, ev.key)
+        if found is None:
+            return
+        dag, task = found
+        self._queue(dag, task)
 
     # ------------------------------------------------------------------ verification by replication
 
@@ -916,6 +1037,7 @@ class Scheduler:
         host = self.hosts.get(won.host_id)
         if won.reason is None:
             self._succeed(dag, task, host, won.output, won.files, won.stderr, won.exit_code, won.duration, now)
+            self._offer_to_cache(dag, task, out)
         else:
             result = _Outcome(won.reason, won.error, won.output, won.files, won.stderr, won.exit_code, won.duration)
             self._fail_or_retry(dag, task, host, result, now, out)
@@ -1411,7 +1533,8 @@ class Scheduler:
             if record.state is TaskState.PENDING and record.waiting_on == 0 and dag.state is DagState.RUNNING:
                 self._make_ready(dag, record)  # its inputs exist (a journal from an older version)
             elif record.state is TaskState.READY:
-                self.ready.push(dag_id, record.spec.id, record.spec.memory or 0)
+                if not (self.cache_keys and self._try_serve(dag, record)):
+                    self.ready.push(dag_id, record.spec.id, record.spec.memory or 0)
             elif record.state is TaskState.RUNNING:
                 self.limbo[key] = now + self.config.reclaim_grace
             elif record.state is TaskState.RETRYING:

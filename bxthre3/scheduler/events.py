@@ -116,6 +116,44 @@ class DeviceTrusted:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheLoaded:
+    """These keys are in the shell's result cache (at start, read from the store): READY tasks with one are served."""
+
+    keys: frozenset[str]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheServed:
+    """The shell read the cache entry a `ServeCached` asked for: the task's output, as a run that succeeded."""
+
+    dag_id: str
+    task_id: str
+    key: str
+    now: float
+    output: bytes = b""
+    files: Mapping[str, bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMissing:
+    """The entry a `ServeCached` asked for is gone (evicted, cleared, unreadable): the task runs after all."""
+
+    dag_id: str
+    task_id: str
+    key: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEvicted:
+    """The shell dropped these entries from the cache (its size cap, or `bxthre3 cache clear`)."""
+
+    keys: frozenset[str]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; the scheduler checks host liveness."""
 
@@ -123,5 +161,17 @@ class Tick:
 
 
 Event = (
-    DagSubmitted | DagCancelled | DagRetried | DeviceTrusted | HostJoined | HostSeen | HostLeft | TaskFinished | Tick
+    DagSubmitted
+    | DagCancelled
+    | DagRetried
+    | DeviceTrusted
+    | HostJoined
+    | HostSeen
+    | HostLeft
+    | TaskFinished
+    | Tick
+    | CacheLoaded
+    | CacheServed
+    | CacheMissing
+    | CacheEvicted
 )

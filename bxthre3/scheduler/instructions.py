@@ -101,4 +101,28 @@ class AttemptEnded:
     duration: float
 
 
-Instruction = Assign | AckResult | AbortAttempt | AttemptEnded | DagFinished | ForgetHost | RefuseHost
+@dataclass(frozen=True, slots=True)
+class ServeCached:
+    """A ready task's output is in the result cache under ``key``: read it and answer with `CacheServed`
+    (or `CacheMissing` if the entry is gone). The task waits READY, outside the ready queue, meanwhile."""
+
+    dag_id: str
+    task_id: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCached:
+    """A cacheable task succeeded: keep its output under ``key`` (the shell's cap may evict older entries,
+    which it reports with `CacheEvicted`)."""
+
+    key: str
+    dag_id: str
+    task_id: str
+    output: bytes
+    files: Mapping[str, bytes] | None
+
+
+Instruction = (
+    Assign | AckResult | AbortAttempt | AttemptEnded | DagFinished | ForgetHost | RefuseHost | ServeCached | StoreCached
+)

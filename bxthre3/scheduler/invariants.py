@@ -10,6 +10,8 @@ because the scheduler deliberately leaves them behind rather than search for the
   (adopted while queued, retried after a cancel, of a forgotten DAG): dispatch and `Tick` skip
   them, and an adopted task requeued later is queued twice. A cancel empties the ready queue of
   its DAG (those entries counted as waiting work), so it holds no cancelled task;
+- `serving` (tasks waiting for the shell's answer from the result cache) may hold tasks no longer READY
+  (adopted, cancelled, of a forgotten DAG): the answer is then ignored;
 - a host's `running` may hold attempts that are no longer the task's live one (superseded, or
   taken back from this wedged host as lost): the slot stays counted as busy until it answers.
 """
@@ -128,8 +130,10 @@ def _check_dag(
             found.append(
                 f"{len(task.votes)} replica votes are open, but it is {state.value} (verify: {task.spec.verify})"
             )
-        if state is TaskState.READY and queued[dag.id, task_id] == 0:
-            found.append("ready, but not in the ready queue")
+        if state is TaskState.READY and queued[dag.id, task_id] == 0 and (dag.id, task_id) not in scheduler.serving:
+            found.append("ready, but neither in the ready queue nor waiting for the result cache")
+        if task.cached and state is not succeeded:
+            found.append("served from the result cache, but not succeeded")
         elif state is TaskState.RETRYING and (dag.id, task_id, task.not_before) not in delayed:
             found.append(f"retrying, but not in the retry heap at {task.not_before}")
         if state is TaskState.RUNNING:

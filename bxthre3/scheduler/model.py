@@ -90,6 +90,8 @@ class TaskRecord:
     duration: float = 0.0
     not_before: float = 0.0
     """While RETRYING: when the backoff ends."""
+    cached: bool = False
+    """It succeeded with an output reused from the result cache (no attempt ran it): `results` says `cached`."""
     recorded: int = 0
     """How many times an end result was recorded: exactly-once means this never exceeds 1."""
     attempts: list[AttemptRecord] = field(default_factory=list)

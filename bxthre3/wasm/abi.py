@@ -9,6 +9,10 @@ from __future__ import annotations
 WASI_MODULE = "wasi_snapshot_preview1"
 """The only import namespace a task module may use."""
 
+NONDETERMINISTIC_IMPORTS: frozenset[str] = frozenset({"clock_time_get", "clock_res_get", "random_get", "poll_oneoff"})
+"""WASI calls whose answers change from run to run (time, randomness, and `poll_oneoff`, which sleeps on a clock):
+a module importing one is not cached unless it runs seeded (see README 'Reuse of results')."""
+
 SUPPORTED_WASI_IMPORTS: frozenset[str] = frozenset(
     {
         "args_get",

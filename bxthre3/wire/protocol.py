@@ -323,6 +323,16 @@ class TrustRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class CacheRequest(Message):
+    """The controller's result cache: ``action`` "stats" (entries, bytes, cap, hits and misses since start)
+    or "clear" (drop every entry; `bxthre3 cache clear`)."""
+
+    KIND: ClassVar[str] = "cache"
+    req_id: int
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
 class WatchRequest(Message):
     """Subscribe to pushed cluster updates for ``lease`` seconds (renew by sending it again)."""
 
@@ -387,6 +397,7 @@ _KINDS: dict[str, type[Message]] = {
         CancelRequest,
         RetryRequest,
         TrustRequest,
+        CacheRequest,
         WatchRequest,
         Update,
         Reply,

@@ -173,6 +173,9 @@ def test_verify_outvotes_a_lying_device_quarantines_it_and_trust_restores_it(
     try:
         wait_for(liar.registered.is_set, 10, "the hostile host to register")
         wait_for_hosts(client, 3)
+        # Its worker process starts with its first task (~0.9 s): by then the honest hosts may have run the whole
+        # DAG, leaving the liar one vote to lose, not the two that quarantine it. Start it first.
+        liar.worker.submit(exec, "import bxthre3.wasm.wasm3").result(timeout=30)
         iterations = 200
         # Whether the liar's replica of a task runs depends on who is idle first (an idle honest host takes
         # over replicas queued on it), so DAGs are submitted until it has lost two votes: a few at most.

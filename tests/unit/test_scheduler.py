@@ -810,7 +810,10 @@ def _end_keeping_the_slot(s: RealScheduler) -> None:
 
 BREAKAGES = {  # how the records are broken -> what the error says (one line of it)
     "counts": (lambda s: s.dags["d1"].counts.update([TaskState.READY]), "DAG d1: counts {"),
-    "unqueued": (lambda s: s.ready.pop_for(1 << 30), "d1/c (ready): ready, but not in the ready queue"),
+    "unqueued": (
+        lambda s: s.ready.pop_for(1 << 30),
+        "d1/c (ready): ready, but neither in the ready queue nor waiting for the result cache",
+    ),
     "unheld": (lambda s: s.hosts["h1"].running.clear(), "d1/a (running): attempt 1 is given to h1, which holds None"),
     "twice": (lambda s: setattr(s.dags["d1"].tasks["a"], "recorded", 2), "d1/a (running): its end was recorded 2"),
     "waiting": (lambda s: setattr(s.dags["d1"].tasks["b"], "waiting_on", 0), "d1/b (pending): waiting_on 0, but 1"),

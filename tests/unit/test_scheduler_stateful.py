@@ -3,7 +3,9 @@
 `test_scheduler.py` says "these events give exactly these instructions" for the cases someone
 thought of; this drives the interleavings nobody wrote down -- hosts joining with stale holdings,
 results arriving twice or from the wrong host, cancels and retries mid-flight, controller
-restarts with attempts in limbo -- and asks `Scheduler.validate` after each one.
+restarts with attempts in limbo, the result cache answering, missing and evicting -- and asks
+`Scheduler.validate` after each one. It also plays the controller's cache, and checks that an output is
+only ever served to a task whose inputs are exactly those of the task that stored it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from bxthre3.common.failures import FailureReason
 from bxthre3.dag.spec import DagSpec, InputKind, TaskFile, TaskInput, TaskSpec
 from bxthre3.scheduler import (
     Assign,
+    CacheEvicted,
+    CacheMissing,
+    CacheServed,
     DagCancelled,
     DagRetried,
     DagSubmitted,
@@ -30,6 +35,8 @@ from bxthre3.scheduler import (
     Instruction,
     Scheduler,
     SchedulerConfig,
+    ServeCached,
+    StoreCached,
     TaskFinished,
     Tick,
 )
@@ -58,6 +65,7 @@ CONFIG = SchedulerConfig(
     assignment_grace=2.0,
     deep_prefetch_min_ready=1,
     speculate_min_s=0.1,
+    result_cache=True,
 )
 """Small numbers, so that the few steps of one example reach retries, timeouts, host losses and limbo."""
 
@@ -86,10 +94,31 @@ def dag_specs(draw: st.DrawFn) -> DagSpec:
                 files=files,
                 verify=draw(st.sampled_from((1, 1, 2, 3))),
                 speculate=draw(st.booleans()),
+                cache=draw(st.sampled_from((True, True, True, False))),
             )
         )
     priority = draw(st.sampled_from((0, 0, 1, -2)))
-    return DagSpec(name="random", tasks=tuple(tasks), modules=MODULES, priority=priority)
+    return DagSpec(
+        name="random",
+        tasks=tuple(tasks),
+        modules=MODULES,
+        priority=priority,
+        cache=draw(st.sampled_from((True, True, True, False))),
+        volatile_modules=draw(st.sampled_from((frozenset(), frozenset(), frozenset(), frozenset({SHAS[1]})))),
+    )
+
+
+Inputs = tuple[object, ...]
+
+
+def inputs_of(scheduler: Scheduler, dag_id: str, task_id: str) -> Inputs:
+    """Everything a task's output is a function of, as the scheduler would give it to a host now."""
+    dag = scheduler.dags[dag_id]
+    task = dag.tasks[task_id]
+    parts = scheduler._stdin_parts(dag, task)
+    files = scheduler._in_files(dag, task) if task.spec.files else {}
+    spec = task.spec
+    return (spec.module, spec.args, tuple(parts), tuple(sorted(files.items())), spec.memory, spec.verify > 1)
 
 
 outcomes = st.one_of(st.none(), st.sampled_from(list(FailureReason)))
@@ -106,10 +135,25 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.given: list[tuple[str, str, str, int]] = []
         """Every assignment made, as (host, dag, task, attempt): results, stale ones included, come from here."""
         self.submitted = 0
+        self.cache: dict[str, tuple[bytes, dict[str, bytes] | None, Inputs]] = {}
+        """The controller's cache: key -> (output, files, the inputs of the task that stored it)."""
+        self.specs: list[DagSpec] = []
+        self.serves: list[ServeCached] = []
+        """ServeCached not answered yet."""
 
     def handle(self, event: Event) -> list[Instruction]:
         out = self.scheduler.handle(event)
         for instruction in out:
+            if isinstance(instruction, StoreCached):
+                stored = inputs_of(self.scheduler, instruction.dag_id, instruction.task_id)
+                files = dict(instruction.files) if instruction.files else None
+                self.cache[instruction.key] = (instruction.output, files, stored)
+            elif isinstance(instruction, ServeCached):
+                entry = self.cache.get(instruction.key)
+                if entry is not None:
+                    asking = inputs_of(self.scheduler, instruction.dag_id, instruction.task_id)
+                    assert asking == entry[2], f"{instruction.task_id} asks for an output made from other inputs"
+                self.serves.append(instruction)
             if isinstance(instruction, Assign):
                 host = self.scheduler.hosts.get(instruction.host_id)
                 assert host is not None, f"assigned to {instruction.host_id}, which it does not know"
@@ -131,8 +175,14 @@ class SchedulerMachine(RuleBasedStateMachine):
     def submit(self, spec: DagSpec, prepared: bool) -> None:
         dag_id = f"d{self.submitted}"
         self.submitted += 1
+        self.specs.append(spec)
         ready = prepare_dag(dag_id, spec, self.now) if prepared else None
         self.handle(DagSubmitted(dag_id, spec, self.now, ready))
+
+    @rule(data=st.data(), prepared=st.booleans())
+    def resubmit(self, data: st.DataObject, prepared: bool) -> None:
+        """A DAG submitted before, again: its tasks' outputs may be in the cache."""
+        self.submit(data.draw(st.sampled_from(self.specs), label="again"), prepared)
 
     def dag_id(self, data: st.DataObject) -> str:
         """One submitted so far, or the next one (not submitted yet: the event is for an unknown DAG)."""
@@ -239,6 +289,35 @@ class SchedulerMachine(RuleBasedStateMachine):
         host, dag_id, task_id, number = data.draw(st.sampled_from(self.given), label="given")
         self.report(sender or host, (dag_id, task_id, number), outcome, named, duration)
 
+    # ---------------------------------------------------------------- the controller's result cache
+
+    @precondition(lambda self: bool(self.serves))
+    @rule(data=st.data(), lose=st.sampled_from((False, False, True)))
+    def answer_cache(self, data: st.DataObject, lose: bool) -> None:
+        """The controller reads an entry a ServeCached asked for (or finds it gone: `lose`)."""
+        serve = self.serves.pop(data.draw(st.integers(0, len(self.serves) - 1), label="serve"))
+        entry = self.cache.get(serve.key)
+        if lose and entry is not None:
+            del self.cache[serve.key]
+            entry = None
+        if entry is None:
+            self.handle(CacheMissing(serve.dag_id, serve.task_id, serve.key, self.now))
+            return
+        self.handle(CacheServed(serve.dag_id, serve.task_id, serve.key, self.now, entry[0], entry[1]))
+        dag = self.scheduler.dags.get(serve.dag_id)
+        task = dag.tasks.get(serve.task_id) if dag else None
+        if task is not None and task.cached:
+            assert task.output == entry[0] and inputs_of(self.scheduler, serve.dag_id, serve.task_id) == entry[2]
+
+    @precondition(lambda self: bool(self.cache))
+    @rule(data=st.data())
+    def evict(self, data: st.DataObject) -> None:
+        """The cache's size cap (or `bxthre3 cache clear`) drops entries."""
+        keys = data.draw(st.sets(st.sampled_from(sorted(self.cache)), min_size=1), label="evicted")
+        for key in keys:
+            del self.cache[key]
+        self.handle(CacheEvicted(frozenset(keys), self.now))
+
     # ---------------------------------------------------------------- time and the controller
 
     @rule(dt=st.sampled_from((0.2, 1.0, 2.5, 6.0)), beats=st.sets(st.sampled_from(CONNECTIONS)))
@@ -260,6 +339,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         again at once declaring it (else they may come back later, with `join`)."""
         old = self.scheduler
         self.scheduler = Scheduler(CONFIG, rng=lambda: 0.5)
+        self.scheduler.cache_keys = set(self.cache)  # as the store loads them, before the DAGs
         for dag in old.dags.values():
             saved = copy.deepcopy(dag.tasks)
             for record in saved.values():

@@ -212,7 +212,7 @@ def test_a_journal_of_schema_1_is_migrated_and_keeps_its_dags(tmp_path: Path) ->
 
     store = Store(tmp_path)
     assert store.load(s, 2.0) == 1 and "d1" in s.dags
-    assert store.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
+    assert store.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("3",)
     _quarantine(s, "3f2a9c01aa", "phone")
     store.flush(s)
     store.close()
@@ -226,7 +226,27 @@ def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
     Store(tmp_path).close()
     db = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
-    db.execute("UPDATE meta SET value='3' WHERE key='schema'")
+    db.execute("UPDATE meta SET value='4' WHERE key='schema'")
     db.close()
-    with pytest.raises(Bxthre3Error, match="holds state of schema 3; this controller reads 2"):
+    with pytest.raises(Bxthre3Error, match="holds state of schema 4; this controller reads 3"):
         Store(tmp_path)
+
+
+def test_a_journal_of_schema_2_gains_the_cache_and_the_cached_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = Store(tmp_path)
+    store.add_dag("d1", spec(t("a")), 1.0)
+    store.close()
+    db = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    db.execute("DROP TABLE cache")
+    db.execute("CREATE TABLE t2 AS SELECT dag_id, task_id FROM tasks")  # any table: the column goes below
+    db.execute("ALTER TABLE tasks DROP COLUMN cached")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    db.close()
+    s = Scheduler()
+    store = Store(tmp_path)
+    assert store.load(s, 2.0) == 1
+    assert "cached" in {row[1] for row in store.db.execute("PRAGMA table_info(tasks)")}
+    assert store.cache_put("k" * 64, b"out", None) == []
+    store.flush(s)
