@@ -19,6 +19,7 @@ from ..common.digests import sha256_hex
 from ..common.errors import DagError, ModuleError
 from ..common.limits import MAX_DAG_BYTES, MAX_ID_LENGTH, MAX_MODULE_BYTES
 from ..dag.fields import (
+    cache_problem,
     id_problem,
     memory_problem,
     path_problem,
@@ -36,7 +37,7 @@ T = TypeVar("T")
 ModuleRef = Union[str, "os.PathLike[str]", bytes]
 """A module: a file name or path (found like the YAML loader finds it), or the module's bytes."""
 
-_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate")
+_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate", "cache")
 
 
 class TaskOutput:
@@ -146,6 +147,7 @@ class Dag:
         memory: int | None = None,
         verify: int | None = None,
         speculate: bool | None = None,
+        cache: bool | None = None,
     ) -> Task:
         """Add a task running `module` with argv `args`; its stdin is the concatenation of `stdin`
         (tasks' stdout, named outputs, local files), its `/in` directory holds `files`. It depends on
@@ -153,7 +155,9 @@ class Dag:
         A task refused with a DagError leaves the DAG as it was."""
         before = (dict(self._modules), dict(self._module_by_name), set(self._bytes_modules), self._carried)
         try:
-            return self._add(task_id, module, args, stdin, files, after, timeout, retries, memory, verify, speculate)
+            return self._add(
+                task_id, module, args, stdin, files, after, timeout, retries, memory, verify, speculate, cache
+            )
         except BaseException:
             self._modules, self._module_by_name, self._bytes_modules, self._carried = before
             raise
@@ -171,6 +175,7 @@ class Dag:
         memory: int | None,
         verify: int | None,
         speculate: bool | None,
+        cache: bool | None = None,
     ) -> Task:
         src = self.source
         label = task_id if isinstance(task_id, str) else repr(task_id)
@@ -210,6 +215,7 @@ class Dag:
             ("memory", memory),
             ("verify", verify),
             ("speculate", speculate),
+            ("cache", cache),
         ):
             if value is not None:
                 given[key] = _OPTION_CHECKS[key](value, src, task_id)
@@ -226,6 +232,7 @@ class Dag:
             tuple(task_files),
             verify=options.get("verify", 1),
             speculate=options.get("speculate", True),
+            cache=options.get("cache", True),
         )
         self._tasks[task_id] = spec
         self._given[task_id] = given
@@ -487,11 +494,14 @@ def _whole(
     return check
 
 
-def _speculate(value: object, source: str, task: str | None) -> bool:
-    problem = speculate_problem(value)
-    if problem or not isinstance(value, bool):
-        raise DagError(f"{problem}, not {value!r}", file=source, task=task, field="speculate")
-    return value
+def _flag(rule: Callable[[object], str | None], field: str) -> Callable[[object, str, str | None], bool]:
+    def check(value: object, source: str, task: str | None) -> bool:
+        problem = rule(value)
+        if problem or not isinstance(value, bool):
+            raise DagError(f"{problem}, not {value!r}", file=source, task=task, field=field)
+        return value
+
+    return check
 
 
 _OPTION_CHECKS: dict[str, Callable[[Any, str, str | None], Any]] = {
@@ -499,5 +509,6 @@ _OPTION_CHECKS: dict[str, Callable[[Any, str, str | None], Any]] = {
     "retries": _whole(retries_problem, "retries"),
     "memory": _whole(memory_problem, "memory", " (wasm32 addresses at most 4 GiB)"),  # as the loader says it
     "verify": _whole(verify_problem, "verify"),
-    "speculate": _speculate,
+    "speculate": _flag(speculate_problem, "speculate"),
+    "cache": _flag(cache_problem, "cache"),
 }

@@ -196,3 +196,14 @@ def test_a_refused_task_leaves_the_dag_as_it_was(tmp_path: Path) -> None:
     with pytest.raises(DagError):
         dag.task("b", NOOP, stdin=["x"])  # type: ignore[list-item]
     assert len(dag) == 1 and len(dag.spec().modules) == 1
+
+
+def test_cache_option_and_default_round_trip_through_yaml(tmp_path: Path) -> None:
+    dag = Dag("cached", defaults={"cache": False}, base_dir=tmp_path)
+    (tmp_path / "m.wasm").write_bytes(NOOP)
+    a = dag.task("a", "m.wasm", cache=True)
+    dag.task("b", "m.wasm", stdin=[a])
+    assert [t.cache for t in dag.spec().tasks] == [True, False]
+    assert [t.cache for t in loaded(dag).tasks] == [True, False]
+    with pytest.raises(DagError, match=r"task 'c': field 'cache': .*, not 'yes'"):
+        dag.task("c", "m.wasm", cache="yes")  # type: ignore[arg-type]
