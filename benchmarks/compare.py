@@ -120,7 +120,7 @@ def bxthre3_figures(args: argparse.Namespace, engine: str, big_dag: bool) -> Fig
         ]
         tasks.append(TaskSpec(id="sink", module=sha, module_name="noop.wasm",
                               depends_on=tuple(f"m{i}" for i in range(FANOUT))))  # fmt: skip
-        return DagSpec(name="fanout", tasks=tuple(tasks), modules={sha: data})
+        return DagSpec(name="fanout", tasks=tuple(tasks), modules={sha: data}, cache=False)
 
     def run(client: ControllerClient, spec: DagSpec) -> float:
         started = time.monotonic()

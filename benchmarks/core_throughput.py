@@ -62,7 +62,7 @@ def module(name: str) -> tuple[str, bytes]:
 def independent(n: int) -> DagSpec:
     sha, data = module("noop")
     tasks = tuple(TaskSpec(id=f"t{i}", module=sha, module_name="noop.wasm") for i in range(n))
-    return DagSpec(name=f"noop-{n}", tasks=tasks, modules={sha: data})
+    return DagSpec(name=f"noop-{n}", tasks=tasks, modules={sha: data}, cache=False)
 
 
 def chain(n: int) -> DagSpec:
@@ -78,7 +78,7 @@ def chain(n: int) -> DagSpec:
                 depends_on=(f"c{i - 1}",),
             )
         )
-    return DagSpec(name=f"chain-{n}", tasks=tuple(tasks), modules={sha: data})
+    return DagSpec(name=f"chain-{n}", tasks=tuple(tasks), modules={sha: data}, cache=False)
 
 
 def run_once(client: ControllerClient, spec: DagSpec) -> float:

@@ -49,7 +49,7 @@ def dag_of(name: str, path: Path, n: int, *, timeout: float | None = None, retri
     tasks = tuple(
         TaskSpec(id=f"t{i}", module=sha, module_name=path.name, timeout=timeout, retries=retries) for i in range(n)
     )
-    return DagSpec(name=name, tasks=tasks, modules={sha: data})
+    return DagSpec(name=name, tasks=tasks, modules={sha: data}, cache=False)
 
 
 def median_line(label: str, values: list[float], unit: str = "s", fmt: str = "{:.2f}") -> str:

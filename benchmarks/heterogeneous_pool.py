@@ -68,7 +68,7 @@ def pwhash_dag(name: str, n: int, iterations: int) -> DagSpec:
         )
         for i in range(n)
     )  # fmt: skip
-    return DagSpec(name=name, tasks=tasks, modules={PWHASH_SHA: PWHASH})
+    return DagSpec(name=name, tasks=tasks, modules={PWHASH_SHA: PWHASH}, cache=False)
 
 
 def host_cmd(port: int, node_id: str, cache: str) -> list[str]:
@@ -146,7 +146,7 @@ def verify_against_a_liar(client: ControllerClient, keys: CurveKeys, port: int, 
         lies = sum(1 for t in plain_tasks if t["output"] != expected(t["task_id"], "trusting", iterations))
         plain_work = sum(t["attempts"] for t in plain_tasks)
         verified = pwhash_dag("verified", n, iterations)
-        verified = DagSpec(name=verified.name, modules=verified.modules,
+        verified = DagSpec(name=verified.name, modules=verified.modules, cache=False,
                            tasks=tuple(dataclasses.replace(t, verify=2) for t in verified.tasks))  # fmt: skip
         verified_s, verified_id = run(client, verified, args.timeout)
         tasks = client.results(verified_id)["tasks"]

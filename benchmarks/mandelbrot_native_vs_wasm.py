@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
@@ -104,7 +105,7 @@ def load_spec(max_iter: int | None) -> DagSpec:
     from bxthre3.dag.yaml_loader import load_dag, parse_dag
 
     if max_iter is None:
-        return load_dag(DAG)
+        return dataclasses.replace(load_dag(DAG), cache=False)  # every run computes
     text = workloads.mandelbrot_dag(max_iter=max_iter)
     return parse_dag(text, source=f"mandelbrot max_iter={max_iter}", base_dir=DAG.parent)
 

@@ -69,7 +69,7 @@ def drive(args: argparse.Namespace) -> None:
         TaskSpec(id=f"t{i:05d}", module=sha, module_name="sleep.wasm", inputs=(TaskInput(InputKind.LITERAL, str(i)),))
         for i in range(args.tasks)
     )
-    spec = DagSpec(name="phone_link", tasks=tasks, modules={sha: module})
+    spec = DagSpec(name="phone_link", tasks=tasks, modules={sha: module}, cache=False)
     client = ControllerClient(parse_address(f"127.0.0.1:{PORT}"), timeout=10, keys=CurveKeys.from_token(TOKEN))
     deadline = time.monotonic() + 60
     while True:
