@@ -4,8 +4,9 @@
 
 Prints the first run's time, then what reran and how long the resubmission took with one tile's module
 changed (its bytes plus a custom section: a new sha256, so that tile runs again; its pixels are the same,
-so the assembling task's inputs are unchanged and it is served from the cache too), and the same DAG
-resubmitted unchanged.
+so the assembling task's inputs are unchanged and it is served from the cache too), then with that tile's C
+source edited and rebuilt (one grey level darker: its pixels change, so it and the assembling task rerun;
+needs clang for wasm32-wasi, else skipped), and the same DAG resubmitted unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,8 @@ from bxthre3.commands.local_cluster import LocalCluster
 from bxthre3.dag.spec import DagSpec
 from bxthre3.dag.yaml_loader import load_dag
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def run(cluster: LocalCluster, spec: DagSpec) -> tuple[float, list[str]]:
     assert cluster.client is not None
@@ -32,7 +36,7 @@ def run(cluster: LocalCluster, spec: DagSpec) -> tuple[float, list[str]]:
     took = time.perf_counter() - start
     tasks = cluster.client.results(dag_id, with_output=False)["tasks"]
     assert state == "succeeded", [(t["task_id"], t["reason"], t["error"]) for t in tasks if t["state"] != "succeeded"]
-    return took, [t["task_id"] for t in tasks if not t["cached"]]
+    return took, [f"{t['task_id']} {t['duration_s']:.3f} s" for t in tasks if not t["cached"]]
 
 
 def main() -> None:
@@ -57,12 +61,47 @@ def main() -> None:
     module_edit = dataclasses.replace(
         spec, tasks=tuple(new_module if t.id == tile.id else t for t in spec.tasks), modules={**spec.modules, sha: data}
     )
+    variants = [("one tile's module changed, same pixels", module_edit)]
+    shaded = shading_edit()
+    if shaded is not None:  # a real edit: the tile's C source changed and rebuilt, so its pixels differ
+        sha = hashlib.sha256(shaded).hexdigest()
+        edited_tile = dataclasses.replace(tile, module=sha, module_name="mandel_tile_shaded.wasm")
+        variants.append((
+            "one tile's source edited and rebuilt (other pixels)",
+            dataclasses.replace(spec, tasks=tuple(edited_tile if t.id == tile.id else t for t in spec.tasks),
+                                modules={**spec.modules, sha: shaded}),
+        ))  # fmt: skip
+    else:
+        print("(no clang for wasm32-wasi: the rebuilt-module variant is skipped)")
+    variants.append(("unchanged", spec))
     with LocalCluster(hosts=args.hosts) as cluster:
         first, ran = run(cluster, spec)
         print(f"first run: {len(spec.tasks)} tasks, {len(ran)} ran, {first:.2f} s")
-        for name, edited in (("one tile's module changed", module_edit), ("unchanged", spec)):
+        for name, edited in variants:
             took, ran = run(cluster, edited)
             print(f"{name}: reran {len(ran)} ({', '.join(ran)}), {took:.3f} s = {took / first:.1%} of the first run")
+
+
+def shading_edit() -> bytes | None:
+    """mandel_tile.wasm rebuilt from its source with the grey scale shifted by one level (254 for 255), as
+    a user editing the tile program would; None when no clang can build for wasm32-wasi here."""
+    src = REPO / "wasm_modules" / "src"
+    text = (src / "mandel_tile.c").read_text()
+    edited = text.replace("(unsigned char)(255u - ", "(unsigned char)(254u - ")
+    if edited == text:
+        raise SystemExit("mandel_tile.c no longer has the shading line this benchmark edits")
+    cc = shutil.which("clang") or shutil.which("clang-19") or shutil.which("clang-14")
+    if cc is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "mandel_tile.c").write_text(edited)
+        out = Path(tmp) / "mandel_tile.wasm"
+        build = subprocess.run(
+            [cc, "--target=wasm32-wasi", "-Os", "-Wl,--strip-all", f"-I{src}", str(Path(tmp) / "mandel_tile.c"),
+             "-o", str(out)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        return out.read_bytes() if build.returncode == 0 else None
 
 
 if __name__ == "__main__":
