@@ -172,8 +172,9 @@ class DagHandle:
         return await asyncio.to_thread(self.wait, **kw)
 
     def results(self, *, files: bool = True) -> DagResults:
-        """Every task's state, attempts, stdout and stderr; with `files`, the named outputs of the
-        tasks that succeeded too (one request per such task: they can be 16 MiB each)."""
+        """Every task's state, attempts, stdout and stderr as they are now (after `wait()`: the final ones);
+        with `files`, the named outputs of the tasks that succeeded too (one request per such task: they
+        can be 16 MiB each)."""
         view = self.client._call(lambda c: c.results(self.id))
         named: dict[str, dict[str, bytes]] = {}
         if files:

@@ -186,3 +186,20 @@ def test_wheel_and_sdist_install_and_run_the_examples_from_anywhere(tmp_path: Pa
     bxthre3("run", "m.yaml", "--out", "img/")
     image = (work / "img" / "image.pgm").read_bytes()
     assert image == b"P5\n40 24\n255\n" + mandel_pixels(40, 24, 64)
+
+    # The bundled DAG with its sizes as params, and the Python API with the bundled modules, from anywhere.
+    bxthre3("run", "mandelbrot", "-p", "width=40", "-p", "height=24", "-p", "cols=2", "-p", "rows=2",
+            "-p", "max_iter=64", "--out", "params/")  # fmt: skip
+    assert (work / "params" / "image.pgm").read_bytes() == image
+    script = (
+        "from bxthre3 import Dag, LocalCluster\n"
+        "dag = Dag('api')\n"
+        "init = dag.task('init', 'init.wasm', args=['Wheel'])\n"
+        "greet = dag.task('greet', 'greet_1.wasm', stdin=[init])\n"
+        "with LocalCluster(hosts=1) as cluster:\n"
+        "    run = cluster.client().submit(dag)\n"
+        "    assert run.wait().ok\n"
+        "    print(run.results()[greet].text, end='')\n"
+    )
+    api = _run([str(python), "-c", script], timeout=RUN_TIMEOUT_S, cwd=work, env=env)
+    assert api.stdout == "Hello, Wheel!\n", api
