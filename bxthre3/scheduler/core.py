@@ -1038,6 +1038,11 @@ class Scheduler:
         if won.reason is None:
             self._succeed(dag, task, host, won.output, won.files, won.stderr, won.exit_code, won.duration, now)
             self._offer_to_cache(dag, task, out)
+            for vote in winners[1:]:  # every host whose replica agreed did the task: `status` counts it done there
+                other = self.hosts.get(vote.host_id)
+                if other is not None:
+                    other.succeeded += 1
+                    other.recent.append(f"{dag.id}/{task.spec.id}")
         else:
             result = _Outcome(won.reason, won.error, won.output, won.files, won.stderr, won.exit_code, won.duration)
             self._fail_or_retry(dag, task, host, result, now, out)

@@ -49,6 +49,7 @@ def test_replicas_run_at_once_on_distinct_devices_deterministically_and_agreemen
     out = report(s, given[1], now=2.0)
     t = s.dags["d"].tasks["t"]
     assert (t.state, t.output, t.recorded, t.votes) == (TaskState.SUCCEEDED, b"42\n", 1, [])
+    assert (s.hosts["h0"].succeeded, s.hosts["h2"].succeeded, s.total_succeeded) == (1, 1, 1), "both did it, once"
     [after] = assigns(out)
     assert after.task_id == "after" and not after.deterministic, "an unverified task runs as always"
 
