@@ -74,6 +74,10 @@ def print_results(results: ResultsView, console: Console | None = None) -> None:
         where = f" on {_safe(task['node_id'])}" if task.get("node_id") else ""
         took = f", {task['duration_s'] * 1000:.1f} ms" if task.get("duration_s") else ""
         tries = f", {task['attempts']} attempts" if task.get("attempts", 0) > 1 else ""
+        if tstate == "succeeded" and task.get("verify", 1) > 1:
+            agreed = sum(1 for a in task.get("history", ()) if a["reason"] is None and not a["error"])
+            more = task.get("attempts", 0) > agreed
+            tries = f", verified by {agreed} devices" + (f", {task['attempts']} attempts" if more else "")
         if task.get("cached"):
             where, took, tries = " [cyan]cached[/]", "", ""
         console.rule(

@@ -65,6 +65,26 @@ def test_results_in_a_pipe_are_the_text_itself() -> None:
     assert "progress\r50%\r100%\tdone\n" in out.getvalue()
 
 
+def test_a_verified_task_says_how_many_devices_agreed() -> None:
+    out = io.StringIO()
+    agreed = {"reason": None, "error": ""}
+    history = [
+        {**agreed, "attempt": 1},
+        {"attempt": 2, "reason": None, "error": "outvoted: …"},
+        {**agreed, "attempt": 3},
+    ]
+    tasks = [
+        {"task_id": "t", "state": "succeeded", "node_id": "h", "output": b"x", "verify": 2, "attempts": 3,
+         "history": history},
+        {"task_id": "u", "state": "succeeded", "node_id": "h", "output": b"x", "verify": 2, "attempts": 2,
+         "history": [{**agreed, "attempt": 1}, {**agreed, "attempt": 2}]},
+    ]  # fmt: skip
+    view = {"name": "d", "dag_id": "dag-1", "state": "succeeded", "done": 2, "total": 2, "tasks": tasks}
+    print_results(view, Console(file=out, highlight=False, soft_wrap=True, width=160))  # type: ignore[arg-type]
+    assert "t succeeded on h, verified by 2 devices, 3 attempts" in out.getvalue()
+    assert "u succeeded on h, verified by 2 devices " in out.getvalue()
+
+
 def test_the_monitor_shows_coloured_text_as_text_and_escapes_table_cells() -> None:
     assert describe_output(b"\x1b[31mred\x1b[0m and\rback\n") == "\\x1b[31mred\\x1b[0m and\\rback\n"
     assert describe_output(b"a\x00b").startswith("3 bytes of binary output")
