@@ -19,6 +19,7 @@ from ..common.digests import sha256_hex
 from ..common.errors import DagError, ModuleError
 from ..common.limits import MAX_DAG_BYTES, MAX_ID_LENGTH, MAX_MODULE_BYTES
 from ..dag.fields import (
+    DEFAULT_FIELDS,
     cache_problem,
     id_problem,
     memory_problem,
@@ -36,8 +37,6 @@ T = TypeVar("T")
 
 ModuleRef = Union[str, "os.PathLike[str]", bytes]
 """A module: a file name or path (found like the YAML loader finds it), or the module's bytes."""
-
-_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate", "cache")
 
 
 class TaskOutput:
@@ -115,9 +114,9 @@ class Dag:
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.defaults: dict[str, Any] = {}
         for key, value in (defaults or {}).items():
-            if key not in _DEFAULT_KEYS:
+            if key not in DEFAULT_FIELDS:
                 raise DagError(
-                    f"unknown field {key!r}; expected one of: {', '.join(_DEFAULT_KEYS)}",
+                    f"unknown field {key!r}; expected one of: {', '.join(DEFAULT_FIELDS)}",
                     file=self.source,
                     field=key,
                 )
@@ -414,8 +413,7 @@ class Dag:
 
     def _module(self, module: object, task_id: str) -> tuple[str, str]:
         """(sha256, name as a DAG file writes it) of a module, read and checked once per name."""
-        from ..dag.examples import MODULE_PATH_ENV
-        from ..dag.yaml_loader import module_candidates
+        from ..dag.yaml_loader import ModuleFileError, locate_module, read_module
         from ..wasm.inspect import check_wasi_command
 
         def fail(message: str) -> DagError:
@@ -432,21 +430,10 @@ class Dag:
                 return self._module_by_name[name], name
             if not name:
                 raise fail("must name a .wasm file")
-            candidates = [Path(name)] if os.path.isabs(name) else module_candidates(self.base_dir, name)
-            path = next((c for c in candidates if c.is_file()), None)
-            if path is None:
-                looked = ", ".join(os.path.normpath(c) for c in candidates)
-                hint = (
-                    "" if os.path.isabs(name) else f" (add directories to ${MODULE_PATH_ENV}, {os.pathsep}-separated)"
-                )
-                raise fail(f"module file {name!r} not found; looked in: {looked}{hint}")
             try:
-                size = path.stat().st_size
-                if size > MAX_MODULE_BYTES:
-                    raise fail(f"module {name!r} is {size} bytes, over the limit of {MAX_MODULE_BYTES}")
-                data = path.read_bytes()
-            except OSError as exc:
-                raise fail(f"cannot read module {str(path)!r}: {exc.strerror or exc}") from None
+                data = read_module(name, locate_module(name, self.base_dir))
+            except ModuleFileError as exc:
+                raise fail(str(exc)) from None
             digest = sha256_hex(data)
         else:
             raise fail(f"must be a file name, a path or the module's bytes, not {type(module).__name__}")

@@ -36,6 +36,9 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:\[[A-Za-z_]\w*=[\w.-]+(?:
 """A task id: safe in file names, log lines and `output_of_<id>` references. The optional
 `[name=value,...]` suffix is how a YAML `for_each` names its tasks (e.g. `tile[r=0,c=1]`)."""
 
+DEFAULT_FIELDS = ("timeout", "retries", "memory", "verify", "speculate", "cache")
+"""The task fields a DAG's `defaults:` may set (the YAML loader's and the Python API's `Dag(defaults=...)`)."""
+
 MAX_RETRIES = 100
 """Most retries one task may ask for; more is a typo or an attempt to pin the cluster."""
 

@@ -41,6 +41,7 @@ from bxthre3.common.limits import (
 from bxthre3.dag import examples
 from bxthre3.dag.examples import MODULE_PATH_ENV
 from bxthre3.dag.fields import (
+    DEFAULT_FIELDS,
     cache_problem,
     check_limits,
     did_you_mean,
@@ -84,7 +85,6 @@ _TYPE_WORDS = {
 }
 
 _TOP_KEYS = ("name", "description", "params", "priority", "defaults", "tasks")
-_DEFAULT_KEYS = ("timeout", "retries", "memory", "verify", "speculate", "cache")
 _TASK_KEYS = (
     "id",
     "for_each",
@@ -369,7 +369,7 @@ class _DagBuilder:
         priority = self.priority(self.resolved(top["priority"][1], None, "priority")) if "priority" in top else 0
         self.defaults: dict[str, object] = {}
         if "defaults" in top:
-            fields = self.mapping(top["defaults"][1], _DEFAULT_KEYS, None, "defaults")
+            fields = self.mapping(top["defaults"][1], DEFAULT_FIELDS, None, "defaults")
             parsers = {
                 "timeout": self.timeout,
                 "retries": self.retries,
@@ -1000,30 +1000,15 @@ class _DagBuilder:
             return self.module_by_name[name]
         if not name:
             raise self.fail("must name a .wasm file", node, task_id, "module")
-        candidates = [Path(name)] if os.path.isabs(name) else module_candidates(self.base_dir, name)
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            looked = ", ".join(os.path.normpath(c) for c in candidates)
-            hint = "" if os.path.isabs(name) else f" (add directories to ${MODULE_PATH_ENV}, {os.pathsep}-separated)"
-            raise self.fail(f"module file {name!r} not found; looked in: {looked}{hint}", node, task_id, "module")
-        key = path.resolve()
-        if key in self.module_by_path:
-            self.module_by_name[name] = self.module_by_path[key]
-            return self.module_by_path[key]
         try:
-            size = path.stat().st_size
-            if size > MAX_MODULE_BYTES:
-                raise self.fail(
-                    f"module {name!r} is {size} bytes, over the limit of {MAX_MODULE_BYTES}",
-                    node,
-                    task_id,
-                    "module",
-                )
-            data = path.read_bytes()
-        except OSError as exc:
-            raise self.fail(
-                f"cannot read module {str(path)!r}: {exc.strerror or exc}", node, task_id, "module"
-            ) from None
+            path = locate_module(name, self.base_dir)
+            key = path.resolve()
+            if key in self.module_by_path:
+                self.module_by_name[name] = self.module_by_path[key]
+                return self.module_by_path[key]
+            data = read_module(name, path)
+        except ModuleFileError as exc:
+            raise self.fail(str(exc), node, task_id, "module") from None
         try:
             check_wasi_command(data, name=name)
         except ModuleError as exc:
@@ -1041,6 +1026,33 @@ class _DagBuilder:
             self.modules[digest] = data
         self.module_by_path[key] = self.module_by_name[name] = digest
         return digest
+
+
+class ModuleFileError(Exception):
+    """A module file that cannot be found or read: the one-line message; the caller says where (file, line,
+    task) in its own error, for the YAML loader and the Python API alike."""
+
+
+def locate_module(name: str, base_dir: Path) -> Path:
+    """The file a DAG's module `name` is (see `module_candidates`); ModuleFileError saying where it looked."""
+    candidates = [Path(name)] if os.path.isabs(name) else module_candidates(base_dir, name)
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        looked = ", ".join(os.path.normpath(c) for c in candidates)
+        hint = "" if os.path.isabs(name) else f" (add directories to ${MODULE_PATH_ENV}, {os.pathsep}-separated)"
+        raise ModuleFileError(f"module file {name!r} not found; looked in: {looked}{hint}")
+    return path
+
+
+def read_module(name: str, path: Path) -> bytes:
+    """The bytes of module `name` found at `path`, refused past MAX_MODULE_BYTES before reading them."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MODULE_BYTES:
+            raise ModuleFileError(f"module {name!r} is {size} bytes, over the limit of {MAX_MODULE_BYTES}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModuleFileError(f"cannot read module {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def module_candidates(base_dir: Path, name: str) -> list[Path]:

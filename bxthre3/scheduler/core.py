@@ -12,7 +12,7 @@ import heapq
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..common.failures import FailureReason
@@ -480,7 +480,7 @@ class Scheduler:
         key = (dag_id, task_id)
         device = self._device_of(host)
         if task.spec.verify > 1 and (
-            any(v.device_id == device for v in task.votes)
+            task.voted(device)
             or any(
                 (other := self.hosts.get(holder)) is not None
                 and other.node_id != host.node_id
@@ -930,14 +930,12 @@ class Scheduler:
             and self._another_may_run(task, host)
         ):
             return False
-        if not task.live:
-            return True if task.spec.verify < 2 else self._device_of(host) not in {v.device_id for v in task.votes}
         if host.id in task.live.values():
             return False
         if task.spec.verify < 2:
             return True
         device = self._device_of(host)
-        if any(v.device_id == device for v in task.votes):
+        if task.voted(device):
             return False
         return not any(
             (other := self.hosts.get(host_id)) is not None and self._device_of(other) == device
@@ -958,7 +956,7 @@ class Scheduler:
             and other.ram_mb >= memory
             and not other.paused
             and self._device_of(other) not in self.quarantined
-            and (task.spec.verify < 2 or self._device_of(other) not in {v.device_id for v in task.votes})
+            and (task.spec.verify < 2 or not task.voted(self._device_of(other)))
             for other in self.hosts.values()
         )
 
@@ -988,7 +986,7 @@ class Scheduler:
             self._fail_or_retry(dag, task, host, result, ev.now, out)
             return
         device = self._device_of(host)
-        if device in self.quarantined or any(v.device_id == device for v in task.votes):
+        if device in self.quarantined or task.voted(device):
             self._want_replicas(dag, task)  # its word does not count (twice, or at all)
             return
         digest = _outcome_digest(reason, ev.exit_code, ev.output, ev.files)
@@ -1080,7 +1078,7 @@ class Scheduler:
             if dag.state is not DagState.RUNNING:
                 continue
             for task in dag.tasks.values():
-                if task.votes and any(v.device_id == device for v in task.votes):
+                if task.voted(device):
                     task.votes = [v for v in task.votes if v.device_id != device]
                     if task.state is TaskState.RUNNING:
                         self._want_replicas(dag, task)
@@ -1274,24 +1272,18 @@ class Scheduler:
         if tick or now >= self._idle_scan_at:  # checked first: this runs after every event
             self._use_idle(now, out)
 
-    def _open_hosts(self) -> list[HostRecord]:
+    def _open_hosts(self) -> Iterator[HostRecord]:
         """Hosts that may be given tasks: not paused by their device, not on a quarantined device."""
-        if self.quarantined:
-            return [h for h in self.hosts.values() if not h.paused and self._device_of(h) not in self.quarantined]
-        return [h for h in self.hosts.values() if not h.paused]
+        quarantined = self.quarantined
+        for h in self.hosts.values():
+            if not h.paused and (not quarantined or self._device_of(h) not in quarantined):
+                yield h
 
     def _dispatch_ready(self, now: float, out: list[Instruction]) -> None:
         """Hand out ready tasks (and replicas verified tasks still need) while hosts have room."""
         # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
         deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
-        quarantined = self.quarantined
-        free = [
-            h
-            for h in self.hosts.values()
-            if not h.paused
-            and self._capacity(h, deep) > 0
-            and (not quarantined or self._device_of(h) not in quarantined)
-        ]
+        free = [h for h in self._open_hosts() if self._capacity(h, deep) > 0]
         rank = self._ranker(now) if self.ready.dag_count > 1 else None
         deferred: list[tuple[str, str, int]] = []  # replicas no free host may run (same device): queued again
         while self.ready and free:

@@ -35,7 +35,6 @@ class InvariantError(AssertionError):
 _MAX_LISTED = 20
 """Problems listed in one error: one bad transition can break a rule for thousands of tasks."""
 
-_IDLE_STATES = frozenset({TaskState.PENDING, TaskState.READY, TaskState.RETRYING})
 """States in which no host holds the task's live attempt (its `host_id` is None)."""
 
 _RESTARTABLE = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})

@@ -101,6 +101,10 @@ class TaskRecord:
         """The host running its latest attempt (None when that attempt is not running)."""
         return self.live.get(self.attempt)
 
+    def voted(self, device_id: str) -> bool:
+        """Has `device_id` cast a vote on this verified task in the current round?"""
+        return any(v.device_id == device_id for v in self.votes)
+
     def attempt_record(self, attempt: int) -> AttemptRecord | None:
         """The record of attempt number `attempt` (live ones are at the end: searched from there)."""
         for record in reversed(self.attempts):
