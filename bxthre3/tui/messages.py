@@ -31,16 +31,32 @@ class StartRequested(Message):
 class ClusterSnapshot(Message):
     """A poll of the controller: `status_view` dict and, for the selected DAG, `results_view`.
 
-    High-rate: a burst coalesces into the latest one (toolong's `can_replace` pattern).
+    High-rate: a burst coalesces into the latest one (toolong's `can_replace` pattern) — unless the
+    newer one lacks results, activity or structure the older one carries (they are fetched only when
+    changed, so dropping them would leave a pane stale).
     """
 
-    def __init__(self, status: StatusView, results: ResultsView | None) -> None:
+    def __init__(
+        self,
+        status: StatusView,
+        results: ResultsView | None,
+        activity: dict[str, Any] | None = None,
+        structure: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.status = status
         self.results = results
+        self.activity = activity
+        """The task stream and throughput history (`activity`), when fetched this round."""
+        self.structure = structure
+        """The selected DAG's stages and groups (`structure`), when fetched this round."""
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ClusterSnapshot)
+        return isinstance(message, ClusterSnapshot) and not (
+            (message.results is not None and self.results is None)
+            or (message.activity is not None and self.activity is None)
+            or (message.structure is not None and self.structure is None)
+        )
 
 
 class ClusterUnreachable(Message):

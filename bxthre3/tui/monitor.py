@@ -1,11 +1,17 @@
-"""The live monitor of one controller: totals, hosts, DAGs, tasks, outputs, a log; submit and cancel.
+"""The live monitor of one controller: totals, DAGs, their tasks and structure, hosts, where time goes,
+outputs and a log; submit, cancel and retry.
 
-A thread worker subscribes to the controller's pushed updates (`watch`, renewed every 5 s, which
-also notices a controller that stopped answering) and fetches `results(with_output=False)` of the
-selected DAG only when it changed; each update is one `ClusterSnapshot` message, and a burst
-coalesces into the latest. The task table shows at most `MAX_TASK_ROWS` tasks (unfinished and failed
-first, then the most recently finished) and changes only the cells that changed. The output viewer
-fetches one task (`results(task_id=...)`) when the highlighted task or its state changes.
+The arrangement follows the terminal (`layout.layout_mode`): a phone in portrait gets one pane at a time
+with a tab bar, 80x24 two columns where the task table shares its place with the DAG's structure and the
+task stream, a wide terminal every pane at once. Crossing a breakpoint recomposes the screen and replays
+what it knew (the last snapshot, the log), so nothing is lost by rotating a phone.
+
+A thread worker (`poll`) subscribes to the controller's pushed updates (`watch`, renewed every 5 s, which
+also notices a controller that stopped answering), fetches `results(with_output=False)` of the selected
+DAG only when it changed, and `activity` (the task stream, throughput) and the selected DAG's `structure`
+about once a second; each round is one `ClusterSnapshot` message, and a burst coalesces into the latest.
+The task table shows at most `MAX_TASK_ROWS` tasks and changes only the cells that changed. The output
+viewer fetches one task when the highlighted task or its state changes.
 """
 
 from __future__ import annotations
@@ -13,37 +19,32 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, ListItem, ListView, ProgressBar, RichLog, Static
+from textual.widget import Widget
+from textual.widgets import Footer, Input, ListView, RichLog, Static
 from textual.worker import get_current_worker
 
 from ..client.outputs import terminal_safe
-from ..client.progress import finished_counts
 from ..wire.addresses import Address
+from .adaptive_table import AdaptiveTable
 from .backend import Backend
+from .columns import HOST_COLUMNS, TASK_COLUMNS, host_cells, task_cells
+from .dag_list import DagItem
 from .file_picker import FilePickerScreen, PathSuggester
-from .formatting import (
-    MAX_TASK_ROWS,
-    cell,
-    counts_line,
-    describe_output,
-    host_row,
-    quarantine_line,
-    share_text,
-    task_row,
-    totals_line,
-)
-from .keyed_table import sync_rows
+from .formatting import MAX_TASK_ROWS, describe_output, quarantine_line
+from .layout import LayoutMode, fit_parts, layout_mode
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
+from .states import look
 
 if TYPE_CHECKING:
     from ..controller.views import DagSummary, QuarantineView, ResultsView, StatusView, TaskView
@@ -56,49 +57,48 @@ WATCH_LEASE_S = 10.0
 CANCEL_CONFIRM_S = 3.0
 """How long the first `c` waits for the second."""
 
-HOST_COLUMNS = (
-    "node", "state", "device", "platform", "engine", "RAM use", "slots", "running", "done", "failed", "speed", "seen s"
-)  # fmt: skip
-TASK_COLUMNS = ("task", "state", "node", "attempts", "duration", "reason")
-TASK_COLUMN_WIDTHS = {"task": 16, "state": 15, "node": 12, "attempts": 8, "duration": 9, "reason": 14}
+ACTIVITY_EVERY_S = 1.0
+"""How often the task stream, the throughput history and the selected DAG's structure are fetched."""
+
+BOTTOM_ROWS = (7, 16)
+"""Height range of the wide layout's bottom row (hosts and log): the hosts' rows plus header and border."""
+
+LOG_KEPT = 1000
+"""Log lines kept (and replayed when the layout changes)."""
+
+PANES: tuple[tuple[str, str, str], ...] = (
+    ("dags", "DAGs", "1"),
+    ("tasks", "Tasks", "2"),
+    ("output", "Output", "3"),
+    ("hosts", "Hosts", "4"),
+    ("structure", "Graph", "5"),
+    ("stream", "Stream", "6"),
+    ("log", "Log", "7"),
+)
+"""(pane, its name in the tab bar and titles, the key that jumps to it)."""
+
+NARROW_TABS = ("dags", "tasks", "output", "hosts", "stream", "log")
+"""The phone's tab bar: the DAG's structure is shown under the DAG list there."""
+
+NARROW_SPLIT_ROWS = 30
+"""A phone this tall shows the highlighted task's output under the task table."""
+
+SHARED_SLOT = ("tasks", "structure", "stream")
+"""At 80x24 these three take turns in the right column's top (keys 2, 5, 6)."""
 
 
-class DagItem(ListItem):
-    """One DAG in the list: name, state, counts, and a progress bar."""
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
-    def __init__(self, dag_id: str) -> None:
-        super().__init__(id=f"dag-{dag_id}")
-        self.dag_id = dag_id
-        self._pending: DagSummary | None = None
-        """A summary that arrived before the children existed; applied on mount."""
 
-    def compose(self) -> ComposeResult:
-        yield Label("", classes="dag-label")
-        yield ProgressBar(show_eta=False, classes="dag-bar")
+def _tab_name(pane: str, name: str) -> str:
+    return name[:3] if pane in ("output", "stream") else name
 
-    def on_mount(self) -> None:
-        if self._pending is not None:
-            self.call_after_refresh(self.update, self._pending)
 
-    def update(self, summary: DagSummary) -> None:
-        if not self.query(".dag-label"):
-            self._pending = summary  # a second snapshot can arrive before compose has run
-            return
-        self._pending = None
-        state = summary.get("state", "")
-        self.set_class(state in ("succeeded",), "-succeeded")
-        self.set_class(state in ("failed", "cancelled"), "-failed")
-        self.query_one(".dag-label", Label).update(
-            Text.assemble(
-                (str(summary.get("name", "")), "bold"),
-                (f" {self.dag_id}", "dim"),
-                f" · {state}{share_text(summary)} · {finished_counts(summary)[0]}/{summary.get('total', 0)} · ",
-                (counts_line(summary.get("counts") or {}), "dim"),
-            )
-        )
-        self.query_one(".dag-bar", ProgressBar).update(
-            total=max(1, int(summary.get("total", 0))), progress=finished_counts(summary)[0]
-        )
+def _spark(values: list[int]) -> str:
+    """Placeholder until the shared sparkline lands."""
+    top = max(values) or 1
+    return "".join(" ▁▂▃▄▅▆▇█"[min(8, round(8 * v / top))] for v in values)
 
 
 class PathInput(Input):
@@ -110,9 +110,11 @@ class PathInput(Input):
 class MonitorScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "submit", "Submit DAG"),
-        Binding("c", "cancel_dag", "Cancel DAG"),
-        Binding("r", "retry_dag", "Retry failed"),
         Binding("o", "pick_file", "Open file"),
+        Binding("c", "cancel_dag", "Cancel DAG (twice)"),
+        Binding("r", "retry_dag", "Retry failed"),
+        Binding("p", "pin_dag", "Pin DAG"),
+        *(Binding(key, f"show_pane('{pane}')", f"{name} pane", show=False) for pane, name, key in PANES),
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -129,70 +131,195 @@ class MonitorScreen(Screen[None]):
         self.updates_received = 0
         """Pushed updates applied so far (the monitor's update rate, for measurements)."""
         self.set_reactive(MonitorScreen.address, address)
+        self.mode: LayoutMode | None = None
+        """The arrangement composed (None before the first compose)."""
+        self.active_pane = "tasks"
+        """The pane in front: the one shown on a phone, in the shared slot at 80x24, focused everywhere."""
+        self._status: StatusView | None = None
         self._results: ResultsView | None = None
+        self._results_at = 0.0
+        """When `_results` arrived (monotonic): running tasks' elapsed times count on from there."""
+        self._activity: dict[str, Any] | None = None
+        self._structure: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, TaskView] = {}
-        self._task_rows: dict[str, tuple[str, ...]] = {}
-        """The rows in the task table, by task id: what the next update is compared with."""
-        self._slots: list[str] = []
-        """The task id shown in each row of the task table (row key ``r<i>``)."""
         self._output_key: tuple[Any, ...] | None = None
         """(dag, task, state, attempts) of the output shown or being fetched."""
-        self._shown_output: tuple[str | None, str] = (None, "")
+        self._output: tuple[str, str] = ("Output", "(select a task)")
+        self._banner: str | None = None
+        self._log_lines: deque[tuple[str, bool]] = deque(maxlen=LOG_KEPT)
         self._unreachable = False
         self._cancel_armed: tuple[str, float] | None = None
         """(DAG, until when) after a first `c`: the second press cancels."""
         self._quarantined: set[str] | None = None
         """Device ids quarantined in the last snapshot (None before the first): new ones are told in the log."""
+        self._known_dags: set[str] | None = None
+        """DAG ids in the last snapshot (None before the first): a new one is followed unless one is pinned."""
+        self.pinned = False
+        """The user pinned the selected DAG: newly submitted DAGs are not followed."""
+
+    # --- composition ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("", id="totals", markup=False)
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
-                hosts: DataTable[str] = DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
-                hosts.border_title = "Hosts"
-                yield hosts
-                dags = ListView(id="dags")
-                dags.border_title = "DAGs"
-                yield dags
-            with Vertical(id="right"):
-                tasks: DataTable[str] = DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
-                tasks.border_title = "Tasks"
-                yield tasks
-                with VerticalScroll(id="output-pane") as pane:
-                    pane.border_title = "Output"
-                    yield Static("(select a task)", id="output", markup=False)
-        rich_log = RichLog(id="log", wrap=True, max_lines=1000)
-        rich_log.border_title = "Log"
-        yield rich_log
+        width, height = self.app.size
+        self.mode = layout_mode(width, height)
+        self.set_class(self.mode is LayoutMode.NARROW, "-narrow")
+        self.set_class(self.mode is LayoutMode.MEDIUM, "-medium")
+        self.set_class(self.mode is LayoutMode.WIDE, "-wide")
+        yield Static("", id="totals")
+        if self.mode is LayoutMode.NARROW:
+            yield Static("", id="tabbar")
+            with Vertical(id="main"):
+                with Vertical(id="dags-pane"):
+                    yield self._dags()
+                    yield self._structure_view()
+                with Vertical(id="work-pane"):
+                    yield self._tasks()
+                    yield self._output_pane()
+                yield self._hosts()
+                yield self._stream()
+                yield self._log()
+        elif self.mode is LayoutMode.MEDIUM:
+            with Horizontal(id="main"):
+                with Vertical(id="col-a"):
+                    yield self._dags()
+                    yield self._hosts()
+                    yield self._log()
+                with Vertical(id="col-b"):
+                    yield self._tasks()
+                    yield self._structure_view()
+                    yield self._stream()
+                    yield self._output_pane()
+        else:
+            with Horizontal(id="main"):
+                with Vertical(id="col-a"):
+                    yield self._dags()
+                    yield self._structure_view()
+                    yield self._stream()
+                with Vertical(id="col-b"):
+                    yield self._tasks()
+                    yield self._output_pane()
+            with Horizontal(id="bottom"):
+                yield self._hosts()
+                yield self._log()
         yield PathInput(
-            placeholder="DAG file to submit, e.g. dags/hello_fanout.yaml (Tab completes, Enter submits, Esc closes)",
+            placeholder="DAG file to submit (Tab completes, Enter submits, Esc closes)",
             suggester=PathSuggester(),
             id="submit-path",
         )
         yield Footer()
 
+    @staticmethod
+    def _titled(widget: Widget, title: str) -> Widget:
+        widget.border_title = title
+        return widget
+
+    def _dags(self) -> Widget:
+        return self._titled(ListView(id="dags"), "DAGs")
+
+    def _hosts(self) -> Widget:
+        return self._titled(AdaptiveTable(HOST_COLUMNS, id="hosts"), "Hosts")
+
+    def _tasks(self) -> Widget:
+        return self._titled(AdaptiveTable(TASK_COLUMNS, id="tasks"), "Tasks")
+
+    def _structure_view(self) -> Widget:
+        return self._titled(Static("(select a DAG)", id="structure", markup=False), "Graph")
+
+    def _stream(self) -> Widget:
+        return self._titled(Static("(no activity yet)", id="stream", markup=False), "Task stream")
+
+    def _output_pane(self) -> Widget:
+        pane = VerticalScroll(Static("", id="output", markup=False), id="output-pane")
+        return self._titled(pane, "Output")
+
+    def _log(self) -> Widget:
+        return self._titled(RichLog(id="log", wrap=True, max_lines=LOG_KEPT, min_width=20), "Log")
+
     def on_mount(self) -> None:
-        hosts = self.query_one("#hosts", DataTable)
-        for label in HOST_COLUMNS:  # as wide as the label; `sync_rows(fit=True)` grows them with the hosts shown
-            hosts.add_column(label, key=label, width=len(label))
-        tasks = self.query_one("#tasks", DataTable)
-        # Fixed widths: the table is updated cell by cell as results arrive, and auto-sized
-        # columns would jump (and render differently depending on arrival order).
-        for label in TASK_COLUMNS:
-            tasks.add_column(label, key=label, width=TASK_COLUMN_WIDTHS[label])
-        self.query_one("#submit-path", Input).display = False
+        self.set_interval(1.0, self._tick, name="elapsed")
+        self._after_compose()
         if self.address is None:
-            self.query_one("#totals", Static).update("Starting the embedded cluster…")
+            self.show_banner("Starting the embedded cluster…")
         else:
             self.watch_address(self.address)
 
-    # --- polling -----------------------------------------------------------------------------
+    def _after_compose(self) -> None:
+        """Fill a freshly composed screen from what the monitor knows (first mount, or a new layout)."""
+        self.query_one("#submit-path", Input).display = False
+        rich_log = self.query_one("#log", RichLog)
+        for text, error in self._log_lines:
+            rich_log.write(self._log_text(text, error))
+        self._show_pane(self.active_pane, focus=True)
+        if self._status is not None:
+            self._apply_status(self._status)
+        if self._results is not None:
+            self._show_results(self._results)
+        self._show_text(*self._output)
+        self._refresh_totals()
+
+    async def on_resize(self, event: events.Resize) -> None:
+        mode = layout_mode(event.size.width, event.size.height)
+        if self.mode is not None and mode is not self.mode:
+            await self.recompose()
+            self._after_compose()
+
+    # --- panes ---------------------------------------------------------------------------------
+
+    def action_show_pane(self, pane: str) -> None:
+        """Bring a pane to the front and focus it (keys 1-7, or a click on the phone's tab bar)."""
+        self._show_pane(pane, focus=True)
+
+    def _show_pane(self, pane: str, *, focus: bool = False) -> None:
+        if self.mode is LayoutMode.NARROW and pane == "structure":
+            pane = "dags"
+        self.active_pane = pane
+        if self.mode is LayoutMode.NARROW:
+            group = {"dags": "dags-pane", "tasks": "work-pane", "output": "work-pane"}.get(pane, pane)
+            for child in self.query_one("#main").children:
+                child.display = child.id == group
+            # The task table keeps the output under it when the phone is tall enough for both.
+            self.query_one("#tasks").display = pane == "tasks"
+            self.query_one("#output-pane").display = pane == "output" or self.size.height >= NARROW_SPLIT_ROWS
+            self._draw_tabbar()
+        elif self.mode is LayoutMode.MEDIUM and pane in SHARED_SLOT:
+            for name in SHARED_SLOT:
+                self.query_one(f"#{name}").display = name == pane
+        if focus:
+            target = {"output": "#output-pane"}.get(pane, f"#{pane}")
+            self.query_one(target).focus()
+
+    def _draw_tabbar(self) -> None:
+        if self.mode is not LayoutMode.NARROW:
+            return
+        bar = Text(no_wrap=True, end="")
+        active = "dags" if self.active_pane == "structure" else self.active_pane
+        for pane, name, key in PANES:
+            if pane not in NARROW_TABS:
+                continue
+            style = "reverse bold" if pane == active else ""
+            bar.append(f" {key}", style=f"{style} dim" if not style else style)
+            bar.append(f"{_tab_name(pane, name)} ", style=style)
+        self.query_one("#tabbar", Static).update(bar)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on the phone's tab bar switches to the tab under it."""
+        if event.widget is None or event.widget.id != "tabbar":
+            return
+        x = 0
+        active_names = [(pane, name, key) for pane, name, key in PANES if pane in NARROW_TABS]
+        for pane, name, key in active_names:
+            width = len(f" {key}{_tab_name(pane, name)} ")
+            if x <= event.x < x + width:
+                self._show_pane(pane, focus=True)
+                return
+            x += width
+
+    # --- polling -------------------------------------------------------------------------------
 
     def watch_address(self, address: Address | None) -> None:
         if address is not None:
             self.sub_title = str(address)
-            self.query_one("#totals", Static).update(f"Connecting to {address}…")
+            self.show_banner(f"Connecting to {address}…")
             self.write_log(f"watching the controller at {address}")
             self.poll(address)
 
@@ -202,14 +329,19 @@ class MonitorScreen(Screen[None]):
         client = None
         last_key: tuple[Any, ...] | None = None
         renew_at = 0.0
+        extras_at = 0.0
+        extras = True
+        """False once the controller refused `activity` (an older controller): not asked again."""
         status: StatusView  # set by the first request of each connection
         try:
             while not worker.is_cancelled:
                 started = time.monotonic()
                 try:
+                    changed = False
                     if client is None:
                         client = self.backend.connect(address)
                         status = client.status()
+                        changed = True
                     else:
                         # Pushed updates: the controller sends one when something changed, at most
                         # every 0.25 s, so a 10,000-task burst is a handful of redraws, not a storm.
@@ -220,17 +352,25 @@ class MonitorScreen(Screen[None]):
                         if update is not None:
                             status = update
                             self.updates_received += 1
-                        elif self.selected_dag == (last_key[0] if last_key else None):
-                            continue  # nothing changed and nothing newly selected
-                    results = None
+                            changed = True
                     dag_id = self.selected_dag
+                    results = None
                     summary = next((d for d in status.get("dags", ()) if d["dag_id"] == dag_id), None)
                     if summary is not None:
                         key = (dag_id, summary["state"], summary["done"], tuple(summary["counts"].items()))
                         if key != last_key:
                             results = client.results(summary["dag_id"], with_output=False, limit=MAX_TASK_ROWS)
                             last_key = key
-                    self.post_message(ClusterSnapshot(status, results))
+                            changed = True
+                    activity = structure = None
+                    now = time.monotonic()
+                    if extras and now >= extras_at:
+                        extras_at = now + ACTIVITY_EVERY_S
+                        activity, structure = self._fetch_extras(client, dag_id)
+                        extras = activity is not None or structure is not None
+                        changed = True
+                    if changed:
+                        self.post_message(ClusterSnapshot(status, results, activity, structure))
                 except Exception as exc:  # unreachable, refused, or a broken reply: say so, retry
                     log.info("poll of %s failed: %s", address, exc)
                     last_key = None
@@ -238,7 +378,7 @@ class MonitorScreen(Screen[None]):
                         client.close()
                         client = None
                     self.post_message(ClusterUnreachable(str(exc)))
-                    renew_at = 0.0
+                    renew_at = extras_at = 0.0
                     left = self.poll_interval - (time.monotonic() - started)
                     end = time.monotonic() + max(0.0, left)
                     while not worker.is_cancelled and time.monotonic() < end:
@@ -247,19 +387,76 @@ class MonitorScreen(Screen[None]):
             if client is not None:
                 client.close()
 
+    @staticmethod
+    def _fetch_extras(client: Any, dag_id: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The task stream and the selected DAG's structure; (None, None) from a controller without them."""
+        if not hasattr(client, "activity"):
+            return None, None
+        try:
+            activity = client.activity(120.0)
+        except Exception as exc:
+            if "unknown" in str(exc).lower() or "unsupported" in str(exc).lower():
+                return None, None
+            raise
+        structure = client.structure(dag_id) if dag_id and hasattr(client, "structure") else None
+        return activity, structure
+
     def on_cluster_snapshot(self, message: ClusterSnapshot) -> None:
         if self._unreachable:
             self._unreachable = False
             self.write_log("controller reachable")
-        status = message.status
-        quarantined = status.get("quarantined") or []
-        self.query_one("#totals", Static).update(totals_line(status.get("totals", {}), len(quarantined)))
-        hosts = {h["node_id"]: host_row(h) for h in status.get("hosts", [])}
-        sync_rows(self.query_one("#hosts", DataTable), hosts, fit=True)
-        self._tell_quarantine(quarantined)
-        self._sync_dags(status.get("dags", []))
+        self._banner = None
+        self._status = message.status
+        if message.activity is not None:
+            self._activity = message.activity
+            self._show_activity(message.activity)
+        if message.structure is not None and message.structure.get("dag_id") == self.selected_dag:
+            self._structure = message.structure
+            self._show_structure(message.structure)
+        self._apply_status(message.status)
         if message.results is not None and message.results.get("dag_id") == self.selected_dag:
             self._show_results(message.results)
+
+    def _apply_status(self, status: StatusView) -> None:
+        quarantined = status.get("quarantined") or []
+        self._refresh_totals()
+        hosts = status.get("hosts", [])
+        self.query_one("#hosts", AdaptiveTable).set_rows({h["node_id"]: host_cells(h) for h in hosts})
+        if self.mode is LayoutMode.WIDE:  # the hosts and the log below as tall as the hosts need (capped)
+            self.query_one("#bottom").styles.height = max(BOTTOM_ROWS[0], min(BOTTOM_ROWS[1], len(hosts) + 4))
+        self._tell_quarantine(quarantined)
+        self._sync_dags(status.get("dags", []))
+
+    def _refresh_totals(self) -> None:
+        """The top line: what needs someone first, then the rate, then the cluster's size."""
+        bar = self.query_one("#totals", Static)
+        if self._banner is not None or self._status is None:
+            bar.update(Text(self._banner or "", no_wrap=True))
+            return
+        totals = self._status.get("totals", {})
+        quarantined = len(self._status.get("quarantined") or [])
+        parts: list[Text | str] = []
+        if self._unreachable:
+            parts.append(Text(f"unreachable: {self.address}", style=look("failed").style))
+        if quarantined:
+            parts.append(Text(f"⚠ {quarantined} quarantined", style=look("quarantined").style))
+        rate = Text()
+        history = (self._activity or {}).get("throughput") or []
+        if history:
+            rate.append(_spark(history[-12:]), style=look("running").style)
+            rate.append(" ")
+        rate.append(f"{float(totals.get('tasks_per_s', 0)):,.1f} tasks/s")
+        parts += [
+            rate,
+            f"{totals.get('running', 0)} running",
+            f"{totals.get('ready', 0)} ready",
+            _plural(int(totals.get("hosts", 0)), "host"),
+            f"{totals.get('slots', 0)} slots",
+            _plural(int(totals.get("devices", 0)), "device"),
+            f"{totals.get('ram_mb', 0):,} MB",
+            str(self.address or ""),
+        ]
+        bar.update(fit_parts(parts, max(10, bar.content_region.width or self.app.size.width - 2)))
 
     def _tell_quarantine(self, quarantined: list[QuarantineView]) -> None:
         """A log line (and a notice) for each device quarantined since the last snapshot, one for each trusted."""
@@ -278,26 +475,41 @@ class MonitorScreen(Screen[None]):
         if not self._unreachable:
             self._unreachable = True
             self.write_log(f"controller unreachable: {message.error}", error=True)
-            self.query_one("#totals", Static).update(f"Unreachable: {self.address}")
+            self._refresh_totals()
+
+    # --- DAGs ----------------------------------------------------------------------------------
 
     def _sync_dags(self, dags: list[DagSummary]) -> None:
         view = self.query_one("#dags", ListView)
         items = {item.dag_id: item for item in view.query(DagItem)}
+        ids = [d["dag_id"] for d in dags]
         for dag_id, gone in items.items():
-            if dag_id not in {d["dag_id"] for d in dags}:
+            if dag_id not in set(ids):
                 gone.remove()
         for summary in dags:
+            pinned = self.pinned and summary["dag_id"] == self.selected_dag
             item = items.get(summary["dag_id"])
             if item is None:
                 item = DagItem(summary["dag_id"])
                 view.append(item)
-                item.call_after_refresh(item.update, summary)
+                item.call_after_refresh(item.update, summary, pinned)
             else:
-                item.update(summary)
-        if self.selected_dag is None and dags:
-            self.select_dag(dags[-1]["dag_id"])
+                item.update(summary, pinned)
+        known, self._known_dags = self._known_dags, set(ids)
+        new = [d for d in dags if known is not None and d["dag_id"] not in known]
+        if self.selected_dag not in set(ids):
+            self.pinned = False
+        if new and not self.pinned:
+            self.select_dag(new[-1]["dag_id"])
+            if len(dags) > 1:
+                self.write_log(f"following the new DAG {new[-1]['dag_id']} (p pins the one shown)")
+        elif self.selected_dag not in set(ids) and dags:
+            running = [d for d in dags if d.get("state") == "running"]
+            self.select_dag((running or dags)[-1]["dag_id"])
         elif self.selected_dag is not None:
             self.select_dag(self.selected_dag)  # keep the highlight on it as items come and go
+        title = "DAGs" + (" · pinned (p unpins)" if self.pinned else "")
+        view.border_title = title
 
     def select_dag(self, dag_id: str) -> None:
         self.selected_dag = dag_id
@@ -311,75 +523,73 @@ class MonitorScreen(Screen[None]):
         if isinstance(event.item, DagItem):
             self.selected_dag = event.item.dag_id
 
+    @on(ListView.Selected, "#dags")
+    def _dag_chosen(self, event: ListView.Selected) -> None:
+        """Enter on a DAG: its tasks."""
+        if isinstance(event.item, DagItem):
+            self.selected_dag = event.item.dag_id
+            self._show_pane("tasks", focus=True)
+
+    def action_pin_dag(self) -> None:
+        """Pin the DAG shown (newly submitted DAGs are no longer followed), or unpin it."""
+        if self.selected_dag is None:
+            self.write_log("no DAG selected", error=True)
+            return
+        self.pinned = not self.pinned
+        self.write_log(f"{'pinned' if self.pinned else 'unpinned'} {self.selected_dag}")
+        if self._status is not None:
+            self._sync_dags(self._status.get("dags", []))
+
     def watch_selected_dag(self, dag_id: str | None) -> None:
         if self._results is not None and self._results.get("dag_id") != dag_id:
             self._results = None
             self._tasks_by_id = {}
-            self._task_rows = {}
-            self._slots = []
-            self.query_one("#tasks", DataTable).clear()
+            self.query_one("#tasks", AdaptiveTable).set_rows({})
             self._show_output(None)
+        if self._structure is not None and self._structure.get("dag_id") != dag_id:
+            self._structure = None
+            self.query_one("#structure", Static).update("(loading the DAG's structure…)")
+
+    # --- tasks ---------------------------------------------------------------------------------
 
     def _show_results(self, results: ResultsView) -> None:
         self._results = results
+        self._results_at = time.monotonic()
         tasks = results.get("tasks", [])
         self._tasks_by_id = {t["task_id"]: t for t in tasks}
         shown = tasks[:MAX_TASK_ROWS]
-        table = self.query_one("#tasks", DataTable)
-        title = f"Tasks of {cell(results.get('name', ''))} ({cell(results.get('state', ''))})"  # titles are markup
+        table = self.query_one("#tasks", AdaptiveTable)
+        name = terminal_safe(str(results.get("name", "")), keep="")
+        title = f"Tasks of {name} ({results.get('state', '')})"
         total = int(results.get("total", len(tasks)))
         if len(shown) < total:
-            title += f" · showing {len(shown)} of {total:,} tasks"
-        table.border_title = title
-        rows = {t["task_id"]: task_row(t) for t in shown}
-        if rows != self._task_rows:
-            self._sync_task_rows(table, rows)
+            title += f" · {len(shown)} of {total:,}"
+        table.border_title = title.replace("[", r"\[")  # titles are markup
+        table.set_rows({t["task_id"]: task_cells(t) for t in shown})
         self._show_highlighted_output()
 
-    def _sync_task_rows(self, table: DataTable[str], rows: dict[str, tuple[str, ...]]) -> None:
-        """Update the table in place: row ``r<i>`` is slot ``i``; a task keeps its slot while shown,
-        a task that comes takes the slot of one that left (no O(rows) removals), and only the cells
-        that changed are written."""
-        old = self._task_rows
-        slot_of = {tid: i for i, tid in enumerate(self._slots)}
-        free = [i for i, tid in enumerate(self._slots) if tid not in rows]
-        free.reverse()
-        for tid, row in rows.items():
-            i = slot_of.get(tid)
-            if i is None and free:
-                i = free.pop()
-                prev: tuple[str, ...] | None = old[self._slots[i]]
-                self._slots[i] = tid
-            elif i is None:
-                i = len(self._slots)
-                self._slots.append(tid)
-                table.add_row(*row, key=f"r{i}")
-                continue
-            else:
-                prev = old[tid]
-            if prev != row:
-                key = f"r{i}"
-                for column, before, after in zip(TASK_COLUMNS, prev, row, strict=True):  # type: ignore[arg-type]
-                    if before != after:
-                        table.update_cell(key, column, after)
-        if free:  # fewer tasks than rows (rare): rebuild without the empty slots
-            self._slots = [tid for tid in self._slots if tid in rows]
-            table.clear()
-            for i, tid in enumerate(self._slots):
-                table.add_row(*rows[tid], key=f"r{i}")
-        self._task_rows = rows
+    def _tick(self) -> None:
+        """Every second: running tasks' elapsed times count on between snapshots."""
+        if not self._tasks_by_id:
+            return
+        since = time.monotonic() - self._results_at
+        table = self.query_one("#tasks", AdaptiveTable)
+        for task_id, task in self._tasks_by_id.items():
+            running_s = task.get("running_s")
+            if task.get("state") == "running" and running_s is not None:
+                table.update_row(task_id, task_cells(task, running_s + since))
 
-    @on(DataTable.RowHighlighted, "#tasks")
+    @on(AdaptiveTable.RowHighlighted, "#tasks")
     def _task_highlighted(self) -> None:
         self._show_highlighted_output()
 
+    @on(AdaptiveTable.RowSelected, "#tasks")
+    def _task_chosen(self) -> None:
+        """Enter on a task: its output (on a phone the output pane comes to the front)."""
+        self._show_pane("output", focus=True)
+
     def _show_highlighted_output(self) -> None:
-        table = self.query_one("#tasks", DataTable)
-        if not table.row_count:
-            self._show_output(None)
-            return
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        task_id = self._slots[int(row_key[1:])] if row_key else None
+        task_id = self.query_one("#tasks", AdaptiveTable).highlighted_key()
         task = self._tasks_by_id.get(task_id) if task_id else None
         if task is None or self.address is None or self.selected_dag is None:
             self._output_key = None
@@ -416,7 +626,7 @@ class MonitorScreen(Screen[None]):
         if message.task is None:
             self._output_key = None  # ask again next time
             error = terminal_safe(str(message.error))
-            self._show_text(f"Output of {cell(message.key[1])}", f"(could not fetch the output: {error})")
+            self._show_text(f"Output of {message.key[1]}", f"(could not fetch the output: {error})")
         else:
             self._show_output(message.task)
 
@@ -424,37 +634,62 @@ class MonitorScreen(Screen[None]):
         if task is None:
             text, title = "(select a task)", "Output"
         elif loading:
-            text, title = "(loading the output…)", f"Output of {cell(task['task_id'])}"
+            text, title = "(loading the output…)", f"Output of {task['task_id']}"
         else:
-            text = describe_output(task.get("output"))
-            stderr = task.get("stderr")
+            state = task.get("state", "")
+            parts = []
             if task.get("error"):
-                text += f"\n\nerror: {terminal_safe(str(task['error']))}"
+                parts.append(f"error: {terminal_safe(str(task['error']))}")
+            if task.get("output") is not None:
+                parts.append(describe_output(task.get("output")))
+            elif state in ("running", "ready", "pending", "retrying"):
+                parts.append(f"({state}: no output yet)")
+            elif not parts:
+                parts.append(f"({state}: no output)")
+            stderr = task.get("stderr")
             if stderr:
-                text += "\n\nstderr:\n" + describe_output(stderr)
-            title = f"Output of {cell(task['task_id'])}"
-        self._show_text(title, text)  # #output is a Static with markup off: `[bold]` shows as written
+                parts.append("stderr:\n" + describe_output(stderr))
+            text = "\n\n".join(parts)
+            title = f"Output of {task['task_id']}"
+        self._show_text(title, text)
 
     def _show_text(self, title: str, text: str) -> None:
+        self._output = (title, text)
         pane = self.query_one("#output-pane", VerticalScroll)
-        if self._shown_output != (title, text):
-            self._shown_output = (title, text)
-            pane.border_title = title
-            self.query_one("#output", Static).update(text)
+        pane.border_title = terminal_safe(title, keep="").replace("[", r"\[")
+        self.query_one("#output", Static).update(text)  # markup off: `[bold]` shows as written
 
-    # --- log ---------------------------------------------------------------------------------
+    # --- where time goes -----------------------------------------------------------------------
+
+    def _show_activity(self, activity: dict[str, Any]) -> None:
+        stream = self.query_one("#stream")
+        if hasattr(stream, "update_activity"):
+            stream.update_activity(activity)
+
+    def _show_structure(self, structure: dict[str, Any]) -> None:
+        view = self.query_one("#structure")
+        if hasattr(view, "update_structure"):
+            view.update_structure(structure)
+
+    # --- log -----------------------------------------------------------------------------------
 
     def show_banner(self, text: str) -> None:
         """Replace the totals line (e.g. when the cluster this monitor waits for never started)."""
-        self.query_one("#totals", Static).update(text)
+        self._banner = text
+        self._refresh_totals()
+
+    @staticmethod
+    def _log_text(text: str, error: bool) -> Text:
+        return Text(terminal_safe(text), style=look("failed").style if error else "")
 
     def write_log(self, text: str, *, error: bool = False) -> None:
-        self.query_one("#log", RichLog).write(Text(terminal_safe(text), style="bold red" if error else ""))
+        self._log_lines.append((text, error))
+        self.query_one("#log", RichLog).write(self._log_text(text, error))
 
     def on_log_line(self, message: LogLine) -> None:
         self.write_log(message.text, error=message.error)
 
-    # --- submit / cancel ---------------------------------------------------------------------
+    # --- submit / cancel -----------------------------------------------------------------------
 
     def action_submit(self) -> None:
         box = self.query_one("#submit-path", Input)
@@ -465,19 +700,15 @@ class MonitorScreen(Screen[None]):
         box = self.query_one("#submit-path", Input)
         if box.display:
             box.display = False
-            self.query_one("#tasks", DataTable).focus()
+            self._show_pane(self.active_pane, focus=True)
 
     def action_back(self) -> None:
-        """Esc: close the submit box; else back to the role screen this monitor was opened from."""
+        """Esc: close the submit box; else back to the screen this monitor was opened from."""
         if self.query_one("#submit-path", Input).display:
             self.action_hide_submit()
             return
-        from .role_form import RoleFormScreen
-        from .role_screens import RoleScreen
-
-        stack = self.app.screen_stack
-        if len(stack) >= 2 and stack[-1] is self and isinstance(stack[-2], RoleScreen | RoleFormScreen):
-            self.dismiss()  # back to the role's screen, or to the UI Node form to pick another controller
+        if len(self.app.screen_stack) >= 2 and self.app.screen_stack[-1] is self:
+            self.dismiss()  # the role's screen, the UI Node form, or the role picker
 
     def action_pick_file(self) -> None:
         def picked(path: Path | None) -> None:
@@ -527,6 +758,7 @@ class MonitorScreen(Screen[None]):
 
     def on_dag_submitted(self, message: DagSubmitted) -> None:
         self.write_log(f"submitted {message.name} as {message.dag_id}")
+        self.pinned = False  # what one submits here is what one wants to watch
         self.select_dag(message.dag_id)
 
     def action_cancel_dag(self) -> None:
