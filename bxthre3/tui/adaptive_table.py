@@ -115,6 +115,11 @@ class AdaptiveTable(DataTable[Text]):
         if self.shown and before != row:
             self._write_cells(f"r{self._slot_of[key]}", before, row)
 
+    def cells(self, key: str) -> dict[str, str]:
+        """Every column of row `key` as plain text (shown or not), by column key: what tests and tools read."""
+        row = self._rows[key]
+        return {spec.key: row[i].plain for i, spec in enumerate(self.specs)}
+
     @property
     def keys(self) -> list[str]:
         """The keys of the rows shown, top to bottom."""

@@ -67,7 +67,7 @@ CELL_PADDING = 1
 def fit_columns(specs: Sequence[ColumnSpec], width: int, padding: int = CELL_PADDING) -> list[tuple[ColumnSpec, int]]:
     """The columns that fit `width` cells, in their table order, each with its width (>= its minimum).
 
-    Columns are taken by priority while their minimums fit; the room left raises each to its preferred
+    Columns are taken in priority order until the next one's minimum does not fit; the room left raises each to its preferred
     width (by priority), then flex columns share the rest. The first-priority column is always shown,
     at `width` if even its minimum does not fit (a table is never empty).
     """
@@ -76,9 +76,10 @@ def fit_columns(specs: Sequence[ColumnSpec], width: int, padding: int = CELL_PAD
     chosen: list[ColumnSpec] = []
     used = 0
     for spec in by_priority:
-        if used + spec.minimum + pad <= width:
-            chosen.append(spec)
-            used += spec.minimum + pad
+        if used + spec.minimum + pad > width:
+            break  # strictly by priority: a less important column never takes the place of a more important one
+        chosen.append(spec)
+        used += spec.minimum + pad
     if not chosen and by_priority:
         first = by_priority[0]
         return [(first, max(1, width - pad))]

@@ -682,6 +682,11 @@ class MonitorScreen(Screen[None]):
     def _log_text(text: str, error: bool) -> Text:
         return Text(terminal_safe(text), style=look("failed").style if error else "")
 
+    @property
+    def log_texts(self) -> list[str]:
+        """The log's lines as written (unwrapped), oldest first."""
+        return [text for text, _ in self._log_lines]
+
     def write_log(self, text: str, *, error: bool = False) -> None:
         self._log_lines.append((text, error))
         self.query_one("#log", RichLog).write(self._log_text(text, error))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
+from bxthre3.tui.adaptive_table import AdaptiveTable
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
 from bxthre3.tui.formatting import describe_output
@@ -81,10 +82,10 @@ def test_all_components_runs_hello_fanout_and_quits_clean(monkeypatch) -> None:
             await pilot.pause()
             await pilot.press(*"dags/hello_fanout.yaml", "enter")
 
-            tasks = monitor.query_one("#tasks", DataTable)
+            tasks = monitor.query_one("#tasks", AdaptiveTable)
 
             def succeeded() -> bool:
-                return tasks.row_count == 4 and all(tasks.get_row(k)[1] == "succeeded" for k in tasks.rows)
+                return tasks.row_count == 4 and all(tasks.cells(k)["state"] == "✓ succeeded" for k in tasks.keys)
 
             await wait_until(pilot, succeeded, 30, "hello_fanout to succeed")
             assert "hello_fanout" in str(tasks.border_title) and "succeeded" in str(tasks.border_title)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import DataTable, RichLog
+from bxthre3.tui.adaptive_table import AdaptiveTable
 
 from .snapshot_apps import monitor_app
 from .test_app import wait_until
 
 
 def log_text(screen) -> str:
-    return "\n".join(str(line.text) for line in screen.query_one("#log", RichLog).lines)
+    return "\n".join(screen.log_texts)
 
 
 def test_cancel_asks_for_a_second_press_and_retry_reports_the_controllers_answer() -> None:
@@ -27,7 +27,7 @@ def test_cancel_asks_for_a_second_press_and_retry_reports_the_controllers_answer
             await wait_until(pilot, lambda: "cancel d-0001: 0 task(s) cancelled" in log_text(monitor), 5, "cancel")
             await pilot.press("r")
             await wait_until(pilot, lambda: "retry d-0001 failed" in log_text(monitor), 5, "the retry refusal")
-            assert "has no failed, upstream-failed or cancelled" in log_text(monitor)  # (wrapped)
+            assert "has no failed, upstream-failed or cancelled" in log_text(monitor)
 
     asyncio.run(run())
 
@@ -51,10 +51,10 @@ def test_a_device_quarantined_or_trusted_while_watching_is_told_in_the_log() -> 
             await wait_until(pilot, lambda: "old-phone" in log_text(monitor), 5, "the quarantine's log line")
             assert "device old-phone (9c01bbbb…) quarantined after 3 mismatch(es)" in log_text(monitor)
             assert any("old-phone quarantined" in str(n.message) for n in app._notifications)
-            hosts = monitor.query_one("#hosts", DataTable)
-            assert "quarantined" in hosts.get_row("node-1")[1] and hosts.get_row("node-0")[1] == "idle"
+            hosts = monitor.query_one("#hosts", AdaptiveTable)
+            assert hosts.cells("node-1")["state"] == "⚠ quarantined" and hosts.cells("node-0")["state"] == "○ idle"
             monitor.post_message(ClusterSnapshot(status, None))
             await wait_until(pilot, lambda: "trusted again" in log_text(monitor), 5, "the trust's log line")
-            assert hosts.get_row("node-1")[1] == "idle"
+            assert hosts.cells("node-1")["state"] == "○ idle"
 
     asyncio.run(run())

@@ -8,6 +8,7 @@ import time
 import pytest
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
+from bxthre3.tui.adaptive_table import AdaptiveTable
 from bxthre3.tui.help_screen import HelpScreen
 from bxthre3.tui.monitor import DagItem, MonitorScreen
 
@@ -70,11 +71,13 @@ def test_monitor_with_a_running_dag(size: tuple[int, int]) -> None:
             screen = app.screen
             [item] = list(screen.query(DagItem))
             label = str(item.query_one(".dag-label", Label).render())
-            assert "hello_fanout" in label and "running · share 50% · 2/5" in label
+            assert "● hello_fanout d-0001 · share 50%" in label
+            counts = str(item.query_one(".dag-counts", Label).render())
+            assert counts == "2/5 ●2 ·1 ✓2"
             bar = item.query_one(".dag-bar", ProgressBar)
             assert (bar.progress, bar.total) == (2, 5)
-            tasks = screen.query_one("#tasks", DataTable)
-            states = sorted(tasks.get_row(k)[1] for k in tasks.rows)
+            tasks = screen.query_one("#tasks", AdaptiveTable)
+            states = sorted(tasks.cells(k)["state"].split(" ", 1)[1] for k in tasks.keys)
             assert states == ["pending", "running", "running", "succeeded", "succeeded"]
             assert screen.query_one("#hosts", DataTable).row_count == 2
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from bxthre3.client.connection import ControllerClient
 from bxthre3.dag.yaml_loader import load_dag
+from bxthre3.tui.adaptive_table import AdaptiveTable
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
 from bxthre3.tui.monitor import MonitorScreen
@@ -46,10 +47,10 @@ def test_hostile_output_and_host_names_show_literally(
     async def run() -> None:
         app = make_app(controller=controller.address, backend=Backend(token=TEST_TOKEN), environ={},
                        ram_probe=lambda: 4096)  # fmt: skip
-        async with app.run_test(size=(160, 48)) as pilot:
+        async with app.run_test(size=(200, 60)) as pilot:  # wide: every host column
             await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "the monitor")
             monitor = app.screen
-            tasks = monitor.query_one("#tasks", DataTable)
+            tasks = monitor.query_one("#tasks", AdaptiveTable)
             await wait_until(pilot, lambda: tasks.row_count == 1, 20, "the task row")
             tasks.focus()
             output = monitor.query_one("#output", Static)
@@ -60,7 +61,11 @@ def test_hostile_output_and_host_names_show_literally(
             for raw in ("\x1b", "\x07", "\r", "\x08", "\u009b", "\u202e"):
                 assert raw not in shown
             # The hosts table shows the device's name, not bold text (it fills from the next status poll).
-            await wait_until(pilot, lambda: DEVICE in screen_text(app), 20, "the device's name shown literally")
+            hosts = monitor.query_one("#hosts", AdaptiveTable)
+            await wait_until(pilot, lambda: HOST in hosts.keys, 20, "the host's row")
+            assert hosts.cells(HOST)["device"] == DEVICE
+            # Cut to the column's width, but literally: the markup shows as written.
+            await wait_until(pilot, lambda: DEVICE[:7] in screen_text(app), 20, "the device's name shown literally")
             screen = screen_text(app)
             assert "[bold red]not markup[/]" in screen and "\\x1b]0;pwned" in screen
             await pilot.press("q")
