@@ -17,7 +17,8 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.style import Style
 from rich.text import Text
@@ -26,7 +27,7 @@ from .sparks import _clean, compact_number, cut, fit, level_char, rate_text, sha
 from .states import STATE_LOOKS, look
 
 if TYPE_CHECKING:
-    from .activity_shapes import ActivityView, HostActivity, SegmentView
+    from .activity_shapes import ActivityView, HostActivity
 
 ColourBy = Literal["state", "dag"]
 
@@ -66,6 +67,11 @@ class _Cell:
     state: str | None
 
 
+def _cell_edges(span: float, n: int) -> list[float]:
+    """Seconds ago of each cell's edges: cell `i` covers `[edges[i + 1], edges[i]]`, cell `n - 1` ends now."""
+    return [span * (n - i) / n for i in range(n + 1)]
+
+
 def _bucket_cells(values: Sequence[float], bucket_s: float, span: float, n: int, how: str) -> list[float | None]:
     """Buckets (oldest first, the last one ending now) mapped onto `n` cells of the last `span` seconds.
 
@@ -73,104 +79,122 @@ def _bucket_cells(values: Sequence[float], bucket_s: float, span: float, n: int,
     reaches that cell (older than the window).
     """
     b = len(values)
-    out: list[float | None] = []
-    if b == 0 or bucket_s <= 0:
-        return [None] * n
+    if b == 0 or bucket_s <= 0 or n <= 0:
+        return [None] * max(0, n)
     clean = [_clean(v) for v in values]
+    window = b * bucket_s
+    edges = _cell_edges(span, n)
+    out: list[float | None] = []
     for i in range(n):
-        hi = span * (n - i) / n  # seconds ago of the cell's left edge
-        lo = span * (n - 1 - i) / n
-        first = max(0, b - math.ceil(hi / bucket_s) - 1)
-        last = min(b - 1, b - math.floor(lo / bucket_s))
-        total = weight = 0.0
-        best = 0.0
-        for j in range(first, last + 1):
-            b_hi = (b - j) * bucket_s
-            b_lo = (b - 1 - j) * bucket_s
-            overlap = min(hi, b_hi) - max(lo, b_lo)
-            if overlap <= 1e-12:
-                continue
-            total += clean[j] * overlap
-            weight += overlap
-            best = max(best, clean[j])
-        if weight == 0:
+        hi, lo = min(edges[i], window), edges[i + 1]
+        if lo >= window - 1e-12:
             out.append(None)
-        else:
-            out.append(best if how == "max" else total / weight)
+            continue
+        # bucket `b - 1 - k` covers [k * bucket_s, (k + 1) * bucket_s] seconds ago
+        k_lo = int(lo / bucket_s)
+        k_hi = min(b - 1, max(k_lo, math.ceil(hi / bucket_s - 1e-9) - 1))
+        if k_lo == k_hi:  # the common case: the cell lies in one bucket
+            out.append(clean[b - 1 - k_lo])
+            continue
+        total = weight = best = 0.0
+        for k in range(k_lo, k_hi + 1):
+            overlap = min(hi, (k + 1) * bucket_s) - max(lo, k * bucket_s)
+            if overlap > 1e-12:
+                value = clean[b - 1 - k]
+                total += value * overlap
+                weight += overlap
+                best = value if value > best else best
+        out.append(None if weight == 0 else best if how == "max" else total / weight)
     return out
 
 
-def _segment_span(seg: SegmentView) -> tuple[float, float] | None:
-    """(start, end) in seconds ago, start >= end >= 0; None for a segment without usable times."""
-    try:
-        start = _clean(seg.get("start_ago_s", 0.0))
-        end_raw = seg.get("end_ago_s")
-        end = 0.0 if end_raw is None else _clean(end_raw)
-    except AttributeError:
+def _segment_times(seg: object, span: float) -> tuple[float, float] | None:
+    """(start, end) in seconds ago, clipped to the span, start >= end >= 0; None when unusable or outside."""
+    if not isinstance(seg, Mapping):
         return None
-    return (start, end) if start >= end else (end, start)
+    start = _clean(seg.get("start_ago_s", 0.0))
+    end_raw = seg.get("end_ago_s")
+    end = 0.0 if end_raw is None else _clean(end_raw)
+    if start < end:
+        start, end = end, start
+    if end >= span:
+        return None
+    return min(start, span), end
 
 
 def _host_cells(host: HostActivity, n: int, span: float, bucket_s: float, colour_by: ColourBy) -> list[_Cell]:
+    """The host's `n` timeline cells (see the module docstring for what each shows)."""
     cell_s = span / n
+    edges = _cell_edges(span, n)
     busy = _bucket_cells(host.get("busy") or [], bucket_s, span, n, "mean")
-    segments = [s for s in (host.get("segments") or []) if isinstance(s, Mapping)]
-    cover: list[dict[int, float]] = [{} for _ in range(n)]
+    segments = host.get("segments") or []
+    cover: list[list[tuple[int, float]] | None] = [None] * n
     for idx, seg in enumerate(segments):
-        times = _segment_span(seg)
+        times = _segment_times(seg, span)
         if times is None:
             continue
-        start, end = min(times[0], span), times[1]
-        if end >= span:
-            continue
-        first = max(0, min(n - 1, math.floor(n - start * n / span)))
-        last = max(first, min(n - 1, math.ceil(n - end * n / span) - 1))
+        start, end = times
+        first = max(0, min(n - 1, math.floor(n - start / cell_s)))
+        last = max(first, min(n - 1, math.ceil(n - end / cell_s) - 1))
         for i in range(first, last + 1):
-            hi = span * (n - i) / n
-            lo = span * (n - 1 - i) / n
-            overlap = min(hi, start) - max(lo, end)
             # an instant attempt (a cache hit) still marks its cell
-            cover[i][idx] = cover[i].get(idx, 0.0) + max(overlap, 1e-9)
-    dominant: list[int | None] = []
+            overlap = max(min(edges[i], start) - max(edges[i + 1], end), 1e-9)
+            here = cover[i]
+            if here is None:
+                cover[i] = [(idx, overlap)]
+            else:
+                here.append((idx, overlap))
+    half = 0.5 * cell_s
+    dominant: list[int | None] = [None] * n
     for i in range(n):
-        if cover[i]:
-            best, amount = max(cover[i].items(), key=lambda kv: kv[1])
-            dominant.append(best if amount >= 0.5 * cell_s else None)
-        else:
-            dominant.append(None)
+        here = cover[i]
+        if here:
+            best, amount = max(here, key=_second)
+            if amount >= half:
+                dominant[i] = best
     cells: list[_Cell] = []
     for i in range(n):
-        idx = dominant[i]
-        if idx is not None:
-            seg = segments[idx]
+        dom = dominant[i]
+        if dom is not None:
+            seg = segments[dom]
             state = str(seg.get("state", ""))
             key = state if colour_by == "state" else str(seg.get("dag_id", ""))
-            ends_here = i == n - 1 or dominant[i + 1] != idx
+            ends_here = i == n - 1 or dominant[i + 1] != dom
             cells.append(_Cell(look(state).symbol if ends_here else RUN_GLYPH, key, state))
             continue
-        covered = sum(cover[i].values())
-        fraction = max(busy[i] or 0.0, min(1.0, covered / cell_s))
-        if not cover[i]:
-            cells.append(_Cell(shade_char(fraction), None, None))
+        here = cover[i]
+        if not here:
+            cells.append(_Cell(shade_char(busy[i] or 0.0), None, None))
             continue
+        covered = sum(amount for _, amount in here)
+        fraction = max(busy[i] or 0.0, min(1.0, covered / cell_s))
         weights: dict[tuple[str, str], float] = {}
-        for seg_idx, amount in cover[i].items():
+        for seg_idx, amount in here:
             seg = segments[seg_idx]
             state = str(seg.get("state", ""))
             key = state if colour_by == "state" else str(seg.get("dag_id", ""))
             weights[(key, state)] = weights.get((key, state), 0.0) + amount
-        (key, state), _ = max(weights.items(), key=lambda kv: kv[1])
+        (key, state), _ = max(weights.items(), key=_second)
         cells.append(_Cell(shade_char(fraction), key, state))
     return cells
 
 
-def _cell_style(cell: _Cell, colour_by: ColourBy) -> Style:
-    if cell.key is None:
+def _second(pair: tuple[Any, float]) -> float:
+    return pair[1]
+
+
+@lru_cache(maxsize=256)
+def _cell_style(key: str | None, colour_by: ColourBy, plain_glyph: bool) -> Style:
+    """Cached: a 200 x 50 stream has 10,000 cells and only a handful of distinct styles."""
+    if key is None:
         return Style(color=IDLE_GREY)
     if colour_by == "dag":
-        return Style(color=dag_hue(cell.key), bold=cell.char not in (RUN_GLYPH, *"░▒▓"))
-    found = look(cell.key)
+        return Style(color=dag_hue(key), bold=not plain_glyph)
+    found = look(key)
     return Style(color=found.colour, bold=found.bold)
+
+
+_PLAIN_GLYPHS = frozenset((RUN_GLYPH, " ", "░", "▒", "▓"))
 
 
 def _styled_run(cells: Sequence[_Cell], colour_by: ColourBy) -> Text:
@@ -179,7 +203,7 @@ def _styled_run(cells: Sequence[_Cell], colour_by: ColourBy) -> Text:
     run: list[str] = []
     run_style: Style | None = None
     for cell in cells:
-        style = _cell_style(cell, colour_by)
+        style = _cell_style(cell.key, colour_by, cell.char in _PLAIN_GLYPHS)
         if style != run_style and run:
             text.append("".join(run), run_style)
             run = []

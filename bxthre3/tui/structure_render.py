@@ -182,8 +182,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def structure_lines(view: StructureView, width: int, *, max_lines: int | None = None) -> list[Text]:
-    """The structure of `view` in `width` cells and at most `max_lines` lines (header, groups, edges)."""
+def structure_lines(view: StructureView, width: int, *, max_lines: int | None = None, edges: bool = True) -> list[Text]:
+    """The structure of `view` in `width` cells and at most `max_lines` lines (header, groups and, with
+    `edges`, a `← from` line under each group with upstream groups)."""
     if width <= 0 or (max_lines is not None and max_lines <= 0):
         return []
     groups: list[GroupView] = [g for g in (view.get("groups") or []) if isinstance(g, Mapping)]
@@ -223,7 +224,7 @@ def structure_lines(view: StructureView, width: int, *, max_lines: int | None = 
         max((counts_text(c).cell_len for c in counts), default=0),
     )
     edge_lines = sum(1 for i in range(shown_n) if upstream.get(i))
-    with_edges = shown_n + edge_lines <= room
+    with_edges = edges and shown_n + edge_lines <= room
     gap = " " * layout.gap
     previous_stage: int | None = None
     for i in range(shown_n):
