@@ -39,6 +39,7 @@ class TaskStreamView(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     TaskStreamView { height: 1fr; min-height: 4; }
+    TaskStreamView:focus { background: $boost; }
     """
 
     BINDINGS = [

@@ -73,8 +73,9 @@ def stack_cells(counts: Sequence[tuple[str, int]], total: int, width: int) -> li
     denom = max(total, sum(n for _, n in present))
     if width <= 0 or denom <= 0 or not present:
         return []
-    if len(present) > width:  # a tiny bar: the largest states only
-        present = sorted(present, key=lambda sn: -sn[1])[:width]
+    if len(present) > width:  # a tiny bar: the most urgent states only, still in display order
+        keep = set(sorted((s for s, _ in present), key=lambda s: _KEEP.get(s, len(_KEEP)))[:width])
+        present = [(s, n) for s, n in present if s in keep]
     target = min(width, round(sum(n for _, n in present) * width / denom))
     target = max(target, len(present))
     exact = [n * width / denom for _, n in present]

@@ -30,6 +30,7 @@ class DagStructureView(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     DagStructureView { height: 1fr; min-height: 3; }
+    DagStructureView:focus { background: $boost; }
     """
 
     BINDINGS = [Binding("e", "toggle_edges", "Upstreams on/off")]
