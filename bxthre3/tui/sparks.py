@@ -29,6 +29,8 @@ Resample = Literal["max", "mean"]
 
 def _clean(value: float) -> float:
     """A value from the wire as a finite, non-negative number (NaN, negative and infinite read as 0)."""
+    if value.__class__ is float or value.__class__ is int:  # the common case, without a call to float()
+        return float(value) if 0 < value < math.inf else 0.0
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -75,18 +75,18 @@ def test_a_hundred_thousand_tasks_render_in_under_20_ms() -> None:
     assert "100,000 tasks" in structure_lines(view, 120)[0].plain
     timings = []
     for _ in range(5):
-        start = time.perf_counter()
+        start = time.process_time()
         structure_lines(view, 200)
-        timings.append(time.perf_counter() - start)
+        timings.append(time.process_time() - start)
     assert min(timings) < 0.020, timings
 
 
 def test_ten_thousand_groups_cost_only_the_lines_shown() -> None:
     groups = [group(f"task-{i}", i, {"succeeded": 1}) for i in range(10_000)]
     view = structure(groups, [(i, i + 1) for i in range(9_999)])
-    start = time.perf_counter()
+    start = time.process_time()
     lines = plain(structure_lines(view, 80, max_lines=20))
-    assert time.perf_counter() - start < 0.1
+    assert time.process_time() - start < 0.1
     assert len(lines) == 20 and lines[-1] == "+9,982 more groups"
     assert not any("←" in line for line in lines)  # edges go before groups do
 
