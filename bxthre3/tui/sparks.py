@@ -131,7 +131,26 @@ def cut(text: str, width: int) -> str:
     return set_cell_size(text, width - 1) + "…"
 
 
-def fit(text: str, width: int) -> str:
-    """`cut` to `width` cells, then padded to exactly `width`."""
-    shown = cut(text, width)
+def cut_middle(text: str, width: int) -> str:
+    """`text` cut to `width` cells with `…` in the middle: node ids share their heads (`lab-box-1`,
+    `lab-box-12`) and differ at the end, so the end must stay visible."""
+    text = terminal_safe(text, keep="")
+    if width <= 0:
+        return ""
+    if cell_len(text) <= width:
+        return text
+    room = width - 1
+    tail_w = room - room // 2
+    tail = ""
+    for ch in reversed(text):
+        if cell_len(ch + tail) > tail_w:
+            break
+        tail = ch + tail
+    head = set_cell_size(text, room - cell_len(tail)) if room > cell_len(tail) else ""
+    return head + "…" + tail
+
+
+def fit(text: str, width: int, *, middle: bool = False) -> str:
+    """`cut` (or `cut_middle`) to `width` cells, then padded to exactly `width`."""
+    shown = cut_middle(text, width) if middle else cut(text, width)
     return shown + " " * max(0, width - cell_len(shown))

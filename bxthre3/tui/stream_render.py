@@ -14,12 +14,14 @@ that covered most of it. Colour is never the only signal: symbols and shades rea
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 
@@ -45,6 +47,27 @@ DIM = Style(dim=True)
 def dag_hue(dag_id: str) -> str:
     """The DAG's hue: from a CRC of its id, so it is the same on every refresh and every run of the UI."""
     return DAG_HUES[zlib.crc32(dag_id.encode("utf-8", "replace")) % len(DAG_HUES)]
+
+
+def natural_key(node_id: str) -> list[tuple[int, int | str]]:
+    """`host-2` before `host-10`: digits compare as numbers."""
+    return [(0, int(part)) if part.isdecimal() else (1, part) for part in re.split(r"(\d+)", node_id) if part]
+
+
+def host_labels(node_ids: Sequence[str], width: int) -> dict[str, str]:
+    """Each id fitted to `width` cells, cut in the middle (ids share heads: `lab-box-1`, `lab-box-12`);
+    if that makes two rows read the same, cut at the end, then at the start, whichever keeps them apart."""
+    cuts = (
+        lambda t: fit(t, width, middle=True),
+        lambda t: fit(t, width),
+        lambda t: fit("…" + t[-width + 1 :], width) if cell_len(t) > width else fit(t, width),
+    )
+    labels: dict[str, str] = {}
+    for cutter in cuts:
+        labels = {node_id: cutter(node_id) for node_id in node_ids}
+        if len(set(labels.values())) == len(labels):
+            break
+    return {node_id: cuts[0](node_id) for node_id in node_ids} if len(set(labels.values())) < len(labels) else labels
 
 
 def label_width(width: int) -> int:
@@ -286,7 +309,7 @@ def stream_lines(
 
     order = [h for h in (hosts or []) if h in all_hosts]
     known = set(order)
-    order += sorted(h for h in all_hosts if h not in known)
+    order += sorted((h for h in all_hosts if h not in known), key=natural_key)
 
     room = max_lines if max_lines is not None else len(order) + 4
     with_axis, with_rate, with_legend = room >= 2, room >= 3, room >= 4
@@ -295,10 +318,11 @@ def stream_lines(
     more = 0
     if len(order) > host_room:
         keep_n = host_room - 1 if host_room > 1 else 1
-        busiest = set(sorted(order, key=lambda h: (-busy_of[h], h))[:keep_n])
+        busiest = set(sorted(order, key=lambda h: (-busy_of[h], natural_key(h)))[:keep_n])
         more = len(order) - keep_n
         order = [h for h in order if h in busiest]
 
+    labels = host_labels(order, name_w)
     lines: list[Text] = []
     if with_rate:
         rates = _bucket_cells(
@@ -327,7 +351,8 @@ def stream_lines(
                 shown_keys[cell.key] = shown_keys.get(cell.key, 0.0) + 1
             if colour_by == "dag" and cell.state is not None:
                 shown_keys.setdefault("\0" + cell.state, 0.0)
-        line = Text(fit(host_id, name_w) + " " + f"{round(busy_of[host_id] * 100):>3}%", no_wrap=True, end="")
+        label = labels[host_id] + f" {round(busy_of[host_id] * 100):>3}%"
+        line = Text(label, no_wrap=True, end="")
         line.append_text(sep)
         line.append_text(_styled_run(cells, colour_by))
         lines.append(line)

@@ -6,7 +6,17 @@ import math
 
 from rich.cells import cell_len
 
-from bxthre3.tui.sparks import busy_bar, compact_number, cut, fit, rate_text, resample, shade_char, sparkline
+from bxthre3.tui.sparks import (
+    busy_bar,
+    compact_number,
+    cut,
+    cut_middle,
+    fit,
+    rate_text,
+    resample,
+    shade_char,
+    sparkline,
+)
 
 
 def test_sparkline_uses_eight_levels_and_a_blank_for_zero() -> None:
@@ -56,3 +66,12 @@ def test_cut_and_fit_count_cells_and_escape_control_characters() -> None:
     assert cell_len(cut("日本語ホスト", 5)) <= 5
     assert cell_len(fit("日本語", 4)) == 4
     assert fit("ab", 4) == "ab  "
+
+
+def test_cut_middle_keeps_the_end_of_a_node_id() -> None:
+    assert cut_middle("host-10", 6) == "ho…-10"
+    assert cut_middle("host-11", 6) == "ho…-11"
+    assert cut_middle("lab-box-3-slot-12", 9) == "lab-…t-12"
+    assert cut_middle("short", 9) == "short" and cut_middle("abc", 1) == "…" and cut_middle("abc", 0) == ""
+    assert cell_len(cut_middle("日本語のホスト-12", 7)) <= 7
+    assert fit("host-10", 8, middle=True) == "host-10 "

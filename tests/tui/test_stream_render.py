@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from bxthre3.tui.stream_render import DAG_HUES, dag_hue, label_width, stream_lines
+from bxthre3.tui.stream_render import DAG_HUES, dag_hue, host_labels, label_width, stream_lines
 
 WIDTHS = (45, 80, 120, 200)
 
@@ -94,7 +94,7 @@ def test_every_width_gives_full_rows_that_never_overflow(width: int) -> None:
     hosts = {f"host-{i}-with-a-rather-long-name": {"busy": [0.5] * 120, "segments": [seg(40, 2)]} for i in range(3)}
     lines = stream_lines(activity(hosts, [3] * 120, rate=3.0), width, span_s=60)
     assert all(line.cell_len <= width and "\n" not in line.plain for line in lines)
-    host_rows = [line for line in lines if line.plain.startswith("host-")]
+    host_rows = [line for line in lines if line.plain.split("│")[0].endswith("50%")]
     assert len(host_rows) == 3
     assert all(row.cell_len == width for row in host_rows)
     assert all("…" in row.plain.split("│")[0] for row in host_rows)  # the long id is cut, not wrapped
@@ -160,3 +160,15 @@ def test_wide_host_ids_are_cut_by_cells() -> None:
     view = activity({"日本語のとても長いホスト名": {"busy": [0.5] * 120, "segments": []}})
     for width in WIDTHS:
         assert all(cell_len(line.plain) <= width for line in stream_lines(view, width))
+
+
+def test_hosts_sharing_a_head_stay_apart_and_sort_naturally() -> None:
+    hosts = {f"host-{i}": {"busy": [0.5] * 120, "segments": []} for i in (10, 2, 11, 1)}
+    labels = [line.plain.split("│")[0].split()[0] for line in stream_lines(activity(hosts), 45)[1:5]]
+    assert labels == ["host-1", "host-2", "ho…-10", "ho…-11"]
+
+
+def test_labels_cut_where_they_keep_rows_apart() -> None:
+    assert host_labels(["host-10", "host-11"], 6) == {"host-10": "ho…-10", "host-11": "ho…-11"}
+    assert host_labels(["a-1-end", "a-2-end"], 4) == {"a-1-end": "a-1…", "a-2-end": "a-2…"}  # the head differs
+    assert host_labels(["node-7", "node-8"], 8) == {"node-7": "node-7  ", "node-8": "node-8  "}
