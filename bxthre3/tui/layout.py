@@ -67,9 +67,10 @@ CELL_PADDING = 1
 def fit_columns(specs: Sequence[ColumnSpec], width: int, padding: int = CELL_PADDING) -> list[tuple[ColumnSpec, int]]:
     """The columns that fit `width` cells, in their table order, each with its width (>= its minimum).
 
-    Columns are taken in priority order until the next one's minimum does not fit; the room left raises each to its preferred
-    width (by priority), then flex columns share the rest. The first-priority column is always shown,
-    at `width` if even its minimum does not fit (a table is never empty).
+    Columns are taken in priority order until the next one's minimum does not fit; the room left
+    raises each to its preferred width (by priority), then flex columns share the rest. The
+    first-priority column is always shown, at `width` if even its minimum does not fit (a table is
+    never empty).
     """
     pad = 2 * padding
     by_priority = sorted(specs, key=lambda s: s.priority)

@@ -44,7 +44,10 @@ from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, describe_output, quarantine_line
 from .layout import LayoutMode, fit_parts, layout_mode
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
+from .sparks import sparkline
 from .states import look
+from .stream_view import TaskStreamView
+from .structure_view import DagStructureView
 
 if TYPE_CHECKING:
     from ..controller.views import DagSummary, QuarantineView, ResultsView, StatusView, TaskView
@@ -62,6 +65,9 @@ ACTIVITY_EVERY_S = 1.0
 
 BOTTOM_ROWS = (7, 16)
 """Height range of the wide layout's bottom row (hosts and log): the hosts' rows plus header and border."""
+
+RATE_SPARK_S = 12
+"""Seconds of throughput history drawn beside the rate in the top line."""
 
 LOG_KEPT = 1000
 """Log lines kept (and replayed when the layout changes)."""
@@ -93,12 +99,6 @@ def _plural(n: int, word: str) -> str:
 
 def _tab_name(pane: str, name: str) -> str:
     return name[:3] if pane in ("output", "stream") else name
-
-
-def _spark(values: list[int]) -> str:
-    """Placeholder until the shared sparkline lands."""
-    top = max(values) or 1
-    return "".join(" ▁▂▃▄▅▆▇█"[min(8, round(8 * v / top))] for v in values)
 
 
 class PathInput(Input):
@@ -156,6 +156,8 @@ class MonitorScreen(Screen[None]):
         """DAG ids in the last snapshot (None before the first): a new one is followed unless one is pinned."""
         self.pinned = False
         """The user pinned the selected DAG: newly submitted DAGs are not followed."""
+        self.stream_span_s = 60.0
+        """Seconds the task stream shows (its `z` key); `activity` is asked for at least this much history."""
 
     # --- composition ---------------------------------------------------------------------------
 
@@ -223,10 +225,12 @@ class MonitorScreen(Screen[None]):
         return self._titled(AdaptiveTable(TASK_COLUMNS, id="tasks"), "Tasks")
 
     def _structure_view(self) -> Widget:
-        return self._titled(Static("(select a DAG)", id="structure", markup=False), "Graph")
+        return self._titled(DagStructureView(id="structure"), "Graph")
 
     def _stream(self) -> Widget:
-        return self._titled(Static("(no activity yet)", id="stream", markup=False), "Task stream")
+        stream = TaskStreamView(id="stream")
+        stream.span_s = self.stream_span_s
+        return self._titled(stream, "Task stream")
 
     def _output_pane(self) -> Widget:
         pane = VerticalScroll(Static("", id="output", markup=False), id="output-pane")
@@ -254,6 +258,10 @@ class MonitorScreen(Screen[None]):
             self._apply_status(self._status)
         if self._results is not None:
             self._show_results(self._results)
+        if self._activity is not None:
+            self._show_activity(self._activity)
+        if self._structure is not None:
+            self._show_structure(self._structure)
         self._show_text(*self._output)
         self._refresh_totals()
 
@@ -366,7 +374,7 @@ class MonitorScreen(Screen[None]):
                     now = time.monotonic()
                     if extras and now >= extras_at:
                         extras_at = now + ACTIVITY_EVERY_S
-                        activity, structure = self._fetch_extras(client, dag_id)
+                        activity, structure = self._fetch_extras(client, dag_id, max(120.0, self.stream_span_s))
                         extras = activity is not None or structure is not None
                         changed = True
                     if changed:
@@ -388,12 +396,14 @@ class MonitorScreen(Screen[None]):
                 client.close()
 
     @staticmethod
-    def _fetch_extras(client: Any, dag_id: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    def _fetch_extras(
+        client: Any, dag_id: str | None, window_s: float
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The task stream and the selected DAG's structure; (None, None) from a controller without them."""
         if not hasattr(client, "activity"):
             return None, None
         try:
-            activity = client.activity(120.0)
+            activity = client.activity(window_s)
         except Exception as exc:
             if "unknown" in str(exc).lower() or "unsupported" in str(exc).lower():
                 return None, None
@@ -443,7 +453,7 @@ class MonitorScreen(Screen[None]):
         rate = Text()
         history = (self._activity or {}).get("throughput") or []
         if history:
-            rate.append(_spark(history[-12:]), style=look("running").style)
+            rate.append(sparkline(history[-RATE_SPARK_S:], RATE_SPARK_S), style=look("running").style)
             rate.append(" ")
         rate.append(f"{float(totals.get('tasks_per_s', 0)):,.1f} tasks/s")
         parts += [
@@ -548,7 +558,7 @@ class MonitorScreen(Screen[None]):
             self._show_output(None)
         if self._structure is not None and self._structure.get("dag_id") != dag_id:
             self._structure = None
-            self.query_one("#structure", Static).update("(loading the DAG's structure…)")
+            self.query_one("#structure", DagStructureView).update_structure(None)
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -662,14 +672,16 @@ class MonitorScreen(Screen[None]):
     # --- where time goes -----------------------------------------------------------------------
 
     def _show_activity(self, activity: dict[str, Any]) -> None:
-        stream = self.query_one("#stream")
-        if hasattr(stream, "update_activity"):
-            stream.update_activity(activity)
+        hosts = self.query_one("#hosts", AdaptiveTable).keys
+        self.query_one("#stream", TaskStreamView).update_activity(activity, hosts=hosts)  # type: ignore[arg-type]
+        self._refresh_totals()
 
     def _show_structure(self, structure: dict[str, Any]) -> None:
-        view = self.query_one("#structure")
-        if hasattr(view, "update_structure"):
-            view.update_structure(structure)
+        self.query_one("#structure", DagStructureView).update_structure(structure)  # type: ignore[arg-type]
+
+    def on_task_stream_view_span_changed(self, message: TaskStreamView.SpanChanged) -> None:
+        """`z` in the task stream: the next `activity` asks for that much history."""
+        self.stream_span_s = message.span_s
 
     # --- log -----------------------------------------------------------------------------------
 
