@@ -30,16 +30,16 @@ TASK_COLUMNS: tuple[ColumnSpec, ...] = (
 """`time` is the run time of a finished task and the live elapsed time of a running one."""
 
 HOST_COLUMNS: tuple[ColumnSpec, ...] = (
-    ColumnSpec("node", "node", minimum=8, preferred=16, priority=1, flex=1),
+    ColumnSpec("node", "node", minimum=8, preferred=12, priority=1, flex=1),
     ColumnSpec("state", "state", minimum=8, preferred=13, priority=2),
     ColumnSpec("run", "run", minimum=5, preferred=5, priority=3, right=True),
     ColumnSpec("done", "done", minimum=5, preferred=6, priority=4, right=True),
     ColumnSpec("failed", "failed", minimum=6, preferred=6, priority=7, right=True),
     ColumnSpec("speed", "speed", minimum=5, preferred=5, priority=6, right=True),
     ColumnSpec("ram", "RAM use", minimum=11, preferred=13, priority=5, right=True),
-    ColumnSpec("device", "device", minimum=8, preferred=14, priority=8, flex=1),
-    ColumnSpec("engine", "engine", minimum=7, preferred=8, priority=9),
-    ColumnSpec("platform", "platform", minimum=8, preferred=14, priority=11),
+    ColumnSpec("device", "device", minimum=8, preferred=12, priority=8, flex=1),
+    ColumnSpec("engine", "engine", minimum=8, preferred=8, priority=9),
+    ColumnSpec("platform", "platform", minimum=8, preferred=12, priority=11),
     ColumnSpec("seen", "seen", minimum=6, preferred=6, priority=10, right=True),
 )
 
