@@ -31,9 +31,9 @@ TASK_COLUMNS: tuple[ColumnSpec, ...] = (
 
 HOST_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("node", "node", minimum=8, preferred=12, priority=1, flex=1),
-    ColumnSpec("state", "state", minimum=8, preferred=13, priority=2),
+    ColumnSpec("state", "state", minimum=7, preferred=13, priority=2),
     ColumnSpec("run", "run", minimum=5, preferred=5, priority=3, right=True),
-    ColumnSpec("done", "done", minimum=5, preferred=6, priority=4, right=True),
+    ColumnSpec("done", "done", minimum=4, preferred=6, priority=4, right=True),
     ColumnSpec("failed", "failed", minimum=6, preferred=6, priority=7, right=True),
     ColumnSpec("speed", "speed", minimum=5, preferred=5, priority=6, right=True),
     ColumnSpec("ram", "RAM use", minimum=11, preferred=13, priority=5, right=True),
