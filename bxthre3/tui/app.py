@@ -99,7 +99,8 @@ class Bxthre3App(App[int]):
         elif self.start_config is not None:
             self.launch_role(self.start_config)
         elif self.start_role is not None:
-            self.push_screen(self._form(self.start_role))
+            wants_controller = "controller" in ROLES_BY_KEY[self.start_role].fields
+            self.push_screen(self._form(self.start_role, controller=self.controller if wants_controller else None))
 
     def _monitor(self, address: Address | None) -> MonitorScreen:
         return MonitorScreen(backend=self.backend, address=address, poll_interval=self.poll_interval)

@@ -259,6 +259,21 @@ def test_ui_with_a_controller_and_a_token_or_insecure_opens_the_monitor(given: s
     assert run(app, script) == 0
 
 
+def test_a_role_started_with_a_controller_gets_it_in_its_form() -> None:
+    app = make_app(controller=CONTROLLER, start_role="host", backend=Backend(token=None), environ={}, cpus=4,
+                   ram_probe=lambda: 4096)  # fmt: skip
+
+    async def script(pilot: Pilot[int]) -> None:
+        await wait_until(pilot, lambda: isinstance(app.focused, Input), "the host form")
+        form = app.screen
+        assert isinstance(form, RoleFormScreen) and form.role.key == "host"
+        assert form.query_one("#controller", Input).value == str(CONTROLLER)
+        assert app.focused is form.query_one("#token", Input)
+        await pilot.press("ctrl+c")
+
+    assert run(app, script) == 0
+
+
 def test_an_insecure_ui_node_form_needs_no_token() -> None:
     app = make_app(start_role="ui", backend=Backend(insecure=True), environ={}, ram_probe=lambda: 4096)
 
