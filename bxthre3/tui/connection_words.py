@@ -30,9 +30,9 @@ _NETWORK_KINDS = frozenset({"unresolvable", "unreachable"})
 _TOKEN_FIX = "`bxthre3 token` on the controller prints it"
 
 _HOW_IT_STOPPED = {
-    "refused": "its port now refuses connections",
-    "went_away": "its port now refuses connections",
-    "silent": "connecting to it now gets no answer",
+    "refused": "its port refuses connections",
+    "went_away": "its port refuses connections",
+    "silent": "connecting to it gets no answer",
     "hung": "it accepts connections but no longer answers",
     "gone": "it closed the connection",
     "no_reply": "it no longer replies",
