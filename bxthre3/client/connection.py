@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import zmq
 
@@ -64,6 +64,32 @@ _HANDSHAKE_FAILED = (
 )
 
 
+ProblemKind = Literal[
+    "unresolvable", "refused", "went_away", "unreachable", "silent", "token_refused", "no_token",
+    "plaintext_server", "hung", "gone", "no_reply",
+]  # fmt: skip
+"""What kept a request from its reply, for code that must tell the cases apart (the TUI's words, which
+flag or field fixes it): the message says the same to a person, `kind` says it to a program."""
+
+
+class ConnectionProblem(ClusterError):
+    """A request that could not reach the controller, or that the controller would not let in.
+
+    A `ClusterError` (the CLI prints it as before) that also carries `kind` and `address`, so that
+    a caller never has to parse the message to know whether the token or the network is at fault."""
+
+    def __init__(self, message: str, *, kind: ProblemKind, address: Address, detail: str = "") -> None:
+        super().__init__(message)
+        self.kind: ProblemKind = kind
+        self.address = address
+        self.detail = detail
+        """The system's own words where there are some ("No route to host", the resolver's error)."""
+
+    def again(self) -> ConnectionProblem:
+        """A fresh exception with the same verdict (a refusal is final, and is raised at each request)."""
+        return ConnectionProblem(str(self), kind=self.kind, address=self.address, detail=self.detail)
+
+
 def _check_resolvable(address: Address, timeout: float = VERDICT_S) -> None:
     """Fail now with the real cause; ZeroMQ would retry an unknown name silently forever.
 
@@ -82,13 +108,19 @@ def _check_resolvable(address: Address, timeout: float = VERDICT_S) -> None:
     worker.start()
     worker.join(timeout)
     if not outcome:
-        raise ClusterError(
+        raise ConnectionProblem(
             f"cannot resolve controller host {address.host!r}: no answer from DNS within {timeout:g}s "
-            "(check the name, or give the controller's IP address)"
+            "(check the name, or give the controller's IP address)",
+            kind="unresolvable",
+            address=address,
+            detail=f"no answer from DNS within {timeout:g}s",
         )
     if outcome[0] is not None:
-        raise ClusterError(
-            f"cannot resolve controller host {address.host!r}: {outcome[0]} (check the name, or give its IP address)"
+        raise ConnectionProblem(
+            f"cannot resolve controller host {address.host!r}: {outcome[0]} (check the name, or give its IP address)",
+            kind="unresolvable",
+            address=address,
+            detail=str(outcome[0]),
         ) from outcome[0]
 
 
@@ -127,11 +159,11 @@ class ControllerClient:
         """The security handshake succeeded on the current connection."""
         self._down_since = time.monotonic()
         """Since when there has been no connection (or since connect())."""
-        self._suspect: tuple[float, str] | None = None
+        self._suspect: tuple[float, ConnectionProblem] | None = None
         """A handshake that ended with no word from the controller: since when, and the refusal it may be."""
         self._ever_up = False
         """A connection was up once: a refused connect now means the controller went away."""
-        self._refusal: str | None = None
+        self._refusal: ConnectionProblem | None = None
         """A refused handshake: final for this client (its keys do not change; ZeroMQ may not even retry)."""
         self.sock.connect(address.endpoint)
         self._ids = itertools.count(1)
@@ -162,7 +194,7 @@ class ControllerClient:
         req_id = next(self._ids)
         self._read_events(in_flight=False)  # a hang-up before this request is no verdict on it
         if self._refusal is not None:
-            raise ClusterError(self._refusal)
+            raise self._refusal.again()
         self.sock.send(protocol.encode(make(req_id)))
         started = time.monotonic()
         deadline = started + self.timeout
@@ -171,12 +203,12 @@ class ControllerClient:
             now = time.monotonic()
             verdict = self._stalled(now, started)
             if verdict is not None:
-                raise ClusterError(verdict)
+                raise verdict
             if now >= deadline:
-                raise ClusterError(self._no_reply())
+                raise self._no_reply()
             ready = dict(self._poller.poll(int(max(0.0, min(deadline - now, 0.1)) * 1000)))
             if gone and self.sock not in ready:
-                raise ClusterError(self._gone())
+                raise self._gone()
             if self.sock in ready:
                 try:
                     reply = protocol.decode(self.sock.recv())
@@ -194,10 +226,12 @@ class ControllerClient:
                 problem = self._read_events(in_flight=True)
                 if problem is _GONE and self.sock.poll(GONE_GRACE_MS, zmq.POLLIN):
                     gone = True  # but first the reply it may have sent just before
+                elif isinstance(problem, ConnectionProblem):
+                    raise problem
                 elif problem is not None:
-                    raise ClusterError(self._gone() if problem is _GONE else problem)
+                    raise self._gone()
 
-    def _read_events(self, *, in_flight: bool) -> str | None:
+    def _read_events(self, *, in_flight: bool) -> ConnectionProblem | str | None:
         """Follow the connection's life from the monitor; returns why a request in flight cannot be
         answered (a refused connect or handshake, or ``_GONE`` for a hang-up), else None."""
         from zmq.utils.monitor import recv_monitor_message
@@ -222,7 +256,7 @@ class ControllerClient:
                     self._suspect = (time.monotonic(), refusal)
                     continue
                 self._refusal = refusal
-                return refusal
+                return refusal.again()
             elif code == zmq.EVENT_DISCONNECTED:
                 was_up = self._up_since is not None
                 self._lost()
@@ -240,25 +274,30 @@ class ControllerClient:
             self._down_since = time.monotonic()
         self._up_since, self._trusted = None, False
 
-    def _stalled(self, now: float, started: float) -> str | None:
+    def _problem(self, kind: ProblemKind, message: str, detail: str = "") -> ConnectionProblem:
+        return ConnectionProblem(message, kind=kind, address=self.address, detail=detail)
+
+    def _stalled(self, now: float, started: float) -> ConnectionProblem | None:
         """A connect or a handshake that did not happen within VERDICT_S: say which."""
         if self._suspect is not None and now - self._suspect[0] > SUSPECT_S:
             self._refusal = self._suspect[1]  # it did not die: it keeps hanging up on our handshake
-            return self._refusal
+            return self._refusal.again()
         if self._up_since is None and now - max(started, self._down_since) > VERDICT_S - PROBE_S:
             why = self._probe()  # a silent network costs the probe's whole PROBE_S: the verdict stays at VERDICT_S
-            return why or (
+            return why or self._problem(
+                "silent",
                 f"no answer from {self.address} to connecting within {VERDICT_S:g}s: the device is off or "
-                "unreachable from here, the address is wrong, or a firewall drops the connection"
+                "unreachable from here, the address is wrong, or a firewall drops the connection",
             )
         if self._up_since is not None and not self._trusted and now - max(started, self._up_since) > VERDICT_S:
-            return (
+            return self._problem(
+                "hung",
                 f"connected to {self.address}, but it did not complete the ZeroMQ handshake within {VERDICT_S:g}s: "
-                "the controller is hung or overloaded (check it and its log), or that port is not a bxthre3 controller"
+                "the controller is hung or overloaded (check it and its log), or that port is not a bxthre3 controller",
             )
         return None
 
-    def _probe(self) -> str | None:
+    def _probe(self) -> ConnectionProblem | None:
         """Why a TCP connect to the controller fails (one plain attempt), or None if it succeeds now."""
         try:
             with socket.create_connection((self.address.host, self.address.port), timeout=PROBE_S):
@@ -267,56 +306,67 @@ class ControllerClient:
             return None  # silent: the connect verdict speaks when VERDICT_S has passed
         except OSError as exc:
             if exc.errno == errno.ECONNREFUSED and self._ever_up:
-                return (
+                return self._problem(
+                    "went_away",
                     f"the controller at {self.address} went away: the connection closed and nothing listens there "
-                    "now (connection refused): it stopped or crashed (check that it is running, and its log)"
+                    "now (connection refused): it stopped or crashed (check that it is running, and its log)",
                 )
             if exc.errno == errno.ECONNREFUSED:
-                return (
+                return self._problem(
+                    "refused",
                     f"nothing is listening at {self.address} (connection refused): is `bxthre3 controller` "
-                    f"running on that device, on port {self.address.port}?"
+                    f"running on that device, on port {self.address.port}?",
                 )
-            return (
+            return self._problem(
+                "unreachable",
                 f"cannot reach {self.address} ({exc.strerror or exc}): check the address and that this device "
-                "is on the controller's network"
+                "is on the controller's network",
+                str(exc.strerror or exc),
             )
 
-    def _refused_handshake(self, code: int, value: object) -> str:
+    def _refused_handshake(self, code: int, value: object) -> ConnectionProblem:
         mismatch = code == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == getattr(
             zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", object()
         )
+        kind: ProblemKind
         if self.keys is None:
-            what = "it expects the cluster token"
+            kind, what = "no_token", "it expects the cluster token"
         elif mismatch:
+            kind = "plaintext_server"
             what = "it runs --insecure (plaintext): pass --insecure too, or restart it without --insecure"
         else:
-            what = "the cluster token is not this controller's"
-        return (
+            kind, what = "token_refused", "the cluster token is not this controller's"
+        return self._problem(
+            kind,
             f"the controller at {self.address} refused the security handshake: {what} (`bxthre3 token` on the "
-            "controller prints it; pass --token or set BXTHRE3_TOKEN)"
+            "controller prints it; pass --token or set BXTHRE3_TOKEN)",
         )
 
-    def _gone(self) -> str:
-        return (
+    def _gone(self) -> ConnectionProblem:
+        return self._problem(
+            "gone",
             f"the controller at {self.address} closed the connection before answering: it stopped or crashed "
-            "during the request (check that it is running, and its log)"
+            "during the request (check that it is running, and its log)",
         )
 
-    def _no_reply(self) -> str:
+    def _no_reply(self) -> ConnectionProblem:
         """The request's whole --timeout passed: say how far it got."""
         if self._up_since is None:
-            return self._probe() or (
+            return self._probe() or self._problem(
+                "silent",
                 f"no answer from {self.address} to connecting within {self.timeout:g}s: the device is off or "
-                "unreachable from here, the address is wrong, or a firewall drops the connection"
+                "unreachable from here, the address is wrong, or a firewall drops the connection",
             )
         if not self._trusted:
-            return (
+            return self._problem(
+                "hung",
                 f"connected to {self.address}, but it did not complete the ZeroMQ handshake within "
-                f"{self.timeout:g}s: the controller is hung or overloaded, or that port is not a bxthre3 controller"
+                f"{self.timeout:g}s: the controller is hung or overloaded, or that port is not a bxthre3 controller",
             )
-        return (
+        return self._problem(
+            "no_reply",
             f"the controller at {self.address} accepted the connection but sent no reply within {self.timeout:g}s: "
-            "it is overloaded or hung (check its log), or pass a longer --timeout"
+            "it is overloaded or hung (check its log), or pass a longer --timeout",
         )
 
     def submit(self, spec: DagSpec) -> str:

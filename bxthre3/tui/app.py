@@ -43,7 +43,10 @@ class Bxthre3App(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "Bxthre3"
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
+        # Priority: they act before any widget, so they quit from a text box too (where Ctrl+C would copy),
+        # through the same `action_quit` as `q` (every role stopped, temporary directories removed).
+        Binding("ctrl+c,ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("q", "quit", "Quit"),  # not priority: in a text box `q` types a "q"
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("d", "toggle_dark", "Dark/Light"),
     ]
@@ -88,16 +91,21 @@ class Bxthre3App(App[int]):
             self._install_termination_handlers()
         self.push_screen(RolePickerScreen())
         if self.controller is not None and self.start_role in (None, "ui"):
-            self.push_screen(self._monitor(self.controller))
+            if self.backend.token is None and not self.backend.insecure:
+                # A monitor without a token could only fail; ask for it where it can be typed.
+                self.push_screen(self._form("ui", controller=self.controller, hint=no_token_hint(self.controller)))
+            else:
+                self.push_screen(self._monitor(self.controller))
         elif self.start_config is not None:
             self.launch_role(self.start_config)
         elif self.start_role is not None:
-            self.push_screen(self._form(self.start_role))
+            wants_controller = "controller" in ROLES_BY_KEY[self.start_role].fields
+            self.push_screen(self._form(self.start_role, controller=self.controller if wants_controller else None))
 
     def _monitor(self, address: Address | None) -> MonitorScreen:
         return MonitorScreen(backend=self.backend, address=address, poll_interval=self.poll_interval)
 
-    def _form(self, role: str) -> RoleFormScreen:
+    def _form(self, role: str, *, controller: Address | None = None, hint: str = "") -> RoleFormScreen:
         return RoleFormScreen(
             role,
             environ=self.environ,
@@ -105,6 +113,9 @@ class Bxthre3App(App[int]):
             discover=self.discover,
             token_lookup=self.token_lookup,
             cpus=self.cpus,
+            controller=controller,
+            hint=hint,
+            insecure=self.backend.insecure,
         )
 
     def on_role_picked(self, message: RolePicked) -> None:
@@ -185,6 +196,11 @@ class Bxthre3App(App[int]):
         except Exception:
             log.exception("stopping the embedded cluster failed")
         self.call_from_thread(self.exit, 0)
+
+
+def no_token_hint(controller: Address) -> str:
+    """Why the UI Node form opened instead of the monitor of `bxthre3 ui --controller`."""
+    return f"No token for {controller}: type it below, or start with --token / BXTHRE3_TOKEN."
 
 
 def make_app(

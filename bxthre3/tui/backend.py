@@ -70,7 +70,9 @@ class Backend:
 
     def connect(self, address: Address) -> Client:
         if self.token is None and not self.insecure:
-            raise TokenError("no cluster token: enter it in the form, or start with --token or BXTHRE3_TOKEN")
+            raise TokenError(
+                "no cluster token: enter it in the UI Node form, or start the UI with --token or BXTHRE3_TOKEN"
+            )
         keys = CurveKeys.from_token(self.token) if self.token else None
         return ControllerClient(address, timeout=UI_REQUEST_TIMEOUT_S, keys=keys)
 

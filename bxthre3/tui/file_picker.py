@@ -20,6 +20,8 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Label, Static
 
+from .help_screen import MODAL_APP_KEYS
+
 MAX_ENTRIES = 2000
 """At most this many entries of one directory are looked at, so a huge directory cannot stall the UI."""
 
@@ -133,6 +135,8 @@ class FilePickerScreen(ModalScreen[Path | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("backspace,u", "parent", "Parent directory"),
+        *MODAL_APP_KEYS,
+        Binding("question_mark", "app.help", "Help", show=False),
     ]
 
     def __init__(self, root: Path | str | None = None) -> None:

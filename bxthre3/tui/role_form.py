@@ -17,7 +17,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from ..common.errors import Bxthre3Error
 from ..common.user_input import MAX_NODE_RAM_MB, MIN_NODE_RAM_MB, check_node_id, ram_problem
 from ..node.device_identity import form_host_id
-from ..wire.addresses import CONTROLLER_ENV, DEFAULT_PORT, parse_address
+from ..wire.addresses import CONTROLLER_ENV, DEFAULT_PORT, Address, parse_address
 from ..wire.security import TOKEN_ENV, check_token
 from .messages import StartRequested
 from .roles import DEFAULT_RAM_PER_NODE, ROLES_BY_KEY, RoleConfig, nodes_for
@@ -45,9 +45,19 @@ class RoleFormScreen(Screen[None]):
         discover: Callable[[], str | None] | None = None,
         token_lookup: Callable[[], str | None] | None = None,
         cpus: int | None = None,
+        controller: Address | None = None,
+        hint: str = "",
+        insecure: bool = False,
     ) -> None:
         super().__init__()
         self.role = ROLES_BY_KEY[role]
+        self.controller = controller
+        """Pre-fills the controller field (`bxthre3 ui --controller` without a token): no beacon is listened for,
+        and the cursor starts in the token field."""
+        self.hint = hint
+        """One line above the fields saying why this form is shown (empty: none)."""
+        self.insecure = insecure
+        """The UI runs --insecure: the UI Node needs no token."""
         self.discover = discover
         """Listens for a controller beacon (blocking, bounded); None: no listening (tests, `--controller`)."""
         self.token_lookup = token_lookup
@@ -61,12 +71,15 @@ class RoleFormScreen(Screen[None]):
         yield Header()
         with VerticalScroll(id="form"):
             yield Static(f"[b]{self.role.digit}  {self.role.title}[/b] — {self.role.description}", id="form-title")
+            if self.hint:
+                yield Static(self.hint, id="form-hint", markup=False)
             if "controller" in fields:
                 yield Label("Controller address (IP or IP:PORT)")
                 placeholder = "listening for a controller's beacon… (empty: the role looks for one itself)"
                 if self.role.key == "ui":
                     placeholder = "listening for a controller's beacon…"
-                yield Input(self.environ.get(CONTROLLER_ENV, ""), placeholder=placeholder, id="controller")
+                value = str(self.controller) if self.controller is not None else self.environ.get(CONTROLLER_ENV, "")
+                yield Input(value, placeholder=placeholder, id="controller")
                 yield Static("", id="discovered")
             if "token" in fields:
                 yield Label("Cluster token (`bxthre3 token` on the controller prints it)")
@@ -96,8 +109,16 @@ class RoleFormScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query(Input).first().focus()
-        if "controller" in self.role.fields and self.discover is not None and not self.environ.get(CONTROLLER_ENV):
+        if self.controller is not None and "token" in self.role.fields:
+            self.query_one("#token", Input).focus()
+        else:
+            self.query(Input).first().focus()
+        if (
+            "controller" in self.role.fields
+            and self.discover is not None
+            and self.controller is None
+            and not self.environ.get(CONTROLLER_ENV)
+        ):
             self.listen_for_beacon()
         if "ram" in self.role.fields:
             self._update_nodes()
@@ -194,7 +215,7 @@ class RoleFormScreen(Screen[None]):
             token = self.query_one("#token", Input).value.strip()
             if token:
                 kwargs["token"] = check_token(token, "the token")
-            elif self.role.key == "ui":
+            elif self.role.key == "ui" and not self.insecure:
                 raise ValueError("enter the cluster token (`bxthre3 token` on the controller prints it)")
         if "port" in fields:
             text = self.query_one("#port", Input).value.strip()

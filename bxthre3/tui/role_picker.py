@@ -19,6 +19,7 @@ class RolePickerScreen(Screen[None]):
 
     BINDINGS = [
         *(Binding(role.digit, f"pick('{role.key}')", role.title, show=False) for role in ROLES),
+        Binding("escape", "nothing_back", "Back", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -53,3 +54,7 @@ class RolePickerScreen(Screen[None]):
 
     def action_pick(self, role: str) -> None:
         self.post_message(RolePicked(role))
+
+    def action_nothing_back(self) -> None:
+        """Esc goes back everywhere; here, the first screen, it says how to leave instead of doing nothing."""
+        self.notify("This is the first screen: q, Ctrl+C or Ctrl+Q quits.", timeout=4)

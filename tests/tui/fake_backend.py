@@ -217,11 +217,15 @@ class FakeClient:
         pass
 
 
+FAKE_TOKEN = "bxt1-" + "F" * 43
+"""The fake controller takes any token; the backend needs one to open the monitor directly."""
+
+
 class FakeBackend(Backend):
     """Connects to the fake controller; starts nothing."""
 
     def __init__(self, dag_state: str = "running", *, quarantined: bool = False) -> None:
-        super().__init__(hosts=2)
+        super().__init__(hosts=2, token=FAKE_TOKEN)  # with none, `ui --controller` opens the token form
         self.status, self.results = _scenario(dag_state)
         if quarantined:
             self.status = quarantine(self.status)
