@@ -39,6 +39,7 @@ from ..wire.addresses import Address
 from .adaptive_table import AdaptiveTable
 from .backend import Backend
 from .columns import HOST_COLUMNS, TASK_COLUMNS, host_cells, task_cells
+from .connection_words import describe_connection_problem
 from .dag_list import DagItem
 from .file_picker import FilePickerScreen, PathSuggester
 from .formatting import MAX_TASK_ROWS, describe_output, quarantine_line
@@ -91,6 +92,15 @@ NARROW_SPLIT_ROWS = 30
 
 SHARED_SLOT = ("tasks", "structure", "stream")
 """At 80x24 these three take turns in the right column's top (keys 2, 5, 6)."""
+
+
+def _problem(exc: BaseException) -> str:
+    """A request's failure in words: a refusal as the controller said it, a lost connection as what is wrong."""
+    from ..client.connection import ConnectionProblem
+
+    if isinstance(exc, ConnectionProblem):
+        return describe_connection_problem(exc, was_connected=True)
+    return str(exc)
 
 
 def _plural(n: int, word: str) -> str:
@@ -148,6 +158,8 @@ class MonitorScreen(Screen[None]):
         self._banner: str | None = None
         self._log_lines: deque[tuple[str, bool]] = deque(maxlen=LOG_KEPT)
         self._unreachable = False
+        self._unreachable_why = ""
+        """The last reason told in the log while the controller cannot be reached."""
         self._cancel_armed: tuple[str, float] | None = None
         """(DAG, until when) after a first `c`: the second press cancels."""
         self._quarantined: set[str] | None = None
@@ -340,6 +352,8 @@ class MonitorScreen(Screen[None]):
         extras_at = 0.0
         extras = True
         """False once the controller refused `activity` (an older controller): not asked again."""
+        answered = False
+        """It replied once: a refused port now means it stopped, not a wrong address."""
         status: StatusView  # set by the first request of each connection
         try:
             while not worker.is_cancelled:
@@ -349,6 +363,7 @@ class MonitorScreen(Screen[None]):
                     if client is None:
                         client = self.backend.connect(address)
                         status = client.status()
+                        answered = True
                         changed = True
                     else:
                         # Pushed updates: the controller sends one when something changed, at most
@@ -385,7 +400,7 @@ class MonitorScreen(Screen[None]):
                     if client is not None:
                         client.close()
                         client = None
-                    self.post_message(ClusterUnreachable(str(exc)))
+                    self.post_message(ClusterUnreachable(describe_connection_problem(exc, was_connected=answered)))
                     renew_at = extras_at = 0.0
                     left = self.poll_interval - (time.monotonic() - started)
                     end = time.monotonic() + max(0.0, left)
@@ -414,7 +429,8 @@ class MonitorScreen(Screen[None]):
     def on_cluster_snapshot(self, message: ClusterSnapshot) -> None:
         if self._unreachable:
             self._unreachable = False
-            self.write_log("controller reachable")
+            self._unreachable_why = ""
+            self.write_log("controller reachable again")
         self._banner = None
         self._status = message.status
         if message.activity is not None:
@@ -447,7 +463,7 @@ class MonitorScreen(Screen[None]):
         quarantined = len(self._status.get("quarantined") or [])
         parts: list[Text | str] = []
         if self._unreachable:
-            parts.append(Text(f"unreachable: {self.address}", style=look("failed").style))
+            parts.append(Text(f"✗ {self._unreachable_why or 'unreachable'}", style=look("failed").style))
         if quarantined:
             parts.append(Text(f"⚠ {quarantined} quarantined", style=look("quarantined").style))
         rate = Text()
@@ -482,10 +498,12 @@ class MonitorScreen(Screen[None]):
             self.write_log(f"device {device_id[:8]}… trusted again: its hosts get tasks")
 
     def on_cluster_unreachable(self, message: ClusterUnreachable) -> None:
-        if not self._unreachable:
-            self._unreachable = True
-            self.write_log(f"controller unreachable: {message.error}", error=True)
-            self._refresh_totals()
+        """One log line per cause: again only when the reason changes (stopped, then back with another token)."""
+        self._unreachable = True
+        if message.error != self._unreachable_why:
+            self._unreachable_why = message.error
+            self.write_log(message.error, error=True)
+        self._refresh_totals()
 
     # --- DAGs ----------------------------------------------------------------------------------
 
@@ -769,7 +787,7 @@ class MonitorScreen(Screen[None]):
                 client.close()
         except Exception as exc:
             log.info("submit of %s failed: %s", path, exc)
-            self.post_message(LogLine(f"submit failed: {exc}", error=True))
+            self.post_message(LogLine(f"submit failed: {_problem(exc)}", error=True))
             return
         self.post_message(DagSubmitted(dag_id, spec.name))
 
@@ -811,7 +829,7 @@ class MonitorScreen(Screen[None]):
             finally:
                 client.close()
         except Exception as exc:
-            self.post_message(LogLine(f"{verb} {dag_id} failed: {exc}", error=True))
+            self.post_message(LogLine(f"{verb} {dag_id} failed: {_problem(exc)}", error=True))
             return
         counts = reply.get("counts", {})
         if verb == "cancel":
