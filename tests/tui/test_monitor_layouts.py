@@ -164,7 +164,8 @@ def test_a_running_tasks_time_counts_on_between_snapshots() -> None:
             await wait_until(pilot, lambda: tasks.cells("hello_es")["time"] == "2.000 s", 5, "the elapsed time")
             screen._results_at -= 10.0  # as if ten seconds had passed since the snapshot
             screen._tick()
-            assert tasks.cells("hello_es")["time"] in ("12.0 s", "12.1 s", "12.2 s")
+            shown = tasks.cells("hello_es")["time"]
+            assert shown.endswith(" s") and 12.0 <= float(shown[:-2]) < 14.0, shown
             assert tasks.cells("prepare")["time"] == "0.012 s", "a finished task keeps its run time"
 
     asyncio.run(run())
