@@ -43,7 +43,11 @@ def _run_web(args: argparse.Namespace, token: str | None) -> int:
 
     setup_logging("INFO", role_log_file(None, "ui-web.log"), console=False)
     argv = served_argv(
-        sys.executable, controller=args.controller, role=args.role, log_file=args.log_file, insecure=args.insecure
+        sys.executable,
+        controller=args.controller,
+        role=args.role,
+        log_file=str(args.log_file) if args.log_file else None,
+        insecure=args.insecure,
     )
     config = web_config(bind, argv, token=token or local_token(), explicit_token=token)
     return serve(config)

@@ -125,9 +125,9 @@ class WebServer(Server):
         if verdict.set_cookie and request.path == "/":
             # Drop the token from the address bar (and history, and Referer) at once.
             query = {k: v for k, v in request.query.items() if k != TOKEN_PARAM}
-            response = web.HTTPSeeOther(request.rel_url.with_query(query))
-            response.set_cookie(COOKIE_NAME, self.session_secret, httponly=True, samesite="Strict", path="/")
-            return response
+            redirect = web.HTTPSeeOther(request.rel_url.with_query(query))
+            redirect.set_cookie(COOKIE_NAME, self.session_secret, httponly=True, samesite="Strict", path="/")
+            raise redirect
         return await handler(request)
 
     async def on_startup(self, app: web.Application) -> None:
@@ -245,19 +245,31 @@ def serve(config: WebConfig, *, out: Any = None) -> int:
     return asyncio.run(_serve(config, out or sys.stdout))
 
 
-async def _serve(config: WebConfig, out: Any) -> int:
+async def listen(config: WebConfig) -> tuple[WebServer, web.AppRunner, int]:
+    """Start listening (the server, its runner to clean up, the port bound); one-line error if it cannot."""
     server = WebServer(config)
     runner = web.AppRunner(await server._make_app(), access_log=None, handle_signals=False)
     await runner.setup()
+    site = web.TCPSite(runner, config.bind.host, config.bind.port)
     try:
-        site = web.TCPSite(runner, config.bind.host, config.bind.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise Bxthre3Error(
-                f"--web {config.bind.host}:{config.bind.port}: cannot listen: {exc.strerror or exc}"
-            ) from None
-        port = int(runner.addresses[0][1])
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise Bxthre3Error(
+            f"--web {config.bind.host}:{config.bind.port}: cannot listen: {exc.strerror or exc}"
+        ) from None
+    return server, runner, int(runner.addresses[0][1])
+
+
+async def close(server: WebServer, runner: web.AppRunner) -> None:
+    """Every session's UI stopped (by PID), then the server."""
+    await server.stop_sessions()
+    await runner.cleanup()
+
+
+async def _serve(config: WebConfig, out: Any) -> int:
+    server, runner, port = await listen(config)
+    try:
         url = config.bind.url(port)
         if config.token is not None:
             print(f"Bxthre3 UI on {url} (from another device: this device's address); open once as", file=out)
@@ -275,6 +287,5 @@ async def _serve(config: WebConfig, out: Any) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
     finally:
-        await server.stop_sessions()
-        await runner.cleanup()
+        await close(server, runner)
     return 0

@@ -17,7 +17,6 @@ import hmac
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..common.errors import Bxthre3Error
@@ -144,7 +143,7 @@ def served_argv(
     *,
     controller: str | None,
     role: str | None,
-    log_file: Path | None,
+    log_file: str | None,
     insecure: bool,
 ) -> list[str]:
     """The command each browser session runs: the same `bxthre3 ui` with the same flags, by the same Python.
@@ -156,7 +155,7 @@ def served_argv(
     if role:
         argv += ["--role", role]
     if log_file is not None:
-        argv += ["--log-file", str(log_file)]
+        argv += ["--log-file", log_file]
     if insecure:
         argv.append("--insecure")
     return argv
