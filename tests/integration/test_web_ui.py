@@ -350,3 +350,34 @@ async def _drive(devtools_port: int, url: str) -> tuple[str, str]:
             await cdp.key("?", "Slash", 191, shift=True)
             helped = await cdp.wait_screen(r"Bxthre3 keys", 10)
             return monitor, helped
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_sessions_end_with_the_server_even_a_killed_one(sig: signal.Signals) -> None:
+    """Ctrl+C stops each session's UI by SIGTERM; SIGKILL leaves none orphaned (they die with the server)."""
+    import psutil
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bxthre3", "ui", "--web", "0", "--controller", "127.0.0.1:1", "--insecure"],
+        env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = re.search(r"on (http://\S+/) ", server.stdout.readline())
+        assert url, "the URL to open"
+
+        async def one_session() -> list[psutil.Process]:
+            async with aiohttp.ClientSession() as http:
+                async with http.ws_connect(url.group(1) + "ws?width=80&height=24") as ws:
+                    await ws.receive(timeout=15)  # the UI's first screen bytes: it runs
+                    children = psutil.Process(server.pid).children()
+                    server.send_signal(sig)
+                    return children
+
+        children = asyncio.run(one_session())
+        assert len(children) == 1
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"{sig.name} left the session's UI running"
+        assert server.wait(10) == (0 if sig is signal.SIGINT else -signal.SIGKILL)
+    finally:
+        _stop(server)
