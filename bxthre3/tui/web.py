@@ -188,9 +188,12 @@ class WebServer(Server):
             if message.type != WSMsgType.TEXT:
                 continue
             try:
-                kind, data = message.json()
-            except (ValueError, TypeError):
+                envelope = message.json()
+            except ValueError:
                 continue
+            if not isinstance(envelope, list) or not envelope:
+                continue
+            kind, data = envelope[0], envelope[1] if len(envelope) > 1 else None
             if kind == "stdin" and isinstance(data, str):
                 await session.send_bytes(data.encode("utf-8"))
             elif kind == "resize" and isinstance(data, dict):

@@ -146,6 +146,33 @@ def test_loopback_server_refuses_other_host_names_and_cross_site_websockets() ->
         loop.close()
 
 
+def test_sessions_beyond_the_bound_get_503_and_each_ended_session_frees_its_place() -> None:
+    loop = asyncio.new_event_loop()
+    config = web.WebConfig(bind=WebBind("127.0.0.1", 0), argv=EXIT_ON_INPUT, token=None)
+    server, runner, port = loop.run_until_complete(web.listen(config))
+
+    async def crowd() -> None:
+        async with aiohttp.ClientSession() as http:
+            sockets = [await http.ws_connect(f"http://127.0.0.1:{port}/ws") for _ in range(web.MAX_SESSIONS)]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"http://127.0.0.1:{port}/ws")
+            assert refused.value.status == 503
+            await sockets.pop().close()
+            deadline = time.monotonic() + 10
+            while server.sessions >= web.MAX_SESSIONS and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            sockets.append(await http.ws_connect(f"http://127.0.0.1:{port}/ws"))
+            for ws in sockets:
+                await ws.close()
+
+    try:
+        loop.run_until_complete(crowd())
+    finally:
+        loop.run_until_complete(web.close(server, runner))
+        loop.close()
+    assert server.sessions == 0 and not server.processes
+
+
 def test_exposed_bind_without_a_token_is_refused_in_one_line() -> None:
     argv = served_argv(sys.executable, controller=None, role=None, log_file=None, insecure=True)
     with pytest.raises(Bxthre3Error, match=r"--web 0\.0\.0\.0: not loopback.*pass --token"):
