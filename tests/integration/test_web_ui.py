@@ -12,6 +12,7 @@ xterm holds is exactly what it paints.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -408,3 +409,54 @@ def test_sessions_end_with_the_server_even_a_killed_one(sig: signal.Signals) -> 
         assert server.wait(10) == (0 if sig is signal.SIGINT else -signal.SIGKILL)
     finally:
         _stop(server)
+
+
+# ---------------------------------------------------------------------- beyond loopback, in namespaces
+
+PHONE_SCRIPT = """
+import http.client, json, sys
+host, token = sys.argv[1], sys.argv[2]
+def get(path, headers=None):
+    c = http.client.HTTPConnection(host, 8080, timeout=10)
+    c.request("GET", path, headers=headers or {})
+    r = c.getresponse()
+    return r.status, r.getheader("Location"), r.getheader("Set-Cookie"), r.read().decode()
+bare = get("/")
+wrong = get("/?token=bxt1-" + "W" * 43)
+first = get("/?token=" + token)
+cookie = (first[2] or "").split(";")[0]
+page = get("/", {"Cookie": cookie})
+print(json.dumps({"bare": bare[0], "wrong": wrong[0], "first": first[:3], "page": page[0], "html": page[3]}))
+"""
+
+
+@pytest.fixture
+def lan() -> Iterator[Any]:
+    from tests.netns_support import NetnsLan, remove_stale, serve_or_skip
+
+    try:
+        remove_stale()
+        net = NetnsLan(("srv", "phone"))
+    except Exception as e:  # pragma: no cover - environment dependent
+        pytest.skip(f"network namespaces unavailable: {e}")
+    yield from serve_or_skip(net)
+
+
+def test_bound_to_all_addresses_a_phone_on_the_lan_needs_the_token(lan: Any) -> None:
+    """`--web 0.0.0.0:8080` in one namespace, a "phone" in another: the real non-loopback path."""
+    server = lan.popen(
+        "srv", [sys.executable, "-m", "bxthre3", "ui", "--web", "0.0.0.0:8080", "--controller", "127.0.0.1:1"],
+        env=subprocess_env(), cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdout is not None
+    banner = server.stdout.readline().decode() + server.stdout.readline().decode()
+    assert "?token=TOKEN" in banner and TEST_TOKEN not in banner, banner
+    srv_ip = lan.ip["srv"]
+    phone = lan.run("phone", [sys.executable, "-c", PHONE_SCRIPT, srv_ip, TEST_TOKEN], timeout=30, text=True)
+    assert phone.returncode == 0, phone.stderr
+    seen = json.loads(phone.stdout)
+    assert seen["bare"] == 403 and seen["wrong"] == 403
+    status, location, cookie = seen["first"]
+    assert status == 303 and location == "/" and cookie.startswith(COOKIE_NAME + "=") and "HttpOnly" in cookie
+    assert seen["page"] == 200
+    assert f'data-session-websocket-url="ws://{srv_ip}:8080/ws"' in seen["html"], "a URL the phone can reach"
