@@ -175,12 +175,26 @@ class WebServer(Server):
         except Exception:
             log.exception("browser session failed")
         finally:
-            self.sessions -= 1
             if session is not None:
-                await session.stop()
-                if session._process is not None:
-                    self.processes.discard(session._process)
+                await self._end(session)
+            self.sessions -= 1
         return websocket
+
+    async def _end(self, session: _Session) -> None:
+        """Ask the session's UI to quit (textual-serve's quit message); killed if it has not within the grace."""
+        try:
+            await asyncio.wait_for(session.stop(), STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            log.warning("session %s: UI did not quit; killing it", session.app_service_id[:8])
+        process = session._process
+        if process is not None:
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            self.processes.discard(process)
 
     async def _relay(self, websocket: web.WebSocketResponse, session: _Session) -> None:
         """The browser's keys, resizes and focus to the UI process (textual-serve's message envelope)."""

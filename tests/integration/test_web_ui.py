@@ -174,6 +174,37 @@ def test_sessions_beyond_the_bound_get_503_and_each_ended_session_frees_its_plac
     assert server.sessions == 0 and not server.processes
 
 
+def test_a_session_whose_ui_ignores_quit_is_killed_when_its_browser_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.setattr(web, "STOP_GRACE_S", 0.5)
+    loop = asyncio.new_event_loop()
+    stubborn = [sys.executable, "-c", "import time; time.sleep(60)"]
+    config = web.WebConfig(bind=WebBind("127.0.0.1", 0), argv=stubborn, token=None)
+    server, runner, port = loop.run_until_complete(web.listen(config))
+
+    async def visit() -> list[int]:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"http://127.0.0.1:{port}/ws"):
+                deadline = time.monotonic() + 10
+                while not server.processes and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                return [p.pid for p in server.processes]
+        # the websocket is closed here: the server asks the UI to quit, then kills it
+
+    try:
+        pids = loop.run_until_complete(visit())
+        assert len(pids) == 1
+        deadline = time.monotonic() + 10
+        while server.sessions and time.monotonic() < deadline:
+            loop.run_until_complete(asyncio.sleep(0.05))
+        assert server.sessions == 0 and not server.processes
+        assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
+    finally:
+        loop.run_until_complete(web.close(server, runner))
+        loop.close()
+
+
 def test_exposed_bind_without_a_token_is_refused_in_one_line() -> None:
     argv = served_argv(sys.executable, controller=None, role=None, log_file=None, insecure=True)
     with pytest.raises(Bxthre3Error, match=r"--web 0\.0\.0\.0: not loopback.*pass --token"):
