@@ -12,6 +12,7 @@ xterm holds is exactly what it paints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -422,26 +423,29 @@ def test_sessions_end_with_the_server_even_a_killed_one(sig: signal.Signals) -> 
         [sys.executable, "-m", "bxthre3", "ui", "--web", "0", "--controller", "127.0.0.1:1", "--insecure"],
         env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    children: list[psutil.Process] = []
     try:
         assert server.stdout is not None
         url = re.search(r"on (http://\S+/) ", server.stdout.readline())
         assert url, "the URL to open"
 
-        async def one_session() -> list[psutil.Process]:
+        async def one_session() -> None:
             async with aiohttp.ClientSession() as http:
                 async with http.ws_connect(url.group(1) + "ws?width=80&height=24") as ws:
                     await ws.receive(timeout=15)  # the UI's first screen bytes: it runs
-                    children = psutil.Process(server.pid).children()
+                    children.extend(psutil.Process(server.pid).children())
                     server.send_signal(sig)
-                    return children
 
-        children = asyncio.run(one_session())
+        asyncio.run(one_session())
         assert len(children) == 1
         _, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"{sig.name} left the session's UI running"
         assert server.wait(10) == (0 if sig is signal.SIGINT else -signal.SIGKILL)
     finally:
         _stop(server)
+        for child in children:  # only if the test failed: by PID, never by name
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
 
 # ---------------------------------------------------------------------- beyond loopback, in namespaces
