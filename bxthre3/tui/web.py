@@ -46,7 +46,7 @@ from .web_access import COOKIE_NAME, TOKEN_PARAM, WebBind, judge, needs_token
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 8
-"""Browser sessions at once: each runs its own UI process (about 60 MB); more get a 503."""
+"""Browser sessions at once: each runs its own UI process (about 50 MB resident); more get a 503."""
 
 STOP_GRACE_S = 5.0
 """How long a session's UI has to quit on SIGTERM (stopping its roles) before it is killed."""
