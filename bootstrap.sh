@@ -16,7 +16,8 @@
 # Environment: BXTHRE3_ROLE, RAM_PER_NODE, BXTHRE3_CONTROLLER, BXTHRE3_TOKEN, BXTHRE3_VENV (default
 # .venv here), PYTHON (default python3), SYSFS_ROOT (default /sys), PROC_ROOT (default /proc), CI=true (never ask),
 # BXTHRE3_NEWEST=1 (install the newest releases into .venv-newest instead of constraints.txt's pins),
-# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing instead of failing),
+# BXTHRE3_REQUIRE_TOOLCHAINS=0 (`test` skips conformance builds whose compiler is missing, and the browser
+# test when Chromium is, instead of failing),
 # BXTHRE3_LOG_DIR (default: logs/ in this checkout for everything started from here).
 set -Eeuo pipefail
 
@@ -296,12 +297,13 @@ set_up_device() {
 # builds its WebAssembly programs with, each compared there with the same source built natively:
 # clang 14 and 19 with lld for wasm32-wasi, wasi-libc, libc++ for wasm32, and Debian's rustc with its
 # wasm32-wasi standard library (/usr/bin/rustc: a rustup toolchain earlier on PATH usually lacks it).
-# g++ builds the native twin of the C++ program. Checked per package with dpkg-query, installed with
+# g++ builds the native twin of the C++ program. Chromium is the real browser `ui --web` is tested in
+# (tests/integration/test_web_ui.py, headless). Checked per package with dpkg-query, installed with
 # apt-get (as root, or through sudo) when missing; without either they are left missing, and the
 # conformance fixtures fail under `test` (BXTHRE3_REQUIRE_TOOLCHAINS=1) instead of skipping.
 TEST_DEBS=(iproute2 shellcheck g++
            clang-14 lld-14 libclang-rt-14-dev-wasm32 clang-19 lld-19 libclang-rt-19-dev-wasm32
-           wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 rustc libstd-rust-dev-wasm32)
+           wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 rustc libstd-rust-dev-wasm32 chromium)
 deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
 ensure_test_packages() {
     local missing=() p

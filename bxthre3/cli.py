@@ -400,6 +400,11 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
         "--log-file", type=Path,
         help="the UI's log (default: ui.log in $BXTHRE3_LOG_DIR, else ~/.local/state/bxthre3/logs; never the terminal)",
     )  # fmt: skip
+    p.add_argument(
+        "--web", metavar="[ADDR:]PORT",
+        help="serve this UI to browsers instead (ADDR default 127.0.0.1; elsewhere needs the cluster token); "
+        "needs pip install 'bxthre3[web]'",
+    )  # fmt: skip
     _add_token_options(p)
     p.set_defaults(handler=_run_ui)
 

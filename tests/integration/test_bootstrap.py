@@ -151,7 +151,7 @@ def test_missing_compiler_and_headers_come_from_apt_through_sudo(machine: Machin
 
 TEST_DEBS = ["iproute2", "shellcheck", "g++", "clang-14", "lld-14", "libclang-rt-14-dev-wasm32", "clang-19", "lld-19",
              "libclang-rt-19-dev-wasm32", "wasi-libc", "libc++-14-dev-wasm32", "libc++abi-14-dev-wasm32", "rustc",
-             "libstd-rust-dev-wasm32"]  # fmt: skip
+             "libstd-rust-dev-wasm32", "chromium"]  # fmt: skip
 """What `./bootstrap.sh test` installs for the suite (the conformance suite's toolchains among them)."""
 
 

@@ -57,6 +57,7 @@ PURE = (
     "bxthre3.common.limits",
     "bxthre3.common.digests",
     "bxthre3.api.results",
+    "bxthre3.tui.web_access",
 )
 """Modules (fnmatch patterns) that compute and nothing else."""
 
