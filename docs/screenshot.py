@@ -1,4 +1,5 @@
-"""Regenerate docs/img/monitor.svg: the monitor of an embedded cluster with a DAG running.
+"""Regenerate the README's screenshots of the monitor, from one embedded cluster with a Mandelbrot DAG
+running: docs/img/monitor.svg (160x48), monitor_80x24.svg and monitor_phone.svg (45x35, the tasks tab).
 
     PYTHONPATH=. python docs/screenshot.py
 """
@@ -11,8 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from textual.widgets import DataTable
-
+from bxthre3.tui.adaptive_table import AdaptiveTable
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
 from bxthre3.tui.monitor import MonitorScreen
@@ -20,29 +20,40 @@ from bxthre3.tui.monitor import MonitorScreen
 REPO = Path(__file__).resolve().parents[1]
 
 
-async def shoot(dag: Path, out: Path) -> None:
+SHOTS = (((160, 48), "monitor.svg"), ((80, 24), "monitor_80x24.svg"), ((45, 35), "monitor_phone.svg"))
+
+
+async def shoot(dag: Path, out_dir: Path) -> None:
     backend = Backend(hosts=2, port=0, role_args={"all": ["--state-dir", ":memory:"]})
     app = make_app(backend=backend, environ={}, ram_probe=lambda: 4096)
     try:
-        async with app.run_test(size=(120, 34)) as pilot:
+        async with app.run_test(size=SHOTS[0][0]) as pilot:
             await pilot.press("5")
             await pilot.pause()
             pilot.app.screen.query_one("#start").press()
             for _ in range(300):
-                if isinstance(app.screen, MonitorScreen) and app.screen.query_one("#hosts", DataTable).row_count == 2:
+                screen = app.screen
+                if isinstance(screen, MonitorScreen) and len(screen.query_one("#hosts", AdaptiveTable).keys) == 2:
                     break
                 await pilot.pause(0.1)
             await pilot.press("s")
             await pilot.pause()
             await pilot.press(*str(dag), "enter")
-            tasks = app.screen.query_one("#tasks", DataTable)
-            for _ in range(600):  # until a good share is done and some are still running
-                states = [tasks.get_row(k)[1] for k in tasks.rows] if tasks.row_count else []
-                if states.count("succeeded") >= 20 and "running" in states:
+            for _ in range(900):  # until a good share is done and some are still running
+                tasks = app.screen.query_one("#tasks", AdaptiveTable)
+                states = [tasks.cells(k)["state"] for k in tasks.keys]
+                if sum("succeeded" in s for s in states) >= 20 and any("running" in s for s in states):
                     break
                 await pilot.pause(0.05)
-            await pilot.pause(0.3)
-            app.save_screenshot(filename=out.name, path=str(out.parent))
+            await pilot.press("2", "down", "down")  # a finished tile: its image in the output pane
+            await pilot.pause(1.5)
+            for size, name in SHOTS:
+                await pilot.resize_terminal(*size)
+                await pilot.pause(1.0)
+                if size[0] < 70:
+                    await pilot.press("2")
+                    await pilot.pause(0.5)
+                app.save_screenshot(filename=name, path=str(out_dir))
             await pilot.press("q")
     finally:
         backend.close()
@@ -58,9 +69,9 @@ def main() -> int:
         )  # fmt: skip
         text = dag.read_text().replace("module: mandel", f"module: {REPO}/wasm_modules/mandel")
         dag.write_text(text)
-        out = REPO / "docs" / "img" / "monitor.svg"
+        out = REPO / "docs" / "img"
         asyncio.run(shoot(dag, out))
-        print(f"wrote {out}")
+        print(f"wrote {', '.join(name for _, name in SHOTS)} in {out}")
     return 0
 
 
