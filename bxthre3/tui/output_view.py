@@ -1,0 +1,99 @@
+"""The monitor's output pane as a widget: one task's stdout or named outputs as a picture, text or hex.
+
+`OutputView.show(task)` takes a `TaskView` fetched with its output (and, for named `/out` files to be
+previewed, ``with_files=True``); ``[`` and ``]`` cycle through stdout and the named files. The content is
+laid out by `output_render.render_task` for the widget's current size, again on every resize, so a
+picture always fits the pane and hex rows never wrap. Decoded pictures are kept per task (decoding a
+large PNG takes a moment in pure Python; resizing only rescales the small decoded raster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.markup import escape
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Static
+
+from .image_decode import Raster, decode_image
+from .output_render import Entry, render_task
+
+
+class OutputView(Static, can_focus=True):
+    """Shows one task's output; put it in a scrolling container (the monitor's ``#output-pane``)."""
+
+    DEFAULT_CSS = """
+    OutputView { width: 1fr; height: auto; }
+    """
+
+    BINDINGS = [
+        Binding("right_square_bracket", "cycle(1)", "Next file"),
+        Binding("left_square_bracket", "cycle(-1)", "Previous file"),
+    ]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002 (Textual's name)
+        super().__init__("(select a task)", id=id, classes=classes, markup=False)
+        self.shown_task: Mapping[str, Any] | None = None
+        self.selected: int | None = None
+        """The entry chosen with [ ] (None: the default one: an image when there is one)."""
+        self.entries: tuple[Entry, ...] = ()
+        self.title = "Output"
+        """The title of what is shown (every render also sets it as the parent's border title)."""
+        self._shown = 0
+        """Index of the entry on screen."""
+        self._rasters: dict[int, tuple[bytes, Raster | None]] = {}
+        """Decoded pictures of the task shown, by id() of their bytes (which the entry keeps alive)."""
+
+    def show(self, task: Mapping[str, Any] | None, *, keep_selection: bool | None = None) -> None:
+        """Show ``task`` (None: nothing selected). The chosen file is kept when it is the same task again
+        (a newer state of it), unless ``keep_selection`` says otherwise."""
+        before = self.shown_task
+        same = task is not None and before is not None and task.get("task_id") == before.get("task_id")
+        if not (same if keep_selection is None else keep_selection):
+            self.selected = None
+        self.shown_task = task
+        self._rasters.clear()
+        self._render_now()
+
+    def action_cycle(self, step: int) -> None:
+        if len(self.entries) < 2:
+            return
+        current = self.selected if self.selected is not None else self._shown
+        self.selected = (current + step) % len(self.entries)
+        self._render_now()
+
+    def on_mount(self) -> None:
+        self._render_now()
+
+    def on_resize(self) -> None:
+        self._render_now()
+
+    def _decode(self, data: bytes) -> Raster | None:
+        cached = self._rasters.get(id(data))
+        if cached is not None and cached[0] is data:
+            return cached[1]
+        raster = decode_image(data)  # raises ImageError: render_task shows it as one line
+        self._rasters[id(data)] = (data, raster)
+        return raster
+
+    def _pane_size(self) -> tuple[int, int]:
+        """Cells for the content: the widget's width, the visible height of the scrolling parent."""
+        width = self.content_region.width or self.size.width
+        parent = self.parent
+        height = getattr(parent, "scrollable_content_region", None)
+        rows = height.height if height is not None and height.height else self.app.size.height // 3
+        return max(8, width or 40), max(4, rows)
+
+    def _render_now(self) -> None:
+        if not self.is_mounted:
+            return  # on_mount renders what was shown meanwhile
+        width, height = self._pane_size()
+        rendered = render_task(self.shown_task, width, height, self.selected, self._decode)
+        self.entries = rendered.entries
+        self._shown = rendered.selected
+        self.title = rendered.title
+        if isinstance(self.parent, Widget):  # the pane's border title names the task and the file shown
+            self.parent.border_title = escape(rendered.title)  # border titles are markup
+        self.update(rendered.renderable)
