@@ -16,10 +16,12 @@ from __future__ import annotations
 import re
 import struct
 import sys
+import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 MAX_SIDE = 32768
 """Widest or tallest image decoded (PNG's own limit is 2^31 - 1)."""
@@ -93,24 +95,38 @@ def fit(width: int, height: int, max_width: int, max_height: int, *, enlarge: bo
     return max(1, min(max_width, round(width * scale))), max(1, min(max_height, round(height * scale)))
 
 
-def decode_image(data: bytes, *, max_width: int = PREVIEW_WIDTH, max_height: int = PREVIEW_HEIGHT) -> Raster | None:
+def decode_image(
+    data: bytes,
+    *,
+    max_width: int = PREVIEW_WIDTH,
+    max_height: int = PREVIEW_HEIGHT,
+    time_limit: float | None = None,
+) -> Raster | None:
     """``data`` as an RGB raster that fits ``max_width x max_height``; None when it is not an image format.
 
-    Raises `ImageError` (one line) when it claims a format but is malformed, truncated or too large.
+    Raises `ImageError` (one line) when it claims a format but is malformed, truncated or too large, or
+    when decoding takes longer than ``time_limit`` seconds (pure Python unfilters a large PNG slowly: a
+    2048x2048 Paeth-filtered RGB PNG takes seconds).
     """
     kind = sniff(data)
     if kind is None:
         return None
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     try:
         if kind == "PNG":
-            return _decode_png(data, max_width, max_height)
+            return _decode_png(data, max_width, max_height, deadline)
         if kind == "MTL1":
             return _decode_mtl1(data, max_width, max_height)
-        return _decode_pnm(data, max_width, max_height)
+        return _decode_pnm(data, max_width, max_height, deadline)
     except ImageError:
         raise
     except (ValueError, IndexError, struct.error, zlib.error, MemoryError, OverflowError) as exc:
         raise ImageError(f"not a valid {kind}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def _check_time(deadline: float | None, kind: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise ImageError(f"{kind} is too slow to decode for a preview (pure Python); save it with --out to view it")
 
 
 def _check_size(kind: str, width: int, height: int) -> None:
@@ -194,7 +210,7 @@ def _pnm_header(data: bytes, fields: int) -> tuple[list[int], int]:
     return numbers, pos + 1
 
 
-def _decode_pnm(data: bytes, max_width: int, max_height: int) -> Raster:
+def _decode_pnm(data: bytes, max_width: int, max_height: int, deadline: float | None = None) -> Raster:
     magic = data[:2]
     kind = _PNM_FORMATS[magic]
     is_pbm = magic in (b"P1", b"P4")
@@ -210,7 +226,7 @@ def _decode_pnm(data: bytes, max_width: int, max_height: int) -> Raster:
     elif magic in (b"P5", b"P6"):
         _pnm_raw_rows(data, start, width, height, channels, maxval, shrink)
     else:
-        _pnm_plain_rows(data, start, width, height, channels, maxval, is_pbm, shrink)
+        _pnm_plain_rows(data, start, width, height, channels, maxval, is_pbm, shrink, deadline)
     return shrink.raster(kind)
 
 
@@ -264,7 +280,15 @@ def _pbm_raw_rows(data: bytes, start: int, width: int, height: int, shrink: _Shr
 
 
 def _pnm_plain_rows(
-    data: bytes, start: int, width: int, height: int, channels: int, maxval: int, is_pbm: bool, shrink: _Shrinker
+    data: bytes,
+    start: int,
+    width: int,
+    height: int,
+    channels: int,
+    maxval: int,
+    is_pbm: bool,
+    shrink: _Shrinker,
+    deadline: float | None,
 ) -> None:
     """Plain (ASCII) PNM: read sample by sample (lazily: the data is at most one output, 16 MiB)."""
     pattern = _PBM_PLAIN_SAMPLE if is_pbm else _PLAIN_SAMPLE
@@ -275,6 +299,7 @@ def _pnm_plain_rows(
         row = [next(samples, -1) for _ in range(per_row)]
         if row[-1] < 0:
             raise ImageError(f"truncated: row {y} of {height} is incomplete")
+        _check_time(deadline, "plain PNM")
         if y not in shrink.wanted:
             continue
         if is_pbm:
@@ -355,7 +380,7 @@ def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
             return
 
 
-def _decode_png(data: bytes, max_width: int, max_height: int) -> Raster:
+def _decode_png(data: bytes, max_width: int, max_height: int, deadline: float | None = None) -> Raster:
     header: _PngHeader | None = None
     palette: list[bytes] = []
     trns = b""
@@ -382,7 +407,7 @@ def _decode_png(data: bytes, max_width: int, max_height: int) -> Raster:
         raise ImageError("PNG without image data (IDAT)")
     to_samples, channels = _png_converter(header, palette, trns)
     shrink = _Shrinker(header.width, header.height, channels, max_width, max_height)
-    rows = _png_scanlines(header, b"".join(idat))
+    rows = _png_scanlines(header, b"".join(idat), deadline)
     if not header.interlaced:
         for _pass, y, row in rows:
             if y in shrink.wanted:
@@ -421,7 +446,9 @@ def _png_header(body: bytes) -> _PngHeader:
     return header
 
 
-def _png_scanlines(header: _PngHeader, compressed: bytes) -> Iterator[tuple[int, int, bytes]]:
+def _png_scanlines(
+    header: _PngHeader, compressed: bytes, deadline: float | None = None
+) -> Iterator[tuple[int, int, bytes]]:
     """(pass index, row in the pass, unfiltered row bytes) in file order; inflates at most what the header
     implies, a step at a time (a zlib bomb gets no further than `raw_size`)."""
     inflater = zlib.decompressobj()
@@ -442,6 +469,8 @@ def _png_scanlines(header: _PngHeader, compressed: bytes) -> Iterator[tuple[int,
                     raise ImageError("truncated PNG: the image data ends early")
                 budget -= len(chunk)
                 buffer += chunk
+            if y % 16 == 0:
+                _check_time(deadline, "PNG")
             filter_type = buffer[0]
             row = _unfilter(filter_type, bytearray(buffer[1 : stride + 1]), previous, bpp)
             del buffer[: stride + 1]
@@ -450,28 +479,30 @@ def _png_scanlines(header: _PngHeader, compressed: bytes) -> Iterator[tuple[int,
 
 
 _HIGH_BITS = 0x80
+_LOW_BYTE = (0xFF).__and__
 
 
 def _unfilter(kind: int, row: bytearray, prev: bytes, bpp: int) -> bytes:
     n = len(row)
     if kind == 0:
         return bytes(row)
-    if kind == 1:  # Sub
-        for i in range(bpp, n):
-            row[i] = (row[i] + row[i - bpp]) & 0xFF
+    if kind == 1:  # Sub: a running sum per byte of the pixel, mod 256 (accumulate and map run in C)
+        for c in range(bpp):
+            row[c::bpp] = bytes(map(_LOW_BYTE, accumulate(row[c::bpp])))
     elif kind == 2:  # Up: bytewise addition of two rows at once, carries masked (SWAR on Python ints)
         return _add_bytes(bytes(row), prev)
-    elif kind == 3:  # Average
-        for i in range(n):
-            left = row[i - bpp] if i >= bpp else 0
-            row[i] = (row[i] + ((left + prev[i]) >> 1)) & 0xFF
-    elif kind == 4:  # Paeth
-        for i in range(n):
-            a = row[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    elif kind == 3:  # Average (sequential: each byte needs the one to its left, already unfiltered)
+        for i in range(min(bpp, n)):
+            row[i] = (row[i] + (prev[i] >> 1)) & 0xFF
+        for i in range(bpp, n):
+            row[i] = (row[i] + ((row[i - bpp] + prev[i]) >> 1)) & 0xFF
+    elif kind == 4:  # Paeth (sequential, the hot loop of a photo-like PNG: kept free of branches it can avoid)
+        for i in range(min(bpp, n)):  # no left neighbour: the predictor is the byte above
+            row[i] = (row[i] + prev[i]) & 0xFF
+        for i in range(bpp, n):
+            a, b, c = row[i - bpp], prev[i], prev[i - bpp]
+            pa, pb, pc = b - c, a - c, a + b - c - c
+            pa, pb, pc = (pa if pa >= 0 else -pa), (pb if pb >= 0 else -pb), (pc if pc >= 0 else -pc)
             row[i] = (row[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
     else:
         raise ImageError(f"PNG scanline with unknown filter type {kind}")

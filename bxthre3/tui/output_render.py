@@ -35,6 +35,11 @@ UNFINISHED = frozenset({"pending", "ready", "running", "retrying"})
 NOT_RUN = frozenset({"upstream_failed", "cancelled"})
 
 Decoder = Callable[[bytes], "Raster | None"]
+"""Decodes a picture: returns a raster or None, raises `ImageError` (or `DecodePending`)."""
+
+
+class DecodePending(Exception):
+    """Raised by a `Decoder` that decodes elsewhere (the widget's thread): the picture is on its way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,8 @@ def entry_lines(entry: Entry, width: int, height: int, decode: Decoder = decode_
     if sniff(data) is not None:
         try:
             raster = decode(data)
+        except DecodePending:
+            return [Text(f"(decoding {entry.name}, {human_size(len(data))}…)", style="dim")]
         except ImageError as exc:
             out.append(Text(f"cannot show as an image: {exc}", style=look("failed").colour))
         else:

@@ -17,8 +17,14 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
 
-from .image_decode import Raster, decode_image
-from .output_render import Entry, render_task
+from .image_decode import ImageError, Raster, decode_image
+from .output_render import DecodePending, Entry, Rendered, render_task
+
+DECODE_INLINE_BYTES = 64 * 1024
+"""Plain (ASCII) PNM pictures up to this size are decoded at once, larger ones in a thread."""
+
+DECODE_TIME_LIMIT_S = 20.0
+"""A picture that takes longer to decode shows its hex view and a one-line reason instead."""
 
 
 class OutputView(Static, can_focus=True):
@@ -43,8 +49,12 @@ class OutputView(Static, can_focus=True):
         """The title of what is shown (every render also sets it as the parent's border title)."""
         self._shown = 0
         """Index of the entry on screen."""
-        self._rasters: dict[int, tuple[bytes, Raster | None]] = {}
-        """Decoded pictures of the task shown, by id() of their bytes (which the entry keeps alive)."""
+        self.rendered: Rendered | None = None
+        """The last layout (for tests and the caller: its entries, title, renderable)."""
+        self._rasters: dict[int, tuple[bytes, Raster | ImageError | None]] = {}
+        """Decoded pictures (or why not) of the task shown, by id() of their bytes (kept alive beside)."""
+        self._decoding: set[int] = set()
+        """id() of the bytes being decoded in a thread."""
 
     def show(self, task: Mapping[str, Any] | None, *, keep_selection: bool | None = None) -> None:
         """Show ``task`` (None: nothing selected). The chosen file is kept when it is the same task again
@@ -55,6 +65,7 @@ class OutputView(Static, can_focus=True):
             self.selected = None
         self.shown_task = task
         self._rasters.clear()
+        self._decoding.clear()
         self._render_now()
 
     def action_cycle(self, step: int) -> None:
@@ -71,12 +82,30 @@ class OutputView(Static, can_focus=True):
         self._render_now()
 
     def _decode(self, data: bytes) -> Raster | None:
+        """A cached picture; a small one decoded now, a large one in a thread (`DecodePending` meanwhile)."""
         cached = self._rasters.get(id(data))
-        if cached is not None and cached[0] is data:
-            return cached[1]
-        raster = decode_image(data)  # raises ImageError: render_task shows it as one line
-        self._rasters[id(data)] = (data, raster)
-        return raster
+        if cached is None or cached[0] is not data:
+            if not _decodes_quickly(data):
+                if id(data) not in self._decoding:
+                    self._decoding.add(id(data))
+                    self.run_worker(lambda: self._decode_in_thread(data), thread=True, group="decode")
+                raise DecodePending
+            cached = (data, _decode_or_error(data))
+            self._rasters[id(data)] = cached
+        if isinstance(cached[1], ImageError):
+            raise cached[1]
+        return cached[1]
+
+    def _decode_in_thread(self, data: bytes) -> None:
+        result = _decode_or_error(data)
+        self.app.call_from_thread(self._decoded, data, result)
+
+    def _decoded(self, data: bytes, result: Raster | ImageError | None) -> None:
+        if id(data) not in self._decoding:
+            return  # another task is shown now
+        self._decoding.discard(id(data))
+        self._rasters[id(data)] = (data, result)
+        self._render_now()
 
     def _pane_size(self) -> tuple[int, int]:
         """Cells for the content: the widget's width, the visible height of the scrolling parent."""
@@ -91,9 +120,27 @@ class OutputView(Static, can_focus=True):
             return  # on_mount renders what was shown meanwhile
         width, height = self._pane_size()
         rendered = render_task(self.shown_task, width, height, self.selected, self._decode)
+        self.rendered = rendered
         self.entries = rendered.entries
         self._shown = rendered.selected
         self.title = rendered.title
         if isinstance(self.parent, Widget):  # the pane's border title names the task and the file shown
             self.parent.border_title = escape(rendered.title)  # border titles are markup
         self.update(rendered.renderable)
+
+
+def _decode_or_error(data: bytes) -> Raster | ImageError | None:
+    try:
+        return decode_image(data, time_limit=DECODE_TIME_LIMIT_S)
+    except ImageError as exc:
+        return exc
+
+
+def _decodes_quickly(data: bytes) -> bool:
+    """Whether decoding ``data`` cannot take long: raw PNM and tiles read only the rows the preview samples
+    (tens of ms at 16 MiB); a PNG must unfilter every row in Python, plain PNM parse every number."""
+    return (
+        data[:2] in (b"P4", b"P5", b"P6")
+        or data[:4] == b"MTL1"
+        or (data[:2] in (b"P1", b"P2", b"P3") and len(data) <= DECODE_INLINE_BYTES)
+    )
