@@ -189,23 +189,34 @@ class _Shrinker:
 
 # --- PNM (PBM, PGM, PPM; plain and raw) ---------------------------------------------------------------------
 
-_PNM_TOKEN = re.compile(rb"\s*(?:#[^\r\n]*[\r\n]+\s*)*(\d+)")
-_PLAIN_SAMPLE = re.compile(rb"#[^\r\n]*|(\d+)")
+_PLAIN_SAMPLE = re.compile(rb"#[^\r\n]*|(\d{1,6})")
 _PBM_PLAIN_SAMPLE = re.compile(rb"#[^\r\n]*|([01])")
+_WHITESPACE = frozenset(b" \t\r\n\v\f")
+_DIGITS = frozenset(b"0123456789")
 
 
 def _pnm_header(data: bytes, fields: int) -> tuple[list[int], int]:
-    """The header's numbers after the magic, and the offset just past the one whitespace that ends it."""
-    pos, numbers = 2, []
-    for _ in range(fields):
-        m = _PNM_TOKEN.match(data, pos)
-        if m is None:
+    """The header's numbers after the magic, and the offset just past the one whitespace that ends it.
+
+    Read byte by byte, not with a regular expression: comments and whitespace may interleave freely, and a
+    pattern for that backtracks exponentially on a hostile header."""
+    pos, end = 2, len(data)
+    numbers: list[int] = []
+    while len(numbers) < fields:
+        while pos < end and (data[pos] in _WHITESPACE or data[pos] == 0x23):  # '#': a comment to the line end
+            if data[pos] == 0x23:
+                newline = data.find(b"\n", pos)
+                pos = end if newline < 0 else newline
+            pos += 1
+        start = pos
+        while pos < end and data[pos] in _DIGITS and pos - start < 10:
+            pos += 1
+        if pos == start:
             raise ImageError(f"truncated or malformed header: expected {fields} numbers after {data[:2].decode()}")
-        if len(m.group(1)) > 9:
-            raise ImageError(f"header number {m.group(1)[:12].decode()}… is too large")
-        numbers.append(int(m.group(1)))
-        pos = m.end()
-    if pos >= len(data) or data[pos : pos + 1] not in b" \t\r\n":
+        if pos - start > 9:
+            raise ImageError(f"header number {data[start : start + 12].decode()}… is too large")
+        numbers.append(int(data[start:pos]))
+    if pos >= end or data[pos] not in _WHITESPACE:
         raise ImageError("no whitespace after the header")
     return numbers, pos + 1
 
@@ -296,7 +307,7 @@ def _pnm_plain_rows(
     per_row = width * channels
     last = max(shrink.wanted)
     for y in range(last + 1):
-        row = [next(samples, -1) for _ in range(per_row)]
+        row = [next(samples, -1) for _ in range(per_row)]  # at most 6 digits each: no huge int() parse
         if row[-1] < 0:
             raise ImageError(f"truncated: row {y} of {height} is incomplete")
         _check_time(deadline, "plain PNM")
@@ -465,7 +476,7 @@ def _png_scanlines(
                     raise ImageError("PNG image data is shorter than its size")
                 chunk = inflater.decompress(pending, min(INFLATE_STEP, budget))
                 pending = inflater.unconsumed_tail
-                if not chunk and not pending:
+                if not chunk:  # the stream ended (or makes no progress): no more rows will come
                     raise ImageError("truncated PNG: the image data ends early")
                 budget -= len(chunk)
                 buffer += chunk
