@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.color import Color
-from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.text import Text
 
@@ -57,7 +56,8 @@ class Entry:
 class Rendered:
     """The pane's content for a task, with what a caller needs to title it and cycle entries."""
 
-    renderable: RenderableType
+    renderable: Text
+    """One Text, lines joined: a `Static` shows it, and `str(static.render())` is its plain text."""
     title: str
     entries: tuple[Entry, ...]
     selected: int
@@ -161,14 +161,14 @@ def _style(cache: dict[tuple[bytes, bytes], Style], key: tuple[bytes, bytes] | N
     return style
 
 
-def image_caption(name: str, raster: Raster) -> Text:
-    """``mandelbrot.pgm · 800x600 · PGM``."""
-    return Text(
+def image_caption(name: str, raster: Raster, width: int) -> Text:
+    """``mandelbrot.pgm · 800x600 · PGM``, cut to ``width``."""
+    caption = Text(
         f"{terminal_safe(name, keep='')} · {raster.source_width}x{raster.source_height} · {raster.format}",
         style="bold",
-        no_wrap=True,
-        overflow="ellipsis",
     )
+    caption.truncate(max(1, width), overflow="ellipsis")
+    return caption
 
 
 # --- hex ----------------------------------------------------------------------------------------------------
@@ -218,24 +218,25 @@ def as_text(data: bytes) -> str | None:
 
 
 def text_body(text: str, size: int) -> Text:
-    """Text with every terminal control escaped, cut at `MAX_TEXT_SHOWN` characters."""
+    """Text with every terminal control escaped, cut at `MAX_TEXT_SHOWN` characters (the final newline
+    is not shown as an empty line)."""
     shown = terminal_safe(text[:MAX_TEXT_SHOWN])
     if len(text) > MAX_TEXT_SHOWN:
         shown += f"\n… ({size} bytes in all)"
-    return Text(shown)
+    return Text(shown.removesuffix("\n"))
 
 
 # --- one entry, one task ------------------------------------------------------------------------------------
 
 
-def entry_lines(entry: Entry, width: int, height: int, decode: Decoder = decode_image) -> list[RenderableType]:
+def entry_lines(entry: Entry, width: int, height: int, decode: Decoder = decode_image) -> list[Text]:
     """One entry's body: a picture with its caption, text, or hex; a broken image says why in one line first."""
     data = entry.data
     if data is None:
         return [Text(f"({entry.name}: {human_size(entry.size)}, contents not fetched)", style="dim")]
     if not data:
         return [Text("(empty output)" if entry.is_stdout else f"({entry.name} is empty)", style="dim")]
-    out: list[RenderableType] = []
+    out: list[Text] = []
     if sniff(data) is not None:
         try:
             raster = decode(data)
@@ -245,7 +246,7 @@ def entry_lines(entry: Entry, width: int, height: int, decode: Decoder = decode_
             out.append(Text(f"cannot show as an image: {exc}", style=look("failed").colour))
         else:
             if raster is not None:
-                out.append(image_caption(entry.name, raster))
+                out.append(image_caption(entry.name, raster, width))
                 out.extend(half_block_lines(raster, width, max(1, height - 1)))
                 return out
     text = as_text(data)
@@ -258,19 +259,24 @@ def entry_lines(entry: Entry, width: int, height: int, decode: Decoder = decode_
 
 
 def files_line(entries: Sequence[Entry], selected: int, width: int) -> Text | None:
-    """``▸ image.pgm 12.0 KB · manifest.txt 80 B  [ ]``: the entries, the shown one marked; None for one entry."""
+    """``stdout 5 B · ▸ image.pgm 12.0 KB · manifest.txt 80 B  [ ] switch``: the entries, the shown one
+    marked, cut to ``width`` (entries before the shown one give way first); None for a single entry."""
     if len(entries) < 2:
         return None
-    line = Text(no_wrap=True, overflow="ellipsis")
-    for i, entry in enumerate(entries):
-        if i:
+    labels = [f"{terminal_safe(e.name, keep='')} {human_size(e.size)}" for e in entries]
+    first = 0
+    while first < selected and sum(len(x) + 3 for x in labels[first : selected + 1]) + 2 > width:
+        first += 1  # scroll the list so the shown entry stays in sight
+    line = Text("… " if first else "")
+    for i in range(first, len(entries)):
+        if i > first:
             line.append(" · ", style="dim")
-        label = f"{terminal_safe(entry.name, keep='')} {human_size(entry.size)}"
         if i == selected:
-            line.append(f"▸ {label}", style="bold reverse")
+            line.append(f"▸ {labels[i]}", style="bold reverse")
         else:
-            line.append(label)
+            line.append(labels[i])
     line.append("  [ ] switch", style="dim")
+    line.truncate(max(1, width), overflow="ellipsis")
     return line
 
 
@@ -288,7 +294,7 @@ def render_task(
     task_id = terminal_safe(str(task.get("task_id", "")), keep="")
     title = f"Output of {task_id}"
     state = str(task.get("state", ""))
-    head: list[RenderableType] = []
+    head: list[Text] = []
     if state in UNFINISHED:
         shown = Text.assemble(state_text(state), " · no output yet")
         return Rendered(shown, title, (), 0)
@@ -303,11 +309,11 @@ def render_task(
         head.append(Text(f"error: {terminal_safe(str(error))}", style=look("failed").colour))
     entries = task_entries(task)
     if state in NOT_RUN and not task.get("output") and len(entries) <= 1:
-        return Rendered(Group(*head), title, (), 0)
+        return Rendered(_join(head), title, (), 0)
     chosen = default_entry(entries) if selected is None else selected % len(entries)
     entry = entries[chosen]
     if entry.is_stdout and entry.data is None and not task.get("files"):
-        body: list[RenderableType] = [Text("(no output)", style="dim")]
+        body: list[Text] = [Text("(no output)", style="dim")]
     else:
         listing = files_line(entries, chosen, width)
         if listing is not None:
@@ -324,4 +330,10 @@ def render_task(
             body.extend(Text(line, no_wrap=True, overflow="crop") for line in hex_lines(stderr, width))
     if len(entries) > 1 or not entry.is_stdout:
         title += f" · {terminal_safe(entry.name, keep='')}"
-    return Rendered(Group(*head, *body), title, entries, chosen)
+    return Rendered(_join(head + body), title, entries, chosen)
+
+
+def _join(lines: list[Text]) -> Text:
+    """One Text of ``lines``: only text bodies are longer than the width (and wrap); pictures, hex rows,
+    captions and the files line are cut to the width before."""
+    return Text("\n").join(lines)

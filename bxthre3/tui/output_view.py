@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.markup import escape
+from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
@@ -67,6 +68,20 @@ class OutputView(Static, can_focus=True):
         self._rasters.clear()
         self._decoding.clear()
         self._render_now()
+
+    def show_message(self, text: str, title: str = "Output") -> None:
+        """A line instead of a task's output: "(loading the output…)", "(could not fetch the output: …)".
+        ``title`` is markup (as border titles are); ``text`` is shown as written."""
+        self.shown_task = None
+        self.selected = None
+        self.entries = ()
+        self.rendered = None
+        self._rasters.clear()
+        self._decoding.clear()
+        self.title = title
+        if isinstance(self.parent, Widget):
+            self.parent.border_title = title
+        self.update(Text(text, style="dim"))
 
     def action_cycle(self, step: int) -> None:
         if len(self.entries) < 2:

@@ -81,6 +81,9 @@ def test_pilot_shows_a_generated_pgm_at_80x24(tmp_path: Path) -> None:
             view.show({**task, "state": "running", "output": None, "files": []})
             await pilot.pause()
             assert "no output yet" in screen_text(app) and view.title == "Output of render"
+            view.show_message("(could not fetch the output: [b]timeout[/b])", "Output of render")
+            await pilot.pause()
+            assert str(view.render()) == "(could not fetch the output: [b]timeout[/b])" and not view.entries
 
     asyncio.run(run())
     svg = (tmp_path / "output_view_80x24.svg").read_text()
@@ -119,19 +122,19 @@ def test_real_mandelbrot_and_named_image_outputs(
 
     image = client.results(mandel, task_id="image")["tasks"][0]
     shown = render_task(image, 80, 24).renderable
-    lines = [str(line) for line in shown.renderables]  # type: ignore[attr-defined]
+    lines = shown.plain.split("\n")
     assert lines[0] == "stdout · 96x64 · PGM"
     # 24 rows less the caption and one spare: 22 rows of 2 pixels, 44 px tall, so 66 wide at 3:2
-    assert all(set(line) == {UPPER_HALF} for line in lines[1:-2]) and len(lines) - 3 == 22 and len(lines[1]) == 66
-    assert lines[-2:] == ["\nstderr:", "mandel_assemble: 96x64 image from 4 tiles, max_iter 64\n"]
+    assert all(set(line) == {UPPER_HALF} for line in lines[1:-3]) and len(lines) - 4 == 22 and len(lines[1]) == 66
+    assert lines[-3:] == ["", "stderr:", "mandel_assemble: 96x64 image from 4 tiles, max_iter 64"]
 
     tile = client.results(mandel, task_id="tile[r=1,c=0]")["tasks"][0]
-    assert str(render_task(tile, 80, 24).renderable.renderables[0]) == "stdout · 48x32 · MTL1"  # type: ignore[attr-defined]
+    assert render_task(tile, 80, 24).renderable.plain.split("\n")[0] == "stdout · 48x32 · MTL1"
 
     compose = client.results(pipeline, task_id="compose", with_files=True)["tasks"][0]
     rendered = render_task(compose, 120, 30)
     names = [entry.name for entry in rendered.entries]
     assert {"colour.ppm", "thumbs/colour_half.ppm", "manifest.txt"} <= set(names)
     assert names[rendered.selected] == "colour.ppm"
-    caption = str(rendered.renderable.renderables[1])  # type: ignore[attr-defined]
+    caption = rendered.renderable.plain.split("\n")[1]
     assert caption.startswith("colour.ppm · ") and caption.endswith(" · PPM")

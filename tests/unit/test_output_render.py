@@ -156,3 +156,11 @@ def test_broken_image_says_why_in_one_line_then_shows_hex() -> None:
 
 def test_nothing_selected() -> None:
     assert lines_of(render_task(None, 80, 20).renderable, 80) == ["(select a task)"]
+
+
+def test_files_line_keeps_the_shown_file_in_sight() -> None:
+    files = [{"name": f"frame_{i:03}.pgm", "size": 10, "sha256": "", "data": b"x"} for i in range(200)]
+    for selected in (0, 57, 199):
+        out = lines_of(render_task(task(output=b"", files=files), 60, 20, selected).renderable, 60)
+        assert len(out[0]) <= 60 and f"▸ frame_{selected:03}.pgm" in out[0]
+        assert out[0].startswith("… ") == (selected > 0)
