@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
 
+from ..client.outputs import terminal_safe
 from .image_decode import ImageError, Raster, decode_image
 from .output_render import DecodePending, Entry, Rendered, render_task
 
@@ -71,7 +72,7 @@ class OutputView(Static, can_focus=True):
 
     def show_message(self, text: str, title: str = "Output") -> None:
         """A line instead of a task's output: "(loading the output…)", "(could not fetch the output: …)".
-        ``title`` is markup (as border titles are); ``text`` is shown as written."""
+        ``title`` is markup (as border titles are); ``text`` is shown as written, controls escaped."""
         self.shown_task = None
         self.selected = None
         self.entries = ()
@@ -81,7 +82,7 @@ class OutputView(Static, can_focus=True):
         self.title = title
         if isinstance(self.parent, Widget):
             self.parent.border_title = title
-        self.update(Text(text, style="dim"))
+        self.update(Text(terminal_safe(text), style="dim"))
 
     def action_cycle(self, step: int) -> None:
         if len(self.entries) < 2:

@@ -81,9 +81,9 @@ def test_pilot_shows_a_generated_pgm_at_80x24(tmp_path: Path) -> None:
             view.show({**task, "state": "running", "output": None, "files": []})
             await pilot.pause()
             assert "no output yet" in screen_text(app) and view.title == "Output of render"
-            view.show_message("(could not fetch the output: [b]timeout[/b])", "Output of render")
+            view.show_message("(could not fetch the output: [b]timeout[/b]\x1b[2J)", "Output of render")
             await pilot.pause()
-            assert str(view.render()) == "(could not fetch the output: [b]timeout[/b])" and not view.entries
+            assert str(view.render()) == "(could not fetch the output: [b]timeout[/b]\\x1b[2J)" and not view.entries
 
     asyncio.run(run())
     svg = (tmp_path / "output_view_80x24.svg").read_text()
