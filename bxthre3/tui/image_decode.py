@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import struct
 import sys
-import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
@@ -100,32 +99,31 @@ def decode_image(
     *,
     max_width: int = PREVIEW_WIDTH,
     max_height: int = PREVIEW_HEIGHT,
-    time_limit: float | None = None,
+    give_up: Callable[[], bool] | None = None,
 ) -> Raster | None:
     """``data`` as an RGB raster that fits ``max_width x max_height``; None when it is not an image format.
 
     Raises `ImageError` (one line) when it claims a format but is malformed, truncated or too large, or
-    when decoding takes longer than ``time_limit`` seconds (pure Python unfilters a large PNG slowly: a
-    2048x2048 Paeth-filtered RGB PNG takes seconds).
+    when ``give_up()`` turns true while it decodes (the caller's clock: pure Python unfilters a large PNG
+    slowly, a 2048x2048 Paeth-filtered RGB PNG takes seconds; this module reads no clock itself).
     """
     kind = sniff(data)
     if kind is None:
         return None
-    deadline = None if time_limit is None else time.monotonic() + time_limit
     try:
         if kind == "PNG":
-            return _decode_png(data, max_width, max_height, deadline)
+            return _decode_png(data, max_width, max_height, give_up)
         if kind == "MTL1":
             return _decode_mtl1(data, max_width, max_height)
-        return _decode_pnm(data, max_width, max_height, deadline)
+        return _decode_pnm(data, max_width, max_height, give_up)
     except ImageError:
         raise
     except (ValueError, IndexError, struct.error, zlib.error, MemoryError, OverflowError) as exc:
         raise ImageError(f"not a valid {kind}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
-def _check_time(deadline: float | None, kind: str) -> None:
-    if deadline is not None and time.monotonic() > deadline:
+def _check_give_up(give_up: Callable[[], bool] | None, kind: str) -> None:
+    if give_up is not None and give_up():
         raise ImageError(f"{kind} is too slow to decode for a preview (pure Python); save it with --out to view it")
 
 
@@ -221,7 +219,7 @@ def _pnm_header(data: bytes, fields: int) -> tuple[list[int], int]:
     return numbers, pos + 1
 
 
-def _decode_pnm(data: bytes, max_width: int, max_height: int, deadline: float | None = None) -> Raster:
+def _decode_pnm(data: bytes, max_width: int, max_height: int, give_up: Callable[[], bool] | None = None) -> Raster:
     magic = data[:2]
     kind = _PNM_FORMATS[magic]
     is_pbm = magic in (b"P1", b"P4")
@@ -237,7 +235,7 @@ def _decode_pnm(data: bytes, max_width: int, max_height: int, deadline: float | 
     elif magic in (b"P5", b"P6"):
         _pnm_raw_rows(data, start, width, height, channels, maxval, shrink)
     else:
-        _pnm_plain_rows(data, start, width, height, channels, maxval, is_pbm, shrink, deadline)
+        _pnm_plain_rows(data, start, width, height, channels, maxval, is_pbm, shrink, give_up)
     return shrink.raster(kind)
 
 
@@ -299,7 +297,7 @@ def _pnm_plain_rows(
     maxval: int,
     is_pbm: bool,
     shrink: _Shrinker,
-    deadline: float | None,
+    give_up: Callable[[], bool] | None,
 ) -> None:
     """Plain (ASCII) PNM: read sample by sample (lazily: the data is at most one output, 16 MiB)."""
     pattern = _PBM_PLAIN_SAMPLE if is_pbm else _PLAIN_SAMPLE
@@ -310,7 +308,7 @@ def _pnm_plain_rows(
         row = [next(samples, -1) for _ in range(per_row)]  # at most 6 digits each: no huge int() parse
         if row[-1] < 0:
             raise ImageError(f"truncated: row {y} of {height} is incomplete")
-        _check_time(deadline, "plain PNM")
+        _check_give_up(give_up, "plain PNM")
         if y not in shrink.wanted:
             continue
         if is_pbm:
@@ -391,7 +389,7 @@ def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
             return
 
 
-def _decode_png(data: bytes, max_width: int, max_height: int, deadline: float | None = None) -> Raster:
+def _decode_png(data: bytes, max_width: int, max_height: int, give_up: Callable[[], bool] | None = None) -> Raster:
     header: _PngHeader | None = None
     palette: list[bytes] = []
     trns = b""
@@ -418,7 +416,7 @@ def _decode_png(data: bytes, max_width: int, max_height: int, deadline: float | 
         raise ImageError("PNG without image data (IDAT)")
     to_samples, channels = _png_converter(header, palette, trns)
     shrink = _Shrinker(header.width, header.height, channels, max_width, max_height)
-    rows = _png_scanlines(header, b"".join(idat), deadline)
+    rows = _png_scanlines(header, b"".join(idat), give_up)
     if not header.interlaced:
         for _pass, y, row in rows:
             if y in shrink.wanted:
@@ -458,7 +456,7 @@ def _png_header(body: bytes) -> _PngHeader:
 
 
 def _png_scanlines(
-    header: _PngHeader, compressed: bytes, deadline: float | None = None
+    header: _PngHeader, compressed: bytes, give_up: Callable[[], bool] | None = None
 ) -> Iterator[tuple[int, int, bytes]]:
     """(pass index, row in the pass, unfiltered row bytes) in file order; inflates at most what the header
     implies, a step at a time (a zlib bomb gets no further than `raw_size`)."""
@@ -481,7 +479,7 @@ def _png_scanlines(
                 budget -= len(chunk)
                 buffer += chunk
             if y % 16 == 0:
-                _check_time(deadline, "PNG")
+                _check_give_up(give_up, "PNG")
             filter_type = buffer[0]
             row = _unfilter(filter_type, bytearray(buffer[1 : stride + 1]), previous, bpp)
             del buffer[: stride + 1]

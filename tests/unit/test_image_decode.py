@@ -318,6 +318,18 @@ def test_png_errors_say_what_is_wrong() -> None:
         decode_image(short)
 
 
+def test_a_decode_that_takes_too_long_gives_up_in_one_line() -> None:
+    calls = []
+
+    def give_up() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(ImageError, match="too slow to decode for a preview"):
+        decode_image(png(pattern(8, 64, 3, 255), 8, 2), give_up=give_up)
+    assert decode_image(png(pattern(8, 64, 3, 255), 8, 2), give_up=lambda: False) is not None
+
+
 def test_not_an_image_is_none() -> None:
     assert decode_image(b"hello") is None
     assert decode_image(b"") is None

@@ -57,6 +57,7 @@ PURE = (
     "bxthre3.common.limits",
     "bxthre3.common.digests",
     "bxthre3.api.results",
+    "bxthre3.tui.image_decode",
 )
 """Modules (fnmatch patterns) that compute and nothing else."""
 
