@@ -184,14 +184,19 @@ class FakeClient:
     def status(self) -> dict[str, Any]:
         return copy.deepcopy(self._status)
 
-    def results(self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0) -> dict[str, Any]:
+    def results(
+        self, dag_id: str, *, with_output: bool = True, task_id: str = "", limit: int = 0, with_files: bool = False
+    ) -> dict[str, Any]:
         if dag_id != self._results["dag_id"]:
             raise KeyError(dag_id)
         tasks = [t for t in self._results["tasks"] if not task_id or t["task_id"] == task_id]
         if task_id and not tasks:
             raise KeyError(task_id)
         if not with_output:
-            tasks = [{k: v for k, v in t.items() if k not in ("output", "stderr")} for t in tasks]
+            tasks = [{k: v for k, v in t.items() if k not in ("output", "stderr", "files")} for t in tasks]
+        elif not with_files:  # named outputs' contents only when asked for, as the controller does
+            tasks = [{**t, "files": [{k: v for k, v in f.items() if k != "data"} for f in t["files"]]}
+                     if t.get("files") else t for t in tasks]  # fmt: skip
         return copy.deepcopy({**self._results, "tasks": tasks})
 
     def submit(self, spec: Any) -> str:

@@ -58,6 +58,7 @@ PURE = (
     "bxthre3.common.digests",
     "bxthre3.api.results",
     "bxthre3.tui.web_access",
+    "bxthre3.tui.image_decode",
 )
 """Modules (fnmatch patterns) that compute and nothing else."""
 
