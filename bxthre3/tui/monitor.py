@@ -42,9 +42,10 @@ from .columns import HOST_COLUMNS, TASK_COLUMNS, host_cells, task_cells
 from .connection_words import describe_connection_problem
 from .dag_list import DagItem
 from .file_picker import FilePickerScreen, PathSuggester
-from .formatting import MAX_TASK_ROWS, describe_output, quarantine_line
+from .formatting import MAX_TASK_ROWS, quarantine_line
 from .layout import LayoutMode, fit_parts, layout_mode
 from .messages import ClusterSnapshot, ClusterUnreachable, DagSubmitted, LogLine, TaskOutput
+from .output_view import OutputView
 from .sparks import sparkline
 from .states import look
 from .stream_view import TaskStreamView
@@ -125,6 +126,8 @@ class MonitorScreen(Screen[None]):
         Binding("r", "retry_dag", "Retry failed"),
         Binding("p", "pin_dag", "Pin DAG"),
         *(Binding(key, f"show_pane('{pane}')", f"{name} pane", show=False) for pane, name, key in PANES),
+        Binding("left_square_bracket", "output_file(-1)", "Previous /out file", show=False),
+        Binding("right_square_bracket", "output_file(1)", "Next /out file", show=False),
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -154,7 +157,8 @@ class MonitorScreen(Screen[None]):
         self._tasks_by_id: dict[str, TaskView] = {}
         self._output_key: tuple[Any, ...] | None = None
         """(dag, task, state, attempts) of the output shown or being fetched."""
-        self._output: tuple[str, str] = ("Output", "(select a task)")
+        self._output: tuple[TaskView | None, str | None, str] = (None, None, "")
+        """What the output pane shows: a task, or a message (loading, a failed fetch) with its title."""
         self._banner: str | None = None
         self._log_lines: deque[tuple[str, bool]] = deque(maxlen=LOG_KEPT)
         self._unreachable = False
@@ -245,7 +249,7 @@ class MonitorScreen(Screen[None]):
         return self._titled(stream, "Task stream")
 
     def _output_pane(self) -> Widget:
-        pane = VerticalScroll(Static("", id="output", markup=False), id="output-pane")
+        pane = VerticalScroll(OutputView(id="output"), id="output-pane")
         return self._titled(pane, "Output")
 
     def _log(self) -> Widget:
@@ -274,7 +278,7 @@ class MonitorScreen(Screen[None]):
             self._show_activity(self._activity)
         if self._structure is not None:
             self._show_structure(self._structure)
-        self._show_text(*self._output)
+        self._draw_output()
         self._refresh_totals()
 
     async def on_resize(self, event: events.Resize) -> None:
@@ -638,7 +642,7 @@ class MonitorScreen(Screen[None]):
         try:
             client = self.backend.connect(address)
             try:
-                results = client.results(dag_id, task_id=task_id)
+                results = client.results(dag_id, task_id=task_id, with_files=True)
             finally:
                 client.close()
         except Exception as exc:
@@ -653,39 +657,30 @@ class MonitorScreen(Screen[None]):
             return  # the highlight moved on meanwhile
         if message.task is None:
             self._output_key = None  # ask again next time
-            error = terminal_safe(str(message.error))
-            self._show_text(f"Output of {message.key[1]}", f"(could not fetch the output: {error})")
+            self._show_output(None, message=f"(could not fetch the output: {message.error})", title=message.key[1])
         else:
             self._show_output(message.task)
 
-    def _show_output(self, task: TaskView | None, *, loading: bool = False) -> None:
-        if task is None:
-            text, title = "(select a task)", "Output"
-        elif loading:
-            text, title = "(loading the output…)", f"Output of {task['task_id']}"
-        else:
-            state = task.get("state", "")
-            parts = []
-            if task.get("error"):
-                parts.append(f"error: {terminal_safe(str(task['error']))}")
-            if task.get("output") is not None:
-                parts.append(describe_output(task.get("output")))
-            elif state in ("running", "ready", "pending", "retrying"):
-                parts.append(f"({state}: no output yet)")
-            elif not parts:
-                parts.append(f"({state}: no output)")
-            stderr = task.get("stderr")
-            if stderr:
-                parts.append("stderr:\n" + describe_output(stderr))
-            text = "\n\n".join(parts)
-            title = f"Output of {task['task_id']}"
-        self._show_text(title, text)
+    def _show_output(
+        self, task: TaskView | None, *, loading: bool = False, message: str | None = None, title: str = ""
+    ) -> None:
+        """The output pane shows a task (kept, so a new layout shows it again), or a one-line message."""
+        if loading and task is not None:
+            message, title = "(loading the output…)", task["task_id"]
+        self._output = (task, message, title)
+        self._draw_output()
 
-    def _show_text(self, title: str, text: str) -> None:
-        self._output = (title, text)
-        pane = self.query_one("#output-pane", VerticalScroll)
-        pane.border_title = terminal_safe(title, keep="").replace("[", r"\[")
-        self.query_one("#output", Static).update(text)  # markup off: `[bold]` shows as written
+    def _draw_output(self) -> None:
+        task, message, title = self._output
+        view = self.query_one("#output", OutputView)
+        if message is not None:
+            view.show_message(message, f"Output of {terminal_safe(title, keep='')}")
+        else:
+            view.show(task)
+
+    def action_output_file(self, step: int) -> None:
+        """`[` / `]`: the selected task's previous / next named output."""
+        self.query_one("#output", OutputView).action_cycle(step)
 
     # --- where time goes -----------------------------------------------------------------------
 
