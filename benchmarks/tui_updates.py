@@ -13,9 +13,10 @@ terminal bytes; this benchmark does that work anyway, so its cost is in the figu
 pushed updates applied per second, frames per second, the UI process's CPU use, and how late a 10 ms
 timer wakes up (how long the event loop was blocked).
 
-Idle phase: the finished DAG stays on screen, nothing runs; the CPU time of this process (the UI; the
-cluster is in child processes and not counted) over --idle-seconds, as % of one core, and the frames
-written meanwhile (an idle screen should write none).
+Idle phase: --settle s after the DAG finished (the controller's tasks/s figure, a 10 s window, has then
+reached 0 and nothing changes any more), the finished DAG stays on screen, nothing runs; the CPU time of
+this process (the UI; the cluster is in child processes and not counted) over --idle-seconds, as % of one
+core, and the frames written meanwhile (an idle screen should write none).
 
 Bounded: the load phase gives up after --timeout s; the embedded cluster is stopped (by PID, through
 `Backend.close`) however the run ends. For a profile, run py-spy on the PID printed at the start, e.g.
@@ -174,7 +175,9 @@ async def load_phase(app: Bxthre3App, pilot: Any, dag: Path, figures: Figures, a
     figures.updates = monitor.updates_received - updates0
     if not figures.finished:
         return
-    await asyncio.sleep(2.0)  # the last pushed update and output fetch land
+    # The controller's tasks/s figure covers the last 10 s (scheduler `throughput_window`): until it reaches 0
+    # the controller pushes an update every 0.25 s. Idle is what follows.
+    await asyncio.sleep(args.settle)
     print(f"idle phase: {args.idle_seconds:g} s, nothing running (pid {os.getpid()})", flush=True)
     cpu0, frames0, updates0 = cpu_seconds(), frames.frames, monitor.updates_received
     t = time.monotonic()
@@ -295,6 +298,7 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=10_000, help="noop tasks in the DAG (default 10000)")
     ap.add_argument("--idle-seconds", type=positive, default=20.0, help="length of the idle phase (default 20)")
     ap.add_argument("--key-interval", type=positive, default=0.1, help="seconds between key presses (default 0.1)")
+    ap.add_argument("--settle", type=positive, default=12.0, help="wait after the DAG ends before idle (default 12)")
     ap.add_argument("--timeout", type=positive, default=600.0, help="give up on the DAG after this (default 600)")
     ap.add_argument("--size", type=size, default=(160, 48), help="terminal size WIDTHxHEIGHT (default 160x48)")
     args = ap.parse_args()
