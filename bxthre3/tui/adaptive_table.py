@@ -41,6 +41,7 @@ class AdaptiveTable(DataTable[Text]):
 
     def on_resize(self, event: events.Resize) -> None:
         self.relayout()
+        self.refresh()  # Textual 8.2.8 marks the row cache stale on resize but does not redraw
 
     def on_mount(self) -> None:
         self.relayout()

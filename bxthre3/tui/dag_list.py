@@ -95,8 +95,9 @@ class DagItem(ListItem):
         state = summary.get("state", "")
         for name in ("succeeded", "failed", "cancelled", "running"):
             self.set_class(state == name, f"-{name}")
-        self.query_one(".dag-label", Label).update(dag_label(self.dag_id, summary, pinned=pinned))
-        self.query_one(".dag-counts", Label).update(progress_label(summary))
+        # Fixed-size labels (app.tcss): no layout pass of the whole screen for each DAG at each snapshot.
+        self.query_one(".dag-label", Label).update(dag_label(self.dag_id, summary, pinned=pinned), layout=False)
+        self.query_one(".dag-counts", Label).update(progress_label(summary), layout=False)
         self.query_one(".dag-bar", ProgressBar).update(
             total=max(1, int(summary.get("total", 0))), progress=succeeded_of(summary)
         )

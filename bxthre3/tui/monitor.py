@@ -461,7 +461,7 @@ class MonitorScreen(Screen[None]):
         """The top line: what needs someone first, then the rate, then the cluster's size."""
         bar = self.query_one("#totals", Static)
         if self._banner is not None or self._status is None:
-            bar.update(Text(self._banner or "", no_wrap=True))
+            bar.update(Text(self._banner or "", no_wrap=True), layout=False)
             return
         totals = self._status.get("totals", {})
         quarantined = len(self._status.get("quarantined") or [])
@@ -486,7 +486,8 @@ class MonitorScreen(Screen[None]):
             f"{totals.get('ram_mb', 0):,} MB",
             str(self.address or ""),
         ]
-        bar.update(fit_parts(parts, max(10, bar.content_region.width or self.app.size.width - 2)))
+        # One line of fixed height: no layout pass for the whole screen at every snapshot.
+        bar.update(fit_parts(parts, max(10, bar.content_region.width or self.app.size.width - 2)), layout=False)
 
     def _tell_quarantine(self, quarantined: list[QuarantineView]) -> None:
         """A log line (and a notice) for each device quarantined since the last snapshot, one for each trusted."""

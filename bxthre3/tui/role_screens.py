@@ -80,6 +80,11 @@ class RoleScreen(Screen[None]):
         self.set_interval(REFRESH_S, self.refresh_role)
 
     def refresh_role(self) -> None:
+        if self.app.screen is not self:
+            # Under the monitor: Textual still composes the screen just below the top one, so every
+            # redraw here repainted the monitor too (most of an idle monitor's CPU). The output and
+            # status wait in their files; `on_screen_resume` catches up.
+            return
         for line in self.process.new_output_lines():
             self.query_one("#role-log", RichLog).write(Text(terminal_safe(line)))  # logs quote what hosts send
         status = self.process.status()
@@ -97,6 +102,9 @@ class RoleScreen(Screen[None]):
         self.status = status
         state.update(f"Running · pid {self.process.pid} · {self.state_line(status)}")
         self.show(status)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_role()
 
     def state_line(self, status: dict[str, Any]) -> str:
         return ""
