@@ -49,6 +49,8 @@ _KEY_NAMES = {
     "shift+tab": "Shift+Tab",
     "up": "↑",
     "down": "↓",
+    "left_square_bracket": "[",
+    "right_square_bracket": "]",
 }
 
 DOES: dict[tuple[str, str], str] = {
@@ -186,7 +188,7 @@ def key_label(keys: Iterable[str]) -> str:
 
 def keys_table() -> Table:
     table = Table(box=None, show_header=False, pad_edge=False, expand=True)
-    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("key", style="bold", max_width=16, overflow="fold")  # the words always get room
     table.add_column("does", ratio=1)
     for n, (title, rows) in enumerate(help_sections()):
         if n:
