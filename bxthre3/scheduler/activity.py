@@ -88,20 +88,32 @@ class HostLog:
 
     def advance(self, now: float) -> None:
         """Integrate busy slots from `since` to `now` into the per-second buckets (at most HISTORY_S steps,
-        one per second crossed: amortised O(1) per event)."""
+        one per second crossed: amortised O(1) per event; most events stay within one second)."""
         since = self.since
         if now <= since:
             return
-        busy = min(self.live, self.slots)
-        if busy:
-            since = max(since, now - HISTORY_S)
-            second = math.floor(since)
-            while since < now:
-                edge = min(now, second + 1.0)
-                self.busy.add(second, busy * (edge - since))
-                since = edge
-                second += 1
         self.since = now
+        busy = self.live if self.live < self.slots else self.slots
+        if not busy:
+            return
+        second = math.floor(since)
+        if now < second + 1:  # the common case, inlined: one slot of the ring
+            ring = self.busy
+            i = second % HISTORY_S
+            if ring.stamps[i] != second:
+                ring.stamps[i] = second
+                ring.values[i] = busy * (now - since)
+            else:
+                ring.values[i] += busy * (now - since)
+            return
+        if since < now - HISTORY_S:
+            since = now - HISTORY_S
+            second = math.floor(since)
+        while since < now:
+            edge = min(now, second + 1.0)
+            self.busy.add(second, busy * (edge - since))
+            since = edge
+            second += 1
 
 
 class ActivityRecorder:
@@ -151,14 +163,18 @@ class ActivityRecorder:
     def started(self, dag_id: str, task_id: str, attempt: int, node_id: str, now: float) -> None:
         """An attempt was given to a host (or adopted by one after a restart). Idempotent."""
         key = (dag_id, task_id, attempt)
-        if key in self._live:
+        live = self._live
+        if key in live:
             return
         log = self.hosts.get(node_id)
         if log is None:
             log = self.hosts[node_id] = HostLog(slots=1, since=now)
-        self._touch(now)
+        if self._running == 0:
+            self._touch(now)
+        elif now > self._last_activity:
+            self._last_activity = now
         segment = Segment(dag_id, task_id, attempt, node_id, now)
-        self._live[key] = segment
+        live[key] = segment
         self._running += 1
         log.advance(now)
         log.live += 1
@@ -170,9 +186,10 @@ class ActivityRecorder:
         segment = self._live.pop((dag_id, task_id, attempt), None)
         if segment is None:
             return None
-        self._touch(now)
+        if now > self._last_activity:
+            self._last_activity = now  # something ran until now: no new spell of work begins here
         self._running -= 1
-        segment.end = max(now, segment.start)
+        segment.end = now if now > segment.start else segment.start
         segment.state = state
         log = self.hosts.get(segment.node_id)
         if log is not None:
@@ -182,7 +199,10 @@ class ActivityRecorder:
 
     def finished(self, now: float) -> None:
         """A task finished for good (succeeded, failed, or served from the result cache)."""
-        self._touch(now)
+        if self._running == 0:
+            self._touch(now)
+        elif now > self._last_activity:
+            self._last_activity = now
         self._fine.add(math.floor(now / self._slice), 1.0)
         self._finished.add(math.floor(now), 1.0)
 
