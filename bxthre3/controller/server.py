@@ -87,6 +87,9 @@ HOST_SAID_GOODBYE = "said goodbye"
 PUSH_INTERVAL_S = 0.25
 """At most this often a subscriber gets a pushed update (bursts of changes coalesce)."""
 
+RATE_PUSH_S = 1.0
+"""While only `tasks_per_s` changes (it decays for up to 10 s after work stops), a push at most this often."""
+
 MAX_WATCHERS = 64
 """Most UI clients subscribed at once."""
 
@@ -186,6 +189,8 @@ class Controller:
         """Subscribed UI clients: identity -> lease end."""
         self._watch_seq = 0
         self._last_pushed: Any = None
+        self._pushed_rate: float | None = None
+        self._rate_pushed_at = 0.0
         self._next_push = 0.0
         self._own_context = context is None
         self.context = context or zmq.Context()
@@ -942,14 +947,18 @@ class Controller:
         if not self.watchers:
             return
         data = views.status_view(self.scheduler, now, {"dropped_frames": self.dropped_frames})
+        rate = data["totals"]["tasks_per_s"]
         fingerprint = (
-            data["totals"], [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
+            {k: v for k, v in data["totals"].items() if k != "tasks_per_s"},
+            [(d["dag_id"], d["state"], d["done"]) for d in data["dags"]],
             [(h["node_id"], h["running"], h["succeeded"], h["failed"]) for h in data["hosts"]],
             [q["device_id"] for q in data["quarantined"]],
         )  # fmt: skip
-        if fingerprint == self._last_pushed:
-            return
+        if fingerprint == self._last_pushed and (rate == self._pushed_rate or now < self._rate_pushed_at + RATE_PUSH_S):
+            return  # nothing changed, or only the rate, which was pushed less than RATE_PUSH_S ago
         self._last_pushed = fingerprint
+        self._pushed_rate = rate
+        self._rate_pushed_at = now
         self._watch_seq += 1
         frame = protocol.encode(protocol.Update(self._watch_seq, cast("dict[str, Any]", data)))  # a TypedDict is a dict
         for identity in self.watchers:
