@@ -10,7 +10,7 @@ import pytest
 
 from bxthre3.common.failures import FailureReason
 from bxthre3.controller import views
-from bxthre3.scheduler import DagCancelled, DagSubmitted, HostLeft, SchedulerConfig, Tick
+from bxthre3.scheduler import DagCancelled, DagSubmitted, HostLeft, InvariantError, SchedulerConfig, Tick
 from bxthre3.scheduler.activity import DEPARTED_HOSTS, HISTORY_S, SEGMENTS_PER_HOST, ActivityRecorder
 from tests.unit.test_scheduler import Scheduler, assigns, dag, fail, join, ok, task
 
@@ -233,3 +233,19 @@ def test_failure_reasons_do_not_leak_into_segment_states() -> None:
     fail(s, a, FailureReason.TIMEOUT, now=T0 + 1)
     [seg] = views.activity_view(s, T0 + 2, 5.0)["hosts"]["node-h1"]["segments"]
     assert seg["state"] == "failed"
+
+
+def test_the_invariants_catch_a_segment_that_never_ends() -> None:
+    """Every scheduler test checks that the stream's running segments are exactly the live attempts (see
+    `invariants._check_activity`); this shows the check fires."""
+    s = Scheduler()
+    s.handle(DagSubmitted("d1", dag(task("a")), T0))
+    [a] = assigns(join(s, "h1", now=T0))
+    s.validate()
+    s.activity.started("d1", "ghost", 1, "node-h1", T0)
+    with pytest.raises(InvariantError, match="ghost still runs in the stream"):
+        s.validate()
+    s.activity.ended("d1", "ghost", 1, T0, "aborted")
+    s.activity.ended("d1", "a", a.attempt, T0, "aborted")  # ended in the stream, still live in the scheduler
+    with pytest.raises(InvariantError, match="live attempt 1 of d1/a has no running segment"):
+        s.validate()
