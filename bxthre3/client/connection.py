@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import math
 import socket
 import threading
 import time
@@ -29,7 +30,16 @@ from ..wire.security import CurveKeys, secure_client
 from ..wire.sockets import configure, is_loopback
 
 if TYPE_CHECKING:
-    from ..controller.views import CacheStats, DagSummary, QuarantineView, ResultsView, RetriedSummary, StatusView
+    from ..controller.views import (
+        ActivityView,
+        CacheStats,
+        DagSummary,
+        QuarantineView,
+        ResultsView,
+        RetriedSummary,
+        StatusView,
+        StructureView,
+    )
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 """How long a CLI request waits for the controller's reply once it is connected and trusted."""
@@ -426,6 +436,19 @@ class ControllerClient:
     def cache(self, action: str) -> CacheStats:
         """The result cache's figures (``action`` "stats"), or every entry dropped ("clear")."""
         return cast("CacheStats", self.request(lambda r: protocol.CacheRequest(r, action)))
+
+    def activity(self, window_s: float = 120.0) -> ActivityView:
+        """Where the cluster's time went over the last ``window_s`` seconds (1-600; longer is capped):
+        finishes and each host's busy fraction per second, each host's latest attempts, `tasks_per_s`.
+        ClusterError, from the controller, for a window under 1 s; here for one that is not a finite number
+        (the wire carries only finite floats: the controller would drop the frame unanswered)."""
+        if isinstance(window_s, bool) or not isinstance(window_s, int | float) or not math.isfinite(window_s):
+            raise ClusterError(f"activity: window_s must be a finite number of seconds, not {window_s!r}")
+        return cast("ActivityView", self.request(lambda r: protocol.ActivityRequest(r, window_s)))
+
+    def structure(self, dag_id: str) -> StructureView:
+        """The DAG's tasks in groups by stage (at most 200 groups), with counts per state."""
+        return cast("StructureView", self.request(lambda r: protocol.StructureRequest(r, dag_id)))
 
     def wait(
         self,

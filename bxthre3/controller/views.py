@@ -10,11 +10,14 @@ Bytes stay bytes on the wire; `--json` prints them as text or `{"base64": ...}`.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable
 from typing import TypedDict
 
 from ..common.digests import sha256_hex
+from ..dag.structure import DagStructure, group_counts
 from ..scheduler import DagRecord, DagState, HostRecord, QuarantineRecord, Scheduler, TaskRecord, TaskState
+from ..scheduler.activity import HISTORY_S
 from ..scheduler.model import AttemptRecord
 from ..wire.liveness import silence_limit
 
@@ -206,6 +209,62 @@ class CacheStats(TypedDict):
     in_memory: bool
 
 
+class SegmentView(TypedDict):
+    """One attempt on one host, in the task stream (`activity`)."""
+
+    dag_id: str
+    task_id: str
+    start_ago_s: float
+    """Seconds before the reply's `now` that it was given to the host (>= 0; may exceed `window_s`)."""
+    end_ago_s: float | None
+    """Seconds before `now` that it ended; None while it runs."""
+    state: str
+    """succeeded | failed | retrying | running | cancelled | aborted | lost | cached (`activity.SEGMENT_STATES`)."""
+
+
+class HostActivity(TypedDict):
+    """One host's part of `activity`."""
+
+    busy: list[float]
+    """Per bucket, oldest first: the mean fraction of its slots busy (0..1)."""
+    segments: list[SegmentView]
+    """Its latest <= 200 attempts overlapping the window, oldest first."""
+
+
+class ActivityView(TypedDict):
+    """`activity`: where the cluster's time went over the last `window_s` seconds (the monitor's task
+    stream and sparklines), and the one rate figure."""
+
+    window_s: float
+    bucket_s: float
+    throughput: list[int]
+    """Tasks finished per bucket, oldest first; the last bucket is the current second."""
+    tasks_per_s: float
+    """The same number as `status()["totals"]["tasks_per_s"]`."""
+    hosts: dict[str, HostActivity]
+    """By node id: the hosts registered now."""
+
+
+class GroupView(TypedDict):
+    """One of `structure`'s `groups`: tasks of one family at one stage (`dag.structure`)."""
+
+    name: str
+    stage: int
+    total: int
+    counts: dict[str, int]
+    """Task state -> n (non-zero only); `cached` counted apart from `succeeded`."""
+
+
+class StructureView(TypedDict):
+    """`structure`: a DAG's groups and stages, with task counts per group and state."""
+
+    dag_id: str
+    name: str
+    stages: int
+    groups: list[GroupView]
+    edges: list[tuple[int, int]]
+
+
 class ResultsView(DagSummary):
     """`bxthre3 results`: a DAG's summary, its format number and (some of) its tasks."""
 
@@ -348,7 +407,7 @@ def status_view(scheduler: Scheduler, now: float, controller: ControllerStats | 
             "dags": len(scheduler.dags),
             "succeeded": scheduler.total_succeeded,
             "failed": scheduler.total_failed,
-            "tasks_per_s": round(scheduler.tasks_per_second(), 2),
+            "tasks_per_s": round(scheduler.tasks_per_second(now), 2),
         },
         "waiting": scheduler.waiting_reasons(),
         "hosts": hosts,
@@ -486,3 +545,66 @@ def pick_tasks(tasks: list[TaskRecord], limit: int) -> list[TaskRecord]:
     chosen = heapq.nsmallest(limit, enumerate(tasks), key=rank)
     chosen.sort(key=lambda item: item[0])
     return [task for _, task in chosen]
+
+
+ACTIVITY_MAX_WINDOW_S = float(HISTORY_S)
+"""The longest `activity` window: the recorder keeps this much per-second history."""
+
+ACTIVITY_BUCKET_S = 1.0
+
+
+def activity_window(asked: object) -> float:
+    """The window an `activity` request gets: whole seconds, at least 1, at most ACTIVITY_MAX_WINDOW_S
+    (longer is capped: the reply's `window_s` says what was given). ValueError, one line, otherwise."""
+    if type(asked) not in (int, float) or not math.isfinite(asked):  # type: ignore[arg-type]
+        raise ValueError(f"activity: window_s must be a number of seconds, not {str(asked)[:40]!r}")
+    if asked < 1:  # type: ignore[operator]
+        raise ValueError(f"activity: window_s must be at least 1 second (got {asked:g})")
+    return float(min(ACTIVITY_MAX_WINDOW_S, math.ceil(asked)))  # type: ignore[call-overload]
+
+
+def activity_view(scheduler: Scheduler, now: float, window_s: float) -> ActivityView:
+    """Throughput, busy fractions and attempt segments of the registered hosts over the last `window_s`
+    seconds (a value `activity_window` returned), in one-second buckets, the last being the current one."""
+    recorder = scheduler.activity
+    buckets = int(window_s / ACTIVITY_BUCKET_S)
+    hosts: dict[str, HostActivity] = {}
+    for host in scheduler.hosts.values():
+        node = host.node_id
+        hosts[node] = {
+            "busy": [round(b, 3) for b in recorder.busy(node, now, buckets)],
+            "segments": [
+                {
+                    "dag_id": seg.dag_id,
+                    "task_id": seg.task_id,
+                    "start_ago_s": round(max(0.0, now - seg.start), 3),
+                    "end_ago_s": None if seg.end is None else round(max(0.0, now - seg.end), 3),
+                    "state": seg.state,
+                }
+                for seg in recorder.segments(node, now, window_s)
+            ],
+        }
+    return {
+        "window_s": window_s,
+        "bucket_s": ACTIVITY_BUCKET_S,
+        "throughput": recorder.throughput(now, buckets),
+        "tasks_per_s": round(scheduler.tasks_per_second(now), 2),
+        "hosts": hosts,
+    }
+
+
+def structure_view(dag: DagRecord, structure: DagStructure) -> StructureView:
+    """The DAG's groups (`structure`, computed once per DAG by `dag_structure`) with each group's task
+    counts by state now: one pass over the tasks (~15 ms for 100,000)."""
+    tasks = dag.tasks.values()
+    counts = group_counts(structure, (t.state for t in tasks), (t.cached for t in tasks))
+    return {
+        "dag_id": dag.id,
+        "name": dag.spec.name,
+        "stages": structure.stages,
+        "groups": [
+            {"name": g.name, "stage": g.stage, "total": g.total, "counts": c}
+            for g, c in zip(structure.groups, counts, strict=True)
+        ],
+        "edges": list(structure.edges),
+    }

@@ -11,7 +11,7 @@ import hashlib
 import heapq
 import math
 import random
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +19,7 @@ from ..common.failures import FailureReason
 from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S, MAX_TASK_INPUT_BYTES
 from ..dag.spec import DagSpec, InputKind, TaskInput
 from ..wire.liveness import silence_limit
+from .activity import ActivityRecorder, Segment
 from .cache_key import cache_key
 from .events import (
     CacheEvicted,
@@ -150,7 +151,8 @@ class SchedulerConfig:
     assignment_grace: float = ASSIGNMENT_GRACE_S
     """Seconds past a task's timeout after which an unanswered attempt is taken back (see ASSIGNMENT_GRACE_S)."""
     throughput_window: float = 10.0
-    """Seconds over which `tasks_per_s` is averaged."""
+    """Seconds over which `tasks_per_s` is averaged (less while work began more recently: see
+    `ActivityRecorder.rate`)."""
     prefetch_per_slot: int = 1
     """Assignments a host may hold queued beyond its slots, per slot, once every slot in the cluster
     is busy: its next task starts the moment the last one ends, not a controller round trip later
@@ -254,7 +256,8 @@ class Scheduler:
         """Heap of (not_before, dag id, task id) for tasks waiting out a retry backoff."""
         self.limbo: dict[tuple[str, str], float] = {}
         """Attempts running when the controller restarted: (dag, task) -> reclaim deadline."""
-        self.finished_times: deque[float] = deque()
+        self.activity = ActivityRecorder(self.config.throughput_window)
+        """Attempts per host and finished tasks over the last minutes: the monitor's task stream and the rate."""
         self.total_succeeded = 0
         self.total_failed = 0
         self.retries_total = 0
@@ -350,7 +353,7 @@ class Scheduler:
             if task.state is TaskState.RUNNING:
                 if self.limbo.pop((dag.id, task.spec.id), None) is not None:
                     task.live[task.attempt] = ""  # held by nobody known: ended below like the rest
-                self._abort_live(dag, task, ev.now, "cancelled", out)
+                self._abort_live(dag, task, ev.now, "cancelled", out, "cancelled")
             task.votes.clear()
             task.error = "cancelled"
             task.finished_at = ev.now
@@ -458,6 +461,7 @@ class Scheduler:
             for key, attempt in [(k, n) for k, n in existing.running.items() if host.running.get(k) != n]:
                 self._requeue_lost(*key, attempt, ev.now, f"host {ev.node_id} re-registered", out)
         self.hosts[ev.host_id] = host
+        self.activity.host_joined(host.node_id, host.slots, ev.now)
 
     def _adopt(
         self, host: HostRecord, dag_id: str, task_id: str, attempt: int, now: float, out: list[Instruction]
@@ -515,6 +519,7 @@ class Scheduler:
         given.node_id = host.node_id
         given.key = host.key
         host.running[key] = attempt
+        self.activity.started(dag_id, task_id, attempt, host.node_id, now)
         dag.touch(task)
 
     def _on_host_seen(self, ev: HostSeen, out: list[Instruction]) -> None:
@@ -563,7 +568,9 @@ class Scheduler:
         record.reason = ev.reason
         record.error = ev.error
         outcome = ev.reason.value if ev.reason is not None else TaskState.SUCCEEDED.value
-        self._attempt_ended(dag.id, task, outcome, ev.duration, out, record)
+        segment = self._attempt_ended(
+            dag.id, task, outcome, ev.duration, out, record, "succeeded" if ev.reason is None else "failed"
+        )
         if ev.duration >= 0:  # also refuses NaN
             host.mean_task_s += (ev.duration - host.mean_task_s) * 0.3
             if ev.reason is None or ev.reason is FailureReason.EXIT_CODE:
@@ -581,6 +588,8 @@ class Scheduler:
             self._abort_live(dag, task, ev.now, f"attempt {ev.attempt} failed: {ev.reason.value}", out)
             result = _Outcome(ev.reason, ev.error, ev.output, ev.files, ev.stderr, ev.exit_code, ev.duration)
             self._fail_or_retry(dag, task, host, result, ev.now, out)
+        if segment is not None and ev.reason is not None and task.state is not TaskState.FAILED:
+            segment.state = "retrying"  # the task runs again (or another attempt of it still runs)
         self._check_dag_done(dag, ev.now, out)
 
     def _succeed(
@@ -661,9 +670,6 @@ class Scheduler:
                 if task is not None:
                     error = "no host reclaimed it after the controller restarted"
                     self._requeue_lost(key[0], key[1], task.attempt, ev.now, error, out)
-        horizon = ev.now - self.config.throughput_window
-        while self.finished_times and self.finished_times[0] < horizon:
-            self.finished_times.popleft()
 
     # ------------------------------------------------------------------ transitions
 
@@ -730,6 +736,7 @@ class Scheduler:
         host.running.clear()
         if forget:
             del self.hosts[host.id]
+            self.activity.host_left(host.node_id, now)
             out.append(ForgetHost(host.id, why, host.node_id))
 
     def _requeue_lost(
@@ -750,7 +757,7 @@ class Scheduler:
         record.ended_at = now
         record.reason = FailureReason.HOST_LOST
         record.error = error
-        self._attempt_ended(dag_id, task, FailureReason.HOST_LOST.value, now - record.started_at, out, record)
+        self._attempt_ended(dag_id, task, FailureReason.HOST_LOST.value, now - record.started_at, out, record, "lost")
         dag.touch(task)
         if task.live:  # a backup or another replica still runs it
             self._want_replicas(dag, task)
@@ -775,14 +782,25 @@ class Scheduler:
         duration: float,
         out: list[Instruction],
         record: AttemptRecord,
-    ) -> None:
-        """Report the end of one of the task's attempts, with the engine of the host it ran on."""
+        segment: str,
+    ) -> Segment | None:
+        """Report the end of one of the task's attempts, with the engine of the host it ran on, and close
+        its segment in the task stream as `segment` (a state of `activity.SEGMENT_STATES`)."""
         host = self.hosts.get(record.host_id)
         engine = host.engine if host is not None else ""
         out.append(AttemptEnded(dag_id, task.spec.id, record.attempt, outcome, engine, duration))
+        ended = record.ended_at if record.ended_at is not None else self._now
+        return self.activity.ended(dag_id, task.spec.id, record.attempt, ended, segment)
 
     def _withdraw(
-        self, dag: DagRecord, task: TaskRecord, attempt: int, now: float, why: str, out: list[Instruction]
+        self,
+        dag: DagRecord,
+        task: TaskRecord,
+        attempt: int,
+        now: float,
+        why: str,
+        out: list[Instruction],
+        segment: str = "aborted",
     ) -> None:
         """Stop one running attempt on its host; its record ends with `why` and its result will be stale."""
         key = (dag.id, task.spec.id)
@@ -794,13 +812,15 @@ class Scheduler:
         if record is not None and record.ended_at is None:
             record.ended_at = now
             record.error = why
-            self._attempt_ended(dag.id, task, "cancelled", now - record.started_at, out, record)
+            self._attempt_ended(dag.id, task, "cancelled", now - record.started_at, out, record, segment)
         dag.touch(task)
 
-    def _abort_live(self, dag: DagRecord, task: TaskRecord, now: float, why: str, out: list[Instruction]) -> None:
+    def _abort_live(
+        self, dag: DagRecord, task: TaskRecord, now: float, why: str, out: list[Instruction], segment: str = "aborted"
+    ) -> None:
         """Stop every attempt of `task` still running (the losers of a race, or all of them on cancel)."""
         for attempt in list(task.live):
-            self._withdraw(dag, task, attempt, now, why, out)
+            self._withdraw(dag, task, attempt, now, why, out, segment)
 
     # ------------------------------------------------------------------ the result cache
 
@@ -1251,7 +1271,7 @@ class Scheduler:
             host.head_since = now
 
     def _count_finished(self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None) -> None:
-        self.finished_times.append(now)
+        self.activity.finished(now)
         if ok:
             self.total_succeeded += 1
         else:
@@ -1458,6 +1478,7 @@ class Scheduler:
             task.started_at = now
             dag.set_state(task, TaskState.RUNNING)
         task.attempts.append(AttemptRecord(task.attempt, host.id, host.node_id, now, key=host.key))
+        self.activity.started(dag.id, spec.id, task.attempt, host.node_id, now)
         key = (dag.id, spec.id)
         self._release(host, key, now)  # an older attempt given up on this host: the new one goes last
         host.running[key] = task.attempt
@@ -1556,9 +1577,10 @@ class Scheduler:
             most = self._verify_by_dag[dag.id] = max((t.verify for t in dag.spec.tasks), default=1)
         return most
 
-    def tasks_per_second(self) -> float:
-        window = self.config.throughput_window
-        return len(self.finished_times) / window if window > 0 else 0.0
+    def tasks_per_second(self, now: float | None = None) -> float:
+        """Tasks finished per second lately, as of `now` (default: the latest event's time): the one
+        rate figure `status`, the role screens and the monitor all show (see `ActivityRecorder.rate`)."""
+        return self.activity.rate(self._now if now is None else now)
 
     @staticmethod
     def tasks_to_retry(dag: DagRecord) -> list[str]:

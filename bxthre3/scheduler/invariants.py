@@ -63,6 +63,7 @@ def check(scheduler: Scheduler) -> None:
             )
     _check_hosts(scheduler, problems)
     _check_limbo(scheduler, problems)
+    _check_activity(scheduler, problems)
     if problems:
         shown = problems[:_MAX_LISTED]
         more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
@@ -227,6 +228,25 @@ def _check_hosts(scheduler: Scheduler, problems: list[str]) -> None:
                         f"{where}: holds attempt {attempt} of {dag_id}/{task_id} ({task.state.value}), "
                         "which was not taken back from it"
                     )
+
+
+def _check_activity(scheduler: Scheduler, problems: list[str]) -> None:
+    """The task stream has a running segment for exactly the attempts hosts hold live: one it never saw end
+    would stay running in the monitor (and in memory) for good."""
+    live = {
+        (dag.id, task.spec.id, attempt)
+        for dag in scheduler.dags.values()
+        for task in dag.tasks.values()
+        for attempt, host_id in task.live.items()
+        if host_id
+    }
+    recorded = set(scheduler.activity._live)
+    for dag_id, task_id, attempt in sorted(recorded - live)[:5]:
+        problems.append(f"activity: attempt {attempt} of {dag_id}/{task_id} still runs in the stream, but is not live")
+    for dag_id, task_id, attempt in sorted(live - recorded)[:5]:
+        problems.append(f"activity: live attempt {attempt} of {dag_id}/{task_id} has no running segment")
+    if scheduler.activity.running != len(recorded):
+        problems.append(f"activity: counts {scheduler.activity.running} running, but holds {len(recorded)}")
 
 
 def _check_limbo(scheduler: Scheduler, problems: list[str]) -> None:

@@ -333,6 +333,25 @@ class CacheRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityRequest(Message):
+    """Where the cluster's time went over the last ``window_s`` seconds: finishes per second, each host's
+    busy fraction per second and its latest attempts (the monitor's task stream), and `tasks_per_s`."""
+
+    KIND: ClassVar[str] = "activity"
+    req_id: int
+    window_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class StructureRequest(Message):
+    """A DAG's tasks gathered into groups by stage, with counts per state (the monitor's DAG view)."""
+
+    KIND: ClassVar[str] = "structure"
+    req_id: int
+    dag_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class WatchRequest(Message):
     """Subscribe to pushed cluster updates for ``lease`` seconds (renew by sending it again)."""
 
@@ -398,6 +417,8 @@ _KINDS: dict[str, type[Message]] = {
         RetryRequest,
         TrustRequest,
         CacheRequest,
+        ActivityRequest,
+        StructureRequest,
         WatchRequest,
         Update,
         Reply,

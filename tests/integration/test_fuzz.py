@@ -48,6 +48,8 @@ VALID_MESSAGES: list[protocol.Message] = [
     protocol.CancelRequest(10, "dag-x"),
     protocol.RetryRequest(11, "dag-x"),
     protocol.WatchRequest(12, 1.0),
+    protocol.ActivityRequest(13, 60.0),
+    protocol.StructureRequest(14, "dag-x"),
     protocol.Bye("fuzz"),
 ]
 FOR_HOSTS: list[protocol.Message] = [

@@ -44,7 +44,7 @@ def bxthre3_json(*args: str) -> dict:
 def test_status_and_results_json_match_the_documentation(
     controller: RunningController, client: ControllerClient, hosts: HostProcesses
 ) -> None:
-    status_top, totals, host, device, quarantined, summary, task, named_output, _cache = documented_tables()
+    status_top, totals, host, device, quarantined, summary, task, named_output, *_ = documented_tables()
     hosts.start(controller.address, "json-host")
     dag_id = client.submit(load_dag(REPO / "dags" / "hello_fanout.yaml"))
     assert client.wait(dag_id, timeout=30)["state"] == "succeeded"
@@ -88,7 +88,8 @@ def test_the_view_types_name_the_documented_fields() -> None:
     def keys(shape: Any) -> set[str]:
         return set(shape.__required_keys__ | shape.__optional_keys__)
 
-    status_top, totals, host, device, quarantined, summary, task, named_output, cache = documented_tables()
+    (status_top, totals, host, device, quarantined, summary, task, named_output, cache,
+     activity, host_activity, segment, structure, group) = documented_tables()  # fmt: skip
     lines = (REPO / "docs" / "JSON.md").read_text().splitlines()
     [controller_row] = [line for line in lines if line.startswith("| `controller` |")]
     assert keys(views.StatusView) == status_top
@@ -104,3 +105,8 @@ def test_the_view_types_name_the_documented_fields() -> None:
     assert keys(views.FileView) == named_output | {"data"}  # `data`: only when asked for, never in --json
     assert views.FileView.__optional_keys__ == {"data"}
     assert keys(views.CacheStats) == cache
+    assert keys(views.ActivityView) == activity
+    assert keys(views.HostActivity) == host_activity
+    assert keys(views.SegmentView) == segment
+    assert keys(views.StructureView) == structure
+    assert keys(views.GroupView) == group

@@ -7,6 +7,9 @@ import copy
 import threading
 from typing import Any
 
+from bxthre3.common.errors import ClusterError
+from bxthre3.dag.spec import DagSpec, TaskSpec
+from bxthre3.dag.structure import dag_structure, group_counts
 from bxthre3.tui.backend import Backend
 from bxthre3.wire.addresses import Address
 
@@ -172,6 +175,92 @@ def _scenario(dag_state: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return status, {**summary, "tasks": tasks}
 
 
+_FANOUT_DEPS = {
+    "prepare": (),
+    "hello_en": ("prepare",),
+    "hello_es": ("prepare",),
+    "hello_fr": ("prepare",),
+    "aggregate": ("hello_en", "hello_es", "hello_fr"),
+}
+
+
+def _segment(task_id: str, start: float, end: float | None, state: str) -> dict[str, Any]:
+    return {"dag_id": "d-0001", "task_id": task_id, "start_ago_s": start, "end_ago_s": end, "state": state}
+
+
+def _activity(dag_state: str, window_s: float) -> dict[str, Any]:
+    """The `activity` shape of the scenario (views.activity_view), ending at a fixed `now`: the running
+    DAG has a lost attempt of hello_fr on node-1 and one attempt running on each host."""
+    if window_s < 1:
+        raise ClusterError(f"activity: window_s must be at least 1 second (got {window_s:g})")
+    n = int(min(600, -(-window_s // 1)))
+    if dag_state == "running":
+        streams = {
+            "node-0": [_segment("prepare", 3.0, 2.988, "succeeded"), _segment("hello_es", 1.0, None, "running")],
+            "node-1": [
+                _segment("hello_fr", 2.95, 1.2, "lost"),
+                _segment("hello_en", 2.9, 2.879, "succeeded"),
+                _segment("hello_fr", 1.1, None, "running"),
+            ],
+        }
+        recent = {"node-0": [0.012, 0.0, 1.0, 0.5], "node-1": [0.6, 0.5, 1.0, 0.5]}  # 2 slots each
+        finished = [1, 1, 0, 0]
+        tps = 1.33
+    else:
+        streams = {
+            "node-0": [_segment("prepare", 9.0, 8.988, "succeeded"), _segment("hello_es", 8.0, 7.979, "succeeded")],
+            "node-1": [
+                _segment("hello_en", 8.0, 7.98, "succeeded"),
+                _segment("hello_fr", 7.0, 6.978, "succeeded"),
+                _segment("aggregate", 6.0, 5.966, "succeeded"),
+            ],
+        }
+        recent = {"node-0": [0.006, 0.011, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                  "node-1": [0.0, 0.01, 0.011, 0.017, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}  # fmt: skip
+        finished = [1, 2, 1, 1, 0, 0, 0, 0, 0, 0]
+        tps = 0.0
+
+    def tail(values: list[Any], zero: Any) -> list[Any]:
+        return ([zero] * n + values)[-n:]
+
+    return {
+        "window_s": float(n),
+        "bucket_s": 1.0,
+        "throughput": tail(finished, 0),
+        "tasks_per_s": tps,
+        "hosts": {
+            node: {
+                "busy": tail(recent[node], 0.0),
+                "segments": [s for s in segs if s["end_ago_s"] is None or s["end_ago_s"] <= n],
+            }
+            for node, segs in streams.items()
+        },
+    }
+
+
+def _structure(results: dict[str, Any]) -> dict[str, Any]:
+    """The `structure` shape of the scenario's DAG, made by the real (pure) grouping."""
+    tasks = results["tasks"]
+    spec = DagSpec(
+        name=results["name"],
+        tasks=tuple(TaskSpec(id=t["task_id"], module="0" * 64, module_name="hello.wasm",
+                             depends_on=_FANOUT_DEPS[t["task_id"]]) for t in tasks),
+        modules={},
+    )  # fmt: skip
+    found = dag_structure(spec)
+    counts = group_counts(found, (t["state"] for t in tasks), (t.get("cached", False) for t in tasks))
+    return {
+        "dag_id": results["dag_id"],
+        "name": results["name"],
+        "stages": found.stages,
+        "groups": [
+            {"name": g.name, "stage": g.stage, "total": g.total, "counts": c}
+            for g, c in zip(found.groups, counts, strict=True)
+        ],
+        "edges": [list(e) for e in found.edges],
+    }
+
+
 class FakeClient:
     """Implements the `Client` protocol over fixed dicts."""
 
@@ -217,6 +306,14 @@ class FakeClient:
         self._closed.wait(timeout)
         self._updates += 1
         return self.status() if self._updates == 1 else None
+
+    def activity(self, window_s: float = 120.0) -> dict[str, Any]:
+        return _activity(self._results["state"], window_s)
+
+    def structure(self, dag_id: str) -> dict[str, Any]:
+        if dag_id != self._results["dag_id"]:
+            raise ClusterError(f"no DAG with id {dag_id!r}")
+        return _structure(self._results)
 
     def close(self) -> None:
         pass

@@ -38,6 +38,7 @@ PURE = (
     "bxthre3.dag.graph",
     "bxthre3.dag.wire_form",
     "bxthre3.dag.templates",
+    "bxthre3.dag.structure",
     "bxthre3.wire.protocol",
     "bxthre3.wire.liveness",
     "bxthre3.wasm.abi",

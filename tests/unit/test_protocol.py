@@ -37,6 +37,8 @@ SAMPLES: list[protocol.Message] = [
     protocol.RetryRequest(9, "dag-1"),
     protocol.TrustRequest(10, "3f2a9c01"),
     protocol.CacheRequest(11, "stats"),
+    protocol.ActivityRequest(12, 60.0),
+    protocol.StructureRequest(13, "dag-1"),
     protocol.Register("h", 1, 64, "p", "e", [], 1, "v", [["dag-1", "t", 2]]),
     protocol.Batch([protocol.encode(protocol.Ack("dag-1", "t", 2)), protocol.encode(protocol.Heartbeat())]),
 ]

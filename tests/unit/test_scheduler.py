@@ -296,7 +296,10 @@ def test_throughput_counter(slots: int) -> None:
         pending += assigns(ok(s, a, b"", now=1.0))
         done += 1
     assert done == 10
-    assert s.tasks_per_second() == pytest.approx(1.0)
+    # 10 tasks in the 1 s since work began: 10/s, not 10 over the whole 10 s window (issue 21).
+    assert s.tasks_per_second() == pytest.approx(10.0)
+    s.handle(Tick(5.0))
+    assert s.tasks_per_second() == pytest.approx(2.0)  # no more finishes: the same 10 over 5 s
     s.handle(Tick(20.0))
     assert s.tasks_per_second() == 0.0
 
