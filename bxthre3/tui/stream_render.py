@@ -29,7 +29,7 @@ from .sparks import _clean, compact_number, cut, fit, level_char, rate_text, sha
 from .states import STATE_LOOKS, look
 
 if TYPE_CHECKING:
-    from .activity_shapes import ActivityView, HostActivity
+    from ..controller.views import ActivityView, HostActivity
 
 ColourBy = Literal["state", "dag"]
 

@@ -23,7 +23,7 @@ from .sparks import _clean, cut, rate_text, sparkline
 from .stream_render import SPANS, ColourBy, ago_text, stream_lines
 
 if TYPE_CHECKING:
-    from .activity_shapes import ActivityView
+    from ..controller.views import ActivityView
 
 log = logging.getLogger(__name__)
 

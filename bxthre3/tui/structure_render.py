@@ -22,7 +22,7 @@ from .states import look
 from .stream_render import line_cut
 
 if TYPE_CHECKING:
-    from .activity_shapes import GroupView, StructureView
+    from ..controller.views import GroupView, StructureView
 
 DISPLAY_ORDER = (
     "succeeded", "verified", "cached", "running", "retrying", "ready", "pending",

@@ -20,7 +20,7 @@ from .sparks import cut
 from .structure_render import structure_lines
 
 if TYPE_CHECKING:
-    from .activity_shapes import StructureView
+    from ..controller.views import StructureView
 
 log = logging.getLogger(__name__)
 
