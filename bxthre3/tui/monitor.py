@@ -367,7 +367,7 @@ class MonitorScreen(Screen[None]):
                     if client is None:
                         client = self.backend.connect(address)
                         status = client.status()
-                        answered = True
+                        answered = extras = True
                         changed = True
                     else:
                         # Pushed updates: the controller sends one when something changed, at most
@@ -394,7 +394,7 @@ class MonitorScreen(Screen[None]):
                     if extras and now >= extras_at:
                         extras_at = now + ACTIVITY_EVERY_S
                         activity, structure = self._fetch_extras(client, dag_id, max(120.0, self.stream_span_s))
-                        extras = activity is not None or structure is not None
+                        extras = activity is not None
                         changed = True
                     if changed:
                         self.post_message(ClusterSnapshot(status, results, activity, structure))
@@ -418,16 +418,22 @@ class MonitorScreen(Screen[None]):
     def _fetch_extras(
         client: Any, dag_id: str | None, window_s: float
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The task stream and the selected DAG's structure; (None, None) from a controller without them."""
-        if not hasattr(client, "activity"):
-            return None, None
+        """The task stream and the selected DAG's structure. (None, None) when the controller does not answer
+        `activity` (an older one drops the request: the caller stops asking until it reconnects); a DAG
+        pruned meanwhile has no structure. A controller that is really gone is noticed by the next `watch`."""
+        from ..common.errors import ClusterError
+
         try:
             activity = client.activity(window_s)
-        except Exception as exc:
-            if "unknown" in str(exc).lower() or "unsupported" in str(exc).lower():
-                return None, None
-            raise
-        structure = client.structure(dag_id) if dag_id and hasattr(client, "structure") else None
+        except ClusterError as exc:
+            log.info("no task stream from this controller: %s", exc)
+            return None, None
+        structure = None
+        if dag_id:
+            try:
+                structure = client.structure(dag_id)
+            except ClusterError as exc:
+                log.info("no structure of %s: %s", dag_id, exc)
         return activity, structure
 
     def on_cluster_snapshot(self, message: ClusterSnapshot) -> None:
@@ -473,7 +479,8 @@ class MonitorScreen(Screen[None]):
         rate = Text()
         history = (self._activity or {}).get("throughput") or []
         if history:
-            rate.append(sparkline(history[-RATE_SPARK_S:], RATE_SPARK_S), style=look("running").style)
+            spark = sparkline(history[-RATE_SPARK_S:], RATE_SPARK_S).replace(" ", "▁")  # a baseline, not a gap
+            rate.append(spark, style=look("running").style)
             rate.append(" ")
         rate.append(f"{float(totals.get('tasks_per_s', 0)):,.1f} tasks/s")
         parts += [

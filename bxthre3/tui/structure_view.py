@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from rich.console import RenderableType
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from ..controller.views import StructureView
 
 log = logging.getLogger(__name__)
+
+
+MAX_CONTENT_LINES = 200
+"""The most lines the view asks room for; a pane's max-height caps it further."""
 
 
 class DagStructureView(Widget, can_focus=True):
@@ -41,11 +46,27 @@ class DagStructureView(Widget, can_focus=True):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._view: StructureView | None = None
+        self._lines = -1
+        """Lines drawn at the last update: the layout changes only when this does."""
 
     def update_structure(self, view: StructureView | None) -> None:
-        """Show `view` (None: no DAG selected)."""
+        """Show `view` (None: no DAG selected); a layout pass only when its number of lines changed."""
         self._view = view
-        self.refresh()
+        lines = self._line_count(self.content_size.width) if self.content_size.width else -1
+        self.refresh(layout=lines != self._lines)
+        self._lines = lines
+
+    def _line_count(self, width: int) -> int:
+        if self._view is None or width <= 0:
+            return 1
+        try:
+            return max(1, len(structure_lines(self._view, width, max_lines=MAX_CONTENT_LINES, edges=self.show_edges)))
+        except Exception:
+            return 1
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """As tall as the DAG's groups need (with `height: auto`), so a 3-task DAG leaves room to others."""
+        return self._line_count(width)
 
     def render(self) -> RenderableType:
         width, height = self.content_size.width, self.content_size.height
