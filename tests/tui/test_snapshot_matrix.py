@@ -1,5 +1,6 @@
-"""Every screen that does not depend on the monitor's layout, at 45x35, 80x24, 120x34 and 200x60, dark and
-light (issue 21): one app start per screen, 8 pictures each (see snapshot_matrix.py).
+"""Every screen, at 45x35, 80x24, 120x34 and 200x60, dark and light (issue 21): one app start per screen,
+8 pictures each (see snapshot_matrix.py). The monitor is pictured with a finished DAG (a part-filled
+progress bar's half-cell glyph differs from run to run) and with a quarantined device.
 
 To add a screen, add one line to SCREENS, e.g. for the monitor of a finished DAG:
 
@@ -57,6 +58,43 @@ async def open_file_picker(pilot: Pilot[Any]) -> None:
     await settle_after_change(pilot)  # not settle_default: the tree cancels its own loader workers
 
 
+def _monitor_ready(pilot: Pilot[Any]) -> bool:
+    """The monitor laid out for the current size, with the fake's snapshot, stream and output applied."""
+    from bxthre3.tui.adaptive_table import AdaptiveTable
+    from bxthre3.tui.layout import layout_mode
+    from bxthre3.tui.monitor import MonitorScreen
+
+    screen = pilot.app.screen
+    if not isinstance(screen, MonitorScreen) or screen.mode is not layout_mode(*pilot.app.size):
+        return False
+    return (
+        len(screen.query_one("#tasks", AdaptiveTable).keys) == 5
+        and len(screen.query_one("#hosts", AdaptiveTable).keys) == 2
+        and screen._activity is not None
+        and "prepared 3 greetings" in str(screen.query_one("#output").render())
+    )
+
+
+async def monitor_ready(pilot: Pilot[Any]) -> None:
+    await _until(pilot, lambda: _monitor_ready(pilot), "the monitor's snapshot", timeout=15)
+    await pilot.pause(0.3)  # DAG items fill after their first refresh
+    await pilot.wait_for_animation()
+    await pilot.pause()
+
+
+async def monitor_after_change(pilot: Pilot[Any]) -> None:
+    """A resize across a breakpoint recomposes the monitor: wait for the new layout to be filled again."""
+    await settle_after_change(pilot)
+    await monitor_ready(pilot)
+
+
+def _monitor(name: str, **kw: Any) -> MatrixScreen:
+    from .snapshot_apps import monitor_app
+
+    return MatrixScreen(name, lambda: monitor_app("succeeded", **kw), ready=monitor_ready,
+                        after_change=monitor_after_change)  # fmt: skip
+
+
 SCREENS: list[MatrixScreen] = [
     MatrixScreen("role-picker", picker_app),
     *(
@@ -69,6 +107,8 @@ SCREENS: list[MatrixScreen] = [
     ),  # type: ignore[misc]
     MatrixScreen("help", picker_app, ready=open_help),
     MatrixScreen("file-picker", picker_app, ready=open_file_picker),
+    _monitor("monitor"),
+    _monitor("monitor-quarantine", quarantined=True),
 ]
 
 
