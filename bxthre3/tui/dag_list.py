@@ -76,6 +76,7 @@ class DagItem(ListItem):
         self.dag_id = dag_id
         self._pending: tuple[DagSummary, bool] | None = None
         """A summary that arrived before the children existed; applied on mount."""
+        self._shown: tuple[DagSummary, bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("", classes="dag-label")
@@ -92,6 +93,9 @@ class DagItem(ListItem):
             self._pending = (summary, pinned)  # a second snapshot can arrive before compose has run
             return
         self._pending = None
+        if self._shown == (summary, pinned):
+            return  # an unchanged DAG (most of them, at each snapshot) costs no repaint
+        self._shown = (summary, pinned)
         state = summary.get("state", "")
         for name in ("succeeded", "failed", "cancelled", "running"):
             self.set_class(state == name, f"-{name}")

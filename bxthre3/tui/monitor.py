@@ -160,6 +160,7 @@ class MonitorScreen(Screen[None]):
         self._output: tuple[TaskView | None, str | None, str] = (None, None, "")
         """What the output pane shows: a task, or a message (loading, a failed fetch) with its title."""
         self._banner: str | None = None
+        self._totals_shown: Text | None = None
         self._log_lines: deque[tuple[str, bool]] = deque(maxlen=LOG_KEPT)
         self._unreachable = False
         self._unreachable_why = ""
@@ -266,6 +267,7 @@ class MonitorScreen(Screen[None]):
     def _after_compose(self) -> None:
         """Fill a freshly composed screen from what the monitor knows (first mount, or a new layout)."""
         self.query_one("#submit-path", Input).display = False
+        self._totals_shown = None  # a new top line: draw it whatever the old one said
         rich_log = self.query_one("#log", RichLog)
         for text, error in self._log_lines:
             rich_log.write(self._log_text(text, error))
@@ -467,7 +469,8 @@ class MonitorScreen(Screen[None]):
         """The top line: what needs someone first, then the rate, then the cluster's size."""
         bar = self.query_one("#totals", Static)
         if self._banner is not None or self._status is None:
-            bar.update(Text(self._banner or "", no_wrap=True), layout=False)
+            self._totals_shown = Text(self._banner or "", no_wrap=True)
+            bar.update(self._totals_shown, layout=False)
             return
         totals = self._status.get("totals", {})
         quarantined = len(self._status.get("quarantined") or [])
@@ -493,8 +496,12 @@ class MonitorScreen(Screen[None]):
             f"{totals.get('ram_mb', 0):,} MB",
             str(self.address or ""),
         ]
-        # One line of fixed height: no layout pass for the whole screen at every snapshot.
-        bar.update(fit_parts(parts, max(10, bar.content_region.width or self.app.size.width - 2)), layout=False)
+        # One line of fixed height: no layout pass for the whole screen at every snapshot, and no repaint
+        # when it says the same.
+        line = fit_parts(parts, max(10, bar.content_region.width or self.app.size.width - 2))
+        if line != self._totals_shown:
+            self._totals_shown = line
+            bar.update(line, layout=False)
 
     def _tell_quarantine(self, quarantined: list[QuarantineView]) -> None:
         """A log line (and a notice) for each device quarantined since the last snapshot, one for each trusted."""

@@ -228,7 +228,7 @@ def test_web_without_the_extra_says_what_to_install(
 
 # ---------------------------------------------------------------------- a real browser
 
-RUNNING_DAG = [r"webwatch dag-\w+ . running", r"spinning +\S* *running +webtest-1"]
+RUNNING_DAG = [r"● webwatch dag-\w+", r"spinning +● running +\S+ s +webtest-1"]
 """The monitor with the DAG running: its line in the DAG list, its task running on the one host."""
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREEN_HOOK = """

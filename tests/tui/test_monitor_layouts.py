@@ -121,12 +121,12 @@ def test_at_80x24_the_task_table_shares_its_place_with_the_graph_and_the_stream(
     asyncio.run(run())
 
 
-def _with_dag(status: dict, dag_id: str, name: str) -> dict:
-    status = copy.deepcopy(status)
+def _add_dag(status: dict, dag_id: str, name: str) -> dict:
+    """Add a running DAG to the fake controller's status, in place: its own polls report it too."""
     extra = copy.deepcopy(status["dags"][0])
     extra.update(dag_id=dag_id, name=name, state="running")
     status["dags"].append(extra)
-    return status
+    return copy.deepcopy(status)
 
 
 def test_a_new_dag_is_followed_unless_one_is_pinned() -> None:
@@ -134,20 +134,16 @@ def test_a_new_dag_is_followed_unless_one_is_pinned() -> None:
         app = monitor_app("running")
         async with app.run_test(size=(120, 34)) as pilot:
             screen = await _monitor(pilot)
-            status = app.backend.status
-            second = _with_dag(status, "d-0002", "second")
-            screen.post_message(ClusterSnapshot(second, None))
+            screen.post_message(ClusterSnapshot(_add_dag(app.backend.status, "d-0002", "second"), None))
             await wait_until(pilot, lambda: screen.selected_dag == "d-0002", 5, "the new DAG followed")
             assert any("following the new DAG d-0002" in line for line in screen.log_texts)
             await pilot.press("p")
             assert screen.pinned
-            third = _with_dag(second, "d-0003", "third")
-            screen.post_message(ClusterSnapshot(third, None))
+            screen.post_message(ClusterSnapshot(_add_dag(app.backend.status, "d-0003", "third"), None))
+            await wait_until(pilot, lambda: len(screen.query_one("#dags").children) == 3, 5, "the third DAG listed")
             await pilot.pause(0.3)
             assert screen.selected_dag == "d-0002", "a pinned DAG stays"
             assert "pinned" in str(screen.query_one("#dags").border_title)
-
-    asyncio.run(run())
 
 
 def test_a_running_tasks_time_counts_on_between_snapshots() -> None:
