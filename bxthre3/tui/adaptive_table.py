@@ -90,7 +90,7 @@ class AdaptiveTable(DataTable[Text]):
                 continue
             else:
                 before = old[key]
-            if before != row and self.shown:
+            if before is not row and before != row and self.shown:
                 self._write_cells(f"r{i}", before, row)
         self._rows = dict(rows)
         if free:  # fewer rows than slots: rebuild without the empty ones

@@ -21,7 +21,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import events, on, work
@@ -63,7 +63,17 @@ CANCEL_CONFIRM_S = 3.0
 """How long the first `c` waits for the second."""
 
 ACTIVITY_EVERY_S = 1.0
-"""How often the task stream, the throughput history and the selected DAG's structure are fetched."""
+"""How often the task stream and the throughput history are fetched while the cluster works."""
+
+IDLE_ACTIVITY_EVERY_S = 5.0
+"""... and while nothing runs or waits: the stream only slides, and an idle monitor should cost nothing."""
+
+_ROW_FIELDS = ("task_id", "state", "cached", "verify", "running_s", "duration_s", "finished_at", "node_id",
+               "attempts", "reason")  # fmt: skip
+"""What a task's row is built from (`columns.task_cells`)."""
+
+RESULTS_EVERY_S = 0.5
+"""A running DAG's task table is fetched at most this often (500 rows; pushed updates come every 0.25 s)."""
 
 BOTTOM_ROWS = (7, 16)
 """Height range of the wide layout's bottom row (hosts and log): the hosts' rows plus header and border."""
@@ -155,6 +165,8 @@ class MonitorScreen(Screen[None]):
         self._activity: dict[str, Any] | None = None
         self._structure: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, TaskView] = {}
+        self._row_cache: dict[str, tuple[tuple[Any, ...], tuple[Text, ...]]] = {}
+        """Task id -> (the fields its row shows, the row): rows of unchanged tasks are not rebuilt."""
         self._output_key: tuple[Any, ...] | None = None
         """(dag, task, state, attempts) of the output shown or being fetched."""
         self._output: tuple[TaskView | None, str | None, str] = (None, None, "")
@@ -354,8 +366,8 @@ class MonitorScreen(Screen[None]):
         worker = get_current_worker()
         client = None
         last_key: tuple[Any, ...] | None = None
-        renew_at = 0.0
-        extras_at = 0.0
+        structure_key: tuple[Any, ...] | None = None
+        renew_at = results_at = extras_at = 0.0
         extras = True
         """False once the controller refused `activity` (an older controller): not asked again."""
         answered = False
@@ -383,26 +395,34 @@ class MonitorScreen(Screen[None]):
                             self.updates_received += 1
                             changed = True
                     dag_id = self.selected_dag
-                    results = None
+                    results = structure = activity = None
                     summary = next((d for d in status.get("dags", ()) if d["dag_id"] == dag_id), None)
                     if summary is not None:
                         key = (dag_id, summary["state"], summary["done"], tuple(summary["counts"].items()))
-                        if key != last_key:
+                        # A running DAG's tasks at most every RESULTS_EVERY_S (500 rows each time); a newly
+                        # selected or finished one at once.
+                        due = started >= results_at or summary["state"] != "running" or last_key is None
+                        if key != last_key and (due or (last_key is not None and last_key[0] != dag_id)):
                             results = client.results(summary["dag_id"], with_output=False, limit=MAX_TASK_ROWS)
-                            last_key = key
+                            last_key, results_at = key, started + RESULTS_EVERY_S
                             changed = True
-                    activity = structure = None
+                        if extras and key != structure_key:  # its groups' counts change only with its own
+                            structure = self._fetch_structure(client, dag_id)
+                            structure_key = key
+                            changed = changed or structure is not None
                     now = time.monotonic()
                     if extras and now >= extras_at:
-                        extras_at = now + ACTIVITY_EVERY_S
-                        activity, structure = self._fetch_extras(client, dag_id, max(120.0, self.stream_span_s))
+                        totals = status.get("totals") or {}
+                        busy = bool(totals.get("running") or totals.get("ready") or totals.get("tasks_per_s"))
+                        extras_at = now + (ACTIVITY_EVERY_S if busy else IDLE_ACTIVITY_EVERY_S)
+                        activity = self._fetch_activity(client, max(120.0, self.stream_span_s))
                         extras = activity is not None
                         changed = True
                     if changed:
                         self.post_message(ClusterSnapshot(status, results, activity, structure))
                 except Exception as exc:  # unreachable, refused, or a broken reply: say so, retry
                     log.info("poll of %s failed: %s", address, exc)
-                    last_key = None
+                    last_key = structure_key = None
                     if client is not None:
                         client.close()
                         client = None
@@ -417,26 +437,28 @@ class MonitorScreen(Screen[None]):
                 client.close()
 
     @staticmethod
-    def _fetch_extras(
-        client: Any, dag_id: str | None, window_s: float
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The task stream and the selected DAG's structure. (None, None) when the controller does not answer
-        `activity` (an older one drops the request: the caller stops asking until it reconnects); a DAG
-        pruned meanwhile has no structure. A controller that is really gone is noticed by the next `watch`."""
+    def _fetch_activity(client: Any, window_s: float) -> dict[str, Any] | None:
+        """The task stream and throughput; None when the controller does not answer `activity` (an older
+        one drops the request: the caller stops asking until it reconnects). A controller that is really
+        gone is noticed by the next `watch`."""
         from ..common.errors import ClusterError
 
         try:
-            activity = client.activity(window_s)
+            return cast("dict[str, Any]", client.activity(window_s))
         except ClusterError as exc:
             log.info("no task stream from this controller: %s", exc)
-            return None, None
-        structure = None
-        if dag_id:
-            try:
-                structure = client.structure(dag_id)
-            except ClusterError as exc:
-                log.info("no structure of %s: %s", dag_id, exc)
-        return activity, structure
+            return None
+
+    @staticmethod
+    def _fetch_structure(client: Any, dag_id: str | None) -> dict[str, Any] | None:
+        """The DAG's stages and groups; None for a DAG pruned meanwhile."""
+        from ..common.errors import ClusterError
+
+        try:
+            return cast("dict[str, Any]", client.structure(dag_id)) if dag_id else None
+        except ClusterError as exc:
+            log.info("no structure of %s: %s", dag_id, exc)
+            return None
 
     def on_cluster_snapshot(self, message: ClusterSnapshot) -> None:
         if self._unreachable:
@@ -591,6 +613,7 @@ class MonitorScreen(Screen[None]):
         if self._results is not None and self._results.get("dag_id") != dag_id:
             self._results = None
             self._tasks_by_id = {}
+            self._row_cache = {}
             self.query_one("#tasks", AdaptiveTable).set_rows({})
             self._show_output(None)
         if self._structure is not None and self._structure.get("dag_id") != dag_id:
@@ -612,8 +635,21 @@ class MonitorScreen(Screen[None]):
         if len(shown) < total:
             title += f" · {len(shown)} of {total:,}"
         table.border_title = title.replace("[", r"\[")  # titles are markup
-        table.set_rows({t["task_id"]: task_cells(t) for t in shown})
+        table.set_rows({t["task_id"]: self._cells_of(t) for t in shown})
         self._show_highlighted_output()
+
+    def _cells_of(self, task: TaskView) -> tuple[Text, ...]:
+        """A task's row, reused while what it shows is unchanged: a 50,000-task DAG sends 500 rows several
+        times a second, and most of them did not change (a running task's time is redrawn by `_tick`)."""
+        signature = tuple(task.get(field) for field in _ROW_FIELDS)
+        cached = self._row_cache.get(task["task_id"])
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        cells = task_cells(task)
+        if len(self._row_cache) > 4 * MAX_TASK_ROWS:
+            self._row_cache.clear()
+        self._row_cache[task["task_id"]] = (signature, cells)
+        return cells
 
     def _tick(self) -> None:
         """Every second: running tasks' elapsed times count on between snapshots."""

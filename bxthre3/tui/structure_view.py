@@ -51,6 +51,8 @@ class DagStructureView(Widget, can_focus=True):
 
     def update_structure(self, view: StructureView | None) -> None:
         """Show `view` (None: no DAG selected); a layout pass only when its number of lines changed."""
+        if view == self._view and view is not None:
+            return  # the same counts: no repaint
         self._view = view
         lines = self._line_count(self.content_size.width) if self.content_size.width else -1
         self.refresh(layout=lines != self._lines)
