@@ -20,6 +20,8 @@ from bxthre3.tui.monitor import MonitorScreen
 REPO = Path(__file__).resolve().parents[1]
 
 
+CENTRE_TILES = ("tile_r3_c4", "tile_r4_c4", "tile_r3_c5", "tile_r4_c5", "tile_r3_c3", "tile_r4_c3")
+
 SHOTS = (((160, 48), "monitor.svg"), ((80, 24), "monitor_80x24.svg"), ((45, 35), "monitor_phone.svg"))
 
 
@@ -42,10 +44,17 @@ async def shoot(dag: Path, out_dir: Path) -> None:
             for _ in range(900):  # until a good share is done and some are still running
                 tasks = app.screen.query_one("#tasks", AdaptiveTable)
                 states = [tasks.cells(k)["state"] for k in tasks.keys]
-                if sum("succeeded" in s for s in states) >= 20 and any("running" in s for s in states):
+                done = {k for k in tasks.keys if "succeeded" in tasks.cells(k)["state"]}
+                if len(done) >= 20 and done & set(CENTRE_TILES) and any("running" in s for s in states):
                     break
                 await pilot.pause(0.05)
-            await pilot.press("2", "down", "down")  # a finished tile: its image in the output pane
+            await pilot.press("2")
+            tasks = app.screen.query_one("#tasks", AdaptiveTable)
+            done = [k for k in tasks.keys if "succeeded" in tasks.cells(k)["state"]]
+            # a finished tile on the set's edge: its picture in the output pane
+            shown = next((k for k in CENTRE_TILES if k in done), done[0] if done else None)
+            if shown is not None:
+                tasks.move_cursor(row=tasks.keys.index(shown), animate=False)
             await pilot.pause(1.5)
             for size, name in SHOTS:
                 await pilot.resize_terminal(*size)
@@ -64,7 +73,7 @@ def main() -> int:
         dag = Path(tmp) / "mandelbrot_big.yaml"
         subprocess.run(
             [sys.executable, "-m", "bxthre3", "dag", "mandelbrot", "--width", "768", "--height", "768",
-             "--tiles", "8x8", "--max-iter", "3000", "-o", str(dag)],
+             "--tiles", "8x8", "--max-iter", "20000", "-o", str(dag)],
             check=True, cwd=REPO,
         )  # fmt: skip
         text = dag.read_text().replace("module: mandel", f"module: {REPO}/wasm_modules/mandel")

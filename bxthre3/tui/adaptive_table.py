@@ -36,6 +36,8 @@ class AdaptiveTable(DataTable[Text]):
         self._slots: list[str] = []
         self._slot_of: dict[str, int] = {}
         self._width = -1
+        self._pending_key: str | None = None
+        """A row to highlight once the table has columns (`highlight` before its first layout)."""
 
     # --- columns ------------------------------------------------------------------------------
 
@@ -63,6 +65,9 @@ class AdaptiveTable(DataTable[Text]):
                             width=col_width)  # fmt: skip
         for i, key in enumerate(self._slots):
             self.add_row(*self._project(self._rows[key]), key=f"r{i}")
+        if self._pending_key in self._slot_of:
+            cursor = self._slot_of[self._pending_key]
+        self._pending_key = None
         if self.row_count:
             self.move_cursor(row=min(cursor, self.row_count - 1), animate=False)
 
@@ -115,6 +120,13 @@ class AdaptiveTable(DataTable[Text]):
         self._rows[key] = row
         if self.shown and before != row:
             self._write_cells(f"r{self._slot_of[key]}", before, row)
+
+    def highlight(self, key: str) -> None:
+        """Put the cursor on row `key` — now, or when the table is first laid out."""
+        if self.shown and key in self._slot_of:
+            self.move_cursor(row=self._slot_of[key], animate=False)
+        else:
+            self._pending_key = key
 
     def cells(self, key: str) -> dict[str, str]:
         """Every column of row `key` as plain text (shown or not), by column key: what tests and tools read."""

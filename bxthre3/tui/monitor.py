@@ -165,6 +165,8 @@ class MonitorScreen(Screen[None]):
         self._activity: dict[str, Any] | None = None
         self._structure: dict[str, Any] | None = None
         self._tasks_by_id: dict[str, TaskView] = {}
+        self._task_cursor: str | None = None
+        """The task highlighted in the task table: kept across a change of layout."""
         self._row_cache: dict[str, tuple[tuple[Any, ...], tuple[Text, ...]]] = {}
         """Task id -> (the fields its row shows, the row): rows of unchanged tasks are not rebuilt."""
         self._output_key: tuple[Any, ...] | None = None
@@ -287,7 +289,10 @@ class MonitorScreen(Screen[None]):
         if self._status is not None:
             self._apply_status(self._status)
         if self._results is not None:
+            want = self._task_cursor
             self._show_results(self._results)
+            if want is not None:  # the same task highlighted in the new layout
+                self.query_one("#tasks", AdaptiveTable).highlight(want)
         if self._activity is not None:
             self._show_activity(self._activity)
         if self._structure is not None:
@@ -300,6 +305,8 @@ class MonitorScreen(Screen[None]):
         if self.mode is not None and mode is not self.mode:
             await self.recompose()
             self._after_compose()
+        else:
+            self.call_after_refresh(self._refresh_totals)  # the top line fits its parts to the new width
 
     # --- panes ---------------------------------------------------------------------------------
 
@@ -664,6 +671,7 @@ class MonitorScreen(Screen[None]):
 
     @on(AdaptiveTable.RowHighlighted, "#tasks")
     def _task_highlighted(self) -> None:
+        self._task_cursor = self.query_one("#tasks", AdaptiveTable).highlighted_key()
         self._show_highlighted_output()
 
     @on(AdaptiveTable.RowSelected, "#tasks")

@@ -63,6 +63,8 @@ def test_a_resize_recomposes_and_keeps_the_log_the_dag_and_the_tasks() -> None:
         async with app.run_test(size=(120, 34)) as pilot:
             screen = await _monitor(pilot)
             screen.write_log("a line to keep")
+            await pilot.press("2", "down", "down")
+            assert screen.query_one("#tasks", AdaptiveTable).highlighted_key() == "hello_es"
             for size, mode in (((45, 35), LayoutMode.NARROW), ((80, 24), LayoutMode.MEDIUM),
                                ((200, 60), LayoutMode.WIDE)):  # fmt: skip
                 await pilot.resize_terminal(*size)
@@ -74,6 +76,9 @@ def test_a_resize_recomposes_and_keeps_the_log_the_dag_and_the_tasks() -> None:
                 if mode is not LayoutMode.NARROW:  # (a hidden RichLog writes once it has a size)
                     assert len(screen.query_one("#log").lines) >= 2
                 assert screen.selected_dag == "d-0001"
+                await wait_until(
+                    pilot, lambda t=tasks: t.highlighted_key() == "hello_es", 5, "the same task highlighted"
+                )
                 _check_tables(screen)
 
     asyncio.run(run())
