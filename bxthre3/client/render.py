@@ -144,7 +144,8 @@ class _PlainLines:
 
     `rule` and `line` take a line only when rich would print exactly its text: ASCII with no tab
     (rich expands tabs), no `:` (rich turns `:smile:` into an emoji), no backslash (markup escapes
-    one at the end of a text, and rich shows it doubled) and, for a rule, a title that fits; otherwise they return False and the caller has rich print it (after `flush`)."""
+    one at the end of a text, and rich shows it doubled) and, for a rule, a title that
+    fits; otherwise they return False and the caller has rich print it (after `flush`)."""
 
     def __init__(self, console: Console) -> None:
         self.file = console.file
