@@ -279,7 +279,8 @@ class _DagBuilder:
         self.resolver = Resolver()
         self.params_scope: dict[str, str] = {}
         self.any_for_each = True
-        self.lines: dict[tuple[str | None, str | None], int] = {}
+        self.lines: dict[tuple[str | None, str | None], int] = {}  # (None, top-level key) -> line
+        self.task_nodes: dict[str, tuple[Node, dict[str, tuple[ScalarNode, Node]]]] = {}  # id -> node, fields
         self.modules: dict[str, bytes] = {}
         self.module_by_name: dict[str, str] = {}  # as written -> sha256; most DAGs reuse a few
         self.module_by_path: dict[Path, str] = {}
@@ -423,9 +424,21 @@ class _DagBuilder:
             check_limits(spec)
             validate_graph(spec)
         except DagError as exc:
-            line = self.lines.get((exc.task, exc.field)) or self.lines.get((exc.task, None))
+            line = self.line_of(exc.task, exc.field)
             raise DagError(exc.message, file=self.source, line=line, task=exc.task, field=exc.field) from None
         return spec
+
+    def line_of(self, task: str | None, field: str | None) -> int | None:
+        """The line of a task's field (else of the task; of a top-level key when `task` is None)
+        for an error found once the DAG is built (the graph checks know nothing of lines)."""
+        if task is None:
+            return self.lines.get((None, field)) or self.lines.get((None, None))
+        entry = self.task_nodes.get(task)
+        if entry is None:
+            return None
+        node, fields = entry
+        key = fields.get(field) if field is not None else None
+        return (_line(key[0]) if key is not None else 0) or _line(node)
 
     # -- params and for_each
 
@@ -656,9 +669,7 @@ class _DagBuilder:
         else:
             task_id = expanded_id
         self.scope = bindings if bindings is not None else self.params_scope
-        self.lines[(task_id, None)] = _line(node)
-        for key, (key_node, _) in fields.items():
-            self.lines[(task_id, key)] = _line(key_node)
+        self.task_nodes[task_id] = (node, fields)  # its lines, looked up only for an error (line_of)
         if "module" not in fields:
             raise self.fail("missing required field 'module'", node, task_id, "module")
         module_node = fields["module"][1]
