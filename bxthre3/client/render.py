@@ -74,14 +74,15 @@ def print_results(results: ResultsView, console: Console | None = None) -> None:
         f"[bold]{_safe(results.get('name', ''))}[/] ({results.get('dag_id')}): [{style}]{state}[/] — "
         f"{done_text(results)} tasks in {results.get('elapsed_s', 0):.2f}s"
     )
-    plain = _PlainLines(console) if console.color_system is None and not console.is_terminal else None
+    terminal = console.is_terminal  # rich reads the environment each time it is asked
+    plain = _PlainLines(console) if console.color_system is None and not terminal else None
     for task in results.get("tasks", []):
-        _print_task(task, console, plain)
+        _print_task(task, console, plain, terminal)
     if plain is not None:
         plain.flush()
 
 
-def _print_task(task: TaskView, console: Console, plain: _PlainLines | None) -> None:
+def _print_task(task: TaskView, console: Console, plain: _PlainLines | None, terminal: bool) -> None:
     tstate = task["state"]
     node = terminal_safe(str(task["node_id"])) if task.get("node_id") else ""
     where = f" on {node}" if node else ""
@@ -104,7 +105,7 @@ def _print_task(task: TaskView, console: Console, plain: _PlainLines | None) -> 
         )
     if tstate == "succeeded":
         text = describe_output(task.get("output")).rstrip("\n")
-        if text and console.is_terminal:
+        if text and terminal:
             console.out(terminal_safe(text), highlight=False)
         elif text:  # rich would drop carriage returns and expand tabs
             if plain is not None:
