@@ -18,18 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+if TYPE_CHECKING:  # rich is imported where a bar is drawn: `validate` and `--help` need none of its 35 ms
+    from rich.console import Console
+    from rich.progress import Progress
 
-if TYPE_CHECKING:
     from ..controller.views import DagSummary, ResultsView, StatusView, TaskView
 
 STALL_NOTICE_S = 10.0
@@ -46,6 +38,15 @@ MAX_NAMED_TASKS = 5
 
 
 def _progress(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -201,7 +202,11 @@ class DagProgress:
         watch: StallWatch | None = None,
         plain: TextIO | None = None,
     ) -> None:
-        self.console = console or Console(stderr=True)
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console
         self.name = name
         self.total = total
         self.explain = explain
@@ -226,6 +231,8 @@ class DagProgress:
 
     def _say(self, line: str) -> None:
         if self.progress is not None:
+            from rich.markup import escape
+
             self.progress.console.print(escape(line), highlight=False, soft_wrap=True)
         else:
             out = self._plain or sys.stderr
@@ -267,7 +274,10 @@ class _Stage:
 
 def stage_printer(console: Console | None = None) -> Callable[[str, int, int], None]:
     """A callback showing 'starting local hosts' as a bar until they have all registered."""
-    console = console or Console(stderr=True)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
     state = _Stage()
 
     def on_stage(stage: str, done: int, total: int) -> None:

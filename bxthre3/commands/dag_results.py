@@ -5,7 +5,6 @@ JSON with the exit code the DAG's state gives, and the outputs written under --o
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +76,9 @@ def _say_written(paths: list[Path]) -> None:
 
 def _print_results(results: ResultsView, *, as_json: bool) -> int:
     if as_json:
-        print(json.dumps(results, indent=2, default=_json_default))
+        from ..client.json_text import dumps_indented
+
+        print(dumps_indented(results, _json_default))  # json.dumps(indent=2)'s text, faster
     else:
         from ..client.render import print_results
 

@@ -17,7 +17,7 @@ import itertools
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,12 +279,15 @@ class _DagBuilder:
         self.resolver = Resolver()
         self.params_scope: dict[str, str] = {}
         self.any_for_each = True
-        self.lines: dict[tuple[str | None, str | None], int] = {}
+        self.lines: dict[tuple[str | None, str | None], int] = {}  # (None, top-level key) -> line
+        self.task_nodes: dict[str, tuple[Node, dict[str, tuple[ScalarNode, Node]]]] = {}  # id -> node, fields
         self.modules: dict[str, bytes] = {}
         self.module_by_name: dict[str, str] = {}  # as written -> sha256; most DAGs reuse a few
         self.module_by_path: dict[Path, str] = {}
         self.carried = 0  # bytes of modules and file inputs read so far
         self.constructor = SafeConstructor()
+        self.template_fields: dict[int, dict[str, tuple[ScalarNode, Node]]] = {}  # for_each node -> its fields
+        self.shared_values: dict[tuple[int, str], object] = {}  # (field node, name) -> value, see field()
 
     def fail(self, message: str, node: Node, task: str | None = None, field: str | None = None) -> DagError:
         return DagError(message, file=self.source, line=_line(node), task=task, field=field)
@@ -421,9 +424,21 @@ class _DagBuilder:
             check_limits(spec)
             validate_graph(spec)
         except DagError as exc:
-            line = self.lines.get((exc.task, exc.field)) or self.lines.get((exc.task, None))
+            line = self.line_of(exc.task, exc.field)
             raise DagError(exc.message, file=self.source, line=line, task=exc.task, field=exc.field) from None
         return spec
+
+    def line_of(self, task: str | None, field: str | None) -> int | None:
+        """The line of a task's field (else of the task; of a top-level key when `task` is None)
+        for an error found once the DAG is built (the graph checks know nothing of lines)."""
+        if task is None:
+            return self.lines.get((None, field)) or self.lines.get((None, None))
+        entry = self.task_nodes.get(task)
+        if entry is None:
+            return None
+        node, fields = entry
+        key = fields.get(field) if field is not None else None
+        return (_line(key[0]) if key is not None else 0) or _line(node)
 
     # -- params and for_each
 
@@ -636,7 +651,12 @@ class _DagBuilder:
             for key, value in node.value:
                 if key.value == "id" and isinstance(value, ScalarNode) and value.tag == _STR:
                     label = str(value.value)
-        fields = self.mapping(node, _TASK_KEYS, label, f"task {label}")
+        if expanded_id is None:
+            fields = self.mapping(node, _TASK_KEYS, label, f"task {label}")
+        else:  # every task of one for_each shares its node: check its keys once
+            fields = self.template_fields.get(id(node))  # type: ignore[assignment]
+            if fields is None:
+                fields = self.template_fields[id(node)] = self.mapping(node, _TASK_KEYS, label, f"task {label}")
         if "id" not in fields:
             raise self.fail("missing required field 'id'", node, label, "id")
         if expanded_id is None:
@@ -649,9 +669,7 @@ class _DagBuilder:
         else:
             task_id = expanded_id
         self.scope = bindings if bindings is not None else self.params_scope
-        self.lines[(task_id, None)] = _line(node)
-        for key, (key_node, _) in fields.items():
-            self.lines[(task_id, key)] = _line(key_node)
+        self.task_nodes[task_id] = (node, fields)  # its lines, looked up only for an error (line_of)
         if "module" not in fields:
             raise self.fail("missing required field 'module'", node, task_id, "module")
         module_node = fields["module"][1]
@@ -683,34 +701,19 @@ class _DagBuilder:
                     if problem:
                         raise self.fail(problem, entry, task_id, "depends_on")
                     depends_on.append(dep)
-        timeout = (
-            self.timeout(self.resolved(fields["timeout"][1], task_id, "timeout"), task_id)
-            if "timeout" in fields
-            else None
-        )
-        retries = (
-            self.retries(self.resolved(fields["retries"][1], task_id, "retries"), task_id)
-            if "retries" in fields
-            else None
-        )
-        memory = (
-            self.memory(self.resolved(fields["memory"][1], task_id, "memory"), task_id) if "memory" in fields else None
-        )
+        shared = expanded_id is not None
+        timeout: float | None = self.task_field(fields, "timeout", self.timeout, task_id, shared)
+        retries: int | None = self.task_field(fields, "retries", self.retries, task_id, shared)
+        memory: int | None = self.task_field(fields, "memory", self.memory, task_id, shared)
         # DAG-level `defaults:` fill what the task leaves out (the wire form carries the result).
         timeout = timeout if timeout is not None else self.defaults.get("timeout")  # type: ignore[assignment]
         retries = retries if retries is not None else self.defaults.get("retries")  # type: ignore[assignment]
         memory = memory if memory is not None else self.defaults.get("memory")  # type: ignore[assignment]
-        verify = (
-            self.verify(self.resolved(fields["verify"][1], task_id, "verify"), task_id) if "verify" in fields else None
-        )
-        speculate = (
-            self.speculate(self.resolved(fields["speculate"][1], task_id, "speculate"), task_id)
-            if "speculate" in fields
-            else None
-        )
+        verify: int | None = self.task_field(fields, "verify", self.verify, task_id, shared)
+        speculate: bool | None = self.task_field(fields, "speculate", self.speculate, task_id, shared)
         verify = verify if verify is not None else self.defaults.get("verify", 1)  # type: ignore[assignment]
         speculate = speculate if speculate is not None else self.defaults.get("speculate", True)  # type: ignore[assignment]
-        cache = self.cache(self.resolved(fields["cache"][1], task_id, "cache"), task_id) if "cache" in fields else None
+        cache: bool | None = self.task_field(fields, "cache", self.cache, task_id, shared)
         cache = cache if cache is not None else self.defaults.get("cache", True)  # type: ignore[assignment]
         files = self.files(fields["files"][1], task_id) if "files" in fields else ()
         return TaskSpec(
@@ -727,6 +730,28 @@ class _DagBuilder:
             speculate=speculate,  # type: ignore[arg-type]
             cache=cache,  # type: ignore[arg-type]
         )
+
+    def task_field(
+        self,
+        fields: dict[str, tuple[ScalarNode, Node]],
+        name: str,
+        parse: Callable[[Node, str | None], Any],
+        task_id: str,
+        shared: bool,
+    ) -> Any:
+        """A number or boolean field of a task, None when absent. The tasks of one for_each share a
+        value written without `${...}`: it is read (and any error raised, for the first of them) once."""
+        entry = fields.get(name)
+        if entry is None:
+            return None
+        node = entry[1]
+        if not (shared and isinstance(node, ScalarNode) and "$" not in node.value):
+            return parse(self.resolved(node, task_id, name), task_id)
+        key = (id(node), name)
+        if key in self.shared_values:
+            return self.shared_values[key]
+        value = self.shared_values[key] = parse(node, task_id)
+        return value
 
     def files(self, node: Node, task_id: str) -> tuple[TaskFile, ...]:
         """`files:` maps names under `/in` to `file:PATH`, `output_of_T` or `output_of_T/NAME`

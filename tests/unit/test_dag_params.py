@@ -313,6 +313,24 @@ def test_for_each_errors(tmp_path: Path, body: str, expected: str) -> None:
     assert error(tmp_path, body) == expected
 
 
+def test_the_tasks_of_one_for_each_share_fields_written_without_templates(tmp_path: Path) -> None:
+    """Read once for all of them (20,000 tasks), yet each task has its value, a templated field still
+    varies, and a bad shared field is reported at the first task as before."""
+    body = (
+        "tasks:\n  - id: t\n    for_each: {i: {range: 3}}\n    module: m.wasm\n    timeout: 30\n"
+        '    retries: "${i}"\n    cache: false\n    verify: 2\n'
+    )
+    spec = load_dag(write(tmp_path, body))
+    assert [(t.timeout, t.retries, t.cache, t.verify) for t in spec.tasks] == [(30, i, False, 2) for i in range(3)]
+    body = "tasks:\n  - id: t\n    for_each: {i: {range: 3}}\n    module: m.wasm\n    cache: maybe\n"
+    assert error(tmp_path, body) == (
+        "d.yaml:6: task 't[i=0]': field 'cache': must be true or false (false: always run it, never reuse a "
+        "cached output), not a string (maybe)"
+    )
+    body = "tasks:\n  - id: t\n    for_each: {i: {range: 3}}\n    module: m.wasm\n    colour: red\n"
+    assert error(tmp_path, body).startswith("d.yaml:6: task 't[i=0]': field 'colour': unknown field 'colour'")
+
+
 # -- structured inputs and implied edges -----------------------------------------------------
 
 

@@ -99,3 +99,52 @@ def test_share_text_shows_priority_and_share_of_running_dags() -> None:
     assert share_text({"state": "running", "priority": -2, "share": 0.0}) == " · prio -2 · share 0%"
     assert share_text({"state": "succeeded", "priority": 3, "share": 0.0}) == " · prio 3"
     assert share_text({"state": "succeeded"}) == "", "a summary from an older controller"
+
+
+class _Out(io.StringIO):
+    """A file with an encoding of one's choosing (rich draws rules with `-` when it is not UTF)."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._encoding
+
+
+def _rich_results(results: dict[str, object], console: Console) -> None:
+    """The rich-only path: the plain lines switched off, as on a coloured console."""
+    from bxthre3.client import render
+
+    real = render._PlainLines
+    render._PlainLines = lambda console: None  # type: ignore[assignment,misc,return-value]
+    try:
+        render.print_results(results, console)  # type: ignore[arg-type]
+    finally:
+        render._PlainLines = real  # type: ignore[misc]
+
+
+def test_results_in_a_pipe_are_the_same_text_rich_would_print() -> None:
+    """The one-pass plain lines of a pipe match rich's rendering byte for byte, for every kind of
+    line: rules that fit and do not, cached, verified, failed with stderr, named files, tabs, wide
+    characters, markup-like brackets, backslashes, `:emoji:` codes, hostile controls."""
+    odd = ["t[i=0]", "a\\[bold]b\\", "[red]x[/red]", "漢字-task", "tab\there", "x" * 200, ":smile: ok", HOSTILE, ""]
+    tasks: list[dict[str, object]] = []
+    for i, name in enumerate(odd):
+        tasks.append({"task_id": name or "e", "state": "succeeded", "node_id": odd[-1 - i] or None,
+                      "duration_s": 0.0123 * i, "attempts": 1 + i % 3, "output": f"out {name}\n".encode()})  # fmt: skip
+        tasks.append({"task_id": f"f{i}", "state": "failed", "reason": "trap", "error": name,
+                      "stderr": f"l1\nl2 {name}\n".encode(), "attempts": 2})  # fmt: skip
+        tasks.append({"task_id": f"c{i}", "state": "succeeded", "cached": True, "output": b""})
+        tasks.append({"task_id": f"v{i}", "state": "succeeded", "verify": 2, "attempts": 3, "output": b"\x00\xff",
+                      "history": [{"reason": None, "error": ""}] * 2, "node_id": "h",
+                      "files": [{"name": f"o{name}.txt", "size": 1234, "sha256": "ab" * 32}]})  # fmt: skip
+        tasks.append({"task_id": f"u{i}", "state": "upstream_failed", "reason": "", "error": ""})
+    results = {"name": "d", "dag_id": "dag-1", "state": "failed", "done": 2, "total": 9, "tasks": tasks}
+    for width, encoding in ((80, "utf-8"), (20, "utf-8"), (160, "ascii")):
+        fast, slow = _Out(encoding), _Out(encoding)
+        for out, draw in ((fast, print_results), (slow, _rich_results)):
+            draw(results, Console(file=out, highlight=False, soft_wrap=True, width=width))  # type: ignore[arg-type]
+        assert fast.getvalue() == slow.getvalue()
+        assert fast.getvalue().count("\n") > len(tasks)
