@@ -464,10 +464,11 @@ def run_module(
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
-    See :func:`bxthre3.wasm.wasm3.run_module`; `timeout_s` also stops the run from inside.
+    See :func:`bxthre3.wasm.wasm3.run_module`; a `timeout_s` under :data:`INTERRUPT_BELOW_S` also
+    stops the run from inside (longer ones are the host's to enforce).
     """
-    timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
-    engine = _engine_for(memory_limit_bytes, interruptible=timed and timeout_s < INTERRUPT_BELOW_S)  # type: ignore[operator]
+    interruptible = timeout_s is not None and 0 < timeout_s < INTERRUPT_BELOW_S  # also refuses NaN
+    engine = _engine_for(memory_limit_bytes, interruptible=interruptible)
     return engine.run(
         wasm,
         args=args,
@@ -488,16 +489,17 @@ def _engine_for(memory_limit_bytes: int | None, *, interruptible: bool) -> Wasmt
 
     A host gives every task the same memory limit, so this is at most two engines per executor:
     one compiling epoch checks in (short timeouts) and one without. Another limit (tests, a
-    host started anew) replaces both, with their compiled modules.
+    host started anew) replaces both, with their compiled modules. Where memory goes is decided
+    when an engine is made, not per run (reading the process's size costs ~10 µs).
     """
-    reservation = None if _guard_pages_fit() else 0 if not memory_limit_bytes else memory_limit_bytes + limits.MiB
-    engines: dict[tuple[int | None, bool], WasmtimeEngine] = _local.__dict__.setdefault("engines", {})
-    key = (reservation, interruptible)
-    engine = engines.get(key)
+    limit = memory_limit_bytes or 0
+    engines: dict[tuple[int, bool], WasmtimeEngine] = _local.__dict__.setdefault("engines", {})
+    engine = engines.get((limit, interruptible))
     if engine is None:
-        if any(other != reservation for other, _ in engines):
+        if any(other != limit for other, _ in engines):
             engines.clear()
-        engine = engines[key] = WasmtimeEngine(reservation, interruptible=interruptible)
+        reservation = None if _guard_pages_fit() else limit + limits.MiB if limit else 0
+        engine = engines[limit, interruptible] = WasmtimeEngine(reservation, interruptible=interruptible)
     return engine
 
 
