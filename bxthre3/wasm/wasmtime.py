@@ -10,13 +10,13 @@ and recompiles every function on every run.
 Linear memory sits in wasmtime's default guard-page reservation (4 GiB of address space per
 memory, no bounds check in compiled code) when the executor's address-space cap leaves room for it
 (the executor then bounds writable memory instead, see :mod:`bxthre3.executor.child`); otherwise in
-a reservation as big as the memory limit, with explicit bounds checks (~25 % slower). Either way the
+a reservation as big as the memory limit, with explicit bounds checks (up to 2x slower). Either way the
 module's memory cap is the rewritten module's own check and, behind it, the store's limiter.
 
 It also stops a runaway module itself when the timeout is short (under
 :data:`INTERRUPT_BELOW_S`): epoch interruption (a watchdog thread bumps the engine's epoch when a
 run's deadline passes) traps a run past its timeout, so the executor survives and the host does not
-pay a process restart. Epoch checks cost every loop iteration (~10-20 % of a compute kernel), and a
+pay a process restart. Epoch checks cost every loop iteration (8-90 % more time on a compute kernel), and a
 restart (~0.2 s) is noise beside a long timeout, so runs with longer timeouts (the default is 300 s)
 run uninterruptible code and the host's kill ends them; it stays the backstop for all.
 
