@@ -139,9 +139,8 @@ def _limit_writable(extra: int) -> bool:
 
         before = resource.getrlimit(resource.RLIMIT_DATA)
         cap = _status_bytes("VmData") + extra
-        if before[0] != resource.RLIM_INFINITY and before[0] < cap:
-            cap = before[0]  # already tighter: keep it (an unprivileged process cannot raise it anyway)
-        resource.setrlimit(resource.RLIMIT_DATA, (cap, before[1] if before[1] != resource.RLIM_INFINITY else cap))
+        cap = min([cap] + [limit for limit in before if limit != resource.RLIM_INFINITY])  # never raised
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, before[1]))  # the hard limit stays: the probe may undo it
     except (OSError, ValueError, IndexError, ImportError) as exc:
         print(f"executor: cannot limit writable memory: {exc}", file=sys.stderr)
         return False
