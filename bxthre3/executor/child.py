@@ -96,23 +96,78 @@ class _ModuleCache:
         return data
 
 
-def _limit_address_space(extra_mb: int) -> None:
-    """Cap this process's virtual size at what it maps now plus ``extra_mb``.
+def _limit_address_space(extra_mb: int, engine: str = engines.WASM3) -> None:
+    """Cap what this process may map at what it maps now plus ``extra_mb`` (and guard pages' room).
 
     RLIMIT_AS counts all of the process's mappings (the Python runtime alone maps far
     more than it has resident), so the cap is measured from the current size rather
     than set absolutely. Beyond it, mmap/malloc fail: Wasm3 cannot grow memory and
     Python raises MemoryError, both reported as memory_limit. Nothing escapes the cap.
+
+    wasmtime's guard pages reserve 4 GiB of address space per instance (none of it
+    writable until the module's memory grows into it), which a cap at the RAM budget
+    cannot hold. Where the kernel bounds writable memory instead (RLIMIT_DATA: private
+    writable mappings, Linux 4.7+), that bound takes the budget and the address-space
+    cap grows by the guard pages' room: a runaway still cannot write more than the
+    budget. Where it does not, the cap stays tight and the engine, finding no room,
+    reserves memory at the memory limit with bounds checks instead (slower, as safe).
     """
+    extra = extra_mb * limits.MiB
+    if engine == engines.WASMTIME and _limit_writable(extra):
+        from bxthre3.wasm.wasmtime import GUARD_PAGE_ROOM_BYTES  # this child runs wasmtime: already loaded
+
+        extra += GUARD_PAGE_ROOM_BYTES
     try:
         import resource
 
-        with open("/proc/self/statm", "rb") as file:
-            virtual = int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        cap = virtual + extra_mb * limits.MiB
+        cap = _status_bytes("VmSize") + extra
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     except (OSError, ValueError, IndexError, ImportError) as exc:
         print(f"executor: cannot limit address space: {exc}", file=sys.stderr)
+
+
+def _limit_writable(extra: int) -> bool:
+    """Cap private writable memory (RLIMIT_DATA) at what is mapped now plus `extra`; True when enforced.
+
+    Linux before 4.7 applies RLIMIT_DATA to the heap break only, where malloc's mmap and
+    wasmtime's memory escape it: a mapping bigger than the headroom, which the limit must
+    refuse, tells. Not enforced, the old limit is put back and False returned.
+    """
+    try:
+        import mmap
+        import resource
+
+        before = resource.getrlimit(resource.RLIMIT_DATA)
+        cap = _status_bytes("VmData") + extra
+        cap = min([cap] + [limit for limit in before if limit != resource.RLIM_INFINITY])  # never raised
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, before[1]))  # the hard limit stays: the probe may undo it
+    except (OSError, ValueError, IndexError, ImportError) as exc:
+        print(f"executor: cannot limit writable memory: {exc}", file=sys.stderr)
+        return False
+    flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20) | getattr(mmap, "MAP_NORESERVE", 0)
+    try:
+        probe = mmap.mmap(-1, extra + _PROBE_SLACK_BYTES, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    except OSError:
+        return True  # refused: the limit holds for mappings too
+    probe.close()
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, before)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+_PROBE_SLACK_BYTES = 64 * limits.MiB
+"""How far past the writable headroom the probe mapping reaches: more than anything mapped meanwhile."""
+
+
+def _status_bytes(field: str) -> int:
+    """A size from /proc/self/status (VmSize: all mappings, VmData: private writable ones), in bytes."""
+    with open("/proc/self/status", "rb") as file:
+        for line in file:
+            if line.startswith(field.encode() + b":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise ValueError(f"no {field} in /proc/self/status")
 
 
 def _peak_resident_bytes() -> int:
@@ -274,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 4
 
     if address_space_mb > 0:
-        _limit_address_space(address_space_mb)
+        _limit_address_space(address_space_mb, args[4])
     cache = _ModuleCache(engine=args[4])
     retire_rss = int(os.environ.get("BXTHRE3_EXECUTOR_RETIRE_RSS_BYTES") or RETIRE_RSS_BYTES)
     resident = _resident_probe(retire_rss)

@@ -7,11 +7,21 @@ differs is speed: wasmtime compiles a module to machine code once (kept per exec
 in a small cache) and runs compute kernels near native speed, where Wasm3 interprets
 and recompiles every function on every run.
 
-It also stops a runaway module itself: epoch interruption (a watchdog thread bumps the
-engine's epoch when a run's deadline passes) traps a run past its timeout, so the executor
-survives and the host does not pay a process restart. The host's kill stays as the
-backstop. wasmtime publishes Android wheels for 64-bit phones only (arm64, x86_64, since 33.0);
-other Termux hosts, and any where it does not load, keep Wasm3 (see :mod:`bxthre3.wasm.choice`).
+Linear memory sits in wasmtime's default guard-page reservation (4 GiB of address space per
+memory, no bounds check in compiled code) when the executor's address-space cap leaves room for it
+(the executor then bounds writable memory instead, see :mod:`bxthre3.executor.child`); otherwise in
+a reservation as big as the memory limit, with explicit bounds checks (up to 2x slower). Either way the
+module's memory cap is the rewritten module's own check and, behind it, the store's limiter.
+
+It also stops a runaway module itself when the timeout is short (under
+:data:`INTERRUPT_BELOW_S`): epoch interruption (a watchdog thread bumps the engine's epoch when a
+run's deadline passes) traps a run past its timeout, so the executor survives and the host does not
+pay a process restart. Epoch checks cost every loop iteration (8-90 % more time on a compute kernel), and a
+restart (~0.2 s) is noise beside a long timeout, so runs with longer timeouts (the default is 300 s)
+run uninterruptible code and the host's kill ends them; it stays the backstop for all.
+
+wasmtime publishes Android wheels for 64-bit phones only (arm64, x86_64, since 33.0); other Termux
+hosts, and any where it does not load, keep Wasm3 (see :mod:`bxthre3.wasm.choice`).
 
 Only the executor child imports this module (through :mod:`bxthre3.wasm.choice`); it never imports
 the Wasm3 engine (tests/unit/test_layering.py).
@@ -20,6 +30,8 @@ the Wasm3 engine (tests/unit/test_layering.py).
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -43,6 +55,33 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 MAX_WASM_STACK_BYTES = 512 * 1024
 """wasmtime's own stack budget per run; deep recursion ends in a clean trap beyond it."""
+
+INTERRUPT_BELOW_S = 30.0
+"""Timeouts below this are enforced inside the engine (epoch interruption), longer ones by the host's kill.
+
+The trade: epoch checks slow every loop of every run, a kill costs one executor restart (~0.2 s and
+recompiling the modules it runs) but only when a timeout fires. Below 30 s a restart would be a
+noticeable share of the timeout; above it, the checks cost more than the restarts they save."""
+
+MEMORY_RESERVATION_BYTES = 4 << 30
+"""Address space per linear memory with guard pages: all that a wasm32 address can reach.
+
+wasmtime's default on 64-bit hosts, spelled out so that the room the executor leaves for it is this
+number and not a guess at a future default. Compiled code then checks no bounds: an access past the
+memory's current size lands in an inaccessible page and traps."""
+
+MEMORY_GUARD_BYTES = 32 << 20
+"""Inaccessible pages after (and before) each memory (wasmtime's default): no check for offsets up to this."""
+
+GUARD_PAGE_FOOTPRINT_BYTES = MEMORY_RESERVATION_BYTES + 2 * MEMORY_GUARD_BYTES
+"""Virtual size one instance's memory takes (/proc/self/status shows 4 GiB + 64 MiB per instance)."""
+
+GUARD_PAGE_ROOM_BYTES = 2 * GUARD_PAGE_FOOTPRINT_BYTES
+"""Room under the address-space cap that guard pages need: the run's memory and the previous run's,
+which may not be unmapped yet when the next instance reserves its own."""
+
+SMALL_GUARD_BYTES = 64 * 1024
+"""Guard after a memory reserved at the memory limit (explicit bounds checks do the real work)."""
 
 _TYPES = {"i": wasmtime.ValType.i32(), "I": wasmtime.ValType.i64()}
 
@@ -95,26 +134,35 @@ class _Memory:
 
 
 class WasmtimeEngine:
-    """One wasmtime engine per executor: config, linker, watchdog and compiled modules."""
+    """One wasmtime engine per executor and kind of run: config, linker, watchdog and compiled modules.
 
-    def __init__(self, reservation_bytes: int = 0) -> None:
+    `reservation_bytes`: None for guard pages (:data:`MEMORY_RESERVATION_BYTES`), else linear
+    memory sits in a reservation that big (0: as small as the memory, moved when it grows), with
+    explicit bounds checks. `interruptible`: compile epoch checks in and run a watchdog.
+    """
+
+    def __init__(self, reservation_bytes: int | None = 0, *, interruptible: bool = True) -> None:
         config = wasmtime.Config()
-        config.epoch_interruption = True
+        config.epoch_interruption = interruptible
         config.parallel_compilation = False  # one core per executor, like every other task
         config.max_wasm_stack = MAX_WASM_STACK_BYTES
-        # Linear memory sits in a reservation as big as the host's memory limit instead of
-        # wasmtime's default 4 GiB, so the executor's RLIMIT_AS cap (what it maps now plus
-        # its RAM budget) still holds, and growing up to the limit never copies memory.
-        config.memory_reservation = reservation_bytes
-        config.memory_guard_size = 64 * 1024
-        config.memory_reservation_for_growth = 0
+        if reservation_bytes is None:
+            config.memory_reservation = MEMORY_RESERVATION_BYTES
+            config.memory_guard_size = MEMORY_GUARD_BYTES
+        else:
+            # A reservation as big as the host's memory limit, so that an executor capped at what it
+            # maps plus its RAM budget still fits, and growing up to the limit never copies memory.
+            config.memory_reservation = reservation_bytes
+            config.memory_guard_size = SMALL_GUARD_BYTES
+            config.memory_reservation_for_growth = 0
+        self.interruptible = interruptible
         self.engine = wasmtime.Engine(config)
         self.linker = wasmtime.Linker(self.engine)
         self._memory = _Memory()
         self._shim: WasiShim | None = None
         self._compiled: OrderedDict[bytes, wasmtime.Module] = OrderedDict()
         self._link_shim()
-        self.watchdog = _Watchdog(self.engine)
+        self.watchdog = _Watchdog(self.engine) if interruptible else None
 
     def _link_shim(self) -> None:
         """Define every supported WASI import once; each forwards to the run's shim."""
@@ -201,6 +249,7 @@ class WasmtimeEngine:
     ) -> RunResult:
         started = time.perf_counter()
         timed = timeout_s is not None and 0 < timeout_s < MAX_TIMEOUT_S  # also refuses NaN
+        watchdog = self.watchdog if timed else None
         shim = WasiShim(
             args=[program_name, *args],
             env=env,
@@ -219,9 +268,10 @@ class WasmtimeEngine:
         store = wasmtime.Store(self.engine)
         if memory_limit_bytes:
             store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
-        store.set_epoch_deadline(1)  # the watchdog's next bump, at the deadline, ends the run
-        if timed:
-            self.watchdog.arm(timeout_s)  # type: ignore[arg-type]
+        if self.interruptible:
+            store.set_epoch_deadline(1)  # the watchdog's next bump, at the deadline, ends the run
+        if watchdog is not None:
+            watchdog.arm(timeout_s)  # type: ignore[arg-type]
         instance = None
         try:
             try:
@@ -259,8 +309,8 @@ class WasmtimeEngine:
                     _drop_tracebacks(exc)
             return finish(0, None, "")
         finally:
-            if timed:
-                self.watchdog.disarm()
+            if watchdog is not None:
+                watchdog.disarm()
             shim.unbind()
             self._memory.bind(None, None)
 
@@ -414,15 +464,11 @@ def run_module(
 ) -> RunResult:
     """Load `wasm`, call its `_start` with `args` and `stdin`, and capture its output.
 
-    See :func:`bxthre3.wasm.wasm3.run_module`; `timeout_s` also stops the run from inside.
+    See :func:`bxthre3.wasm.wasm3.run_module`; a `timeout_s` under :data:`INTERRUPT_BELOW_S` also
+    stops the run from inside (longer ones are the host's to enforce).
     """
-    # A host gives every task the same memory limit, so this is one engine per executor.
-    reservation = 0 if not memory_limit_bytes else memory_limit_bytes + limits.MiB
-    engines: dict[int, WasmtimeEngine] = _local.__dict__.setdefault("engines", {})
-    engine = engines.get(reservation)
-    if engine is None:
-        engines.clear()  # its compiled modules go with it
-        engine = engines[reservation] = WasmtimeEngine(reservation)
+    interruptible = timeout_s is not None and 0 < timeout_s < INTERRUPT_BELOW_S  # also refuses NaN
+    engine = _engine_for(memory_limit_bytes, interruptible=interruptible)
     return engine.run(
         wasm,
         args=args,
@@ -436,6 +482,47 @@ def run_module(
         files=files,
         deterministic=deterministic,
     )
+
+
+def _engine_for(memory_limit_bytes: int | None, *, interruptible: bool) -> WasmtimeEngine:
+    """This thread's engine for runs of this memory limit and kind, made on first use.
+
+    A host gives every task the same memory limit, so this is at most two engines per executor:
+    one compiling epoch checks in (short timeouts) and one without. Another limit (tests, a
+    host started anew) replaces both, with their compiled modules. Where memory goes is decided
+    when an engine is made, not per run (reading the process's size costs ~10 µs).
+    """
+    limit = memory_limit_bytes or 0
+    engines: dict[tuple[int, bool], WasmtimeEngine] = _local.__dict__.setdefault("engines", {})
+    engine = engines.get((limit, interruptible))
+    if engine is None:
+        if any(other != limit for other, _ in engines):
+            engines.clear()
+        reservation = None if _guard_pages_fit() else limit + limits.MiB if limit else 0
+        engine = engines[limit, interruptible] = WasmtimeEngine(reservation, interruptible=interruptible)
+    return engine
+
+
+def _guard_pages_fit() -> bool:
+    """Whether this process's address-space cap (RLIMIT_AS) leaves room for guard-page memories.
+
+    The executor leaves that room only where it can bound writable memory instead (RLIMIT_DATA,
+    Linux 4.7+); under a tight cap, guard pages would make every instantiation fail, so memory
+    then sits in a reservation at the memory limit. 32-bit hosts have no 4 GiB to reserve.
+    """
+    if sys.maxsize <= 2**32:
+        return False
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return True
+        with open("/proc/self/statm", "rb") as file:
+            virtual = int(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError, IndexError):
+        return False  # a cap we cannot measure against: the reservation that fits any cap
+    return soft - virtual >= GUARD_PAGE_ROOM_BYTES
 
 
 _SATISFIES: Engine = run_module
