@@ -18,19 +18,20 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def die_with_parent(parent_pid: int | None = None) -> None:
-    """Runs in a child: have the kernel SIGKILL it when its parent thread goes away.
+def die_with_parent(parent_pid: int | None = None, *, sig: int = signal.SIGKILL) -> None:
+    """Runs in a child: have the kernel send it `sig` (SIGKILL) when its parent thread goes away.
 
     Without it a `kill -9` of `bxthre3 run`, of a node manager or of the TUI would leave hosts and roles
     behind, and a `kill -9` of a host a module spinning in its executor. Hosts and roles call it before
     exec (`preexec_fn`); the executor child first thing after, passing the `parent_pid` it was given, so
     a parent that died before prctl took effect ends it at once. Linux and Android only (prctl
     PR_SET_PDEATHSIG); elsewhere a host ends on its own liveness check, and an executor at its job pipe's
-    EOF once its current job is done.
+    EOF once its current job is done. The browser UI's sessions ask for SIGTERM instead: a UI quits on it
+    as on `q`, stopping the roles it started.
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:
         pass
     if parent_pid is not None and os.getppid() != parent_pid:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import functools
 import logging
 import os
 import secrets
@@ -40,6 +40,7 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
 from ..common.errors import Bxthre3Error
+from ..common.processes import die_with_parent
 from ..wire.security import TOKEN_ENV
 from .web_access import COOKIE_NAME, TOKEN_PARAM, WebBind, judge, needs_token
 
@@ -88,7 +89,9 @@ class _Session(AppService):
             # Its own session: Ctrl+C in the server's terminal reaches the server, which stops each UI
             # with SIGTERM (quitting as on `q`), not every UI at once with a KeyboardInterrupt.
             start_new_session=True,
-            preexec_fn=_die_with(os.getpid()),
+            # Ends with the server even when the server is SIGKILLed: Textual's web driver stops reading at
+            # the end of its input but keeps the app alive.
+            preexec_fn=functools.partial(die_with_parent, os.getpid(), sig=signal.SIGTERM),
         )
         assert process.stdin is not None
         self._process, self._stdin = process, process.stdin
@@ -231,32 +234,6 @@ class WebServer(Server):
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-
-
-PR_SET_PDEATHSIG = 1
-"""Linux prctl(2) option: a signal the kernel sends the child when the thread that forked it ends."""
-
-
-def _die_with(server_pid: int) -> Callable[[], None] | None:
-    """What makes a session's UI end with the server even when the server is SIGKILLed (Linux, Android).
-
-    Without it the UI would run on, orphaned: Textual's web driver stops reading at the end of its input
-    but keeps the app alive. Run between fork and exec, so only the prctl call itself: libc is loaded
-    here, in the server, before any fork."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def arm() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != server_pid:  # the server died before the line above: nobody will signal us
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return arm
 
 
 def _cells(value: object, default: int) -> int:
