@@ -2,7 +2,7 @@
 
 A task's stdout and each of its named `/out` files is an *entry*; the pane shows one at a time: an image
 (PNM, PNG, mandel_tile tiles) as half-block characters, UTF-8 text as text with terminal controls escaped
-(`terminal_safe`, as `formatting.describe_output` does), anything else as a hex view whose bytes per row
+(`client.outputs.terminal_safe`), anything else as a hex view whose bytes per row
 are chosen so no row wraps. Everything is sized for the pane's width and height in cells, and every
 line is cropped, never wrapped, except text, which wraps like text.
 """
@@ -209,7 +209,8 @@ def hex_lines(data: bytes, width: int, limit: int = HEX_MAX_BYTES) -> list[str]:
 
 
 def as_text(data: bytes) -> str | None:
-    """UTF-8 without NUL bytes near the start is text (as `describe_output` decides); else None."""
+    """UTF-8 without NUL bytes in its first 4 KiB is text (NULs mark binary data even when it happens to be
+    valid UTF-8); else None."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -12,7 +12,6 @@ from textual.widgets import DataTable, Static
 from bxthre3.tui.adaptive_table import AdaptiveTable
 from bxthre3.tui.app import make_app
 from bxthre3.tui.backend import Backend
-from bxthre3.tui.formatting import describe_output
 from bxthre3.tui.monitor import MonitorScreen
 from bxthre3.tui.role_form import RoleFormScreen
 from bxthre3.tui.role_picker import RolePickerScreen
@@ -26,13 +25,6 @@ async def wait_until(pilot, predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.1)
-
-
-def test_describe_output() -> None:
-    assert describe_output(b"Hello\n") == "Hello\n"
-    assert describe_output(None) == "(no output yet)"
-    binary = describe_output(b"\x00\x01\xffP5")
-    assert binary.startswith("5 bytes of binary output") and "00 01 ff 50 35" in binary
 
 
 def test_digits_arrows_and_live_node_count() -> None:

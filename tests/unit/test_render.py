@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from rich.text import Text
 
 from bxthre3.client.outputs import terminal_safe
 from bxthre3.client.render import print_results, print_status
-from bxthre3.tui.formatting import cell, describe_output, host_row, share_text, task_row
+from bxthre3.tui.columns import host_cells, task_cells
+from bxthre3.tui.formatting import cell, share_text
+from bxthre3.tui.output_render import as_text, text_body
 
 HOSTILE = "evil\x1b]0;title\x07\x1b[2J\r\x08\u009b1m\u202e\u2066[bold red]x[/bold red]\u2028"
 ESCAPED = "evil\\x1b]0;title\\x07\\x1b[2J\\r\\x08\\x9b1m\\u202e\\u2066[bold red]x[/bold red]\\u2028"
@@ -86,12 +87,13 @@ def test_a_verified_task_says_how_many_devices_agreed() -> None:
 
 
 def test_the_monitor_shows_coloured_text_as_text_and_escapes_table_cells() -> None:
-    assert describe_output(b"\x1b[31mred\x1b[0m and\rback\n") == "\\x1b[31mred\\x1b[0m and\\rback\n"
-    assert describe_output(b"a\x00b").startswith("3 bytes of binary output")
+    coloured = b"\x1b[31mred\x1b[0m and\rback\n"
+    assert text_body(as_text(coloured) or "", len(coloured)).plain == "\\x1b[31mred\\x1b[0m and\\rback"
+    assert as_text(b"a\x00b") is None  # binary: the hex view
     assert cell("[bold]x[/bold]\n") == "\\[bold]x\\[/bold]\\n"
-    assert host_row({"node_id": "[b]h", "state": "idle"})[0] == "\\[b]h"
-    row = task_row({"task_id": "t", "node_id": "\x1b[2Jh", "reason": "[red]"})
-    assert [Text.from_markup(row[i]).plain for i in (2, 5)] == ["\\x1b[2Jh", "[red]"]  # as DataTable renders them
+    assert host_cells({"node_id": "[b]h", "state": "idle"})[0].plain == "[b]h"  # Text cells: no markup read
+    row = task_cells({"task_id": "t", "node_id": "\x1b[2Jh", "reason": "[red]"})
+    assert [row[i].plain for i in (3, 5)] == ["\\x1b[2Jh", "[red]"]  # node and reason, as DataTable shows them
 
 
 def test_share_text_shows_priority_and_share_of_running_dags() -> None:
