@@ -39,19 +39,3 @@ def test_sync_rows_changes_cells_adds_and_drops_rows_and_keeps_the_cursor(monkey
             assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "b"
 
     asyncio.run(run())
-
-
-def test_sync_rows_with_fit_widens_fixed_columns_before_drawing_and_never_narrows() -> None:
-    async def run() -> None:
-        app = _TableApp()
-        async with app.run_test(size=(60, 10)):
-            table = app.query_one(DataTable)
-            table.add_column("node", key="node", width=4)
-            sync_rows(table, {"a": ("lab-box",)}, fit=True)
-            assert table.columns["node"].width == len("lab-box")  # type: ignore[index]
-            sync_rows(table, {"a": ("x",)}, fit=True)
-            assert table.columns["node"].width == len("lab-box")  # type: ignore[index]
-            sync_rows(table, {"a": ("[b]much-longer[/b]",)})  # without fit: Textual's own widths
-            assert table.columns["node"].width == len("lab-box")  # type: ignore[index]
-
-    asyncio.run(run())
