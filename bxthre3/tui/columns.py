@@ -29,6 +29,10 @@ TASK_COLUMNS: tuple[ColumnSpec, ...] = (
 )
 """`time` is the run time of a finished task and the live elapsed time of a running one."""
 
+TASK_ROW_FIELDS = ("task_id", "state", "cached", "verify", "running_s", "duration_s", "finished_at", "node_id",
+                   "attempts", "reason")  # fmt: skip
+"""Every field `task_cells` reads: a row built from the same values is the same row (the monitor reuses it)."""
+
 HOST_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("node", "node", minimum=8, preferred=12, priority=1, flex=1),
     ColumnSpec("state", "state", minimum=7, preferred=13, priority=2),

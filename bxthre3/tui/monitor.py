@@ -35,10 +35,11 @@ from textual.widgets import Footer, Input, ListView, RichLog, Static
 from textual.worker import get_current_worker
 
 from ..client.outputs import terminal_safe
+from ..common.errors import ClusterError
 from ..wire.addresses import Address
 from .adaptive_table import AdaptiveTable
 from .backend import Backend
-from .columns import HOST_COLUMNS, TASK_COLUMNS, host_cells, task_cells
+from .columns import HOST_COLUMNS, TASK_COLUMNS, TASK_ROW_FIELDS, host_cells, task_cells
 from .connection_words import describe_connection_problem
 from .dag_list import DagItem
 from .file_picker import FilePickerScreen, PathSuggester
@@ -68,10 +69,6 @@ ACTIVITY_EVERY_S = 1.0
 IDLE_ACTIVITY_EVERY_S = 5.0
 """... and while nothing runs or waits: the stream only slides, and an idle monitor should cost nothing."""
 
-_ROW_FIELDS = ("task_id", "state", "cached", "verify", "running_s", "duration_s", "finished_at", "node_id",
-               "attempts", "reason")  # fmt: skip
-"""What a task's row is built from (`columns.task_cells`)."""
-
 RESULTS_EVERY_S = 0.5
 """A running DAG's task table is fetched at most this often (500 rows; pushed updates come every 0.25 s)."""
 
@@ -98,6 +95,11 @@ PANES: tuple[tuple[str, str, str], ...] = (
 NARROW_TABS = ("dags", "tasks", "output", "hosts", "stream", "log")
 """The phone's tab bar: the DAG's structure is shown under the DAG list there."""
 
+TAB_BAR: tuple[tuple[str, str, str], ...] = tuple(
+    (pane, key, name[:3] if pane in ("output", "stream") else name) for pane, name, key in PANES if pane in NARROW_TABS
+)
+"""(pane, key, label) of each tab on the phone's tab bar, left to right (two labels shortened to fit 45 columns)."""
+
 NARROW_SPLIT_ROWS = 30
 """A phone this tall shows the highlighted task's output under the task table."""
 
@@ -116,10 +118,6 @@ def _problem(exc: BaseException) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
-def _tab_name(pane: str, name: str) -> str:
-    return name[:3] if pane in ("output", "stream") else name
 
 
 class PathInput(Input):
@@ -338,12 +336,10 @@ class MonitorScreen(Screen[None]):
             return
         bar = Text(no_wrap=True, end="")
         active = "dags" if self.active_pane == "structure" else self.active_pane
-        for pane, name, key in PANES:
-            if pane not in NARROW_TABS:
-                continue
+        for pane, key, name in TAB_BAR:
             style = "reverse bold" if pane == active else ""
-            bar.append(f" {key}", style=f"{style} dim" if not style else style)
-            bar.append(f"{_tab_name(pane, name)} ", style=style)
+            bar.append(f" {key}", style=style or "dim")
+            bar.append(f"{name} ", style=style)
         self.query_one("#tabbar", Static).update(bar)
 
     def on_click(self, event: events.Click) -> None:
@@ -351,9 +347,8 @@ class MonitorScreen(Screen[None]):
         if event.widget is None or event.widget.id != "tabbar":
             return
         x = 0
-        active_names = [(pane, name, key) for pane, name, key in PANES if pane in NARROW_TABS]
-        for pane, name, key in active_names:
-            width = len(f" {key}{_tab_name(pane, name)} ")
+        for pane, key, name in TAB_BAR:
+            width = len(f" {key}{name} ")
             if x <= event.x < x + width:
                 self._show_pane(pane, focus=True)
                 return
@@ -448,8 +443,6 @@ class MonitorScreen(Screen[None]):
         """The task stream and throughput; None when the controller does not answer `activity` (an older
         one drops the request: the caller stops asking until it reconnects). A controller that is really
         gone is noticed by the next `watch`."""
-        from ..common.errors import ClusterError
-
         try:
             return cast("dict[str, Any]", client.activity(window_s))
         except ClusterError as exc:
@@ -459,8 +452,6 @@ class MonitorScreen(Screen[None]):
     @staticmethod
     def _fetch_structure(client: Any, dag_id: str | None) -> dict[str, Any] | None:
         """The DAG's stages and groups; None for a DAG pruned meanwhile."""
-        from ..common.errors import ClusterError
-
         try:
             return cast("dict[str, Any]", client.structure(dag_id)) if dag_id else None
         except ClusterError as exc:
@@ -648,7 +639,7 @@ class MonitorScreen(Screen[None]):
     def _cells_of(self, task: TaskView) -> tuple[Text, ...]:
         """A task's row, reused while what it shows is unchanged: a 50,000-task DAG sends 500 rows several
         times a second, and most of them did not change (a running task's time is redrawn by `_tick`)."""
-        signature = tuple(task.get(field) for field in _ROW_FIELDS)
+        signature = tuple(task.get(field) for field in TASK_ROW_FIELDS)
         cached = self._row_cache.get(task["task_id"])
         if cached is not None and cached[0] == signature:
             return cached[1]
