@@ -68,7 +68,9 @@ def test_a_resize_recomposes_and_keeps_the_log_the_dag_and_the_tasks() -> None:
             for size, mode in (((45, 35), LayoutMode.NARROW), ((80, 24), LayoutMode.MEDIUM),
                                ((200, 60), LayoutMode.WIDE)):  # fmt: skip
                 await pilot.resize_terminal(*size)
-                await wait_until(pilot, lambda m=mode: screen.mode is m, 5, f"the {mode.value} layout")
+                # `mode` is set as compose starts: wait for the new layout's widgets too (mounted after it)
+                composed = lambda m=mode: screen.mode is m and bool(screen.query("#tasks"))  # noqa: E731
+                await wait_until(pilot, composed, 5, f"the {mode.value} layout")
                 await pilot.pause()
                 tasks = screen.query_one("#tasks", AdaptiveTable)
                 await wait_until(pilot, lambda t=tasks: len(t.keys) == 5, 5, "the tasks again")
