@@ -15,8 +15,9 @@ function and global index valid, so only code bodies that contain `memory.grow` 
 from __future__ import annotations
 
 from bxthre3.common.errors import ModuleError
-from bxthre3.wasm.inspect import _SECTION_RANK, PAGE_BYTES, _read_import, _Reader, check_wasi_command
+from bxthre3.wasm.inspect import PAGE_BYTES, _Reader, check_wasi_command
 from bxthre3.wasm.normalize import memory_grows, normalize, refusal, uleb  # one LEB128 encoder for the package
+from bxthre3.wasm.sections import name_bytes, split
 
 MEMORY_FLAG_EXPORT = "__bxthre3_memory_limit"
 """Exported i32 global set to 1 when the module asked for more memory than allowed."""
@@ -32,11 +33,6 @@ class MemoryLimitError(ModuleError):
 _I32 = 0x7F
 
 
-def _name(text: str) -> bytes:
-    raw = text.encode()
-    return uleb(len(raw)) + raw
-
-
 def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     """Return the module with its memory capped at ``limit_bytes`` and growth checked.
 
@@ -49,38 +45,16 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     info = check_wasi_command(data, name=name, scan_code=False)
     if info.export_kind(MEMORY_FLAG_EXPORT) is not None:
         raise ModuleError(f"exports the reserved name {MEMORY_FLAG_EXPORT!r}", module=name)
-    sections: list[tuple[int, bytes]] = []
-    top = _Reader(data, 8, len(data), name)
-    while top.remaining:
-        section_id = top.byte()
-        size = top.uleb()
-        sections.append((section_id, top.take(size)))
-    ids = [s for s, _ in sections]
-    if 5 not in ids:
+    sections = split(data, name=name)
+    if sections.payload(5) is None:
         return data  # no memory of its own: nothing can grow (imported memory is refused earlier)
 
-    imported_funcs = imported_globals = 0
-    payloads = dict((s, p) for s, p in sections if s != 0)
-    if 2 in payloads:
-        r = _Reader(payloads[2], 0, len(payloads[2]), name)
-        for _ in range(r.count(4)):
-            imp, _mem = _read_import(r)
-            if imp.kind.value == "func":
-                imported_funcs += 1
-            elif imp.kind.value == "global":
-                imported_globals += 1
-
-    def counted(section_id: int) -> tuple[int, bytes]:
-        payload = payloads.get(section_id, b"\x00")
-        r = _Reader(payload, 0, len(payload), name)
-        n = r.uleb()
-        return n, payload[r.pos :]
-
-    n_types, type_rest = counted(1)
-    n_funcs, func_rest = counted(3)
-    n_globals, global_rest = counted(6)
-    n_exports, export_rest = counted(7)
-    n_bodies, code_rest = counted(10)
+    imported_funcs, imported_globals = sections.imported()
+    n_types, type_rest = sections.counted(1)
+    n_funcs, func_rest = sections.counted(3)
+    n_globals, global_rest = sections.counted(6)
+    n_exports, export_rest = sections.counted(7)
+    n_bodies, code_rest = sections.counted(10)
     if n_bodies != n_funcs:
         raise ModuleError("function and code sections disagree", module=name)
 
@@ -91,29 +65,12 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     new: dict[int, bytes] = {
         1: uleb(n_types + 1) + type_rest + bytes([0x60, 1, _I32, 1, _I32]),
         3: uleb(n_funcs + 1) + func_rest + uleb(hook_type),
-        5: _cap_memory_section(payloads[5], max_pages, name),
+        5: _cap_memory_section(sections.payload(5) or b"", max_pages, name),
         6: uleb(n_globals + 1) + global_rest + bytes([_I32, 0x01, 0x41, 0x00, 0x0B]),
-        7: uleb(n_exports + 1) + export_rest + _name(MEMORY_FLAG_EXPORT) + b"\x03" + uleb(flag_global),
+        7: uleb(n_exports + 1) + export_rest + name_bytes(MEMORY_FLAG_EXPORT) + b"\x03" + uleb(flag_global),
         10: uleb(n_bodies + 1) + _rewrite_bodies(code_rest, n_bodies, hook_func, name) + _hook_body(flag_global),
     }
-    out = bytearray(data[:8])
-    pending = sorted(new)  # sections we must emit, in id order; placed by rank below
-    emitted: set[int] = set()
-    for section_id, payload in sections:
-        if section_id != 0:
-            rank = _SECTION_RANK.get(section_id, 99)
-            for missing in [m for m in pending if m not in emitted and m not in payloads]:
-                if _SECTION_RANK[missing] < rank:
-                    out += _section(missing, new[missing])
-                    emitted.add(missing)
-        if section_id in new:
-            out += _section(section_id, new[section_id])
-            emitted.add(section_id)
-        else:
-            out += _section(section_id, payload)
-    for missing in [m for m in pending if m not in emitted]:
-        out += _section(missing, new[missing])
-    return bytes(out)
+    return sections.assemble(new)
 
 
 def prepare_module(data: bytes, *, engine: str, limit_bytes: int = 0, name: str = "module") -> bytes:
@@ -133,10 +90,6 @@ def prepare_module(data: bytes, *, engine: str, limit_bytes: int = 0, name: str 
         check_wasi_command(normalized.data, name=name, scan_code=False)
         return normalized.data
     return cap_memory(normalized.data, limit_bytes=limit_bytes, name=name)
-
-
-def _section(section_id: int, payload: bytes) -> bytes:
-    return bytes([section_id]) + uleb(len(payload)) + payload
 
 
 def _cap_memory_section(payload: bytes, max_pages: int, name: str) -> bytes:

@@ -46,6 +46,8 @@ PURE = (
     "bxthre3.wasm.inspect",
     "bxthre3.wasm.normalize",
     "bxthre3.wasm.sandbox",
+    "bxthre3.wasm.sections",
+    "bxthre3.wasm.reset",
     "bxthre3.wasm.vfs",
     "bxthre3.executor.pipe_framing",
     "bxthre3.host.slots",

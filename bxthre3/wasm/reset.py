@@ -1,0 +1,107 @@
+"""Append a function that puts every mutable global back to its initial value.
+
+Wasm3 compiles a function the first time it runs, and an ordinary C program's `printf` alone costs
+~0.6 ms to compile: more than the rest of a short task. To keep compiled code across runs, the Wasm3
+engine keeps a module's instance and, between runs, puts back what a run can change. With the
+features Wasm3 runs (no bulk memory, no reference types: tables and segments are immutable) that is
+exactly the linear memory — restored from a copy taken when the instance was made — and the mutable
+globals, which are not reachable from outside unless exported. This rewriter appends a function
+that sets each of them to its initial constant, exported as :data:`RESET_EXPORT`, so the engine
+resets them with one call whatever the module exports.
+
+Appending keeps every existing index valid and changes no existing code: the function is never
+called by the module itself. Modules it cannot make resettable (`add_reset` returns None) run in
+a fresh instance every time, as before.
+"""
+
+from __future__ import annotations
+
+from bxthre3.common.errors import ModuleError
+from bxthre3.wasm.inspect import _Reader
+from bxthre3.wasm.normalize import uleb
+from bxthre3.wasm.sections import name_bytes, split
+
+RESET_EXPORT = "__bxthre3_reset"
+"""The appended function's export name: () -> (), sets every defined mutable global to its initial value."""
+
+_GLOBAL_SET = 0x24
+_END = 0x0B
+_CONST_IMMEDIATE_BYTES = {0x43: 4, 0x44: 8}  # f32.const, f64.const: fixed-size immediates
+_LEB_CONSTS = frozenset({0x41, 0x42})  # i32.const, i64.const: one (s)LEB128 immediate
+_OTHER_CONST_OPS = frozenset({0x23, 0xD2})  # global.get, ref.func: one uLEB128 index
+
+
+def add_reset(data: bytes, *, name: str = "module") -> bytes | None:
+    """`data` (a normalised module) with the reset function appended and exported, or None.
+
+    None when the module cannot be reset by a function of its own: it has a start function
+    (which would have to run again, and may call WASI before `_start`), a mutable global whose
+    initial value is not a constant, or already exports :data:`RESET_EXPORT`. Raises
+    ModuleError for a malformed module.
+    """
+    sections = split(data, name=name)
+    if sections.payload(8) is not None:  # a start function
+        return None
+    imported_funcs, imported_globals = sections.imported()
+    n_globals, global_rest = sections.counted(6)
+    initial = _mutable_initials(global_rest, n_globals, imported_globals, name)
+    if initial is None:
+        return None
+    n_exports, export_rest = sections.counted(7)
+    if RESET_EXPORT in _export_names(export_rest, n_exports, name):
+        return None
+    n_types, type_rest = sections.counted(1)
+    n_funcs, func_rest = sections.counted(3)
+    n_bodies, code_rest = sections.counted(10)
+    if n_bodies != n_funcs:
+        raise ModuleError("function and code sections disagree", module=name)
+    reset_func = imported_funcs + n_funcs
+    code = bytearray(b"\x00")  # no locals
+    for index, constant in initial:
+        code += constant + bytes([_GLOBAL_SET]) + uleb(index)
+    code.append(_END)
+    new = {
+        1: uleb(n_types + 1) + type_rest + b"\x60\x00\x00",
+        3: uleb(n_funcs + 1) + func_rest + uleb(n_types),
+        7: uleb(n_exports + 1) + export_rest + name_bytes(RESET_EXPORT) + b"\x00" + uleb(reset_func),
+        10: uleb(n_bodies + 1) + code_rest + uleb(len(code)) + bytes(code),
+    }
+    return sections.assemble(new)
+
+
+def _mutable_initials(entries: bytes, count: int, first_index: int, name: str) -> list[tuple[int, bytes]] | None:
+    """(global index, constant instruction) of each defined mutable global; None if one is not a constant."""
+    r = _Reader(entries, 0, len(entries), name)
+    found: list[tuple[int, bytes]] = []
+    for i in range(count):
+        r.byte()  # value type
+        mutable = r.byte()
+        start = r.pos
+        op = r.byte()
+        if op in _LEB_CONSTS:
+            while r.byte() & 0x80:
+                pass
+        elif op in _CONST_IMMEDIATE_BYTES:
+            r.take(_CONST_IMMEDIATE_BYTES[op])
+        elif op in _OTHER_CONST_OPS and not mutable:
+            r.uleb()
+        else:  # anything else (ref.null, extended constants, global.get into a mutable global): not handled
+            return None
+        constant = entries[start : r.pos]
+        if r.byte() != _END:
+            return None
+        if mutable:
+            found.append((first_index + i, constant))
+    if r.remaining:
+        raise ModuleError("stray bytes after the global section's entries", module=name)
+    return found
+
+
+def _export_names(entries: bytes, count: int, name: str) -> set[str]:
+    r = _Reader(entries, 0, len(entries), name)
+    names: set[str] = set()
+    for _ in range(count):
+        names.add(r.name())
+        r.byte()  # kind
+        r.uleb()  # index
+    return names
