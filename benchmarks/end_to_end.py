@@ -7,7 +7,8 @@ The module is `printf`/`fputs` of its arguments, built `-O2`, unstripped, for wa
 Debian's clang (`clang-14 --target=wasm32-wasi --sysroot=/usr`, wasi-libc from the `wasi-libc`
 package). The DAG is written twice: one task with `for_each: {i: {range: N}}` (how a user writes
 it) and a flat file of N tasks (what a generator writes); both are validated, the for_each one is
-submitted. The cluster is `bxthre3 controller --with-node-manager` (2 hosts on this 2-core machine)
+submitted. The cluster is `bxthre3 controller --with-node-manager` (2 hosts on this 2-core machine),
+once with `--engine wasm3` and once with `--engine wasmtime` (`--engines` chooses),
 with `--state-dir :memory:`, `--cache-size 0` and the DAG's `cache: false`, so every run runs
 every task. Phases, each the median of --repeat runs:
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -95,13 +98,13 @@ def write_dags(work: Path, tasks: int) -> tuple[Path, Path]:
 class Cluster:
     """`bxthre3 controller --with-node-manager` on 127.0.0.1, its own HOME, ended by PID."""
 
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
+    def __init__(self, work: Path, env: dict[str, str], engine: str = "auto") -> None:
         self.port = free_port()
         self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bxthre3", "controller", "--with-node-manager", "--host", "127.0.0.1",
              "--port", str(self.port), "--state-dir", ":memory:", "--cache-size", "0", "--no-beacon",
-             "--log-level", "WARNING"],
+             "--engine", engine, "--log-level", "WARNING"],
             env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(work / "controller.log", "wb"),
         )  # fmt: skip
@@ -208,7 +211,10 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take")
+    ap.add_argument("--engines", default="wasm3,wasmtime",
+                    help="the hosts' engines, a cluster each (wasmtime skipped where not installed)")  # fmt: skip
     args = ap.parse_args()
+    engines = [e for e in args.engines.split(",") if e != "wasmtime" or importlib.util.find_spec("wasmtime")]
 
     from bxthre3.wire.security import new_token
 
@@ -225,15 +231,48 @@ def main() -> int:
           f"module {module.stat().st_size:,} bytes")  # fmt: skip
 
     py = [sys.executable, "-m", "bxthre3"]
-    figures: dict[str, list[float]] = {}
-
-    def note(name: str, value: float) -> None:
-        figures.setdefault(name, []).append(value)
-
+    shared: dict[str, list[float]] = {}
     for _ in range(args.repeat):
-        note("validate (for_each)", timed([*py, "validate", str(for_each)], env, args.timeout, work))
-        note("validate (flat file)", timed([*py, "validate", str(flat)], env, args.timeout, work))
-    cluster = Cluster(work, env)
+        shared.setdefault("validate (for_each)", []).append(
+            timed([*py, "validate", str(for_each)], env, args.timeout, work)
+        )
+        shared.setdefault("validate (flat file)", []).append(
+            timed([*py, "validate", str(flat)], env, args.timeout, work)
+        )
+    per_engine: dict[str, dict[str, list[float]]] = {}
+    try:
+        for engine in engines:
+            figures = per_engine[engine] = {}
+            run_cluster(engine, figures.setdefault, args, env, work, for_each)
+    finally:
+        tmp.cleanup()
+
+    print(f"{args.tasks:,}-task DAG, median of {args.repeat} (each run in parentheses):")
+    rows = list(shared) + [name for name in next(iter(per_engine.values()), {}) if name not in shared]
+    width = max(len(k) for k in rows)
+    print(f"  {'':<{width}}  " + "  ".join(f"{'hosts on ' + e:>28}" for e in per_engine))
+    for name in rows:
+        unit = "" if name.startswith("tasks/s") else " s"
+        fmt = "{:,.0f}" if not unit else "{:.2f}"
+        cells = []
+        for engine in per_engine:
+            runs = shared.get(name) or per_engine[engine].get(name, [])
+            each = ", ".join(fmt.format(r) for r in runs)
+            cells.append(f"{fmt.format(statistics.median(runs)) + unit:>9} ({each})" if runs else "–")
+        print(f"  {name:<{width}}  " + "  ".join(f"{c:>28}" for c in cells))
+    return 0
+
+
+def run_cluster(
+    engine: str,
+    figure: Callable[[str, list[float]], list[float]],
+    args: argparse.Namespace,
+    env: dict[str, str],
+    work: Path,
+    for_each: Path,
+) -> None:
+    """Start a cluster whose hosts run `engine`, submit the DAG --repeat times, note each phase."""
+    cluster = Cluster(work, env, engine)
     try:
         cluster.wait_for_hosts(2, timeout=60)
         subprocess.run(cluster.cli("submit", "--wait", str(write_small(work))),
@@ -242,27 +281,19 @@ def main() -> int:
         for _ in range(args.repeat):
             dag_id, to_id, total, lines = submit_wait(cluster, for_each, args.timeout, work)
             running = elapsed_s(cluster, dag_id, work)
-            note("submit --wait: submission (to the id)", to_id)
-            note("submit --wait: running (controller)", running)
-            note("submit --wait: waiting + printing", total - to_id - running)
-            note("submit --wait: in all", total)
-            note("tasks/s end to end", args.tasks / total)
-            note("results ID (text)", timed(cluster.cli("results", dag_id), env, args.timeout, work))
-            note("results ID --json", timed(cluster.cli("results", dag_id, "--json"), env, args.timeout, work))
+            figure("submit --wait: submission (to the id)", []).append(to_id)
+            figure("submit --wait: running (controller)", []).append(running)
+            figure("submit --wait: waiting + printing", []).append(total - to_id - running)
+            figure("submit --wait: in all", []).append(total)
+            figure("tasks/s end to end", []).append(args.tasks / total)
+            figure("results ID (text)", []).append(timed(cluster.cli("results", dag_id), env, args.timeout, work))
+            figure("results ID --json", []).append(
+                timed(cluster.cli("results", dag_id, "--json"), env, args.timeout, work)
+            )
             if lines < args.tasks:
                 raise SystemExit(f"submit --wait printed {lines} lines for {args.tasks} tasks")
     finally:
         cluster.stop()
-        tmp.cleanup()
-
-    print(f"{args.tasks:,}-task DAG, median of {args.repeat}:")
-    width = max(len(k) for k in figures)
-    for name, runs in figures.items():
-        unit = "" if name.startswith("tasks/s") else " s"
-        fmt = "{:,.0f}" if not unit else "{:.2f}"
-        each = ", ".join(fmt.format(r) for r in runs)
-        print(f"  {name:<{width}}  {fmt.format(statistics.median(runs)):>8}{unit}   ({each})")
-    return 0
 
 
 def write_small(work: Path) -> Path:
