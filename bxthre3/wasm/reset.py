@@ -10,8 +10,9 @@ that sets each of them to its initial constant, exported as :data:`RESET_EXPORT`
 resets them with one call whatever the module exports.
 
 Appending keeps every existing index valid and changes no existing code: the function is never
-called by the module itself. Modules it cannot make resettable (`add_reset` returns None) run in
-a fresh instance every time, as before.
+called by the module itself. `wasm.sandbox.prepare_module` appends it to every module it can (both
+engines run the same bytes); an engine keeps an instance only of a module exporting it. Modules it
+cannot make resettable run in a fresh instance every time, as before.
 """
 
 from __future__ import annotations
@@ -23,6 +24,21 @@ from bxthre3.wasm.sections import name_bytes, split
 
 RESET_EXPORT = "__bxthre3_reset"
 """The appended function's export name: () -> (), sets every defined mutable global to its initial value."""
+
+KEEPABLE_FEATURES = frozenset(
+    {"sign-ext", "nontrapping-fptoint", "multi-value", "mutable-globals", "tail-call", "memory-copy-fill", "simd"}
+)
+"""Features (`wasm.normalize.FEATURES`) of modules whose whole state is memory and mutable globals.
+
+Anything else can leave state a reset does not cover: passive segments dropped (bulk memory),
+tables written or grown (reference types), shared memory (atomics), objects in the store (GC),
+thrown exceptions' tags. Wasm3 refuses all of those anyway; wasmtime runs them, fresh each time."""
+
+
+def keepable(features: frozenset[str] | set[str]) -> bool:
+    """Whether a module using `features` can be reset between runs (see :data:`KEEPABLE_FEATURES`)."""
+    return features <= KEEPABLE_FEATURES
+
 
 _GLOBAL_SET = 0x24
 _END = 0x0B

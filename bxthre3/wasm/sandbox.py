@@ -17,6 +17,7 @@ from __future__ import annotations
 from bxthre3.common.errors import ModuleError
 from bxthre3.wasm.inspect import PAGE_BYTES, _Reader, check_wasi_command
 from bxthre3.wasm.normalize import memory_grows, normalize, refusal, uleb  # one LEB128 encoder for the package
+from bxthre3.wasm.reset import RESET_EXPORT, add_reset, keepable
 from bxthre3.wasm.sections import name_bytes, split
 
 MEMORY_FLAG_EXPORT = "__bxthre3_memory_limit"
@@ -43,8 +44,9 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
     max_pages = max(1, min(WASM32_MAX_PAGES, limit_bytes // PAGE_BYTES))
     # The host does not trust the controller's checks: validate here too (pure, fast).
     info = check_wasi_command(data, name=name, scan_code=False)
-    if info.export_kind(MEMORY_FLAG_EXPORT) is not None:
-        raise ModuleError(f"exports the reserved name {MEMORY_FLAG_EXPORT!r}", module=name)
+    for reserved in (MEMORY_FLAG_EXPORT, RESET_EXPORT):
+        if info.export_kind(reserved) is not None:
+            raise ModuleError(f"exports the reserved name {reserved!r}", module=name)
     sections = split(data, name=name)
     if sections.payload(5) is None:
         return data  # no memory of its own: nothing can grow (imported memory is refused earlier)
@@ -74,10 +76,12 @@ def cap_memory(data: bytes, *, limit_bytes: int, name: str = "module") -> bytes:
 
 
 def prepare_module(data: bytes, *, engine: str, limit_bytes: int = 0, name: str = "module") -> bytes:
-    """What an executor runs: the module normalised, checked for `engine`, memory capped.
+    """What an executor runs: the module normalised, checked for `engine`, memory capped, resettable.
 
-    Normalising (wasm.normalize) first means both engines load the same canonical bytes,
-    find functions by export name only, and that the cap's rewrite reads canonical code.
+    Resettable: where its features allow (`wasm.reset.keepable`), a function that puts its mutable
+    globals back is appended, so the engine may keep its instance between runs. Normalising
+    (wasm.normalize) first means both engines load the same canonical bytes, find functions by
+    export name only, and that the cap's rewrite reads canonical code.
     Raises ModuleError (naming the compiler flag that avoids the problem) when `engine`
     cannot run the module, MemoryLimitError when its initial memory is over the limit.
     Costs a full decode of the module: call it once per module, as the executor's cache does.
@@ -86,10 +90,16 @@ def prepare_module(data: bytes, *, engine: str, limit_bytes: int = 0, name: str 
     problem = refusal(normalized.features, engine=engine)
     if problem:
         raise ModuleError(problem, module=name)
-    if not limit_bytes:
-        check_wasi_command(normalized.data, name=name, scan_code=False)
-        return normalized.data
-    return cap_memory(normalized.data, limit_bytes=limit_bytes, name=name)
+    if limit_bytes:
+        prepared = cap_memory(normalized.data, limit_bytes=limit_bytes, name=name)
+    else:
+        info = check_wasi_command(normalized.data, name=name, scan_code=False)
+        if info.export_kind(RESET_EXPORT) is not None:
+            raise ModuleError(f"exports the reserved name {RESET_EXPORT!r}", module=name)
+        prepared = normalized.data
+    if keepable(normalized.features):
+        prepared = add_reset(prepared, name=name) or prepared
+    return prepared
 
 
 def _cap_memory_section(payload: bytes, max_pages: int, name: str) -> bytes:

@@ -29,7 +29,7 @@ from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
 from bxthre3.wasm.contract import Engine, RunResult
 from bxthre3.wasm.inspect import PAGE_BYTES, inspect_module
-from bxthre3.wasm.reset import RESET_EXPORT, add_reset
+from bxthre3.wasm.reset import RESET_EXPORT
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import (
     EBADF,
@@ -114,8 +114,7 @@ def run_module(
 
     raw = _raw_imports()
     pool = _pool() if raw is not None else None
-    resettable = pool.resettable(wasm) if pool is not None else None
-    instance = pool.take(resettable, stack_bytes) if pool is not None and resettable is not None else None
+    instance = pool.take(wasm, stack_bytes) if pool is not None else None
     runtime = None if instance is None else instance.runtime
     loaded = instance is not None
     clean = False
@@ -128,17 +127,16 @@ def run_module(
                 environment = _environment()
                 runtime = environment.new_runtime(stack_bytes)
                 # pywasm3 keeps a reference to the bytes it parses forever; the executor
-                # passes its cached bytes object, and `resettable` is cached per module too.
-                code = resettable if resettable is not None else wasm
-                module = environment.parse_module(bytes(code) if type(code) is not bytes else code)
+                # passes its cached bytes object, so repeated runs add nothing.
+                module = environment.parse_module(bytes(wasm) if type(wasm) is not bytes else wasm)
                 runtime.load(module)
                 loaded = True
                 if raw is not None:
                     raw.link(shim, module, runtime, _wasi_imports(wasm), stack_bytes)
                 else:
                     shim.link(module, runtime, _wasi_imports(wasm))
-                if pool is not None and resettable is not None:
-                    instance = pool.keep(resettable, stack_bytes, runtime, module)
+                if pool is not None:
+                    instance = pool.keep(wasm, stack_bytes, runtime, module)
         except Exception as exc:  # wasm3 reports every load failure as RuntimeError
             return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {exc}")
         try:
@@ -584,7 +582,7 @@ class _Instance:
     """A module loaded into its own Wasm3 runtime and linked, kept between runs with its compiled code."""
 
     key: tuple[bytes, int]
-    """(the resettable module's bytes, the runtime's stack size): what a run must match to reuse it."""
+    """(the module's bytes, the runtime's stack size): what a run must match to reuse it."""
     runtime: wasm3.Runtime
     module: wasm3.Module
     runtime_pointer: int
@@ -612,15 +610,15 @@ class _InstancePool:
 
     Only a run that exited (returned from `_start` or called `proc_exit`) gives its instance
     back; after a trap, a refused host call or any failure the instance is freed and the next run
-    starts fresh, as does a run of a module `wasm.reset` cannot make resettable. Bounded: at most
-    :attr:`MAX_IDLE` instances and :attr:`MAX_HELD_BYTES` of memory and snapshots, least recently
-    used freed first; a module whose memory is over :attr:`MAX_SNAPSHOT_BYTES` is never kept.
+    starts fresh, as does every run of a module `wasm.sandbox.prepare_module` did not make
+    resettable (or that was never prepared). Bounded: at most :attr:`MAX_IDLE` instances and
+    :attr:`MAX_HELD_BYTES` of memory and snapshots, least recently used freed first; a module
+    whose memory is over :attr:`MAX_SNAPSHOT_BYTES` is never kept.
     """
 
     MAX_IDLE = 8
     MAX_SNAPSHOT_BYTES = 8 * limits.MiB
     MAX_HELD_BYTES = 32 * limits.MiB
-    _FORMS = 16
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._get_memory = library.m3_GetMemory
@@ -631,47 +629,34 @@ class _InstancePool:
         self._resize.restype = ctypes.c_void_p
         self._idle: OrderedDict[tuple[bytes, int], _Instance] = OrderedDict()
         self._held = 0
-        self._forms: OrderedDict[bytes, bytes | None] = OrderedDict()
         self.reused = 0
         """Runs that ran in a kept instance (for tests and benchmarks)."""
 
-    def resettable(self, wasm: bytes) -> bytes | None:
-        """`wasm` with its reset function appended (wasm.reset), made once per module; None: not resettable."""
-        form = self._forms.get(wasm, b"")
-        if form != b"":
-            self._forms.move_to_end(wasm)
-            return form
-        try:
-            form = add_reset(wasm, name="module")
-        except Exception:  # a malformed module fails to load anyway, in a fresh instance
-            form = None
-        self._forms[wasm] = form
-        while len(self._forms) > self._FORMS:
-            self._forms.popitem(last=False)
-        return form
-
-    def take(self, resettable: bytes, stack_bytes: int) -> _Instance | None:
+    def take(self, wasm: bytes, stack_bytes: int) -> _Instance | None:
         """A kept instance of the module, reset and no longer in the pool; None when there is none."""
-        instance = self._idle.pop((resettable, stack_bytes), None)
+        instance = self._idle.pop((wasm, stack_bytes), None)
         if instance is not None:
             self._held -= instance.held_bytes
             self.reused += 1
         return instance
 
-    def keep(
-        self, resettable: bytes, stack_bytes: int, runtime: wasm3.Runtime, module: wasm3.Module
-    ) -> _Instance | None:
-        """Make a just-loaded and linked instance reusable (snapshot its memory); None when it cannot be."""
+    def keep(self, wasm: bytes, stack_bytes: int, runtime: wasm3.Runtime, module: wasm3.Module) -> _Instance | None:
+        """Make a just-loaded and linked instance reusable (snapshot its memory); None when it cannot be.
+
+        It cannot be without the reset function `wasm.sandbox.prepare_module` appends where it can.
+        """
+        try:
+            reset = runtime.find_function(RESET_EXPORT)
+        except RuntimeError:  # not resettable (or not prepared): a fresh instance every run
+            return None
         pointer = _RawImports.pointer(runtime)
         size = ctypes.c_uint32()
         base = self._get_memory(pointer, ctypes.byref(size), 0)
         if size.value > self.MAX_SNAPSHOT_BYTES or (size.value and not base):
             return None
         snapshot = ctypes.string_at(base, size.value) if size.value else b""
-        return _Instance(
-            (resettable, stack_bytes), runtime, module, pointer,
-            runtime.find_function(abi.ENTRY_POINT), runtime.find_function(RESET_EXPORT), snapshot,
-        )  # fmt: skip
+        entry = runtime.find_function(abi.ENTRY_POINT)
+        return _Instance((wasm, stack_bytes), runtime, module, pointer, entry, reset, snapshot)
 
     def give_back(self, instance: _Instance) -> None:
         """Reset `instance` after a run that exited and keep it; free it when it cannot be reset."""

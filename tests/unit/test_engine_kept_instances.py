@@ -19,11 +19,14 @@ from tests.unit.test_wasm_inspect import func_export, func_import, module, secti
 LIMIT = 64 * limits.MiB
 
 
-def counter_module(*, initial_pages: int = 0, start_value: int = 0, max_pages: int = 1000) -> bytes:
+def counter_module(
+    *, initial_pages: int = 0, start_value: int = 0, max_pages: int = 1000, limit_bytes: int = 0
+) -> bytes:
     """`_start` grows memory by a page, adds 1 to a global and exits with pages * 100 + the global.
 
     A fresh instance exits with (initial_pages + 1) * 100 + start_value + 1; a second run that saw the
-    first run's memory or global would exit with something else.
+    first run's memory or global would exit with something else. Prepared as the executor prepares
+    modules (`limit_bytes` 0: no memory cap), which appends the reset function.
     """
     body = (
         b"\x00"
@@ -33,7 +36,7 @@ def counter_module(*, initial_pages: int = 0, start_value: int = 0, max_pages: i
         b"\x10\x00"  # call proc_exit
         b"\x0b"
     )
-    return module(
+    raw = module(
         section(1, vec([b"\x60\x01\x7f\x00", b"\x60\x00\x00"])),
         section(2, vec([func_import(abi.WASI_MODULE, "proc_exit", 0)])),
         section(3, vec([uleb(1)])),
@@ -42,6 +45,7 @@ def counter_module(*, initial_pages: int = 0, start_value: int = 0, max_pages: i
         section(7, vec([func_export("_start", 1)])),
         section(10, vec([uleb(len(body)) + body])),
     )
+    return prepare_module(raw, engine="wasm3", limit_bytes=limit_bytes)
 
 
 def run(wasm: bytes) -> int | None:
@@ -68,9 +72,8 @@ def pool() -> wasm3._InstancePool:
 
 @pytest.mark.parametrize("capped", [False, True], ids=["uncapped", "memory-capped"])
 def test_memory_size_and_globals_are_back_for_every_run(pool: wasm3._InstancePool, capped: bool) -> None:
-    wasm = counter_module(initial_pages=2, start_value=40)
-    if capped:  # the cap rewrites memory.grow into a call and adds an exported flag global
-        wasm = prepare_module(wasm, engine="wasm3", limit_bytes=LIMIT)
+    # The cap rewrites memory.grow into a call and adds an exported flag global.
+    wasm = counter_module(initial_pages=2, start_value=40, limit_bytes=LIMIT if capped else 0)
     reused = pool.reused
     assert [run(wasm) for _ in range(5)] == [341] * 5
     assert pool.reused - reused == 4
@@ -82,7 +85,7 @@ def test_a_memory_of_zero_pages_grows_afresh_each_run(pool: wasm3._InstancePool)
 
 
 def test_a_run_that_failed_is_followed_by_a_fresh_instance(pool: wasm3._InstancePool) -> None:
-    wasm = prepare_module(counter_module(initial_pages=3, max_pages=3), engine="wasm3", limit_bytes=LIMIT)
+    wasm = counter_module(initial_pages=3, max_pages=3, limit_bytes=LIMIT)
     reused = pool.reused
     first = wasm3.run_module(wasm, args=(), stdin=b"", env={}, memory_limit_bytes=LIMIT)
     assert first.exit_code is None and first.reason is not None  # growing past the declared maximum: memory_limit
@@ -111,6 +114,18 @@ def test_the_pool_keeps_at_most_its_bound_and_frees_the_oldest() -> None:
     assert kept == wasm3._InstancePool.MAX_IDLE
     assert codes == [101 + i for i in range(extra)] + [101 + extra - 1, 101]
     assert reused == 1  # the newest was still kept; the oldest had been freed
+
+
+def test_a_module_that_was_not_prepared_runs_fresh_every_time(pool: wasm3._InstancePool) -> None:
+    unprepared = module(
+        section(1, vec([b"\x60\x00\x00"])),
+        section(3, vec([uleb(0)])),
+        section(7, vec([func_export("_start", 0)])),
+        section(10, vec([b"\x02\x00\x0b"])),
+    )
+    reused = pool.reused
+    assert [run(unprepared) for _ in range(3)] == [0, 0, 0]
+    assert pool.reused == reused
 
 
 def test_keeping_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:

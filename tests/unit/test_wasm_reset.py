@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from bxthre3.common.errors import ModuleError
 from bxthre3.wasm.normalize import sleb, uleb
-from bxthre3.wasm.reset import RESET_EXPORT, add_reset
+from bxthre3.wasm.reset import RESET_EXPORT, add_reset, keepable
 from bxthre3.wasm.sandbox import prepare_module
 from tests.unit.test_wasm_inspect import func_export, module, name, section, vec
 
@@ -130,9 +131,33 @@ def test_a_mutable_global_not_initialised_by_a_constant_gets_none() -> None:
 
 
 @pytest.mark.parametrize("path", sorted(MODULES.glob("*.wasm")), ids=lambda p: p.name)
-def test_every_example_module_becomes_resettable_and_stays_valid(path: Path) -> None:
-    prepared = prepare_module(path.read_bytes(), engine="wasm3", limit_bytes=64 << 20, name=path.name)
-    rewritten = add_reset(prepared)
-    assert rewritten is not None
-    wasmtime.Module.validate(wasmtime.Engine(), rewritten)
-    assert len(rewritten) > len(prepared)
+@pytest.mark.parametrize("limit", [0, 64 << 20], ids=["uncapped", "capped"])
+def test_prepared_example_modules_are_resettable_and_valid(path: Path, limit: int) -> None:
+    prepared = prepare_module(path.read_bytes(), engine="wasm3", limit_bytes=limit, name=path.name)
+    module = wasmtime.Module(wasmtime.Engine(), prepared)
+    assert RESET_EXPORT in {e.name for e in module.exports}
+
+
+def test_preparing_refuses_a_module_exporting_the_reserved_name() -> None:
+    data = globals_module(exports=(func_export(RESET_EXPORT, 0),))
+    for limit in (0, 64 << 20):
+        with pytest.raises(ModuleError, match="reserved name"):
+            prepare_module(data, engine="wasmtime", limit_bytes=limit)
+
+
+def test_a_module_with_state_a_reset_does_not_cover_is_prepared_without_one() -> None:
+    """memory.init / data.drop (bulk memory) run on wasmtime only, and a dropped segment stays dropped."""
+    body = b"\x00" + b"\x41\x00\x41\x00\x41\x01\xfc\x08\x00\x00" + b"\xfc\x09\x00" + b"\x0b"
+    data = module(
+        section(1, vec([b"\x60\x00\x00"])),
+        section(3, vec([uleb(0)])),
+        section(5, vec([b"\x00" + uleb(1)])),
+        section(7, vec([func_export("_start", 0)])),
+        section(12, uleb(1)),
+        section(10, vec([uleb(len(body)) + body])),
+        section(11, vec([b"\x01" + uleb(1) + b"x"])),  # one passive segment
+    )
+    wasmtime.Module.validate(wasmtime.Engine(), data)
+    prepared = prepare_module(data, engine="wasmtime")
+    assert RESET_EXPORT not in {e.name for e in wasmtime.Module(wasmtime.Engine(), prepared).exports}
+    assert keepable(frozenset({"mutable-globals", "simd"})) and not keepable(frozenset({"bulk-memory"}))
