@@ -5,7 +5,7 @@
 Runs each module in this process through the engine the executor uses (`bxthre3.wasm.wasm3.run_module`,
 prepared as the executor prepares it, with a 128 MiB memory cap), `--runs` times per batch, and prints
 the median time per run over `--repeat` batches, first with kept instances (the default) and then with
-BXTHRE3_WASM3_KEEP_INSTANCES=0 (every run compiles afresh, as before). Modules: an ordinary stdio C
+BXTHRE3_KEEP_INSTANCES=0 (every run compiles afresh, as before). Modules: an ordinary stdio C
 program (benchmarks/end_to_end.py's, clang -O2, unstripped), the hand-tuned `inc` example, a C program
 that grows its memory by 1 MiB on every run, and a Mandelbrot tile. Every run's output is checked.
 """
@@ -31,6 +31,7 @@ from end_to_end import build_module  # noqa: E402
 
 from bxthre3.common import limits  # noqa: E402
 from bxthre3.wasm import wasm3  # noqa: E402
+from bxthre3.wasm.reset import KEEP_INSTANCES_ENV  # noqa: E402
 from bxthre3.wasm.sandbox import prepare_module  # noqa: E402
 
 LIMIT = 128 * limits.MiB
@@ -119,11 +120,11 @@ def main() -> int:
             return {case[0]: per_run_ms(case, args.runs, args.repeat) for case in cases}
 
         kept = in_thread(measure)
-        os.environ[wasm3.KEEP_INSTANCES_ENV] = "0"
+        os.environ[KEEP_INSTANCES_ENV] = "0"
         try:
             fresh = in_thread(measure)
         finally:
-            del os.environ[wasm3.KEEP_INSTANCES_ENV]
+            del os.environ[KEEP_INSTANCES_ENV]
     print(f"{'module':<38} {'kept instance':>14} {'fresh instance':>15} {'speed-up':>9}")
     for name in kept:
         print(f"{name:<38} {kept[name]:>11.3f} ms {fresh[name]:>12.3f} ms {fresh[name] / kept[name]:>8.1f}x")

@@ -25,6 +25,9 @@ from bxthre3.wasm.sections import name_bytes, split
 RESET_EXPORT = "__bxthre3_reset"
 """The appended function's export name: () -> (), sets every defined mutable global to its initial value."""
 
+KEEP_INSTANCES_ENV = "BXTHRE3_KEEP_INSTANCES"
+"""Set to 0 (in a host's environment) to give every run a fresh instance, as before instances were kept."""
+
 KEEPABLE_FEATURES = frozenset(
     {"sign-ext", "nontrapping-fptoint", "multi-value", "mutable-globals", "tail-call", "memory-copy-fill", "simd"}
 )
@@ -40,6 +43,8 @@ def keepable(features: frozenset[str] | set[str]) -> bool:
     return features <= KEEPABLE_FEATURES
 
 
+MEMORY_EXPORT = "memory"
+_MEMORY_KIND = 0x02
 _GLOBAL_SET = 0x24
 _END = 0x0B
 _CONST_IMMEDIATE_BYTES = {0x43: 4, 0x44: 8}  # f32.const, f64.const: fixed-size immediates
@@ -52,8 +57,9 @@ def add_reset(data: bytes, *, name: str = "module") -> bytes | None:
 
     None when the module cannot be reset by a function of its own: it has a start function
     (which would have to run again, and may call WASI before `_start`), a mutable global whose
-    initial value is not a constant, or already exports :data:`RESET_EXPORT`. Raises
-    ModuleError for a malformed module.
+    initial value is not a constant, a memory not exported as "memory" (where an engine looks for
+    the memory it restores), or already exports :data:`RESET_EXPORT`. Raises ModuleError for a
+    malformed module.
     """
     sections = split(data, name=name)
     if sections.payload(8) is not None:  # a start function
@@ -64,8 +70,11 @@ def add_reset(data: bytes, *, name: str = "module") -> bytes | None:
     if initial is None:
         return None
     n_exports, export_rest = sections.counted(7)
-    if RESET_EXPORT in _export_names(export_rest, n_exports, name):
+    exported = _exports(export_rest, n_exports, name)
+    if RESET_EXPORT in exported:
         return None
+    if sections.payload(5) is not None and exported.get(MEMORY_EXPORT) != _MEMORY_KIND:
+        return None  # an engine finds the memory it restores by this export (WASI needs it too)
     n_types, type_rest = sections.counted(1)
     n_funcs, func_rest = sections.counted(3)
     n_bodies, code_rest = sections.counted(10)
@@ -113,11 +122,12 @@ def _mutable_initials(entries: bytes, count: int, first_index: int, name: str) -
     return found
 
 
-def _export_names(entries: bytes, count: int, name: str) -> set[str]:
+def _exports(entries: bytes, count: int, name: str) -> dict[str, int]:
+    """Each export's name and kind byte."""
     r = _Reader(entries, 0, len(entries), name)
-    names: set[str] = set()
+    found: dict[str, int] = {}
     for _ in range(count):
-        names.add(r.name())
-        r.byte()  # kind
+        field = r.name()
+        found[field] = r.byte()
         r.uleb()  # index
-    return names
+    return found

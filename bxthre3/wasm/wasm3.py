@@ -29,7 +29,7 @@ from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
 from bxthre3.wasm.contract import Engine, RunResult
 from bxthre3.wasm.inspect import PAGE_BYTES, inspect_module
-from bxthre3.wasm.reset import RESET_EXPORT
+from bxthre3.wasm.reset import KEEP_INSTANCES_ENV, RESET_EXPORT
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import (
     EBADF,
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
     from _ctypes import CFuncPtr
 
 log = logging.getLogger("bxthre3.engine")  # the name log lines show: kept from before the move to packages
-
-KEEP_INSTANCES_ENV = "BXTHRE3_WASM3_KEEP_INSTANCES"
-"""Set to 0 to give every Wasm3 run a fresh instance (compiling afresh), as before instances were kept."""
 
 DEFAULT_STACK_BYTES = 256 * 1024
 """Wasm3's own value stack per run, in bytes.
@@ -692,6 +689,12 @@ class _InstancePool:
             ctypes.memmove(base, snapshot, len(snapshot))
         instance.reset()
         return True
+
+
+def kept_runs() -> int:
+    """How many runs in this thread ran in a kept instance (tests and benchmarks read it)."""
+    pool: _InstancePool | None | bool = getattr(_local, "pool", None)
+    return pool.reused if isinstance(pool, _InstancePool) else 0
 
 
 def _pool() -> _InstancePool | None:

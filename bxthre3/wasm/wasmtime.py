@@ -36,6 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -44,6 +45,7 @@ from bxthre3.common import limits
 from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
 from bxthre3.wasm.contract import Engine, RunResult
+from bxthre3.wasm.reset import KEEP_INSTANCES_ENV, RESET_EXPORT
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import SIGNATURES, WasiShim, forwarders, shim_ending, task_seed
 
@@ -265,54 +267,74 @@ class WasmtimeEngine:
             duration = time.perf_counter() - started
             return RunResult(exit_code, shim.stdout, shim.stderr, reason, error, duration, shim.files)
 
-        store = wasmtime.Store(self.engine)
-        if memory_limit_bytes:
-            store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
+        kept = _take_kept(self, wasm, memory_limit_bytes)
+        store = kept.store if kept is not None else self._new_store(memory_limit_bytes)
         if self.interruptible:
             store.set_epoch_deadline(1)  # the watchdog's next bump, at the deadline, ends the run
         if watchdog is not None:
             watchdog.arm(timeout_s)  # type: ignore[arg-type]
-        instance = None
+        candidate = kept
+        clean = False
         try:
-            try:
-                module = self.compiled(wasm)
-            except Exception as exc:  # not wasm, or a feature this wasmtime refuses
+            if kept is not None:
+                entry: wasmtime.Func = kept.entry
+                memory: wasmtime.Memory | None = kept.memory
+                instance = kept.instance
+            else:
                 try:
-                    if isinstance(exc, wasmtime.WasmtimeError):
-                        return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
-                    return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
-                finally:
-                    _drop_tracebacks(exc)
-            # Bound before instantiating: the start function runs then and may call WASI (proc_exit).
-            # Its memory is not reachable until the instance exists, so pointers are EFAULT there.
-            self._memory.bind(None, store)
+                    module = self.compiled(wasm)
+                except Exception as exc:  # not wasm, or a feature this wasmtime refuses
+                    try:
+                        if isinstance(exc, wasmtime.WasmtimeError):
+                            return finish(None, FailureReason.INVALID_MODULE, f"invalid module: {_first_line(exc)}")
+                        return finish(None, FailureReason.INTERNAL, f"engine error: {exc!r}")
+                    finally:
+                        _drop_tracebacks(exc)
+                # Bound before instantiating: the start function runs then and may call WASI (proc_exit).
+                # Its memory is not reachable until the instance exists, so pointers are EFAULT there.
+                self._memory.bind(None, store)
+                shim.bind(self._memory)
+                try:
+                    instance = self.linker.instantiate(store, module)
+                except Exception as exc:
+                    try:
+                        return self._not_instantiated(exc, finish, store, memory_limit_bytes, timeout_s)
+                    finally:
+                        _drop_tracebacks(exc)
+                exports = instance.exports(store)
+                exported_memory = exports.get("memory")
+                found = exports.get(abi.ENTRY_POINT)
+                if not isinstance(found, wasmtime.Func):
+                    return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
+                entry = found
+                memory = exported_memory if isinstance(exported_memory, wasmtime.Memory) else None
+                candidate = _keepable(self, wasm, memory_limit_bytes, store, instance, entry, memory, exports)
+            self._memory.bind(memory, store)
             shim.bind(self._memory)
-            try:
-                instance = self.linker.instantiate(store, module)
-            except Exception as exc:
-                try:
-                    return self._not_instantiated(exc, finish, store, memory_limit_bytes, timeout_s)
-                finally:
-                    _drop_tracebacks(exc)
-            exports = instance.exports(store)
-            memory = exports.get("memory")
-            entry = exports.get(abi.ENTRY_POINT)
-            if not isinstance(entry, wasmtime.Func):
-                return finish(None, FailureReason.INVALID_MODULE, f"invalid module: no {abi.ENTRY_POINT} function")
-            self._memory.bind(memory if isinstance(memory, wasmtime.Memory) else None, store)
             try:
                 entry(store)
             except Exception as exc:
                 try:
-                    return self._ended(exc, finish, instance, store, memory_limit_bytes, timeout_s)
+                    ended = self._ended(exc, finish, instance, store, memory_limit_bytes, timeout_s)
+                    clean = ended.exit_code is not None  # exited (proc_exit): the instance can be reset
+                    return ended
                 finally:
                     _drop_tracebacks(exc)
+            clean = True
             return finish(0, None, "")
         finally:
             if watchdog is not None:
                 watchdog.disarm()
             shim.unbind()
             self._memory.bind(None, None)
+            if clean and candidate is not None:
+                _give_back(candidate)
+
+    def _new_store(self, memory_limit_bytes: int | None) -> wasmtime.Store:
+        store = wasmtime.Store(self.engine)
+        if memory_limit_bytes:
+            store.set_limits(memory_size=memory_limit_bytes + limits.MiB)  # the rewritten check comes first
+        return store
 
     @classmethod
     def _not_instantiated(
@@ -446,6 +468,93 @@ def _first_line(exc: BaseException) -> str:
 
 
 _local = threading.local()
+
+MAX_SNAPSHOT_BYTES = 8 * limits.MiB
+"""A module whose memory is bigger than this after instantiation is never kept (copying it would cost more)."""
+
+
+@dataclass(slots=True)
+class _KeptInstance:
+    """The instance of the module this thread ran last, in its own store, reset for the next run.
+
+    wasmtime compiles a module once per executor, but each run still paid a store, an instance and
+    its data segments (~0.25 ms for an ordinary stdio C program, most of a trivial task). Keeping the
+    instance works as for Wasm3 (see `wasm3._InstancePool`), with two differences: wasmtime cannot
+    shrink a memory, so a run that grew it gives up its instance; and only one instance is kept per
+    thread, freed before any other module is instantiated, because with guard pages each instance
+    holds 4 GiB of address space and the executor leaves room for two.
+    """
+
+    engine: WasmtimeEngine
+    wasm: bytes
+    memory_limit_bytes: int | None
+    store: wasmtime.Store
+    instance: wasmtime.Instance
+    entry: wasmtime.Func
+    reset: wasmtime.Func
+    memory: wasmtime.Memory | None
+    snapshot: bytes
+    """Linear memory as instantiation left it (data segments in place)."""
+
+
+def _keeping() -> bool:
+    return os.environ.get(KEEP_INSTANCES_ENV, "1") != "0"
+
+
+def _take_kept(engine: WasmtimeEngine, wasm: bytes, memory_limit_bytes: int | None) -> _KeptInstance | None:
+    """This thread's kept instance if it is one of `wasm` for `engine`; any other is freed now."""
+    kept: _KeptInstance | None = getattr(_local, "kept", None)
+    _local.kept = None
+    if kept is None or kept.engine is not engine or kept.memory_limit_bytes != memory_limit_bytes:
+        return None
+    if kept.wasm is not wasm and kept.wasm != wasm:
+        return None
+    _local.kept_runs = kept_runs() + 1
+    return kept
+
+
+def kept_runs() -> int:
+    """How many runs in this thread ran in a kept instance (tests and benchmarks read it)."""
+    return int(getattr(_local, "kept_runs", 0))
+
+
+def _keepable(
+    engine: WasmtimeEngine,
+    wasm: bytes,
+    memory_limit_bytes: int | None,
+    store: wasmtime.Store,
+    instance: wasmtime.Instance,
+    entry: wasmtime.Func,
+    memory: wasmtime.Memory | None,
+    exports: Any,
+) -> _KeptInstance | None:
+    """A just-made instance as one to keep (its memory copied), or None when it cannot be kept."""
+    reset = exports.get(RESET_EXPORT) if _keeping() else None
+    if not isinstance(reset, wasmtime.Func):
+        return None
+    snapshot = b""
+    if memory is not None:
+        size = memory.data_len(store)
+        if size > MAX_SNAPSHOT_BYTES:
+            return None
+        snapshot = ctypes.string_at(ctypes.addressof(memory.data_ptr(store).contents), size) if size else b""
+    return _KeptInstance(engine, wasm, memory_limit_bytes, store, instance, entry, reset, memory, snapshot)
+
+
+def _give_back(kept: _KeptInstance) -> None:
+    """Reset `kept` after a run that exited and keep it; drop it (freeing its store) when it cannot be."""
+    try:
+        if kept.memory is not None:
+            size = kept.memory.data_len(kept.store)
+            if size != len(kept.snapshot):  # grown: wasmtime cannot give the pages back
+                return
+            if size:
+                ctypes.memmove(ctypes.addressof(kept.memory.data_ptr(kept.store).contents), kept.snapshot, size)
+        kept.reset(kept.store)
+    except Exception as exc:  # the reset function cannot trap; anything unforeseen means a fresh start
+        _drop_tracebacks(exc)
+        return
+    _local.kept = kept
 
 
 def run_module(

@@ -51,7 +51,17 @@ def globals_module(*, extra_sections: tuple[bytes, ...] = (), exports: tuple[byt
         section(3, vec([uleb(0)])),
         section(5, vec([b"\x00" + uleb(1)])),
         section(6, vec([global_entry(*g) for g in INITIAL])),
-        section(7, vec([func_export("_start", 0), *(global_export(f"g{i}", i) for i in range(5)), *exports])),
+        section(
+            7,
+            vec(
+                [
+                    func_export("_start", 0),
+                    *(global_export(f"g{i}", i) for i in range(5)),
+                    *exports,
+                    name("memory") + b"\x02\x00",
+                ]
+            ),
+        ),  # fmt: skip
         *extra_sections,
         section(10, vec([uleb(len(body)) + body])),
     )
@@ -114,6 +124,19 @@ def test_a_module_without_globals_gets_an_empty_reset() -> None:
 def test_modules_it_cannot_make_resettable_get_none(why: str, data: bytes) -> None:
     wasmtime.Module.validate(wasmtime.Engine(), data)  # the input itself is valid
     assert add_reset(data) is None, why
+
+
+def test_a_memory_not_exported_as_memory_gets_none() -> None:
+    """The engines find the memory to restore by that export; one they cannot reach cannot be reset."""
+    data = module(
+        section(1, vec([b"\x60\x00\x00"])),
+        section(3, vec([uleb(0)])),
+        section(5, vec([b"\x00" + uleb(1)])),
+        section(7, vec([func_export("_start", 0), name("mem") + b"\x02\x00"])),
+        section(10, vec([b"\x02\x00\x0b"])),
+    )
+    wasmtime.Module.validate(wasmtime.Engine(), data)
+    assert add_reset(data) is None
 
 
 def test_a_mutable_global_not_initialised_by_a_constant_gets_none() -> None:
