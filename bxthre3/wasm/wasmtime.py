@@ -4,8 +4,8 @@ Same contract as Wasm3 (:class:`bxthre3.wasm.contract.Engine`): the same WASI an
 `/in`,`/out` (the very same :class:`~bxthre3.wasm.wasi.WasiShim`), the same module bytes with the same
 memory cap rewritten into them, the same :class:`~bxthre3.wasm.contract.RunResult`. What
 differs is speed: wasmtime compiles a module to machine code once (kept per executor
-in a small cache) and runs compute kernels near native speed, where Wasm3 interprets
-and recompiles every function on every run.
+in a small cache) and runs compute kernels near native speed, where Wasm3 interprets.
+Like Wasm3 it keeps the last module's instance and resets it between runs (`_KeptInstance`).
 
 Linear memory sits in wasmtime's default guard-page reservation (4 GiB of address space per
 memory, no bounds check in compiled code) when the executor's address-space cap leaves room for it
