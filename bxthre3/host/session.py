@@ -217,7 +217,7 @@ class Host:
         self.completed = 0
         self.failed = 0
         self.status_file = status_file
-        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LENGTH)
+        self.history: deque[tuple[str, str, int, str | None, str, float, float]] = deque(maxlen=HISTORY_LENGTH)
         """The last attempts this host finished, newest last, for its own screen in the TUI."""
         self.registered_since: float | None = None
         self.registrations = 0
@@ -544,12 +544,12 @@ class Host:
     def _launch(self, launch: Launch) -> host_slots.Outcome:
         """Make the job (the module stored in this host's cache) and submit it."""
         assign = launch.assign
-        path = None
+        path = ""
         try:
             if assign.module:
-                path = self.cache.put(assign.module_sha, assign.module)
+                path = str(self.cache.put(assign.module_sha, assign.module))
             elif self.cache.has(assign.module_sha):
-                path = self.cache.path(assign.module_sha)
+                path = self.cache.path_text(assign.module_sha)
             else:  # retryable: the controller then ships the module with the next attempt
                 return SubmitRefused(launch.job_id, FailureReason.INTERNAL, "module missing from this host's cache")
         except (OSError, ValueError) as exc:
@@ -557,7 +557,7 @@ class Host:
         job = ExecJob(
             job_id=launch.job_id,
             module_sha=assign.module_sha,
-            module_path=str(path),
+            module_path=path,
             args=tuple(assign.args),
             program_name=assign.task_id,
             memory_limit_bytes=self.config.ram_mb * MiB,
@@ -657,18 +657,9 @@ class Host:
     # ------------------------------------------------------------------ own state, for the TUI
 
     def _remember(self, a: protocol.Assign, reason: str | None, error: str, duration: float) -> None:
-        now = self.clock()
-        self.history.append(
-            {
-                "dag_id": a.dag_id,
-                "task_id": a.task_id,
-                "attempt": a.attempt,
-                "reason": reason,
-                "error": error,
-                "duration_s": round(duration, 6),
-                "finished": now,
-            }
-        )
+        # A tuple per task, made into its dict only when a screen asks (`snapshot`): thousands of tasks a
+        # second pass through here and the history is read once a second at most.
+        self.history.append((a.dag_id, a.task_id, a.attempt, reason, error, duration, self.clock()))
 
     def snapshot(self) -> dict[str, Any]:
         """What this host is doing, in the shape its TUI screen shows (times as ages in seconds)."""
@@ -704,7 +695,19 @@ class Host:
                 }
                 for a in self.work.running()
             ],
-            "history": [{**h, "ago_s": round(now - h["finished"], 3)} for h in reversed(self.history)],
+            "history": [
+                {
+                    "dag_id": dag_id,
+                    "task_id": task_id,
+                    "attempt": attempt,
+                    "reason": reason,
+                    "error": error,
+                    "duration_s": round(duration, 6),
+                    "finished": finished,
+                    "ago_s": round(now - finished, 3),
+                }
+                for dag_id, task_id, attempt, reason, error, duration, finished in reversed(self.history)
+            ],
         }
 
     def _send(self, message: protocol.Message) -> None:
