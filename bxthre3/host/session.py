@@ -454,7 +454,9 @@ class Host:
 
     def _timers(self) -> None:
         now = self.clock()
-        self._apply(Tick(now, self._executors_up()))  # idle executors stopped, overdue attempts killed
+        up = self._executors_up()
+        if now >= self.work.tick_due(up):
+            self._apply(Tick(now, up))  # idle executors stopped, overdue attempts killed
         if self.echo is not None or now - self.last_sent >= self.heartbeat_interval:
             stamp, received = self.echo or (0.0, now)
             self.echo = None
