@@ -7,11 +7,10 @@ stdout/stderr) are kept as bounded as the log files themselves.
 from __future__ import annotations
 
 import logging
-import logging.config
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
 
 from .errors import Bxthre3Error
 from .paths import state_home
@@ -72,40 +71,43 @@ def rotate_if_large(path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = L
     return True
 
 
-def logging_config(level: str = "INFO", log_file: Path | None = None, console: bool = True) -> dict[str, Any]:
-    handlers: dict[str, Any] = {}
-    if console:
-        handlers["console"] = {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stderr",
-            "formatter": "short",
-        }
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers["file"] = {
-            "class": "logging.handlers.RotatingFileHandler",
-            "filename": str(log_file),
-            "maxBytes": LOG_MAX_BYTES,
-            "backupCount": LOG_BACKUPS,
-            "formatter": "full",
-        }
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "short": {"format": "%(asctime)s %(levelname)-7s %(message)s", "datefmt": "%H:%M:%S"},
-            "full": {"format": "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"},
-        },
-        "handlers": handlers,
-        "root": {"level": level, "handlers": list(handlers)},
-    }
+SHORT_FORMAT = ("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+"""Console lines: the time of day is enough next to a terminal."""
+
+FULL_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+"""Log file lines: date, process and logger, for reading after the fact."""
 
 
 def setup_logging(level: str = "INFO", log_file: Path | None = None, console: bool = True) -> None:
+    """Send the root logger to stderr (short lines) and/or a rotating file (full lines), at `level`.
+
+    Built by hand rather than with `logging.config.dictConfig`: that module imports socketserver and
+    more, ~0.4 MB resident in every host and controller for two handlers. Handlers a previous call
+    installed are closed and replaced, as dictConfig did; other loggers are left alone."""
+    handlers: list[logging.Handler] = []
     try:
-        logging.config.dictConfig(logging_config(level, log_file, console))
+        if console:
+            stream = logging.StreamHandler(sys.stderr)
+            stream.setFormatter(logging.Formatter(*SHORT_FORMAT))
+            handlers.append(stream)
+        if log_file is not None:
+            from logging.handlers import RotatingFileHandler
+
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            file = RotatingFileHandler(log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS)
+            file.setFormatter(logging.Formatter(FULL_FORMAT))
+            handlers.append(file)
+        root = logging.getLogger()
+        root.setLevel(level)
     except (ValueError, OSError) as exc:
+        for handler in handlers:
+            handler.close()
         raise Bxthre3Error(
             f"cannot write the log file {log_file}: {exc.__cause__ or exc} "
             f"(choose another with --log-file or ${LOG_DIR_ENV})"
         ) from exc
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)

@@ -123,6 +123,8 @@ class _WireReader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.shared: dict[str, str] = {}
+        """Module hashes and names read so far, each kept once (see `task`); lives as long as one read."""
 
     def fail(self, message: str, task: str | None = None, field: str | None = None) -> DagError:
         return DagError(message, file=self.source, task=task, field=field)
@@ -199,6 +201,10 @@ class _WireReader:
         if not _SHA256_HEX.fullmatch(module):
             raise self.fail("must be a lowercase sha256 hex digest", task_id, "module")
         module_name = self.string(raw["module_name"], task_id, "module_name", MAX_NAME_CHARS)
+        # msgpack decodes each task's copy of the same hash and name into a string of its own: one shared
+        # object per distinct value saves ~170 bytes a task (17 MB in a controller holding 100,000 tasks).
+        module = self.shared.setdefault(module, module)
+        module_name = self.shared.setdefault(module_name, module_name)
         inputs = self.inputs(raw.get("inputs", []), task_id)
         depends_on = self.depends_on(raw.get("depends_on", []), task_id)
         timeout = raw.get("timeout")

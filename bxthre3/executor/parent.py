@@ -83,7 +83,7 @@ class ExecJob:
             "memory_limit_bytes": self.memory_limit_bytes,
             "job_id": self.job_id,
             "module_sha": self.module_sha,
-            "module_path": os.path.abspath(self.module_path),
+            "module_path": self.module_path if os.path.isabs(self.module_path) else os.path.abspath(self.module_path),
             "args": list(self.args),
             "stdin": self.stdin,
             "env": self.env,

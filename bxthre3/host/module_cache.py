@@ -27,7 +27,7 @@ class ModuleCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._dir_str = str(directory)
+        self._dir_str = os.path.abspath(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             names = [p.stem for p in self.directory.glob("*.wasm")]
@@ -51,8 +51,12 @@ class ModuleCache:
             pass
         return False
 
+    def path_text(self, sha: str) -> str:
+        """`path(sha)` as an absolute string, without a Path object: asked once per task run."""
+        return os.path.join(self._dir_str, sha + ".wasm")
+
     def has(self, sha: str) -> bool:
-        if sha in self._verified and os.path.exists(os.path.join(self._dir_str, sha + ".wasm")):
+        if sha in self._verified and os.path.exists(self.path_text(sha)):
             return True
         self._verified.discard(sha)
         return False

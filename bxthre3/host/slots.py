@@ -350,6 +350,19 @@ class HostSlots:
         """When the earliest running attempt times out (inf: none runs)."""
         return min((s.attempt.deadline for s in self.slots if s.attempt is not None), default=float("inf"))
 
+    def tick_due(self, executors_up: Iterable[int]) -> float:
+        """When a `Tick` can next do something: the earliest deadline of a running attempt, or when an idle
+        slot's running executor passes `executor_idle_s` (inf: never). A host loop turns over once or twice
+        per task; asking this instead of handling a Tick every turn saves the event and its generator."""
+        due = float("inf")
+        idle_s = self.config.executor_idle_s
+        for i, slot in enumerate(self.slots):
+            if slot.attempt is not None:
+                due = min(due, slot.attempt.deadline)
+            elif i in executors_up:
+                due = min(due, slot.last_used + idle_s)
+        return due
+
     def running(self) -> list[Attempt]:
         return [s.attempt for s in self.slots if s.attempt is not None]
 

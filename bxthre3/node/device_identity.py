@@ -18,7 +18,6 @@ import argparse
 import logging
 import os
 import re
-import secrets
 import socket
 import sys
 import threading
@@ -56,7 +55,7 @@ def device_id_path() -> Path:
 
 def new_device_id() -> str:
     """128 random bits as 32 hex digits."""
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # not `secrets`: its hmac import loads OpenSSL, ~3.5 MB in every host
 
 
 def check_device_id(value: str, where: str) -> str:
@@ -177,7 +176,7 @@ def form_host_id(environ: Mapping[str, str] | None = None) -> str:
     try:
         return f"{node_prefix(resolve_device_id(None, environ))}-host"
     except Bxthre3Error:
-        return f"{display_name()}-{secrets.token_hex(2)}"
+        return f"{display_name()}-{os.urandom(2).hex()}"
 
 
 # ---------------------------------------------------------------------- what fixes a duplicate node id

@@ -259,3 +259,21 @@ def test_a_queued_job_aborted_is_not_resubmitted_when_the_running_one_times_out(
         ReportFailure(2, B, FailureReason.TIMEOUT, "killed after the 10s timeout", 10.0),
     ]
     assert host.holding() == [] and host.queued_count() == 0
+
+
+def test_a_tick_before_tick_due_has_nothing_to_do() -> None:
+    """The host skips Ticks before `tick_due`: a deadline or an idle executor's expiry is never missed."""
+    host = core(slots=2, executor_idle_s=60.0)
+    assert host.tick_due(frozenset()) == math.inf, "no attempt, no executor: nothing can come due"
+    launched(host, Assigned(assign("A", timeout=5.0), 0.0))
+    up = frozenset({0, 1})
+    assert host.tick_due(up) == 5.0, "A's deadline comes before slot 1's idle executor (0 + 60 s)"
+    assert launched(host, Tick(4.99, up)) == []
+    assert launched(host, Tick(5.0, up))[:2] == [
+        RestartExecutor(0),
+        ReportFailure(1, assign("A", timeout=5.0), FailureReason.TIMEOUT, "killed after the 5s timeout", 5.0),
+    ]
+    assert host.tick_due(up) == 60.0, "both slots last used at 0 s: their executors are idle from 60 s"
+    assert host.tick_due(frozenset({1})) == 60.0 and host.tick_due(frozenset()) == math.inf
+    assert launched(host, Tick(60.0, frozenset({1}))) == []
+    assert launched(host, Tick(60.5, frozenset({1}))) == [StopExecutor(1, 60.5)]
