@@ -70,6 +70,8 @@ class WorkerStats:
     late_from_controller: int = 0
     """Gaps between two controller heartbeats to one host over LATE_FACTOR intervals (since `measure`)."""
     max_gap_from_controller: float = 0.0
+    max_silence: float = 0.0
+    """Longest a host of this worker heard nothing at all from the controller (what a host's liveness checks)."""
     max_gap_sent: float = 0.0
     """Longest a host of this worker went without sending a heartbeat (since `measure`): the simulation's lag."""
     gaps_over_silence: int = 0
@@ -96,6 +98,7 @@ def sim_worker(conn: Connection, first: int, count: int, port: int, token: str) 
     now = time.monotonic()
     last_sent = [now] * count
     last_beat_in = [0.0] * count
+    last_heard = [0.0] * count
     silence = [3.0] * count
     echo: dict[int, tuple[float, float]] = {}
     welcomed = [False] * count
@@ -123,6 +126,9 @@ def sim_worker(conn: Connection, first: int, count: int, port: int, token: str) 
 
     def handle(i: int, msg: object, results: list[bytes], t: float) -> None:
         nonlocal interval
+        if measuring and last_heard[i] > 0:
+            stats.max_silence = max(stats.max_silence, t - last_heard[i])
+        last_heard[i] = t
         if isinstance(msg, protocol.Assign):
             res = protocol.Result(msg.dag_id, msg.task_id, msg.attempt, 0, b"", b"", None, "", 0.0001)
             results.append(protocol.encode(res))
@@ -167,6 +173,7 @@ def sim_worker(conn: Connection, first: int, count: int, port: int, token: str) 
                 stats.max_gap_sent = 0.0
                 t = time.monotonic()
                 last_beat_in = [0.0] * count  # gaps count from the first heartbeat after this
+                last_heard = [0.0] * count
                 last_sent = [max(x, t - interval) for x in last_sent]
             elif order == "stop":
                 break
@@ -348,9 +355,11 @@ def main() -> int:
               f"{sum(f.rejected for f in finals)} rejects")  # fmt: skip
         longest_in = max((f.max_gap_from_controller for f in finals), default=0.0)
         longest_out = max((f.max_gap_sent for f in finals), default=0.0)
+        silence = max((f.max_silence for f in finals), default=0.0)
         print(f"  from the controller: {beats:,} heartbeats, {late} late (gap > {LATE_FACTOR:g} intervals), "
               f"longest gap {longest_in:.2f} s, {sum(f.gaps_over_silence for f in finals)} over the announced "
-              f"silence limit; simulation's longest gap between sends {longest_out:.2f} s")  # fmt: skip
+              f"silence limit; longest a host heard nothing at all {silence:.2f} s; the simulation's longest gap "
+              f"between heartbeats it sent {longest_out:.2f} s")  # fmt: skip
         print(f"controller RSS {cpu.memory_info().rss / 2**20:.0f} MB; load average {os.getloadavg()[0]:.2f} after")
         if status["totals"]["hosts"] < args.hosts:
             lost = [ln for ln in log_path.read_text(errors="replace").splitlines() if "lost" in ln or "dead" in ln]

@@ -67,6 +67,9 @@ class FreeHosts:
 
     def best(self, module: str, allowed: Callable[[HostRecord], bool]) -> HostRecord | None:
         """The best free host for a task of `module` that `allowed` accepts; None when none does."""
+        if len(self.hosts) == 1:  # the common case (one result freed one host): no heap to build
+            (only,) = self.hosts.values()
+            return only if allowed(only) else None
         heap = self._heaps.get(module)
         live = self._live
         if heap is None:
