@@ -334,6 +334,7 @@ def main() -> int:
                     read_workers(workers, 0.25)
                 print(f"held {hold_s:.0f} s heartbeating: controller CPU {cpu.cpu_percent(None):.0f} % of one core")
             status = None
+            asked = time.monotonic()
             for _ in range(5):  # a controller swamped by a registration storm may not answer at once
                 try:
                     status = client.status()
@@ -342,6 +343,7 @@ def main() -> int:
                     print(f"status: {exc}")
             if status is None:
                 raise SystemExit("the controller never answered a status request")
+            print(f"status of {status['totals']['hosts']:,} hosts answered in {time.monotonic() - asked:.2f} s")
         for w in workers:
             w.conn.send("stop")
         while any(w.final is None for w in workers) and time.monotonic() < deadline + 30:
