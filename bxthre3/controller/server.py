@@ -103,6 +103,21 @@ MAX_HOST_KEY_BYTES = 64
 MAX_BATCH = 2000
 """Frames handled per wake-up before timers get a turn, so a flood cannot starve liveness."""
 
+MAX_TURN_S = 0.05
+"""Also stop reading after this long: replies, acks and assignments go out only after the turn's commit,
+and 2,000 frames of hosts' `batch`es were up to 10,000 results and 3.5 s in which no host heard a word
+(1,000 simulated hosts; their heartbeats would have timed out, and they sat idle waiting for work)."""
+
+_TURN_CHECK = 32
+"""Frames between two looks at the clock while reading."""
+
+LISTEN_BACKLOG = 4096
+"""Pending TCP connections the controller's port queues (see `bind`)."""
+
+MAX_HEARD_LAG_S = 30.0
+"""Silence is counted up to when the inbound queue was last empty (`Tick.heard_until`), but never more than
+this far back: a queue that never empties (a flood) must not keep dead hosts alive forever."""
+
 JOURNAL_RETRY_S = 1.0
 """While the journal cannot be written (disk full), how often a commit is tried again."""
 
@@ -199,9 +214,14 @@ class Controller:
         self.identities: dict[str, bytes] = {}
         self.dropped_frames = 0
         self._drop_log_at = 0.0
-        self._last_heartbeat = 0.0
-        self._stamped: set[str] = set()
-        """Hosts sent a stamped heartbeat since they joined (a new one gets its first at the next tick)."""
+        self._beat_due: deque[tuple[float, str]] = deque()
+        """(when, host id) of the next stamped heartbeat each host gets, in time order: a host that joins is
+        appended due at once, and each one sent is appended due an interval later, so a tick sends only
+        what is due (10,000 hosts: ~1,000 a tick, not 10,000 every tenth tick and a walk over all each)."""
+        self._heard_until: float | None = None
+        """When the inbound queue was last seen empty (see `Tick.heard_until`): liveness counts silence to here."""
+        self._beat_at: dict[str, float] = {}
+        """Host id -> the time of its one current entry in `_beat_due` (others are stale: it joined again)."""
         self.journal_error: JournalWriteError | None = None
         """Why the last commit failed (disk full), until one succeeds: writes are refused meanwhile."""
         self.held: list[tuple[bytes, bytes]] = []
@@ -261,9 +281,13 @@ class Controller:
         self.open_state()
         sock = configure(self.context.socket(zmq.ROUTER))
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # Connections waiting to be accepted: ZeroMQ's default of 100 overflowed when thousands of hosts
+        # (re)connect at once (a controller restart), and each dropped SYN costs its host 1, 3, 7 s... of TCP
+        # backoff. The kernel caps it at net.core.somaxconn (4096 on current Linux).
+        sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         if self.keys is not None:
             self.guard = HandshakeGuard(self.context, self.keys)
-            self.guard.start()
+            self.guard.bind_zap()  # answered by `serve`'s loop: see `HandshakeGuard.bind_zap`
             secure_server(sock, self.keys)
             self.guard.watch(sock)
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
@@ -310,6 +334,8 @@ class Controller:
         next_tick = self.clock()
         if self.guard is not None and self.guard.monitor is not None:
             poller.register(self.guard.monitor, zmq.POLLIN)
+        if self.guard is not None and self.guard.zap is not None:
+            poller.register(self.guard.zap, zmq.POLLIN)
         self.submissions.freeze = self.owns_process
         self.submissions.start()
         poller.register(self.submissions.fileno(), zmq.POLLIN)
@@ -318,6 +344,8 @@ class Controller:
             events = dict(poller.poll(int(timeout_ms)))
             if self.sock in events:
                 self._drain()
+            else:
+                self._heard_until = self.clock()  # nothing waiting: every frame that came is handled
             if self.submissions.fileno() in events:
                 for outcome in self.submissions.take():
                     try:
@@ -328,9 +356,12 @@ class Controller:
                         self._send(outcome.job.identity, protocol.Reply(outcome.job.req_id, False, {}, error))
             if self.guard is not None and self.guard.monitor in events:
                 self.guard.read_events()
+            if self.guard is not None and self.guard.zap in events:
+                self.guard.serve_pending()
             now = self.clock()
             if now >= next_tick:
-                self._apply(self.scheduler.handle(Tick(now)))
+                heard = None if self._heard_until is None else max(self._heard_until, now - MAX_HEARD_LAG_S)
+                self._apply(self.scheduler.handle(Tick(now, heard)))
                 self._heartbeat_hosts(now)
                 if now >= self._next_prune:
                     self._prune(now)
@@ -349,10 +380,14 @@ class Controller:
 
     def _drain(self) -> None:
         assert self.sock is not None
-        for _ in range(MAX_BATCH):
+        until = time.monotonic() + MAX_TURN_S
+        for n in range(MAX_BATCH):
+            if n % _TURN_CHECK == _TURN_CHECK - 1 and time.monotonic() > until:
+                return
             try:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
+                self._heard_until = self.clock()
                 return
             if len(frames) != 2:
                 self._drop(f"{len(frames)} frames instead of 2")
@@ -501,6 +536,8 @@ class Controller:
         if not any(type(i) is RefuseHost for i in instructions):
             log.info("host %r joined: %d slot(s), %d MB, %r", msg.node_id, msg.slots, msg.ram_mb, msg.platform[:64])
             self._send(identity, protocol.Welcome(msg.node_id, self.config.heartbeat_interval, self.config.liveness))
+            self._beat_due.appendleft((now, host_id))  # probed at the next tick (see _heartbeat_hosts)
+            self._beat_at[host_id] = now
         self._apply(instructions)
 
     # ------------------------------------------------------------------ client requests
@@ -796,24 +833,26 @@ class Controller:
 
     def _heartbeat_hosts(self, now: float) -> None:
         """Every interval, each host gets a heartbeat stamped with our clock (echoed back at once: its
-        round trip) and the silence limit we apply to it (it waits as long for us before reconnecting)."""
-        hosts = self.scheduler.hosts
-        if now - self._last_heartbeat < self.config.heartbeat_interval:
-            # A host that just joined is probed at once: until its first echo its limit is the LAN one,
-            # and it may already be busy behind a slow link.
-            due = [h for h in hosts if h not in self._stamped]
-        else:
-            self._last_heartbeat = now
-            self._stamped.intersection_update(hosts)
-            due = list(hosts)
-        for host_id in due:
+        round trip) and the silence limit we apply to it (it waits as long for us before reconnecting).
+
+        A host that just joined is probed at once: until its first echo its limit is the LAN one, and it
+        may already be busy behind a slow link. Each host keeps the phase it joined at, so 10,000 hosts'
+        heartbeats (and their echoes) spread over the interval instead of coming as one burst."""
+        hosts, due, interval = self.scheduler.hosts, self._beat_due, self.config.heartbeat_interval
+        while due and due[0][0] <= now:
+            at, host_id = due.popleft()
+            if self._beat_at.get(host_id) != at:
+                continue  # stale: the host joined again since (its new entry counts)
+            host = hosts.get(host_id)
             identity = self.identities.get(host_id)
-            if identity is not None:
-                self._stamped.add(host_id)
-                host = hosts[host_id]
-                limit = self.scheduler.silence_limit(host)
-                rto = host.rtt.rto if host.rtt.srtt is not None else 0.0
-                self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit, rto_s=rto)))
+            if host is None or identity is None:
+                del self._beat_at[host_id]  # gone (one that joins again is due again)
+                continue
+            limit = self.scheduler.silence_limit(host)
+            rto = host.rtt.rto if host.rtt.srtt is not None else 0.0
+            self._send_raw(identity, protocol.encode(protocol.Heartbeat(stamp=now, silence_s=limit, rto_s=rto)))
+            self._beat_at[host_id] = now + interval
+            due.append((now + interval, host_id))
 
     def _reply(self, identity: bytes, req_id: int, data: Mapping[str, Any]) -> None:
         """Answer a request; ``data`` is a plain dict or one of `views`' TypedDicts (dicts too)."""

@@ -51,6 +51,7 @@ from .instructions import (
 )
 from .invariants import check as check_invariants
 from .model import AttemptRecord, DagRecord, DagState, HostRecord, QuarantineRecord, TaskRecord, TaskState, Vote
+from .placement import FreeHosts
 from .ready_queue import ReadyQueue
 
 ASSIGNMENT_GRACE_S = 10.0
@@ -239,6 +240,15 @@ def prepare_dag(dag_id: str, spec: DagSpec, submitted_at: float) -> PreparedDag:
     return PreparedDag(dag, ready)
 
 
+_ROOMY_KEPT = frozenset({TaskFinished, HostSeen, Tick, HostJoined, HostLeft})
+"""Events that keep `Scheduler._roomy` up to date themselves (the frequent ones: results, heartbeats, ticks,
+and joins and losses, which come by the thousand when a big cluster registers)."""
+
+
+def _host_order(host: HostRecord) -> int:
+    return host.order
+
+
 class Scheduler:
     """All cluster state the controller holds in memory, and every decision about it.
 
@@ -289,6 +299,22 @@ class Scheduler:
         self._cache_out: list[Instruction] = []
         """`ServeCached` made where no instruction list is at hand (`_make_ready`, `restore_dag`): sent with the
         next event's instructions."""
+        self._roomy: dict[str, HostRecord] = {}
+        """Hosts that may have room for another attempt: every open host with room is here, and perhaps some
+        without. Dispatch looks at these only, so a result costs O(1) hosts instead of O(hosts) (1,000 hosts:
+        ~1 ms per result walking them all). A host enters when something that can give it room happens to it
+        (it joins, an attempt is released, a result or heartbeat changes its mean, round trip or pause);
+        anything rarer (a submission, a cancel, a trust) sets `_roomy_stale` and the next dispatch walks
+        every host."""
+        self._roomy_stale = True
+        self._roomy_deep = False
+        """Whether `_roomy` was last pruned with deep queues allowed (when that changes, it is refilled)."""
+        self._slots_total = 0
+        """Slots of every host in `hosts` (kept as they join and leave: summing them was a walk per dispatch)."""
+        self._host_order = 0
+        self._by_node: dict[str, list[str]] = {}
+        """Node id -> ids of the hosts in `hosts` registered under it (two only while one replaces the other):
+        a join looks up its node id here instead of walking every host (10,000 joins were O(hosts^2))."""
         self._handlers = {
             DagSubmitted: self._on_dag_submitted,
             DagCancelled: self._on_dag_cancelled,
@@ -312,8 +338,11 @@ class Scheduler:
         out: list[Instruction] = []
         self._pause_changed = False
         self._now = event.now
-        self._handlers[type(event)](event, out)  # type: ignore[operator]
-        if not isinstance(event, HostSeen) or self._pause_changed:
+        kind = type(event)
+        self._handlers[kind](event, out)  # type: ignore[operator]
+        if kind not in _ROOMY_KEPT:
+            self._roomy_stale = True  # rare events (and tests) may change any host: walk them all
+        if kind is not HostSeen or self._pause_changed:
             self._dispatch(event.now, out, tick=isinstance(event, Tick))
         if self._cache_out:
             out.extend(self._cache_out)
@@ -415,8 +444,9 @@ class Scheduler:
         # A node id is pinned to the key of the live host holding it: another key is refused and the
         # live host left untouched, so a member cannot evict a host and report results in its name.
         # The same key takes over (a host restarted quickly replaces its own stale connection).
-        for other in self.hosts.values():
-            if other.node_id == ev.node_id and other.id != ev.host_id and other.key != ev.key:
+        same_node = [self.hosts[h] for h in self._by_node.get(ev.node_id, ())]
+        for other in same_node:
+            if other.id != ev.host_id and other.key != ev.key:
                 duplicate = f"node id {ev.node_id!r} is held by another live host (a different host key)"
                 reason = (
                     f"{duplicate}; give each host a unique --node-id (node managers: a unique --device-name, "
@@ -453,14 +483,25 @@ class Scheduler:
                 error = f"host {ev.node_id} re-registered without it after the controller restarted"
                 self._requeue_lost(key[0], key[1], task.attempt, ev.now, error, out)
         # A node re-registering under a new connection replaces its old self.
-        for old in [h for h in self.hosts.values() if h.node_id == ev.node_id and h.id != ev.host_id]:
+        for old in [h for h in same_node if h.id != ev.host_id and h.id in self.hosts]:
             self._lose_host(old, ev.now, REPLACED, out)
         existing = self.hosts.get(ev.host_id)
         if existing is not None:
             # Same connection registering again (it restarted): what it did not declare is lost.
             for key, attempt in [(k, n) for k, n in existing.running.items() if host.running.get(k) != n]:
                 self._requeue_lost(*key, attempt, ev.now, f"host {ev.node_id} re-registered", out)
+        if existing is not None:
+            host.order = existing.order  # replaced in place: it keeps its place in `hosts`
+        else:
+            self._host_order += 1
+            host.order = self._host_order
+        if existing is not None:
+            self._unindex(existing)
+            self._slots_total -= existing.slots
         self.hosts[ev.host_id] = host
+        self._slots_total += host.slots
+        self._roomy[host.id] = host
+        self._by_node.setdefault(host.node_id, []).append(host.id)
         self.activity.host_joined(host.node_id, host.slots, ev.now)
 
     def _adopt(
@@ -528,11 +569,13 @@ class Scheduler:
             host.last_seen = ev.now
             if ev.rtt is not None:
                 host.rtt.add(ev.rtt)
+                self._roomy[host.id] = host  # a longer round trip may deepen its queue
             if ev.rss_mb >= 0:
                 host.rss_mb = ev.rss_mb
             if ev.paused is not None and ev.paused != host.paused:
                 host.paused = ev.paused
                 self._pause_changed = True
+                self._roomy[host.id] = host
 
     def _on_host_left(self, ev: HostLeft, out: list[Instruction]) -> None:
         host = self.hosts.get(ev.host_id)
@@ -571,6 +614,7 @@ class Scheduler:
         segment = self._attempt_ended(
             dag.id, task, outcome, ev.duration, out, record, "succeeded" if ev.reason is None else "failed"
         )
+        self._roomy[host.id] = host  # a slot freed (and its mean moved)
         if ev.duration >= 0:  # also refuses NaN
             host.mean_task_s += (ev.duration - host.mean_task_s) * 0.3
             if ev.reason is None or ev.reason is FailureReason.EXIT_CODE:
@@ -652,8 +696,13 @@ class Scheduler:
             self._count_finished(now, ok=False, host=host, key=(dag.id, task.spec.id))
 
     def _on_tick(self, ev: Tick, out: list[Instruction]) -> None:
-        for host in [h for h in self.hosts.values() if ev.now - h.last_seen > self.silence_limit(h)]:
-            self._lose_host(host, ev.now, f"silent for {ev.now - host.last_seen:.1f}s", out)
+        # Silence limits are never below interval x liveness: only hosts silent that long need theirs (a
+        # round-trip estimate each: ~1 us a host, ten times a second).
+        heard = ev.now if ev.heard_until is None else min(ev.now, ev.heard_until)
+        base = self.config.heartbeat_interval * self.config.liveness
+        silent = [h for h in self.hosts.values() if heard - h.last_seen > base]
+        for host in [h for h in silent if heard - h.last_seen > self.silence_limit(h)]:
+            self._lose_host(host, ev.now, f"silent for {heard - host.last_seen:.1f}s", out)
         self._expire_overdue(ev.now, out)
         while self.delayed and self.delayed[0][0] <= ev.now:
             _, dag_id, task_id = heapq.heappop(self.delayed)
@@ -736,8 +785,20 @@ class Scheduler:
         host.running.clear()
         if forget:
             del self.hosts[host.id]
+            self._unindex(host)
+            self._slots_total -= host.slots
             self.activity.host_left(host.node_id, now)
             out.append(ForgetHost(host.id, why, host.node_id))
+        else:
+            self._roomy[host.id] = host
+
+    def _unindex(self, host: HostRecord) -> None:
+        """`host` leaves `_by_node` (it left `hosts`, or a record of the same connection replaces it)."""
+        ids = self._by_node.get(host.node_id)
+        if ids is not None and host.id in ids:
+            ids.remove(host.id)
+            if not ids:
+                del self._by_node[host.node_id]
 
     def _requeue_lost(
         self, dag_id: str, task_id: str, attempt: int, now: float, error: str, out: list[Instruction]
@@ -1133,17 +1194,20 @@ class Scheduler:
         if not idle:
             return
         idle.sort(key=lambda h: -h.speed)
-        for thief in idle:
-            while thief.free_slots > 0 and self._steal_one(thief, now, out):
+        # Hosts holding queued attempts: only they can be stolen from, and stealing never adds to their
+        # number (a thief has a free slot, so it never holds more than its slots). Found once, not per thief.
+        victims = [h for h in self.hosts.values() if len(h.running) > h.slots]
+        for thief in idle if victims else ():
+            while thief.free_slots > 0 and self._steal_one(thief, victims, now, out):
                 pass
         idle = [h for h in idle if h.free_slots > 0]
         if idle and self.module_cost:
             self._speculate(now, idle, out)
 
-    def _steal_one(self, thief: HostRecord, now: float, out: list[Instruction]) -> bool:
-        """Move the last attempt queued (not started) on the busiest host to `thief`'s idle slot."""
+    def _steal_one(self, thief: HostRecord, victims: list[HostRecord], now: float, out: list[Instruction]) -> bool:
+        """Move the last attempt queued (not started) on the busiest of `victims` to `thief`'s idle slot."""
         best: tuple[int, HostRecord, tuple[str, str], int] | None = None
-        for host in self.hosts.values():
+        for host in victims:
             queued = len(host.running) - host.slots
             if host is thief or queued <= 0 or (best is not None and queued <= best[0]):
                 continue
@@ -1263,12 +1327,13 @@ class Scheduler:
             return None
         return task
 
-    @staticmethod
-    def _release(host: HostRecord, key: tuple[str, str], now: float) -> None:
+    def _release(self, host: HostRecord, key: tuple[str, str], now: float) -> None:
         """`host` no longer holds `key`; if it was the oldest one timed, the next one's clock starts now."""
-        if host.running.pop(key, None) is not None and key == host.head:
-            host.head = None
-            host.head_since = now
+        if host.running.pop(key, None) is not None:
+            self._roomy[host.id] = host
+            if key == host.head:
+                host.head = None
+                host.head_since = now
 
     def _count_finished(self, now: float, ok: bool, host: HostRecord | None, key: tuple[str, str] | None) -> None:
         self.activity.finished(now)
@@ -1301,13 +1366,14 @@ class Scheduler:
 
     def _dispatch_ready(self, now: float, out: list[Instruction]) -> None:
         """Hand out ready tasks (and replicas verified tasks still need) while hosts have room."""
-        # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
-        deep = len(self.ready) >= self.config.deep_prefetch_min_ready * sum(h.slots for h in self.hosts.values())
-        free = [h for h in self._open_hosts() if self._capacity(h, deep) > 0]
+        roomy, deep = self._free_hosts()
+        if not roomy:
+            return
+        free = FreeHosts(roomy, lambda h: self._capacity(h, deep), self._long_module)
         rank = self._ranker(now) if self.ready.dag_count > 1 else None
         deferred: list[tuple[str, str, int]] = []  # replicas no free host may run (same device): queued again
         while self.ready and free:
-            entry = self.ready.pop_for(max(h.ram_mb for h in free), rank)
+            entry = self.ready.pop_for(free.max_ram, rank)
             if entry is None:
                 break  # every queued task needs more memory than any free host offers
             dag_id, task_id, memory = entry
@@ -1319,8 +1385,11 @@ class Scheduler:
                 task.state is TaskState.RUNNING and self._replicas_missing(task) > 0
             ):
                 continue  # stale: assigned, cancelled or done since it was queued
-            candidates = [h for h in free if h.ram_mb >= memory and self._may_run(dag_id, task, h)]
-            if not candidates:
+            host = free.best(
+                task.spec.module,
+                lambda h: h.ram_mb >= memory and self._may_run(dag_id, task, h),  # noqa: B023 (used at once)
+            )
+            if host is None:
                 deferred.append(entry)
                 continue
             try:
@@ -1340,14 +1409,46 @@ class Scheduler:
                 task.error = f"{what} up to {size:,} bytes, over the {MAX_TASK_INPUT_BYTES:,}-byte limit"
                 self._fail_before_start(dag, task, now, out)
                 continue
-            host = self._place(task, candidates, deep)
             out.append(self._assign(dag, task, host, parts, now, files))
+            free.assigned(host, task.spec.module)
             if task.spec.verify > 1:
                 self._want_replicas(dag, task)
             if self._capacity(host, deep) == 0:
-                free.remove(host)
+                free.discard(host)
         for dag_id, task_id, memory in reversed(deferred):
             self.ready.push(dag_id, task_id, memory, front=True)
+
+    def _long_module(self, sha: str) -> bool:
+        """Its tasks are known to take `long_task_s` or more: placed on the fastest host (see `placement`)."""
+        return self.module_cost.get(sha, 0.0) >= self.config.long_task_s
+
+    def _free_hosts(self) -> tuple[list[HostRecord], bool]:
+        """Open hosts with room now, in `hosts` order, and whether queues may be deep (see `_capacity`).
+
+        Looks at `_roomy` only (at every host when it is stale, or when whether queues may be deep changed:
+        that changes short-task hosts' room) and drops from it the hosts without room or closed (paused, quarantined:
+        a pause or quarantine ending marks it stale)."""
+        # Enough ready tasks for short-task hosts to queue deep: decided once per dispatch.
+        deep = len(self.ready) >= self.config.deep_prefetch_min_ready * self._slots_total
+        if self._roomy_stale or deep != self._roomy_deep:
+            self._roomy_stale = False
+            self._roomy = dict(self.hosts)
+        self._roomy_deep = deep
+        quarantined, hosts = self.quarantined, self.hosts
+        free: list[HostRecord] = []
+        gone: list[str] = []
+        for host_id, h in self._roomy.items():
+            if h.paused or (quarantined and self._device_of(h) in quarantined) or hosts.get(host_id) is not h:
+                gone.append(host_id)
+            elif self._capacity(h, deep) > 0:
+                free.append(h)
+            else:
+                gone.append(host_id)
+        for host_id in gone:
+            del self._roomy[host_id]
+        if len(free) > 1:
+            free.sort(key=_host_order)
+        return free, deep
 
     def _ranker(self, now: float) -> Callable[[str], tuple[int, int]]:
         """Which DAG's ready task goes next (smallest first): the highest effective priority, then the DAG
@@ -1388,25 +1489,6 @@ class Scheduler:
     def silence_limit(self, host: HostRecord) -> float:
         """Seconds `host` may stay silent before it is declared dead (adapted to its round trip)."""
         return silence_limit(self.config.heartbeat_interval, self.config.liveness, host.rtt)
-
-    def _place(self, task: TaskRecord, candidates: list[HostRecord], deep: bool) -> HostRecord:
-        """An idle slot first (a queued task waits behind another); for a long task (its module's cost is
-        known to be `long_task_s` or more) the fastest such host, since run time then outweighs shipping
-        the module; then a host that already holds the module, then the one with the most room."""
-        sha = task.spec.module
-        long_task = self.module_cost.get(sha, 0.0) >= self.config.long_task_s
-        best = candidates[0]
-        best_key = (
-            best.free_slots > 0,
-            best.speed if long_task else 0.0,
-            sha in best.modules,
-            self._capacity(best, deep),
-        )
-        for h in candidates[1:]:
-            key = (h.free_slots > 0, h.speed if long_task else 0.0, sha in h.modules, self._capacity(h, deep))
-            if key > best_key:
-                best, best_key = h, key
-        return best
 
     def _fail_before_start(self, dag: DagRecord, task: TaskRecord, now: float, out: list[Instruction]) -> None:
         """A ready task that cannot be sent anywhere (its inputs are missing or too big) fails for good."""

@@ -158,6 +158,11 @@ class Tick:
     """Time passed; the scheduler checks host liveness."""
 
     now: float
+    heard_until: float | None = None
+    """Every frame that reached the controller before this time has been handled (None: `now`). Silence is
+    counted up to here: a controller behind on its inbound queue (a registration storm, a starved CPU) holds
+    the very heartbeats that would show its hosts alive, and declaring them dead for it made a storm worse
+    (each dead host registers again)."""
 
 
 Event = (

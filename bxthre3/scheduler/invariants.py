@@ -200,6 +200,15 @@ def _check_hosts(scheduler: Scheduler, problems: list[str]) -> None:
     for node_id, n in nodes.items():
         if n > 1:
             problems.append(f"node {node_id}: {n} live hosts (a node has one)")
+    by_node: dict[str, list[str]] = {}
+    for host in scheduler.hosts.values():
+        by_node.setdefault(host.node_id, []).append(host.id)
+    if {n: sorted(ids) for n, ids in scheduler._by_node.items()} != {n: sorted(ids) for n, ids in by_node.items()}:
+        problems.append(f"the node index {scheduler._by_node} is not the hosts' node ids {by_node}")
+    if scheduler._slots_total != sum(h.slots for h in scheduler.hosts.values()):
+        problems.append(
+            f"slots counted {scheduler._slots_total}, hosts have {sum(h.slots for h in scheduler.hosts.values())}"
+        )
     for host_id, host in scheduler.hosts.items():
         where = f"host {host_id}"
         if host.id != host_id:

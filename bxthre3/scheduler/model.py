@@ -210,6 +210,9 @@ class HostRecord:
     tasks it finished (see `Scheduler._learn_speed`); 1.0 until it finished one."""
     speed_samples: int = 0
     """How many finished tasks `speed` is learned from (0: a guess)."""
+    order: int = 0
+    """Its place in `Scheduler.hosts` (insertion order): dispatch, which looks only at hosts that may have
+    room, sorts them by it to pick among equals exactly as a walk over every host would."""
 
     @property
     def free_slots(self) -> int:

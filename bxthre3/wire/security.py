@@ -289,6 +289,8 @@ class HandshakeGuard:
         self._logged_at = float("-inf")
         self._logged_count = 0
         self.monitor: zmq.Socket | None = None
+        self.zap: zmq.Socket | None = None
+        """The ZAP socket when answered by the caller's loop (`bind_zap`)."""
         self._stop = StopEvent()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -301,6 +303,30 @@ class HandshakeGuard:
         self._ready.wait(10)
         if self._error is not None:
             raise Bxthre3Error(f"cannot start the ZAP handler: {self._error}")
+
+    def bind_zap(self) -> zmq.Socket:
+        """Bind the ZAP endpoint for a caller that answers in its own loop (`serve_pending` when the returned
+        socket is readable), instead of `start`'s thread.
+
+        Why: a handshake needs one ZAP answer, and a thread gets the GIL from a busy loop only every switch
+        interval (5 ms): at most ~200 handshakes a second, so 10,000 hosts registering at once took minutes,
+        past libzmq's 30 s handshake limit, and their retries made it worse. The loop answers all waiting."""
+        sock = self.context.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(self.ZAP_ENDPOINT)
+        self.zap = sock
+        return sock
+
+    def serve_pending(self, limit: int = 10_000) -> int:
+        """Answer the ZAP requests waiting on `bind_zap`'s socket (at most `limit`); returns how many."""
+        assert self.zap is not None
+        for n in range(limit):
+            try:
+                request = self.zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return n
+            self.zap.send_multipart(self._zap_reply(request))
+        return limit
 
     def _serve_zap(self) -> None:
         try:
@@ -377,6 +403,9 @@ class HandshakeGuard:
         if self.monitor is not None:
             self.monitor.close(linger=0)
             self.monitor = None
+        if self.zap is not None:
+            self.zap.close(linger=0)
+            self.zap = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
