@@ -66,11 +66,16 @@ int main(int argc, char **argv) {
 
 def build_module(work: Path) -> Path:
     """The C program above as an unstripped -O2 wasm32-wasi command module."""
+    return build_c(work, SOURCE, "echo")
+
+
+def build_c(work: Path, source: str, name: str) -> Path:
+    """`source` built as people build C for WASI: Debian's clang, wasi-libc, -O2, unstripped."""
     clang = shutil.which("clang-14") or shutil.which("clang")
     if clang is None:
         raise SystemExit("needs Debian's clang-14 and wasi-libc (apt-get install clang-14 lld-14 wasi-libc)")
-    src, out = work / "echo.c", work / "echo.wasm"
-    src.write_text(SOURCE)
+    src, out = work / f"{name}.c", work / f"{name}.wasm"
+    src.write_text(source)
     subprocess.run([clang, "--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-o", str(out), str(src)],
                    check=True, timeout=120)  # fmt: skip
     return out

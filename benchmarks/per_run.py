@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from end_to_end import build_module  # noqa: E402
+from end_to_end import build_c, build_module  # noqa: E402
 
 from bxthre3.common import limits  # noqa: E402
 from bxthre3.wasm import choice as engines  # noqa: E402
@@ -52,19 +52,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 """
-
-
-def build_grower(work: Path) -> Path:
-    import shutil
-    import subprocess
-
-    clang = shutil.which("clang-14") or shutil.which("clang")
-    if clang is None:
-        raise SystemExit("needs Debian's clang-14 and wasi-libc (apt-get install clang-14 lld-14 wasi-libc)")
-    src, out = work / "grow.c", work / "grow.wasm"
-    src.write_text(GROWER)
-    subprocess.run([clang, "--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-o", str(out), str(src)], check=True)
-    return out
 
 
 Case = tuple[str, bytes, tuple[str, ...], Callable[[bytes], bool]]
@@ -116,7 +103,7 @@ def main() -> int:
              lambda out: out == b"hello world\ntask with 2 argument(s)\n"),
             ("hand-tuned inc.c (raw read/write)", prepared(REPO / "wasm_modules" / "inc.wasm"), ("41",),
              lambda out: out.strip() == b"42"),
-            ("C growing memory by 1 MiB per run", prepared(build_grower(work)), ("1048576",),
+            ("C growing memory by 1 MiB per run", prepared(build_c(work, GROWER, "grow")), ("1048576",),
              lambda out: out.startswith(b"7 ") and int(out.split()[1]) > 16),
             ("Mandelbrot tile 32x32", prepared(REPO / "wasm_modules" / "mandel_tile.wasm"),
              ("256", "256", "0", "0", "32", "32", "64"), lambda out: len(out) > 0),
