@@ -17,6 +17,9 @@ cannot make resettable run in a fresh instance every time, as before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from bxthre3.common import limits
 from bxthre3.common.errors import ModuleError
 from bxthre3.wasm.inspect import _Reader
 from bxthre3.wasm.normalize import uleb
@@ -27,6 +30,16 @@ RESET_EXPORT = "__bxthre3_reset"
 
 KEEP_INSTANCES_ENV = "BXTHRE3_KEEP_INSTANCES"
 """Set to 0 (in a host's environment) to give every run a fresh instance, as before instances were kept."""
+
+MAX_SNAPSHOT_BYTES = 8 * limits.MiB
+"""A module whose memory is bigger than this after instantiation is never kept, on either engine: copying
+it back after every run would cost about what a fresh instance costs, and the copy is held besides."""
+
+
+def keeping(environ: Mapping[str, str]) -> bool:
+    """Whether instances are kept, given the process's environment (:data:`KEEP_INSTANCES_ENV`)."""
+    return environ.get(KEEP_INSTANCES_ENV, "1") != "0"
+
 
 KEEPABLE_FEATURES = frozenset(
     {"sign-ext", "nontrapping-fptoint", "multi-value", "mutable-globals", "tail-call", "memory-copy-fill", "simd"}

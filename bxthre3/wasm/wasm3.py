@@ -29,7 +29,7 @@ from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
 from bxthre3.wasm.contract import Engine, RunResult
 from bxthre3.wasm.inspect import PAGE_BYTES, inspect_module
-from bxthre3.wasm.reset import KEEP_INSTANCES_ENV, RESET_EXPORT
+from bxthre3.wasm.reset import MAX_SNAPSHOT_BYTES, RESET_EXPORT, keeping
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import (
     EBADF,
@@ -610,11 +610,10 @@ class _InstancePool:
     starts fresh, as does every run of a module `wasm.sandbox.prepare_module` did not make
     resettable (or that was never prepared). Bounded: at most :attr:`MAX_IDLE` instances and
     :attr:`MAX_HELD_BYTES` of memory and snapshots, least recently used freed first; a module
-    whose memory is over :attr:`MAX_SNAPSHOT_BYTES` is never kept.
+    whose memory is over `wasm.reset.MAX_SNAPSHOT_BYTES` is never kept.
     """
 
     MAX_IDLE = 8
-    MAX_SNAPSHOT_BYTES = 8 * limits.MiB
     MAX_HELD_BYTES = 32 * limits.MiB
 
     def __init__(self, library: ctypes.CDLL) -> None:
@@ -649,7 +648,7 @@ class _InstancePool:
         pointer = _RawImports.pointer(runtime)
         size = ctypes.c_uint32()
         base = self._get_memory(pointer, ctypes.byref(size), 0)
-        if size.value > self.MAX_SNAPSHOT_BYTES or (size.value and not base):
+        if size.value > MAX_SNAPSHOT_BYTES or (size.value and not base):
             return None
         snapshot = ctypes.string_at(base, size.value) if size.value else b""
         entry = runtime.find_function(abi.ENTRY_POINT)
@@ -700,7 +699,7 @@ def kept_runs() -> int:
 def _pool() -> _InstancePool | None:
     """This thread's pool of kept instances; None where Wasm3's library lacks what resetting needs."""
     pool: _InstancePool | None | bool = getattr(_local, "pool", False)
-    if pool is False and os.environ.get(KEEP_INSTANCES_ENV, "1") == "0":
+    if pool is False and not keeping(os.environ):
         pool = _local.pool = None
     elif pool is False:
         try:

@@ -45,7 +45,7 @@ from bxthre3.common import limits
 from bxthre3.common.failures import FailureReason
 from bxthre3.wasm import abi
 from bxthre3.wasm.contract import Engine, RunResult
-from bxthre3.wasm.reset import KEEP_INSTANCES_ENV, RESET_EXPORT
+from bxthre3.wasm.reset import MAX_SNAPSHOT_BYTES, RESET_EXPORT, keeping
 from bxthre3.wasm.sandbox import MEMORY_FLAG_EXPORT
 from bxthre3.wasm.wasi import SIGNATURES, WasiShim, forwarders, shim_ending, task_seed
 
@@ -469,9 +469,6 @@ def _first_line(exc: BaseException) -> str:
 
 _local = threading.local()
 
-MAX_SNAPSHOT_BYTES = 8 * limits.MiB
-"""A module whose memory is bigger than this after instantiation is never kept (copying it would cost more)."""
-
 
 @dataclass(slots=True)
 class _KeptInstance:
@@ -495,10 +492,6 @@ class _KeptInstance:
     memory: wasmtime.Memory | None
     snapshot: bytes
     """Linear memory as instantiation left it (data segments in place)."""
-
-
-def _keeping() -> bool:
-    return os.environ.get(KEEP_INSTANCES_ENV, "1") != "0"
 
 
 def _take_kept(engine: WasmtimeEngine, wasm: bytes, memory_limit_bytes: int | None) -> _KeptInstance | None:
@@ -529,7 +522,7 @@ def _keepable(
     exports: Any,
 ) -> _KeptInstance | None:
     """A just-made instance as one to keep (its memory copied), or None when it cannot be kept."""
-    reset = exports.get(RESET_EXPORT) if _keeping() else None
+    reset = exports.get(RESET_EXPORT) if keeping(os.environ) else None
     if not isinstance(reset, wasmtime.Func):
         return None
     snapshot = b""
