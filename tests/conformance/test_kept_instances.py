@@ -11,10 +11,6 @@ grows its memory by megabytes, so the reset shrinks it back.
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Callable
-from types import ModuleType
-from typing import Any
 
 import pytest
 
@@ -24,6 +20,7 @@ from bxthre3.wasm.choice import WASM3
 from bxthre3.wasm.sandbox import prepare_module
 from tests.conformance.conftest import ENGINE_PARAMS, Builder, BuildSpec, Outcome, Scenario, assert_same, build_or_skip
 from tests.conformance.test_programs import SCENARIOS, native_outcome
+from tests.unit.test_engine_kept_instances import engine_module, in_new_thread
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,14 +34,6 @@ ROUND_ROBIN = [
 MEMORY_LIMIT = 256 * limits.MiB
 
 
-def engine_module(engine: str) -> ModuleType:
-    if engine == WASM3:
-        return wasm3
-    from bxthre3.wasm import wasmtime as wasmtime_engine
-
-    return wasmtime_engine
-
-
 def run_in_process(wasm: bytes, scenario: Scenario, program: str, engine: str = WASM3) -> Outcome:
     result = engine_module(engine).run_module(
         wasm, args=("/in", "/out", *scenario.args), stdin=scenario.stdin, env=dict(scenario.env),
@@ -52,15 +41,6 @@ def run_in_process(wasm: bytes, scenario: Scenario, program: str, engine: str = 
     )  # fmt: skip
     error = "" if result.reason is None else f"{result.reason.value}: {result.error}"
     return Outcome(result.exit_code, result.stdout, result.stderr, dict(result.files), error)
-
-
-def in_new_thread(fn: Callable[[], Any]) -> Any:
-    """Run `fn` in a thread of its own: nothing kept yet (each thread keeps its own instances)."""
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(fn()))
-    thread.start()
-    thread.join(300)
-    return out[0]
 
 
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
@@ -82,7 +62,7 @@ def test_runs_in_kept_instances_match_the_native_builds(builder: Builder, engine
             assert_same(natives[spec.program], outcome, f"{spec.id}, run {n + 1} of the sequence on {engine}")
         return int(engine_module(engine).kept_runs())
 
-    kept = in_new_thread(runs)
+    kept = in_new_thread(runs, timeout_s=300)
     if engine == WASM3:
         assert kept == len(ROUND_ROBIN), "each second run should have reused its instance"
     else:  # those that allocate past their first memory (files.c: megabytes) start afresh
@@ -105,7 +85,7 @@ def test_nothing_a_run_leaves_behind_reaches_the_next_run(builder: Builder, engi
 
     fresh: dict[tuple[str, ...], Outcome] = {}
     for args in set(SEQUENCE):
-        fresh[args] = in_new_thread(functools.partial(run, args))  # a thread per run: a fresh instance
+        fresh[args] = in_new_thread(functools.partial(run, args), timeout_s=300)  # a thread per run: a fresh instance
     assert b"counter=1 " in fresh[()].stdout and b"remembered=(none)" in fresh[()].stdout
     assert fresh[("exit", "3")].exit_code == 3 and fresh[("trap",)].error.startswith("trap")
     assert int(fresh[("grow", "5000000")].stdout.split(b"grown to pages=")[1].split()[0]) > 70
@@ -117,4 +97,4 @@ def test_nothing_a_run_leaves_behind_reaches_the_next_run(builder: Builder, engi
 
     # Every run after one that exited reused its instance, but the one after the trap (both engines)
     # and, on wasmtime, which cannot shrink memory, the one after the run that grew it by megabytes.
-    assert in_new_thread(in_turn) == len(SEQUENCE) - 2 - (engine != WASM3)
+    assert in_new_thread(in_turn, timeout_s=300) == len(SEQUENCE) - 2 - (engine != WASM3)

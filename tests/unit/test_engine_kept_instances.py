@@ -6,6 +6,7 @@ these need no toolchain and pin the cases one at a time.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -16,7 +17,7 @@ import pytest
 from bxthre3.common import limits
 from bxthre3.wasm import abi, wasm3
 from bxthre3.wasm.normalize import sleb, uleb
-from bxthre3.wasm.reset import KEEP_INSTANCES_ENV
+from bxthre3.wasm.reset import KEEP_INSTANCES_ENV, MAX_SNAPSHOT_BYTES
 from bxthre3.wasm.sandbox import prepare_module
 from tests.conftest import ENGINES
 from tests.unit.test_wasm_inspect import func_export, func_import, module, name, section, vec
@@ -63,11 +64,8 @@ def counter_module(
 
 
 def engine_module(engine: str) -> ModuleType:
-    if engine == "wasm3":
-        return wasm3
-    from bxthre3.wasm import wasmtime as wasmtime_engine
-
-    return wasmtime_engine
+    """`bxthre3.wasm.wasm3` or `bxthre3.wasm.wasmtime` (imported only when asked for)."""
+    return importlib.import_module(f"bxthre3.wasm.{engine}")
 
 
 def runner(engine: str) -> Callable[[bytes], int | None]:
@@ -80,13 +78,27 @@ def runner(engine: str) -> Callable[[bytes], int | None]:
     return run
 
 
-def in_new_thread(fn: Callable[[], Any]) -> Any:
-    """Run `fn` in a thread of its own: no instance kept yet, and the environment read afresh."""
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(fn()))
+def in_new_thread(fn: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    """`fn()` in a thread of its own (no instance kept yet, the environment read afresh).
+
+    What `fn` raised is raised here, so a failed assertion inside reads as itself."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread, with its message)
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=call)
     thread.start()
-    thread.join(60)
-    return out[0]
+    thread.join(timeout_s)
+    if not outcome:
+        raise TimeoutError(f"{fn!r} did not finish in {timeout_s:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def kept_runs_of(engine: str, fn: Callable[[], Any]) -> tuple[Any, int]:
@@ -146,7 +158,7 @@ def test_a_run_that_failed_is_followed_by_a_fresh_instance(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_memory_over_the_snapshot_bound_is_never_kept(engine: str) -> None:
-    pages = wasm3._InstancePool.MAX_SNAPSHOT_BYTES // 65536 + 1
+    pages = MAX_SNAPSHOT_BYTES // 65536 + 1
     wasm = counter_module(initial_pages=pages, grow=False)
     run = runner(engine)
     codes, kept = kept_runs_of(engine, lambda: [run(wasm) for _ in range(2)])
