@@ -455,6 +455,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="write each final task's output to DIR/<task id><ext> (.pgm, .png, .txt or .bin by content) "
         "and every file a task wrote under /out to DIR/<task id>/<name>",
     )
+    p.add_argument(
+        "--backend", metavar="URL",
+        help="run the tasks on a Dask cluster instead: dask://ADDR:PORT, or dask:local for a Dask LocalCluster "
+        "on 127.0.0.1 with --hosts workers of --slots threads (prototype; docs/BACKENDS.md)",
+    )  # fmt: skip
     p.set_defaults(handler=_run_run)
 
 

@@ -30,6 +30,8 @@ def _run_run(args: argparse.Namespace) -> int:
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
     engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
+    if getattr(args, "backend", None):
+        return _run_on_backend(args, spec, engine)
     with LocalCluster(
         hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
     ) as cluster:
@@ -55,3 +57,36 @@ def _refuse_verified(spec: DagSpec) -> None:
             "and `bxthre3 run` is one device; submit it to a cluster with `bxthre3 submit`, or set verify: 1 "
             "to run it here unverified"
         )
+
+
+def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str) -> int:
+    """`--backend dask://ADDR:PORT` (or `dask:local`): the tasks run on a Dask cluster (prototype, docs/BACKENDS.md)."""
+    import time
+
+    from ..client.outputs import write_named_outputs
+    from ..client.progress import DagProgress
+    from ..common.errors import Bxthre3Error, ClusterError
+
+    if not args.backend.startswith("dask:"):
+        raise Bxthre3Error(f"--backend {args.backend}: only dask://ADDR:PORT and dask:local exist so far")
+    try:
+        from ..backends.dask_backend import DaskBackend, run_dag
+        from ..backends.driver import Policy
+    except ImportError as exc:
+        raise ClusterError(f"--backend {args.backend} needs Dask: pip install 'bxthre3[dask]' ({exc})") from exc
+
+    with DaskBackend(args.backend, workers=args.hosts, threads=args.slots) as client:
+        with DagProgress(spec.name, len(spec.tasks)) as progress:
+            run = run_dag(spec, client, Policy(engine=engine), on_progress=progress.update)
+    results = run.results(time.time(), with_files=args.out is not None)
+    written = []
+    if args.out is not None:
+        for task in results["tasks"]:
+            written += write_named_outputs(args.out, task["task_id"], task["files"])
+        for task in results["tasks"]:  # as a controller's results without with_files
+            for f in task["files"]:
+                f.pop("data", None)
+    code = _print_results(results, as_json=args.json)  # type: ignore[arg-type]
+    if args.out is not None:
+        _say_written(_write_final(spec, results, args.out) + written)  # type: ignore[arg-type]
+    return code

@@ -1,0 +1,224 @@
+"""One DAG's bookkeeping when another engine (Dask, Ray) runs its tasks: which task may start, what a
+finished attempt means, the retry policy, and the same summary and results shapes the controller sends.
+
+Pure: no I/O, no clocks (callers pass `now`), nothing of Dask or Ray. The engine-specific loop
+(`dask_backend.py`) asks :meth:`DagRun.startable` for attempts to submit, reports each outcome with
+:meth:`DagRun.finished`, and shows :meth:`DagRun.summary` in the CLI's progress bar; `bxthre3 run` prints
+:meth:`DagRun.results` with the renderer it uses for the default backend, so outputs, `--json` and exit
+codes come out the same.
+
+The retry policy is the scheduler's (`scheduler/core.py` `_fail_or_retry`, `_retry_later`): a failure
+whose reason is retryable (`FailureReason.retryable`: not invalid_module, memory_limit, output_limit,
+input_limit, missing_input) runs again while the task's `retries` (else the default, 3) last, after an
+exponential backoff with jitter; anything else fails the task and everything downstream of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..common.digests import sha256_hex
+from ..common.failures import FailureReason
+from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S
+from ..dag.spec import DagSpec, InputKind, TaskSpec
+from .worker_side import AttemptSpec
+
+JSON_FORMAT = 1
+"""As `controller.views.JSON_FORMAT` (the shape `results --json` documents)."""
+
+TERMINAL = frozenset({"succeeded", "failed", "upstream_failed", "cancelled"})
+STATES = ("pending", "ready", "running", "succeeded", "failed", "upstream_failed", "retrying", "cancelled")
+
+
+@dataclass(slots=True)
+class _Task:
+    spec: TaskSpec
+    reads: tuple[str, ...]
+    """Upstream tasks whose outputs it reads (its stdin inputs and `/in` files), each once, in first-use order."""
+    waiting_on: int
+    state: str = "pending"
+    attempt: int = 0
+    failures: int = 0
+    not_before: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: dict[str, Any] | None = None
+    node_id: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    engine: str
+    ram_mb: int = 128
+    default_timeout: float = DEFAULT_TASK_TIMEOUT_S
+    default_retries: int = DEFAULT_TASK_RETRIES
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 60.0
+    retry_jitter: float = 0.2
+
+
+class DagRun:
+    def __init__(
+        self, spec: DagSpec, dag_id: str, policy: Policy, now: float, rng: Callable[[], float] = lambda: 0.5
+    ) -> None:
+        self.spec = spec
+        self.dag_id = dag_id
+        self.policy = policy
+        self.rng = rng
+        self.submitted_at = now
+        self.ended_at: float | None = None
+        self.failures: dict[str, int] = {}
+        self.tasks: dict[str, _Task] = {}
+        self.dependents: dict[str, list[str]] = {t.id: [] for t in spec.tasks}
+        for t in spec.tasks:
+            sources = [i.value for i in t.sources if i.kind is InputKind.OUTPUT]
+            reads = tuple(dict.fromkeys(sources))
+            deps = set(t.depends_on) | set(reads)
+            for d in deps:
+                self.dependents[d].append(t.id)
+            self.tasks[t.id] = _Task(t, reads, len(deps), state="pending" if deps else "ready")
+
+    # ------------------------------------------------------------------ what to run
+
+    def startable(self, now: float) -> list[AttemptSpec]:
+        """Attempts to submit now (ready tasks, and retrying ones whose backoff is over); marks them running."""
+        out = []
+        for task in self.tasks.values():
+            if task.state == "retrying" and task.not_before <= now:
+                task.state = "ready"
+            if task.state != "ready":
+                continue
+            task.state = "running"
+            task.attempt += 1
+            if task.started_at is None:
+                task.started_at = now
+            spec = task.spec
+            out.append(
+                AttemptSpec(
+                    task_id=spec.id,
+                    attempt=task.attempt,
+                    module_sha=spec.module,
+                    args=spec.args,
+                    stdin_inputs=spec.stdin_inputs,
+                    files=spec.files,
+                    upstream_ids=task.reads,
+                    timeout_s=spec.timeout if spec.timeout is not None else self.policy.default_timeout,
+                    ram_mb=self.policy.ram_mb,
+                    engine=self.policy.engine,
+                    deterministic=spec.verify > 1,
+                )
+            )
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """When the earliest backoff ends (None: no task waits out one)."""
+        times = [t.not_before for t in self.tasks.values() if t.state == "retrying"]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ what happened
+
+    def finished(self, task_id: str, attempt: int, outcome: dict[str, Any], node_id: str | None, now: float) -> None:
+        """An attempt ended (`outcome` as `worker_side.run_attempt` returns it, or made up by the backend)."""
+        task = self.tasks[task_id]
+        if task.state != "running" or attempt != task.attempt:
+            return  # stale: cannot happen with one attempt at a time, kept for backends that race
+        reason = FailureReason(outcome["reason"]) if outcome.get("reason") else None
+        task.node_id = node_id
+        task.outcome = outcome
+        task.history.append(
+            {"attempt": attempt, "node_id": node_id or "", "reason": outcome.get("reason"), "error": outcome.get("error", "")}
+        )
+        if reason is None:
+            task.state, task.finished_at = "succeeded", now
+            for child_id in self.dependents[task_id]:
+                child = self.tasks[child_id]
+                child.waiting_on -= 1
+                if child.waiting_on == 0 and child.state == "pending":
+                    child.state = "ready"
+        else:
+            retries = task.spec.retries if task.spec.retries is not None else self.policy.default_retries
+            if reason.retryable and task.failures < retries:
+                task.failures += 1
+                p = self.policy
+                delay = min(p.retry_backoff_max, p.retry_backoff * 2 ** (task.failures - 1))
+                delay *= 1 + p.retry_jitter * (2 * self.rng() - 1)
+                task.state, task.not_before = "retrying", now + max(0.0, delay)
+            else:
+                self._fail(task, reason, now)
+        if self.done and self.ended_at is None:
+            self.ended_at = now
+
+    def _fail(self, task: _Task, reason: FailureReason, now: float) -> None:
+        task.state, task.finished_at = "failed", now
+        self.failures[reason.value] = self.failures.get(reason.value, 0) + 1
+        stack = list(self.dependents[task.spec.id])
+        while stack:
+            child = self.tasks[stack.pop()]
+            if child.state == "pending":
+                child.state, child.finished_at = "upstream_failed", now
+                stack.extend(self.dependents[child.spec.id])
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def done(self) -> bool:
+        return all(t.state in TERMINAL for t in self.tasks.values())
+
+    @property
+    def state(self) -> str:
+        if not self.done:
+            return "running"
+        return "failed" if any(t.state in ("failed", "upstream_failed") for t in self.tasks.values()) else "succeeded"
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """A `DagSummary` (controller/views.py), for the progress bar."""
+        counts = dict.fromkeys(STATES, 0)
+        for t in self.tasks.values():
+            counts[t.state] += 1
+        end = self.ended_at if self.ended_at is not None else now
+        return {
+            "dag_id": self.dag_id, "name": self.spec.name, "state": self.state, "total": len(self.tasks),
+            "done": sum(counts[s] for s in TERMINAL), "counts": counts, "failures": dict(self.failures),
+            "elapsed_s": round(end - self.submitted_at, 3), "priority": self.spec.priority, "share": 0.0,
+        }  # fmt: skip
+
+    def results(self, now: float, with_files: bool = False) -> dict[str, Any]:
+        """A `ResultsView` with every task and its output, as `bxthre3 results` gets from a controller."""
+        return {"format": JSON_FORMAT, **self.summary(now), "tasks": [self._task_view(t, with_files) for t in self.tasks.values()]}
+
+    @staticmethod
+    def _task_view(task: _Task, with_files: bool) -> dict[str, Any]:
+        o = task.outcome or {}
+        ok = task.state == "succeeded"
+        files = []
+        for name in sorted(o.get("files") or {}) if ok else []:
+            data = o["files"][name]
+            entry: dict[str, Any] = {"name": name, "size": len(data), "sha256": sha256_hex(data)}
+            if with_files:
+                entry["data"] = data
+            files.append(entry)
+        return {
+            "task_id": task.spec.id,
+            "state": task.state,
+            "module": task.spec.module_name,
+            "node_id": task.node_id,
+            "attempts": task.attempt,
+            "recorded": 1 if task.state in ("succeeded", "failed") else 0,
+            "duration_s": round(float(o.get("duration", 0.0)), 6),
+            "finished_at": task.finished_at,
+            "exit_code": o.get("exit_code"),
+            "reason": o.get("reason") if not ok else None,
+            "error": o.get("error", "") if not ok else "",
+            "memory_mb": task.spec.memory,
+            "verify": task.spec.verify,
+            "speculate": task.spec.speculate,
+            "cached": False,
+            "running_s": None,
+            "history": list(task.history),
+            "output": o.get("stdout") if ok else None,
+            "stderr": o.get("stderr", b""),
+            "files": files,
+        }
