@@ -20,6 +20,7 @@ How the DAG maps onto Dask (docs/BACKENDS.md has the whole table):
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -152,12 +153,13 @@ class DaskBackend:
         self.client: Client | None = None
 
     def __enter__(self) -> Client:
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines are not the run's output
         if self.backend == LOCAL:
             from distributed import LocalCluster
 
             self.cluster = LocalCluster(
                 n_workers=self.workers, threads_per_worker=self.threads, processes=True,
-                host="127.0.0.1", scheduler_port=0, dashboard_address=None,
+                host="127.0.0.1", scheduler_port=0, dashboard_address=None, silence_logs=logging.WARNING,
             )  # fmt: skip
             self.client = Client(self.cluster)
         else:
