@@ -1,1 +1,1 @@
-"""Running a DAG on someone else's cluster (Dask, later Ray) instead of Bxthre3's own controller: see docs/BACKENDS.md."""
+"""Running a DAG on another engine's cluster (Dask; Ray designed) instead of our own controller: docs/BACKENDS.md."""

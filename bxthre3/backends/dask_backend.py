@@ -78,7 +78,11 @@ def _lost(future: Future) -> dict[str, Any]:
     except Exception as err:  # CancelledError, TimeoutError
         exc = err
     name = type(exc).__name__
-    reason = FailureReason.HOST_LOST if name in ("KilledWorker", "CancelledError", "FutureCancelledError") else FailureReason.INTERNAL
+    reason = (
+        FailureReason.HOST_LOST
+        if name in ("KilledWorker", "CancelledError", "FutureCancelledError")
+        else FailureReason.INTERNAL
+    )
     return {
         "reason": reason.value, "error": f"{name}: {exc}"[:500], "exit_code": None, "stdout": b"", "stderr": b"",
         "files": {}, "duration": 0.0,

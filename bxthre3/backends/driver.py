@@ -129,7 +129,12 @@ class DagRun:
         task.node_id = node_id
         task.outcome = outcome
         task.history.append(
-            {"attempt": attempt, "node_id": node_id or "", "reason": outcome.get("reason"), "error": outcome.get("error", "")}
+            {
+                "attempt": attempt,
+                "node_id": node_id or "",
+                "reason": outcome.get("reason"),
+                "error": outcome.get("error", ""),
+            }
         )
         if reason is None:
             task.state, task.finished_at = "succeeded", now
@@ -187,7 +192,11 @@ class DagRun:
 
     def results(self, now: float, with_files: bool = False) -> dict[str, Any]:
         """A `ResultsView` with every task and its output, as `bxthre3 results` gets from a controller."""
-        return {"format": JSON_FORMAT, **self.summary(now), "tasks": [self._task_view(t, with_files) for t in self.tasks.values()]}
+        return {
+            "format": JSON_FORMAT,
+            **self.summary(now),
+            "tasks": [self._task_view(t, with_files) for t in self.tasks.values()],
+        }
 
     @staticmethod
     def _task_view(task: _Task, with_files: bool) -> dict[str, Any]:

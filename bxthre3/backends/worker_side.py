@@ -146,7 +146,8 @@ def run_attempt(
     if size > limits.MAX_TASK_INPUT_BYTES:
         what = "stdin and /in files add" if files else "inputs add"
         return _failed(
-            FailureReason.INPUT_LIMIT, f"{what} up to {size:,} bytes, over the {limits.MAX_TASK_INPUT_BYTES:,}-byte limit"
+            FailureReason.INPUT_LIMIT,
+            f"{what} up to {size:,} bytes, over the {limits.MAX_TASK_INPUT_BYTES:,}-byte limit",
         )
     cache = module_cache()
     if not cache.has(spec.module_sha):  # retryable, as on a host: another worker may have it
@@ -172,7 +173,9 @@ def run_attempt(
         executor.submit(job)
         while True:
             try:
-                result: ExecResult = executor.read_result(timeout=max(0.0, min(STOP_POLL_S, deadline - time.monotonic())))
+                result: ExecResult = executor.read_result(
+                    timeout=max(0.0, min(STOP_POLL_S, deadline - time.monotonic()))
+                )
                 break
             except TimeoutError:
                 if time.monotonic() >= deadline:

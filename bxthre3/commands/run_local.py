@@ -77,7 +77,7 @@ def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str) -> int
 
     with DaskBackend(args.backend, workers=args.hosts, threads=args.slots) as client:
         with DagProgress(spec.name, len(spec.tasks)) as progress:
-            run = run_dag(spec, client, Policy(engine=engine), on_progress=progress.update)
+            run = run_dag(spec, client, Policy(engine=engine), on_progress=progress.update)  # type: ignore[arg-type]
     results = run.results(time.time(), with_files=args.out is not None)
     written = []
     if args.out is not None:
