@@ -130,9 +130,11 @@ def run_dag(
                 done, _ = wait(list(live), timeout=timeout, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 continue
+            finished = [f for f in done if f.status == "finished"]
+            values = dict(zip(finished, client.gather(finished), strict=True))  # one round trip for the batch
             for future in done:
                 task_id, attempt_no = live.pop(future)
-                outcome = future.result() if future.status == "finished" else _lost(future)
+                outcome = values[future] if future in values else _lost(future)
                 if outcome.get("reason") is None:
                     succeeded[task_id] = future
                 run.finished(task_id, attempt_no, outcome, outcome.get("node_id"), clock())
