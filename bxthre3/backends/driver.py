@@ -10,7 +10,9 @@ codes come out the same.
 The retry policy is the scheduler's (`scheduler/core.py` `_fail_or_retry`, `_retry_later`): a failure
 whose reason is retryable (`FailureReason.retryable`: not invalid_module, memory_limit, output_limit,
 input_limit, missing_input) runs again while the task's `retries` (else the default, 3) last, after an
-exponential backoff with jitter; anything else fails the task and everything downstream of it.
+exponential backoff with jitter; anything else fails the task and everything downstream of it. An attempt
+lost with its worker (`host_lost`) runs again at once without using up `retries`, up to `max_host_losses`
+(`_requeue_lost`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class _Task:
     state: str = "pending"
     attempt: int = 0
     failures: int = 0
+    host_losses: int = 0
     not_before: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
@@ -58,6 +61,8 @@ class Policy:
     retry_backoff: float = 1.0
     retry_backoff_max: float = 60.0
     retry_jitter: float = 0.2
+    max_host_losses: int = 5
+    """Attempts a task may lose with its worker before it fails with `host_lost` (as `SchedulerConfig`)."""
 
 
 class DagRun:
@@ -143,6 +148,15 @@ class DagRun:
                 child.waiting_on -= 1
                 if child.waiting_on == 0 and child.state == "pending":
                     child.state = "ready"
+        elif reason is FailureReason.HOST_LOST:  # as the scheduler's _requeue_lost: at once, retries untouched
+            task.host_losses += 1
+            if task.host_losses > self.policy.max_host_losses:
+                outcome["error"] = (
+                    f"lost {task.host_losses} attempts with their workers; last: {outcome.get('error', '')}"
+                )
+                self._fail(task, reason, now)
+            else:
+                task.state = "ready"
         else:
             retries = task.spec.retries if task.spec.retries is not None else self.policy.default_retries
             if reason.retryable and task.failures < retries:
