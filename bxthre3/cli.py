@@ -457,8 +457,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--backend", metavar="URL",
-        help="run the tasks on a Dask cluster instead: dask://ADDR:PORT, or dask:local for a Dask LocalCluster "
-        "on 127.0.0.1 with --hosts workers of --slots threads (prototype; docs/BACKENDS.md)",
+        help="run the tasks on an existing Dask or Ray cluster instead of Bxthre3's own: dask://HOST:PORT (a Dask "
+        "scheduler), ray://HOST:PORT (a Ray Client server), ray:auto (the Ray cluster this machine is a node of), "
+        "or dask:local / ray:local (one started for this run on 127.0.0.1 with --hosts workers of --slots "
+        "threads); needs pip install 'bxthre3[dask]' or 'bxthre3[ray]' (docs/BACKENDS.md)",
     )  # fmt: skip
     p.set_defaults(handler=_run_run)
 

@@ -32,6 +32,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..common.digests import sha256_hex
 from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
+from . import BackendURL
 from .driver import DagRun, Policy
 from .worker_side import AttemptSpec, run_attempt, store_modules
 
@@ -144,23 +145,20 @@ def run_dag(
         client.unregister_worker_plugin(name)
 
 
-LOCAL = "dask:local"
-"""`--backend dask:local`: a Dask LocalCluster started for this run on 127.0.0.1 (for trying it out, and tests)."""
-
-
 class DaskBackend:
-    """Context manager: a Client on the cluster `--backend` names (and the LocalCluster it starts, if any)."""
+    """`dask://HOST:PORT` (a Client on that scheduler) or `dask:local` (a LocalCluster on 127.0.0.1 of `workers`
+    processes x `threads` threads, started for this run and closed after it)."""
 
-    def __init__(self, backend: str, *, workers: int = 2, threads: int = 1) -> None:
-        self.backend = backend
+    def __init__(self, url: BackendURL, *, workers: int = 2, threads: int = 1) -> None:
+        self.url = url
         self.workers = workers
         self.threads = threads
         self.cluster: Any = None
         self.client: Client | None = None
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> DaskBackend:
         logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines are not the run's output
-        if self.backend == LOCAL:
+        if self.url.mode == "local":
             from distributed import LocalCluster
 
             self.cluster = LocalCluster(
@@ -169,12 +167,15 @@ class DaskBackend:
             )  # fmt: skip
             self.client = Client(self.cluster)
         else:
-            address = self.backend.removeprefix("dask://")
-            self.client = Client(f"tcp://{address}", timeout=10)
-        return self.client
+            self.client = Client(f"tcp://{self.url.address}", timeout=10)
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+    def run(self, spec: DagSpec, policy: Policy, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
+        assert self.client is not None, "use DaskBackend as a context manager"
+        return run_dag(spec, self.client, policy, on_progress)

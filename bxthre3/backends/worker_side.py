@@ -188,6 +188,12 @@ def run_attempt(
     except ExecutorDied as exc:
         executor.kill()
         return _failed(FailureReason.EXECUTOR_CRASHED, str(exc), time.monotonic() - started)
+    except Exception as exc:  # a bug or a garbled pipe: the child goes, so no job is left in flight for the next
+        executor.kill()
+        return _failed(FailureReason.INTERNAL, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+    except BaseException:  # the engine interrupting the task (Ray's cancel raises KeyboardInterrupt here)
+        executor.kill()
+        raise
     ok = result.reason is None
     return {
         "reason": None if ok else result.reason.value,  # type: ignore[union-attr]

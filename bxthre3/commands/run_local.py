@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
 from ..dag.spec import DagSpec
+
+if TYPE_CHECKING:
+    from ..backends import BackendURL
 from .dag_results import _print_results, _say_written, _wait_with_progress, _write_final, _write_named_outputs
 
 
 def _run_run(args: argparse.Namespace) -> int:
+    from ..backends import parse_backend
     from ..client.progress import stage_printer
     from ..common.logs import chosen_log_dir, setup_logging
     from ..common.scratch import exit_on_termination_signals
@@ -20,6 +25,7 @@ def _run_run(args: argparse.Namespace) -> int:
     from ..wasm.choice import resolve as resolve_engine
     from .local_cluster import LocalCluster
 
+    backend = parse_backend(args.backend) if getattr(args, "backend", None) else None  # before any work
     spec = load_dag(dag_file(args.dag), params=dict(args.params))
     _refuse_verified(spec)
     if args.priority is not None:
@@ -30,8 +36,8 @@ def _run_run(args: argparse.Namespace) -> int:
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
     engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
-    if getattr(args, "backend", None):
-        return _run_on_backend(args, spec, engine)
+    if backend is not None:
+        return _run_on_backend(args, spec, engine, backend)
     with LocalCluster(
         hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
     ) as cluster:
@@ -59,25 +65,18 @@ def _refuse_verified(spec: DagSpec) -> None:
         )
 
 
-def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str) -> int:
-    """`--backend dask://ADDR:PORT` (or `dask:local`): the tasks run on a Dask cluster (prototype, docs/BACKENDS.md)."""
+def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str, url: BackendURL) -> int:
+    """`--backend dask://HOST:PORT`, `ray://HOST:PORT`, ...: the tasks run on that cluster (docs/BACKENDS.md)."""
     import time
 
+    from ..backends import open_backend
+    from ..backends.driver import Policy
     from ..client.outputs import write_named_outputs
     from ..client.progress import DagProgress
-    from ..common.errors import Bxthre3Error, ClusterError
 
-    if not args.backend.startswith("dask:"):
-        raise Bxthre3Error(f"--backend {args.backend}: only dask://ADDR:PORT and dask:local exist so far")
-    try:
-        from ..backends.dask_backend import DaskBackend, run_dag
-        from ..backends.driver import Policy
-    except ImportError as exc:
-        raise ClusterError(f"--backend {args.backend} needs Dask: pip install 'bxthre3[dask]' ({exc})") from exc
-
-    with DaskBackend(args.backend, workers=args.hosts, threads=args.slots) as client:
+    with open_backend(url, workers=args.hosts, threads=args.slots) as backend:
         with DagProgress(spec.name, len(spec.tasks)) as progress:
-            run = run_dag(spec, client, Policy(engine=engine), on_progress=progress.update)  # type: ignore[arg-type]
+            run = backend.run(spec, Policy(engine=engine), on_progress=progress.update)  # type: ignore[arg-type]
     results = run.results(time.time(), with_files=args.out is not None)
     written = []
     if args.out is not None:

@@ -105,7 +105,11 @@ class FrameDecoder:
                 stop = pos + HEADER.size + size
                 if stop > end:
                     break
-                frames.append(_unpack(view[pos + HEADER.size : stop]))
+                # Released here, not when its last reference goes: a sampling profiler (Dask's workers run
+                # one) may hold this frame's locals a moment longer, and a live slice of the buffer makes
+                # the `del buffer[:pos]` below fail with BufferError.
+                with view[pos + HEADER.size : stop] as body:
+                    frames.append(_unpack(body))
                 pos = stop
         if source is buffer:
             del buffer[:pos]

@@ -18,7 +18,8 @@ import yaml
 
 pytest.importorskip("distributed")
 
-from bxthre3.backends.dask_backend import LOCAL, DaskBackend, run_dag  # noqa: E402
+from bxthre3.backends import parse_backend  # noqa: E402
+from bxthre3.backends.dask_backend import DaskBackend, run_dag  # noqa: E402
 from bxthre3.backends.driver import Policy  # noqa: E402
 from bxthre3.dag.yaml_loader import load_dag  # noqa: E402
 from bxthre3.wasm import choice as engines  # noqa: E402
@@ -29,8 +30,8 @@ GREET = str(WASM_MODULES / "greet_2.wasm")
 
 @pytest.fixture(scope="module")
 def dask_client() -> Any:
-    with DaskBackend(LOCAL, workers=2, threads=1) as client:
-        yield client
+    with DaskBackend(parse_backend("dask:local"), workers=2, threads=1) as backend:
+        yield backend.client
 
 
 def run(tmp_path: Path, client: Any, tasks: list[dict[str, Any]], ram_mb: int = 64) -> dict[str, dict[str, Any]]:
@@ -52,7 +53,7 @@ def test_hello_fanout_gives_the_default_backends_outputs(tmp_path: Path) -> None
 
     default = outputs()
     assert default["aggregate"] == "Hello, Bxthre3!\nHola, Bxthre3!\n"
-    assert outputs("--backend", LOCAL) == default
+    assert outputs("--backend", "dask:local") == default
 
 
 def test_hostile_modules_stop_at_their_limits_in_the_workers(tmp_path: Path, dask_client: Any) -> None:
