@@ -21,15 +21,17 @@ How the DAG maps onto Dask (docs/BACKENDS.md has the whole table):
 from __future__ import annotations
 
 import logging
+import queue
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from distributed import Client, Future, get_worker, wait
+from distributed import Client, Future, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..common.digests import sha256_hex
+from ..common.errors import ClusterError
 from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
 from . import BackendURL
@@ -37,7 +39,17 @@ from .driver import DagRun, Policy
 from .worker_side import AttemptSpec, run_attempt, store_modules
 
 POLL_S = 0.2
-"""Longest wait for a future before the progress bar is refreshed and backoffs are looked at."""
+"""Longest wait for a finished attempt before backoffs are looked at again."""
+
+PROGRESS_EVERY_S = 0.1
+"""The progress bar is fed at most this often (and once at the end)."""
+
+CONNECT_TIMEOUT_S = 10.0
+"""How long `dask://HOST:PORT` waits for the scheduler to answer."""
+
+MEMORY_RESOURCE = "MEMORY"
+"""The Dask worker resource (in MB) that `memory:` reserves, where workers declare it
+(`dask worker --resources MEMORY=4096`). Dask has no memory resource of its own."""
 
 
 class ModulesPlugin(WorkerPlugin):
@@ -72,6 +84,15 @@ def _attempt_on_worker(spec: AttemptSpec, *upstreams: dict[str, Any]) -> dict[st
     return outcome
 
 
+def probe_worker(engine: str) -> dict[str, Any]:
+    """Run on every worker before the DAG: its bxthre3 version and whether `engine` loads there."""
+    from .. import __version__
+    from ..wasm import choice
+
+    problem = choice.wasmtime_problem() if engine == choice.WASMTIME else None
+    return {"version": __version__, "engine_problem": problem}
+
+
 def _lost(future: Future) -> dict[str, Any]:
     """An attempt that ended without a value: its worker died (Dask's KilledWorker) or Dask cancelled it."""
     try:
@@ -90,58 +111,142 @@ def _lost(future: Future) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def check_workers(client: Client, url: object, engine: str) -> dict[str, Any]:
+    """Refuse, in one line, a cluster that cannot run the DAG: no workers, workers without bxthre3 (or another
+    version of it), or without the engine. Returns the scheduler's view of the workers (for `memory:`)."""
+    from .. import __version__
+
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    if not workers:
+        raise ClusterError(f"--backend {url}: the Dask scheduler has no workers; start some (dask worker ADDRESS)")
+    try:
+        answers = client.run(probe_worker, engine)
+    except ModuleNotFoundError as exc:
+        raise ClusterError(
+            f"--backend {url}: a Dask worker cannot import {exc.name or 'bxthre3'}; "
+            f"pip install bxthre3=={__version__} on every worker"
+        ) from exc
+    for address, answer in sorted(answers.items()):
+        if answer["version"] != __version__:
+            raise ClusterError(
+                f"--backend {url}: worker {address} has bxthre3 {answer['version']}, this is {__version__}; "
+                "install the same version on every worker"
+            )
+        if answer["engine_problem"]:
+            raise ClusterError(
+                f"--backend {url}: worker {address} cannot run {engine} ({answer['engine_problem']}); "
+                "install it there (pip install 'bxthre3[wasmtime]') or use --engine wasm3"
+            )
+    return dict(workers)
+
+
+def check_memory(spec: DagSpec, workers: dict[str, Any], url: object) -> bool:
+    """Can every task's `memory:` be met? True: the workers declare a MEMORY resource and tasks reserve it.
+
+    A task asking more than any worker offers would wait forever on Dask, so the run is refused up front.
+    Without declared MEMORY resources the check is against the workers' memory limits, and `memory:` only
+    raises the module's cap (it cannot steer placement)."""
+    biggest = max((t.memory or 0 for t in spec.tasks), default=0)
+    if biggest == 0:
+        return False
+    declared = [w.get("resources", {}).get(MEMORY_RESOURCE) for w in workers.values()]
+    if any(d is not None for d in declared):
+        offer = max(float(d) for d in declared if d is not None)
+        where = f"the largest Dask worker declares {MEMORY_RESOURCE}={offer:g}"
+        uses_resource = True
+    else:
+        limits_mb = [int(w.get("memory_limit") or 0) // 2**20 for w in workers.values()]
+        offer = max(limits_mb) if all(limits_mb) else float("inf")
+        where = f"the largest Dask worker's memory limit is {offer:g} MB"
+        uses_resource = False
+    for task in spec.tasks:
+        if (task.memory or 0) > offer:
+            raise ClusterError(
+                f"{spec.source}: task {task.id!r}: memory: {task.memory} MB, but {where}; lower memory: "
+                f"or start workers with more (dask worker --resources {MEMORY_RESOURCE}=MB)"
+            )
+    return uses_resource
+
+
 def run_dag(
     spec: DagSpec,
     client: Client,
     policy: Policy,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.time,
+    url: object = "dask",
 ) -> DagRun:
-    """Run the DAG to its end on the client's cluster; the finished run (its `results()` prints as usual)."""
+    """Run the DAG to its end on the client's cluster; the finished run (its `results()` prints as usual).
+
+    Finished attempts arrive through each future's done callback on a queue (no scan over every live
+    future per turn), their values are fetched in one `gather` per batch, and a task's future is
+    released once no attempt can read its output any more, so a 10,000-task DAG does not hold every
+    output on the workers until the end."""
+    workers = check_workers(client, url, policy.engine)
+    reserve_memory = check_memory(spec, workers, url)
     dag_id = uuid.uuid4().hex[:12]
     run = DagRun(spec, dag_id, policy, clock())
     name = plugin_name(spec)
     client.register_plugin(ModulesPlugin(dict(spec.modules)), name=name)
     succeeded: dict[str, Future] = {}
-    """Futures of succeeded tasks, kept while the run lasts: the cluster holds their outputs for dependents."""
-    live: dict[Future, tuple[str, int]] = {}
+    """Futures of succeeded tasks whose outputs an attempt may still read (the workers hold those bytes)."""
+    live: dict[str, tuple[str, int, Future]] = {}
+    """Live attempts by Dask key."""
+    done_keys: queue.SimpleQueue[str] = queue.SimpleQueue()
+    last_progress = 0.0
     try:
         while True:
             now = clock()
             for attempt in run.startable(now):
+                key = f"bxthre3-{dag_id}-{attempt.task_id}-{attempt.attempt}"
+                resources = {MEMORY_RESOURCE: attempt.memory_mb} if reserve_memory and attempt.memory_mb else None
                 future = client.submit(
                     _attempt_on_worker,
                     attempt,
                     *(succeeded[u] for u in attempt.upstream_ids),
-                    key=f"bxthre3-{dag_id}-{attempt.task_id}-{attempt.attempt}",
+                    key=key,
                     pure=False,
                     retries=0,
+                    resources=resources,
                 )
-                live[future] = (attempt.task_id, attempt.attempt)
-            if on_progress is not None:
-                on_progress(run.summary(now))
+                live[key] = (attempt.task_id, attempt.attempt, future)
+                future.add_done_callback(lambda f: done_keys.put(f.key))
             if run.done:
-                return run
+                break
+            if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
+                on_progress(run.summary(now))
+                last_progress = now
             wakeup = run.next_wakeup()
             timeout = POLL_S if wakeup is None else max(0.0, min(POLL_S, wakeup - now))
-            if not live:
-                time.sleep(timeout)
-                continue
             try:
-                done, _ = wait(list(live), timeout=timeout, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+                keys = [done_keys.get(timeout=timeout)]
+            except queue.Empty:
                 continue
-            finished = [f for f in done if f.status == "finished"]
-            values = dict(zip(finished, client.gather(finished), strict=True))  # one round trip for the batch
-            for future in done:
-                task_id, attempt_no = live.pop(future)
-                outcome = values[future] if future in values else _lost(future)
+            while len(keys) < 10_000:  # everything else already finished: one gather for the batch
+                try:
+                    keys.append(done_keys.get_nowait())
+                except queue.Empty:
+                    break
+            done = [live.pop(k) for k in keys if k in live]
+            finished = [entry for entry in done if entry[2].status == "finished"]
+            values = client.gather([entry[2] for entry in finished])
+            outcomes = dict(zip((entry[2].key for entry in finished), values, strict=True))
+            for task_id, attempt_no, future in done:
+                outcome = outcomes.get(future.key) or _lost(future)
                 if outcome.get("reason") is None:
                     succeeded[task_id] = future
                 run.finished(task_id, attempt_no, outcome, outcome.get("node_id"), clock())
+                for unneeded in run.unneeded_outputs(task_id):
+                    old = succeeded.pop(unneeded, None)
+                    if old is not None:
+                        old.release()
+        if on_progress is not None:
+            on_progress(run.summary(clock()))
+        return run
     finally:
         if live:
-            client.cancel(list(live))
+            client.cancel([entry[2] for entry in live.values()])
         client.unregister_worker_plugin(name)
 
 
@@ -163,11 +268,17 @@ class DaskBackend:
 
             self.cluster = LocalCluster(
                 n_workers=self.workers, threads_per_worker=self.threads, processes=True,
-                host="127.0.0.1", scheduler_port=0, dashboard_address=None, silence_logs=logging.WARNING,
+                host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING,
             )  # fmt: skip
             self.client = Client(self.cluster)
         else:
-            self.client = Client(f"tcp://{self.url.address}", timeout=10)
+            try:
+                self.client = Client(f"tcp://{self.url.address}", timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(
+                    f"--backend {self.url}: no Dask scheduler answered at {self.url.address} within "
+                    f"{CONNECT_TIMEOUT_S:g} s (is `dask scheduler` running there, and the port open?)"
+                ) from exc
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -178,4 +289,4 @@ class DaskBackend:
 
     def run(self, spec: DagSpec, policy: Policy, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
         assert self.client is not None, "use DaskBackend as a context manager"
-        return run_dag(spec, self.client, policy, on_progress)
+        return run_dag(spec, self.client, policy, on_progress, url=self.url)

@@ -56,6 +56,7 @@ class _Task:
 class Policy:
     engine: str
     ram_mb: int = 128
+    """The module's memory cap (a host's `--ram-limit`); a task's `memory:` raises it for that task."""
     default_timeout: float = DEFAULT_TASK_TIMEOUT_S
     default_retries: int = DEFAULT_TASK_RETRIES
     retry_backoff: float = 1.0
@@ -111,12 +112,27 @@ class DagRun:
                     files=spec.files,
                     upstream_ids=task.reads,
                     timeout_s=spec.timeout if spec.timeout is not None else self.policy.default_timeout,
-                    ram_mb=self.policy.ram_mb,
+                    ram_mb=max(self.policy.ram_mb, spec.memory or 0),
                     engine=self.policy.engine,
                     deterministic=spec.verify > 1,
+                    memory_mb=spec.memory or 0,
                 )
             )
         return out
+
+    def unneeded_outputs(self, task_id: str) -> list[str]:
+        """Tasks whose outputs no attempt will read any more, now that `task_id` ended: its upstream tasks
+        whose dependents have all ended, and itself if nothing depends on it. The engine may drop its copies
+        of those (the driver keeps each outcome it was given)."""
+        task = self.tasks[task_id]
+        if task.state not in TERMINAL:
+            return []
+        candidates = [*task.reads, task_id] if task.state == "succeeded" else list(task.reads)
+        return [
+            u
+            for u in candidates
+            if self.tasks[u].state == "succeeded" and all(self.tasks[d].state in TERMINAL for d in self.dependents[u])
+        ]
 
     def next_wakeup(self) -> float | None:
         """When the earliest backoff ends (None: no task waits out one)."""

@@ -63,6 +63,8 @@ class AttemptSpec:
     """The memory cap of the module's linear memory (a host's `--ram-limit`)."""
     engine: str
     deterministic: bool = False
+    memory_mb: int = 0
+    """The task's `memory:` (0: none): what the engine should reserve on the worker that runs it, where it can."""
 
 
 class _MissingInput(Exception):

@@ -79,3 +79,33 @@ def test_a_lost_worker_costs_no_retry_until_too_many_are_lost(tmp_path: Path) ->
     task = run.results(9.0)["tasks"][0]
     assert (task["state"], task["reason"], task["attempts"]) == ("failed", "host_lost", 6)
     assert task["error"].startswith("lost 6 attempts")
+
+
+def test_outputs_are_released_once_no_attempt_can_read_them(tmp_path: Path) -> None:
+    run = make_run(tmp_path, [
+        {"id": "a", "module": GREET, "inputs": ["x"]},
+        {"id": "b", "module": GREET, "inputs": ["output_of_a"], "retries": 1},
+        {"id": "c", "module": GREET, "inputs": ["output_of_a", "output_of_b"]},
+    ])  # fmt: skip
+    run.startable(0.0)
+    run.finished("a", 1, ok(), "w", 0.1)
+    assert run.unneeded_outputs("a") == []  # b and c will read it
+    run.startable(0.1)
+    run.finished("b", 1, failed("trap"), "w", 0.2)
+    assert run.unneeded_outputs("b") == []  # b runs again and reads a
+    run.startable(5.0)
+    run.finished("b", 2, ok(), "w", 5.1)
+    assert run.unneeded_outputs("b") == []  # c still reads a and b
+    run.startable(5.1)
+    run.finished("c", 1, ok(), "w", 5.2)
+    assert sorted(run.unneeded_outputs("c")) == ["a", "b", "c"]
+
+
+def test_a_tasks_memory_raises_its_modules_cap_and_is_asked_of_the_engine(tmp_path: Path) -> None:
+    run = make_run(tmp_path, [
+        {"id": "small", "module": GREET, "inputs": ["x"], "memory": 64},
+        {"id": "big", "module": GREET, "inputs": ["x"], "memory": 512},
+        {"id": "any", "module": GREET, "inputs": ["x"]},
+    ])  # fmt: skip
+    caps = {a.task_id: (a.ram_mb, a.memory_mb) for a in run.startable(0.0)}
+    assert caps == {"small": (128, 64), "big": (512, 512), "any": (128, 0)}
