@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..common.errors import ClusterError
 from .results import DAG_END_STATES, TASK_END_STATES, ClusterStatus, DagResults, DagStatus, TaskResult
@@ -37,7 +37,12 @@ class Client:
 
     `controller` defaults to $BXTHRE3_CONTROLLER, else this device (127.0.0.1, port 5000); `token`
     to $BXTHRE3_TOKEN, else the token of a controller on this device, as for the CLI. `insecure`
-    talks plaintext to a controller on loopback (`bxthre3 controller --insecure`)."""
+    talks plaintext to a controller on loopback (`bxthre3 controller --insecure`).
+
+    ``Client(backend="dask://10.0.0.5:8786")`` runs the DAGs it submits on that Dask cluster instead
+    (``ray://HOST:PORT``, ``ray:auto``; ``dask:local`` / ``ray:local`` start one on 127.0.0.1 with
+    `workers` x `threads`, closed with the Client), as `bxthre3 run --backend` does: the same handles,
+    with `engine` and `ram_mb` as a host's; `retry` is not available there (docs/BACKENDS.md)."""
 
     def __init__(
         self,
@@ -46,7 +51,15 @@ class Client:
         *,
         insecure: bool = False,
         timeout: float = 10.0,
+        backend: str | None = None,
+        engine: str = "auto",
+        ram_mb: int = 128,
+        workers: int = 2,
+        threads: int = 1,
     ) -> None:
+        if backend is not None:
+            self._open_backend(backend, engine=engine, ram_mb=ram_mb, workers=workers, threads=threads)
+            return
         from ..wire.addresses import DEFAULT_PORT, Address, controller_from_env_or
         from ..wire.security import CurveKeys, default_state_dir, resolve_token
 
@@ -68,6 +81,21 @@ class Client:
         self.address = str(address)
         self._one_device = False
         """Connected to a LocalCluster: a task verified on N > 1 devices could only wait forever there."""
+
+    def _open_backend(self, backend: str, *, engine: str, ram_mb: int, workers: int, threads: int) -> None:
+        from ..backends import parse_backend
+        from ..backends.connection import BackendConnection
+        from ..wasm.choice import resolve
+
+        url = parse_backend(backend)
+        self._lock = threading.RLock()
+        # The backend's connection answers every call DagHandle makes of a ControllerClient.
+        self._conn = cast(
+            "ControllerClient",
+            BackendConnection(url, engine=resolve(engine), ram_mb=ram_mb, workers=workers, threads=threads),
+        )
+        self.address = str(url)
+        self._one_device = False
 
     def _call(self, request: Callable[[ControllerClient], R]) -> R:
         with self._lock:

@@ -5,8 +5,9 @@ one-line errors) and :func:`open_backend` opens it. Each engine's module (`dask_
 is imported only there, so nothing of Dask or Ray is imported unless that backend is asked for, and a
 missing extra is one line naming the `pip install` that brings it.
 
-Every backend is a context manager with the same one method, ``run(spec, policy, on_progress) -> DagRun``
-(`driver.DagRun`: the finished run, whose `results()` prints as a controller's results do).
+Every backend is a context manager with the same one method, ``run(dag_run, on_progress) -> dag_run``: it
+runs a `driver.DagRun` (made by the caller with :func:`new_run`, so another thread may read its progress
+and set `cancel_requested`) to its end; the ended run's `results()` print as a controller's results do.
 """
 
 from __future__ import annotations
@@ -72,9 +73,7 @@ class Backend(Protocol):
 
     def __exit__(self, *exc_info: object) -> None: ...
 
-    def run(
-        self, spec: DagSpec, policy: Policy, on_progress: Callable[[dict[str, Any]], None] | None = None
-    ) -> DagRun: ...
+    def run(self, run: DagRun, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun: ...
 
 
 _MODULES = {"dask": ("dask_backend", "DaskBackend"), "ray": ("ray_backend", "RayBackend")}
@@ -93,3 +92,14 @@ def open_backend(url: BackendURL, *, workers: int = 2, threads: int = 1) -> Back
         raise
     backend: Backend = getattr(module, class_name)(url, workers=workers, threads=threads)
     return backend
+
+
+def new_run(spec: DagSpec, policy: Policy) -> DagRun:
+    """A run of `spec` for a backend, named by a fresh id (keys on the engine's cluster carry it)."""
+    import random
+    import time
+    import uuid
+
+    from .driver import DagRun
+
+    return DagRun(spec, uuid.uuid4().hex[:12], policy, time.time(), rng=random.random)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import queue
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,7 @@ from ..common.errors import ClusterError
 from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
 from . import BackendURL
-from .driver import DagRun, Policy
+from .driver import DagRun
 from .worker_side import AttemptSpec, run_attempt, store_modules
 
 POLL_S = 0.2
@@ -170,23 +169,22 @@ def check_memory(spec: DagSpec, workers: dict[str, Any], url: object) -> bool:
 
 
 def run_dag(
-    spec: DagSpec,
+    run: DagRun,
     client: Client,
-    policy: Policy,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.time,
     url: object = "dask",
 ) -> DagRun:
-    """Run the DAG to its end on the client's cluster; the finished run (its `results()` prints as usual).
+    """Run the DAG to its end on the client's cluster; returns `run`, ended (its `results()` print as usual).
 
     Finished attempts arrive through each future's done callback on a queue (no scan over every live
     future per turn), their values are fetched in one `gather` per batch, and a task's future is
     released once no attempt can read its output any more, so a 10,000-task DAG does not hold every
     output on the workers until the end."""
-    workers = check_workers(client, url, policy.engine)
+    spec = run.spec
+    workers = check_workers(client, url, run.policy.engine)
     reserve_memory = check_memory(spec, workers, url)
-    dag_id = uuid.uuid4().hex[:12]
-    run = DagRun(spec, dag_id, policy, clock())
+    dag_id = run.dag_id
     name = plugin_name(spec)
     client.register_plugin(ModulesPlugin(dict(spec.modules)), name=name)
     succeeded: dict[str, Future] = {}
@@ -198,6 +196,8 @@ def run_dag(
     try:
         while True:
             now = clock()
+            if run.cancel_requested and not run.done:
+                run.cancel(now)
             for attempt in run.startable(now):
                 key = f"bxthre3-{dag_id}-{attempt.task_id}-{attempt.attempt}"
                 resources = {MEMORY_RESOURCE: attempt.memory_mb} if reserve_memory and attempt.memory_mb else None
@@ -287,6 +287,6 @@ class DaskBackend:
         if self.cluster is not None:
             self.cluster.close()
 
-    def run(self, spec: DagSpec, policy: Policy, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
+    def run(self, run: DagRun, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
         assert self.client is not None, "use DaskBackend as a context manager"
-        return run_dag(spec, self.client, policy, on_progress, url=self.url)
+        return run_dag(run, self.client, on_progress, url=self.url)

@@ -77,6 +77,10 @@ class DagRun:
         self.submitted_at = now
         self.ended_at: float | None = None
         self.failures: dict[str, int] = {}
+        self.cancel_requested = False
+        """Set from any thread (the Python API's `DagHandle.cancel`); the engine's loop, on its own thread,
+        sees it at its next turn and calls :meth:`cancel` (the run is only ever changed by that thread)."""
+        self.cancelled = False
         self.tasks: dict[str, _Task] = {}
         self.dependents: dict[str, list[str]] = {t.id: [] for t in spec.tasks}
         for t in spec.tasks:
@@ -186,6 +190,15 @@ class DagRun:
         if self.done and self.ended_at is None:
             self.ended_at = now
 
+    def cancel(self, now: float) -> None:
+        """Stop the run: every task not ended yet is cancelled (outcomes of attempts still out are ignored)."""
+        for task in self.tasks.values():
+            if task.state not in TERMINAL:
+                task.state, task.finished_at = "cancelled", now
+        self.cancelled = True
+        if self.ended_at is None:
+            self.ended_at = now
+
     def _fail(self, task: _Task, reason: FailureReason, now: float) -> None:
         task.state, task.finished_at = "failed", now
         self.failures[reason.value] = self.failures.get(reason.value, 0) + 1
@@ -206,6 +219,8 @@ class DagRun:
     def state(self) -> str:
         if not self.done:
             return "running"
+        if self.cancelled:
+            return "cancelled"
         return "failed" if any(t.state in ("failed", "upstream_failed") for t in self.tasks.values()) else "succeeded"
 
     def summary(self, now: float) -> dict[str, Any]:

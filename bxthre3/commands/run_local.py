@@ -69,14 +69,14 @@ def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str, url: B
     """`--backend dask://HOST:PORT`, `ray://HOST:PORT`, ...: the tasks run on that cluster (docs/BACKENDS.md)."""
     import time
 
-    from ..backends import open_backend
+    from ..backends import new_run, open_backend
     from ..backends.driver import Policy
     from ..client.outputs import write_named_outputs
     from ..client.progress import DagProgress
 
     with open_backend(url, workers=args.hosts, threads=args.slots) as backend:
         with DagProgress(spec.name, len(spec.tasks)) as progress:
-            run = backend.run(spec, Policy(engine=engine), on_progress=progress.update)  # type: ignore[arg-type]
+            run = backend.run(new_run(spec, Policy(engine=engine)), on_progress=progress.update)  # type: ignore[arg-type]
     results = run.results(time.time(), with_files=args.out is not None)
     written = []
     if args.out is not None:

@@ -23,7 +23,7 @@ import yaml
 
 pytest.importorskip("distributed")
 
-from bxthre3.backends import parse_backend  # noqa: E402
+from bxthre3.backends import new_run, parse_backend  # noqa: E402
 from bxthre3.backends.dask_backend import DaskBackend, check_memory, run_dag  # noqa: E402
 from bxthre3.backends.driver import Policy  # noqa: E402
 from bxthre3.commands.dag_results import _print_results  # noqa: E402
@@ -72,9 +72,8 @@ def write_dag(tmp_path: Path, tasks: list[dict[str, Any]]) -> Path:
 
 def run(tmp_path: Path, client: Any, tasks: list[dict[str, Any]], **policy: Any) -> dict[str, dict[str, Any]]:
     path = write_dag(tmp_path, tasks)
-    done = run_dag(
-        load_dag(path), client, Policy(**{"engine": engines.WASM3, "ram_mb": 64, "retry_backoff": 0.05, **policy})
-    )
+    policy = {"engine": engines.WASM3, "ram_mb": 64, "retry_backoff": 0.05, **policy}
+    done = run_dag(new_run(load_dag(path), Policy(**policy)), client)
     return {t["task_id"]: t for t in done.results(time.time())["tasks"]}
 
 
@@ -83,7 +82,7 @@ def test_every_example_dag_gives_the_default_backends_results(example: str, dask
     proc = cli("run", f"dags/{example}", "--json")
     assert proc.returncode == 0, proc.stderr
     default = json.loads(proc.stdout)
-    done = run_dag(load_dag(REPO / "dags" / example), dask_client, Policy(engine=engines.resolve("auto")))
+    done = run_dag(new_run(load_dag(REPO / "dags" / example), Policy(engine=engines.resolve("auto"))), dask_client)
     code, on_dask = printed_json(done.results(time.time()))
     assert code == proc.returncode
     assert comparable(on_dask) == comparable(default)
@@ -218,3 +217,31 @@ def test_a_worker_killed_mid_attempt_is_host_lost_and_the_task_runs_again(tmp_pa
     history = by_id["s"]["history"]
     assert [h["reason"] for h in history] == ["host_lost", "timeout"], history
     assert by_id["s"]["reason"] == "timeout"  # the rerun did not spend `retries: 0`
+
+
+def test_the_python_apis_client_runs_on_a_dask_backend(tmp_path: Path) -> None:
+    import bxthre3
+    from bxthre3.common.errors import DagError
+
+    dag = bxthre3.Dag("api")
+    hello = dag.task("hello", GREET, args=["api"])
+    dag.task("again", GREET, stdin=[hello])
+    spin = bxthre3.Dag("spin")
+    spin.task("spin", str(TEST_MODULES / "spin.wasm"), timeout=120)
+    with bxthre3.Client(backend="dask:local", engine="wasm3") as client:
+        handle = client.submit(dag)
+        status = handle.wait(timeout=60)
+        assert status.ok and status.state == "succeeded"
+        assert handle.results()["again"].text == "Hola, Hola, api!!\n"  # as on a LocalCluster
+        assert sorted(t.id for t in handle.as_completed(timeout=10)) == ["again", "hello"]
+        long = client.submit(spin)
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert long.cancel().state == "cancelled"
+        assert time.monotonic() - started < 5
+        with pytest.raises(ClusterError, match="retry is not available on --backend dask:local"):
+            long.retry()
+        verified = bxthre3.Dag("verified")
+        verified.task("v", GREET, args=["x"], verify=2)
+        with pytest.raises(DagError, match="verify=2"):
+            client.submit(verified)
