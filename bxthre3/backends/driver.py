@@ -46,6 +46,7 @@ class _Task:
     host_losses: int = 0
     not_before: float = 0.0
     started_at: float | None = None
+    attempt_started_at: float = 0.0
     finished_at: float | None = None
     outcome: dict[str, Any] | None = None
     node_id: str | None = None
@@ -103,6 +104,7 @@ class DagRun:
                 continue
             task.state = "running"
             task.attempt += 1
+            task.attempt_started_at = now
             if task.started_at is None:
                 task.started_at = now
             spec = task.spec
@@ -240,11 +242,11 @@ class DagRun:
         return {
             "format": JSON_FORMAT,
             **self.summary(now),
-            "tasks": [self._task_view(t, with_files) for t in self.tasks.values()],
+            "tasks": [self._task_view(t, with_files, now) for t in self.tasks.values()],
         }
 
     @staticmethod
-    def _task_view(task: _Task, with_files: bool) -> dict[str, Any]:
+    def _task_view(task: _Task, with_files: bool, now: float) -> dict[str, Any]:
         o = task.outcome or {}
         ok = task.state == "succeeded"
         files = []
@@ -270,7 +272,7 @@ class DagRun:
             "verify": task.spec.verify,
             "speculate": task.spec.speculate,
             "cached": False,
-            "running_s": None,
+            "running_s": round(now - task.attempt_started_at, 3) if task.state == "running" else None,
             "history": list(task.history),
             "output": o.get("stdout") if ok else None,
             "stderr": o.get("stderr", b""),

@@ -72,11 +72,26 @@ def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str, url: B
     from ..backends import new_run, open_backend
     from ..backends.driver import Policy
     from ..client.outputs import write_named_outputs
-    from ..client.progress import DagProgress
+    from ..client.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
+
+    run = new_run(spec, Policy(engine=engine))
+    where = f"the {url.kind.capitalize()} cluster"
+
+    def explain(idle_s: float) -> list[str]:  # what a stalled bar says: the run's own view, "hosts" the cluster
+        results = run.results(time.time())
+        for task in results["tasks"]:
+            if task["state"] == "running":
+                task["node_id"] = where  # which worker runs it is known once it ends
+        return describe_stall(results, {"hosts": [{"node_id": where}]}, idle_s)  # type: ignore[arg-type, typeddict-item]
 
     with open_backend(url, workers=args.hosts, threads=args.slots) as backend:
-        with DagProgress(spec.name, len(spec.tasks)) as progress:
-            run = backend.run(new_run(spec, Policy(engine=engine)), on_progress=progress.update)  # type: ignore[arg-type]
+        with DagProgress(
+            spec.name,
+            len(spec.tasks),
+            explain=explain,
+            watch=StallWatch(after=STALL_NOTICE_S if args.stall_notice is None else args.stall_notice),
+        ) as progress:
+            backend.run(run, on_progress=progress.update)  # type: ignore[arg-type]
     results = run.results(time.time(), with_files=args.out is not None)
     written = []
     if args.out is not None:
