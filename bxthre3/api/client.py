@@ -85,14 +85,17 @@ class Client:
     def _open_backend(self, backend: str, *, engine: str, ram_mb: int, workers: int, threads: int) -> None:
         from ..backends import parse_backend
         from ..backends.connection import BackendConnection
-        from ..wasm.choice import resolve
+        from ..common.errors import Bxthre3Error
+        from ..wasm.choice import CHOICES
 
         url = parse_backend(backend)
+        if engine not in CHOICES:
+            raise Bxthre3Error(f"engine={engine!r}: choose one of {', '.join(CHOICES)}")
         self._lock = threading.RLock()
         # The backend's connection answers every call DagHandle makes of a ControllerClient.
         self._conn = cast(
             "ControllerClient",
-            BackendConnection(url, engine=resolve(engine), ram_mb=ram_mb, workers=workers, threads=threads),
+            BackendConnection(url, engine=engine, ram_mb=ram_mb, workers=workers, threads=threads),
         )
         self.address = str(url)
         self._one_device = False

@@ -20,6 +20,7 @@ How the DAG maps onto Dask (docs/BACKENDS.md has the whole table):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import time
@@ -36,6 +37,8 @@ from ..dag.spec import DagSpec
 from . import BackendURL
 from .driver import DagRun
 from .worker_side import AttemptSpec, run_attempt, store_modules
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.2
 """Longest wait for a finished attempt before backoffs are looked at again."""
@@ -84,12 +87,13 @@ def _attempt_on_worker(spec: AttemptSpec, *upstreams: dict[str, Any]) -> dict[st
 
 
 def probe_worker(engine: str) -> dict[str, Any]:
-    """Run on every worker before the DAG: its bxthre3 version and whether `engine` loads there."""
+    """Run on every worker before the DAG: its bxthre3 version and, unless Wasm3 was asked for, whether
+    wasmtime loads there (None: it does)."""
     from .. import __version__
     from ..wasm import choice
 
-    problem = choice.wasmtime_problem() if engine == choice.WASMTIME else None
-    return {"version": __version__, "engine_problem": problem}
+    problem = None if engine == choice.WASM3 else choice.wasmtime_problem()
+    return {"version": __version__, "wasmtime_problem": problem}
 
 
 def _lost(future: Future) -> dict[str, Any]:
@@ -110,34 +114,47 @@ def _lost(future: Future) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def check_workers(client: Client, url: object, engine: str) -> dict[str, Any]:
+def check_workers(client: Client, url: object, engine: str) -> tuple[dict[str, Any], str]:
     """Refuse, in one line, a cluster that cannot run the DAG: no workers, workers without bxthre3 (or another
-    version of it), or without the engine. Returns the scheduler's view of the workers (for `memory:`)."""
+    version of it), or, for `--engine wasmtime`, without wasmtime. Returns the scheduler's view of the workers
+    (for `memory:`) and the engine to run: `auto` is wasmtime only when every worker loads it, else Wasm3."""
     from .. import __version__
+    from ..wasm import choice
 
     info = client.scheduler_info()
     workers = info.get("workers", {})
     if not workers:
         raise ClusterError(f"--backend {url}: the Dask scheduler has no workers; start some (dask worker ADDRESS)")
-    try:
-        answers = client.run(probe_worker, engine)
-    except ModuleNotFoundError as exc:
-        raise ClusterError(
-            f"--backend {url}: a Dask worker cannot import {exc.name or 'bxthre3'}; "
-            f"pip install bxthre3=={__version__} on every worker"
-        ) from exc
+    answers = client.run(probe_worker, engine, on_error="return")  # an exception per worker that failed
+    without_wasmtime = []
     for address, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            text = str(answer)
+            if "No module named" in text:
+                raise ClusterError(
+                    f"--backend {url}: worker {address} cannot import bxthre3 ({text.strip()}); "
+                    f"pip install bxthre3=={__version__} on every worker"
+                )
+            raise ClusterError(f"--backend {url}: worker {address} failed bxthre3's probe: {text[:300]}")
         if answer["version"] != __version__:
             raise ClusterError(
                 f"--backend {url}: worker {address} has bxthre3 {answer['version']}, this is {__version__}; "
                 "install the same version on every worker"
             )
-        if answer["engine_problem"]:
-            raise ClusterError(
-                f"--backend {url}: worker {address} cannot run {engine} ({answer['engine_problem']}); "
-                "install it there (pip install 'bxthre3[wasmtime]') or use --engine wasm3"
-            )
-    return dict(workers)
+        if answer["wasmtime_problem"]:
+            without_wasmtime.append((address, answer["wasmtime_problem"]))
+    if engine == choice.WASMTIME and without_wasmtime:
+        address, problem = without_wasmtime[0]
+        raise ClusterError(
+            f"--backend {url}: worker {address} cannot run wasmtime ({problem}); install it there "
+            "(pip install 'bxthre3[wasmtime]') or use --engine wasm3"
+        )
+    if engine == choice.AUTO:
+        if without_wasmtime:
+            address, problem = without_wasmtime[0]
+            log.warning("--engine auto: worker %s cannot load wasmtime (%s); running on wasm3", address, problem)
+        engine = choice.WASM3 if without_wasmtime else choice.WASMTIME
+    return dict(workers), engine
 
 
 def check_memory(spec: DagSpec, workers: dict[str, Any], url: object) -> bool:
@@ -182,7 +199,8 @@ def run_dag(
     released once no attempt can read its output any more, so a 10,000-task DAG does not hold every
     output on the workers until the end."""
     spec = run.spec
-    workers = check_workers(client, url, run.policy.engine)
+    workers, engine = check_workers(client, url, run.policy.engine)
+    run.policy = dataclasses.replace(run.policy, engine=engine)
     reserve_memory = check_memory(spec, workers, url)
     dag_id = run.dag_id
     name = plugin_name(spec)

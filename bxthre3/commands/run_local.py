@@ -34,10 +34,10 @@ def _run_run(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, cache=False)
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
-    engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone
-    if backend is not None:
-        return _run_on_backend(args, spec, engine, backend)
+    if backend is not None:  # the workers' engines decide what auto means there, not this machine's
+        return _run_on_backend(args, spec, args.engine, backend)
+    engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     with LocalCluster(
         hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
     ) as cluster:

@@ -245,3 +245,14 @@ def test_the_python_apis_client_runs_on_a_dask_backend(tmp_path: Path) -> None:
         verified.task("v", GREET, args=["x"], verify=2)
         with pytest.raises(DagError, match="verify=2"):
             client.submit(verified)
+
+
+def test_workers_with_another_bxthre3_are_refused_before_any_task(
+    tmp_path: Path, dask_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bxthre3
+
+    real = bxthre3.__version__
+    monkeypatch.setattr(bxthre3, "__version__", "9.9.9")  # this side; the workers answer with the real one
+    with pytest.raises(ClusterError, match=rf"worker tcp://127\.0\.0\.1:\d+ has bxthre3 {real}, this is 9\.9\.9"):
+        run(tmp_path, dask_client, [{"id": "t", "module": GREET, "inputs": ["x"]}])
