@@ -101,26 +101,29 @@ def _build_sdist(src: Path, out: Path) -> Path:
     return out / name
 
 
-def _requirements(wheel: Path) -> list[str]:
-    """The wheel's own dependencies (Requires-Dist without extras), from its METADATA."""
+def _requirements(wheel: Path, extra: str | None = None) -> list[str]:
+    """The wheel's own dependencies (Requires-Dist without extras), or those of one of its extras, from its METADATA."""
     with zipfile.ZipFile(wheel) as z:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         lines = z.read(meta).decode().splitlines()
-    return sorted(
-        line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:") and "extra ==" not in line
-    )
+    wanted = []
+    for line in lines:
+        if not line.startswith("Requires-Dist:"):
+            continue
+        requirement, _, marker = line.split(":", 1)[1].strip().partition(";")
+        if (extra is None and "extra ==" not in marker) or (extra is not None and f'extra == "{extra}"' in marker):
+            wanted.append(requirement.strip() if extra is not None else line.split(":", 1)[1].strip())
+    return sorted(wanted)
 
 
-def _wheelhouse(wheel: Path) -> Path:
-    """Wheels of the dependencies at the pinned versions, built once per (pins, requirements, Python,
-    machine) and kept between runs, so the fresh venv installs offline."""
+def _wheelhouse(wheel: Path, extra: str | None = None) -> Path:
+    """Wheels of the dependencies (or of one extra's) at the pinned versions, built once per (pins,
+    requirements, Python, machine) and kept between runs, so the fresh venv installs offline."""
+    requirements = _requirements(wheel, extra)
     constraints = (REPO / "constraints.txt").read_bytes()
-    ident = (
-        constraints + "\n".join(_requirements(wheel)).encode() + f"{sys.version_info[:2]}{platform.machine()}".encode()
-    )
+    ident = constraints + "\n".join(requirements).encode() + f"{sys.version_info[:2]}{platform.machine()}".encode()
     house = paths.cache_home() / "install-test" / f"wheels-{hashlib.sha256(ident).hexdigest()[:16]}"
     if not house.exists():
-        requirements = _requirements(wheel)
         pins = ("-c", str(REPO / "constraints.txt"))
         _cache_atomically(house, lambda d: _pip("wheel", "--use-pep517", "-w", str(d), *pins, *requirements))
     return house
@@ -203,3 +206,14 @@ def test_wheel_and_sdist_install_and_run_the_examples_from_anywhere(tmp_path: Pa
     )
     api = _run([str(python), "-c", script], timeout=RUN_TIMEOUT_S, cwd=work, env=env)
     assert api.stdout == "Hello, Wheel!\n", api
+
+    # --backend: without the extra, one line naming it; with it, the bundled DAG on a Dask LocalCluster.
+    missing = subprocess.run(["bxthre3", "run", "hello_fanout", "--backend", "dask:local"], capture_output=True,
+                             text=True, timeout=RUN_TIMEOUT_S, cwd=work, env=env)  # fmt: skip
+    assert missing.returncode != 0 and missing.stderr.strip().count("\n") == 0, missing.stderr
+    assert "pip install 'bxthre3[dask]'" in missing.stderr
+    houses = ("--find-links", str(_wheelhouse(wheel)), "--find-links", str(_wheelhouse(wheel, "dask")))
+    _pip("install", "--no-compile", "--no-index", *houses, "-c", str(REPO / "constraints.txt"), f"{wheel}[dask]",
+         python=python)  # fmt: skip
+    on_dask = bxthre3("run", "hello_fanout", "--backend", "dask:local")
+    assert "Hello, Bxthre3!\nHola, Bxthre3!" in on_dask.stdout, on_dask
