@@ -83,8 +83,8 @@ class Client:
         """Connected to a LocalCluster: a task verified on N > 1 devices could only wait forever there."""
 
     def _open_backend(self, backend: str, *, engine: str, ram_mb: int, workers: int, threads: int) -> None:
-        from ..backends import parse_backend
         from ..backends.connection import BackendConnection
+        from ..backends.opening import parse_backend
         from ..common.errors import Bxthre3Error
         from ..wasm.choice import CHOICES
 

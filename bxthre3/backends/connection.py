@@ -16,14 +16,14 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from ..common.errors import ClusterError, DagError
-from . import BackendURL, new_run, open_backend
 from .driver import Policy
+from .opening import BackendURL, new_run, open_backend
 
 if TYPE_CHECKING:
     from ..controller.views import DagSummary, ResultsView, RetriedSummary, StatusView
     from ..dag.spec import DagSpec
-    from . import Backend
     from .driver import DagRun
+    from .opening import Backend
 
 CANCEL_WAIT_S = 5.0
 """How long `cancel` waits for the run's thread to stop its attempts before answering."""

@@ -34,9 +34,9 @@ from ..common.digests import sha256_hex
 from ..common.errors import ClusterError
 from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
-from . import BackendURL
-from .driver import DagRun
-from .worker_side import AttemptSpec, run_attempt, store_modules
+from .driver import AttemptSpec, DagRun
+from .opening import BackendURL
+from .worker_side import run_attempt, store_modules
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,37 @@ from typing import Any
 from ..common.digests import sha256_hex
 from ..common.failures import FailureReason
 from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S
-from ..dag.spec import DagSpec, InputKind, TaskSpec
-from .worker_side import AttemptSpec
+from ..dag.spec import DagSpec, InputKind, TaskFile, TaskInput, TaskSpec
 
 JSON_FORMAT = 1
 """As `controller.views.JSON_FORMAT` (the shape `results --json` documents)."""
 
 TERMINAL = frozenset({"succeeded", "failed", "upstream_failed", "cancelled"})
 STATES = ("pending", "ready", "running", "succeeded", "failed", "upstream_failed", "retrying", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    """Everything one attempt needs but its module bytes and its upstream results.
+
+    An object, not a dict or tuple: Dask looks inside containers passed to `submit` for futures (and, in
+    older versions, for strings equal to a key); it passes other objects through untouched."""
+
+    task_id: str
+    attempt: int
+    module_sha: str
+    args: tuple[str, ...]
+    stdin_inputs: tuple[TaskInput, ...]
+    files: tuple[TaskFile, ...]
+    upstream_ids: tuple[str, ...]
+    """The task ids whose results follow the spec as arguments, in this order."""
+    timeout_s: float
+    ram_mb: int
+    """The memory cap of the module's linear memory (a host's `--ram-limit`)."""
+    engine: str
+    deterministic: bool = False
+    memory_mb: int = 0
+    """The task's `memory:` (0: none): what the engine should reserve on the worker that runs it, where it can."""
 
 
 @dataclass(slots=True)

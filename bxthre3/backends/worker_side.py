@@ -22,16 +22,16 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..common import limits
 from ..common.failures import FailureReason
-from ..dag.spec import InputKind, TaskFile, TaskInput
+from ..dag.spec import InputKind, TaskInput
 from ..executor.parent import ExecJob, ExecResult, Executor, ExecutorDied
 from ..host.module_cache import ModuleCache, default_cache_dir
 from ..wasm import choice as engines
 from ..wasm.abi import INPUT_SIZES_ENV, TASK_ID_ENV
+from .driver import AttemptSpec
 
 EXECUTOR_OVERHEAD_MB = 512
 """Address space an executor may map beyond the module's memory cap (as `host.session.EXECUTOR_OVERHEAD_MB`)."""
@@ -41,30 +41,6 @@ STOP_POLL_S = 0.1
 
 INTERRUPT_GRACE_S = 0.5
 """Past a timeout, how long wasmtime gets to stop a run itself before its child is killed (as a host)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptSpec:
-    """Everything one attempt needs but its module bytes and its upstream results.
-
-    An object, not a dict or tuple: Dask looks inside containers passed to `submit` for futures (and, in
-    older versions, for strings equal to a key); it passes other objects through untouched."""
-
-    task_id: str
-    attempt: int
-    module_sha: str
-    args: tuple[str, ...]
-    stdin_inputs: tuple[TaskInput, ...]
-    files: tuple[TaskFile, ...]
-    upstream_ids: tuple[str, ...]
-    """The task ids whose results follow the spec as arguments, in this order."""
-    timeout_s: float
-    ram_mb: int
-    """The memory cap of the module's linear memory (a host's `--ram-limit`)."""
-    engine: str
-    deterministic: bool = False
-    memory_mb: int = 0
-    """The task's `memory:` (0: none): what the engine should reserve on the worker that runs it, where it can."""
 
 
 class _MissingInput(Exception):

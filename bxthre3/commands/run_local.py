@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from ..dag.spec import DagSpec
 
 if TYPE_CHECKING:
-    from ..backends import BackendURL
+    from ..backends.opening import BackendURL
 from .dag_results import _print_results, _say_written, _wait_with_progress, _write_final, _write_named_outputs
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from ..backends import parse_backend
+    from ..backends.opening import parse_backend
     from ..client.progress import stage_printer
     from ..common.logs import chosen_log_dir, setup_logging
     from ..common.scratch import exit_on_termination_signals
@@ -69,8 +69,8 @@ def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str, url: B
     """`--backend dask://HOST:PORT`, `ray://HOST:PORT`, ...: the tasks run on that cluster (docs/BACKENDS.md)."""
     import time
 
-    from ..backends import new_run, open_backend
     from ..backends.driver import Policy
+    from ..backends.opening import new_run, open_backend
     from ..client.outputs import write_named_outputs
     from ..client.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
 

@@ -23,9 +23,9 @@ import yaml
 
 pytest.importorskip("distributed")
 
-from bxthre3.backends import new_run, parse_backend  # noqa: E402
 from bxthre3.backends.dask_backend import DaskBackend, check_memory, run_dag  # noqa: E402
 from bxthre3.backends.driver import Policy  # noqa: E402
+from bxthre3.backends.opening import new_run, parse_backend  # noqa: E402
 from bxthre3.commands.dag_results import _print_results  # noqa: E402
 from bxthre3.common.errors import ClusterError  # noqa: E402
 from bxthre3.dag.yaml_loader import load_dag  # noqa: E402

@@ -60,6 +60,7 @@ PURE = (
     "bxthre3.common.limits",
     "bxthre3.common.digests",
     "bxthre3.api.results",
+    "bxthre3.backends.driver",
     "bxthre3.tui.web_access",
     "bxthre3.tui.image_decode",
 )
