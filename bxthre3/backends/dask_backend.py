@@ -282,12 +282,18 @@ class DaskBackend:
     def __enter__(self) -> DaskBackend:
         logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines are not the run's output
         if self.url.mode == "local":
+            import dask
             from distributed import LocalCluster
 
-            self.cluster = LocalCluster(
-                n_workers=self.workers, threads_per_worker=self.threads, processes=True,
-                host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING,
-            )  # fmt: skip
+            # worker-saturation inf: the scheduler hands every submitted attempt to a worker at once instead
+            # of holding "root tasks" back (its default, 1.1, keeps workers waiting on it between tasks). The
+            # driver submits only attempts that may start now, so there is no big graph to pace: 1,000
+            # trivial tasks took 2.1-2.4 s instead of 2.9-3.0 s here. Operators of a dask:// cluster set it.
+            with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
+                self.cluster = LocalCluster(
+                    n_workers=self.workers, threads_per_worker=self.threads, processes=True, host="127.0.0.1",
+                    scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING,
+                )  # fmt: skip
             self.client = Client(self.cluster)
         else:
             try:
@@ -303,7 +309,17 @@ class DaskBackend:
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
-            self.cluster.close()
+            # Our own cluster going away is not news: its scheduler is still forgetting the run's keys when the
+            # workers stop, and says so at WARNING and CRITICAL (a screenful after a 10,000-task run).
+            quiet = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+            levels = [logger.level for logger in quiet]
+            for logger in quiet:
+                logger.setLevel(logging.CRITICAL + 1)
+            try:
+                self.cluster.close()
+            finally:
+                for logger, level in zip(quiet, levels, strict=True):
+                    logger.setLevel(level)
 
     def run(self, run: DagRun, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
         assert self.client is not None, "use DaskBackend as a context manager"

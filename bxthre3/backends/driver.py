@@ -106,6 +106,11 @@ class DagRun:
         sees it at its next turn and calls :meth:`cancel` (the run is only ever changed by that thread)."""
         self.cancelled = False
         self.tasks: dict[str, _Task] = {}
+        self.counts = dict.fromkeys(STATES, 0)
+        """Tasks per state, kept as states change: a turn of the engine's loop costs what changed, not
+        a walk over every task (a 10,000-task DAG has hundreds of turns)."""
+        self._ready: list[_Task] = []
+        self._retrying: dict[str, _Task] = {}
         self.dependents: dict[str, list[str]] = {t.id: [] for t in spec.tasks}
         for t in spec.tasks:
             sources = [i.value for i in t.sources if i.kind is InputKind.OUTPUT]
@@ -113,19 +118,35 @@ class DagRun:
             deps = set(t.depends_on) | set(reads)
             for d in deps:
                 self.dependents[d].append(t.id)
-            self.tasks[t.id] = _Task(t, reads, len(deps), state="pending" if deps else "ready")
+            task = self.tasks[t.id] = _Task(t, reads, len(deps))
+            self.counts["pending"] += 1
+            if not deps:
+                self._move(task, "ready")
+
+    def _move(self, task: _Task, state: str) -> None:
+        """The one place a task changes state: the counts, the ready list and the retrying set follow."""
+        self.counts[task.state] -= 1
+        self.counts[state] += 1
+        if task.state == "retrying":
+            del self._retrying[task.spec.id]
+        task.state = state
+        if state == "ready":
+            self._ready.append(task)
+        elif state == "retrying":
+            self._retrying[task.spec.id] = task
 
     # ------------------------------------------------------------------ what to run
 
     def startable(self, now: float) -> list[AttemptSpec]:
         """Attempts to submit now (ready tasks, and retrying ones whose backoff is over); marks them running."""
         out = []
-        for task in self.tasks.values():
-            if task.state == "retrying" and task.not_before <= now:
-                task.state = "ready"
-            if task.state != "ready":
+        for task in [t for t in self._retrying.values() if t.not_before <= now]:
+            self._move(task, "ready")
+        ready, self._ready = self._ready, []
+        for task in ready:
+            if task.state != "ready":  # cancelled meanwhile
                 continue
-            task.state = "running"
+            self._move(task, "running")
             task.attempt += 1
             task.attempt_started_at = now
             if task.started_at is None:
@@ -165,8 +186,7 @@ class DagRun:
 
     def next_wakeup(self) -> float | None:
         """When the earliest backoff ends (None: no task waits out one)."""
-        times = [t.not_before for t in self.tasks.values() if t.state == "retrying"]
-        return min(times) if times else None
+        return min((t.not_before for t in self._retrying.values()), default=None)
 
     # ------------------------------------------------------------------ what happened
 
@@ -187,12 +207,13 @@ class DagRun:
             }
         )
         if reason is None:
-            task.state, task.finished_at = "succeeded", now
+            self._move(task, "succeeded")
+            task.finished_at = now
             for child_id in self.dependents[task_id]:
                 child = self.tasks[child_id]
                 child.waiting_on -= 1
                 if child.waiting_on == 0 and child.state == "pending":
-                    child.state = "ready"
+                    self._move(child, "ready")
         elif reason is FailureReason.HOST_LOST:  # as the scheduler's _requeue_lost: at once, retries untouched
             task.host_losses += 1
             if task.host_losses > self.policy.max_host_losses:
@@ -201,7 +222,7 @@ class DagRun:
                 )
                 self._fail(task, reason, now)
             else:
-                task.state = "ready"
+                self._move(task, "ready")
         else:
             retries = task.spec.retries if task.spec.retries is not None else self.policy.default_retries
             if reason.retryable and task.failures < retries:
@@ -209,7 +230,8 @@ class DagRun:
                 p = self.policy
                 delay = min(p.retry_backoff_max, p.retry_backoff * 2 ** (task.failures - 1))
                 delay *= 1 + p.retry_jitter * (2 * self.rng() - 1)
-                task.state, task.not_before = "retrying", now + max(0.0, delay)
+                task.not_before = now + max(0.0, delay)
+                self._move(task, "retrying")
             else:
                 self._fail(task, reason, now)
         if self.done and self.ended_at is None:
@@ -219,26 +241,29 @@ class DagRun:
         """Stop the run: every task not ended yet is cancelled (outcomes of attempts still out are ignored)."""
         for task in self.tasks.values():
             if task.state not in TERMINAL:
-                task.state, task.finished_at = "cancelled", now
+                self._move(task, "cancelled")
+                task.finished_at = now
         self.cancelled = True
         if self.ended_at is None:
             self.ended_at = now
 
     def _fail(self, task: _Task, reason: FailureReason, now: float) -> None:
-        task.state, task.finished_at = "failed", now
+        self._move(task, "failed")
+        task.finished_at = now
         self.failures[reason.value] = self.failures.get(reason.value, 0) + 1
         stack = list(self.dependents[task.spec.id])
         while stack:
             child = self.tasks[stack.pop()]
             if child.state == "pending":
-                child.state, child.finished_at = "upstream_failed", now
+                self._move(child, "upstream_failed")
+                child.finished_at = now
                 stack.extend(self.dependents[child.spec.id])
 
     # ------------------------------------------------------------------ views
 
     @property
     def done(self) -> bool:
-        return all(t.state in TERMINAL for t in self.tasks.values())
+        return sum(self.counts[s] for s in TERMINAL) == len(self.tasks)
 
     @property
     def state(self) -> str:
@@ -246,13 +271,11 @@ class DagRun:
             return "running"
         if self.cancelled:
             return "cancelled"
-        return "failed" if any(t.state in ("failed", "upstream_failed") for t in self.tasks.values()) else "succeeded"
+        return "failed" if self.counts["failed"] or self.counts["upstream_failed"] else "succeeded"
 
     def summary(self, now: float) -> dict[str, Any]:
         """A `DagSummary` (controller/views.py), for the progress bar."""
-        counts = dict.fromkeys(STATES, 0)
-        for t in self.tasks.values():
-            counts[t.state] += 1
+        counts = dict(self.counts)
         end = self.ended_at if self.ended_at is not None else now
         return {
             "dag_id": self.dag_id, "name": self.spec.name, "state": self.state, "total": len(self.tasks),

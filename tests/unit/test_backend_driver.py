@@ -109,3 +109,24 @@ def test_a_tasks_memory_raises_its_modules_cap_and_is_asked_of_the_engine(tmp_pa
     ])  # fmt: skip
     caps = {a.task_id: (a.ram_mb, a.memory_mb) for a in run.startable(0.0)}
     assert caps == {"small": (128, 64), "big": (512, 512), "any": (128, 0)}
+
+
+def test_the_kept_counts_match_the_tasks_through_every_kind_of_change(tmp_path: Path) -> None:
+    import random
+
+    tasks = [{"id": f"t{i}", "module": GREET, "inputs": ["x"] if i < 5 else [f"output_of_t{i - 5}"], "retries": 1}
+             for i in range(40)]  # fmt: skip
+    for seed in range(20):
+        rng = random.Random(seed)
+        run = make_run(tmp_path, tasks)
+        now = 0.0
+        while not run.done and now < 1000:
+            now += 1.0
+            for attempt in run.startable(now):
+                outcome = rng.choice([ok(), ok(), failed("trap"), failed("host_lost"), failed("memory_limit")])
+                run.finished(attempt.task_id, attempt.attempt, outcome, "w", now)
+            if rng.random() < 0.02:
+                run.cancel(now)
+            recount = {state: sum(t.state == state for t in run.tasks.values()) for state in run.counts}
+            assert run.counts == recount, seed
+        assert run.done
