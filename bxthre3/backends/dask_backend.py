@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,11 @@ class ModulesPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         store_modules(self.modules)
+
+
+_plugin_lock = threading.Lock()
+_plugin_users: dict[str, int] = {}
+"""Runs in this process using each modules plugin (the Python API runs several DAGs at once)."""
 
 
 def plugin_name(spec: DagSpec) -> str:
@@ -204,7 +210,10 @@ def run_dag(
     reserve_memory = check_memory(spec, workers, url)
     dag_id = run.dag_id
     name = plugin_name(spec)
-    client.register_plugin(ModulesPlugin(dict(spec.modules)), name=name)
+    with _plugin_lock:  # DAGs of one Client may share modules: the last one to end unregisters them
+        if _plugin_users.get(name, 0) == 0:
+            client.register_plugin(ModulesPlugin(dict(spec.modules)), name=name)
+        _plugin_users[name] = _plugin_users.get(name, 0) + 1
     succeeded: dict[str, Future] = {}
     """Futures of succeeded tasks whose outputs an attempt may still read (the workers hold those bytes)."""
     live: dict[str, tuple[str, int, Future]] = {}
@@ -265,7 +274,11 @@ def run_dag(
     finally:
         if live:
             client.cancel([entry[2] for entry in live.values()])
-        client.unregister_worker_plugin(name)
+        with _plugin_lock:
+            _plugin_users[name] -= 1
+            if _plugin_users[name] == 0:
+                del _plugin_users[name]
+                client.unregister_worker_plugin(name)
 
 
 class DaskBackend:

@@ -229,7 +229,9 @@ def test_the_python_apis_client_runs_on_a_dask_backend(tmp_path: Path) -> None:
     spin = bxthre3.Dag("spin")
     spin.task("spin", str(TEST_MODULES / "spin.wasm"), timeout=120)
     with bxthre3.Client(backend="dask:local", engine="wasm3") as client:
+        twin = client.submit(dag)  # two DAGs with the same modules at once: one modules plugin, kept for both
         handle = client.submit(dag)
+        assert twin.wait(timeout=60).ok
         status = handle.wait(timeout=60)
         assert status.ok and status.state == "succeeded"
         assert handle.results()["again"].text == "Hola, Hola, api!!\n"  # as on a LocalCluster
