@@ -23,8 +23,8 @@ from typing import Any
 
 from ..common.digests import sha256_hex
 from ..common.failures import FailureReason
-from ..common.limits import DEFAULT_TASK_RETRIES, DEFAULT_TASK_TIMEOUT_S
 from ..dag.spec import DagSpec, InputKind, TaskFile, TaskInput, TaskSpec
+from ..scheduler.core import SchedulerConfig
 
 JSON_FORMAT = 1
 """As `controller.views.JSON_FORMAT` (the shape `results --json` documents)."""
@@ -76,18 +76,23 @@ class _Task:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+_SCHEDULER = SchedulerConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """What a controller's `SchedulerConfig` and a host's settings decide, for a run on another engine; the
+    retry defaults are the scheduler's own, so a DAG retries alike on every backend."""
+
     engine: str
     ram_mb: int = 128
     """The module's memory cap (a host's `--ram-limit`); a task's `memory:` raises it for that task."""
-    default_timeout: float = DEFAULT_TASK_TIMEOUT_S
-    default_retries: int = DEFAULT_TASK_RETRIES
-    retry_backoff: float = 1.0
-    retry_backoff_max: float = 60.0
-    retry_jitter: float = 0.2
-    max_host_losses: int = 5
-    """Attempts a task may lose with its worker before it fails with `host_lost` (as `SchedulerConfig`)."""
+    default_timeout: float = _SCHEDULER.default_timeout
+    default_retries: int = _SCHEDULER.default_retries
+    retry_backoff: float = _SCHEDULER.retry_backoff
+    retry_backoff_max: float = _SCHEDULER.retry_backoff_max
+    retry_jitter: float = _SCHEDULER.retry_jitter
+    max_host_losses: int = _SCHEDULER.max_host_losses
 
 
 class DagRun:
