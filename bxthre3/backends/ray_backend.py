@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -170,6 +173,7 @@ class RayBackend:
         self.workers = workers
         self.threads = threads
         self.connected = False
+        self.temp_dir: str | None = None
 
     def __enter__(self) -> RayBackend:
         quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
@@ -184,17 +188,21 @@ class RayBackend:
                 # level; it is how Ray runs, not news about this run.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
                 _loopback_only()
+                self.temp_dir = tempfile.mkdtemp(prefix="bxthre3-ray-")  # sockets, logs, spill: gone at exit
                 ray.init(
                     address="local", _node_ip_address="127.0.0.1", num_cpus=self.workers * self.threads,
-                    num_gpus=0, include_dashboard=False, **quiet,
+                    num_gpus=0, include_dashboard=False, _temp_dir=self.temp_dir, **quiet,
                 )  # fmt: skip
             elif self.url.mode == "auto":
                 ray.init(address="auto", **quiet)
             else:
-                ray.init(address=f"ray://{self.url.address}", **quiet)  # Ray Client: 3 connection attempts
+                with warnings.catch_warnings():  # its "connection timed out" UserWarning: the error says it
+                    warnings.simplefilter("ignore", UserWarning)
+                    ray.init(address=f"ray://{self.url.address}", **quiet)  # Ray Client: about 30 s to give up
         except Exception as exc:
             if ray.is_initialized():
                 ray.shutdown()
+            self._remove_temp_dir()
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ClusterError(f"--backend {self.url}: cannot {self._verb()} ({first[:300]}); {self._fix()}") from exc
         finally:
@@ -221,6 +229,12 @@ class RayBackend:
         if self.connected:
             self.connected = False
             ray.shutdown()  # local: stops the Ray this run started; auto/ray://: only disconnects
+        self._remove_temp_dir()
+
+    def _remove_temp_dir(self) -> None:
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
 
     def run(self, spec: DagSpec, policy: Policy, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
         assert self.connected, "use RayBackend as a context manager"
