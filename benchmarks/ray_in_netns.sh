@@ -24,7 +24,7 @@ cleanup() {
     left="$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')"
     if [ -n "$left" ]; then
         echo "ray_in_netns.sh: still running in $NS after the command: $left; killing them by PID" >&2
-        for pid in $left; do ps -o pid=,args= -p "$pid" >&2 || true; kill -9 "$pid" 2>/dev/null || true; done
+        for pid in $left; do ps -o pid=,args= -p "$pid" | cut -c1-150 >&2 || true; kill -9 "$pid" 2>/dev/null || true; done
         for _ in $(seq 1 50); do [ -z "$(ip netns pids "$NS" 2>/dev/null)" ] && break; sleep 0.1; done
     fi
     ip netns del "$NS" 2>/dev/null || true

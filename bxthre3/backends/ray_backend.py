@@ -221,9 +221,10 @@ class RayBackend:
     def _fix(self) -> str:
         if self.url.mode == "local":
             return "check that ray is installed whole (pip install 'bxthre3[ray]') and /tmp is writable"
+        auth = "; a cluster with token authentication (Ray's default) also needs RAY_AUTH_MODE=token here"
         if self.url.mode == "auto":
-            return "start one with `ray start --head`, or use ray://HOST:PORT or ray:local"
-        return "check the address and that the head runs `ray start --head --ray-client-server-port PORT`"
+            return "start one with `ray start --head`, or use ray://HOST:PORT or ray:local" + auth
+        return "check the address and that the head runs `ray start --head --ray-client-server-port PORT`" + auth
 
     def __exit__(self, *exc_info: object) -> None:
         if self.connected:
