@@ -59,6 +59,8 @@ class Row:
     mandel_wall_s: list[float] = dataclasses.field(default_factory=list)
     mandel_sha256: str = ""
     """Of the assembled PGM: the same image on every backend."""
+    error: str = ""
+    """Why the row stopped (the first line of the error), if it did."""
 
 
 def trivial(n: int, tag: str) -> DagSpec:
@@ -213,12 +215,17 @@ def main() -> int:
         return 2
     rows = []
     for name in names:
-        if name == "default":
-            rows.append(run_default(args))
-        elif name.startswith("ray"):
-            rows.append(run_in_netns(name, args))
-        else:
-            rows.append(run_backend(name, args))
+        t = time.monotonic()
+        try:
+            if name == "default":
+                rows.append(run_default(args))
+            elif name.startswith("ray"):
+                rows.append(run_in_netns(name, args))
+            else:
+                rows.append(run_backend(name, args))
+        except (Exception, SystemExit) as exc:  # one engine failing is a figure too: the other rows still run
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            rows.append(Row(name, error=f"{type(exc).__name__} after {time.monotonic() - t:.0f} s: {first}"))
     print(f"load after: {os.getloadavg()[0]:.2f}")
     ms = ", ".join(f"{k}={v}" for k, v in MANDEL_PARAMS.items())
     print(f"\n{args.workers} workers x {args.threads} thread(s); median of {args.repeat} runs after a warm-up\n")
@@ -227,6 +234,9 @@ def main() -> int:
     print(head)
     print("|" + "---|" * 7)
     for r in rows:
+        if r.error:
+            print(f"| {r.backend} | failed: {r.error} | | | | | |")
+            continue
         print(f"| {r.backend} | {r.start_s:.1f} | {statistics.median(r.tasks_per_s):,.0f} "
               f"({', '.join(f'{x:,.0f}' for x in r.tasks_per_s)}) | {statistics.median(r.trivial_wall_s):.2f} | "
               f"{statistics.median(r.mandel_s):.2f} ({', '.join(f'{x:.2f}' for x in r.mandel_s)}) | "
