@@ -1,0 +1,149 @@
+"""`--backend ray`: DAGs on a real local Ray started here (skipped without Ray; docs/BACKENDS.md).
+
+Run it in a loopback-only network namespace, `benchmarks/ray_in_netns.sh` (root): Ray opens many ports and,
+outside one, may bind beyond loopback. The README's test command does not install Ray (heavy), so there
+this module is skipped.
+
+As `test_dask_backend.py`: the same outputs as the default backend, hostile modules stopped at their
+limits inside the Ray workers, Bxthre3's retry policy instead of Ray's, and a worker killed mid-attempt
+costing a `host_lost` attempt that runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("ray")
+
+import psutil  # noqa: E402
+
+from bxthre3.backends import parse_backend  # noqa: E402
+from bxthre3.backends.driver import Policy  # noqa: E402
+from bxthre3.backends.ray_backend import RayBackend, run_dag  # noqa: E402
+from bxthre3.common.errors import ClusterError  # noqa: E402
+from bxthre3.dag.yaml_loader import load_dag  # noqa: E402
+from bxthre3.wasm import choice as engines  # noqa: E402
+from tests.conftest import REPO, TEST_MODULES, WASM_MODULES, subprocess_env  # noqa: E402
+
+GREET = str(WASM_MODULES / "greet_2.wasm")
+TASK_TITLE = "ray::_attempt_on_ray_worker"
+"""A Ray worker's process title while it runs one of our attempts."""
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Any:
+    with RayBackend(parse_backend("ray:local"), workers=2, threads=1) as backend:
+        yield backend
+
+
+def run(tmp_path: Path, tasks: list[dict[str, Any]], ram_mb: int = 64) -> dict[str, dict[str, Any]]:
+    path = tmp_path / "dag.yaml"
+    path.write_text(yaml.safe_dump({"name": "dag", "tasks": tasks}, sort_keys=False))
+    policy = Policy(engine=engines.WASM3, ram_mb=ram_mb, retry_backoff=0.05)
+    done = run_dag(load_dag(path), policy)
+    return {t["task_id"]: t for t in done.results(time.time())["tasks"]}
+
+
+def test_hello_fanout_gives_the_default_backends_outputs(tmp_path: Path) -> None:
+    def outputs(*extra: str) -> dict[str, str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bxthre3", "run", str(REPO / "dags" / "hello_fanout.yaml"), "--json", *extra],
+            capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return {t["task_id"]: t["output"] for t in json.loads(proc.stdout)["tasks"]}
+
+    default = outputs()
+    assert default["aggregate"] == "Hello, Bxthre3!\nHola, Bxthre3!\n"
+    assert outputs("--backend", "ray:local") == default
+
+
+def test_no_cluster_is_one_line_not_a_traceback() -> None:
+    with pytest.raises(ClusterError, match=r"--backend ray:auto: cannot find a Ray cluster.*ray start --head"):
+        with RayBackend(parse_backend("ray:auto")):
+            pass
+
+
+def test_hostile_modules_stop_at_their_limits_in_the_workers(tmp_path: Path, ray_local: Any) -> None:
+    # (invalid_module never gets this far: the loader refuses such a DAG, on every backend)
+    hostile = [("spin", {"timeout": 2}, "timeout"), ("membomb", {}, "memory_limit"), ("flood", {}, "output_limit"),
+               ("trap", {}, "trap"), ("recurse", {}, "trap")]  # fmt: skip
+    tasks = []
+    for name, extra, _ in hostile:
+        tasks.append({"id": f"hostile_{name}", "module": str(TEST_MODULES / f"{name}.wasm"), "retries": 0, **extra})
+        tasks.append({"id": f"after_{name}", "module": GREET, "inputs": [name]})
+    started = time.monotonic()
+    by_id = run(tmp_path, tasks)
+    assert time.monotonic() - started < 30
+    for name, _, reason in hostile:
+        bad = by_id[f"hostile_{name}"]
+        assert (bad["state"], bad["reason"]) == ("failed", reason), (name, bad)
+        assert by_id[f"after_{name}"]["output"] == f"Hola, {name}!\n".encode()
+    assert 1.9 <= by_id["hostile_spin"]["duration_s"] < 4
+    assert "64 MiB" in by_id["hostile_membomb"]["error"]
+
+
+def test_retries_follow_bxthre3s_policy_not_rays(tmp_path: Path, ray_local: Any) -> None:
+    tasks = [
+        {"id": "exits", "module": str(TEST_MODULES / "exit3.wasm"), "retries": 2},  # exit_code: retried
+        {"id": "bomb", "module": str(TEST_MODULES / "membomb.wasm"), "retries": 2},  # deterministic: not retried
+        {"id": "child", "module": GREET, "inputs": ["output_of_exits"], "depends_on": ["exits"]},
+        {"id": "missing", "module": GREET, "inputs": ["output_of_ok/nope"], "depends_on": ["ok"], "retries": 2},
+        {"id": "ok", "module": GREET, "inputs": ["x"]},
+    ]
+    by_id = run(tmp_path, tasks)
+    assert (by_id["exits"]["reason"], by_id["exits"]["attempts"], by_id["exits"]["exit_code"]) == ("exit_code", 3, 3)
+    assert (by_id["bomb"]["reason"], by_id["bomb"]["attempts"]) == ("memory_limit", 1)
+    assert by_id["child"]["state"] == "upstream_failed"
+    assert (by_id["missing"]["reason"], by_id["missing"]["attempts"]) == ("missing_input", 1)
+
+
+def _our_attempt_workers() -> list[psutil.Process]:
+    """Ray workers running one of our attempts: descendants of this process (its Ray), by title."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if " ".join(proc.cmdline()).startswith(TASK_TITLE):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_worker_killed_mid_attempt_is_host_lost_and_runs_again(tmp_path: Path, ray_local: Any) -> None:
+    killed: list[int] = []
+
+    def kill_the_worker() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killed:
+            time.sleep(0.2)
+            for proc in _our_attempt_workers():
+                children = proc.children(recursive=True)  # the executor child must not outlive it
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.append(proc.pid)
+                killed.extend(c.pid for c in children)
+                return
+
+    killer = threading.Thread(target=kill_the_worker, daemon=True)
+    killer.start()
+    tasks = [{"id": "spin", "module": str(TEST_MODULES / "spin.wasm"), "timeout": 3, "retries": 0}]
+    by_id = run(tmp_path, tasks)
+    killer.join(timeout=30)
+    assert killed, "no Ray worker ran the attempt"
+    spin = by_id["spin"]
+    assert [h["reason"] for h in spin["history"]] == ["host_lost", "timeout"], spin["history"]
+    assert "WorkerCrashedError" in spin["history"][0]["error"]
+    assert spin["attempts"] == 2 and spin["reason"] == "timeout"
+    time.sleep(1.0)
+    assert not [pid for pid in killed if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
