@@ -1,4 +1,4 @@
-"""`--backend dask://ADDR:PORT`: a DAG's tasks run on an existing Dask distributed cluster (prototype).
+"""`--backend dask://ADDR:PORT`: a DAG's tasks run on an existing Dask distributed cluster.
 
 Only the CLI's process and the Dask workers import this module, and only when that backend is asked
 for: nothing else of Bxthre3 imports Dask. The workers need bxthre3 (same version) and its engine
@@ -37,7 +37,7 @@ from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
 from .driver import AttemptSpec, DagRun
 from .opening import BackendURL
-from .worker_side import run_attempt, store_modules
+from .worker_side import engine_from_probes, probe_worker, run_attempt, store_modules
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,6 @@ def _attempt_on_worker(spec: AttemptSpec, *upstreams: dict[str, Any]) -> dict[st
     return outcome
 
 
-def probe_worker(engine: str) -> dict[str, Any]:
-    """Run on every worker before the DAG: its bxthre3 version and, unless Wasm3 was asked for, whether
-    wasmtime loads there (None: it does)."""
-    from .. import __version__
-    from ..wasm import choice
-
-    problem = None if engine == choice.WASM3 else choice.wasmtime_problem()
-    return {"version": __version__, "wasmtime_problem": problem}
-
-
 def _lost(future: Future) -> dict[str, Any]:
     """An attempt that ended without a value: its worker died (Dask's KilledWorker) or Dask cancelled it."""
     try:
@@ -124,42 +114,14 @@ def check_workers(client: Client, url: object, engine: str) -> tuple[dict[str, A
     """Refuse, in one line, a cluster that cannot run the DAG: no workers, workers without bxthre3 (or another
     version of it), or, for `--engine wasmtime`, without wasmtime. Returns the scheduler's view of the workers
     (for `memory:`) and the engine to run: `auto` is wasmtime only when every worker loads it, else Wasm3."""
-    from .. import __version__
-    from ..wasm import choice
-
     info = client.scheduler_info()
     workers = info.get("workers", {})
     if not workers:
         raise ClusterError(f"--backend {url}: the Dask scheduler has no workers; start some (dask worker ADDRESS)")
     answers = client.run(probe_worker, engine, on_error="return")  # an exception per worker that failed
-    without_wasmtime = []
-    for address, answer in sorted(answers.items()):
-        if isinstance(answer, BaseException):
-            text = str(answer)
-            if "No module named" in text:
-                raise ClusterError(
-                    f"--backend {url}: worker {address} cannot import bxthre3 ({text.strip()}); "
-                    f"pip install bxthre3=={__version__} on every worker"
-                )
-            raise ClusterError(f"--backend {url}: worker {address} failed bxthre3's probe: {text[:300]}")
-        if answer["version"] != __version__:
-            raise ClusterError(
-                f"--backend {url}: worker {address} has bxthre3 {answer['version']}, this is {__version__}; "
-                "install the same version on every worker"
-            )
-        if answer["wasmtime_problem"]:
-            without_wasmtime.append((address, answer["wasmtime_problem"]))
-    if engine == choice.WASMTIME and without_wasmtime:
-        address, problem = without_wasmtime[0]
-        raise ClusterError(
-            f"--backend {url}: worker {address} cannot run wasmtime ({problem}); install it there "
-            "(pip install 'bxthre3[wasmtime]') or use --engine wasm3"
-        )
-    if engine == choice.AUTO:
-        if without_wasmtime:
-            address, problem = without_wasmtime[0]
-            log.warning("--engine auto: worker %s cannot load wasmtime (%s); running on wasm3", address, problem)
-        engine = choice.WASM3 if without_wasmtime else choice.WASMTIME
+    engine, warning = engine_from_probes(url, engine, answers)
+    if warning:
+        log.warning("%s", warning)
     return dict(workers), engine
 
 

@@ -1,4 +1,4 @@
-"""`--backend ray://HOST:PORT`, `ray:auto`, `ray:local`: a DAG's tasks run on a Ray cluster (prototype).
+"""`--backend ray://HOST:PORT`, `ray:auto`, `ray:local`: a DAG's tasks run on a Ray cluster.
 
 Only the CLI's process and the Ray workers import this module, and only when that backend is asked for:
 nothing else of Bxthre3 imports Ray. The workers need bxthre3 (same version) and its engine installed;
@@ -22,13 +22,13 @@ each choice (checked in the ray 2.60.0 sources):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import signal
 import tempfile
 import time
-import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -40,12 +40,17 @@ from ray import exceptions as ray_errors
 from ..common.errors import ClusterError
 from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
-from . import BackendURL
-from .driver import DagRun, Policy
-from .worker_side import AttemptSpec, module_cache, run_attempt, store_modules
+from .driver import AttemptSpec, DagRun
+from .opening import BackendURL
+from .worker_side import engine_from_probes, module_cache, probe_worker, run_attempt, store_modules
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.2
-"""Longest wait for an attempt before the progress bar is refreshed and backoffs are looked at."""
+"""Longest wait for an attempt before backoffs and cancellation are looked at again."""
+
+PROGRESS_EVERY_S = 0.1
+"""The progress bar is fed at most this often (and once at the end)."""
 
 MIN_LIVE, LIVE_PER_CPU = 256, 32
 """Attempts given to Ray at once: max(MIN_LIVE, LIVE_PER_CPU x the cluster's CPUs); the rest wait in the
@@ -108,37 +113,87 @@ def _values(refs: list[Any]) -> dict[Any, dict[str, Any]]:
         return out
 
 
+def _probe_nodes(engine: str) -> dict[str, Any]:
+    """`worker_side.probe_worker` on one worker of every alive node (pinned there), by node: what each
+    answered, or the exception its task raised (a node without bxthre3 cannot even unpickle the task)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(probe_worker)
+    refs = {
+        node["NodeID"][:12]: probe.options(
+            num_cpus=0, max_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False),
+        ).remote(engine)
+        for node in ray.nodes() if node.get("Alive")
+    }  # fmt: skip
+    answers: dict[str, Any] = {}
+    for node, ref in refs.items():
+        try:
+            answers[f"ray:{node}"] = ray.get(ref, timeout=120)
+        except Exception as exc:  # RayTaskError wraps what the probe raised (ModuleNotFoundError: no bxthre3)
+            answers[f"ray:{node}"] = exc
+    return answers
+
+
+def check_memory(spec: DagSpec, url: object) -> None:
+    """Refuse, in one line, a task whose `memory:` no node offers: Ray would keep such a task waiting forever
+    (an infeasible resource request). Ray's `memory` resource is logical, exactly `memory:`'s meaning."""
+    biggest = max((t.memory or 0 for t in spec.tasks), default=0)
+    if biggest == 0:
+        return
+    offer = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node.get("Alive")), default=0)
+    offer_mb = int(offer) // 2**20
+    for task in spec.tasks:
+        if (task.memory or 0) > offer_mb:
+            raise ClusterError(
+                f"{spec.source}: task {task.id!r}: memory: {task.memory} MB, but the largest Ray node offers "
+                f"{offer_mb} MB of its memory resource; lower memory: or add a bigger node"
+            )
+
+
 def run_dag(
-    spec: DagSpec,
-    policy: Policy,
+    run: DagRun,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.time,
+    url: object = "ray",
 ) -> DagRun:
-    """Run the DAG to its end on the Ray cluster this process is connected to (`ray.init` done)."""
-    dag_id = uuid.uuid4().hex[:12]
-    run = DagRun(spec, dag_id, policy, clock())
+    """Run the DAG to its end on the Ray cluster this process is connected to (`ray.init` done); returns `run`."""
+    spec = run.spec
+    engine, warning = engine_from_probes(url, run.policy.engine, _probe_nodes(run.policy.engine))
+    if warning:
+        log.warning("%s", warning)
+    run.policy = dataclasses.replace(run.policy, engine=engine)
+    check_memory(spec, url)
     modules = {sha: (ray.put(data),) for sha, data in spec.modules.items()}  # one copy in the object store
-    attempt_fn = _attempt_remote.options(max_retries=0, retry_exceptions=False, num_cpus=1)
+    options: dict[str, Any] = {"max_retries": 0, "retry_exceptions": False, "num_cpus": 1}
+    attempt_fns = {0: _attempt_remote.options(**options)}
+    """By the task's `memory:` (0: none): Ray reserves that much of a node's logical `memory` resource."""
     succeeded: dict[str, Any] = {}
-    """Refs of succeeded tasks' results, kept while the run lasts: dependents read them from the object store."""
+    """Refs of succeeded tasks' results while an attempt may still read them (dropped refs free the store)."""
     live: dict[Any, tuple[str, int]] = {}
     queued: deque[AttemptSpec] = deque()
     """Startable attempts not yet given to Ray: at most `max_live` are, so each turn's `ray.wait` stays short."""
     max_live = max(MIN_LIVE, LIVE_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
+    last_progress = 0.0
     try:
         while True:
             now = clock()
+            if run.cancel_requested and not run.done:
+                run.cancel(now)
+                queued.clear()
             queued.extend(run.startable(now))
             while queued and len(live) < max_live:
                 attempt = queued.popleft()
-                ref = attempt_fn.remote(
-                    attempt, modules[attempt.module_sha], *(succeeded[u] for u in attempt.upstream_ids)
+                fn = attempt_fns.get(attempt.memory_mb) or attempt_fns.setdefault(
+                    attempt.memory_mb, _attempt_remote.options(**options, memory=attempt.memory_mb * 2**20)
                 )
+                ref = fn.remote(attempt, modules[attempt.module_sha], *(succeeded[u] for u in attempt.upstream_ids))
                 live[ref] = (attempt.task_id, attempt.attempt)
-            if on_progress is not None:
-                on_progress(run.summary(now))
             if run.done:
-                return run
+                break
+            if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
+                on_progress(run.summary(now))
+                last_progress = now
             wakeup = run.next_wakeup()
             timeout = POLL_S if wakeup is None else max(0.0, min(POLL_S, wakeup - now))
             if not live:
@@ -158,6 +213,11 @@ def run_dag(
                 if outcome.get("reason") is None:
                     succeeded[task_id] = ref
                 run.finished(task_id, attempt_no, outcome, outcome.get("node_id"), clock())
+                for unneeded in run.unneeded_outputs(task_id):
+                    succeeded.pop(unneeded, None)
+        if on_progress is not None:
+            on_progress(run.summary(clock()))
+        return run
     finally:
         for ref in live:
             ray.cancel(ref, force=False)
@@ -248,6 +308,6 @@ class RayBackend:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             self.temp_dir = None
 
-    def run(self, spec: DagSpec, policy: Policy, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
+    def run(self, run: DagRun, on_progress: Callable[[dict[str, Any]], None] | None = None) -> DagRun:
         assert self.connected, "use RayBackend as a context manager"
-        return run_dag(spec, policy, on_progress)
+        return run_dag(run, on_progress, url=self.url)

@@ -182,3 +182,51 @@ def run_attempt(
         "files": result.files if ok else {},
         "duration": result.duration,
     }
+
+
+def probe_worker(engine: str) -> dict[str, Any]:
+    """Run on every worker (or node) before the DAG: its bxthre3 version and, unless Wasm3 was asked for,
+    whether wasmtime loads there (None: it does)."""
+    from .. import __version__
+
+    problem = None if engine == engines.WASM3 else engines.wasmtime_problem()
+    return {"version": __version__, "wasmtime_problem": problem}
+
+
+def engine_from_probes(url: object, engine: str, answers: dict[str, Any]) -> tuple[str, str | None]:
+    """The engine the run uses, from each worker's `probe_worker` answer (or the exception it raised), and a
+    warning to show; refuses, in one line naming the worker and the fix, a worker without bxthre3, with
+    another version of it, or without wasmtime when `--engine wasmtime` asked for it. `auto` means wasmtime
+    only when every worker loads it: the workers' engines decide, not the user's machine."""
+    from .. import __version__
+    from ..common.errors import ClusterError
+
+    without_wasmtime = []
+    for address, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            text = str(answer).strip()
+            if "No module named" in text:
+                raise ClusterError(
+                    f"--backend {url}: worker {address} cannot import bxthre3 ({text[:200]}); "
+                    f"pip install bxthre3=={__version__} on every worker"
+                )
+            raise ClusterError(f"--backend {url}: worker {address} failed bxthre3's probe: {text[:300]}")
+        if answer["version"] != __version__:
+            raise ClusterError(
+                f"--backend {url}: worker {address} has bxthre3 {answer['version']}, this is {__version__}; "
+                "install the same version on every worker"
+            )
+        if answer["wasmtime_problem"]:
+            without_wasmtime.append((address, answer["wasmtime_problem"]))
+    if engine == engines.WASMTIME and without_wasmtime:
+        address, problem = without_wasmtime[0]
+        raise ClusterError(
+            f"--backend {url}: worker {address} cannot run wasmtime ({problem}); install it there "
+            "(pip install 'bxthre3[wasmtime]') or use --engine wasm3"
+        )
+    if engine != engines.AUTO:
+        return engine, None
+    if not without_wasmtime:
+        return engines.WASMTIME, None
+    address, problem = without_wasmtime[0]
+    return engines.WASM3, f"--engine auto: worker {address} cannot load wasmtime ({problem}); running on wasm3"

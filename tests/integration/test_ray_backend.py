@@ -28,13 +28,14 @@ pytest.importorskip("ray")
 
 import psutil  # noqa: E402
 
-from bxthre3.backends import parse_backend  # noqa: E402
 from bxthre3.backends.driver import Policy  # noqa: E402
+from bxthre3.backends.opening import new_run, parse_backend  # noqa: E402
 from bxthre3.backends.ray_backend import RayBackend, run_dag  # noqa: E402
 from bxthre3.common.errors import ClusterError  # noqa: E402
 from bxthre3.dag.yaml_loader import load_dag  # noqa: E402
 from bxthre3.wasm import choice as engines  # noqa: E402
 from tests.conftest import REPO, TEST_MODULES, WASM_MODULES, subprocess_env  # noqa: E402
+from tests.integration.test_dask_backend import EXAMPLES, comparable, printed_json  # noqa: E402
 
 GREET = str(WASM_MODULES / "greet_2.wasm")
 TASK_TITLE = "ray::_attempt_on_ray_worker"
@@ -51,7 +52,7 @@ def run(tmp_path: Path, tasks: list[dict[str, Any]], ram_mb: int = 64) -> dict[s
     path = tmp_path / "dag.yaml"
     path.write_text(yaml.safe_dump({"name": "dag", "tasks": tasks}, sort_keys=False))
     policy = Policy(engine=engines.WASM3, ram_mb=ram_mb, retry_backoff=0.05)
-    done = run_dag(load_dag(path), policy)
+    done = run_dag(new_run(load_dag(path), policy))
     return {t["task_id"]: t for t in done.results(time.time())["tasks"]}
 
 
@@ -147,3 +148,24 @@ def test_a_worker_killed_mid_attempt_is_host_lost_and_runs_again(tmp_path: Path,
     assert spin["attempts"] == 2 and spin["reason"] == "timeout"
     time.sleep(1.0)
     assert not [pid for pid in killed if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_example_dag_gives_the_default_backends_results(example: str, ray_local: Any) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bxthre3", "run", f"dags/{example}", "--json"], capture_output=True, text=True,
+        timeout=180, env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    done = run_dag(new_run(load_dag(REPO / "dags" / example), Policy(engine=engines.AUTO)))
+    code, on_ray = printed_json(done.results(time.time()))
+    assert code == proc.returncode
+    assert comparable(on_ray) == comparable(json.loads(proc.stdout))
+
+
+def test_memory_is_reserved_on_the_node_and_raises_the_modules_cap(tmp_path: Path, ray_local: Any) -> None:
+    bomb = str(TEST_MODULES / "membomb.wasm")
+    by_id = run(tmp_path, [{"id": "bomb", "module": bomb, "retries": 0, "memory": 96},
+                           {"id": "ok", "module": GREET, "inputs": ["x"], "memory": 100}])  # fmt: skip
+    assert by_id["bomb"]["reason"] == "memory_limit" and "96 MiB" in by_id["bomb"]["error"]
+    assert by_id["ok"]["output"] == b"Hola, x!\n"  # ran with Ray's `memory` resource reserved
