@@ -18,7 +18,7 @@ beyond loopback): as `benchmarks/compare.py` does, the `ray:*` rows re-run this 
 `ip netns exec` in a namespace made for it and deleted after (root and iproute2 needed). Measures only
 when the 1-minute load is below `--max-load` (default 1.5; the machine is shared); prints the load seen.
 
-Needs Dask and Ray in the same venv for all three rows: docs/BACKENDS.md has the commands (/work/rayvenv).
+Needs Dask and Ray in the same venv for all three rows: docs/BACKENDS.md has the commands (.venv-ray).
 """
 
 from __future__ import annotations
@@ -120,11 +120,10 @@ def run_default(args: argparse.Namespace) -> Row:
 
 
 def run_backend(url_text: str, args: argparse.Namespace) -> Row:
-    from bxthre3.backends import open_backend, parse_backend
     from bxthre3.backends.driver import Policy
-    from bxthre3.wasm.choice import resolve
+    from bxthre3.backends.opening import new_run, open_backend, parse_backend
 
-    policy = Policy(engine=resolve(args.engine))
+    policy = Policy(engine=args.engine)  # auto: the workers' probe decides, as for `run --backend`
     row = Row(url_text)
     t = time.monotonic()
     with open_backend(parse_backend(url_text), workers=args.workers, threads=args.threads) as backend:
@@ -132,7 +131,7 @@ def run_backend(url_text: str, args: argparse.Namespace) -> Row:
 
         def runner(spec: DagSpec) -> tuple[float, float, bytes | None]:
             t0 = time.monotonic()
-            run = backend.run(spec, policy)
+            run = backend.run(new_run(spec, policy))
             wall = time.monotonic() - t0
             if run.state != "succeeded":
                 raise SystemExit(f"{url_text}: {spec.name} ended {run.state}")

@@ -7,17 +7,21 @@
 #
 #   benchmarks/ray_in_netns.sh                       # the Ray tests: python -m pytest tests/integration/test_ray_backend.py
 #   benchmarks/ray_in_netns.sh bxthre3 run dags/hello_fanout.yaml --backend ray:local
-#   RAY_VENV=/work/rayvenv benchmarks/ray_in_netns.sh python benchmarks/backends.py
+#   benchmarks/ray_in_netns.sh python benchmarks/backends.py --backends ray:local
 #
-# The venv (default /work/rayvenv) is put first on PATH inside the namespace. After the command, any
+# The venv ($RAY_VENV, default .venv-ray beside this repository's .venv) is put first on PATH inside the namespace. After the command, any
 # process still inside the namespace (a raylet or GCS server that outlived `ray.shutdown()`) is listed,
 # then killed by PID (`ip netns pids`: only processes of this namespace, which this script created).
 set -u
-VENV="${RAY_VENV:-/work/rayvenv}"
+VENV="${RAY_VENV:-$(cd "$(dirname "$0")/.." && pwd)/.venv-ray}"
 NS="bx-ray-$$"
 cd "$(dirname "$0")/.." || exit 2
 if [ "$(id -u)" -ne 0 ]; then echo "ray_in_netns.sh: needs root (ip netns add)" >&2; exit 2; fi
-if [ ! -x "$VENV/bin/python" ]; then echo "ray_in_netns.sh: no venv at $VENV (docs/BACKENDS.md: make it)" >&2; exit 2; fi
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "ray_in_netns.sh: no venv at $VENV; make it (docs/BACKENDS.md): python3 -m venv .venv-ray &&" \
+         ".venv-ray/bin/pip install -c constraints.txt -e '.[test,wasmtime]' && .venv-ray/bin/pip install 'ray[client]==2.60.0'" >&2
+    exit 2
+fi
 
 cleanup() {
     local left
