@@ -8,9 +8,7 @@ worker can meet is refused in one line instead of waiting forever.
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
-import io
 import json
 import subprocess
 import sys
@@ -26,14 +24,21 @@ pytest.importorskip("distributed")
 from bxthre3.backends.dask_backend import DaskBackend, check_memory, run_dag  # noqa: E402
 from bxthre3.backends.driver import Policy  # noqa: E402
 from bxthre3.backends.opening import new_run, parse_backend  # noqa: E402
-from bxthre3.commands.dag_results import _print_results  # noqa: E402
 from bxthre3.common.errors import ClusterError  # noqa: E402
 from bxthre3.dag.yaml_loader import load_dag  # noqa: E402
 from bxthre3.wasm import choice as engines  # noqa: E402
-from tests.conftest import REPO, TEST_MODULES, WASM_MODULES, subprocess_env  # noqa: E402
+from tests.backend_checks import (  # noqa: E402
+    EXAMPLES,
+    GREET,
+    check_hostile,
+    check_retries,
+    comparable,
+    hostile_tasks,
+    printed_json,
+    retry_tasks,
+)
+from tests.conftest import REPO, TEST_MODULES, subprocess_env  # noqa: E402
 
-GREET = str(WASM_MODULES / "greet_2.wasm")
-EXAMPLES = sorted(p.name for p in (REPO / "dags").glob("*.yaml"))
 ENGINES = [engines.WASM3] + ([engines.WASMTIME] if engines.wasmtime_installed() else [])
 
 
@@ -48,20 +53,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "bxthre3", *args], capture_output=True, text=True, timeout=180,
         env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def comparable(results_json: dict[str, Any]) -> dict[str, Any]:
-    """What must not depend on the backend: each task's state, output, reason, exit code, files."""
-    keys = ("state", "output", "stderr", "reason", "exit_code", "files")  # not attempts: a loaded machine retries
-    return {t["task_id"]: {k: t[k] for k in keys} for t in results_json["tasks"]} | {"state": results_json["state"]}
-
-
-def printed_json(results: Any) -> tuple[int, dict[str, Any]]:
-    """`bxthre3 run --json`'s output for these results (the CLI's own printer)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = _print_results(results, as_json=True)
-    return code, json.loads(out.getvalue())
 
 
 def write_dag(tmp_path: Path, tasks: list[dict[str, Any]]) -> Path:
@@ -108,37 +99,13 @@ def test_run_out_writes_the_same_tree_and_exit_code_through_the_cli(tmp_path: Pa
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_hostile_modules_stop_at_their_limits_in_the_workers(tmp_path: Path, dask_client: Any, engine: str) -> None:
-    # (invalid_module never gets this far: the loader refuses such a DAG, on every backend)
-    hostile = [("spin", {"timeout": 2}, "timeout"), ("membomb", {}, "memory_limit"), ("flood", {}, "output_limit"),
-               ("trap", {}, "trap"), ("recurse", {}, "trap")]  # fmt: skip
-    tasks = []
-    for name, extra, _ in hostile:
-        tasks.append({"id": f"hostile_{name}", "module": str(TEST_MODULES / f"{name}.wasm"), "retries": 0, **extra})
-        tasks.append({"id": f"after_{name}", "module": GREET, "inputs": [name]})
     started = time.monotonic()
-    by_id = run(tmp_path, dask_client, tasks, engine=engine)
+    check_hostile(run(tmp_path, dask_client, hostile_tasks(), engine=engine))
     assert time.monotonic() - started < 30
-    for name, _, reason in hostile:
-        bad = by_id[f"hostile_{name}"]
-        assert (bad["state"], bad["reason"]) == ("failed", reason), (name, bad["error"])
-        assert by_id[f"after_{name}"]["output"] == f"Hola, {name}!\n".encode()
-    assert 1.9 <= by_id["hostile_spin"]["duration_s"] < 4
-    assert "64 MiB" in by_id["hostile_membomb"]["error"]
 
 
 def test_retries_follow_bxthre3s_policy_not_dasks(tmp_path: Path, dask_client: Any) -> None:
-    tasks = [
-        {"id": "exits", "module": str(TEST_MODULES / "exit3.wasm"), "retries": 2},  # exit_code: retried
-        {"id": "bomb", "module": str(TEST_MODULES / "membomb.wasm"), "retries": 2},  # deterministic: not retried
-        {"id": "child", "module": GREET, "inputs": ["output_of_exits"], "depends_on": ["exits"]},
-        {"id": "missing", "module": GREET, "inputs": ["output_of_ok/nope"], "depends_on": ["ok"], "retries": 2},
-        {"id": "ok", "module": GREET, "inputs": ["x"]},
-    ]
-    by_id = run(tmp_path, dask_client, tasks)
-    assert (by_id["exits"]["reason"], by_id["exits"]["attempts"], by_id["exits"]["exit_code"]) == ("exit_code", 3, 3)
-    assert (by_id["bomb"]["reason"], by_id["bomb"]["attempts"]) == ("memory_limit", 1)
-    assert by_id["child"]["state"] == "upstream_failed"
-    assert (by_id["missing"]["reason"], by_id["missing"]["attempts"]) == ("missing_input", 1)
+    check_retries(run(tmp_path, dask_client, retry_tasks()))
 
 
 def test_memory_raises_the_modules_cap_and_one_no_worker_offers_is_refused(tmp_path: Path, dask_client: Any) -> None:

@@ -34,10 +34,18 @@ from bxthre3.backends.ray_backend import RayBackend, run_dag  # noqa: E402
 from bxthre3.common.errors import ClusterError  # noqa: E402
 from bxthre3.dag.yaml_loader import load_dag  # noqa: E402
 from bxthre3.wasm import choice as engines  # noqa: E402
-from tests.conftest import REPO, TEST_MODULES, WASM_MODULES, subprocess_env  # noqa: E402
-from tests.integration.test_dask_backend import EXAMPLES, comparable, printed_json  # noqa: E402
+from tests.backend_checks import (  # noqa: E402
+    EXAMPLES,
+    GREET,
+    check_hostile,
+    check_retries,
+    comparable,
+    hostile_tasks,
+    printed_json,
+    retry_tasks,
+)
+from tests.conftest import REPO, TEST_MODULES, subprocess_env  # noqa: E402
 
-GREET = str(WASM_MODULES / "greet_2.wasm")
 TASK_TITLE = "ray::_attempt_on_ray_worker"
 """A Ray worker's process title while it runs one of our attempts."""
 
@@ -77,37 +85,13 @@ def test_no_cluster_is_one_line_not_a_traceback() -> None:
 
 
 def test_hostile_modules_stop_at_their_limits_in_the_workers(tmp_path: Path, ray_local: Any) -> None:
-    # (invalid_module never gets this far: the loader refuses such a DAG, on every backend)
-    hostile = [("spin", {"timeout": 2}, "timeout"), ("membomb", {}, "memory_limit"), ("flood", {}, "output_limit"),
-               ("trap", {}, "trap"), ("recurse", {}, "trap")]  # fmt: skip
-    tasks = []
-    for name, extra, _ in hostile:
-        tasks.append({"id": f"hostile_{name}", "module": str(TEST_MODULES / f"{name}.wasm"), "retries": 0, **extra})
-        tasks.append({"id": f"after_{name}", "module": GREET, "inputs": [name]})
     started = time.monotonic()
-    by_id = run(tmp_path, tasks)
+    check_hostile(run(tmp_path, hostile_tasks()))
     assert time.monotonic() - started < 30
-    for name, _, reason in hostile:
-        bad = by_id[f"hostile_{name}"]
-        assert (bad["state"], bad["reason"]) == ("failed", reason), (name, bad)
-        assert by_id[f"after_{name}"]["output"] == f"Hola, {name}!\n".encode()
-    assert 1.9 <= by_id["hostile_spin"]["duration_s"] < 4
-    assert "64 MiB" in by_id["hostile_membomb"]["error"]
 
 
 def test_retries_follow_bxthre3s_policy_not_rays(tmp_path: Path, ray_local: Any) -> None:
-    tasks = [
-        {"id": "exits", "module": str(TEST_MODULES / "exit3.wasm"), "retries": 2},  # exit_code: retried
-        {"id": "bomb", "module": str(TEST_MODULES / "membomb.wasm"), "retries": 2},  # deterministic: not retried
-        {"id": "child", "module": GREET, "inputs": ["output_of_exits"], "depends_on": ["exits"]},
-        {"id": "missing", "module": GREET, "inputs": ["output_of_ok/nope"], "depends_on": ["ok"], "retries": 2},
-        {"id": "ok", "module": GREET, "inputs": ["x"]},
-    ]
-    by_id = run(tmp_path, tasks)
-    assert (by_id["exits"]["reason"], by_id["exits"]["attempts"], by_id["exits"]["exit_code"]) == ("exit_code", 3, 3)
-    assert (by_id["bomb"]["reason"], by_id["bomb"]["attempts"]) == ("memory_limit", 1)
-    assert by_id["child"]["state"] == "upstream_failed"
-    assert (by_id["missing"]["reason"], by_id["missing"]["attempts"]) == ("missing_input", 1)
+    check_retries(run(tmp_path, retry_tasks()))
 
 
 def _our_attempt_workers() -> list[psutil.Process]:
