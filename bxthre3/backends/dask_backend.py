@@ -110,6 +110,24 @@ def _lost(future: Future) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _gathered(client: Client, futures: list[Future]) -> dict[Any, dict[str, Any]]:
+    """The finished attempts' outcomes by key: one `gather` for the batch; each on its own if that fails (a
+    result lost with its worker after it finished is `host_lost`: the attempt runs again)."""
+    try:
+        return dict(zip((f.key for f in futures), client.gather(futures), strict=True))
+    except Exception:
+        outcomes: dict[Any, dict[str, Any]] = {}
+        for future in futures:
+            try:
+                outcomes[future.key] = client.gather(future)
+            except Exception as exc:
+                outcomes[future.key] = {
+                    "reason": FailureReason.HOST_LOST.value, "error": f"result lost: {type(exc).__name__}: {exc}"[:500],
+                    "exit_code": None, "stdout": b"", "stderr": b"", "files": {}, "duration": 0.0,
+                }  # fmt: skip
+        return outcomes
+
+
 def check_workers(client: Client, url: object, engine: str) -> tuple[dict[str, Any], str]:
     """Refuse, in one line, a cluster that cannot run the DAG: no workers, workers without bxthre3 (or another
     version of it), or, for `--engine wasmtime`, without wasmtime. Returns the scheduler's view of the workers
@@ -219,8 +237,7 @@ def run_dag(
                     break
             done = [live.pop(k) for k in keys if k in live]
             finished = [entry for entry in done if entry[2].status == "finished"]
-            values = client.gather([entry[2] for entry in finished])
-            outcomes = dict(zip((entry[2].key for entry in finished), values, strict=True))
+            outcomes = _gathered(client, [entry[2] for entry in finished])
             for task_id, attempt_no, future in done:
                 outcome = outcomes.get(future.key) or _lost(future)
                 if outcome.get("reason") is None:

@@ -73,6 +73,7 @@ def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str, url: B
     from ..backends.opening import new_run, open_backend
     from ..client.outputs import write_named_outputs
     from ..client.progress import STALL_NOTICE_S, DagProgress, StallWatch, describe_stall
+    from ..common.errors import Bxthre3Error, ClusterError
 
     run = new_run(spec, Policy(engine=engine))
     where = f"the {url.kind.capitalize()} cluster"
@@ -91,7 +92,13 @@ def _run_on_backend(args: argparse.Namespace, spec: DagSpec, engine: str, url: B
             explain=explain,
             watch=StallWatch(after=STALL_NOTICE_S if args.stall_notice is None else args.stall_notice),
         ) as progress:
-            backend.run(run, on_progress=progress.update)  # type: ignore[arg-type]
+            try:
+                backend.run(run, on_progress=progress.update)  # type: ignore[arg-type]
+            except Bxthre3Error:
+                raise
+            except Exception as exc:  # the engine's own failure (its scheduler went away, ...): one line
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                raise ClusterError(f"--backend {url}: the run stopped: {type(exc).__name__}: {first}") from exc
     results = run.results(time.time(), with_files=args.out is not None)
     written = []
     if args.out is not None:
