@@ -225,3 +225,48 @@ def test_workers_with_another_bxthre3_are_refused_before_any_task(
     monkeypatch.setattr(bxthre3, "__version__", "9.9.9")  # this side; the workers answer with the real one
     with pytest.raises(ClusterError, match=rf"worker tcp://127\.0\.0\.1:\d+ has bxthre3 {real}, this is 9\.9\.9"):
         run(tmp_path, dask_client, [{"id": "t", "module": GREET, "inputs": ["x"]}])
+
+
+def test_a_separate_scheduler_runs_the_dag_and_its_death_is_one_line(tmp_path: Path) -> None:
+    """`dask://HOST:PORT` as users run it: a `dask scheduler` and a `dask worker` process (127.0.0.1 only);
+    the DAG runs there, and when the scheduler dies under a running task `run` ends with one line, exit 3."""
+    from tests.chaos_support import free_port
+
+    port = free_port()
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--dashboard-address", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env(),
+        ))  # fmt: skip
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--host", "127.0.0.1",
+             "--nthreads", "1", "--dashboard-address", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env(),
+        ))  # fmt: skip
+        url = f"dask://127.0.0.1:{port}"
+        proc = None
+        for _ in range(40):  # the worker registers within a few seconds
+            proc = cli("run", "dags/hello_fanout.yaml", "--json", "--backend", url)
+            if proc.returncode == 0 or "has no workers" not in proc.stderr:
+                break
+            time.sleep(0.25)
+        assert proc is not None and proc.returncode == 0, proc and proc.stderr
+        assert json.loads(proc.stdout)["tasks"][-1]["output"] == "Hello, Bxthre3!\nHola, Bxthre3!\n"
+
+        dag = write_dag(tmp_path, [{"id": "spin", "module": str(TEST_MODULES / "spin.wasm"), "timeout": 60}])
+        running = subprocess.Popen(
+            [sys.executable, "-m", "bxthre3", "run", str(dag), "--backend", url], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(3)  # the spin is running on the worker
+        started[0].kill()
+        out, err = running.communicate(timeout=60)
+        assert running.returncode == 3, err
+        assert "Traceback" not in err
+        assert f"bxthre3: error: --backend {url}: the run stopped:" in err
+    finally:
+        for process in started:
+            process.kill()
+            process.wait(timeout=30)
