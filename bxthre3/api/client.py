@@ -20,6 +20,7 @@ from ..common.errors import ClusterError
 from .results import DAG_END_STATES, TASK_END_STATES, ClusterStatus, DagResults, DagStatus, TaskResult
 
 if TYPE_CHECKING:
+    from ..backends.connection import BackendConnection
     from ..client.connection import ControllerClient
     from ..dag.spec import DagSpec
     from ..wire.addresses import Address
@@ -78,6 +79,7 @@ class Client:
 
         self._lock = threading.RLock()
         self._conn: ControllerClient | None = ControllerClient(address, timeout=timeout, keys=keys)
+        self._owns_conn = True
         self.address = str(address)
         self._one_device = False
         """Connected to a LocalCluster: a task verified on N > 1 devices could only wait forever there."""
@@ -91,13 +93,22 @@ class Client:
         url = parse_backend(backend)
         if engine not in CHOICES:
             raise Bxthre3Error(f"engine={engine!r}: choose one of {', '.join(CHOICES)}")
+        connection = BackendConnection(url, engine=engine, ram_mb=ram_mb, workers=workers, threads=threads)
+        self._use_backend(connection, owns=True)
+
+    @classmethod
+    def _on_backend(cls, connection: BackendConnection) -> Client:
+        """A Client on a backend connection someone else owns (a LocalCluster's): closing it leaves that open."""
+        client = cls.__new__(cls)
+        client._use_backend(connection, owns=False)
+        return client
+
+    def _use_backend(self, connection: BackendConnection, *, owns: bool) -> None:
         self._lock = threading.RLock()
         # The backend's connection answers every call DagHandle makes of a ControllerClient.
-        self._conn = cast(
-            "ControllerClient",
-            BackendConnection(url, engine=engine, ram_mb=ram_mb, workers=workers, threads=threads),
-        )
-        self.address = str(url)
+        self._conn = cast("ControllerClient", connection)
+        self._owns_conn = owns
+        self.address = str(connection.url)
         self._one_device = False
 
     def _call(self, request: Callable[[ControllerClient], R]) -> R:
@@ -108,9 +119,9 @@ class Client:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
+            if self._conn is not None and self._owns_conn:
                 self._conn.close()
-                self._conn = None
+            self._conn = None
 
     def __enter__(self) -> Client:
         return self

@@ -270,3 +270,23 @@ def test_a_separate_scheduler_runs_the_dag_and_its_death_is_one_line(tmp_path: P
         for process in started:
             process.kill()
             process.wait(timeout=30)
+
+
+def test_a_local_cluster_on_dask_shares_one_dask_cluster_between_its_clients(tmp_path: Path) -> None:
+    import bxthre3
+
+    with pytest.raises(ClusterError, match=r"starts a cluster of its own: use dask:local or ray:local"):
+        bxthre3.LocalCluster(backend="dask://10.0.0.5:8786")
+    dag = bxthre3.Dag("twice")
+    dag.task("hello", GREET, args=["dask"])
+    with bxthre3.LocalCluster(hosts=2, backend="dask:local", engine="wasm3") as cluster:
+        assert cluster.address == "dask:local"
+        with pytest.raises(ClusterError, match="has no token"):
+            _ = cluster.token
+        first, second = cluster.client(), cluster.client()
+        assert first.submit(dag).wait(timeout=60).ok
+        first.close()  # the cluster and the other client go on
+        handle = second.submit(dag)
+        assert handle.wait(timeout=60).ok and handle.results()["hello"].text == "Hola, dask!\n"
+    with pytest.raises(ClusterError, match="closed"):
+        second.submit(dag)
