@@ -37,7 +37,7 @@ from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
 from .driver import AttemptSpec, DagRun
 from .opening import BackendURL
-from .worker_side import engine_from_probes, probe_worker, run_attempt, store_modules
+from .worker_side import engine_from_probes, failed_outcome, probe_worker, run_attempt, store_modules
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,7 @@ def _lost(future: Future) -> dict[str, Any]:
         if name in ("KilledWorker", "CancelledError", "FutureCancelledError")
         else FailureReason.INTERNAL
     )
-    return {
-        "reason": reason.value, "error": f"{name}: {exc}"[:500], "exit_code": None, "stdout": b"", "stderr": b"",
-        "files": {}, "duration": 0.0,
-    }  # fmt: skip
+    return failed_outcome(reason, f"{name}: {exc}"[:500])
 
 
 def _gathered(client: Client, futures: list[Future]) -> dict[Any, dict[str, Any]]:
@@ -121,10 +118,8 @@ def _gathered(client: Client, futures: list[Future]) -> dict[Any, dict[str, Any]
             try:
                 outcomes[future.key] = client.gather(future)
             except Exception as exc:
-                outcomes[future.key] = {
-                    "reason": FailureReason.HOST_LOST.value, "error": f"result lost: {type(exc).__name__}: {exc}"[:500],
-                    "exit_code": None, "stdout": b"", "stderr": b"", "files": {}, "duration": 0.0,
-                }  # fmt: skip
+                error = f"result lost: {type(exc).__name__}: {exc}"[:500]
+                outcomes[future.key] = failed_outcome(FailureReason.HOST_LOST, error)
         return outcomes
 
 
@@ -203,8 +198,7 @@ def run_dag(
     try:
         while True:
             now = clock()
-            if run.cancel_requested and not run.done:
-                run.cancel(now)
+            run.cancel_if_requested(now)
             for attempt in run.startable(now):
                 key = f"bxthre3-{dag_id}-{attempt.task_id}-{attempt.attempt}"
                 resources = {MEMORY_RESOURCE: attempt.memory_mb} if reserve_memory and attempt.memory_mb else None
@@ -224,10 +218,8 @@ def run_dag(
             if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
                 on_progress(run.summary(now))
                 last_progress = now
-            wakeup = run.next_wakeup()
-            timeout = POLL_S if wakeup is None else max(0.0, min(POLL_S, wakeup - now))
             try:
-                keys = [done_keys.get(timeout=timeout)]
+                keys = [done_keys.get(timeout=run.wait_at_most(now, POLL_S))]
             except queue.Empty:
                 continue
             while len(keys) < 10_000:  # everything else already finished: one gather for the batch

@@ -189,6 +189,18 @@ class DagRun:
             if self.tasks[u].state == "succeeded" and all(self.tasks[d].state in TERMINAL for d in self.dependents[u])
         ]
 
+    def cancel_if_requested(self, now: float) -> bool:
+        """Called by the engine's loop at each turn: cancels the run if another thread asked for it (True then)."""
+        if not self.cancel_requested or self.done:
+            return False
+        self.cancel(now)
+        return True
+
+    def wait_at_most(self, now: float, longest: float) -> float:
+        """How long the engine's loop may wait for an attempt to end: `longest`, less when a backoff ends sooner."""
+        wakeup = self.next_wakeup()
+        return longest if wakeup is None else max(0.0, min(longest, wakeup - now))
+
     def next_wakeup(self) -> float | None:
         """When the earliest backoff ends (None: no task waits out one)."""
         return min((t.not_before for t in self._retrying.values()), default=None)

@@ -42,7 +42,7 @@ from ..common.failures import FailureReason
 from ..dag.spec import DagSpec
 from .driver import AttemptSpec, DagRun
 from .opening import BackendURL
-from .worker_side import engine_from_probes, module_cache, probe_worker, run_attempt, store_modules
+from .worker_side import engine_from_probes, failed_outcome, module_cache, probe_worker, run_attempt, store_modules
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ def _lost(ref: Any) -> dict[str, Any]:
         exc = err
     reason = FailureReason.HOST_LOST if isinstance(exc, LOST) else FailureReason.INTERNAL
     text = str(exc).strip().splitlines()
-    return {
-        "reason": reason.value, "error": f"{type(exc).__name__}: {text[0] if text else ''}"[:500], "exit_code": None,
-        "stdout": b"", "stderr": b"", "files": {}, "duration": 0.0,
-    }  # fmt: skip
+    return failed_outcome(reason, f"{type(exc).__name__}: {text[0] if text else ''}"[:500])
 
 
 def _values(refs: list[Any]) -> dict[Any, dict[str, Any]]:
@@ -178,8 +175,7 @@ def run_dag(
     try:
         while True:
             now = clock()
-            if run.cancel_requested and not run.done:
-                run.cancel(now)
+            if run.cancel_if_requested(now):
                 queued.clear()
             queued.extend(run.startable(now))
             while queued and len(live) < max_live:
@@ -194,8 +190,7 @@ def run_dag(
             if on_progress is not None and now - last_progress >= PROGRESS_EVERY_S:
                 on_progress(run.summary(now))
                 last_progress = now
-            wakeup = run.next_wakeup()
-            timeout = POLL_S if wakeup is None else max(0.0, min(POLL_S, wakeup - now))
+            timeout = run.wait_at_most(now, POLL_S)
             if not live:
                 time.sleep(timeout)
                 continue

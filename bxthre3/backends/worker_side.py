@@ -100,7 +100,9 @@ def _input_bytes(item: TaskInput, upstreams: dict[str, dict[str, Any]]) -> bytes
     return data
 
 
-def _failed(reason: FailureReason, error: str, duration: float = 0.0, stderr: bytes = b"") -> dict[str, Any]:
+def failed_outcome(reason: FailureReason, error: str, duration: float = 0.0, stderr: bytes = b"") -> dict[str, Any]:
+    """An attempt's outcome that is a failure with no output (the shape `run_attempt` returns): the worker's
+    own refusals here, and what the engines' loops make up for an attempt that came back without a value."""
     return {
         "reason": reason.value, "error": error, "exit_code": None, "stdout": b"", "stderr": stderr,
         "files": {}, "duration": duration,
@@ -119,17 +121,17 @@ def run_attempt(
         parts = [_input_bytes(item, upstreams) for item in spec.stdin_inputs]
         files = {f.path: _input_bytes(f.source, upstreams) for f in spec.files}
     except _MissingInput as exc:
-        return _failed(FailureReason.MISSING_INPUT, str(exc))
+        return failed_outcome(FailureReason.MISSING_INPUT, str(exc))
     size = sum(map(len, parts)) + sum(map(len, files.values()))
     if size > limits.MAX_TASK_INPUT_BYTES:
         what = "stdin and /in files add" if files else "inputs add"
-        return _failed(
+        return failed_outcome(
             FailureReason.INPUT_LIMIT,
             f"{what} up to {size:,} bytes, over the {limits.MAX_TASK_INPUT_BYTES:,}-byte limit",
         )
     cache = module_cache()
     if not cache.has(spec.module_sha):  # retryable, as on a host: another worker may have it
-        return _failed(FailureReason.INTERNAL, "module missing from this worker's cache")
+        return failed_outcome(FailureReason.INTERNAL, "module missing from this worker's cache")
     job = ExecJob(
         job_id=next(_job_ids),
         module_sha=spec.module_sha,
@@ -159,16 +161,16 @@ def run_attempt(
                 if time.monotonic() >= deadline:
                     executor.kill()  # Wasm3 cannot be interrupted: the child goes, the next attempt starts another
                     error = f"killed after the {spec.timeout_s:g}s timeout"
-                    return _failed(FailureReason.TIMEOUT, error, time.monotonic() - started)
+                    return failed_outcome(FailureReason.TIMEOUT, error, time.monotonic() - started)
                 if should_stop is not None and should_stop():
                     executor.kill()
-                    return _failed(FailureReason.INTERNAL, "cancelled", time.monotonic() - started)
+                    return failed_outcome(FailureReason.INTERNAL, "cancelled", time.monotonic() - started)
     except ExecutorDied as exc:
         executor.kill()
-        return _failed(FailureReason.EXECUTOR_CRASHED, str(exc), time.monotonic() - started)
+        return failed_outcome(FailureReason.EXECUTOR_CRASHED, str(exc), time.monotonic() - started)
     except Exception as exc:  # a bug or a garbled pipe: the child goes, so no job is left in flight for the next
         executor.kill()
-        return _failed(FailureReason.INTERNAL, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+        return failed_outcome(FailureReason.INTERNAL, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     except BaseException:  # the engine interrupting the task (Ray's cancel raises KeyboardInterrupt here)
         executor.kill()
         raise

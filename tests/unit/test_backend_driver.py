@@ -60,6 +60,7 @@ def test_retryable_failures_back_off_and_deterministic_ones_fail_at_once(tmp_pat
     run.finished("flaky", 1, failed("exit_code"), "w", 1.0)
     run.finished("bomb", 1, failed("memory_limit"), "w", 1.0)
     assert run.next_wakeup() == 2.0 and run.startable(1.5) == []
+    assert (run.wait_at_most(1.5, 0.2), run.wait_at_most(1.875, 0.2), run.wait_at_most(2.5, 0.2)) == (0.2, 0.125, 0.0)
     (again,) = run.startable(2.0)
     assert (again.task_id, again.attempt) == ("flaky", 2)
     run.finished("flaky", 2, failed("exit_code"), "w", 3.0)
