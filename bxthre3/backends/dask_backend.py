@@ -273,11 +273,20 @@ class DaskBackend:
             # of holding "root tasks" back (its default, 1.1, keeps workers waiting on it between tasks). The
             # driver submits only attempts that may start now, so there is no big graph to pace: 1,000
             # trivial tasks took 2.1-2.4 s instead of 2.9-3.0 s here. Operators of a dask:// cluster set it.
-            with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
-                self.cluster = LocalCluster(
-                    n_workers=self.workers, threads_per_worker=self.threads, processes=True, host="127.0.0.1",
-                    scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING,
-                )  # fmt: skip
+            try:
+                with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
+                    self.cluster = LocalCluster(
+                        n_workers=self.workers, threads_per_worker=self.threads, processes=True, host="127.0.0.1",
+                        scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING,
+                    )  # fmt: skip
+            except Exception as exc:
+                # Dask starts each worker process by re-importing the caller's __main__ (multiprocessing's spawn):
+                # a script read from stdin cannot be, and one without a main guard starts its cluster again there.
+                raise ClusterError(
+                    f"--backend {self.url}: Dask could not start its worker processes ({type(exc).__name__}: {exc}); "
+                    "it re-imports the script that started it: run it from a file, with its code under "
+                    '`if __name__ == "__main__":`'
+                ) from exc
             self.client = Client(self.cluster)
         else:
             try:

@@ -290,3 +290,19 @@ def test_a_local_cluster_on_dask_shares_one_dask_cluster_between_its_clients(tmp
         assert handle.wait(timeout=60).ok and handle.results()["hello"].text == "Hola, dask!\n"
     with pytest.raises(ClusterError, match="closed"):
         second.submit(dag)
+
+
+def test_a_script_dask_cannot_re_import_gets_one_line_saying_why() -> None:
+    """dask:local's workers start by re-importing the caller's __main__; from stdin that cannot work."""
+    script = (
+        "import bxthre3\n"
+        "from bxthre3.common.errors import ClusterError\n"
+        "try:\n"
+        "    bxthre3.Client(backend='dask:local', engine='wasm3')\n"
+        "except ClusterError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120,
+                          env=subprocess_env(), cwd=REPO)  # fmt: skip
+    assert "Dask could not start its worker processes" in proc.stdout, proc.stderr[-2000:]
+    assert 'under `if __name__ == "__main__":`' in proc.stdout
