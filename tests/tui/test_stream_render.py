@@ -151,9 +151,9 @@ def test_fifty_hosts_at_200_cells_render_fast() -> None:
 
 
 def _timed(fn: Any) -> float:
-    start = time.process_time()
+    start = time.thread_time()
     fn()
-    return time.process_time() - start
+    return time.thread_time() - start
 
 
 def test_wide_host_ids_are_cut_by_cells() -> None:

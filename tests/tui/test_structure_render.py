@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bxthre3.tui import structure_render
 from bxthre3.tui.structure_render import counts_text, stack_cells, stacked_bar, structure_lines
 
 WIDTHS = (40, 45, 80, 120, 200)
@@ -75,18 +76,32 @@ def test_a_hundred_thousand_tasks_render_in_under_20_ms() -> None:
     assert "100,000 tasks" in structure_lines(view, 120)[0].plain
     timings = []
     for _ in range(5):
-        start = time.process_time()
+        start = time.thread_time()  # this thread's CPU only: other tests' threads do not count
         structure_lines(view, 200)
-        timings.append(time.process_time() - start)
+        timings.append(time.thread_time() - start)
     assert min(timings) < 0.020, timings
 
 
-def test_ten_thousand_groups_cost_only_the_lines_shown() -> None:
+def test_ten_thousand_groups_cost_only_the_lines_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counted, not timed: a CPU-time bound flaked on a loaded CI machine. Each group row is built
+    # from its counts and bar, so those calls say how many rows were made.
+    made = {"counts": 0, "bars": 0}
+    real_counts, real_bar = structure_render._counts, structure_render.stacked_bar
+
+    def counting_counts(g: Any) -> Any:
+        made["counts"] += 1
+        return real_counts(g)
+
+    def counting_bar(*args: Any) -> Any:
+        made["bars"] += 1
+        return real_bar(*args)
+
+    monkeypatch.setattr(structure_render, "_counts", counting_counts)
+    monkeypatch.setattr(structure_render, "stacked_bar", counting_bar)
     groups = [group(f"task-{i}", i, {"succeeded": 1}) for i in range(10_000)]
     view = structure(groups, [(i, i + 1) for i in range(9_999)])
-    start = time.process_time()
     lines = plain(structure_lines(view, 80, max_lines=20))
-    assert time.process_time() - start < 0.1
+    assert made["counts"] <= 20 and made["bars"] <= 20, made
     assert len(lines) == 20 and lines[-1] == "+9,982 more groups"
     assert not any("←" in line for line in lines)  # edges go before groups do
 

@@ -141,15 +141,15 @@ def test_100000_tasks_are_grouped_once_and_counted_fast() -> None:
     s.validate_every = 10**9  # a check walks every task: not the point here
     s.handle(DagSubmitted("big", spec(*tasks), 0.0))
     dag = s.dags["big"]
-    # CPU time, best of several: the machine running the tests may be busy with other things.
-    started = time.process_time()
+    # This thread's CPU time, best of several: the machine (and other threads) may be busy.
+    started = time.thread_time()
     found = dag_structure(dag.spec)
-    grouped = time.process_time() - started
+    grouped = time.thread_time() - started
     best = float("inf")
     for _ in range(5):
-        started = time.process_time()
+        started = time.thread_time()
         view = views.structure_view(dag, found)
-        best = min(best, time.process_time() - started)
+        best = min(best, time.thread_time() - started)
     print(f"grouping 100,000 tasks: {grouped * 1000:.0f} ms once; each structure view: {best * 1000:.1f} ms")
     assert [(g["name"], g["total"], g["counts"]) for g in view["groups"]] == [
         ("prepare", 1, {"ready": 1}), ("tile", n - 2, {"pending": n - 2}), ("merge", 1, {"pending": 1}),
