@@ -16,6 +16,7 @@ installs them), so CI cannot pass by skipping.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import os
 import shutil
@@ -214,17 +215,21 @@ class Builder:
         key.update("\0".join(self.command(spec, Path("OUT"))).encode())
         suffix = "" if toolchain.native else ".wasm"
         output = self.cache / f"{spec.id}-{key.hexdigest()[:24]}{suffix}"
-        if output.exists():
-            os.utime(output)  # used: kept by _prune
-            with self._lock:
-                self.cached += 1
-            return output
-        partial = output.with_name(f".{output.name}.{os.getpid()}.{threading.get_ident()}")
-        proc = subprocess.run(self.command(spec, partial), capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0 or not partial.exists():
-            partial.unlink(missing_ok=True)
-            raise BuildFailed(f"{' '.join(self.command(spec, output))} failed:\n{proc.stderr[-4000:]}")
-        os.replace(partial, output)
+        # The suite runs in several pytest processes (pytest -n), each with its own Builder on the same cache:
+        # one builds a program while the others wait for it, instead of every process compiling everything.
+        with open(output.with_name(f".{output.name}.lock"), "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if output.exists():
+                os.utime(output)  # used: kept by _prune
+                with self._lock:
+                    self.cached += 1
+                return output
+            partial = output.with_name(f".{output.name}.{os.getpid()}.{threading.get_ident()}")
+            proc = subprocess.run(self.command(spec, partial), capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0 or not partial.exists():
+                partial.unlink(missing_ok=True)
+                raise BuildFailed(f"{' '.join(self.command(spec, output))} failed:\n{proc.stderr[-4000:]}")
+            os.replace(partial, output)
         with self._lock:
             self.compiled += 1
         return output

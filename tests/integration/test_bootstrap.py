@@ -37,6 +37,7 @@ class Machine:
         self.stub("apt-get", 'echo apt-get-ran >> "$STUB_LOG"')
         self.stub("pkg", 'echo pkg-ran >> "$STUB_LOG"')
         self.stub("sudo", 'exec "$@"')
+        self.stub("nproc", "echo 2")  # two CPUs: `test` runs pytest in three processes
         self.python(venv_ok=True, headers=True)
         tools = root / "tools"  # only what the script needs from the system: no cc, python3, sudo, apt-get
         tools.mkdir()
@@ -174,7 +175,7 @@ def test_test_command_installs_the_missing_toolchains_with_one_apt_update(machin
     assert installs == [["gcc", "libc6-dev"], [d for d in TEST_DEBS if d not in {"iproute2", "clang-14", "wasi-libc"}]]
     assert done[-3] == f"{machine.venv}/bin/python -m ruff check bxthre3 tests benchmarks"
     assert done[-2] == f"{machine.venv}/bin/python -m ruff format --check bxthre3 tests benchmarks"
-    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -x tests/conformance"
+    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -n 3 -x tests/conformance"
 
 
 def test_test_command_with_everything_installed_runs_no_apt_and_can_opt_out(machine: Machine) -> None:
@@ -184,7 +185,38 @@ def test_test_command_with_everything_installed_runs_no_apt_and_can_opt_out(mach
     assert proc.returncode == 0, proc.stderr
     done = actions(proc)
     assert not any("apt-get" in a for a in done), done
-    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=0 {machine.venv}/bin/python -m pytest "
+    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=0 {machine.venv}/bin/python -m pytest -n 3"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "pytest_args"),
+    [
+        ((), {"BXTHRE3_TEST_WORKERS": "1"}, ""),  # one process: no pytest-xdist at all
+        ((), {"BXTHRE3_TEST_WORKERS": "6"}, "-n 6"),
+        (("-n", "2", "tests/unit"), {}, "-n 2 tests/unit"),  # the caller's own -n wins
+        (("--numprocesses=5",), {}, "--numprocesses=5"),
+        (("-p", "no:xdist", "-x"), {}, "-p no:xdist -x"),
+        (("--pdb", "tests/unit"), {}, "--pdb tests/unit"),  # the debugger needs the one process
+    ],
+)
+def test_test_command_spreads_pytest_over_processes_unless_told_otherwise(
+    machine: Machine, args: tuple[str, ...], env: dict[str, str], pytest_args: str
+) -> None:
+    machine.installed()
+    debian_with(machine, set(TEST_DEBS))
+    proc = machine.run("test", "--dry-run", *args, BXTHRE3_PYTHONS="", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert actions(proc)[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest {pytest_args}"
+
+
+def test_a_bad_worker_count_is_one_line_before_anything_is_installed(machine: Machine) -> None:
+    debian_with(machine, set())
+    for bad in ("0", "many", "-2"):
+        proc = machine.run("test", "--dry-run", BXTHRE3_TEST_WORKERS=bad)
+        assert proc.returncode == 1 and actions(proc) == [], proc.stdout
+        assert proc.stderr.strip() == (
+            f"bootstrap: error: BXTHRE3_TEST_WORKERS must be a whole number of processes (1 or more), not '{bad}'"
+        )
 
 
 def test_test_command_without_root_or_sudo_says_what_is_missing(machine: Machine) -> None:

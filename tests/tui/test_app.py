@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Static
 
 from bxthre3.tui.adaptive_table import AdaptiveTable
@@ -19,9 +20,17 @@ from bxthre3.tui.role_picker import RolePickerScreen
 REPO = Path(__file__).resolve().parents[2]
 
 
+def holds(predicate) -> bool:
+    """The predicate's answer; a widget it asks for that is not there yet (a screen mid-recompose) is a no."""
+    try:
+        return bool(predicate())
+    except NoMatches:
+        return False
+
+
 async def wait_until(pilot, predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not holds(predicate):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.1)

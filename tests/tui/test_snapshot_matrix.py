@@ -26,6 +26,7 @@ from bxthre3.tui.help_screen import HelpScreen
 
 from .snapshot_apps import picker_app, role_form_app, role_screen_app
 from .snapshot_matrix import MatrixScreen, settle_after_change, settle_default
+from .test_app import holds
 
 FILE_PICKER_FIXTURE = Path(__file__).parent / "fixtures" / "dag_tree"
 """dags/{hello.yaml,hello_fanout.yml}, run.yaml and notes.txt (not shown): a small fixed tree for the picker."""
@@ -33,7 +34,7 @@ FILE_PICKER_FIXTURE = Path(__file__).parent / "fixtures" / "dag_tree"
 
 async def _until(pilot: Pilot[Any], predicate: Any, what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not holds(predicate):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await pilot.pause(0.02)
