@@ -115,11 +115,20 @@ def machine(tmp_path: Path) -> Machine:
 
 
 def test_newest_mode_upgrades_into_its_own_venv_without_the_pins(machine: Machine) -> None:
-    proc = machine.run("install", "--dry-run", BXTHRE3_NEWEST="1", BXTHRE3_VENV="")
+    # A copy of the script beside the files it reads: the checkout's own .venv-newest (there after a real
+    # `BXTHRE3_NEWEST=1 ./bootstrap.sh test`) would rightly be found up to date and nothing installed.
+    checkout = machine.root / "checkout"
+    checkout.mkdir()
+    for name in ("bootstrap.sh", "pyproject.toml", "constraints.txt"):
+        shutil.copy2(REPO / name, checkout / name)
+    proc = subprocess.run(
+        ["bash", str(checkout / "bootstrap.sh"), "install", "--dry-run"], capture_output=True, text=True,
+        timeout=60, env={**machine.env, "BXTHRE3_NEWEST": "1", "BXTHRE3_VENV": ""}, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     pip_runs = [a for a in actions(proc) if "-m pip install" in a]
     assert pip_runs and all("--upgrade" in a and "constraints.txt" not in a for a in pip_runs)
-    assert all(f"{REPO}/.venv-newest/bin/python" in a for a in pip_runs)
+    assert all(f"{checkout}/.venv-newest/bin/python" in a for a in pip_runs)
 
 
 def test_plain_linux_first_run_sets_up_and_starts_all(machine: Machine) -> None:
