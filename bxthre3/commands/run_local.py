@@ -39,8 +39,9 @@ def _run_run(args: argparse.Namespace) -> int:
         return _run_on_backend(args, spec, args.engine, backend)
     engine = resolve_engine(args.engine)  # after logging: auto's fallback warning is one line on stderr
     with LocalCluster(
-        hosts=args.hosts, slots=args.slots, log_dir=log_dir, on_stage=stage_printer(), engine=engine
-    ) as cluster:
+        hosts=args.hosts, slots=args.slots, ram_mb=host_ram_mb(spec), log_dir=log_dir, on_stage=stage_printer(),
+        engine=engine,
+    ) as cluster:  # fmt: skip
         assert cluster.client is not None
         dag_id = cluster.client.submit(spec)
         _wait_with_progress(cluster.client, dag_id, spec.name, len(spec.tasks), stall_notice=args.stall_notice)
@@ -50,6 +51,17 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.out is not None:
         _say_written(_write_final(spec, results, args.out) + written)
     return code
+
+
+EMBEDDED_HOST_RAM_MB = 128
+"""What each embedded host offers (the node manager's default RAM per node) when no task asks for more."""
+
+
+def host_ram_mb(spec: DagSpec) -> int:
+    """The embedded hosts are made for this DAG: each offers its largest `memory:`, so a task that asks
+    for more than the default 128 MB runs (as on a Dask or Ray backend) instead of waiting forever for a
+    host that this run would never start."""
+    return max([EMBEDDED_HOST_RAM_MB, *(t.memory or 0 for t in spec.tasks)])
 
 
 def _refuse_verified(spec: DagSpec) -> None:

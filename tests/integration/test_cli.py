@@ -73,6 +73,21 @@ def test_run_refuses_a_verified_dag_in_one_line_saying_what_to_do(tmp_path: Path
     assert "bxthre3 submit" in line and "verify: 1" in line
 
 
+def test_run_makes_its_hosts_big_enough_for_the_largest_memory_asked_for(tmp_path: Path) -> None:
+    """A task with `memory: 300` (above the embedded hosts' default 128 MB) runs: before, `run` printed
+    "needs 300 MB; the largest host offers 128 MB" every 30 s until killed."""
+    dag = tmp_path / "big.yaml"
+    module = REPO / "tests" / "data" / "modules" / "allocate.wasm"
+    dag.write_text(
+        f"name: big\ntasks:\n  - id: needs_300\n    module: {module}\n    inputs: ['200']\n    memory: 300\n"
+    )
+    proc = bxthre3("run", str(dag), "--json", timeout=60)
+    tasks = {t["task_id"]: t for t in json.loads(proc.stdout)["tasks"]}
+    assert tasks["needs_300"]["state"] == "succeeded", proc.stderr
+    assert "allocated 200 MiB" in tasks["needs_300"]["output"]
+    assert proc.returncode == 0
+
+
 def test_validate_accepts_the_seed_dag() -> None:
     proc = bxthre3("validate", HELLO)
     assert proc.returncode == 0, proc.stderr
