@@ -274,6 +274,7 @@ class DagRun:
             if child.state == "pending":
                 self._move(child, "upstream_failed")
                 child.finished_at = now
+                child.outcome = {"error": f"upstream task '{task.spec.id}' failed"}  # the controller's words
                 stack.extend(self.dependents[child.spec.id])
 
     # ------------------------------------------------------------------ views

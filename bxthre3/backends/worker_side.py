@@ -192,14 +192,15 @@ def probe_worker(engine: str) -> dict[str, Any]:
     from .. import __version__
 
     problem = None if engine == engines.WASM3 else engines.wasmtime_problem()
-    return {"version": __version__, "wasmtime_problem": problem}
+    return {"version": __version__, "wasmtime_problem": problem, "wasmtime_installed": engines.wasmtime_installed()}
 
 
 def engine_from_probes(url: object, engine: str, answers: dict[str, Any]) -> tuple[str, str | None]:
     """The engine the run uses, from each worker's `probe_worker` answer (or the exception it raised), and a
     warning to show; refuses, in one line naming the worker and the fix, a worker without bxthre3, with
     another version of it, or without wasmtime when `--engine wasmtime` asked for it. `auto` means wasmtime
-    only when every worker loads it: the workers' engines decide, not the user's machine."""
+    only when every worker loads it: the workers' engines decide, not the user's machine. The warning is
+    for a worker where wasmtime is installed but does not load, or missing beside workers that have it."""
     from .. import __version__
     from ..common.errors import ClusterError
 
@@ -230,5 +231,7 @@ def engine_from_probes(url: object, engine: str, answers: dict[str, Any]) -> tup
         return engine, None
     if not without_wasmtime:
         return engines.WASMTIME, None
+    if not any(isinstance(a, dict) and a.get("wasmtime_installed") for a in answers.values()):
+        return engines.WASM3, None  # as on one machine (wasm.choice.resolve): no wasmtime anywhere is no news
     address, problem = without_wasmtime[0]
     return engines.WASM3, f"--engine auto: worker {address} cannot load wasmtime ({problem}); running on wasm3"

@@ -68,6 +68,8 @@ def test_retryable_failures_back_off_and_deterministic_ones_fail_at_once(tmp_pat
     assert (tasks["flaky"]["state"], tasks["flaky"]["attempts"]) == ("failed", 2)
     assert (tasks["bomb"]["state"], tasks["bomb"]["attempts"]) == ("failed", 1)
     assert tasks["child"]["state"] == "upstream_failed"
+    assert tasks["child"]["error"] == "upstream task 'bomb' failed"  # as the controller words it
+    assert (tasks["child"]["reason"], tasks["child"]["attempts"], tasks["child"]["output"]) == (None, 0, None)
     assert run.state == "failed" and run.failures == {"exit_code": 1, "memory_limit": 1}
 
 
