@@ -20,6 +20,7 @@ How the DAG maps onto Dask (docs/BACKENDS.md has the whole table):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -252,6 +253,20 @@ def run_dag(
                 client.unregister_worker_plugin(name)
 
 
+def _close_half_started(clusters: set[Any]) -> None:
+    """Close the clusters an interrupt (Ctrl-C, SIGTERM) stopped while they started, quietly, and take them
+    off Dask's list: its exit handler would otherwise close them again and print a traceback on the way out
+    (workers caught half-started fail its assertion)."""
+    from distributed.deploy.spec import SpecCluster
+
+    for logger in (logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")):
+        logger.setLevel(logging.CRITICAL + 1)
+    for cluster in clusters:
+        with contextlib.suppress(BaseException):
+            cluster.close(timeout=5)
+        SpecCluster._instances.discard(cluster)
+
+
 class DaskBackend:
     """`dask://HOST:PORT` (a Client on that scheduler) or `dask:local` (a LocalCluster on 127.0.0.1 of `workers`
     processes x `threads` threads, started for this run and closed after it)."""
@@ -273,12 +288,21 @@ class DaskBackend:
             # of holding "root tasks" back (its default, 1.1, keeps workers waiting on it between tasks). The
             # driver submits only attempts that may start now, so there is no big graph to pace: 1,000
             # trivial tasks took 2.1-2.4 s instead of 2.9-3.0 s here. Operators of a dask:// cluster set it.
+            from distributed.deploy.spec import SpecCluster
+
+            started_before = set(SpecCluster._instances)
             try:
                 with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
+                    # silence_logs: the worker processes' own log lines (a heartbeat that met the scheduler
+                    # closing, an attempt cancelled by Ctrl-C) are not the run's output: the run says what
+                    # happened to each attempt in its own words.
                     self.cluster = LocalCluster(
                         n_workers=self.workers, threads_per_worker=self.threads, processes=True, host="127.0.0.1",
-                        scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.WARNING,
+                        scheduler_port=0, dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
                     )  # fmt: skip
+            except (KeyboardInterrupt, SystemExit):
+                _close_half_started(set(SpecCluster._instances) - started_before)
+                raise
             except Exception as exc:
                 # Dask starts each worker process by re-importing the caller's __main__ (multiprocessing's spawn):
                 # a script read from stdin cannot be, and one without a main guard starts its cluster again there.
