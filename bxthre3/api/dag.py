@@ -17,7 +17,7 @@ from typing import Any, TypeVar, Union
 
 from ..common.digests import sha256_hex
 from ..common.errors import DagError, ModuleError
-from ..common.limits import MAX_DAG_BYTES, MAX_ID_LENGTH, MAX_MODULE_BYTES
+from ..common.limits import MAX_DAG_BYTES, MAX_ID_LENGTH, MAX_MODULE_BYTES, input_file_over_limit
 from ..dag.fields import (
     DEFAULT_FIELDS,
     cache_problem,
@@ -129,6 +129,8 @@ class Dag:
         self._module_by_name: dict[str, str] = {}
         self._bytes_modules: set[str] = set()
         self._carried = 0
+        self._file_uses: dict[str, int] = {}
+        """How many tasks read each input file so far (the limit's error says what to do instead)."""
 
     # -- building
 
@@ -152,13 +154,16 @@ class Dag:
         (tasks' stdout, named outputs, local files), its `/in` directory holds `files`. It depends on
         every task it reads and on those in `after`. Options left out come from `defaults`.
         A task refused with a DagError leaves the DAG as it was."""
-        before = (dict(self._modules), dict(self._module_by_name), set(self._bytes_modules), self._carried)
+        before = (
+            dict(self._modules), dict(self._module_by_name), set(self._bytes_modules), self._carried,
+            dict(self._file_uses),
+        )  # fmt: skip
         try:
             return self._add(
                 task_id, module, args, stdin, files, after, timeout, retries, memory, verify, speculate, cache
             )
         except BaseException:
-            self._modules, self._module_by_name, self._bytes_modules, self._carried = before
+            self._modules, self._module_by_name, self._bytes_modules, self._carried, self._file_uses = before
             raise
 
     def _add(
@@ -388,7 +393,7 @@ class Dag:
                 )
             if self._carried + size > MAX_DAG_BYTES:
                 raise DagError(
-                    f"input file {str(path)!r} ({size} bytes) takes the DAG over the limit of {MAX_DAG_BYTES} bytes",
+                    input_file_over_limit(str(path), size, self._file_uses.get(str(path), 0)),
                     file=self.source,
                     task=task_id,
                     field=field,
@@ -409,6 +414,7 @@ class Dag:
                 field=field,
             ) from None
         self._carried += len(data)
+        self._file_uses[str(path)] = self._file_uses.get(str(path), 0) + 1
         return TaskInput(InputKind.FILE, value, data)
 
     def _module(self, module: object, task_id: str) -> tuple[str, str]:

@@ -28,6 +28,19 @@ MAX_TASKS_PER_DAG = 100_000
 MAX_DAG_BYTES = 48 * MiB
 """Largest total of a submission: modules plus file inputs plus literal inputs."""
 
+
+def input_file_over_limit(path: str, size: int, earlier_uses: int) -> str:
+    """Why a `file:` input is refused; when other tasks already read the same file, what to do instead:
+    each task that names a file carries its own copy in the submission, an upstream output does not."""
+    said = f"input file {path!r} ({size} bytes) takes the DAG over the limit of {MAX_DAG_BYTES} bytes"
+    if earlier_uses:
+        said += (
+            f"; each task that names it carries its own copy (this is use {earlier_uses + 1}): let one task "
+            "read it and the others take that task's output (output_of_ID)"
+        )
+    return said
+
+
 MAX_YAML_BYTES = 8 * MiB
 """Largest DAG YAML file read from disk."""
 

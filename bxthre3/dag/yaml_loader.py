@@ -37,6 +37,7 @@ from bxthre3.common.limits import (
     MAX_MODULE_BYTES,
     MAX_TASKS_PER_DAG,
     MAX_YAML_BYTES,
+    input_file_over_limit,
 )
 from bxthre3.dag import examples
 from bxthre3.dag.examples import MODULE_PATH_ENV
@@ -285,6 +286,7 @@ class _DagBuilder:
         self.module_by_name: dict[str, str] = {}  # as written -> sha256; most DAGs reuse a few
         self.module_by_path: dict[Path, str] = {}
         self.carried = 0  # bytes of modules and file inputs read so far
+        self.file_uses: dict[str, int] = {}  # how many tasks read each input file so far
         self.constructor = SafeConstructor()
         self.template_fields: dict[int, dict[str, tuple[ScalarNode, Node]]] = {}  # for_each node -> its fields
         self.shared_values: dict[tuple[int, str], object] = {}  # (field node, name) -> value, see field()
@@ -899,12 +901,8 @@ class _DagBuilder:
             if not path.is_file():
                 raise self.fail(f"input file {str(path)!r} is not a regular file", node, task_id, field)
             if self.carried + size > MAX_DAG_BYTES:
-                raise self.fail(
-                    f"input file {str(path)!r} ({size} bytes) takes the DAG over the limit of {MAX_DAG_BYTES} bytes",
-                    node,
-                    task_id,
-                    field,
-                )
+                uses = self.file_uses.get(str(path), 0)
+                raise self.fail(input_file_over_limit(str(path), size, uses), node, task_id, field)
             data = path.read_bytes()
         except FileNotFoundError:
             raise self.fail(
@@ -918,6 +916,7 @@ class _DagBuilder:
                 f"cannot read input file {str(path)!r}: {exc.strerror or exc}", node, task_id, field
             ) from None
         self.carried += len(data)
+        self.file_uses[str(path)] = self.file_uses.get(str(path), 0) + 1
         return TaskInput(InputKind.FILE, item.value, data)
 
     def timeout(self, node: Node, task_id: str | None) -> float | None:

@@ -207,3 +207,18 @@ def test_cache_option_and_default_round_trip_through_yaml(tmp_path: Path) -> Non
     assert [t.cache for t in loaded(dag).tasks] == [True, False]
     with pytest.raises(DagError, match=r"task 'c': field 'cache': .*, not 'yes'"):
         dag.task("c", "m.wasm", cache="yes")  # type: ignore[arg-type]
+
+
+def test_a_file_read_by_many_tasks_over_the_limit_says_what_to_do_and_a_refused_task_leaves_no_count(
+    tmp_path: Path,
+) -> None:
+    from bxthre3.common.limits import MiB
+
+    with open(tmp_path / "big.bin", "wb") as f:
+        f.truncate(20 * MiB)
+    dag = Dag("copies", base_dir=tmp_path)
+    for i in range(2):
+        dag.task(f"t{i}", "greet_1.wasm", stdin=[Path("big.bin")])
+    for _ in range(2):  # refused twice alike: the refused task's use is not counted
+        with pytest.raises(DagError, match=r"carries its own copy \(this is use 3\): let one task read it"):
+            dag.task("t2", "greet_1.wasm", stdin=[Path("big.bin")])

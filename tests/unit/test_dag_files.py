@@ -342,3 +342,23 @@ def test_a_failed_attempt_keeps_no_files() -> None:
     s, _ = started(pipeline(TaskSpec("a", OK_SHA, "ok.wasm", retries=1)))
     s.handle(TaskFinished("h", "d", "a", 1, 1.0, reason=FailureReason.TRAP, error="boom", files={"x": b"1"}))
     assert s.dags["d"].tasks["a"].files is None
+
+
+def test_a_file_read_by_many_tasks_over_the_limit_says_each_carries_a_copy_and_what_to_do(tmp_path: Path) -> None:
+    """Each task that names a `file:` input carries its own copy in the submission (48 MiB in all): the
+    third 20 MiB copy is refused with the way around it; one file too big alone is refused plainly."""
+    from bxthre3.common.limits import MAX_DAG_BYTES, MiB
+
+    with open(tmp_path / "big.bin", "wb") as f:
+        f.truncate(20 * MiB)  # sparse: quick to make and to read
+    tasks = "".join(f"  - id: t{i}\n    module: m.wasm\n    inputs: ['file:big.bin']\n" for i in range(3))
+    error = load_error(write(tmp_path, tasks))
+    assert error.task == "t2" and str(error).endswith(
+        f"input file {str(tmp_path / 'big.bin')!r} ({20 * MiB} bytes) takes the DAG over the limit of "
+        f"{MAX_DAG_BYTES} bytes; each task that names it carries its own copy (this is use 3): let one task "
+        "read it and the others take that task's output (output_of_ID)"
+    )
+    with open(tmp_path / "huge.bin", "wb") as f:
+        f.truncate(MAX_DAG_BYTES + 1)
+    alone = load_error(write(tmp_path, "  - id: t\n    module: m.wasm\n    inputs: ['file:huge.bin']\n"))
+    assert str(alone).endswith(f"takes the DAG over the limit of {MAX_DAG_BYTES} bytes")
