@@ -69,20 +69,38 @@ def final_task_ids(spec: DagSpec) -> list[str]:
     return [task.id for task in spec.tasks if task.id not in upstream]
 
 
-def write_final_outputs(spec: DagSpec, results: ResultsView, directory: Path) -> list[Path]:
-    """Write each succeeded final task's output; returns the paths written."""
+def prepare_output_directory(directory: Path) -> None:
+    """Make `--out DIR` before anything runs: a directory that cannot be made is told at once, not after
+    the whole DAG has run."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise Bxthre3Error(f"cannot create output directory {directory}: {exc.strerror}") from exc
+        raise Bxthre3Error(f"cannot create output directory {directory}: {exc.strerror or exc}") from exc
+
+
+def stdout_file_name(task_id: str, extension: str, task_ids: set[str]) -> str:
+    """`<task>.<ext>` for a final task's stdout, unless that is another task's id (whose named outputs
+    are the directory `<id>/`): then `<task>.stdout<ext>` (numbered if that is taken too)."""
+    name = f"{task_id}{extension}"
+    n = 1
+    while name in task_ids:
+        name = f"{task_id}.stdout{'' if n == 1 else f'-{n}'}{extension}"
+        n += 1
+    return name
+
+
+def write_final_outputs(spec: DagSpec, results: ResultsView, directory: Path) -> list[Path]:
+    """Write each succeeded final task's output; returns the paths written."""
+    prepare_output_directory(directory)
     outputs = {t["task_id"]: t for t in results.get("tasks", [])}
+    task_ids = {task.id for task in spec.tasks}
     written = []
     for task_id in final_task_ids(spec):
         task = outputs.get(task_id)
         data = task.get("output") if task else None
         if not task or task.get("state") != "succeeded" or data is None:
             continue
-        path = directory / f"{task_id}{extension_for(data)}"
+        path = directory / stdout_file_name(task_id, extension_for(data), task_ids)
         try:
             path.write_bytes(data)
         except OSError as exc:

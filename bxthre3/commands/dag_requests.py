@@ -33,6 +33,10 @@ def _run_submit(args: argparse.Namespace) -> int:
 
     if args.out is not None and not args.wait:
         raise Bxthre3Error("--out needs --wait: outputs exist once the DAG ends (later: `bxthre3 results ID --out`)")
+    if args.out is not None:
+        from ..client.outputs import prepare_output_directory
+
+        prepare_output_directory(args.out)  # before the submission: not found unwritable after the run
     spec = load_dag(dag_file(args.dag), params=dict(args.params))
     if args.priority is not None:
         spec = dataclasses.replace(spec, priority=args.priority)

@@ -17,6 +17,7 @@ from .dag_results import _print_results, _say_written, _wait_with_progress, _wri
 
 def _run_run(args: argparse.Namespace) -> int:
     from ..backends.opening import parse_backend
+    from ..client.outputs import prepare_output_directory
     from ..client.progress import stage_printer
     from ..common.logs import chosen_log_dir, setup_logging
     from ..common.scratch import exit_on_termination_signals
@@ -32,6 +33,8 @@ def _run_run(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, priority=args.priority)
     if args.no_cache:
         spec = dataclasses.replace(spec, cache=False)
+    if args.out is not None:
+        prepare_output_directory(args.out)  # before the run: not found unwritable after it
     log_dir = args.log_dir if args.log_dir is not None else chosen_log_dir()  # none kept unless asked for
     setup_logging("WARNING", log_dir / "controller.log" if log_dir else None)
     exit_on_termination_signals()  # SIGTERM/SIGHUP unwind the cluster below: hosts stopped, temp files gone

@@ -88,6 +88,15 @@ def test_run_makes_its_hosts_big_enough_for_the_largest_memory_asked_for(tmp_pat
     assert proc.returncode == 0
 
 
+def test_run_with_an_out_directory_it_cannot_make_stops_before_running(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    proc = bxthre3("run", HELLO, "--out", str(tmp_path / "file" / "out"), timeout=20)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"bxthre3: error: cannot create output directory {tmp_path}/file/out: Not a directory"
+    ]
+
+
 def test_validate_accepts_the_seed_dag() -> None:
     proc = bxthre3("validate", HELLO)
     assert proc.returncode == 0, proc.stderr

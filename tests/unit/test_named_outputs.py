@@ -6,10 +6,17 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bxthre3.client.outputs import named_output_path, write_named_outputs
+from bxthre3.client.outputs import (
+    named_output_path,
+    prepare_output_directory,
+    stdout_file_name,
+    write_final_outputs,
+    write_named_outputs,
+)
 from bxthre3.common.errors import Bxthre3Error
 from bxthre3.common.failures import FailureReason
 from bxthre3.controller import views
@@ -123,3 +130,25 @@ def test_the_controller_rechecks_reported_files() -> None:
     reason, _, files = _check_files(None, "", {f"{i}": b"" for i in range(1001)}, 0)
     assert (reason, files) == (FailureReason.OUTPUT_LIMIT, None)
     assert _check_files(FailureReason.TRAP, "boom", {"x": b"1"}, 0) == (FailureReason.TRAP, "boom", None)
+
+
+def test_a_stdout_file_named_like_another_tasks_directory_gets_a_name_of_its_own(tmp_path: Path) -> None:
+    """Tasks `a` (stdout text) and `a.txt` (named outputs, so `DIR/a.txt/`): both are written; before, the
+    second write failed with "Is a directory" and the run lost the rest."""
+    spec = DagSpec("c", (TaskSpec("a", SHA, "noop.wasm"), TaskSpec("a.txt", SHA, "noop.wasm")), {SHA: MODULE})
+    results: Any = {"tasks": [
+        {"task_id": "a", "state": "succeeded", "output": b"hello\n"},
+        {"task_id": "a.txt", "state": "succeeded", "output": b"P5\n1 1\n255\n\x00"},
+    ]}  # fmt: skip
+    written = write_named_outputs(tmp_path, "a.txt", [{"name": "data", "data": b"x"}])
+    written += write_final_outputs(spec, results, tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == ["a.stdout.txt", "a.txt.pgm", "a.txt/data"]
+    assert (tmp_path / "a.stdout.txt").read_bytes() == b"hello\n"
+    assert stdout_file_name("a", ".txt", {"a", "b"}) == "a.txt"
+    assert stdout_file_name("a", ".txt", {"a", "a.txt", "a.stdout.txt"}) == "a.stdout-2.txt"
+
+
+def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(Bxthre3Error, match=r"^cannot create output directory .*/file/out: Not a directory$"):
+        prepare_output_directory(tmp_path / "file" / "out")
