@@ -650,11 +650,16 @@ class MonitorScreen(Screen[None]):
         return cells
 
     def _tick(self) -> None:
-        """Every second: running tasks' elapsed times count on between snapshots."""
+        """Every second: running tasks' elapsed times count on between snapshots. A timer runs beside the
+        message queue, so it can fire while a resize across a breakpoint recomposes the screen and the
+        tasks table is not there: that tick is skipped (it crashed the app on a busy machine)."""
         if not self._tasks_by_id:
             return
         since = time.monotonic() - self._results_at
-        table = self.query_one("#tasks", AdaptiveTable)
+        found = self.query("#tasks")
+        if not found:
+            return
+        table = found.first(AdaptiveTable)
         for task_id, task in self._tasks_by_id.items():
             running_s = task.get("running_s")
             if task.get("state") == "running" and running_s is not None:

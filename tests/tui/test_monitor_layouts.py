@@ -153,6 +153,21 @@ def test_a_new_dag_is_followed_unless_one_is_pinned() -> None:
             assert "pinned" in str(screen.query_one("#dags").border_title)
 
 
+def test_a_tick_while_a_resize_recomposes_the_screen_is_skipped() -> None:
+    """The elapsed-time timer runs beside the message queue: mid-recompose there is no tasks table."""
+
+    async def run() -> None:
+        app = monitor_app("running")
+        async with app.run_test(size=(120, 34)) as pilot:
+            screen = await _monitor(pilot)
+            await screen.query_one("#tasks", AdaptiveTable).remove()
+            screen._tick()  # raised NoMatches, which ended the app
+            await pilot.resize_terminal(45, 35)
+            await wait_until(pilot, lambda: bool(screen.query("#tasks")), 15, "the narrow layout's tasks")
+
+    asyncio.run(run())
+
+
 def test_a_running_tasks_time_counts_on_between_snapshots() -> None:
     async def run() -> None:
         app = monitor_app("running")
