@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from typing import Any
 
 import pytest
 
@@ -160,10 +161,20 @@ def test_a_tick_while_a_resize_recomposes_the_screen_is_skipped() -> None:
         app = monitor_app("running")
         async with app.run_test(size=(120, 34)) as pilot:
             screen = await _monitor(pilot)
-            await screen.query_one("#tasks", AdaptiveTable).remove()
-            screen._tick()  # raised NoMatches, which ended the app
-            await pilot.resize_terminal(45, 35)
-            await wait_until(pilot, lambda: bool(screen.query("#tasks")), 15, "the narrow layout's tasks")
+            real_query, real_query_one = screen.query, screen.query_one
+
+            def mid_recompose(selector: Any = None) -> Any:  # the tasks table not mounted yet
+                return real_query("#no-such-widget" if selector == "#tasks" else selector)
+
+            def mid_recompose_one(selector: Any, expect_type: Any = None) -> Any:
+                return real_query_one("#no-such-widget" if selector == "#tasks" else selector, expect_type)
+
+            screen.query, screen.query_one = mid_recompose, mid_recompose_one  # type: ignore[method-assign]
+            try:
+                screen._tick()  # raised NoMatches, which ended the app
+            finally:
+                del screen.query, screen.query_one
+            assert screen.query_one("#tasks", AdaptiveTable) is not None
 
     asyncio.run(run())
 
