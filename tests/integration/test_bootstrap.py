@@ -37,7 +37,6 @@ class Machine:
         self.stub("apt-get", 'echo apt-get-ran >> "$STUB_LOG"')
         self.stub("pkg", 'echo pkg-ran >> "$STUB_LOG"')
         self.stub("sudo", 'exec "$@"')
-        self.stub("nproc", "echo 2")  # two CPUs: `test` runs pytest in two processes
         self.python(venv_ok=True, headers=True)
         tools = root / "tools"  # only what the script needs from the system: no cc, python3, sudo, apt-get
         tools.mkdir()
@@ -184,7 +183,7 @@ def test_test_command_installs_the_missing_toolchains_with_one_apt_update(machin
     assert installs == [["gcc", "libc6-dev"], [d for d in TEST_DEBS if d not in {"iproute2", "clang-14", "wasi-libc"}]]
     assert done[-3] == f"{machine.venv}/bin/python -m ruff check bxthre3 tests benchmarks"
     assert done[-2] == f"{machine.venv}/bin/python -m ruff format --check bxthre3 tests benchmarks"
-    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -n 2 -x tests/conformance"
+    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -x tests/conformance"
 
 
 def test_test_command_with_everything_installed_runs_no_apt_and_can_opt_out(machine: Machine) -> None:
@@ -194,13 +193,14 @@ def test_test_command_with_everything_installed_runs_no_apt_and_can_opt_out(mach
     assert proc.returncode == 0, proc.stderr
     done = actions(proc)
     assert not any("apt-get" in a for a in done), done
-    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=0 {machine.venv}/bin/python -m pytest -n 2"
+    assert done[-1] == f"env BXTHRE3_REQUIRE_TOOLCHAINS=0 {machine.venv}/bin/python -m pytest "
 
 
 @pytest.mark.parametrize(
     ("args", "env", "pytest_args"),
     [
-        ((), {"BXTHRE3_TEST_WORKERS": "1"}, ""),  # one process: no pytest-xdist at all
+        ((), {}, ""),  # one process by default: no pytest-xdist at all
+        ((), {"BXTHRE3_TEST_WORKERS": "1"}, ""),
         ((), {"BXTHRE3_TEST_WORKERS": "6"}, "-n 6"),
         (("-n", "2", "tests/unit"), {}, "-n 2 tests/unit"),  # the caller's own -n wins
         (("--numprocesses=5",), {}, "--numprocesses=5"),

@@ -58,7 +58,7 @@ def installed_venv(machine: Machine, short: str, python: Path) -> None:
 
 def subset(venv: Path) -> list[str]:
     return [
-        f"{venv}/bin/python -m pytest -q -p no:cacheprovider -n 2 -m not one_python tests/unit",
+        f"{venv}/bin/python -m pytest -q -p no:cacheprovider -m not one_python tests/unit",
         f"{venv}/bin/python -m pytest -q -p no:cacheprovider -m install tests",
     ]
 
@@ -86,7 +86,7 @@ def test_the_fast_subset_runs_first_on_the_oldest_and_newest_python(machine: Mac
     assert done[start + len(expected) :] == [
         f"{machine.venv}/bin/python -m ruff check bxthre3 tests benchmarks",
         f"{machine.venv}/bin/python -m ruff format --check bxthre3 tests benchmarks",
-        f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest -n 2",
+        f"env BXTHRE3_REQUIRE_TOOLCHAINS=1 {machine.venv}/bin/python -m pytest ",
     ], "then lint and the whole suite, as before"
     assert not venv_of(machine, "3.10").exists(), "--dry-run created nothing"
 
